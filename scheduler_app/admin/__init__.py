@@ -1,0 +1,407 @@
+"""Django admin for the scheduler: thin, every change goes through services."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from scheduler_app import services
+from scheduler_app.admin.forms import JobAdminForm, MoveToGroupForm
+from scheduler_app.conf import app_settings
+from scheduler_app.models import (
+    Calendar,
+    CalendarDate,
+    Job,
+    JobDependency,
+    JobGroup,
+    JobRun,
+    RunState,
+    Tenant,
+)
+
+STATE_COLOURS = {
+    RunState.QUEUED: "#6b7280",
+    RunState.RUNNING: "#2563eb",
+    RunState.SUCCEEDED: "#16a34a",
+    RunState.FAILED: "#dc2626",
+    RunState.TIMED_OUT: "#ea580c",
+    RunState.CANCELLED: "#6b7280",
+    RunState.SKIPPED: "#a3a3a3",
+    RunState.LOST: "#9333ea",
+    RunState.INTERRUPTED: "#ca8a04",
+}
+
+
+def job_timezone(job: Job) -> ZoneInfo:
+    try:
+        return ZoneInfo(job.trigger_spec.timezone_name)
+    except Exception:  # an invalid stored trigger still gets a page
+        return ZoneInfo("UTC")
+
+
+def local(moment: datetime | None, tz: ZoneInfo) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def state_badge(state: str) -> str:
+    colour = STATE_COLOURS.get(state, "#6b7280")
+    return format_html(
+        '<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>',
+        colour,
+        RunState(state).label if state in RunState.values else state,
+    )
+
+
+def report(modeladmin: admin.ModelAdmin, request: HttpRequest, verb: str, result: services.BulkResult) -> None:
+    if result.done:
+        modeladmin.message_user(request, f"{verb}: {len(result.done)}.", messages.SUCCESS)
+    for obj, reason in result.refused:
+        modeladmin.message_user(request, f"Refused {obj}: {reason}.", messages.WARNING)
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "job_count", "created_at"]
+    search_fields = ["slug", "name"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(_jobs=Count("jobs"))
+
+    @admin.display(description=_("jobs"), ordering="_jobs")
+    def job_count(self, obj: Tenant) -> int:
+        return obj._jobs
+
+
+@admin.register(JobGroup)
+class JobGroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "job_count"]
+    list_filter = ["tenant"]
+    search_fields = ["name", "description"]
+    autocomplete_fields = ["tenant"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("tenant").annotate(_jobs=Count("jobs"))
+
+    @admin.display(description=_("jobs"), ordering="_jobs")
+    def job_count(self, obj: JobGroup) -> int:
+        return obj._jobs
+
+
+class CalendarDateInline(admin.TabularInline):
+    model = CalendarDate
+    extra = 3
+
+
+@admin.register(Calendar)
+class CalendarAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "date_count", "next_excluded"]
+    list_filter = ["tenant"]
+    search_fields = ["name", "description"]
+    inlines = [CalendarDateInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("tenant").annotate(_dates=Count("dates"))
+
+    @admin.display(description=_("dates"), ordering="_dates")
+    def date_count(self, obj: Calendar) -> int:
+        return obj._dates
+
+    @admin.display(description=_("next excluded date"))
+    def next_excluded(self, obj: Calendar) -> str:
+        upcoming = obj.dates.filter(date__gte=timezone.now().date()).first()
+        return str(upcoming) if upcoming else "—"
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Jobs using this calendar must pick up the new dates.
+        for job in form.instance.jobs.all():
+            services.notify_job_changed(job, actor=request.user)
+
+
+class UpstreamInline(admin.TabularInline):
+    model = JobDependency
+    fk_name = "downstream"
+    fields = ["upstream", "condition"]
+    extra = 0
+    verbose_name = _("depends on")
+    verbose_name_plural = _("depends on (upstream jobs)")
+    autocomplete_fields = ["upstream"]
+
+
+class DownstreamInline(admin.TabularInline):
+    model = JobDependency
+    fk_name = "upstream"
+    fields = ["downstream", "condition"]
+    extra = 0
+    verbose_name = _("dependent")
+    verbose_name_plural = _("dependents (downstream jobs)")
+    autocomplete_fields = ["downstream"]
+
+
+class TriggerTypeFilter(admin.SimpleListFilter):
+    title = _("trigger")
+    parameter_name = "trigger_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("cron", "cron"), ("interval", "interval"), ("date", "date"),
+                ("manual", "manual"), ("all", "all of"), ("any", "any of")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(trigger__type=self.value())
+        return queryset
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    form = JobAdminForm
+    list_display = [
+        "name", "tenant", "group", "task", "trigger_text", "enabled", "paused",
+        "priority", "executor", "last_run",
+    ]
+    list_filter = ["tenant", "group", "enabled", "paused", "executor", TriggerTypeFilter]
+    list_select_related = ["tenant", "group"]
+    search_fields = ["name", "description", "task", "tenant__slug", "group__name"]
+    autocomplete_fields = ["tenant"]
+    filter_horizontal = ["calendars"]
+    inlines = [UpstreamInline, DownstreamInline]
+    actions = [
+        "enable_selected", "disable_selected", "pause_selected", "resume_selected",
+        "run_selected_now", "move_selected_to_group", "delete_selected",
+    ]
+    readonly_fields = ["schedule_preview", "recent_runs", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["tenant", "group", "name", "description", "enabled", "paused"]}),
+        (_("Task"), {"fields": ["task", "args", "kwargs", "secret_kwargs"]}),
+        (
+            _("Trigger"),
+            {
+                "fields": [
+                    "trigger_type", "cron_expression", "cron_dialect", "trigger_timezone",
+                    "run_at", ("interval_seconds", "interval_jitter"),
+                    ("interval_start", "interval_end"), "combination", "calendars",
+                    "schedule_preview",
+                ]
+            },
+        ),
+        (
+            _("Execution"),
+            {
+                "fields": [
+                    "priority", "executor", ("max_instances", "overlap_policy"),
+                    ("misfire_policy", "misfire_grace_seconds"), "timeout_seconds",
+                    ("cpu_limit_seconds", "memory_limit_mb"), ("routing", "routing_tags"),
+                ]
+            },
+        ),
+        (
+            _("Retries"),
+            {
+                "fields": [
+                    ("retry_max_attempts", "retry_backoff_seconds"),
+                    ("retry_backoff_factor", "retry_max_backoff_seconds"),
+                ]
+            },
+        ),
+        (_("Recent runs"), {"fields": ["recent_runs", "created_at", "updated_at"]}),
+    ]
+
+    # -- columns ------------------------------------------------------------------------
+
+    @admin.display(description=_("trigger"))
+    def trigger_text(self, obj: Job) -> str:
+        return obj.describe_trigger()
+
+    @admin.display(description=_("last run"))
+    def last_run(self, obj: Job) -> str:
+        run = obj.runs.order_by("-queued_at").first()
+        if run is None:
+            return "—"
+        return format_html("{} {}", state_badge(run.state), local(run.scheduled_for, job_timezone(obj)))
+
+    @admin.display(description=_("schedule"))
+    def schedule_preview(self, obj: Job) -> str:
+        if obj.pk is None:
+            return _("Save the job to see its next fire times.")
+        tz = job_timezone(obj)
+        try:
+            times = obj.upcoming_fire_times(timezone.now(), app_settings.PREVIEW_COUNT)
+        except ValueError as exc:
+            return f"invalid trigger: {exc}"
+        items = format_html_join("", "<li>{}</li>", ((local(t, tz),) for t in times))
+        if not times:
+            items = format_html("<li>{}</li>", _("no upcoming fire time"))
+        return format_html(
+            "<p><strong>{}</strong></p><p>{}</p><ol>{}</ol>",
+            obj.describe_trigger(),
+            _("Next fire times (%(tz)s):") % {"tz": tz.key},
+            items,
+        )
+
+    @admin.display(description=_("recent runs"))
+    def recent_runs(self, obj: Job) -> str:
+        if obj.pk is None:
+            return "—"
+        tz = job_timezone(obj)
+        runs = list(obj.runs.select_related("triggered_by__job").order_by("-queued_at")[:10])
+        if not runs:
+            return _("No runs yet.")
+        rows = format_html_join(
+            "",
+            "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    reverse("admin:scheduler_app_jobrun_change", args=[r.pk]),
+                    local(r.scheduled_for, tz),
+                    r.attempt,
+                    state_badge(r.state),
+                    r.get_reason_display(),
+                    f"{r.duration:.3f} s" if r.duration is not None else "—",
+                    r.error[:120],
+                )
+                for r in runs
+            ),
+        )
+        link = reverse("admin:scheduler_app_jobrun_changelist") + f"?job__id__exact={obj.pk}"
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>#</th><th>{}</th><th>{}</th><th>{}</th>"
+            "<th>{}</th></tr></thead><tbody>{}</tbody></table><p><a href='{}'>{}</a></p>",
+            _("scheduled for"), _("state"), _("reason"), _("duration"), _("error"),
+            rows, link, _("All runs of this job"),
+        )
+
+    # -- saving -------------------------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
+        services.save_job(obj, actor=request.user, notify=False)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        services.notify_job_changed(form.instance, actor=request.user, created=not change)
+
+    def delete_model(self, request: HttpRequest, obj: Job) -> None:
+        services.delete_jobs([obj], actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        services.delete_jobs(list(queryset), actor=request.user)
+
+    # -- actions ------------------------------------------------------------------------
+
+    @admin.action(description=_("Enable selected jobs"), permissions=["change"])
+    def enable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report(self, request, "Enabled", services.enable_jobs(queryset, actor=request.user))
+
+    @admin.action(description=_("Disable selected jobs"), permissions=["change"])
+    def disable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report(self, request, "Disabled", services.disable_jobs(queryset, actor=request.user))
+
+    @admin.action(description=_("Pause selected jobs"), permissions=["change"])
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report(self, request, "Paused", services.pause_jobs(queryset, actor=request.user))
+
+    @admin.action(description=_("Resume selected jobs"), permissions=["change"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report(self, request, "Resumed", services.resume_jobs(queryset, actor=request.user))
+
+    @admin.action(description=_("Run selected jobs now"), permissions=["change"])
+    def run_selected_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report(self, request, "Queued runs", services.run_jobs_now(queryset, actor=request.user))
+
+    @admin.action(description=_("Move selected jobs to a group"), permissions=["change"])
+    def move_selected_to_group(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        tenants = set(queryset.values_list("tenant_id", flat=True))
+        form = MoveToGroupForm(request.POST if "apply" in request.POST else None)
+        form.fields["group"].queryset = JobGroup.objects.filter(tenant_id__in=tenants).select_related("tenant")
+        if "apply" in request.POST and form.is_valid():
+            result = services.move_jobs_to_group(
+                list(queryset), form.cleaned_data["group"], actor=request.user
+            )
+            report(self, request, "Moved", result)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Move jobs to a group"),
+            "opts": self.model._meta,
+            "queryset": queryset,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action": "move_selected_to_group",
+        }
+        return render(request, "admin/scheduler_app/job/move_to_group.html", context)
+
+
+@admin.register(JobDependency)
+class JobDependencyAdmin(admin.ModelAdmin):
+    list_display = ["upstream", "downstream", "condition", "tenant"]
+    list_filter = ["tenant", "condition"]
+    search_fields = ["upstream__name", "downstream__name"]
+    autocomplete_fields = ["upstream", "downstream"]
+    list_select_related = ["upstream", "downstream", "tenant"]
+
+    def save_model(self, request: HttpRequest, obj: JobDependency, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.notify_job_changed(obj.downstream, actor=request.user)
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "job", "tenant", "scheduled_local", "attempt", "state_display", "reason",
+        "duration_display", "node",
+    ]
+    list_filter = ["state", "reason", "tenant", "job__group", "executor"]
+    list_select_related = ["job", "tenant"]
+    search_fields = ["job__name", "error", "node"]
+    date_hierarchy = "scheduled_for"
+    actions = ["cancel_selected"]
+    readonly_fields = [f.name for f in JobRun._meta.fields] + ["chain"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("scheduled for"), ordering="scheduled_for")
+    def scheduled_local(self, obj: JobRun) -> str:
+        return local(obj.scheduled_for, job_timezone(obj.job))
+
+    @admin.display(description=_("state"), ordering="state")
+    def state_display(self, obj: JobRun) -> str:
+        return state_badge(obj.state)
+
+    @admin.display(description=_("duration"), ordering="duration")
+    def duration_display(self, obj: JobRun) -> str:
+        return f"{obj.duration:.3f} s" if obj.duration is not None else "—"
+
+    @admin.display(description=_("caused by"))
+    def chain(self, obj: JobRun) -> str:
+        links = []
+        current = obj.triggered_by
+        while current is not None and len(links) < 20:
+            links.append(current)
+            current = current.triggered_by
+        if not links:
+            return "—"
+        return format_html_join(
+            " ← ", "<a href='{}'>{}</a>",
+            ((reverse("admin:scheduler_app_jobrun_change", args=[r.pk]), str(r)) for r in links),
+        )
+
+    @admin.action(description=_("Cancel selected queued runs"), permissions=["view"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report(self, request, "Cancelled", services.cancel_runs(queryset, actor=request.user))
+

@@ -1,0 +1,88 @@
+"""The app's settings: one ``SCHEDULER_APP`` dict, defaults declared once, read lazily.
+
+Read through :data:`app_settings`; values are looked up on first access and the cache is
+dropped whenever Django's ``setting_changed`` signal fires (``override_settings`` in tests).
+Unknown keys are reported by the system check ``scheduler_app.E001``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+SETTING_NAME = "SCHEDULER_APP"
+
+#: Every setting, its default and what it means. The README's configuration reference
+#: is written from this table.
+DEFAULTS: dict[str, Any] = {
+    # Modules (dotted paths in *settings*, never from a form) imported at start-up so
+    # their @scheduler_app.task decorators register. Apps' ``scheduler_tasks`` modules are
+    # discovered automatically as well.
+    "TASK_MODULES": [],
+    # APScheduler job store for the trigger side: memory | django | sqlalchemy | redis.
+    "JOB_STORE": "memory",
+    # SQLAlchemy URL for the sqlalchemy job store (None: derived from the default database).
+    "SQLALCHEMY_URL": None,
+    # Redis URL for the redis job store and wake-ups.
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # Worker pool sizes per executor, and the node-wide cap on concurrent runs.
+    "THREAD_POOL_SIZE": 10,
+    "ASYNCIO_CONCURRENCY": 100,
+    "PROCESS_POOL_SIZE": 5,
+    "MAX_CONCURRENT_RUNS": 50,
+    # Seconds between reconciles of job definitions changed by other processes.
+    "RECONCILE_INTERVAL": 5.0,
+    # Seconds between queue polls when no wake-up arrives.
+    "POLL_INTERVAL": 1.0,
+    # Seconds a running run may go without a heartbeat before it is considered lost.
+    "HEARTBEAT_INTERVAL": 5.0,
+    "LOST_AFTER": 30.0,
+    # Seconds that running runs get to finish after SIGTERM before they are interrupted.
+    "SHUTDOWN_GRACE": 30.0,
+    # Upper bound on runs created for one job by the run_all misfire policy.
+    "MISFIRE_RUN_ALL_CAP": 100,
+    # Largest JSON result (bytes) stored on a run; larger results are replaced by a note.
+    "RESULT_MAX_BYTES": 65536,
+    # Days finished runs are kept; None keeps them forever.
+    "RUN_RETENTION_DAYS": 30,
+    # How many upcoming fire times the admin shows.
+    "PREVIEW_COUNT": 10,
+}
+
+
+class AppSettings:
+    """Attribute access to ``settings.SCHEDULER_APP`` merged over :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, SETTING_NAME, None) or {}
+        return dict(value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown {SETTING_NAME} setting: {name!r}")
+        if name not in self._cache:
+            self._cache[name] = self.user_settings.get(name, DEFAULTS[name])
+        return self._cache[name]
+
+    def unknown_keys(self) -> list[str]:
+        return sorted(set(self.user_settings) - set(DEFAULTS))
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+app_settings = AppSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        app_settings.reload()
+
+
+setting_changed.connect(_reload, dispatch_uid="scheduler_app.conf.reload")

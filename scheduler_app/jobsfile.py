@@ -1,0 +1,559 @@
+"""Jobs files ("jobs as code"): export the configuration to a JSON/YAML document and
+import it back.
+
+Import is keyed by (tenant slug, job name), idempotent (a second import of the same file
+changes nothing) and atomic (any error rolls everything back and names the job and the
+field). See the README for the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from scheduler_app import services
+from scheduler_app.models import (
+    Calendar,
+    CalendarDate,
+    Job,
+    JobDependency,
+    JobGroup,
+    Tenant,
+)
+
+FORMAT_VERSION = 1
+TOP_LEVEL_KEYS = {"version", "tenants", "groups", "calendars", "jobs"}
+TENANT_KEYS = {"slug", "name"}
+GROUP_KEYS = {"tenant", "name", "description"}
+CALENDAR_KEYS = {"tenant", "name", "description", "dates"}
+JOB_KEYS = {
+    "tenant", "name", "description", "group", "task", "args", "kwargs", "secret_kwargs",
+    "trigger", "calendars", "enabled", "paused", "priority", "executor", "max_instances",
+    "overlap_policy", "misfire", "retry", "timeout_seconds", "limits", "routing", "depends_on",
+}
+NESTED = {
+    "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
+    "retry": {
+        "max_attempts": "retry_max_attempts",
+        "backoff_seconds": "retry_backoff_seconds",
+        "backoff_factor": "retry_backoff_factor",
+        "max_backoff_seconds": "retry_max_backoff_seconds",
+    },
+    "limits": {"cpu_seconds": "cpu_limit_seconds", "memory_mb": "memory_limit_mb"},
+    "routing": {"mode": "routing", "tags": "routing_tags"},
+}
+FLAT = (
+    "description", "task", "args", "kwargs", "trigger", "enabled", "paused", "priority",
+    "executor", "max_instances", "overlap_policy", "timeout_seconds",
+)
+#: model field -> path in the file, to report model validation errors where they are.
+FIELD_PATHS = {model: f"{outer}.{inner}" for outer, m in NESTED.items() for inner, model in m.items()}
+
+
+class JobsFileError(ValueError):
+    """The document is invalid; the message names the entry and the field."""
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.created or self.changed or self.deleted)
+
+    def lines(self) -> list[str]:
+        out = [f"create {name}" for name in self.created]
+        out += [f"change {name}" for name in self.changed]
+        out += [f"delete {name}" for name in self.deleted]
+        return out
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def load_document(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML (.yaml/.yml) jobs file; raise JobsFileError if unreadable."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise JobsFileError(f"{path} is not UTF-8 text") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise JobsFileError(f"{path} is not valid YAML: {exc}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise JobsFileError(
+                f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+    if not isinstance(data, dict):
+        raise JobsFileError(f"{path}: the document must be an object with a 'version'")
+    return data
+
+
+def _check_version(doc: Mapping[str, Any]) -> None:
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise JobsFileError("version: required, a whole number (this release writes 1)")
+    if version > FORMAT_VERSION:
+        raise JobsFileError(
+            f"version: the file is format version {version}, newer than this release "
+            f"understands ({FORMAT_VERSION}); upgrade scheduler_app to import it"
+        )
+    if version < 1:
+        raise JobsFileError(f"version: {version} is not a valid format version")
+    unknown = sorted(set(doc) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise JobsFileError(f"{unknown[0]}: unknown top-level field")
+
+
+def _entries(doc: Mapping[str, Any], key: str, allowed: set[str]) -> list[dict[str, Any]]:
+    items = doc.get(key, [])
+    if not isinstance(items, list):
+        raise JobsFileError(f"{key}: must be a list")
+    for index, item in enumerate(items):
+        where = f"{key}[{index}]"
+        if not isinstance(item, dict):
+            raise JobsFileError(f"{where}: must be an object")
+        unknown = sorted(set(item) - allowed)
+        if unknown:
+            label = _label(item)
+            raise JobsFileError(f"{where}{label}: {unknown[0]}: unknown field")
+        for required in ("name",) if key != "tenants" else ("slug",):
+            if not isinstance(item.get(required), str) or not item[required]:
+                raise JobsFileError(f"{where}: {required}: required, a non-empty string")
+    return items
+
+
+def _label(item: Mapping[str, Any]) -> str:
+    if "name" in item:
+        return f" ({item.get('tenant', '?')}/{item['name']})"
+    return ""
+
+
+# -- import -----------------------------------------------------------------------------
+
+
+def import_document(
+    doc: Mapping[str, Any], *, dry_run: bool = False, prune: bool = False, actor: Any = None
+) -> ImportReport:
+    """Apply a jobs document; all or nothing. ``dry_run`` reports without changing."""
+    _check_version(doc)
+    tenants = _entries(doc, "tenants", TENANT_KEYS)
+    groups = _entries(doc, "groups", GROUP_KEYS)
+    calendars = _entries(doc, "calendars", CALENDAR_KEYS)
+    jobs = _entries(doc, "jobs", JOB_KEYS)
+    report = ImportReport()
+    with transaction.atomic():
+        tenant_map = _import_tenants(tenants, report)
+        group_map = _import_groups(groups, tenant_map, report)
+        calendar_map = _import_calendars(calendars, tenant_map, report)
+        job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor)
+        _import_dependencies(jobs, tenant_map, job_map, report)
+        if prune:
+            _prune(tenant_map, job_map, report, actor)
+        if dry_run:
+            transaction.set_rollback(True)
+    return report
+
+
+def _tenant_for(item: Mapping[str, Any], where: str, tenant_map: dict[str, Tenant]) -> Tenant:
+    slug = item.get("tenant")
+    if not isinstance(slug, str) or not slug:
+        raise JobsFileError(f"{where}: tenant: required, a tenant slug")
+    if slug in tenant_map:
+        return tenant_map[slug]
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise JobsFileError(f"{where}: tenant: unknown tenant {slug!r} (add it to 'tenants')")
+    tenant_map[slug] = tenant
+    return tenant
+
+
+def _validation_message(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        parts = []
+        for name, errors in exc.error_dict.items():
+            path = FIELD_PATHS.get(name, name)
+            for error in errors:
+                parts.append(f"{path}: {' '.join(error.messages)}")
+        return "; ".join(parts)
+    return "; ".join(exc.messages)
+
+
+def _import_tenants(items: list[dict[str, Any]], report: ImportReport) -> dict[str, Tenant]:
+    result: dict[str, Tenant] = {}
+    for index, item in enumerate(items):
+        where = f"tenants[{index}] ({item['slug']})"
+        tenant = Tenant.objects.filter(slug=item["slug"]).first()
+        name = item.get("name") or item["slug"]
+        if tenant is None:
+            tenant = Tenant(slug=item["slug"], name=name)
+            _full_clean(tenant, where)
+            tenant.save()
+            report.created.append(f"tenant {tenant.slug}")
+        elif tenant.name != name:
+            tenant.name = name
+            _full_clean(tenant, where)
+            tenant.save()
+            report.changed.append(f"tenant {tenant.slug} (name)")
+        result[tenant.slug] = tenant
+    return result
+
+
+def _full_clean(obj: Any, where: str, **kwargs: Any) -> None:
+    try:
+        obj.full_clean(**kwargs)
+    except ValidationError as exc:
+        raise JobsFileError(f"{where}: {_validation_message(exc)}") from None
+
+
+def _import_groups(
+    items: list[dict[str, Any]], tenant_map: dict[str, Tenant], report: ImportReport
+) -> dict[tuple[int, str], JobGroup]:
+    result: dict[tuple[int, str], JobGroup] = {}
+    for index, item in enumerate(items):
+        where = f"groups[{index}] ({item.get('tenant')}/{item['name']})"
+        tenant = _tenant_for(item, where, tenant_map)
+        group = JobGroup.objects.filter(tenant=tenant, name=item["name"]).first()
+        description = item.get("description", "")
+        label = f"group {tenant.slug}/{item['name']}"
+        if group is None:
+            group = JobGroup(tenant=tenant, name=item["name"], description=description)
+            _full_clean(group, where)
+            group.save()
+            report.created.append(label)
+        elif group.description != description:
+            group.description = description
+            _full_clean(group, where)
+            group.save()
+            report.changed.append(f"{label} (description)")
+        result[(tenant.pk, group.name)] = group
+    return result
+
+
+def _import_calendars(
+    items: list[dict[str, Any]], tenant_map: dict[str, Tenant], report: ImportReport
+) -> dict[tuple[int, str], Calendar]:
+    import datetime as dt
+
+    result: dict[tuple[int, str], Calendar] = {}
+    for index, item in enumerate(items):
+        where = f"calendars[{index}] ({item.get('tenant')}/{item['name']})"
+        tenant = _tenant_for(item, where, tenant_map)
+        raw_dates = item.get("dates", [])
+        if not isinstance(raw_dates, list):
+            raise JobsFileError(f"{where}: dates: must be a list of YYYY-MM-DD dates")
+        wanted: dict[dt.date, str] = {}
+        for d_index, raw in enumerate(raw_dates):
+            text, label = (raw.get("date"), raw.get("label", "")) if isinstance(raw, dict) else (raw, "")
+            try:
+                wanted[dt.date.fromisoformat(str(text))] = str(label or "")
+            except ValueError:
+                raise JobsFileError(
+                    f"{where}: dates[{d_index}]: {text!r} is not a YYYY-MM-DD date"
+                ) from None
+        calendar = Calendar.objects.filter(tenant=tenant, name=item["name"]).first()
+        label = f"calendar {tenant.slug}/{item['name']}"
+        created = calendar is None
+        if created:
+            calendar = Calendar(tenant=tenant, name=item["name"])
+        changed = calendar.description != item.get("description", "")
+        calendar.description = item.get("description", "")
+        _full_clean(calendar, where)
+        calendar.save()
+        current = {d.date: d.label for d in calendar.dates.all()}
+        if current != wanted:
+            changed = True
+            calendar.dates.all().delete()
+            CalendarDate.objects.bulk_create(
+                CalendarDate(calendar=calendar, date=d, label=lbl) for d, lbl in sorted(wanted.items())
+            )
+        if created:
+            report.created.append(label)
+        elif changed:
+            report.changed.append(label)
+        result[(tenant.pk, calendar.name)] = calendar
+    return result
+
+
+def _job_values(item: Mapping[str, Any], where: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in FLAT:
+        if key in item:
+            values[key] = item[key]
+    if "secret_kwargs" in item:
+        values["secret_kwargs"] = item["secret_kwargs"]
+    for outer, mapping in NESTED.items():
+        if outer not in item:
+            continue
+        block = item[outer]
+        if not isinstance(block, dict):
+            raise JobsFileError(f"{where}: {outer}: must be an object")
+        unknown = sorted(set(block) - set(mapping))
+        if unknown:
+            raise JobsFileError(f"{where}: {outer}.{unknown[0]}: unknown field")
+        for inner, model_field in mapping.items():
+            if inner in block:
+                values[model_field] = block[inner]
+    return values
+
+
+def _import_jobs(
+    items: list[dict[str, Any]],
+    tenant_map: dict[str, Tenant],
+    group_map: dict[tuple[int, str], JobGroup],
+    calendar_map: dict[tuple[int, str], Calendar],
+    report: ImportReport,
+    actor: Any,
+) -> dict[tuple[int, str], Job]:
+    result: dict[tuple[int, str], Job] = {}
+    for index, item in enumerate(items):
+        where = f"jobs[{index}] ({item.get('tenant')}/{item['name']})"
+        tenant = _tenant_for(item, where, tenant_map)
+        key = (tenant.pk, item["name"])
+        if key in result:
+            raise JobsFileError(f"{where}: name: job {item['name']!r} appears twice in tenant {tenant.slug}")
+        job = Job.objects.filter(tenant=tenant, name=item["name"]).first()
+        created = job is None
+        before = None if created else export_job(job, include_secrets=True)
+        if created:
+            job = Job(tenant=tenant, name=item["name"])
+        group_name = item.get("group")
+        if group_name in (None, ""):
+            job.group = None
+        else:
+            group = group_map.get((tenant.pk, group_name)) or JobGroup.objects.filter(
+                tenant=tenant, name=group_name
+            ).first()
+            if group is None:
+                raise JobsFileError(f"{where}: group: unknown group {group_name!r} in tenant {tenant.slug}")
+            job.group = group
+        for name, value in _job_values(item, where).items():
+            setattr(job, name, value)
+        calendars = []
+        for cal_name in item.get("calendars", []) or []:
+            calendar = calendar_map.get((tenant.pk, cal_name)) or Calendar.objects.filter(
+                tenant=tenant, name=cal_name
+            ).first()
+            if calendar is None:
+                raise JobsFileError(f"{where}: calendars: unknown calendar {cal_name!r}")
+            calendars.append(calendar)
+        try:
+            job.full_clean()
+        except ValidationError as exc:
+            raise JobsFileError(f"{where}: {_validation_message(exc)}") from None
+        after = export_job(job, include_secrets=True, calendars=calendars)
+        label = f"job {tenant.slug}/{job.name}"
+        if before is not None:
+            before.pop("depends_on", None)
+        after.pop("depends_on", None)
+        if created:
+            services.save_job(job, actor=actor, calendars=calendars)
+            report.created.append(label)
+        elif before != after:
+            services.save_job(job, actor=actor, calendars=calendars)
+            fields = sorted(k for k in after if before.get(k) != after.get(k))
+            report.changed.append(f"{label} ({', '.join(fields)})")
+        else:
+            report.unchanged.append(label)
+        result[key] = job
+    return result
+
+
+def _import_dependencies(
+    items: list[dict[str, Any]],
+    tenant_map: dict[str, Tenant],
+    job_map: dict[tuple[int, str], Job],
+    report: ImportReport,
+) -> None:
+    """Make each listed job's upstream edges exactly its ``depends_on``.
+
+    All removals happen before any addition, so replacing an edge that a new edge would
+    close into a cycle is not mistaken for a cycle."""
+    plans: list[tuple[str, Job, dict[int, str]]] = []
+    for index, item in enumerate(items):
+        if "depends_on" not in item:
+            continue
+        where = f"jobs[{index}] ({item.get('tenant')}/{item['name']})"
+        deps = item["depends_on"]
+        if not isinstance(deps, list):
+            raise JobsFileError(f"{where}: depends_on: must be a list")
+        job = job_map[(tenant_map[item["tenant"]].pk, item["name"])]
+        wanted: dict[int, str] = {}
+        for d_index, dep in enumerate(deps):
+            path = f"{where}: depends_on[{d_index}]"
+            if not isinstance(dep, dict) or set(dep) - {"job", "condition"}:
+                raise JobsFileError(f"{path}: must be an object with 'job' and 'condition'")
+            upstream = job_map.get((job.tenant_id, dep.get("job"))) or Job.objects.filter(
+                tenant_id=job.tenant_id, name=dep.get("job")
+            ).first()
+            if upstream is None:
+                raise JobsFileError(
+                    f"{path}: job: unknown job {dep.get('job')!r} in tenant {item['tenant']}"
+                )
+            wanted[upstream.pk] = dep.get("condition", "success")
+        plans.append((where, job, wanted))
+    changed_jobs: set[int] = set()
+    for _where, job, wanted in plans:
+        for edge in job.upstream_edges.all():
+            if edge.upstream_id not in wanted:
+                edge.delete()
+                changed_jobs.add(job.pk)
+    for where, job, wanted in plans:
+        current = {e.upstream_id: e for e in job.upstream_edges.all()}
+        for upstream_id, condition in wanted.items():
+            edge = current.get(upstream_id) or JobDependency(upstream_id=upstream_id, downstream=job)
+            if edge.pk and edge.condition == condition:
+                continue
+            edge.condition = condition
+            try:
+                edge.full_clean(exclude=["tenant"])
+            except ValidationError as exc:
+                msg = _validation_message(exc).replace("downstream: ", "")
+                raise JobsFileError(f"{where}: depends_on: {msg}") from None
+            edge.save()
+            changed_jobs.add(job.pk)
+    for _where, job, _wanted in plans:
+        if job.pk not in changed_jobs:
+            continue
+        label = f"job {job.tenant.slug}/{job.name}"
+        if label in report.created:
+            continue
+        entry = next((c for c in report.changed if c.startswith(label + " ")), None)
+        if entry is None:
+            report.changed.append(f"{label} (depends_on)")
+            if label in report.unchanged:
+                report.unchanged.remove(label)
+        else:
+            report.changed[report.changed.index(entry)] = entry[:-1] + ", depends_on)"
+
+
+def _prune(
+    tenant_map: dict[str, Tenant],
+    job_map: dict[tuple[int, str], Job],
+    report: ImportReport,
+    actor: Any,
+) -> None:
+    """Delete jobs of the document's tenants that the document does not list."""
+    keep = {job.pk for job in job_map.values()}
+    stale = Job.objects.filter(tenant__in=tenant_map.values()).exclude(pk__in=keep)
+    stale = list(stale.select_related("tenant"))
+    for job in stale:
+        report.deleted.append(f"job {job.tenant.slug}/{job.name}")
+    services.delete_jobs(stale, actor=actor)
+
+
+# -- export -----------------------------------------------------------------------------
+
+
+def export_job(
+    job: Job, *, include_secrets: bool = False, calendars: Iterable[Calendar] | None = None
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "tenant": job.tenant.slug,
+        "name": job.name,
+        "description": job.description,
+        "group": job.group.name if job.group_id else None,
+        "task": job.task,
+        "args": job.args,
+        "kwargs": job.kwargs,
+    }
+    if include_secrets:
+        doc["secret_kwargs"] = job.secret_kwargs
+    if calendars is None:
+        calendars = job.calendars.all() if job.pk else []
+    doc.update(
+        {
+            "trigger": job.trigger,
+            "calendars": sorted(c.name for c in calendars),
+            "enabled": job.enabled,
+            "paused": job.paused,
+            "priority": job.priority,
+            "executor": job.executor,
+            "max_instances": job.max_instances,
+            "overlap_policy": job.overlap_policy,
+            "misfire": {"policy": job.misfire_policy, "grace_seconds": job.misfire_grace_seconds},
+            "retry": {
+                "max_attempts": job.retry_max_attempts,
+                "backoff_seconds": job.retry_backoff_seconds,
+                "backoff_factor": job.retry_backoff_factor,
+                "max_backoff_seconds": job.retry_max_backoff_seconds,
+            },
+            "timeout_seconds": job.timeout_seconds,
+            "limits": {"cpu_seconds": job.cpu_limit_seconds, "memory_mb": job.memory_limit_mb},
+            "routing": {"mode": job.routing, "tags": job.routing_tags},
+        }
+    )
+    if job.pk:
+        doc["depends_on"] = [
+            {"job": edge.upstream.name, "condition": edge.condition}
+            for edge in job.upstream_edges.select_related("upstream").order_by("upstream__name")
+        ]
+    return doc
+
+
+def export_document(*, tenant: str | None = None, include_secrets: bool = False) -> dict[str, Any]:
+    tenants = Tenant.objects.order_by("slug")
+    if tenant is not None:
+        tenants = tenants.filter(slug=tenant)
+        if not tenants.exists():
+            raise JobsFileError(f"tenant: unknown tenant {tenant!r}")
+    tenants = list(tenants)
+    groups = JobGroup.objects.filter(tenant__in=tenants).select_related("tenant").order_by(
+        "tenant__slug", "name"
+    )
+    calendars = (
+        Calendar.objects.filter(tenant__in=tenants)
+        .select_related("tenant")
+        .prefetch_related("dates")
+        .order_by("tenant__slug", "name")
+    )
+    jobs = (
+        Job.objects.filter(tenant__in=tenants)
+        .select_related("tenant", "group")
+        .prefetch_related("calendars")
+        .order_by("tenant__slug", "name")
+    )
+    return {
+        "version": FORMAT_VERSION,
+        "tenants": [{"slug": t.slug, "name": t.name} for t in tenants],
+        "groups": [
+            {"tenant": g.tenant.slug, "name": g.name, "description": g.description} for g in groups
+        ],
+        "calendars": [
+            {
+                "tenant": c.tenant.slug,
+                "name": c.name,
+                "description": c.description,
+                "dates": [
+                    {"date": d.date.isoformat(), "label": d.label} for d in c.dates.all()
+                ],
+            }
+            for c in calendars
+        ],
+        "jobs": [export_job(j, include_secrets=include_secrets) for j in jobs],
+    }
+
+
+def dump_document(doc: Mapping[str, Any], fmt: str = "json") -> str:
+    if fmt == "yaml":
+        return yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,346 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from scheduler_app.engine import triggerspec
+from scheduler_app.registry import TaskArgumentsError, TaskNotRegistered, registry
+
+
+class JobGroup(models.Model):
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="groups"
+    )
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="jobgroup_unique_name")
+        ]
+        verbose_name = _("job group")
+        verbose_name_plural = _("job groups")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Executor(models.TextChoices):
+    ASYNCIO = "asyncio", _("asyncio (coroutines, I/O-bound)")
+    THREAD = "thread", _("thread pool")
+    PROCESS = "process", _("process pool (CPU-bound, isolated)")
+
+
+class OverlapPolicy(models.TextChoices):
+    SKIP = "skip", _("skip the new run")
+    QUEUE = "queue", _("queue until a slot is free")
+    REPLACE = "replace", _("stop the oldest run and start the new one")
+
+
+class MisfirePolicy(models.TextChoices):
+    SKIP = "skip", _("skip missed times")
+    COALESCE = "coalesce", _("run once for all missed times")
+    RUN_ALL = "run_all", _("run every missed time")
+
+
+class Routing(models.TextChoices):
+    ANY = "any", _("any node")
+    TAGS = "tags", _("nodes with all the tags")
+    BROADCAST = "broadcast", _("every node")
+
+
+class JobQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: Any) -> JobQuerySet:
+        return self.filter(tenant=tenant)
+
+    def schedulable(self) -> JobQuerySet:
+        """Jobs whose trigger should be live in the scheduler."""
+        return self.filter(enabled=True, paused=False)
+
+
+def _default_trigger() -> dict[str, Any]:
+    return {"type": "manual"}
+
+
+class Job(models.Model):
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.PROTECT, related_name="jobs"
+    )
+    group = models.ForeignKey(
+        JobGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    task = models.CharField(
+        _("task"), max_length=200, help_text=_("A task registered in code with @scheduler_app.task.")
+    )
+    args = models.JSONField(_("args"), default=list, blank=True)
+    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
+    secret_kwargs = models.JSONField(
+        _("secret kwargs"),
+        default=dict,
+        blank=True,
+        help_text=_("Keyword arguments that are credentials; kept apart from kwargs."),
+    )
+    trigger = models.JSONField(_("trigger"), default=_default_trigger)
+    calendars = models.ManyToManyField(
+        "scheduler_app.Calendar",
+        blank=True,
+        related_name="jobs",
+        verbose_name=_("exclusion calendars"),
+        help_text=_("The trigger does not fire on the dates of these calendars."),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    paused = models.BooleanField(_("paused"), default=False)
+    priority = models.IntegerField(_("priority"), default=0, help_text=_("Higher runs first."))
+    executor = models.CharField(
+        _("executor"), max_length=16, choices=Executor.choices, default=Executor.THREAD
+    )
+    max_instances = models.PositiveIntegerField(
+        _("max instances"), default=1, validators=[MinValueValidator(1)]
+    )
+    overlap_policy = models.CharField(
+        _("overlap policy"), max_length=16, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP
+    )
+    misfire_policy = models.CharField(
+        _("misfire policy"),
+        max_length=16,
+        choices=MisfirePolicy.choices,
+        default=MisfirePolicy.COALESCE,
+    )
+    misfire_grace_seconds = models.PositiveIntegerField(_("misfire grace (s)"), default=60)
+    retry_max_attempts = models.PositiveIntegerField(
+        _("max attempts"), default=1, validators=[MinValueValidator(1)]
+    )
+    retry_backoff_seconds = models.FloatField(
+        _("backoff (s)"), default=10.0, validators=[MinValueValidator(0)]
+    )
+    retry_backoff_factor = models.FloatField(
+        _("backoff factor"), default=2.0, validators=[MinValueValidator(1.0)]
+    )
+    retry_max_backoff_seconds = models.FloatField(
+        _("max backoff (s)"), default=3600.0, validators=[MinValueValidator(0)]
+    )
+    timeout_seconds = models.FloatField(
+        _("timeout (s)"), null=True, blank=True, validators=[MinValueValidator(0.001)]
+    )
+    cpu_limit_seconds = models.FloatField(
+        _("CPU limit (s)"), null=True, blank=True, validators=[MinValueValidator(0.001)]
+    )
+    memory_limit_mb = models.PositiveIntegerField(
+        _("memory limit (MB)"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    routing = models.CharField(
+        _("routing"), max_length=16, choices=Routing.choices, default=Routing.ANY
+    )
+    routing_tags = models.JSONField(_("routing tags"), default=list, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="job_unique_name_per_tenant")
+        ]
+        indexes = [models.Index(fields=["enabled", "paused"], name="job_schedulable_idx")]
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+
+    def __str__(self) -> str:
+        return self.name
+
+    # -- domain helpers ---------------------------------------------------------------
+
+    @property
+    def hash_key(self) -> str:
+        """Stable identity for hashed (``H``) cron values: spreads load per job."""
+        slug = self.tenant.slug if self.tenant_id else ""
+        return f"{slug}/{self.name}"
+
+    @property
+    def trigger_spec(self) -> triggerspec.TriggerSpec:
+        return triggerspec.parse_trigger(self.trigger)
+
+    @property
+    def is_schedulable(self) -> bool:
+        return self.enabled and not self.paused
+
+    def describe_trigger(self) -> str:
+        try:
+            return triggerspec.describe(self.trigger_spec, hash_key=self.hash_key)
+        except ValueError as exc:
+            return f"invalid trigger: {exc}"
+
+    def excluded_dates(self) -> list:
+        if self.pk is None:
+            return []
+        from scheduler_app.models.calendars import CalendarDate
+
+        return list(
+            CalendarDate.objects.filter(calendar__jobs=self).values_list("date", flat=True)
+        )
+
+    def build_trigger(self, anchor: Any = None) -> Any:
+        return triggerspec.build_trigger(
+            self.trigger_spec,
+            hash_key=self.hash_key,
+            anchor=anchor or self.created_at,
+            excluded_dates=self.excluded_dates(),
+        )
+
+    def upcoming_fire_times(self, after: Any, count: int = 10) -> list:
+        return triggerspec.fire_times(self.build_trigger(), after, count)
+
+    def backoff_for(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 = first retry)."""
+        delay = self.retry_backoff_seconds * self.retry_backoff_factor ** max(attempt - 2, 0)
+        return min(delay, self.retry_max_backoff_seconds)
+
+    # -- validation -------------------------------------------------------------------
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+
+        def add(field: str, message: str) -> None:
+            errors.setdefault(field, []).append(message)
+
+        if self.group_id and self.tenant_id and self.group.tenant_id != self.tenant_id:
+            add("group", "The group belongs to another tenant.")
+        # Trigger: normalise to the canonical document so admin, API and files agree.
+        try:
+            self.trigger = self.trigger_spec.to_dict()
+        except triggerspec.TriggerSpecError as exc:
+            add("trigger", str(exc))
+        self._clean_call(add)
+        if self.retry_max_backoff_seconds is not None and self.retry_backoff_seconds is not None:
+            if self.retry_max_backoff_seconds < self.retry_backoff_seconds:
+                add("retry_max_backoff_seconds", "Must be at least the backoff.")
+        tags = self.routing_tags
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+            add("routing_tags", "Must be a list of non-empty strings.")
+        elif self.routing == Routing.TAGS and not tags:
+            add("routing_tags", "Routing by tags needs at least one tag.")
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_call(self, add: Any) -> None:
+        if not self.task:
+            return  # blank=False reports the missing value
+        try:
+            task = registry.get(self.task)
+        except TaskNotRegistered as exc:
+            add("task", f"{exc}; registered tasks: {', '.join(registry.names()) or 'none'}")
+            return
+        if not isinstance(self.secret_kwargs, dict):
+            add("secret_kwargs", "Must be an object.")
+            return
+        if isinstance(self.kwargs, dict):
+            both = sorted(set(self.kwargs) & set(self.secret_kwargs))
+            if both:
+                add("secret_kwargs", f"{both[0]!r} is given in both kwargs and secret kwargs.")
+                return
+        merged = {**self.kwargs, **self.secret_kwargs} if isinstance(self.kwargs, dict) else self.kwargs
+        try:
+            task.check_call(self.args, merged)
+        except TaskArgumentsError as exc:
+            field = exc.field
+            if field == "kwargs" and any(
+                repr(key) in str(exc) for key in self.secret_kwargs
+            ):
+                field = "secret_kwargs"
+            add(field, str(exc))
+
+
+class DependencyCondition(models.TextChoices):
+    SUCCESS = "success", _("upstream succeeded")
+    FAILURE = "failure", _("upstream failed")
+    COMPLETION = "completion", _("upstream finished either way")
+
+
+class JobDependency(models.Model):
+    """An edge of the job DAG: ``downstream`` runs after ``upstream`` meets ``condition``."""
+
+    Condition = DependencyCondition
+
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="dependencies",
+        editable=False,
+    )
+    upstream = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="downstream_edges")
+    downstream = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="upstream_edges")
+    condition = models.CharField(
+        _("condition"), max_length=16, choices=DependencyCondition.choices,
+        default=DependencyCondition.SUCCESS,
+    )
+
+    class Meta:
+        ordering = ["upstream__name", "downstream__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["upstream", "downstream"], name="dependency_unique_edge"),
+            models.CheckConstraint(
+                condition=~models.Q(upstream=models.F("downstream")), name="dependency_no_self_edge"
+            ),
+        ]
+        verbose_name = _("job dependency")
+        verbose_name_plural = _("job dependencies")
+
+    def __str__(self) -> str:
+        return f"{self.upstream} → {self.downstream} ({self.condition})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.upstream_id and not self.tenant_id:
+            self.tenant_id = self.upstream.tenant_id
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if not (self.upstream_id and self.downstream_id):
+            return
+        if self.upstream_id == self.downstream_id:
+            raise ValidationError({"downstream": "A job cannot depend on itself."})
+        if self.upstream.tenant_id != self.downstream.tenant_id:
+            raise ValidationError(
+                {"downstream": "Dependencies cannot cross tenants: "
+                 f"{self.upstream} is in {self.upstream.tenant}, "
+                 f"{self.downstream} is in {self.downstream.tenant}."}
+            )
+        cycle = find_path(self.downstream_id, self.upstream_id, exclude_edge=self.pk)
+        if cycle:
+            names = dict(Job.objects.filter(pk__in=cycle).values_list("pk", "name"))
+            chain = " → ".join(names[pk] for pk in [self.upstream_id, *cycle])
+            raise ValidationError({"downstream": f"This dependency would create a cycle: {chain}."})
+        self.tenant_id = self.upstream.tenant_id
+
+
+def find_path(start: int, goal: int, exclude_edge: int | None = None) -> list[int]:
+    """Job ids from ``start`` to ``goal`` along downstream edges, or [] if unreachable."""
+    edges: dict[int, list[int]] = {}
+    qs = JobDependency.objects.all()
+    if exclude_edge is not None:
+        qs = qs.exclude(pk=exclude_edge)
+    tenant_id = Job.objects.filter(pk=start).values_list("tenant_id", flat=True).first()
+    for up, down in qs.filter(tenant_id=tenant_id).values_list("upstream_id", "downstream_id"):
+        edges.setdefault(up, []).append(down)
+    parents: dict[int, int | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        nxt: list[int] = []
+        for node in frontier:
+            for child in edges.get(node, ()):
+                if child in parents:
+                    continue
+                parents[child] = node
+                if child == goal:
+                    path = [child]
+                    while parents[path[-1]] is not None:
+                        path.append(parents[path[-1]])  # type: ignore[arg-type]
+                    return list(reversed(path))
+                nxt.append(child)
+        frontier = nxt
+    return [start] if start == goal else []

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
+    TIMED_OUT = "timed_out", _("timed out")
+    CANCELLED = "cancelled", _("cancelled")
+    SKIPPED = "skipped", _("skipped")
+    LOST = "lost", _("lost")
+    INTERRUPTED = "interrupted", _("interrupted")
+
+
+FINISHED_STATES = frozenset(
+    {
+        RunState.SUCCEEDED,
+        RunState.FAILED,
+        RunState.TIMED_OUT,
+        RunState.CANCELLED,
+        RunState.SKIPPED,
+        RunState.LOST,
+        RunState.INTERRUPTED,
+    }
+)
+
+
+class RunReason(models.TextChoices):
+    SCHEDULE = "schedule", _("trigger fired")
+    MANUAL = "manual", _("run now")
+    RUN_AT = "run_at", _("run at a given time")
+    RETRY = "retry", _("retry")
+    DEPENDENCY = "dependency", _("upstream finished")
+    MISFIRE = "misfire", _("missed fire time")
+    RECOVERY = "recovery", _("re-queued after interruption")
+
+
+class JobRunQuerySet(models.QuerySet):
+    def queued(self) -> JobRunQuerySet:
+        return self.filter(state=RunState.QUEUED)
+
+    def running(self) -> JobRunQuerySet:
+        return self.filter(state=RunState.RUNNING)
+
+    def due(self, now: datetime) -> JobRunQuerySet:
+        """Queued runs whose ``not_before`` has passed, in claim order."""
+        return self.filter(state=RunState.QUEUED, not_before__lte=now).order_by(
+            "-priority", "not_before", "id"
+        )
+
+    def finished(self) -> JobRunQuerySet:
+        return self.filter(state__in=FINISHED_STATES)
+
+
+class JobRun(models.Model):
+    """One execution (or one recorded non-execution) of a job for one scheduled time."""
+
+    State = RunState
+    Reason = RunReason
+
+    job = models.ForeignKey("scheduler_app.Job", on_delete=models.CASCADE, related_name="runs")
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="runs", editable=False
+    )
+    scheduled_for = models.DateTimeField(_("scheduled for"))
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
+    state = models.CharField(
+        _("state"), max_length=16, choices=RunState.choices, default=RunState.QUEUED
+    )
+    reason = models.CharField(
+        _("reason"), max_length=16, choices=RunReason.choices, default=RunReason.SCHEDULE
+    )
+    priority = models.IntegerField(_("priority"), default=0)
+    not_before = models.DateTimeField(_("not before"))
+    kwargs_override = models.JSONField(_("kwargs override"), default=dict, blank=True)
+    triggered_by = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="triggered_runs",
+        verbose_name=_("triggered by"),
+    )
+    node = models.CharField(_("node"), max_length=200, blank=True)
+    executor = models.CharField(_("executor"), max_length=16, blank=True)
+    queued_at = models.DateTimeField(_("queued at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
+    duration = models.FloatField(_("duration (s)"), null=True, blank=True)
+    cpu_seconds = models.FloatField(_("CPU (s)"), null=True, blank=True)
+    peak_memory_mb = models.FloatField(_("peak memory (MB)"), null=True, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error_type = models.CharField(_("error type"), max_length=200, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
+    is_final = models.BooleanField(
+        _("final"), default=False, help_text=_("No further retry will follow this run.")
+    )
+
+    objects = JobRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-scheduled_for", "-attempt"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "scheduled_for", "attempt"], name="jobrun_unique_attempt"
+            )
+        ]
+        indexes = [
+            # Serves "claim the highest-priority due run": a partial index holding only
+            # queued runs, in claim order, so claiming never scans finished history.
+            models.Index(
+                models.F("priority").desc(),
+                "not_before",
+                "id",
+                condition=models.Q(state="queued"),
+                name="jobrun_claim_idx",
+            ),
+            models.Index(fields=["job", "state"], name="jobrun_job_state_idx"),
+            models.Index(fields=["state", "heartbeat_at"], name="jobrun_state_heartbeat_idx"),
+            models.Index(fields=["finished_at"], name="jobrun_finished_idx"),
+        ]
+        verbose_name = _("job run")
+        verbose_name_plural = _("job runs")
+
+    def __str__(self) -> str:
+        return f"{self.job} @ {self.scheduled_for:%Y-%m-%d %H:%M:%S} #{self.attempt} ({self.state})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.tenant_id and self.job_id:
+            self.tenant_id = self.job.tenant_id
+        if self.not_before is None:
+            self.not_before = self.scheduled_for
+        super().save(*args, **kwargs)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED_STATES

@@ -1,0 +1,174 @@
+"""The task registry: the only callables a job may run.
+
+Projects register tasks in code with :func:`task`. A job stores the task's *name*; the
+registry maps names to callables. Nothing here (or anywhere in the app) imports a dotted
+path that came from a form, an API call or a jobs file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TaskError(ValueError):
+    """A task name or a call to a task is not valid."""
+
+
+class TaskNotRegistered(TaskError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"task {name!r} is not registered")
+        self.name = name
+
+
+class TaskArgumentsError(TaskError):
+    """Arguments that do not fit the task's signature; ``field`` is args or kwargs."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class RegisteredTask:
+    name: str
+    func: Callable[..., Any]
+    description: str = ""
+    is_coroutine: bool = field(default=False)
+
+    @property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.func)
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.signature}"
+
+    def check_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise :class:`TaskArgumentsError` unless ``func(*args, **kwargs)`` would bind."""
+        if not isinstance(args, list | tuple):
+            raise TaskArgumentsError("args", "args must be a list")
+        if not isinstance(kwargs, Mapping):
+            raise TaskArgumentsError("kwargs", "kwargs must be an object")
+        for key in kwargs:
+            if not isinstance(key, str) or not key.isidentifier():
+                raise TaskArgumentsError("kwargs", f"{key!r} is not a valid argument name")
+        sig = self.signature
+        params = list(sig.parameters.values())
+        positional = [
+            p for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        takes_varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+        takes_varkw = any(p.kind is p.VAR_KEYWORD for p in params)
+        if len(args) > len(positional) and not takes_varargs:
+            raise TaskArgumentsError(
+                "args",
+                f"task {self.name} takes {len(positional)} positional argument(s) "
+                f"but {len(args)} were given",
+            )
+        bound_by_position = {p.name for p in positional[: len(args)]}
+        names = {p.name: p for p in params}
+        for key in kwargs:
+            param = names.get(key)
+            if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                if not takes_varkw:
+                    raise TaskArgumentsError(
+                        "kwargs", f"task {self.name} has no argument {key!r}"
+                    )
+            elif param.kind is param.POSITIONAL_ONLY:
+                raise TaskArgumentsError(
+                    "kwargs", f"argument {key!r} of task {self.name} is positional-only"
+                )
+            elif key in bound_by_position:
+                raise TaskArgumentsError(
+                    "kwargs", f"argument {key!r} of task {self.name} is also given in args"
+                )
+        for param in params:
+            if param.default is not param.empty or param.kind in (
+                param.VAR_POSITIONAL,
+                param.VAR_KEYWORD,
+            ):
+                continue
+            if param.name not in bound_by_position and param.name not in kwargs:
+                where = "args" if param.kind is param.POSITIONAL_ONLY else "kwargs"
+                raise TaskArgumentsError(
+                    where, f"task {self.name} is missing required argument {param.name!r}"
+                )
+
+
+class TaskRegistry:
+    def __init__(self) -> None:
+        self._tasks: dict[str, RegisteredTask] = {}
+
+    def register(
+        self, func: Callable[..., Any], *, name: str | None = None, description: str = ""
+    ) -> RegisteredTask:
+        task_name = name or f"{func.__module__}.{func.__qualname__}"
+        if not task_name or any(c.isspace() for c in task_name) or len(task_name) > 200:
+            raise TaskError(f"invalid task name {task_name!r}")
+        existing = self._tasks.get(task_name)
+        if existing is not None and _identity(existing.func) != _identity(func):
+            raise TaskError(
+                f"task name {task_name!r} is already registered by "
+                f"{existing.func.__module__}.{existing.func.__qualname__}"
+            )
+        registered = RegisteredTask(
+            name=task_name,
+            func=func,
+            description=description or (inspect.getdoc(func) or "").split("\n")[0],
+            is_coroutine=inspect.iscoroutinefunction(func),
+        )
+        self._tasks[task_name] = registered
+        return registered
+
+    def unregister(self, name: str) -> None:
+        self._tasks.pop(name, None)
+
+    def get(self, name: str) -> RegisteredTask:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise TaskNotRegistered(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[RegisteredTask]:
+        return iter(sorted(self._tasks.values(), key=lambda t: t.name))
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def check_call(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        self.get(name).check_call(args, kwargs)
+
+
+def _identity(func: Callable[..., Any]) -> tuple[str, str]:
+    # A module imported twice (e.g. as __main__ and by name) re-registers the "same"
+    # function; compare by where it is defined rather than by object identity.
+    return (func.__module__, func.__qualname__)
+
+
+registry = TaskRegistry()
+
+
+def task(
+    func: F | None = None, *, name: str | None = None, description: str = ""
+) -> Any:
+    """Register a callable (sync function or coroutine function) as a schedulable task.
+
+    Usable bare (``@task``) or with options (``@task(name="billing.send_invoices")``).
+    The function is returned unchanged.
+    """
+
+    def decorator(f: F) -> F:
+        registry.register(f, name=name, description=description)
+        return f
+
+    if func is not None:
+        return decorator(func)
+    return decorator

@@ -1,0 +1,21 @@
+"""Test settings: the demo project's, with the database chosen by ``DATABASE_URL``
+(SQLite file by default; CI runs the suite on PostgreSQL too) and Redis db 15."""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+from project.settings import *  # noqa: E402,F403
+from project.settings import DATABASES, SCHEDULER_APP, VAR_DIR  # noqa: E402
+
+SECRET_KEY = "tests-only-not-secret"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so that real runscheduler processes started by the
+    # acceptance tests see the same database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": "test_scheduler_app"}
+
+SCHEDULER_APP = {**SCHEDULER_APP, "JOB_STORE": "memory"}
