@@ -19,7 +19,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from scheduler_app import signals
-from scheduler_app.models import Job, JobDependency, JobGroup, JobRun, RunReason, RunState
+from scheduler_app.models import (
+    ConfigVersion,
+    Job,
+    JobDependency,
+    JobGroup,
+    JobRun,
+    RunReason,
+    RunState,
+)
 from scheduler_app.registry import TaskArgumentsError, TaskError, registry
 
 logger = logging.getLogger(__name__)
@@ -60,8 +68,9 @@ def save_job(
 
 
 def notify_job_changed(job: Job, *, actor: Any = None, created: bool = False) -> None:
-    """Tell listeners (the scheduler's sync) that a job's definition changed, once the
-    transaction that changed it has committed."""
+    """Tell the scheduler (through the configuration version it polls) and signal
+    listeners that a job's definition changed, once the change has committed."""
+    ConfigVersion.bump()
     transaction.on_commit(
         lambda: signals.job_changed.send(sender=Job, job=job, created=created, actor=actor)
     )
@@ -121,6 +130,8 @@ def delete_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
             job.delete()
             job.pk = pk
             result.done.append(job)
+    if result.done:
+        ConfigVersion.bump()
     for job in result.done:
         transaction.on_commit(
             lambda pk=job.pk: signals.job_deleted.send(sender=Job, job_id=pk, actor=actor)
@@ -243,3 +254,20 @@ def add_dependency(
         edge.save()
     notify_job_changed(downstream, actor=actor)
     return edge
+
+
+def stop_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
+    """Ask the nodes running these runs to stop them (within a heartbeat); queued runs
+    are cancelled at once."""
+    result = BulkResult()
+    for run in runs:
+        if JobRun.objects.filter(pk=run.pk, state=RunState.RUNNING).update(stop_requested=True):
+            run.refresh_from_db()
+            result.done.append(run)
+            continue
+        cancelled = cancel_runs([run], actor=actor)
+        if cancelled.done:
+            result.done.extend(cancelled.done)
+        else:
+            result.refused.append((run, f"run is {run.state}, not queued or running"))
+    return result

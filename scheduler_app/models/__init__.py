@@ -8,11 +8,12 @@ from scheduler_app.models.jobs import (
     OverlapPolicy,
     Routing,
 )
-from scheduler_app.models.runs import JobRun, RunReason, RunState
+from scheduler_app.models.runs import ConfigVersion, JobRun, RunReason, RunState
 from scheduler_app.models.tenants import Tenant
 
 __all__ = [
     "Calendar",
+    "ConfigVersion",
     "CalendarDate",
     "Executor",
     "Job",

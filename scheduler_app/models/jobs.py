@@ -141,6 +141,11 @@ class Job(models.Model):
     routing_tags = models.JSONField(_("routing tags"), default=list, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    trigger_changed_at = models.DateTimeField(
+        _("trigger changed"), null=True, blank=True, editable=False,
+        help_text=_("When the schedule itself last changed; missed fire times before it "
+                    "are not treated as misfires."),
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -155,6 +160,22 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Job:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_trigger = instance.__dict__.get("trigger")
+        return instance
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from django.utils import timezone
+
+        if getattr(self, "_loaded_trigger", None) != self.trigger or self.trigger_changed_at is None:
+            self.trigger_changed_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = list({*kwargs["update_fields"], "trigger_changed_at"})
+        super().save(*args, **kwargs)
+        self._loaded_trigger = self.trigger
 
     # -- domain helpers ---------------------------------------------------------------
 

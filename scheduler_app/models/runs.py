@@ -101,6 +101,9 @@ class JobRun(models.Model):
     error_type = models.CharField(_("error type"), max_length=200, blank=True)
     error = models.TextField(_("error"), blank=True)
     traceback = models.TextField(_("traceback"), blank=True)
+    stop_requested = models.BooleanField(
+        _("stop requested"), default=False, help_text=_("An operator asked to stop this run.")
+    )
     is_final = models.BooleanField(
         _("final"), default=False, help_text=_("No further retry will follow this run.")
     )
@@ -144,3 +147,25 @@ class JobRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+
+class ConfigVersion(models.Model):
+    """A single counter bumped whenever job definitions change through services, so a
+    running scheduler notices changes within a second without re-reading every job."""
+
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("configuration version")
+
+    def __str__(self) -> str:
+        return f"configuration version {self.version}"
+
+    @classmethod
+    def bump(cls) -> None:
+        if not cls.objects.filter(pk=1).update(version=models.F("version") + 1):
+            cls.objects.get_or_create(pk=1, defaults={"version": 1})
+
+    @classmethod
+    def current(cls) -> int:
+        return cls.objects.filter(pk=1).values_list("version", flat=True).first() or 0

@@ -1,0 +1,249 @@
+"""The APScheduler 3 bridge: job stores, the enqueue executor and the sync that keeps
+APScheduler's jobs equal to the enabled, unpaused ``Job`` rows.
+
+APScheduler evaluates triggers and keeps next-run state in the configured job store.
+When a trigger fires, :class:`EnqueueExecutor` receives *all* due fire times (we keep
+``coalesce`` off and the grace time unlimited in APScheduler) and hands them to the node,
+which applies the job's misfire policy and writes queued runs. APScheduler itself never
+executes task code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.jobstores.base import BaseJobStore
+from django.conf import settings
+from django.db.models import Max
+
+from scheduler_app.conf import app_settings
+from scheduler_app.engine.interfaces import Fire
+from scheduler_app.models import CalendarDate, ConfigVersion, Job, JobRun, RunReason
+
+logger = logging.getLogger(__name__)
+
+FIRE_REF = "scheduler_app.backends.bridge:fire"
+EXECUTOR_ALIAS = "enqueue"
+STORE_ALIAS = "default"
+
+
+def fire(job_id: int, fingerprint: str = "") -> None:
+    """APScheduler's job function. Never called: :class:`EnqueueExecutor` turns fires
+    into queued runs instead of calling it. It exists so persistent stores can store a
+    textual reference."""
+    raise RuntimeError("scheduler_app jobs run through the run queue, not APScheduler")
+
+
+def aps_job_id(job_pk: int) -> str:
+    return f"job-{job_pk}"
+
+
+class EnqueueExecutor(BaseExecutor):
+    """An APScheduler executor that enqueues instead of executing."""
+
+    def __init__(self, on_fire: Callable[[Fire], None]) -> None:
+        super().__init__()
+        self._on_fire = on_fire
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        self._on_fire(
+            Fire(job_id=int(job.args[0]), run_times=tuple(run_times), noticed_at=datetime.now(UTC))
+        )
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+# -- job stores ---------------------------------------------------------------------------
+
+
+def make_job_store(kind: str | None = None) -> BaseJobStore:
+    kind = kind or app_settings.JOB_STORE
+    if kind == "memory":
+        from apscheduler.jobstores.memory import MemoryJobStore
+
+        return MemoryJobStore()
+    if kind == "django":
+        from django_apscheduler.jobstores import DjangoJobStore
+
+        return DjangoJobStore()
+    if kind == "sqlalchemy":
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+        return SQLAlchemyJobStore(url=sqlalchemy_url(), tablename="scheduler_app_apscheduler_jobs")
+    if kind == "redis":
+        from apscheduler.jobstores.redis import RedisJobStore
+
+        url = urlparse(app_settings.REDIS_URL)
+        return RedisJobStore(
+            jobs_key="scheduler_app.jobs",
+            run_times_key="scheduler_app.run_times",
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 6379,
+            db=int((url.path or "/0").lstrip("/") or 0),
+            password=url.password,
+        )
+    raise ValueError(f"unknown job store {kind!r}; use memory, django, sqlalchemy or redis")
+
+
+def sqlalchemy_url() -> str:
+    if app_settings.SQLALCHEMY_URL:
+        return str(app_settings.SQLALCHEMY_URL)
+    db = settings.DATABASES["default"]
+    engine = db["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    if engine.endswith("postgresql"):
+        auth = db.get("USER") or ""
+        if db.get("PASSWORD"):
+            auth += f":{db['PASSWORD']}"
+        host = db.get("HOST") or "localhost"
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgresql+psycopg://{auth}@{host}{port}/{db['NAME']}"
+    raise ValueError(f"set SCHEDULER_APP['SQLALCHEMY_URL']: cannot derive it from {engine}")
+
+
+# -- sync ----------------------------------------------------------------------------------
+
+
+class JobSync:
+    """Keeps APScheduler's jobs equal to the schedulable ``Job`` rows.
+
+    Each APScheduler job carries a fingerprint of what shapes its schedule (trigger,
+    calendars, identity); unchanged jobs keep their stored next-run time, so restarts
+    and reconciles never duplicate or drop fires. A job new to the store resumes from
+    the last fire time recorded in the database, so fire times missed while the
+    scheduler was down or the job was paused reach the misfire policy."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.known: dict[int, str] = {}
+        self.version = -1
+        self.loaded = False
+
+    def load_from_store(self) -> None:
+        for aps_job in self.scheduler.get_jobs(jobstore=STORE_ALIAS):
+            if aps_job.id.startswith("job-") and aps_job.args:
+                self.known[int(aps_job.args[0])] = aps_job.kwargs.get("fingerprint", "")
+        self.loaded = True
+
+    def changed(self) -> bool:
+        current = ConfigVersion.current()
+        if current != self.version:
+            self.version = current
+            return True
+        return False
+
+    def reconcile(self) -> dict[str, int]:
+        if not self.loaded:
+            self.load_from_store()
+        desired = self._desired()
+        counts = {"added": 0, "updated": 0, "removed": 0, "failed": 0}
+        for pk in set(self.known) - set(desired):
+            try:
+                self.scheduler.remove_job(aps_job_id(pk), jobstore=STORE_ALIAS)
+            except Exception:  # already gone
+                pass
+            del self.known[pk]
+            counts["removed"] += 1
+        todo = [pk for pk, (fp, _) in desired.items() if self.known.get(pk) != fp]
+        if todo:
+            resume = self._last_fire_times(todo)
+            for pk in todo:
+                fp, job = desired[pk]
+                try:
+                    self._schedule(job, fp, resume.get(pk))
+                except Exception:
+                    counts["failed"] += 1
+                    logger.exception("could not schedule job", extra={"job_id": pk, "job": job.name})
+                    continue
+                counts["updated" if pk in self.known else "added"] += 1
+                self.known[pk] = fp
+        if any(counts.values()):
+            logger.info("job definitions synced", extra=counts)
+        return counts
+
+    def _desired(self) -> dict[int, tuple[str, Job]]:
+        jobs = list(
+            Job.objects.schedulable()
+            .exclude(trigger__type="manual")
+            .select_related("tenant")
+            .only("id", "name", "trigger", "created_at", "trigger_changed_at", "tenant__slug",
+                  "enabled", "paused")
+        )
+        calendars: dict[int, list[str]] = defaultdict(list)
+        through = Job.calendars.through
+        links = through.objects.filter(job_id__in=[j.pk for j in jobs]).values_list("job_id", "calendar_id")
+        by_calendar: dict[int, list[int]] = defaultdict(list)
+        for job_id, calendar_id in links:
+            by_calendar[calendar_id].append(job_id)
+        if by_calendar:
+            for calendar_id, day in CalendarDate.objects.filter(calendar_id__in=list(by_calendar)).values_list(
+                "calendar_id", "date"
+            ):
+                for job_id in by_calendar[calendar_id]:
+                    calendars[job_id].append(day.isoformat())
+        desired = {}
+        for job in jobs:
+            job._excluded = sorted(set(calendars.get(job.pk, ())))
+            payload = json.dumps(
+                [job.trigger, job._excluded, job.hash_key, job.created_at.isoformat()],
+                sort_keys=True,
+            )
+            desired[job.pk] = (hashlib.sha256(payload.encode()).hexdigest()[:32], job)
+        return desired
+
+    @staticmethod
+    def _last_fire_times(pks: list[int]) -> dict[int, datetime]:
+        rows = (
+            JobRun.objects.filter(job_id__in=pks, reason=RunReason.SCHEDULE)
+            .values("job_id")
+            .annotate(last=Max("scheduled_for"))
+        )
+        return {row["job_id"]: row["last"] for row in rows}
+
+    def _schedule(self, job: Job, fingerprint: str, last_fire: datetime | None) -> None:
+        from datetime import date
+
+        from scheduler_app.engine import triggerspec
+
+        trigger = triggerspec.build_trigger(
+            job.trigger_spec,
+            hash_key=job.hash_key,
+            anchor=job.created_at,
+            excluded_dates=[date.fromisoformat(d) for d in job._excluded],
+        )
+        now = datetime.now(UTC)
+        next_run = None
+        if last_fire is not None and (job.trigger_changed_at is None or last_fire >= job.trigger_changed_at):
+            # Resume after the last fire time we recorded: times missed while down or
+            # paused fire at once and meet the misfire policy.
+            next_run = trigger.get_next_fire_time(last_fire, last_fire + timedelta(microseconds=1))
+        if next_run is None:
+            next_run = trigger.get_next_fire_time(None, now)
+        existing = self.scheduler.get_job(aps_job_id(job.pk), jobstore=STORE_ALIAS)
+        if existing is not None and existing.kwargs.get("fingerprint") == fingerprint:
+            return
+        self.scheduler.add_job(
+            FIRE_REF,
+            trigger=trigger,
+            args=[job.pk],
+            kwargs={"fingerprint": fingerprint},
+            id=aps_job_id(job.pk),
+            name=f"{job.tenant.slug}/{job.name}",
+            jobstore=STORE_ALIAS,
+            executor=EXECUTOR_ALIAS,
+            coalesce=False,
+            misfire_grace_time=None,
+            max_instances=1,
+            replace_existing=True,
+            next_run_time=next_run,
+        )

@@ -1,0 +1,479 @@
+"""The engine's :class:`~scheduler_app.engine.interfaces.RunStore` on the Django ORM.
+
+Claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
+``IMMEDIATE`` transaction mode serialises writers, which is enough for one node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Count, Max, Q
+
+from scheduler_app import signals
+from scheduler_app.conf import app_settings
+from scheduler_app.engine import rules
+from scheduler_app.engine.interfaces import (
+    Capacity,
+    ClaimedRun,
+    ClaimResult,
+    Fire,
+    Outcome,
+    RecoveryReport,
+)
+from scheduler_app.models import Job, JobDependency, JobRun, RunReason, RunState
+
+logger = logging.getLogger(__name__)
+
+FAILED_STATES = {RunState.FAILED, RunState.TIMED_OUT, RunState.LOST}
+OUTCOME_SIGNALS = {
+    RunState.SUCCEEDED: signals.run_succeeded,
+    RunState.FAILED: signals.run_failed,
+    RunState.TIMED_OUT: signals.run_timed_out,
+    RunState.SKIPPED: signals.run_skipped,
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: the database went away or is locked."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def default_node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class DjangoRunStore:
+    def __init__(self, prepare_kwargs: Any = None) -> None:
+        # prepare_kwargs(job, run) -> dict: merges kwargs, secrets (decrypted here, in
+        # the worker, at run time) and overrides; raises ValueError with a clear message.
+        self._prepare_kwargs = prepare_kwargs or default_prepare_kwargs
+        self._postgres = connection.vendor == "postgresql"
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def enqueue(self, fires: Sequence[Fire]) -> int:
+        jobs = Job.objects.in_bulk({f.job_id for f in fires})
+        rows: list[JobRun] = []
+        queued = 0
+        cap = app_settings.MISFIRE_RUN_ALL_CAP
+        for fire in fires:
+            job = jobs.get(fire.job_id)
+            if job is None or not job.is_schedulable:
+                continue  # deleted, disabled or paused after the trigger fired
+            plan = rules.plan_fires(
+                fire.run_times, fire.noticed_at, job.misfire_policy, job.misfire_grace_seconds, cap
+            )
+            if plan.capped:
+                logger.warning(
+                    "run_all misfire cap reached",
+                    extra={"job": job.name, "job_id": job.pk, "dropped": plan.capped, "cap": cap},
+                )
+            skipped = list(plan.skipped)
+            if len(skipped) > cap:
+                dropped = len(skipped) - cap
+                skipped = skipped[-cap:]
+                first_t, first_reason = skipped[0]
+                skipped[0] = (first_t, f"{first_reason}; {dropped} earlier missed times not recorded")
+                logger.warning("many missed fire times", extra={"job": job.name, "missed": len(plan.skipped)})
+            for when in plan.run:
+                rows.append(self._new_run(job, when, RunState.QUEUED))
+                queued += 1
+            for when, reason in skipped:
+                rows.append(self._new_run(job, when, RunState.SKIPPED, error=reason))
+        if not rows:
+            return 0
+        with transaction.atomic():
+            JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        if signals.run_queued.has_listeners() or signals.run_skipped.has_listeners():
+            self._send_created(rows)
+        return queued
+
+    @staticmethod
+    def _new_run(job: Job, when: datetime, state: str, error: str = "") -> JobRun:
+        from django.utils import timezone
+
+        run = JobRun(
+            job_id=job.pk,
+            tenant_id=job.tenant_id,
+            scheduled_for=when,
+            attempt=1,
+            reason=RunReason.SCHEDULE,
+            priority=job.priority,
+            not_before=when,
+            executor=job.executor,
+            state=state,
+            error=error,
+        )
+        if state == RunState.SKIPPED:
+            run.finished_at = timezone.now()
+            run.is_final = True
+        return run
+
+    def _send_created(self, rows: Iterable[JobRun]) -> None:
+        keys = Q()
+        for row in rows:
+            keys |= Q(job_id=row.job_id, scheduled_for=row.scheduled_for, attempt=row.attempt)
+        for run in JobRun.objects.filter(keys):
+            if run.state == RunState.QUEUED:
+                signals.run_queued.send(sender=JobRun, run=run)
+            elif run.state == RunState.SKIPPED:
+                signals.run_skipped.send(sender=JobRun, run=run)
+
+    # -- claim ------------------------------------------------------------------------------
+
+    def claim(self, node: str, capacity: Capacity, now: datetime) -> ClaimResult:
+        room = dict(capacity.per_executor)
+        executors = [name for name, free in room.items() if free > 0]
+        if not executors or capacity.total <= 0:
+            return ClaimResult()
+        limit = capacity.total * 2 + 8
+        total_left = capacity.total
+        claimed: list[tuple[JobRun, Job]] = []
+        skipped: list[tuple[JobRun, str]] = []
+        stop: list[int] = []
+        with transaction.atomic():
+            qs = (
+                JobRun.objects.filter(state=RunState.QUEUED, not_before__lte=now, executor__in=executors)
+                .order_by("-priority", "not_before", "id")
+            )
+            if self._postgres:
+                qs = qs.select_for_update(skip_locked=True, of=("self",))
+            candidates = list(qs[:limit])
+            if not candidates:
+                return ClaimResult()
+            job_ids = sorted({c.job_id for c in candidates})
+            jobs_qs = Job.objects.filter(pk__in=job_ids).order_by("pk")
+            if self._postgres:
+                # Serialises max_instances checks per job across nodes.
+                jobs_qs = jobs_qs.select_for_update(of=("self",))
+            jobs = {j.pk: j for j in jobs_qs}
+            running = dict(
+                JobRun.objects.filter(state=RunState.RUNNING, job_id__in=job_ids)
+                .values_list("job_id")
+                .annotate(n=Count("id"))
+            )
+            for run in candidates:
+                job = jobs.get(run.job_id)
+                if job is None:
+                    continue
+                if total_left <= 0 or room.get(run.executor, 0) <= 0:
+                    continue
+                late = self._misfired_at_claim(run, job, now, candidates)
+                if late:
+                    skipped.append((run, late))
+                    continue
+                action = rules.overlap_action(running.get(job.pk, 0), job.max_instances, job.overlap_policy)
+                if action == rules.OVERLAP_QUEUE:
+                    continue
+                if action == rules.OVERLAP_SKIP:
+                    skipped.append(
+                        (run, f"{running.get(job.pk, 0)} run(s) of this job already running "
+                              f"(max instances {job.max_instances}, overlap policy: skip)")
+                    )
+                    continue
+                if action == rules.OVERLAP_REPLACE:
+                    oldest = (
+                        JobRun.objects.filter(job_id=job.pk, state=RunState.RUNNING)
+                        .exclude(pk__in=stop).order_by("started_at", "id").first()
+                    )
+                    if oldest is not None:
+                        stop.append(oldest.pk)
+                        JobRun.objects.filter(pk=oldest.pk).update(stop_requested=True)
+                claimed.append((run, job))
+                running[job.pk] = running.get(job.pk, 0) + 1
+                room[run.executor] -= 1
+                total_left -= 1
+            if claimed:
+                JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).update(
+                    state=RunState.RUNNING, node=node, started_at=now, heartbeat_at=now
+                )
+            for run, reason in skipped:
+                JobRun.objects.filter(pk=run.pk).update(
+                    state=RunState.SKIPPED, finished_at=now, error=reason, is_final=True
+                )
+        for run, _ in skipped:
+            run.state = RunState.SKIPPED
+            signals.run_skipped.send(sender=JobRun, run=run)
+        result = []
+        for run, job in claimed:
+            run.state, run.node, run.started_at = RunState.RUNNING, node, now
+            signals.run_started.send(sender=JobRun, run=run)
+            result.append(self._claimed(run, job))
+        return ClaimResult(runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit)
+
+    @staticmethod
+    def _misfired_at_claim(run: JobRun, job: Job, now: datetime, batch: list[JobRun]) -> str:
+        """A scheduled run that could not start within the job's grace period (the node
+        was busy) follows the misfire policy: skip drops it, coalesce drops it when a
+        newer scheduled run of the job is waiting, run_all runs it."""
+        if run.reason != RunReason.SCHEDULE or run.attempt != 1:
+            return ""
+        late = (now - run.scheduled_for).total_seconds()
+        if late <= job.misfire_grace_seconds:
+            return ""
+        if job.misfire_policy == rules.SKIP:
+            return (f"could not start within the {job.misfire_grace_seconds} s grace period "
+                    f"({late:.1f} s late; misfire policy: skip)")
+        if job.misfire_policy == rules.COALESCE:
+            newer = any(
+                o.job_id == run.job_id and o.reason == RunReason.SCHEDULE and o.scheduled_for > run.scheduled_for
+                for o in batch
+            ) or JobRun.objects.filter(
+                job_id=run.job_id, state=RunState.QUEUED, reason=RunReason.SCHEDULE,
+                scheduled_for__gt=run.scheduled_for,
+            ).exists()
+            if newer:
+                return "coalesced into a newer scheduled run (misfire policy: coalesce)"
+        return ""
+
+    def _claimed(self, run: JobRun, job: Job) -> ClaimedRun:
+        setup_error = None
+        kwargs: dict[str, Any] = {}
+        try:
+            kwargs = self._prepare_kwargs(job, run)
+        except ValueError as exc:
+            setup_error = str(exc)
+        return ClaimedRun(
+            run_id=run.pk,
+            job_id=job.pk,
+            job_name=job.name,
+            task=job.task,
+            args=tuple(job.args or ()),
+            kwargs=kwargs,
+            executor=run.executor or job.executor,
+            attempt=run.attempt,
+            scheduled_for=run.scheduled_for,
+            timeout=job.timeout_seconds,
+            cpu_limit=job.cpu_limit_seconds,
+            memory_limit_mb=job.memory_limit_mb,
+            setup_error=setup_error,
+        )
+
+    # -- record ---------------------------------------------------------------------------
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        from django.utils import timezone
+
+        by_id = {o.run_id: o for o in outcomes}
+        finished: list[JobRun] = []
+        with transaction.atomic():
+            runs = JobRun.objects.select_related("job").in_bulk(list(by_id))
+            for run_id, outcome in by_id.items():
+                run = runs.get(run_id)
+                if run is None:
+                    continue  # the job (and its runs) was deleted meanwhile
+                done = self._finish(run, outcome, timezone.now())
+                if done is not None:
+                    finished.append(done)
+        for run in finished:
+            sender = OUTCOME_SIGNALS.get(run.state)
+            if sender is not None:
+                sender.send(sender=JobRun, run=run)
+            logger.info(
+                "run finished",
+                extra={"job": run.job.name, "run_id": run.pk, "state": run.state,
+                       "duration": round(run.duration or 0.0, 4), "attempt": run.attempt},
+            )
+
+    def _finish(self, run: JobRun, outcome: Outcome, now: datetime) -> JobRun | None:
+        job = run.job
+        state = outcome.state
+        retry = state in FAILED_STATES and rules.should_retry(run.attempt, job.retry_max_attempts)
+        final = state not in FAILED_STATES or not retry
+        error = outcome.error
+        if state in FAILED_STATES and final and job.retry_max_attempts > 1:
+            error = f"{error} (final: attempt {run.attempt} of {job.retry_max_attempts})"
+        elif state in FAILED_STATES and job.retry_max_attempts == 1:
+            error = f"{error} (final: no retries configured)"
+        fields = {
+            "state": state,
+            "finished_at": outcome.finished_at,
+            "duration": outcome.duration,
+            "cpu_seconds": outcome.cpu_seconds,
+            "peak_memory_mb": outcome.peak_memory_mb,
+            "result": outcome.result,
+            "error_type": outcome.error_type[:200],
+            "error": error,
+            "traceback": outcome.traceback,
+            "is_final": final,
+        }
+        if state == RunState.INTERRUPTED:
+            fields["is_final"] = False  # re-queued when the scheduler starts again
+        with transaction.atomic():
+            updated = JobRun.objects.filter(pk=run.pk, state=RunState.RUNNING).update(**fields)
+            if not updated:
+                return None
+            for name, value in fields.items():
+                setattr(run, name, value)
+            if retry:
+                delay = rules.retry_delay(
+                    run.attempt, job.retry_backoff_seconds, job.retry_backoff_factor,
+                    job.retry_max_backoff_seconds,
+                )
+                self._enqueue_follow_up(
+                    run, attempt=run.attempt + 1, reason=RunReason.RETRY,
+                    not_before=now + timedelta(seconds=delay),
+                )
+            if state != RunState.INTERRUPTED:
+                self._enqueue_dependents(run, now)
+        return run
+
+    @staticmethod
+    def _enqueue_follow_up(run: JobRun, *, attempt: int, reason: str, not_before: datetime) -> None:
+        JobRun.objects.bulk_create(
+            [
+                JobRun(
+                    job_id=run.job_id, tenant_id=run.tenant_id, scheduled_for=run.scheduled_for,
+                    attempt=attempt, reason=reason, priority=run.job.priority,
+                    not_before=not_before, kwargs_override=run.kwargs_override,
+                    triggered_by_id=run.triggered_by_id, executor=run.job.executor,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+
+    def _enqueue_dependents(self, run: JobRun, now: datetime) -> None:
+        edges = JobDependency.objects.filter(upstream_id=run.job_id).values_list(
+            "downstream_id", "condition"
+        )
+        for downstream_id, condition in edges:
+            if not rules.condition_met(condition, run.state, run.is_final):
+                continue
+            downstream_qs = Job.objects.filter(pk=downstream_id)
+            if self._postgres:
+                downstream_qs = downstream_qs.select_for_update()
+            downstream = downstream_qs.first()  # the lock serialises joins on this job
+            if downstream is None or not downstream.enabled:
+                continue
+            if not self._join_complete(downstream):
+                continue
+            JobRun.objects.create(
+                job=downstream, tenant_id=downstream.tenant_id, scheduled_for=now, attempt=1,
+                reason=RunReason.DEPENDENCY, priority=downstream.priority, not_before=now,
+                triggered_by=run, executor=downstream.executor,
+            )
+
+    @staticmethod
+    def _join_complete(downstream: Job) -> bool:
+        """Every upstream met its edge's condition since the downstream's last
+        dependency-triggered run (an AND join)."""
+        since = (
+            JobRun.objects.filter(job=downstream, reason=RunReason.DEPENDENCY)
+            .aggregate(last=Max("queued_at"))["last"]
+        )
+        for edge in JobDependency.objects.filter(downstream=downstream):
+            runs = JobRun.objects.filter(job_id=edge.upstream_id, finished_at__isnull=False)
+            if since is not None:
+                runs = runs.filter(finished_at__gt=since)
+            if edge.condition == "success":
+                runs = runs.filter(state=RunState.SUCCEEDED)
+            elif edge.condition == "failure":
+                runs = runs.filter(state__in=FAILED_STATES, is_final=True)
+            else:
+                runs = runs.filter(Q(state=RunState.SUCCEEDED) | Q(state__in=FAILED_STATES, is_final=True))
+            if not runs.exists():
+                return False
+        return True
+
+    # -- liveness -------------------------------------------------------------------------
+
+    def heartbeat(self, node: str, run_ids: Sequence[int], now: datetime) -> list[int]:
+        if not run_ids:
+            return []
+        JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING).update(heartbeat_at=now)
+        return list(
+            JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING, stop_requested=True)
+            .values_list("pk", flat=True)
+        )
+
+    def recover(self, node: str, now: datetime) -> RecoveryReport:
+        """Runs this node left ``running`` in an earlier life become lost (retried per
+        policy); interrupted runs are re-queued as a new attempt."""
+        host = node.rsplit(":", 1)[0]
+        stale_ids = []
+        for run_id, run_node in JobRun.objects.filter(state=RunState.RUNNING).values_list("pk", "node"):
+            if run_node == node or _dead_local_process(run_node, host):
+                stale_ids.append(run_id)
+        lost = self._mark_lost(stale_ids, now, "the node running it stopped without finishing it (crash or kill)")
+        requeued = 0
+        interrupted = JobRun.objects.filter(
+            state=RunState.INTERRUPTED, is_final=False
+        ).select_related("job")
+        for run in interrupted:
+            with transaction.atomic():
+                if not JobRun.objects.filter(pk=run.pk, is_final=False).update(is_final=True):
+                    continue
+                self._enqueue_follow_up(run, attempt=run.attempt + 1, reason=RunReason.RECOVERY, not_before=now)
+                requeued += 1
+        return RecoveryReport(lost=lost, requeued=requeued)
+
+    def reap_lost(self, now: datetime, lost_after: float, exclude: Sequence[int] = ()) -> int:
+        cutoff = now - timedelta(seconds=lost_after)
+        ids = list(
+            JobRun.objects.filter(state=RunState.RUNNING, heartbeat_at__lt=cutoff)
+            .exclude(pk__in=list(exclude))
+            .values_list("pk", flat=True)[:500]
+        )
+        return self._mark_lost(ids, now, f"no heartbeat for more than {lost_after:g} s; its node is gone")
+
+    def _mark_lost(self, run_ids: list[int], now: datetime, reason: str) -> int:
+        if not run_ids:
+            return 0
+        outcomes = []
+        for run in JobRun.objects.filter(pk__in=run_ids):
+            outcomes.append(
+                Outcome(run_id=run.pk, state=RunState.LOST, started_at=run.started_at or now,
+                        finished_at=now, error_type="Lost", error=reason)
+            )
+        self.record(outcomes)
+        logger.warning("runs marked lost", extra={"count": len(outcomes), "reason": reason})
+        return len(outcomes)
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def prune(self, now: datetime, days: float | None) -> int:
+        if days is None:
+            return 0
+        cutoff = now - timedelta(days=days)
+        deleted, _ = JobRun.objects.filter(finished_at__lt=cutoff).exclude(
+            state__in=[RunState.QUEUED, RunState.RUNNING]
+        ).delete()
+        return deleted
+
+
+def _dead_local_process(run_node: str, host: str) -> bool:
+    name, _, pid = run_node.rpartition(":")
+    if name != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # A live process with that pid: only ours if it is a runscheduler (pids are reused).
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"runscheduler" not in fh.read()
+    except OSError:
+        return False
+
+
+def default_prepare_kwargs(job: Job, run: JobRun) -> dict[str, Any]:
+    from scheduler_app import secrets
+
+    merged = dict(job.kwargs or {})
+    merged.update(secrets.reveal(job))
+    merged.update(run.kwargs_override or {})
+    return merged
+
+
+__all__ = ["DjangoRunStore", "default_node_name", "is_transient", "DatabaseError"]

@@ -1,0 +1,390 @@
+"""Executors: where claimed runs execute on a node. Pure Python (no Django).
+
+* :class:`ThreadExecutor` — a thread pool. A thread cannot be killed: on timeout or
+  stop the run is recorded at once and whatever the thread returns later is discarded;
+  the thread's slot stays busy until the function returns.
+* :class:`AsyncioExecutor` — one event loop thread; coroutine tasks run as asyncio
+  tasks and are cancelled on timeout or stop; sync tasks run in its thread pool.
+* :class:`ProcessExecutor` — a pool of long-lived worker processes (see
+  :mod:`scheduler_app.engine.procworker`); on timeout or stop the worker process is
+  killed and replaced, so a run can always be stopped; CPU and memory limits apply.
+
+Each executor reports every run it accepted exactly once, through ``sink(outcome)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import multiprocessing
+import multiprocessing.connection
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from scheduler_app.engine.interfaces import ClaimedRun, Outcome
+from scheduler_app.engine.results import describe_exception, storable_result
+
+logger = logging.getLogger(__name__)
+
+Resolver = Callable[[str], Callable[..., Any]]
+Sink = Callable[[Outcome], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Inflight:
+    run: ClaimedRun
+    started_at: datetime
+    deadline: float | None
+    finished: bool = False  # an outcome has been reported
+    handle: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _BaseExecutor:
+    name = "base"
+
+    def __init__(self, size: int, sink: Sink, result_max_bytes: int) -> None:
+        self.size = size
+        self._sink = sink
+        self._result_max_bytes = result_max_bytes
+        self._lock = threading.Lock()
+        self._inflight: dict[int, _Inflight] = {}
+
+    # -- bookkeeping shared by all executors ----------------------------------------
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return max(self.size - len(self._inflight), 0)
+
+    def running_ids(self) -> list[int]:
+        with self._lock:
+            return [rid for rid, e in self._inflight.items() if not e.finished]
+
+    def overdue(self, monotonic_now: float) -> list[ClaimedRun]:
+        with self._lock:
+            return [
+                e.run
+                for e in self._inflight.values()
+                if not e.finished and e.deadline is not None and monotonic_now >= e.deadline
+            ]
+
+    def _register(self, run: ClaimedRun) -> _Inflight:
+        entry = _Inflight(
+            run=run,
+            started_at=utcnow(),
+            deadline=time.monotonic() + run.timeout if run.timeout else None,
+        )
+        with self._lock:
+            self._inflight[run.run_id] = entry
+        return entry
+
+    def _claim_report(self, run_id: int) -> _Inflight | None:
+        """Mark the run as reported; None if it already was (stopped earlier)."""
+        with self._lock:
+            entry = self._inflight.get(run_id)
+            if entry is None or entry.finished:
+                return None
+            entry.finished = True
+            return entry
+
+    def _release(self, run_id: int) -> None:
+        with self._lock:
+            self._inflight.pop(run_id, None)
+
+    def _report(self, entry: _Inflight, state: str, **fields: Any) -> None:
+        outcome = Outcome(
+            run_id=entry.run.run_id,
+            state=state,
+            started_at=entry.started_at,
+            finished_at=utcnow(),
+            **fields,
+        )
+        try:
+            self._sink(outcome)
+        except Exception:  # the sink must never take an executor thread down
+            logger.exception("outcome sink failed", extra={"run_id": entry.run.run_id})
+
+    def _success(self, entry: _Inflight, value: Any, **fields: Any) -> None:
+        result, note = storable_result(value, self._result_max_bytes)
+        self._report(entry, "succeeded", result=result, error=note, **fields)
+
+    def _failure(self, entry: _Inflight, exc: BaseException, **fields: Any) -> None:
+        kind, message, text = describe_exception(exc)
+        self._report(entry, "failed", error_type=kind, error=message, traceback=text, **fields)
+
+    def _setup_failure(self, entry: _Inflight) -> bool:
+        if entry.run.setup_error is None:
+            return False
+        if self._claim_report(entry.run.run_id):
+            self._report(entry, "failed", error_type="SetupError", error=entry.run.setup_error)
+        self._release(entry.run.run_id)
+        return True
+
+    def stop(self, run_id: int, state: str, reason: str) -> bool:
+        entry = self._claim_report(run_id)
+        if entry is None:
+            return False
+        self._interrupt(entry)
+        self._report(entry, state, error_type="Stopped" if state != "timed_out" else "Timeout",
+                     error=reason)
+        return True
+
+    def _interrupt(self, entry: _Inflight) -> None:
+        """Executor-specific: make the run stop (or give up on it)."""
+
+
+class ThreadExecutor(_BaseExecutor):
+    name = "thread"
+
+    def __init__(self, size: int, resolve: Resolver, sink: Sink, result_max_bytes: int) -> None:
+        super().__init__(size, sink, result_max_bytes)
+        self._resolve = resolve
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="run-thread")
+
+    def submit(self, run: ClaimedRun) -> None:
+        entry = self._register(run)
+        if self._setup_failure(entry):
+            return
+        self._pool.submit(self._execute, entry)
+
+    def _execute(self, entry: _Inflight) -> None:
+        run = entry.run
+        cpu0 = time.thread_time()
+        try:
+            func = self._resolve(run.task)
+            value = func(*run.args, **run.kwargs)
+            if inspect.isawaitable(value):
+                value = asyncio.run(_await(value))
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a task is a failure too
+            if self._claim_report(run.run_id):
+                self._failure(entry, exc, cpu_seconds=time.thread_time() - cpu0)
+        else:
+            if self._claim_report(run.run_id):
+                self._success(entry, value, cpu_seconds=time.thread_time() - cpu0)
+        finally:
+            self._release(run.run_id)
+
+    def shutdown(self, wait: bool) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class AsyncioExecutor(_BaseExecutor):
+    name = "asyncio"
+
+    def __init__(
+        self, size: int, thread_pool_size: int, resolve: Resolver, sink: Sink, result_max_bytes: int
+    ) -> None:
+        super().__init__(size, sink, result_max_bytes)
+        self._resolve = resolve
+        self._threads = ThreadPoolExecutor(max_workers=thread_pool_size, thread_name_prefix="run-async")
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_default_executor(self._threads)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="asyncio-executor", daemon=True)
+        self._thread.start()
+
+    def submit(self, run: ClaimedRun) -> None:
+        entry = self._register(run)
+        if self._setup_failure(entry):
+            return
+        self._loop.call_soon_threadsafe(self._start, entry)
+
+    def _start(self, entry: _Inflight) -> None:
+        entry.handle = self._loop.create_task(self._execute(entry))
+
+    async def _execute(self, entry: _Inflight) -> None:
+        run = entry.run
+        try:
+            func = self._resolve(run.task)
+            if inspect.iscoroutinefunction(func):
+                value = await func(*run.args, **run.kwargs)
+            else:
+                value = await self._loop.run_in_executor(None, lambda: func(*run.args, **run.kwargs))
+                if inspect.isawaitable(value):
+                    value = await value
+        except asyncio.CancelledError:
+            if self._claim_report(run.run_id):  # cancelled by shutdown of the loop
+                self._report(entry, "interrupted", error_type="Cancelled", error="task cancelled")
+        except BaseException as exc:  # noqa: BLE001
+            if self._claim_report(run.run_id):
+                self._failure(entry, exc)
+        else:
+            if self._claim_report(run.run_id):
+                self._success(entry, value)
+        finally:
+            self._release(run.run_id)
+
+    def _interrupt(self, entry: _Inflight) -> None:
+        def cancel() -> None:
+            if entry.handle is not None:
+                entry.handle.cancel()
+
+        self._loop.call_soon_threadsafe(cancel)
+
+    def shutdown(self, wait: bool) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._threads.shutdown(wait=wait, cancel_futures=True)
+
+
+class ProcessExecutor(_BaseExecutor):
+    """A fixed number of worker processes, each running one run at a time."""
+
+    name = "process"
+
+    def __init__(
+        self, size: int, initializer: str, sink: Sink, result_max_bytes: int
+    ) -> None:
+        super().__init__(size, sink, result_max_bytes)
+        self._initializer = initializer
+        self._queue: queue.Queue[_Inflight | None] = queue.Queue()
+        self._ctx = multiprocessing.get_context("spawn")
+        self._slots = [_ProcessSlot(self, i) for i in range(size)]
+        for slot in self._slots:
+            slot.thread.start()
+
+    def submit(self, run: ClaimedRun) -> None:
+        entry = self._register(run)
+        if self._setup_failure(entry):
+            return
+        self._queue.put(entry)
+
+    def _interrupt(self, entry: _Inflight) -> None:
+        entry.extra["kill"] = True
+
+    def shutdown(self, wait: bool) -> None:
+        for _ in self._slots:
+            self._queue.put(None)
+        for slot in self._slots:
+            slot.thread.join(timeout=10 if wait else 1)
+            slot.terminate()
+
+
+class _ProcessSlot:
+    def __init__(self, owner: ProcessExecutor, index: int) -> None:
+        self.owner = owner
+        self.index = index
+        self.process: Any = None
+        self.conn: multiprocessing.connection.Connection | None = None
+        self.thread = threading.Thread(target=self.loop, name=f"process-slot-{index}", daemon=True)
+
+    def ensure_process(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            return
+        from scheduler_app.engine import procworker
+
+        parent, child = self.owner._ctx.Pipe()
+        self.process = self.owner._ctx.Process(
+            target=procworker.worker_main,
+            args=(child, self.owner._initializer),
+            name=f"scheduler-worker-{self.index}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.conn = parent
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.process = None
+        self.conn = None
+
+    def loop(self) -> None:
+        owner = self.owner
+        while True:
+            entry = owner._queue.get()
+            if entry is None:
+                self.terminate()
+                return
+            try:
+                self.execute(entry)
+            except Exception as exc:  # never lose the slot thread
+                logger.exception("process slot failed", extra={"run_id": entry.run.run_id})
+                if owner._claim_report(entry.run.run_id):
+                    owner._failure(entry, exc)
+                self.terminate()
+            finally:
+                owner._release(entry.run.run_id)
+
+    def execute(self, entry: _Inflight) -> None:
+        owner = self.owner
+        run = entry.run
+        if entry.finished:  # stopped while waiting for a slot
+            return
+        self.ensure_process()
+        assert self.conn is not None
+        self.conn.send(
+            (run.run_id, run.task, list(run.args), dict(run.kwargs), run.cpu_limit,
+             run.memory_limit_mb, owner._result_max_bytes)
+        )
+        while True:
+            if entry.extra.get("kill"):
+                self.terminate()  # outcome was reported by stop()
+                return
+            try:
+                ready = self.conn.poll(0.05)
+            except (EOFError, OSError):
+                ready = True
+            if ready:
+                try:
+                    message = self.conn.recv()
+                except (EOFError, OSError):
+                    code = self.process.exitcode if self.process is not None else None
+                    if self.process is not None:
+                        self.process.join(timeout=5)
+                        code = self.process.exitcode
+                    self.terminate()
+                    if owner._claim_report(run.run_id):
+                        owner._report(
+                            entry, "failed", error_type="WorkerExited",
+                            error=_exit_message(code),
+                        )
+                    return
+                self._deliver(entry, message)
+                return
+
+    def _deliver(self, entry: _Inflight, message: dict[str, Any]) -> None:
+        owner = self.owner
+        if not owner._claim_report(entry.run.run_id):
+            return
+        fields = {"cpu_seconds": message.get("cpu_seconds"), "peak_memory_mb": message.get("peak_memory_mb")}
+        if message["ok"]:
+            owner._report(entry, "succeeded", result=message["result"], error=message.get("note", ""), **fields)
+        else:
+            owner._report(
+                entry, "failed", error_type=message["error_type"], error=message["error"],
+                traceback=message["traceback"], **fields,
+            )
+        if message.get("recycle"):
+            self.terminate()  # memory limit hit: start clean next time
+
+
+def _exit_message(code: int | None) -> str:
+    import signal
+
+    if code is None:
+        return "the worker process ended without a result"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        hint = " (CPU limit exceeded)" if name == "SIGXCPU" else ""
+        return f"the worker process was killed by {name}{hint}"
+    return f"the worker process exited with code {code} before returning a result"

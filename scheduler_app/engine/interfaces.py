@@ -1,0 +1,149 @@
+"""The engine's interfaces and the values that cross them. Pure Python: no Django.
+
+The engine (APScheduler bridge executor, worker loop, executors) talks to storage only
+through :class:`RunStore`; ``scheduler_app.backends`` implements it on the Django ORM.
+Each method documents the rules an implementation must keep, because the cluster
+features rely on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Fire:
+    """A trigger fired for ``job_id``: every fire time APScheduler computed as due
+    (several after downtime or a pause, oldest first), and when we noticed."""
+
+    job_id: int
+    run_times: tuple[datetime, ...]
+    noticed_at: datetime
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run this node claimed and must execute (state is already ``running``)."""
+
+    run_id: int
+    job_id: int
+    job_name: str
+    task: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    executor: str
+    attempt: int
+    scheduled_for: datetime
+    timeout: float | None = None
+    cpu_limit: float | None = None
+    memory_limit_mb: int | None = None
+    # Set when the run's inputs could not be prepared (e.g. a secret that no key
+    # decrypts): the run is failed with this message instead of executed.
+    setup_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended. ``state`` is one of succeeded, failed, timed_out,
+    cancelled, interrupted."""
+
+    run_id: int
+    state: str
+    started_at: datetime
+    finished_at: datetime
+    result: Any = None
+    error_type: str = ""
+    error: str = ""
+    traceback: str = ""
+    cpu_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Free execution slots on a node, per executor, and overall."""
+
+    per_executor: Mapping[str, int]
+    total: int
+
+    def executors_with_room(self) -> list[str]:
+        return [name for name, free in self.per_executor.items() if free > 0]
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    lost: int = 0
+    requeued: int = 0
+
+
+class RunStore(Protocol):
+    """Where runs live. Implementations must keep these rules:
+
+    * ``enqueue`` is idempotent on (job, scheduled time, attempt): calling it twice
+      with the same fire never creates a second run. It applies the job's misfire
+      policy to fire times older than the job's grace period, recording the fire
+      times it does not run as ``skipped`` runs.
+    * ``claim`` takes only ``queued`` runs whose ``not_before`` has passed, highest
+      priority first, then earliest ``not_before``; two concurrent callers never get
+      the same run (``SELECT ... FOR UPDATE SKIP LOCKED`` where the database has it).
+      It never hands out more runs per executor than ``capacity`` allows, and keeps
+      each job's ``max_instances`` with its overlap policy: ``skip`` records the new run
+      as skipped, ``queue`` leaves it queued, ``replace`` asks for the oldest running
+      run to be stopped (returned in ``ClaimResult.stop``) and starts the new one.
+    * ``record`` writes outcomes exactly once per run (a run already finished is left
+      alone), then enqueues retries (attempt + 1 after the job's backoff) and
+      dependents whose conditions are met, each at most once.
+    * ``heartbeat`` marks this node's running runs alive and returns the ids of those
+      an operator asked to stop.
+    * ``recover`` runs at start-up: runs left ``running`` by this node's previous
+      life become ``lost`` (retried per policy); ``interrupted`` runs are re-queued.
+    * ``reap_lost`` marks ``running`` runs of any node whose heartbeat is older than
+      ``lost_after`` seconds as lost (except ``exclude``, the caller's own live runs),
+      and retries them per policy.
+    """
+
+    def enqueue(self, fires: Sequence[Fire]) -> int: ...
+
+    def claim(self, node: str, capacity: Capacity, now: datetime) -> ClaimResult: ...
+
+    def record(self, outcomes: Sequence[Outcome]) -> None: ...
+
+    def heartbeat(self, node: str, run_ids: Sequence[int], now: datetime) -> list[int]: ...
+
+    def recover(self, node: str, now: datetime) -> RecoveryReport: ...
+
+    def reap_lost(self, now: datetime, lost_after: float, exclude: Sequence[int] = ()) -> int: ...
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    runs: tuple[ClaimedRun, ...] = ()
+    # Running runs (anywhere) that must be stopped because a newer run replaced them.
+    stop: tuple[int, ...] = ()
+    # True when the claim was cut short by its batch size: claim again at once.
+    more: bool = False
+
+
+class Executor(Protocol):
+    """Runs claimed runs. ``submit`` never blocks for long; the outcome is delivered
+    through the callback given at construction."""
+
+    name: str
+
+    def free_slots(self) -> int: ...
+
+    def submit(self, run: ClaimedRun) -> None: ...
+
+    def stop(self, run_id: int, state: str, reason: str) -> bool: ...
+
+    def running_ids(self) -> list[int]: ...
+
+    def shutdown(self, wait: bool) -> None: ...

@@ -1,0 +1,329 @@
+"""The worker side of one node: turns fires into queued runs, claims due runs,
+executes them, records outcomes, keeps heartbeats, enforces timeouts and stops
+gracefully. Pure Python: it sees storage only through :class:`RunStore`.
+
+Threads (each a loop that reports liveness; see :meth:`Node.problems`):
+
+* ``enqueuer``  — writes fires from the trigger side as runs, in batches; keeps them in
+  memory and retries while the database is away, so no fire is lost.
+* ``dispatcher`` — claims due runs up to free capacity and hands them to executors;
+  woken at once by new runs and freed slots, else polls.
+* ``recorder``  — writes outcomes (with retries, dependents) in batches; keeps them in
+  memory and retries while the database is away.
+* ``maintenance`` — timeouts (every 100 ms), heartbeats and operator stop requests,
+  reaping runs of dead nodes, and periodic jobs such as pruning old runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scheduler_app.engine.interfaces import Capacity, ClaimedRun, Fire, Outcome, RunStore
+
+logger = logging.getLogger(__name__)
+
+Executors = Mapping[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    max_concurrent: int = 50
+    poll_interval: float = 1.0
+    heartbeat_interval: float = 5.0
+    lost_after: float = 30.0
+    stall_after: float = 60.0
+    batch_size: int = 500
+
+
+@dataclass
+class Periodic:
+    name: str
+    interval: float
+    func: Callable[[], Any]
+    last: float = 0.0
+
+
+class Node:
+    def __init__(
+        self,
+        config: NodeConfig,
+        store: RunStore,
+        executors: Executors,
+        periodic: Sequence[Periodic] = (),
+        is_transient: Callable[[BaseException], bool] = lambda exc: True,
+        reset_connection: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.executors = dict(executors)
+        self.periodic = list(periodic)
+        self._is_transient = is_transient
+        self._reset_connection = reset_connection
+        self._fires: queue.Queue[Fire] = queue.Queue()
+        self._outcomes: queue.Queue[Outcome] = queue.Queue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()  # no more claiming
+        self._closed = threading.Event()  # loops exit
+        self._beats: dict[str, float] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._pending_fires: list[Fire] = []
+        self._pending_outcomes: list[Outcome] = []
+        self._db_down_since: float | None = None
+        self._last_db_failure = float("-inf")
+        self.stats = {"enqueued": 0, "claimed": 0, "recorded": 0}
+
+    # -- public API ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, target in (
+            ("enqueuer", self._enqueue_loop),
+            ("dispatcher", self._dispatch_loop),
+            ("recorder", self._record_loop),
+            ("maintenance", self._maintenance_loop),
+        ):
+            thread = threading.Thread(target=self._guard(name, target), name=f"node-{name}", daemon=True)
+            self._beats[name] = time.monotonic()
+            self._threads[name] = thread
+            thread.start()
+
+    def submit_fire(self, fire: Fire) -> None:
+        """Called by the trigger side (APScheduler's thread); never blocks."""
+        self._fires.put(fire)
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Executors report here; never blocks."""
+        self._outcomes.put(outcome)
+        self._wake.set()  # a slot is free
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def running_ids(self) -> list[int]:
+        return [rid for ex in self.executors.values() for rid in ex.running_ids()]
+
+    def problems(self) -> list[str]:
+        """Dead or stalled loops; empty when healthy."""
+        found = []
+        now = time.monotonic()
+        for name, thread in self._threads.items():
+            if not thread.is_alive() and not self._closed.is_set():
+                found.append(f"the {name} loop died")
+            elif now - self._beats.get(name, now) > self.config.stall_after:
+                found.append(f"the {name} loop stalled for {now - self._beats[name]:.0f} s")
+        return found
+
+    def shutdown(self, grace: float, reason: str = "scheduler shut down") -> None:
+        """Stop claiming, flush fires, let runs finish for ``grace`` seconds, then stop
+        the rest as ``interrupted``, record every outcome and stop the loops."""
+        self._stopping.set()
+        self._wake.set()
+        self._wait_written(self._fires, self._pending_fires, "fires", timeout=30)
+        deadline = time.monotonic() + grace
+        while self.running_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = 0
+        for executor in self.executors.values():
+            for run_id in executor.running_ids():
+                if executor.stop(run_id, "interrupted", f"{reason} before the run finished"):
+                    left += 1
+        if left:
+            logger.warning("interrupted runs at shutdown", extra={"count": left})
+        self._wait_written(self._outcomes, self._pending_outcomes, "outcomes", timeout=60)
+        self._closed.set()
+        for thread in self._threads.values():
+            thread.join(timeout=5)
+        for executor in self.executors.values():
+            executor.shutdown(wait=False)
+
+    # -- loops ----------------------------------------------------------------------------
+
+    def _guard(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException:
+                logger.critical("scheduler loop crashed", extra={"loop": name}, exc_info=True)
+                raise
+
+        return run
+
+    def _beat(self, name: str) -> None:
+        self._beats[name] = time.monotonic()
+
+    def _db_ok(self) -> None:
+        if self._db_down_since is not None:
+            logger.warning(
+                "database reachable again",
+                extra={"down_seconds": round(time.monotonic() - self._db_down_since, 1)},
+            )
+            self._db_down_since = None
+
+    def _db_failed(self, where: str, exc: BaseException) -> float:
+        self._last_db_failure = time.monotonic()
+        self._reset_connection()
+        if not self._is_transient(exc):
+            logger.exception("unexpected error", extra={"loop": where})
+        elif self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            logger.error("database unavailable; retrying", extra={"loop": where, "error": str(exc)})
+        return 1.0
+
+    def _drain(self, source: queue.Queue[Any], pending: list[Any], wait: float) -> None:
+        if not pending:
+            try:
+                pending.append(source.get(timeout=wait))
+            except queue.Empty:
+                return
+        while len(pending) < self.config.batch_size:
+            try:
+                pending.append(source.get_nowait())
+            except queue.Empty:
+                break
+
+    def _write_fires(self, batch: list[Fire]) -> None:
+        created = self.store.enqueue(batch)
+        self.stats["enqueued"] += created
+        if created:
+            self._wake.set()
+
+    def _write_outcomes(self, batch: list[Outcome]) -> None:
+        self.store.record(batch)
+        self.stats["recorded"] += len(batch)
+        self._wake.set()  # retries and dependents may be due
+
+    def _pump(
+        self, name: str, source: queue.Queue[Any], pending: list[Any],
+        write: Callable[[list[Any]], None],
+    ) -> None:
+        backoff = 0.0
+        while not self._closed.is_set():
+            self._beat(name)
+            if backoff:
+                self._closed.wait(backoff)
+            self._drain(source, pending, 0.5)
+            if not pending:
+                backoff = 0.0
+                continue
+            try:
+                write(list(pending))
+            except Exception as exc:
+                backoff = self._db_failed(name, exc)
+                continue
+            pending.clear()
+            self._db_ok()
+            backoff = 0.0
+
+    def _enqueue_loop(self) -> None:
+        self._pump("enqueuer", self._fires, self._pending_fires, self._write_fires)
+
+    def _record_loop(self) -> None:
+        self._pump("recorder", self._outcomes, self._pending_outcomes, self._write_outcomes)
+
+    def _wait_written(self, source: queue.Queue[Any], pending: list[Any], what: str, timeout: float) -> None:
+        """Wait (at shutdown) until the loop has written everything queued."""
+        deadline = time.monotonic() + timeout
+        while (pending or not source.empty()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if pending or not source.empty():
+            logger.error(
+                "could not write everything at shutdown",
+                extra={"what": what, "left": len(pending) + source.qsize()},
+            )
+
+    def capacity(self) -> Capacity:
+        per = {name: ex.free_slots() for name, ex in self.executors.items()}
+        busy = sum(len(ex.running_ids()) for ex in self.executors.values())
+        total = max(self.config.max_concurrent - busy, 0)
+        return Capacity(per_executor={k: min(v, total) for k, v in per.items()}, total=total)
+
+    def _dispatch_loop(self) -> None:
+        backoff = 0.0
+        while not self._closed.is_set():
+            self._beat("dispatcher")
+            if self._stopping.is_set():
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            self._wake.wait(backoff or self.config.poll_interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                continue
+            try:
+                more = self._dispatch_once()
+            except Exception as exc:
+                backoff = self._db_failed("dispatcher", exc)
+                continue
+            self._db_ok()
+            backoff = 0.0
+            if more:
+                self._wake.set()
+
+    def _dispatch_once(self) -> bool:
+        capacity = self.capacity()
+        if capacity.total <= 0 or not capacity.executors_with_room():
+            return False
+        result = self.store.claim(self.config.name, capacity, utcnow())
+        for run_id in result.stop:
+            self.stop_local(run_id, "cancelled", "replaced by a newer run (overlap policy: replace)")
+        for run in result.runs:
+            self._start(run)
+        self.stats["claimed"] += len(result.runs)
+        return result.more
+
+    def _start(self, run: ClaimedRun) -> None:
+        executor = self.executors.get(run.executor)
+        if executor is None:
+            now = utcnow()
+            self.outcome(Outcome(run_id=run.run_id, state="failed", started_at=now, finished_at=now,
+                                 error_type="ConfigurationError",
+                                 error=f"executor {run.executor!r} is not available on this node"))
+            return
+        logger.info("run started", extra={"job": run.job_name, "run_id": run.run_id,
+                                          "attempt": run.attempt, "executor": run.executor})
+        executor.submit(run)
+
+    def stop_local(self, run_id: int, state: str, reason: str) -> bool:
+        for executor in self.executors.values():
+            if run_id in executor.running_ids():
+                return bool(executor.stop(run_id, state, reason))
+        return False
+
+    def _maintenance_loop(self) -> None:
+        last_heartbeat = last_reap = 0.0
+        while not self._closed.is_set():
+            self._beat("maintenance")
+            now_m = time.monotonic()
+            for executor in self.executors.values():
+                for run in executor.overdue(now_m):
+                    executor.stop(run.run_id, "timed_out", f"exceeded its timeout of {run.timeout:g} s")
+            try:
+                if now_m - last_heartbeat >= self.config.heartbeat_interval:
+                    last_heartbeat = now_m
+                    for run_id in self.store.heartbeat(self.config.name, self.running_ids(), utcnow()):
+                        self.stop_local(run_id, "cancelled", "stopped by an operator")
+                # After a database outage every heartbeat is stale; give live nodes
+                # lost_after seconds to beat again before judging any run lost.
+                quiet = now_m - self._last_db_failure > self.config.lost_after
+                if quiet and now_m - last_reap >= max(self.config.lost_after / 3, 1.0):
+                    last_reap = now_m
+                    if self.store.reap_lost(utcnow(), self.config.lost_after, self.running_ids()):
+                        self._wake.set()
+                for job in self.periodic:
+                    if now_m - job.last >= job.interval:
+                        job.last = now_m
+                        job.func()
+            except Exception as exc:
+                self._db_failed("maintenance", exc)
+            self._closed.wait(0.1)

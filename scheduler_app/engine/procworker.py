@@ -1,0 +1,121 @@
+"""The body of a process-executor worker. Runs in a spawned child process.
+
+The parent sends ``(run_id, task, args, kwargs, cpu_limit, memory_limit_mb,
+result_max_bytes)``; the worker answers with a dict. ``initializer`` is a
+``"module:function"`` reference fixed in code by the backend (never user input); the
+function prepares the process (e.g. ``django.setup()``) and returns the task resolver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import math
+import resource
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+from scheduler_app.engine.results import describe_exception, storable_result
+
+
+class CpuLimitExceeded(Exception):
+    pass
+
+
+def _on_sigxcpu(signum: int, frame: Any) -> None:
+    raise CpuLimitExceeded("CPU time limit exceeded")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _vm_size_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[0])
+        return pages * resource.getpagesize()
+    except OSError:
+        return 0
+
+
+def worker_main(conn: Connection, initializer: str) -> None:
+    module_name, _, func_name = initializer.partition(":")
+    resolve = getattr(importlib.import_module(module_name), func_name)()
+    signal.signal(signal.SIGXCPU, _on_sigxcpu)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        conn.send(execute(resolve, *message))
+
+
+def execute(
+    resolve: Any,
+    run_id: int,
+    task: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    cpu_limit: float | None,
+    memory_limit_mb: int | None,
+    result_max_bytes: int,
+) -> dict[str, Any]:
+    cpu0 = _cpu_seconds()
+    old_cpu = resource.getrlimit(resource.RLIMIT_CPU)
+    old_as = resource.getrlimit(resource.RLIMIT_AS)
+    recycle = False
+    try:
+        if cpu_limit:
+            soft = int(math.ceil(cpu0 + cpu_limit))
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, old_cpu[1]))
+        if memory_limit_mb:
+            soft = _vm_size_bytes() + memory_limit_mb * 1024 * 1024
+            if old_as[1] != resource.RLIM_INFINITY:
+                soft = min(soft, old_as[1])
+            resource.setrlimit(resource.RLIMIT_AS, (soft, old_as[1]))
+        func = resolve(task)
+        value = func(*args, **kwargs)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_await(value))
+    except MemoryError as exc:
+        recycle = True
+        return _failure(exc, cpu0, f"memory limit of {memory_limit_mb} MB exceeded", recycle)
+    except CpuLimitExceeded as exc:
+        return _failure(exc, cpu0, f"CPU limit of {cpu_limit:g} s exceeded", recycle)
+    except BaseException as exc:  # noqa: BLE001
+        return _failure(exc, cpu0, None, recycle)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, old_cpu)
+        resource.setrlimit(resource.RLIMIT_AS, old_as)
+    result, note = storable_result(value, result_max_bytes)
+    return {"ok": True, "result": result, "note": note, **_usage(cpu0)}
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _usage(cpu0: float) -> dict[str, float]:
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"cpu_seconds": round(_cpu_seconds() - cpu0, 6), "peak_memory_mb": round(peak_kb / 1024, 3)}
+
+
+def _failure(exc: BaseException, cpu0: float, message: str | None, recycle: bool) -> dict[str, Any]:
+    kind, text, tb = describe_exception(exc)
+    return {
+        "ok": False,
+        "error_type": kind,
+        "error": message or text,
+        "traceback": tb,
+        "recycle": recycle,
+        **_usage(cpu0),
+    }
+
+

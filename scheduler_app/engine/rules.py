@@ -1,0 +1,102 @@
+"""Run-queue rules as pure functions: misfires, retries, overlap and joins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+SKIP = "skip"
+COALESCE = "coalesce"
+RUN_ALL = "run_all"
+
+
+@dataclass(frozen=True)
+class FirePlan:
+    run: tuple[datetime, ...]
+    skipped: tuple[tuple[datetime, str], ...]
+    capped: int = 0  # run_all fire times dropped by the cap
+
+
+def plan_fires(
+    run_times: Sequence[datetime],
+    now: datetime,
+    policy: str,
+    grace_seconds: float,
+    run_all_cap: int,
+) -> FirePlan:
+    """Which fire times to run and which to record as skipped.
+
+    A fire time is *missed* when it is more than ``grace_seconds`` in the past. Fire
+    times within the grace period always run. Missed ones: ``skip`` runs none,
+    ``coalesce`` runs the latest one only (when nothing on time runs as well),
+    ``run_all`` runs each, at most ``run_all_cap`` (the most recent ones)."""
+    ordered = sorted(set(run_times))
+    grace = timedelta(seconds=grace_seconds)
+    on_time = [t for t in ordered if now - t <= grace]
+    missed = [t for t in ordered if now - t > grace]
+    if not missed:
+        return FirePlan(run=tuple(on_time), skipped=())
+    if policy == SKIP:
+        reason = f"missed by more than the {grace_seconds:g} s grace period (misfire policy: skip)"
+        return FirePlan(run=tuple(on_time), skipped=tuple((t, reason) for t in missed))
+    if policy == COALESCE:
+        if on_time:
+            keep: list[datetime] = []
+            coalesced_into = on_time[0]
+        else:
+            keep = [missed[-1]]
+            coalesced_into = missed[-1]
+        reason = f"coalesced into the run for {coalesced_into.isoformat()} (misfire policy: coalesce)"
+        skipped = [t for t in missed if t not in keep]
+        return FirePlan(
+            run=tuple(sorted(keep + on_time)), skipped=tuple((t, reason) for t in skipped)
+        )
+    # run_all
+    if len(missed) > run_all_cap:
+        dropped = missed[: len(missed) - run_all_cap]
+        kept = missed[len(missed) - run_all_cap :]
+        reason = f"over the cap of {run_all_cap} missed runs (misfire policy: run_all)"
+        return FirePlan(
+            run=tuple(kept + on_time),
+            skipped=tuple((t, reason) for t in dropped),
+            capped=len(dropped),
+        )
+    return FirePlan(run=tuple(missed + on_time), skipped=())
+
+
+def retry_delay(
+    attempt: int, backoff: float, factor: float, cap: float
+) -> float:
+    """Seconds before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
+    return float(min(backoff * factor ** max(attempt - 1, 0), cap))
+
+
+def should_retry(attempt: int, max_attempts: int) -> bool:
+    return attempt < max_attempts
+
+
+OVERLAP_SKIP = "skip"
+OVERLAP_QUEUE = "queue"
+OVERLAP_REPLACE = "replace"
+
+
+def overlap_action(running: int, max_instances: int, policy: str) -> str:
+    """``start`` when under the limit, else the policy: skip | queue | replace."""
+    if running < max_instances:
+        return "start"
+    return policy
+
+
+def condition_met(condition: str, state: str, is_final: bool) -> bool:
+    """Whether an upstream run's end satisfies a dependency edge's condition.
+
+    ``success`` needs a success; ``failure`` needs a failure that will not be retried;
+    ``completion`` needs a final end of either kind."""
+    if condition == "success":
+        return state == "succeeded"
+    if condition == "failure":
+        return state != "succeeded" and is_final
+    if condition == "completion":
+        return state == "succeeded" or is_final
+    return False

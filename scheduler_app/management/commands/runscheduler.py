@@ -1,0 +1,93 @@
+import logging
+import os
+import signal
+import sys
+import threading
+
+from django.core import checks
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from scheduler_app import logutils
+from scheduler_app.backends.runstore import default_node_name
+from scheduler_app.conf import app_settings
+
+logger = logging.getLogger("scheduler_app.runscheduler")
+
+EXIT_UNHEALTHY = 3
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the scheduler on this machine until SIGTERM or SIGINT: fires triggers, queues "
+        "runs and executes them. Logs one key=value line per event on standard output. On "
+        "SIGTERM it stops firing, lets running runs finish for the shutdown grace, then "
+        "marks the rest interrupted (re-queued on the next start). Exits with status 3 if "
+        "a scheduler loop dies or stalls, so a supervisor can restart it."
+    )
+    requires_system_checks = []  # run below, with a clearer message
+
+    def add_arguments(self, parser):
+        parser.add_argument("--node", help="Node name (default: host name and process id).")
+        parser.add_argument(
+            "--job-store",
+            choices=["memory", "django", "sqlalchemy", "redis"],
+            help="APScheduler job store (default: SCHEDULER_APP['JOB_STORE']).",
+        )
+        parser.add_argument("--log-level", default="INFO", help="Log level (default INFO).")
+
+    def handle(self, *args, node=None, job_store=None, log_level="INFO", **opts):
+        errors = [
+            e for e in checks.run_checks(include_deployment_checks=False)
+            if e.level >= checks.ERROR
+        ]
+        if errors:
+            lines = "\n".join(f"  {e.id}: {e.msg}" + (f" ({e.hint})" if e.hint else "") for e in errors)
+            raise CommandError(f"refusing to start; fix the configuration first:\n{lines}")
+        self._check_database()
+        logutils.configure(log_level.upper())
+        from scheduler_app.backends.service import SchedulerService
+
+        stop = threading.Event()
+        received = []
+
+        def on_signal(signum, frame):
+            received.append(signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        service = SchedulerService(node or default_node_name(), job_store=job_store)
+        try:
+            service.start()
+        except Exception as exc:
+            logger.exception("scheduler failed to start")
+            raise CommandError(f"the scheduler could not start: {exc}") from exc
+        status = 0
+        while not stop.wait(1.0):
+            problems = service.problems()
+            if problems:
+                logger.critical("scheduler unhealthy; exiting so a supervisor restarts it",
+                                extra={"problems": "; ".join(problems)})
+                status = EXIT_UNHEALTHY
+                break
+        reason = f"scheduler shut down ({received[0]})" if received else "scheduler shut down (unhealthy)"
+        service.shutdown(app_settings.SHUTDOWN_GRACE if status == 0 else 5.0, reason)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Threads running tasks that ignore stops (a thread cannot be killed) must not
+        # keep the process alive: everything is recorded by now.
+        os._exit(status)
+
+    def _check_database(self):
+        from django.db.migrations.executor import MigrationExecutor
+
+        try:
+            executor = MigrationExecutor(connection)
+            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        except Exception as exc:
+            raise CommandError(f"cannot reach the database: {exc}") from exc
+        if pending:
+            raise CommandError(
+                f"the database has {len(pending)} unapplied migration(s); run 'manage.py migrate' first"
+            )
