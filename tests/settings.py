@@ -18,4 +18,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["TEST"] = {"NAME": "test_scheduler_app"}
 
-SCHEDULER_APP = {**SCHEDULER_APP, "JOB_STORE": "memory"}
+import json  # noqa: E402
+
+# Real runscheduler processes started by the acceptance tests use these settings too;
+# a test passes per-process overrides as JSON in SCHEDULER_TEST_OVERRIDES.
+SCHEDULER_APP = {
+    **SCHEDULER_APP,
+    "JOB_STORE": os.environ.get("SCHEDULER_JOB_STORE", "memory"),
+    "TASK_MODULES": ["tests.tasks"],
+    **json.loads(os.environ.get("SCHEDULER_TEST_OVERRIDES", "{}")),
+}
