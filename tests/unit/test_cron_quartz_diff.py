@@ -17,7 +17,8 @@ behaviour instead:
 * ``nW`` with n above 28: Quartz rolls e.g. ``31W`` into the next month in shorter months;
   here a month without day n has no fire.
 * a step after a name (``MON-FRI/2``, ``JAN/3``): Quartz drops the step.
-* ``L-n`` with n >= 28: Quartz produces days <= 0 in short months; here they are skipped.
+* ``L-n`` reaching before the 1st (n >= 28 in February): Quartz misbehaves (``0 0 0 L-30 2 ?``
+  is accepted and never fires); here such months are skipped.
 * a ``#`` or ``nL`` item mixed with other items in a list: Quartz keeps only one of them.
 * years beyond the 100-year search horizon: never generated.  Quartz 2.3's ``*`` year set
   also ends 100 years after the year the JVM started, so fire times from 2100 on are not
