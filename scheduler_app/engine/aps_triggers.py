@@ -20,10 +20,11 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.combining import AndTrigger  # type: ignore[import-untyped]
 
 from scheduler_app.engine.cron import HORIZON_YEARS, CronExpression, CronSyntaxError
 
-__all__ = ["CronExpressionTrigger", "ExcludedDatesTrigger"]
+__all__ = ["AllOfTrigger", "CronExpressionTrigger", "ExcludedDatesTrigger"]
 
 _STATE_VERSION: Final = 1
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
@@ -281,3 +282,36 @@ def _date_set(dates: Iterable[date]) -> frozenset[date]:
             raise TypeError(f"excluded dates must be datetime.date values, not {d!r}")
         out.add(d)
     return frozenset(out)
+
+
+class AllOfTrigger(AndTrigger):  # type: ignore[misc]
+    """Fires when every child trigger fires at the same instant (AND).
+
+    APScheduler 3's ``AndTrigger`` advances its children only through ``now``; children
+    given a previous fire time (cron, interval) ignore a later ``now``, so once it has
+    fired it can search forever. This one asks each child for its first fire time at or
+    after a moving start instead, and gives up after a bounded number of rounds or when
+    a child can no longer fire. It pickles like ``AndTrigger``."""
+
+    MAX_ROUNDS: Final = 10_000
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        start = now if previous_fire_time is None else previous_fire_time + _ONE_MICROSECOND
+        for _ in range(self.MAX_ROUNDS):
+            times: list[datetime] = []
+            for trigger in self.triggers:
+                fire = trigger.get_next_fire_time(None, start)
+                if fire is None or fire < start:  # e.g. a date trigger already past
+                    return None
+                times.append(fire)
+            earliest, latest = min(times), max(times)
+            if earliest == latest:
+                result: datetime | None = self._apply_jitter(earliest, self.jitter, now)
+                return result
+            start = latest
+        return None
+
+    def __str__(self) -> str:
+        return "all_of[{}]".format(", ".join(str(trigger) for trigger in self.triggers))

@@ -311,10 +311,12 @@ def _build(spec: TriggerSpec, hash_key: str | None, anchor: datetime | None) -> 
             jitter=spec.jitter,
             timezone=ZoneInfo(spec.timezone) if spec.timezone else UTC,
         )
-    from apscheduler.triggers.combining import AndTrigger, OrTrigger
+    from apscheduler.triggers.combining import OrTrigger
+
+    from scheduler_app.engine.aps_triggers import AllOfTrigger
 
     children = [_build(child, hash_key, anchor) for child in spec.triggers]
-    cls = AndTrigger if spec.type == "all" else OrTrigger
+    cls = AllOfTrigger if spec.type == "all" else OrTrigger
     return cls(children)
 
 
