@@ -1,0 +1,132 @@
+"""The node's loops against an in-memory store: wake-ups, liveness, shutdown.
+Pure engine, no Django: proves the engine runs without a configured project."""
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from scheduler_app.engine.executors import ThreadExecutor
+from scheduler_app.engine.interfaces import ClaimedRun, ClaimResult, RecoveryReport
+from scheduler_app.engine.node import Node, NodeConfig
+
+
+class MemoryStore:
+    def __init__(self):
+        self.queue = []
+        self.outcomes = []
+        self.fail_claims = False
+        self.lock = threading.Lock()
+
+    def enqueue(self, fires):
+        for fire in fires:
+            for t in fire.run_times:
+                self.queue.append(ClaimedRun(run_id=len(self.queue) + 1, job_id=fire.job_id, job_name="j",
+                                             task="sleep", args=(), kwargs={"seconds": 0.05},
+                                             executor="thread", attempt=1, scheduled_for=t))
+        return len(fires)
+
+    def claim(self, node, capacity, now):
+        if self.fail_claims:
+            raise SystemExit("claim loop killed")
+        with self.lock:
+            take = self.queue[: capacity.per_executor.get("thread", 0)]
+            del self.queue[: len(take)]
+        return ClaimResult(runs=tuple(take))
+
+    def record(self, outcomes):
+        self.outcomes.extend(outcomes)
+
+    def heartbeat(self, node, run_ids, now):
+        return []
+
+    def recover(self, node, now):
+        return RecoveryReport()
+
+    def reap_lost(self, now, lost_after, exclude=()):
+        return 0
+
+
+def make_node(store, poll=5.0, **kw):
+    node = Node(NodeConfig(name="n", poll_interval=poll, **kw), store, {})
+    tasks = {"sleep": lambda seconds: time.sleep(seconds) or "ok"}
+    node.executors = {"thread": ThreadExecutor(2, tasks.__getitem__, node.outcome, 1000)}
+    return node
+
+
+def wait(predicate, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_new_runs_start_without_waiting_for_the_poll():
+    from scheduler_app.engine.interfaces import Fire
+
+    store = MemoryStore()
+    node = make_node(store, poll=30.0)
+    node.start()
+    try:
+        started = time.monotonic()
+        node.submit_fire(Fire(job_id=1, run_times=(datetime.now(UTC),), noticed_at=datetime.now(UTC)))
+        assert wait(lambda: store.outcomes)
+        assert time.monotonic() - started < 1.0  # the poll interval is 30 s
+        assert store.outcomes[0].state == "succeeded" and store.outcomes[0].result == "ok"
+    finally:
+        node.shutdown(1)
+
+
+def test_capacity_is_respected_and_freed_slots_wake_the_dispatcher():
+    from scheduler_app.engine.interfaces import Fire
+
+    store = MemoryStore()
+    node = make_node(store, poll=30.0)
+    node.start()
+    try:
+        now = datetime.now(UTC)
+        node.submit_fire(Fire(job_id=1, run_times=tuple(now for _ in range(6)), noticed_at=now))
+        assert wait(lambda: len(store.outcomes) == 6, 5)
+    finally:
+        node.shutdown(1)
+
+
+def test_a_dead_loop_is_reported():
+    store = MemoryStore()
+    store.fail_claims = True
+    node = make_node(store, poll=0.05)
+    node.start()
+    try:
+        assert wait(lambda: node.problems(), 3)
+        assert node.problems() == ["the dispatcher loop died"]
+    finally:
+        node.shutdown(0)
+
+
+def test_shutdown_interrupts_what_outlives_the_grace():
+    store = MemoryStore()
+    node = make_node(store, poll=0.05)
+    store.queue.append(ClaimedRun(run_id=99, job_id=1, job_name="j", task="sleep", args=(),
+                                  kwargs={"seconds": 3}, executor="thread", attempt=1,
+                                  scheduled_for=datetime.now(UTC)))
+    node.start()
+    assert wait(lambda: node.running_ids() == [99])
+    started = time.monotonic()
+    node.shutdown(0.3, "test shutdown")
+    assert time.monotonic() - started < 2.5
+    assert [(o.run_id, o.state) for o in store.outcomes] == [(99, "interrupted")]
+    assert store.outcomes[0].error == "test shutdown before the run finished"
+
+
+def test_engine_imports_without_django_settings():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, os; os.environ.pop('DJANGO_SETTINGS_MODULE', None);"
+        "import scheduler_app.engine.node, scheduler_app.engine.executors, scheduler_app.engine.cron,"
+        " scheduler_app.engine.triggerspec, scheduler_app.engine.rules, scheduler_app.engine.aps_triggers;"
+        "assert 'django' not in sys.modules, sorted(m for m in sys.modules if m.startswith('django'))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
