@@ -5,6 +5,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from scheduler_app.engine.executors import ThreadExecutor
 from scheduler_app.engine.interfaces import ClaimedRun, ClaimResult, RecoveryReport
 from scheduler_app.engine.node import Node, NodeConfig
@@ -92,6 +94,7 @@ def test_capacity_is_respected_and_freed_slots_wake_the_dispatcher():
         node.shutdown(1)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dead_loop_is_reported():
     store = MemoryStore()
     store.fail_claims = True
