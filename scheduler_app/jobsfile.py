@@ -164,9 +164,9 @@ def import_document(
     with transaction.atomic():
         tenant_map = _import_tenants(tenants, report)
         group_map = _import_groups(groups, tenant_map, report)
-        calendar_map = _import_calendars(calendars, tenant_map, report)
+        calendar_map = _import_calendars(calendars, tenant_map, report, actor)
         job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor)
-        _import_dependencies(jobs, tenant_map, job_map, report)
+        _import_dependencies(jobs, tenant_map, job_map, report, actor, prune=prune)
         if prune:
             _prune(tenant_map, job_map, report, actor)
         if dry_run:
@@ -193,7 +193,11 @@ def _validation_message(exc: ValidationError) -> str:
         for name, errors in exc.error_dict.items():
             path = FIELD_PATHS.get(name, name)
             for error in errors:
-                parts.append(f"{path}: {' '.join(error.messages)}")
+                text = " ".join(error.messages)
+                # Trigger errors already name their key ("trigger.timezone: ...").
+                if not text.startswith((f"{path}.", f"{path}:")):
+                    text = f"{path}: {text}"
+                parts.append(text)
         return "; ".join(parts)
     return "; ".join(exc.messages)
 
@@ -250,7 +254,10 @@ def _import_groups(
 
 
 def _import_calendars(
-    items: list[dict[str, Any]], tenant_map: dict[str, Tenant], report: ImportReport
+    items: list[dict[str, Any]],
+    tenant_map: dict[str, Tenant],
+    report: ImportReport,
+    actor: Any = None,
 ) -> dict[tuple[int, str], Calendar]:
     import datetime as dt
 
@@ -290,6 +297,9 @@ def _import_calendars(
             report.created.append(label)
         elif changed:
             report.changed.append(label)
+            # Jobs using this calendar must pick up the new dates (as in the admin).
+            for job in calendar.jobs.all():
+                services.notify_job_changed(job, actor=actor)
         result[(tenant.pk, calendar.name)] = calendar
     return result
 
@@ -337,7 +347,9 @@ def _import_jobs(
         if created:
             job = Job(tenant=tenant, name=item["name"])
         group_name = item.get("group")
-        if group_name in (None, ""):
+        if "group" not in item:
+            pass  # left out: keeps the current group
+        elif group_name in (None, ""):
             job.group = None
         else:
             group = group_map.get((tenant.pk, group_name)) or JobGroup.objects.filter(
@@ -348,7 +360,8 @@ def _import_jobs(
             job.group = group
         for name, value in _job_values(item, where).items():
             setattr(job, name, value)
-        calendars = []
+        # Left out: keeps the current calendars.
+        calendars = [] if created or "calendars" in item else list(job.calendars.all())
         for cal_name in item.get("calendars", []) or []:
             calendar = calendar_map.get((tenant.pk, cal_name)) or Calendar.objects.filter(
                 tenant=tenant, name=cal_name
@@ -383,12 +396,16 @@ def _import_dependencies(
     tenant_map: dict[str, Tenant],
     job_map: dict[tuple[int, str], Job],
     report: ImportReport,
+    actor: Any = None,
+    *,
+    prune: bool = False,
 ) -> None:
     """Make each listed job's upstream edges exactly its ``depends_on``.
 
     All removals happen before any addition, so replacing an edge that a new edge would
     close into a cycle is not mistaken for a cycle."""
     plans: list[tuple[str, Job, dict[int, str]]] = []
+    in_file = {j.pk for j in job_map.values()}
     for index, item in enumerate(items):
         if "depends_on" not in item:
             continue
@@ -405,6 +422,11 @@ def _import_dependencies(
             upstream = job_map.get((job.tenant_id, dep.get("job"))) or Job.objects.filter(
                 tenant_id=job.tenant_id, name=dep.get("job")
             ).first()
+            if upstream is not None and prune and upstream.pk not in in_file:
+                raise JobsFileError(
+                    f"{path}: job: {dep.get('job')!r} is not in the file, "
+                    "so --prune would delete it"
+                )
             if upstream is None:
                 raise JobsFileError(
                     f"{path}: job: unknown job {dep.get('job')!r} in tenant {item['tenant']}"
@@ -442,6 +464,7 @@ def _import_dependencies(
             report.changed.append(f"{label} (depends_on)")
             if label in report.unchanged:
                 report.unchanged.remove(label)
+            services.notify_job_changed(job, actor=actor)  # not saved, so not yet told
         else:
             report.changed[report.changed.index(entry)] = entry[:-1] + ", depends_on)"
 

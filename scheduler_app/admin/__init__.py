@@ -16,7 +16,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import services
-from scheduler_app.admin.forms import JobAdminForm, MoveToGroupForm
+from scheduler_app.admin.forms import (
+    DependencyFormSet,
+    JobAdminForm,
+    MoveToGroupForm,
+    UpstreamEdgeForm,
+)
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     Calendar,
@@ -130,9 +135,21 @@ class CalendarAdmin(admin.ModelAdmin):
         for job in form.instance.jobs.all():
             services.notify_job_changed(job, actor=request.user)
 
+    def delete_model(self, request: HttpRequest, obj: Calendar) -> None:
+        self.delete_queryset(request, Calendar.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # ... and lose their dates when it is deleted.
+        jobs = list(Job.objects.filter(calendars__in=queryset).distinct())
+        super().delete_queryset(request, queryset)
+        for job in jobs:
+            services.notify_job_changed(job, actor=request.user)
+
 
 class UpstreamInline(admin.TabularInline):
     model = JobDependency
+    form = UpstreamEdgeForm
+    formset = DependencyFormSet
     fk_name = "downstream"
     fields = ["upstream", "condition"]
     extra = 0
@@ -143,6 +160,7 @@ class UpstreamInline(admin.TabularInline):
 
 class DownstreamInline(admin.TabularInline):
     model = JobDependency
+    formset = DependencyFormSet
     fk_name = "upstream"
     fields = ["downstream", "condition"]
     extra = 0
@@ -282,6 +300,14 @@ class JobAdmin(admin.ModelAdmin):
             _("scheduled for"), _("state"), _("reason"), _("duration"), _("error"),
             rows, link, _("All runs of this job"),
         )
+
+    def get_formsets_with_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The two dependency inlines check cycles across each other's rows.
+        siblings: dict[str, Any] = {}
+        for formset, inline in super().get_formsets_with_inlines(request, obj):
+            if issubclass(formset, DependencyFormSet):
+                formset = type(formset.__name__, (formset,), {"siblings": siblings})
+            yield formset, inline
 
     # -- saving -------------------------------------------------------------------------
 

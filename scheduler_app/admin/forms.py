@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app.engine import triggerspec
-from scheduler_app.models import Job, JobGroup
+from scheduler_app.models import Job, JobDependency, JobGroup
 from scheduler_app.registry import registry
 
 TRIGGER_TYPE_CHOICES = [
@@ -166,6 +168,11 @@ class JobAdminForm(forms.ModelForm):
         else:
             self.instance.trigger = spec.to_dict()
         tenant = data.get("tenant")
+        name = data.get("name")
+        if tenant and name:
+            same = Job.objects.filter(tenant=tenant, name=name).exclude(pk=self.instance.pk)
+            if same.exists():
+                self.add_error("name", f"Tenant {tenant} already has a job named {name!r}.")
         group = data.get("group")
         if tenant and group and group.tenant_id != tenant.pk:
             self.add_error("group", _("The group belongs to another tenant."))
@@ -175,6 +182,18 @@ class JobAdminForm(forms.ModelForm):
             if foreign:
                 self.add_error("calendars", f"Calendar(s) of another tenant: {', '.join(foreign)}.")
         return data
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        # Model validation runs on the instance even for fields whose form value was
+        # rejected (e.g. kwargs that are not JSON are checked as {}): drop those follow-on
+        # messages so each field shows only its real error.
+        if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
+            rejected = {f for f in (self._errors or {}) if f in self.fields}
+            kept = {k: v for k, v in error.error_dict.items() if k not in rejected}
+            if not kept:
+                return
+            error = ValidationError(kept)
+        super().add_error(field, error)
 
 
 class MoveToGroupForm(forms.Form):
@@ -190,3 +209,106 @@ class RunNowForm(forms.Form):
         label=_("Keyword arguments to override"),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
+
+
+class UpstreamEdgeForm(forms.ModelForm):
+    """A row of the "depends on" inline. ``JobDependency.clean()`` reports on
+    ``downstream``, which is this inline's hidden key: show it on ``upstream``."""
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        if field == "downstream":
+            field = "upstream"
+        elif field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
+            errors = dict(error.error_dict)
+            if "downstream" in errors:
+                errors["upstream"] = errors.get("upstream", []) + errors.pop("downstream")
+                error = ValidationError(errors)
+        super().add_error(field, error)
+
+
+class DependencyFormSet(BaseInlineFormSet):
+    """The job page's dependency inlines. Each row is validated by
+    ``JobDependency.clean()`` against the database, which cannot see a job being added
+    (no id yet) nor an upstream and a downstream row saved together; this checks those.
+
+    ``siblings`` is shared by the two inlines of one request (see
+    ``JobAdmin.get_formsets_with_inlines``), keyed by the inline's foreign key name."""
+
+    siblings: dict[str, DependencyFormSet] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.siblings is not None:
+            self.siblings[self.fk.name] = self
+
+    @property
+    def chosen_field(self) -> str:
+        """The visible column: the other end of the edge."""
+        return "upstream" if self.fk.name == "downstream" else "downstream"
+
+    def kept_rows(self) -> list[tuple[forms.Form, Job]]:
+        rows = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or (self.can_delete and self._should_delete_form(form)):
+                continue
+            if data.get(self.chosen_field) is not None:
+                rows.append((form, data[self.chosen_field]))
+        return rows
+
+    def clean(self) -> None:
+        super().clean()
+        job = self.instance
+        if job.tenant_id is None:
+            return
+        for form, other in self.kept_rows():
+            if form.errors or other.tenant_id == job.tenant_id:
+                continue
+            up, down = (other, job) if self.chosen_field == "upstream" else (job, other)
+            form.add_error(
+                self.chosen_field,
+                f"Dependencies cannot cross tenants: {up} is in {up.tenant}, "
+                f"{down} is in {down.tenant}.",
+            )
+        upstream_rows = (self.siblings or {}).get("downstream")
+        if self.fk.name != "upstream" or upstream_rows is None or not upstream_rows.is_valid():
+            return  # checked once, from the downstream inline, when both are valid
+        upstream_ids = {other.pk for _form, other in upstream_rows.kept_rows()}
+        if not upstream_ids:
+            return
+        edges: dict[int, list[int]] = {}
+        others = JobDependency.objects.filter(tenant_id=job.tenant_id)
+        if job.pk is not None:  # the job's own edges are what these rows replace
+            others = others.exclude(upstream_id=job.pk).exclude(downstream_id=job.pk)
+        for up_id, down_id in others.values_list("upstream_id", "downstream_id"):
+            edges.setdefault(up_id, []).append(down_id)
+        for form, other in self.kept_rows():
+            if form.errors:
+                continue
+            path = _path_to_any(other.pk, upstream_ids, edges)
+            if path:
+                names = dict(Job.objects.filter(pk__in=path).values_list("pk", "name"))
+                chain = " → ".join([str(job.name), *(names[pk] for pk in path), str(job.name)])
+                form.add_error(
+                    "downstream", f"This dependency would create a cycle: {chain}."
+                )
+
+
+def _path_to_any(start: int, goals: set[int], edges: dict[int, list[int]]) -> list[int]:
+    """Job ids from ``start`` to the first reachable of ``goals`` (breadth first)."""
+    parents: dict[int, int | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            if node in goals:
+                path = [node]
+                while parents[path[-1]] is not None:
+                    path.append(parents[path[-1]])  # type: ignore[arg-type]
+                return list(reversed(path))
+            for child in edges.get(node, ()):
+                if child not in parents:
+                    parents[child] = node
+                    nxt.append(child)
+        frontier = nxt
+    return []

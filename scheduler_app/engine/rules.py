@@ -29,7 +29,7 @@ def plan_fires(
 
     A fire time is *missed* when it is more than ``grace_seconds`` in the past. Fire
     times within the grace period always run. Missed ones: ``skip`` runs none,
-    ``coalesce`` runs the latest one only (when nothing on time runs as well),
+    ``coalesce`` runs once, for the latest due time (missed or not),
     ``run_all`` runs each, at most ``run_all_cap`` (the most recent ones)."""
     ordered = sorted(set(run_times))
     grace = timedelta(seconds=grace_seconds)
@@ -41,17 +41,9 @@ def plan_fires(
         reason = f"missed by more than the {grace_seconds:g} s grace period (misfire policy: skip)"
         return FirePlan(run=tuple(on_time), skipped=tuple((t, reason) for t in missed))
     if policy == COALESCE:
-        if on_time:
-            keep: list[datetime] = []
-            coalesced_into = on_time[0]
-        else:
-            keep = [missed[-1]]
-            coalesced_into = missed[-1]
-        reason = f"coalesced into the run for {coalesced_into.isoformat()} (misfire policy: coalesce)"
-        skipped = [t for t in missed if t not in keep]
-        return FirePlan(
-            run=tuple(sorted(keep + on_time)), skipped=tuple((t, reason) for t in skipped)
-        )
+        latest = ordered[-1]
+        reason = f"coalesced into the run for {latest.isoformat()} (misfire policy: coalesce)"
+        return FirePlan(run=(latest,), skipped=tuple((t, reason) for t in ordered[:-1]))
     # run_all
     if len(missed) > run_all_cap:
         dropped = missed[: len(missed) - run_all_cap]

@@ -16,6 +16,7 @@ from scheduler_app import services
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
+    ConfigVersion,
     Job,
     JobDependency,
     JobGroup,
@@ -117,6 +118,7 @@ def next_last_days_of_month(count, after):
     while len(times) < count:
         last = calendar.monthrange(year, month)[1]
         moment = dt.datetime(year, month, last, 2, 0, tzinfo=BERLIN)
+        moment = moment.astimezone(dt.UTC).astimezone(BERLIN)  # 02:00 in a DST gap: 03:00
         if moment > after:
             times.append(moment)
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
@@ -196,6 +198,46 @@ def test_every_registered_model_has_a_working_changelist(admin_client, scenario)
         assert response.status_code == 200, model
         cl = response.context["cl"]
         assert cl.result_count == model.objects.count() > 0, model
+
+
+def test_every_registered_model_has_working_add_and_change_pages(admin_client, scenario):
+    for model in (m for m in admin.site._registry if m._meta.app_label == "scheduler_app"):
+        name = model._meta.model_name
+        obj = model.objects.order_by("pk").first()
+        assert admin_client.get(url(name, "change", obj.pk)).status_code == 200, model
+        expected = 403 if model is JobRun else 200  # runs are made by the scheduler
+        assert admin_client.get(url(name, "add")).status_code == expected, model
+
+
+def test_dependency_autocomplete_finds_jobs(admin_client, scenario):
+    response = admin_client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "scheduler_app", "model_name": "jobdependency", "field_name": "upstream",
+         "term": "inv"},
+    )
+    assert response.status_code == 200
+    assert [r["text"] for r in response.json()["results"]] == ["invoices"]
+
+
+def test_dependency_admin_refuses_a_cycle(admin_client, scenario):
+    jobs = scenario["jobs"]
+    response = admin_client.post(url("jobdependency", "add"), {
+        "upstream": jobs["report"].pk, "downstream": jobs["extract"].pk,
+        "condition": "success",
+    })
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"downstream": [
+        "This dependency would create a cycle: report → extract → invoices → report."
+    ]}
+    assert JobDependency.objects.count() == 2
+    response = admin_client.post(url("jobdependency", "add"), {
+        "upstream": jobs["heartbeat"].pk, "downstream": jobs["old"].pk,
+        "condition": "failure",
+    })
+    assert response.status_code == 302
+    edge = JobDependency.objects.get(upstream=jobs["heartbeat"])
+    assert (edge.downstream, edge.condition, edge.tenant) == (jobs["old"], "failure",
+                                                              scenario["tenant"])
 
 
 def test_job_changelist_columns(admin_client, scenario):
@@ -462,7 +504,8 @@ def escape(text):
           "interval_end": ["2026-01-01T00:00:00+00:00"]},
          {"interval_end": ["must be after start"]}),
         ({"trigger_type": ["date"], "run_at": ["next tuesday"]},
-         {"run_at": ["'next tuesday' is not an ISO 8601 date-time (e.g. 2026-12-01T09:00:00+01:00)"]}),
+         {"run_at": ["'next tuesday' is not an ISO 8601 date-time "
+                     "(e.g. 2026-12-01T09:00:00+01:00)"]}),
         ({"trigger_type": ["all"], "combination": ['[{"type": "interval", "seconds": 60}]']},
          {"combination": ["trigger.triggers: a combination needs a list of at least 2 triggers"]}),
         ({"name": ["invoices"]},
@@ -836,3 +879,38 @@ def form_values_of_plain_form(html):
     parser = _FormValues("plain")
     parser.feed(html)
     return parser.values
+
+
+# -- calendars --------------------------------------------------------------------------
+
+
+def test_calendar_dates_added_in_the_admin_reach_the_scheduler(admin_client, scenario):
+    holidays = scenario["holidays"]
+    version = ConfigVersion.current()
+    data = form_values(admin_client.get(url("calendar", "change", holidays.pk)),
+                       "calendar_form")
+    assert data["dates-INITIAL_FORMS"] == ["1"]
+    assert data["dates-0-date"] == ["2030-12-25"]
+    data.update({"dates-1-date": ["2030-12-31"], "dates-1-label": ["New Year's Eve"]})
+    response = admin_client.post(url("calendar", "change", holidays.pk), data)
+    assert response.status_code == 302
+    assert scenario["jobs"]["invoices"].excluded_dates() == [
+        dt.date(2030, 12, 25), dt.date(2030, 12, 31)
+    ]
+    assert ConfigVersion.current() > version
+
+
+@pytest.mark.parametrize("how", ["delete-page", "action"])
+def test_deleting_a_calendar_reaches_the_scheduler(admin_client, scenario, how):
+    holidays = scenario["holidays"]
+    version = ConfigVersion.current()
+    if how == "delete-page":
+        response = admin_client.post(url("calendar", "delete", holidays.pk), {"post": "yes"})
+        assert response.status_code == 302
+    else:
+        response = act(admin_client, "delete_selected", [holidays], model="calendar",
+                       post="yes")
+        assert redirected_to_list(response, "calendar")
+    assert not Calendar.objects.exists()
+    assert scenario["jobs"]["invoices"].excluded_dates() == []
+    assert ConfigVersion.current() > version

@@ -30,9 +30,10 @@ class TestPlanFires:
         assert [t for t, _ in plan.skipped] == [ago(300), ago(200)]
 
     def test_coalesce_into_on_time_run(self):
-        plan = rules.plan_fires([ago(300), ago(10)], NOW, "coalesce", 30, 100)
+        plan = rules.plan_fires([ago(300), ago(29), ago(10)], NOW, "coalesce", 30, 100)
         assert plan.run == (ago(10),)
-        assert plan.skipped[0][0] == ago(300) and "coalesced into" in plan.skipped[0][1]
+        assert [t for t, _ in plan.skipped] == [ago(300), ago(29)]
+        assert "coalesced into" in plan.skipped[0][1]
 
     def test_run_all_with_cap(self):
         missed = [ago(100 + i) for i in range(10)]

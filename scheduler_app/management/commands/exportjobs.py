@@ -1,4 +1,3 @@
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -41,4 +40,4 @@ class Command(BaseCommand):
                 raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
             self.stderr.write(f"Exported {len(doc['jobs'])} job(s) to {output}.")
         else:
-            sys.stdout.write(text)
+            self.stdout.write(text, ending="")
