@@ -30,6 +30,21 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _encryption_keys() -> list[str]:
+    """Fernet keys for job secrets, newest first: SCHEDULER_APP_ENCRYPTION_KEYS, or for
+    the demo a key generated into var/ (never committed)."""
+    from_env = os.environ.get("SCHEDULER_APP_ENCRYPTION_KEYS")
+    if from_env:
+        return [k.strip() for k in from_env.split(",") if k.strip()]
+    path = VAR_DIR / "encryption_key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return [path.read_text().strip()]
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 
@@ -113,6 +128,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 SCHEDULER_APP = {
+    "ENCRYPTION_KEYS": _encryption_keys(),
     "REDIS_URL": REDIS_URL,
     "JOB_STORE": os.environ.get("SCHEDULER_JOB_STORE", "memory"),
 }

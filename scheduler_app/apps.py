@@ -9,7 +9,8 @@ class SchedulerAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Wiring only: no queries, no threads (the scheduler starts in runscheduler).
-        from scheduler_app import checks, tasks_loader
+        from scheduler_app import audit, checks, tasks_loader
 
         checks.register()
+        audit.register_models()
         tasks_loader.load_task_modules()

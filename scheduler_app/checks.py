@@ -22,6 +22,7 @@ POSITIVE_NUMBERS = (
     "MISFIRE_RUN_ALL_CAP",
     "RESULT_MAX_BYTES",
     "PREVIEW_COUNT",
+    "ROTATE_BATCH_SIZE",
 )
 
 
@@ -71,6 +72,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="scheduler_app.E004",
                 )
             )
+    from scheduler_app import crypto
+
+    for problem in crypto.key_problems():
+        errors.append(
+            checks.Error(
+                f"Secrets encryption: {problem}.",
+                hint=crypto.GENERATE_HINT,
+                id="scheduler_app.E010",
+            )
+        )
     modules = raw.get("TASK_MODULES", [])
     if not isinstance(modules, list | tuple) or not all(isinstance(m, str) for m in modules):
         errors.append(

@@ -49,6 +49,11 @@ DEFAULTS: dict[str, Any] = {
     "RUN_RETENTION_DAYS": 30,
     # How many upcoming fire times the admin shows.
     "PREVIEW_COUNT": 10,
+    # Fernet keys for secret kwargs, newest first; empty: read the comma-separated
+    # environment variable SCHEDULER_APP_ENCRYPTION_KEYS.
+    "ENCRYPTION_KEYS": [],
+    # Rows per transaction when rotatekeys re-encrypts secrets.
+    "ROTATE_BATCH_SIZE": 200,
 }
 
 

@@ -35,6 +35,7 @@ GROUP_KEYS = {"tenant", "name", "description"}
 CALENDAR_KEYS = {"tenant", "name", "description", "dates"}
 JOB_KEYS = {
     "tenant", "name", "description", "group", "task", "args", "kwargs", "secret_kwargs",
+    "secret_kwargs_encrypted",
     "trigger", "calendars", "enabled", "paused", "priority", "executor", "max_instances",
     "overlap_policy", "misfire", "retry", "timeout_seconds", "limits", "routing", "depends_on",
 }
@@ -152,9 +153,17 @@ def _label(item: Mapping[str, Any]) -> str:
 
 
 def import_document(
-    doc: Mapping[str, Any], *, dry_run: bool = False, prune: bool = False, actor: Any = None
+    doc: Mapping[str, Any],
+    *,
+    dry_run: bool = False,
+    prune: bool = False,
+    actor: Any = None,
+    summary: str = "imported from a jobs file",
+    source: str = "",
 ) -> ImportReport:
-    """Apply a jobs document; all or nothing. ``dry_run`` reports without changing."""
+    """Apply a jobs document; all or nothing. ``dry_run`` reports without changing.
+    Changed jobs get a new version with ``summary``; each tenant touched gets an
+    ``import`` audit entry."""
     _check_version(doc)
     tenants = _entries(doc, "tenants", TENANT_KEYS)
     groups = _entries(doc, "groups", GROUP_KEYS)
@@ -165,12 +174,18 @@ def import_document(
         tenant_map = _import_tenants(tenants, report)
         group_map = _import_groups(groups, tenant_map, report)
         calendar_map = _import_calendars(calendars, tenant_map, report, actor)
-        job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor)
+        job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor, summary)
         _import_dependencies(jobs, tenant_map, job_map, report, actor, prune=prune)
         if prune:
             _prune(tenant_map, job_map, report, actor)
         if dry_run:
             transaction.set_rollback(True)
+        elif report.has_changes:
+            from scheduler_app import audit
+
+            for tenant in tenant_map.values():
+                audit.record(tenant, "import", actor, source=source, created=len(report.created),
+                             changed=len(report.changed), deleted=len(report.deleted))
     return report
 
 
@@ -309,6 +324,8 @@ def _job_values(item: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key in FLAT:
         if key in item:
             values[key] = item[key]
+    if "secret_kwargs" in item and "secret_kwargs_encrypted" in item:
+        raise JobsFileError(f"{where}: secret_kwargs: give secret_kwargs or secret_kwargs_encrypted, not both")
     if "secret_kwargs" in item:
         values["secret_kwargs"] = item["secret_kwargs"]
     for outer, mapping in NESTED.items():
@@ -333,6 +350,7 @@ def _import_jobs(
     calendar_map: dict[tuple[int, str], Calendar],
     report: ImportReport,
     actor: Any,
+    summary: str = "",
 ) -> dict[tuple[int, str], Job]:
     result: dict[tuple[int, str], Job] = {}
     for index, item in enumerate(items):
@@ -343,7 +361,7 @@ def _import_jobs(
             raise JobsFileError(f"{where}: name: job {item['name']!r} appears twice in tenant {tenant.slug}")
         job = Job.objects.filter(tenant=tenant, name=item["name"]).first()
         created = job is None
-        before = None if created else export_job(job, include_secrets=True)
+        before = None if created else export_job(job, secrets="fingerprints")
         if created:
             job = Job(tenant=tenant, name=item["name"])
         group_name = item.get("group")
@@ -360,6 +378,14 @@ def _import_jobs(
             job.group = group
         for name, value in _job_values(item, where).items():
             setattr(job, name, value)
+        if "secret_kwargs_encrypted" in item:
+            token = item["secret_kwargs_encrypted"]
+            try:
+                if not isinstance(token, str):
+                    raise ValueError("must be the encrypted text written by exportjobs --include-secrets")
+                job.set_secrets_token(token)
+            except ValueError as exc:
+                raise JobsFileError(f"{where}: secret_kwargs_encrypted: {exc}") from None
         # Left out: keeps the current calendars.
         calendars = [] if created or "calendars" in item else list(job.calendars.all())
         for cal_name in item.get("calendars", []) or []:
@@ -373,17 +399,20 @@ def _import_jobs(
             job.full_clean()
         except ValidationError as exc:
             raise JobsFileError(f"{where}: {_validation_message(exc)}") from None
-        after = export_job(job, include_secrets=True, calendars=calendars)
+        after = export_job(job, secrets="fingerprints", calendars=calendars)
         label = f"job {tenant.slug}/{job.name}"
         if before is not None:
             before.pop("depends_on", None)
         after.pop("depends_on", None)
         if created:
-            services.save_job(job, actor=actor, calendars=calendars)
+            services.save_job(job, actor=actor, calendars=calendars, summary=summary)
             report.created.append(label)
         elif before != after:
-            services.save_job(job, actor=actor, calendars=calendars)
-            fields = sorted(k for k in after if before.get(k) != after.get(k))
+            services.save_job(job, actor=actor, calendars=calendars, summary=summary)
+            fields = sorted(
+                "secret_kwargs" if k == "secret_fingerprints" else k
+                for k in after if before.get(k) != after.get(k)
+            )
             report.changed.append(f"{label} ({', '.join(fields)})")
         else:
             report.unchanged.append(label)
@@ -488,8 +517,10 @@ def _prune(
 
 
 def export_job(
-    job: Job, *, include_secrets: bool = False, calendars: Iterable[Calendar] | None = None
+    job: Job, *, secrets: str = "omit", calendars: Iterable[Calendar] | None = None
 ) -> dict[str, Any]:
+    """A job as a jobs-file entry. ``secrets``: ``omit``; ``encrypted`` (the ciphertext,
+    as ``secret_kwargs_encrypted``); ``fingerprints`` (for comparing versions)."""
     doc: dict[str, Any] = {
         "tenant": job.tenant.slug,
         "name": job.name,
@@ -499,8 +530,10 @@ def export_job(
         "args": job.args,
         "kwargs": job.kwargs,
     }
-    if include_secrets:
-        doc["secret_kwargs"] = job.secret_kwargs
+    if secrets == "encrypted" and job.secrets_token:
+        doc["secret_kwargs_encrypted"] = job.secrets_token
+    elif secrets == "fingerprints":
+        doc["secret_fingerprints"] = dict(job.secret_fingerprints or {})
     if calendars is None:
         calendars = job.calendars.all() if job.pk else []
     doc.update(
@@ -572,7 +605,7 @@ def export_document(*, tenant: str | None = None, include_secrets: bool = False)
             }
             for c in calendars
         ],
-        "jobs": [export_job(j, include_secrets=include_secrets) for j in jobs],
+        "jobs": [export_job(j, secrets="encrypted" if include_secrets else "omit") for j in jobs],
     }
 
 

@@ -20,11 +20,20 @@ else:
 
 import json  # noqa: E402
 
+# Test-only keys (newest first). Also in the environment, so tests that replace the
+# whole SCHEDULER_APP dict still have keys, as a deployment reading the variable would.
+TEST_KEYS = [
+    "ZpHbUZ9Y4rS2Dp8wFZsCq0uGmKf6PqH6kD8WbC3aQ1E=",
+    "jR5vXk3cYpNq7hL2mT9sB4dF6gW1zE8aU0iO5yK3xQc=",
+]
+os.environ.setdefault("SCHEDULER_APP_ENCRYPTION_KEYS", ",".join(TEST_KEYS))
+
 # Real runscheduler processes started by the acceptance tests use these settings too;
 # a test passes per-process overrides as JSON in SCHEDULER_TEST_OVERRIDES.
 SCHEDULER_APP = {
     **SCHEDULER_APP,
     "JOB_STORE": os.environ.get("SCHEDULER_JOB_STORE", "memory"),
     "TASK_MODULES": ["tests.tasks"],
+    "ENCRYPTION_KEYS": TEST_KEYS,
     **json.loads(os.environ.get("SCHEDULER_TEST_OVERRIDES", "{}")),
 }

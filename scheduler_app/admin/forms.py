@@ -3,6 +3,7 @@ expression, time zone, ...) and reports every error on the field it concerns."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -12,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from scheduler_app.engine import triggerspec
 from scheduler_app.models import Job, JobDependency, JobGroup
+from scheduler_app.models.jobs import MASK
 from scheduler_app.registry import registry
 
 TRIGGER_TYPE_CHOICES = [
@@ -77,13 +79,23 @@ class JobAdminForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
     )
 
+    secret_kwargs = forms.CharField(
+        label=_("Secret kwargs"),
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80, "autocomplete": "off"}),
+        help_text=_(
+            "Write-only. A JSON object of credentials, stored encrypted and revealed only to "
+            "the worker. Leave blank to keep the current secrets; {} removes them."
+        ),
+    )
+
     class Meta:
         model = Job
         exclude = ["trigger"]
         widgets = {
             "args": forms.Textarea(attrs={"rows": 2, "cols": 80}),
             "kwargs": forms.Textarea(attrs={"rows": 3, "cols": 80}),
-            "secret_kwargs": forms.Textarea(attrs={"rows": 2, "cols": 80}),
             "routing_tags": forms.Textarea(attrs={"rows": 1, "cols": 80}),
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
         }
@@ -96,6 +108,10 @@ class JobAdminForm(forms.ModelForm):
         if current and current not in registry:
             choices.append((current, f"{current} (not registered)"))
         self.fields["task"].choices = choices
+        names = self.instance.secret_names if self.instance.pk else []
+        if names:
+            masked = ", ".join(f"{n}={MASK}" for n in names)
+            self.fields["secret_kwargs"].help_text = f"{self.fields['secret_kwargs'].help_text} Current: {masked}."
         if self.instance.pk:
             self._load_trigger(self.instance.trigger or {"type": "manual"})
         else:
@@ -152,6 +168,20 @@ class JobAdminForm(forms.ModelForm):
         if tz:
             doc["timezone"] = tz
         return doc
+
+    def clean_secret_kwargs(self) -> dict[str, Any] | None:
+        text = self.cleaned_data.get("secret_kwargs") or ""
+        if not text:
+            return None  # keep the stored secrets
+        try:
+            value = json.loads(text)
+        except ValueError:
+            # Never echo the input back: it is a secret.
+            raise ValidationError(_("Enter a valid JSON object.")) from None
+        if not isinstance(value, dict):
+            raise ValidationError(_("Enter a JSON object, e.g. {\"token\": \"...\"}."))
+        self.instance.secret_kwargs = value
+        return value
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

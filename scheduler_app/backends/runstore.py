@@ -51,10 +51,7 @@ def default_node_name() -> str:
 
 
 class DjangoRunStore:
-    def __init__(self, prepare_kwargs: Any = None) -> None:
-        # prepare_kwargs(job, run) -> dict: merges kwargs, secrets (decrypted here, in
-        # the worker, at run time) and overrides; raises ValueError with a clear message.
-        self._prepare_kwargs = prepare_kwargs or default_prepare_kwargs
+    def __init__(self) -> None:
         self._postgres = connection.vendor == "postgresql"
 
     # -- enqueue --------------------------------------------------------------------------
@@ -234,13 +231,19 @@ class DjangoRunStore:
                 return "coalesced into a newer scheduled run (misfire policy: coalesce)"
         return ""
 
-    def _claimed(self, run: JobRun, job: Job) -> ClaimedRun:
+    @staticmethod
+    def _claimed(run: JobRun, job: Job) -> ClaimedRun:
+        """What the executor needs. Secrets are decrypted here, in the worker, at run
+        time; a secret no key decrypts fails this run, never the scheduler."""
         setup_error = None
         kwargs: dict[str, Any] = {}
+        hidden: tuple[str, ...] = ()
         try:
-            kwargs = self._prepare_kwargs(job, run)
+            revealed = job.reveal_secret_kwargs()
+            kwargs = {**(job.kwargs or {}), **revealed, **(run.kwargs_override or {})}
+            hidden = tuple(str(v) for v in revealed.values() if len(str(v)) >= 3)
         except ValueError as exc:
-            setup_error = str(exc)
+            setup_error = f"secret kwargs: {exc}"
         return ClaimedRun(
             run_id=run.pk,
             job_id=job.pk,
@@ -255,6 +258,7 @@ class DjangoRunStore:
             cpu_limit=job.cpu_limit_seconds,
             memory_limit_mb=job.memory_limit_mb,
             setup_error=setup_error,
+            secret_values=hidden,
         )
 
     # -- record ---------------------------------------------------------------------------
@@ -465,15 +469,6 @@ def _dead_local_process(run_node: str, host: str) -> bool:
             return b"runscheduler" not in fh.read()
     except OSError:
         return False
-
-
-def default_prepare_kwargs(job: Job, run: JobRun) -> dict[str, Any]:
-    from scheduler_app import secrets
-
-    merged = dict(job.kwargs or {})
-    merged.update(secrets.reveal(job))
-    merged.update(run.kwargs_override or {})
-    return merged
 
 
 __all__ = ["DjangoRunStore", "default_node_name", "is_transient", "DatabaseError"]

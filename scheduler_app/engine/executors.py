@@ -103,6 +103,8 @@ class _BaseExecutor:
             self._inflight.pop(run_id, None)
 
     def _report(self, entry: _Inflight, state: str, **fields: Any) -> None:
+        if entry.run.secret_values:
+            fields = _redacted(fields, entry.run.secret_values)
         outcome = Outcome(
             run_id=entry.run.run_id,
             state=state,
@@ -373,6 +375,35 @@ class _ProcessSlot:
             )
         if message.get("recycle"):
             self.terminate()  # memory limit hit: start clean next time
+
+
+MASK = "••••••"
+
+
+def _redacted(fields: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    """Secret values never leave a run: mask them in its error, traceback and result."""
+    ordered = sorted(set(secrets), key=len, reverse=True)
+
+    def mask(text: str) -> str:
+        for value in ordered:
+            text = text.replace(value, MASK)
+        return text
+
+    out = dict(fields)
+    for key in ("error", "traceback"):
+        if isinstance(out.get(key), str):
+            out[key] = mask(out[key])
+    if out.get("result") is not None:
+        import json
+
+        text = json.dumps(out["result"])
+        masked = mask(text)
+        if masked != text:
+            try:
+                out["result"] = json.loads(masked)
+            except ValueError:
+                out["result"] = {"redacted": True}
+    return out
 
 
 def _exit_message(code: int | None) -> str:

@@ -43,6 +43,8 @@ class ClaimedRun:
     # Set when the run's inputs could not be prepared (e.g. a secret that no key
     # decrypts): the run is failed with this message instead of executed.
     setup_error: str | None = None
+    # Secret values to mask in whatever the run reports (error, traceback, result).
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from scheduler_app.models.jobs import (
     Routing,
 )
 from scheduler_app.models.runs import ConfigVersion, JobRun, RunReason, RunState
-from scheduler_app.models.tenants import Tenant
+from scheduler_app.models.tenants import Membership, Role, Tenant
+from scheduler_app.models.versions import JobVersion
 
 __all__ = [
     "Calendar",
@@ -20,6 +21,9 @@ __all__ = [
     "JobDependency",
     "JobGroup",
     "JobRun",
+    "JobVersion",
+    "Membership",
+    "Role",
     "MisfirePolicy",
     "OverlapPolicy",
     "Routing",

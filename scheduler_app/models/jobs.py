@@ -8,6 +8,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app.engine import triggerspec
+
+MASK = "••••••"
 from scheduler_app.registry import TaskArgumentsError, TaskNotRegistered, registry
 
 
@@ -22,6 +24,11 @@ class JobGroup(models.Model):
         ordering = ["tenant__slug", "name"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="jobgroup_unique_name")
+        ]
+        # Grants on a group apply to the jobs in it.
+        permissions = [
+            ("run_jobgroup", "Can run the group's jobs now"),
+            ("pause_jobgroup", "Can pause and resume the group's jobs"),
         ]
         verbose_name = _("job group")
         verbose_name_plural = _("job groups")
@@ -81,11 +88,12 @@ class Job(models.Model):
     )
     args = models.JSONField(_("args"), default=list, blank=True)
     kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
-    secret_kwargs = models.JSONField(
-        _("secret kwargs"),
-        default=dict,
-        blank=True,
-        help_text=_("Keyword arguments that are credentials; kept apart from kwargs."),
+    # Secret kwargs are stored only as ciphertext (Fernet); their names and keyed
+    # fingerprints are kept in clear so forms, versions and audits work without them.
+    secrets_token = models.TextField(_("encrypted secret kwargs"), blank=True, editable=False)
+    secret_names = models.JSONField(_("secret names"), default=list, blank=True, editable=False)
+    secret_fingerprints = models.JSONField(
+        _("secret fingerprints"), default=dict, blank=True, editable=False
     )
     trigger = models.JSONField(_("trigger"), default=_default_trigger)
     calendars = models.ManyToManyField(
@@ -155,11 +163,48 @@ class Job(models.Model):
             models.UniqueConstraint(fields=["tenant", "name"], name="job_unique_name_per_tenant")
         ]
         indexes = [models.Index(fields=["enabled", "paused"], name="job_schedulable_idx")]
+        permissions = [("run_job", "Can run the job now"), ("pause_job", "Can pause and resume the job")]
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
 
     def __str__(self) -> str:
         return self.name
+
+    # -- secrets ---------------------------------------------------------------------
+
+    @property
+    def secret_kwargs(self) -> dict[str, Any]:
+        """The secret kwargs *masked*: names with a placeholder. Use
+        :meth:`reveal_secret_kwargs` (worker only) for the values."""
+        pending = getattr(self, "_pending_secrets", None)
+        if isinstance(pending, dict):
+            return {name: MASK for name in pending}
+        return {name: MASK for name in self.secret_names or []}
+
+    @secret_kwargs.setter
+    def secret_kwargs(self, values: Any) -> None:
+        from scheduler_app import crypto
+
+        self._pending_secrets = values
+        if isinstance(values, dict):
+            self.secret_names = sorted(values)
+            self.secret_fingerprints = {k: crypto.fingerprint(k, v) for k, v in sorted(values.items())}
+
+    def reveal_secret_kwargs(self) -> dict[str, Any]:
+        from scheduler_app import crypto
+
+        pending = getattr(self, "_pending_secrets", None)
+        if isinstance(pending, dict):
+            return dict(pending)
+        return crypto.decrypt(self.secrets_token)
+
+    def set_secrets_token(self, token: str) -> None:
+        """Adopt ciphertext made elsewhere (a backup, an export with secrets)."""
+        from scheduler_app import crypto
+
+        self.secret_kwargs = crypto.decrypt(token)
+        self._pending_secrets = None
+        self.secrets_token = token
 
     @classmethod
     def from_db(cls, db: Any, field_names: Any, values: Any) -> Job:
@@ -170,6 +215,16 @@ class Job(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         from django.utils import timezone
 
+        pending = getattr(self, "_pending_secrets", None)
+        if isinstance(pending, dict):
+            from scheduler_app import crypto
+
+            self.secrets_token = crypto.encrypt(pending) if pending else ""
+            self._pending_secrets = None
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = list(
+                    {*kwargs["update_fields"], "secrets_token", "secret_names", "secret_fingerprints"}
+                )
         if getattr(self, "_loaded_trigger", None) != self.trigger or self.trigger_changed_at is None:
             self.trigger_changed_at = timezone.now()
             if kwargs.get("update_fields") is not None:
@@ -259,7 +314,8 @@ class Job(models.Model):
         except TaskNotRegistered as exc:
             add("task", f"{exc}; registered tasks: {', '.join(registry.names()) or 'none'}")
             return
-        if not isinstance(self.secret_kwargs, dict):
+        pending = getattr(self, "_pending_secrets", None)
+        if pending is not None and not isinstance(pending, dict):
             add("secret_kwargs", "Must be an object.")
             return
         if isinstance(self.kwargs, dict):

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -16,3 +17,33 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.slug
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", _("viewer: read")
+    OPERATOR = "operator", _("operator: also run, pause, resume, cancel")
+    EDITOR = "editor", _("editor: also create, change, delete")
+    ADMIN = "admin", _("admin: also members and permissions")
+
+
+class Membership(models.Model):
+    """A user's role in a tenant."""
+
+    Role = Role
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scheduler_memberships"
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        ordering = ["tenant__slug", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")
+        ]
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} ({self.role})"

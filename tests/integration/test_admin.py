@@ -404,7 +404,7 @@ def test_add_job_with_every_section(admin_client, scenario, add_form):
     assert job.tenant == scenario["tenant"]
     assert job.group == scenario["billing"]
     assert job.description == "Collects payments"
-    assert (job.task, job.args, job.kwargs, job.secret_kwargs) == (
+    assert (job.task, job.args, job.kwargs, job.reveal_secret_kwargs()) == (
         "demo.sleep", [], {"seconds": 2}, {}
     )
     assert job.trigger == {"type": "cron", "expression": "0 2 L * *", "dialect": "crontab",

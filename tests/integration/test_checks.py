@@ -136,3 +136,20 @@ def test_several_problems_are_all_reported():
             "scheduler_app.E001", "scheduler_app.E002", "scheduler_app.E004",
             "scheduler_app.E004",
         ]
+
+
+def test_missing_encryption_key_is_e010_with_a_hint(monkeypatch):
+    monkeypatch.delenv("SCHEDULER_APP_ENCRYPTION_KEYS", raising=False)
+    with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": []}):
+        errors = check_settings()
+    assert [e.id for e in errors] == ["scheduler_app.E010"]
+    assert errors[0].msg == "Secrets encryption: no encryption key is configured."
+    assert "Fernet.generate_key()" in errors[0].hint
+
+
+def test_malformed_encryption_key_is_e010():
+    with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": ["not-a-key"]}):
+        errors = check_settings()
+    assert [e.msg for e in errors] == [
+        "Secrets encryption: key #1 is not a valid Fernet key (32 url-safe base64 bytes)."
+    ]

@@ -339,7 +339,7 @@ def test_round_trip_into_empty_database(tmp_path, rich_configuration, fmt):
         f"Imported {path}: 16 created, 0 changed, 0 deleted, 0 unchanged."
     )
     assert export("--include-secrets", "--format", fmt) == first
-    assert job("acme", "one-off").secret_kwargs == {"token": "s3cr3t"}
+    assert job("acme", "one-off").reveal_secret_kwargs() == {"token": "s3cr3t"}
     # The file is a faithful document, not just stable text.
     loaded = jobsfile.load_document(path)
     assert loaded == jobsfile.export_document(include_secrets=True)
@@ -741,7 +741,7 @@ def secret_job(tmp_path):
     doc = sample()
     doc["jobs"][1]["secret_kwargs"] = {"api_token": "s3cr3t"}
     import_file(write(tmp_path, doc, "with-secret.json"))
-    assert job("acme", "invoices").secret_kwargs == {"api_token": "s3cr3t"}
+    assert job("acme", "invoices").reveal_secret_kwargs() == {"api_token": "s3cr3t"}
 
 
 def test_export_omits_secrets_by_default(secret_job):
@@ -751,10 +751,14 @@ def test_export_omits_secrets_by_default(secret_job):
     assert "s3cr3t" not in export("--format", "yaml")
 
 
-def test_export_includes_secrets_when_asked(secret_job):
-    jobs = {j["name"]: j for j in json.loads(export("--include-secrets"))["jobs"]}
-    assert jobs["invoices"]["secret_kwargs"] == {"api_token": "s3cr3t"}
-    assert jobs["extract"]["secret_kwargs"] == {}
+def test_export_includes_secrets_encrypted_when_asked(secret_job):
+    from scheduler_app import crypto
+
+    text = export("--include-secrets")
+    assert "s3cr3t" not in text
+    jobs = {j["name"]: j for j in json.loads(text)["jobs"]}
+    assert crypto.decrypt(jobs["invoices"]["secret_kwargs_encrypted"]) == {"api_token": "s3cr3t"}
+    assert "secret_kwargs_encrypted" not in jobs["extract"]
 
 
 def test_import_without_secrets_keeps_existing_secrets(tmp_path, secret_job):
@@ -765,13 +769,13 @@ def test_import_without_secrets_keeps_existing_secrets(tmp_path, secret_job):
         f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged."
     ]
     assert db_state() == before
-    assert job("acme", "invoices").secret_kwargs == {"api_token": "s3cr3t"}
+    assert job("acme", "invoices").reveal_secret_kwargs() == {"api_token": "s3cr3t"}
     # ... also when the same import changes something else about the job.
     doc = json.loads(export())
     doc["jobs"][1]["priority"] = 3
     out = import_file(write(tmp_path, doc))
     assert out.splitlines()[0] == "change job acme/invoices (priority)"
-    assert job("acme", "invoices").secret_kwargs == {"api_token": "s3cr3t"}
+    assert job("acme", "invoices").reveal_secret_kwargs() == {"api_token": "s3cr3t"}
 
 
 def test_import_with_secrets_replaces_them(tmp_path, secret_job):
@@ -780,7 +784,7 @@ def test_import_with_secrets_replaces_them(tmp_path, secret_job):
     out = import_file(write(tmp_path, doc))
     assert out.splitlines()[0] == "change job acme/invoices (secret_kwargs)"
     assert "rotated" not in out
-    assert job("acme", "invoices").secret_kwargs == {"api_token": "rotated"}
+    assert job("acme", "invoices").reveal_secret_kwargs() == {"api_token": "rotated"}
 
 
 # -- exporting one tenant ---------------------------------------------------------------

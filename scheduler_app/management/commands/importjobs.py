@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, file, dry_run=False, prune=False, **opts):
         try:
             doc = jobsfile.load_document(file)
-            report = jobsfile.import_document(doc, dry_run=dry_run, prune=prune)
+            report = jobsfile.import_document(doc, dry_run=dry_run, prune=prune, source=str(file))
         except jobsfile.JobsFileError as exc:
             raise CommandError(f"{file}: {exc}; nothing was changed") from None
         prefix = "would " if dry_run else ""

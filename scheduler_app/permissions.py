@@ -1,0 +1,120 @@
+"""Who may do what: tenant roles, then per-object grants (django-guardian).
+
+Roles apply to a whole tenant:
+
+========  =====================================================
+viewer    view
+operator  view, run (run now, cancel, stop), pause (pause/resume)
+editor    operator's, plus add, change, delete
+admin     editor's, plus manage (members and object grants)
+========  =====================================================
+
+On top of roles, a user (or a Django group the user is in) can be granted ``view``,
+``change``, ``delete``, ``run`` or ``pause`` on one job (``<action>_job``) or on a job
+group (``<action>_jobgroup``, which applies to every job in the group). Grants count only
+inside tenants the user belongs to: nobody sees another tenant. Superusers may do
+everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
+
+ROLE_ACTIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"view"}),
+    "operator": frozenset({"view", "run", "pause"}),
+    "editor": frozenset({"view", "run", "pause", "add", "change", "delete"}),
+    "admin": frozenset({"view", "run", "pause", "add", "change", "delete", "manage"}),
+}
+OBJECT_ACTIONS = ("view", "change", "delete", "run", "pause")
+
+
+def is_system(user: Any) -> bool:
+    """No user: the engine or a management command acting for the operator."""
+    return user is None
+
+
+def roles(user: Any) -> dict[int, str]:
+    """{tenant id: role} for the user, cached on the user object for the request."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return {}
+    cached = getattr(user, "_scheduler_roles", None)
+    if cached is None:
+        from scheduler_app.models import Membership
+
+        cached = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
+        user._scheduler_roles = cached
+    return cached
+
+
+def forget(user: Any) -> None:
+    if user is not None and hasattr(user, "_scheduler_roles"):
+        del user._scheduler_roles
+
+
+def member_tenant_ids(user: Any) -> set[int]:
+    return set(roles(user))
+
+
+def tenant_ids_with(user: Any, action: str) -> set[int]:
+    return {tid for tid, role in roles(user).items() if action in ROLE_ACTIONS.get(role, ())}
+
+
+def sees_everything(user: Any) -> bool:
+    return is_system(user) or bool(getattr(user, "is_superuser", False) and user.is_active)
+
+
+def scope(user: Any, queryset: QuerySet, tenant_field: str = "tenant") -> QuerySet:
+    """Only the rows of tenants the user belongs to."""
+    if sees_everything(user):
+        return queryset
+    lookup = "pk__in" if tenant_field == "pk" else f"{tenant_field}__in"
+    return queryset.filter(**{lookup: member_tenant_ids(user)})
+
+
+def _tenant_id(obj: Model) -> int | None:
+    from scheduler_app.models import Tenant
+
+    if isinstance(obj, Tenant):
+        return obj.pk
+    return getattr(obj, "tenant_id", None)
+
+
+def can(user: Any, action: str, obj: Model | None = None, *, tenant_id: int | None = None) -> bool:
+    """May ``user`` do ``action`` on ``obj`` (or, with ``tenant_id``, in that tenant)?"""
+    if sees_everything(user):
+        return True
+    if user is None or not getattr(user, "is_active", False):
+        return False
+    tid = tenant_id if obj is None else _tenant_id(obj)
+    role = roles(user).get(tid) if tid is not None else None
+    if role is None:
+        return False  # not a member: no role and no grant counts
+    if action in ROLE_ACTIONS.get(role, ()):
+        return True
+    return obj is not None and _granted(user, action, obj)
+
+
+def _granted(user: Any, action: str, obj: Model) -> bool:
+    from scheduler_app.models import Job, JobGroup, JobRun
+
+    if action not in OBJECT_ACTIONS:
+        return False
+    if isinstance(obj, JobRun):
+        obj = obj.job
+    if isinstance(obj, Job):
+        if user.has_perm(f"scheduler_app.{action}_job", obj):
+            return True
+        return obj.group_id is not None and user.has_perm(f"scheduler_app.{action}_jobgroup", obj.group)
+    if isinstance(obj, JobGroup):
+        return user.has_perm(f"scheduler_app.{action}_jobgroup", obj)
+    return False
+
+
+def require(user: Any, action: str, obj: Model | None = None, *, tenant_id: int | None = None) -> None:
+    if not can(user, action, obj, tenant_id=tenant_id):
+        what = f"{obj._meta.verbose_name} {obj}" if obj is not None else "this tenant"
+        raise PermissionDenied(f"you may not {action} {what}")
