@@ -118,3 +118,23 @@ def require(user: Any, action: str, obj: Model | None = None, *, tenant_id: int 
     if not can(user, action, obj, tenant_id=tenant_id):
         what = f"{obj._meta.verbose_name} {obj}" if obj is not None else "this tenant"
         raise PermissionDenied(f"you may not {action} {what}")
+
+
+def has_any(user: Any, action: str) -> bool:
+    """Whether the user may do ``action`` on anything at all (to show a button or an
+    action; each object is still checked)."""
+    if sees_everything(user):
+        return True
+    if tenant_ids_with(user, action):
+        return True
+    if action not in OBJECT_ACTIONS or not member_tenant_ids(user):
+        return False
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    codenames = [f"{action}_job", f"{action}_jobgroup"]
+    return (
+        UserObjectPermission.objects.filter(user=user, permission__codename__in=codenames).exists()
+        or GroupObjectPermission.objects.filter(
+            group__in=user.groups.all(), permission__codename__in=codenames
+        ).exists()
+    )

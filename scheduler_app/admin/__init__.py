@@ -15,7 +15,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from scheduler_app import services
+from scheduler_app import permissions, services
+from scheduler_app.admin.base import ScopedInlineMixin, ScopedRelatedFilter, TenantScopedAdmin
 from scheduler_app.admin.forms import (
     DependencyFormSet,
     JobAdminForm,
@@ -23,6 +24,7 @@ from scheduler_app.admin.forms import (
     UpstreamEdgeForm,
 )
 from scheduler_app.conf import app_settings
+from scheduler_app.models.jobs import MASK
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -30,6 +32,7 @@ from scheduler_app.models import (
     JobDependency,
     JobGroup,
     JobRun,
+    Membership,
     RunState,
     Tenant,
 )
@@ -76,14 +79,50 @@ def report(modeladmin: admin.ModelAdmin, request: HttpRequest, verb: str, result
         modeladmin.message_user(request, f"Refused {obj}: {reason}.", messages.WARNING)
 
 
+class MembershipInline(ScopedInlineMixin, admin.TabularInline):
+    model = Membership
+    extra = 0
+
+    def _manages(self, request: HttpRequest, obj: Any) -> bool:
+        return obj is not None and permissions.can(request.user, "manage", obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._manages(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._manages(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._manages(request, obj)
+
+
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin):
+    """Superusers create tenants; a tenant's admins manage its name and members."""
+
+    tenant_field = "pk"
     list_display = ["slug", "name", "job_count", "created_at"]
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(_jobs=Count("jobs"))
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return permissions.has_any(request.user, "manage")
+        return permissions.can(request.user, "manage", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        permissions.forget(request.user)
 
     @admin.display(description=_("jobs"), ordering="_jobs")
     def job_count(self, obj: Tenant) -> int:
@@ -91,11 +130,26 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(JobGroup)
-class JobGroupAdmin(admin.ModelAdmin):
-    list_display = ["name", "tenant", "job_count"]
-    list_filter = ["tenant"]
+class JobGroupAdmin(TenantScopedAdmin):
+    list_display = ["name", "tenant", "job_count", "permissions_link"]
+    list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
-    autocomplete_fields = ["tenant"]
+
+    @admin.display(description=_("object permissions"))
+    def permissions_link(self, obj: JobGroup) -> str:
+        return format_html("<a href='{}'>{}</a>",
+                           reverse("admin:scheduler_app_jobgroup_permissions", args=[obj.pk]), _("grants"))
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        from scheduler_app.admin import views
+
+        return [
+            path("<path:object_id>/permissions/", self.admin_site.admin_view(views.ObjectPermissionsView.as_view(model_admin=self)),
+                 name="scheduler_app_jobgroup_permissions"),
+            *super().get_urls(),
+        ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("tenant").annotate(_jobs=Count("jobs"))
@@ -105,15 +159,15 @@ class JobGroupAdmin(admin.ModelAdmin):
         return obj._jobs
 
 
-class CalendarDateInline(admin.TabularInline):
+class CalendarDateInline(ScopedInlineMixin, admin.TabularInline):
     model = CalendarDate
     extra = 3
 
 
 @admin.register(Calendar)
-class CalendarAdmin(admin.ModelAdmin):
+class CalendarAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "date_count", "next_excluded"]
-    list_filter = ["tenant"]
+    list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
     inlines = [CalendarDateInline]
 
@@ -146,7 +200,7 @@ class CalendarAdmin(admin.ModelAdmin):
             services.notify_job_changed(job, actor=request.user)
 
 
-class UpstreamInline(admin.TabularInline):
+class UpstreamInline(ScopedInlineMixin, admin.TabularInline):
     model = JobDependency
     form = UpstreamEdgeForm
     formset = DependencyFormSet
@@ -158,7 +212,7 @@ class UpstreamInline(admin.TabularInline):
     autocomplete_fields = ["upstream"]
 
 
-class DownstreamInline(admin.TabularInline):
+class DownstreamInline(ScopedInlineMixin, admin.TabularInline):
     model = JobDependency
     formset = DependencyFormSet
     fk_name = "upstream"
@@ -184,26 +238,29 @@ class TriggerTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(TenantScopedAdmin):
     form = JobAdminForm
+    change_form_template = "admin/scheduler_app/job/change_form.html"
     list_display = [
         "name", "tenant", "group", "task", "trigger_text", "enabled", "paused",
         "priority", "executor", "last_run",
     ]
-    list_filter = ["tenant", "group", "enabled", "paused", "executor", TriggerTypeFilter]
+    list_filter = [
+        ("tenant", ScopedRelatedFilter), ("group", ScopedRelatedFilter),
+        "enabled", "paused", "executor", TriggerTypeFilter,
+    ]
     list_select_related = ["tenant", "group"]
     search_fields = ["name", "description", "task", "tenant__slug", "group__name"]
-    autocomplete_fields = ["tenant"]
     filter_horizontal = ["calendars"]
     inlines = [UpstreamInline, DownstreamInline]
     actions = [
         "enable_selected", "disable_selected", "pause_selected", "resume_selected",
         "run_selected_now", "move_selected_to_group", "delete_selected",
     ]
-    readonly_fields = ["schedule_preview", "recent_runs", "created_at", "updated_at"]
+    readonly_fields = ["schedule_preview", "recent_runs", "secret_names_masked", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["tenant", "group", "name", "description", "enabled", "paused"]}),
-        (_("Task"), {"fields": ["task", "args", "kwargs", "secret_kwargs"]}),
+        (_("Task"), {"fields": ["task", "args", "kwargs", "secret_names_masked", "secret_kwargs"]}),
         (
             _("Trigger"),
             {
@@ -243,12 +300,27 @@ class JobAdmin(admin.ModelAdmin):
     def trigger_text(self, obj: Job) -> str:
         return obj.describe_trigger()
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        from django.db.models import OuterRef, Subquery
+
+        last = JobRun.objects.filter(job=OuterRef("pk")).order_by("-queued_at")
+        return super().get_queryset(request).annotate(
+            _last_state=Subquery(last.values("state")[:1]),
+            _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
+        )
+
     @admin.display(description=_("last run"))
     def last_run(self, obj: Job) -> str:
-        run = obj.runs.order_by("-queued_at").first()
-        if run is None:
+        state = getattr(obj, "_last_state", None)
+        if state is None:
             return "—"
-        return format_html("{} {}", state_badge(run.state), local(run.scheduled_for, job_timezone(obj)))
+        return format_html("{} {}", state_badge(state), local(obj._last_scheduled, job_timezone(obj)))
+
+    @admin.display(description=_("stored secrets"))
+    def secret_names_masked(self, obj: Job) -> str:
+        if not obj.secret_names:
+            return "—"
+        return ", ".join(f"{name}={MASK}" for name in obj.secret_names)
 
     @admin.display(description=_("schedule"))
     def schedule_preview(self, obj: Job) -> str:
@@ -334,15 +406,15 @@ class JobAdmin(admin.ModelAdmin):
     def disable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         report(self, request, "Disabled", services.disable_jobs(queryset, actor=request.user))
 
-    @admin.action(description=_("Pause selected jobs"), permissions=["change"])
+    @admin.action(description=_("Pause selected jobs"), permissions=["pause"])
     def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         report(self, request, "Paused", services.pause_jobs(queryset, actor=request.user))
 
-    @admin.action(description=_("Resume selected jobs"), permissions=["change"])
+    @admin.action(description=_("Resume selected jobs"), permissions=["pause"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         report(self, request, "Resumed", services.resume_jobs(queryset, actor=request.user))
 
-    @admin.action(description=_("Run selected jobs now"), permissions=["change"])
+    @admin.action(description=_("Run selected jobs now"), permissions=["run"])
     def run_selected_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         report(self, request, "Queued runs", services.run_jobs_now(queryset, actor=request.user))
 
@@ -350,7 +422,9 @@ class JobAdmin(admin.ModelAdmin):
     def move_selected_to_group(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         tenants = set(queryset.values_list("tenant_id", flat=True))
         form = MoveToGroupForm(request.POST if "apply" in request.POST else None)
-        form.fields["group"].queryset = JobGroup.objects.filter(tenant_id__in=tenants).select_related("tenant")
+        form.fields["group"].queryset = permissions.scope(
+            request.user, JobGroup.objects.filter(tenant_id__in=tenants).select_related("tenant")
+        )
         if "apply" in request.POST and form.is_valid():
             result = services.move_jobs_to_group(
                 list(queryset), form.cleaned_data["group"], actor=request.user
@@ -369,37 +443,101 @@ class JobAdmin(admin.ModelAdmin):
         return render(request, "admin/scheduler_app/job/move_to_group.html", context)
 
 
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        from scheduler_app.admin import views
+
+        def wrap(view: Any, name: str) -> Any:
+            return path(f"<path:object_id>/{name}/", self.admin_site.admin_view(view.as_view(model_admin=self)),
+                        name=f"scheduler_app_job_{name}")
+
+        return [
+            path("cron-preview/", self.admin_site.admin_view(views.cron_preview), name="scheduler_app_cron_preview"),
+            wrap(views.RunJobView, "run"),
+            wrap(views.JobHistoryView, "history"),
+            wrap(views.JobAuditView, "audit"),
+            wrap(views.ObjectPermissionsView, "permissions"),
+            *super().get_urls(),
+        ]
+
+    class Media:
+        js = ["scheduler_app/cron_preview.js"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        cron = form.base_fields.get("cron_expression")
+        if cron is not None:
+            cron.widget.attrs["data-cron-preview-url"] = reverse("admin:scheduler_app_cron_preview")
+        field = form.base_fields.get("tenant")
+        if field is not None and obj is not None:
+            field.queryset = (field.queryset | Tenant.objects.filter(pk=obj.tenant_id)).distinct()
+        return form
+
+
 @admin.register(JobDependency)
-class JobDependencyAdmin(admin.ModelAdmin):
+class JobDependencyAdmin(TenantScopedAdmin):
     list_display = ["upstream", "downstream", "condition", "tenant"]
-    list_filter = ["tenant", "condition"]
+    list_filter = [("tenant", ScopedRelatedFilter), "condition"]
     search_fields = ["upstream__name", "downstream__name"]
     autocomplete_fields = ["upstream", "downstream"]
     list_select_related = ["upstream", "downstream", "tenant"]
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return super().has_change_permission(request)
+        return permissions.can(request.user, "change", obj.downstream)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_change_permission(request, obj)
+
     def save_model(self, request: HttpRequest, obj: JobDependency, form: Any, change: bool) -> None:
+        permissions.require(request.user, "change", obj.downstream)
         super().save_model(request, obj, form, change)
         services.notify_job_changed(obj.downstream, actor=request.user)
 
+    def delete_model(self, request: HttpRequest, obj: JobDependency) -> None:
+        downstream = obj.downstream
+        super().delete_model(request, obj)
+        services.notify_job_changed(downstream, actor=request.user, summary=f"no longer depends on {obj.upstream}")
+
 
 @admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):
+class JobRunAdmin(TenantScopedAdmin):
     list_display = [
         "id", "job", "tenant", "scheduled_local", "attempt", "state_display", "reason",
         "duration_display", "node",
     ]
-    list_filter = ["state", "reason", "tenant", "job__group", "executor"]
+    list_filter = [
+        "state", "reason", ("tenant", ScopedRelatedFilter),
+        ("job__group", ScopedRelatedFilter), "executor",
+    ]
     list_select_related = ["job", "tenant"]
     search_fields = ["job__name", "error", "node"]
     date_hierarchy = "scheduled_for"
-    actions = ["cancel_selected"]
+    actions = ["cancel_selected", "stop_selected"]
     readonly_fields = [f.name for f in JobRun._meta.fields] + ["chain"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("job__tenant")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # No bulk deletion of history (retention and prunejobruns do that), but a job's
+        # deletion takes its finished and queued runs along; running runs block it.
+        return obj is not None and obj.state != RunState.RUNNING and permissions.can(
+            request.user, "delete", obj.job
+        )
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
     @admin.display(description=_("scheduled for"), ordering="scheduled_for")
     def scheduled_local(self, obj: JobRun) -> str:
@@ -427,7 +565,32 @@ class JobRunAdmin(admin.ModelAdmin):
             ((reverse("admin:scheduler_app_jobrun_change", args=[r.pk]), str(r)) for r in links),
         )
 
-    @admin.action(description=_("Cancel selected queued runs"), permissions=["view"])
+    @admin.action(description=_("Cancel selected queued runs"), permissions=["run"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         report(self, request, "Cancelled", services.cancel_runs(queryset, actor=request.user))
+
+    @admin.action(description=_("Stop selected running runs"), permissions=["run"])
+    def stop_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report(self, request, "Stop requested", services.stop_runs(queryset, actor=request.user))
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantScopedAdmin):
+    list_display = ["user", "tenant", "role"]
+    list_filter = [("tenant", ScopedRelatedFilter), "role"]
+    search_fields = ["user__username", "user__email", "tenant__slug"]
+    add_action = "manage"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return permissions.has_any(request.user, "manage")
+        return permissions.can(request.user, "manage", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
+        permissions.require(request.user, "manage", tenant_id=obj.tenant_id)
+        super().save_model(request, obj, form, change)
+        permissions.forget(request.user)
 

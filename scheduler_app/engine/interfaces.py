@@ -33,10 +33,10 @@ class ClaimedRun:
     job_name: str
     task: str
     args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    executor: str
-    attempt: int
-    scheduled_for: datetime
+    kwargs: Mapping[str, Any] = field(repr=False)  # may hold decrypted secrets
+    executor: str = "thread"
+    attempt: int = 1
+    scheduled_for: datetime | None = None
     timeout: float | None = None
     cpu_limit: float | None = None
     memory_limit_mb: int | None = None

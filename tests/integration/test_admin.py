@@ -137,6 +137,12 @@ def scenario(tenant, other_tenant):
     ops = JobGroup.objects.create(tenant=other_tenant, name="ops")
     holidays = Calendar.objects.create(tenant=tenant, name="holidays", description="Closed")
     CalendarDate.objects.create(calendar=holidays, date=dt.date(2030, 12, 25), label="Christmas")
+    from django.contrib.auth import get_user_model
+
+    from scheduler_app.models import Membership
+
+    Membership.objects.create(tenant=tenant, user=get_user_model().objects.create_user("member"),
+                              role="viewer")
 
     def save(name, t=tenant, calendars=None, **fields):
         fields.setdefault("task", "demo.noop")
@@ -870,7 +876,7 @@ def test_actions_offered(admin_client, scenario):
                      "move_selected_to_group", "delete_selected"]
     response = admin_client.get(url("jobrun"))
     names = [name for name, _ in response.context["action_form"].fields["action"].choices]
-    assert names == ["", "delete_selected", "cancel_selected"]
+    assert names == ["", "cancel_selected", "stop_selected"]  # no bulk deletion of history
 
 
 def form_values_of_plain_form(html):

@@ -1,0 +1,115 @@
+"""Tenant scoping and permissions for every scheduler admin page.
+
+Every queryset (lists, search, filters, autocomplete, related-object choices) is limited
+to the user's tenants; a direct URL to another tenant's object answers 404; what a user
+may do on an object comes from :mod:`scheduler_app.permissions` (roles, then grants)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+
+from scheduler_app import permissions
+from scheduler_app.models import Calendar, Job, JobGroup, Tenant
+
+#: Related models scoped by their tenant when offered as choices.
+SCOPED_MODELS = {Job: "tenant", JobGroup: "tenant", Calendar: "tenant", Tenant: "pk"}
+
+
+def scoped_choices(request: HttpRequest, model: Any, queryset: QuerySet | None) -> QuerySet | None:
+    field = SCOPED_MODELS.get(model)
+    if field is None:
+        return queryset
+    qs = queryset if queryset is not None else model._default_manager.all()
+    return permissions.scope(request.user, qs, field)
+
+
+class ScopedFormfieldsMixin:
+    """Related-object dropdowns, autocompletes and filters offer only the user's tenants."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        model = db_field.remote_field.model
+        if model in SCOPED_MODELS:
+            kwargs["queryset"] = scoped_choices(request, model, kwargs.get("queryset"))
+            if model is Tenant and not permissions.sees_everything(request.user):
+                # New objects go only into tenants where the user may add.
+                kwargs["queryset"] = kwargs["queryset"].filter(
+                    pk__in=permissions.tenant_ids_with(request.user, "add")
+                    | permissions.tenant_ids_with(request.user, "manage")
+                )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        model = db_field.remote_field.model
+        if model in SCOPED_MODELS:
+            kwargs["queryset"] = scoped_choices(request, model, kwargs.get("queryset"))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+class TenantScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
+    tenant_field = "tenant"
+    #: role action needed to add objects of this model
+    add_action = "add"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return permissions.scope(request.user, super().get_queryset(request), self.tenant_field)
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
+        # Another tenant's object must look exactly like a missing one: 404, no redirect.
+        raise Http404(f"{opts.verbose_name} not found")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and (
+            permissions.sees_everything(user) or bool(permissions.member_tenant_ids(user))
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return self.has_module_permission(request)
+        return permissions.can(request.user, "view", obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_staff and permissions.has_any(request.user, self.add_action)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return request.user.is_staff and permissions.has_any(request.user, "change")
+        return permissions.can(request.user, "change", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return request.user.is_staff and permissions.has_any(request.user, "delete")
+        return permissions.can(request.user, "delete", obj)
+
+    def has_run_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return permissions.can(request.user, "run", obj) if obj else permissions.has_any(request.user, "run")
+
+    def has_pause_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return permissions.can(request.user, "pause", obj) if obj else permissions.has_any(request.user, "pause")
+
+
+class ScopedInlineMixin(ScopedFormfieldsMixin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None or permissions.can(request.user, "change", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None or permissions.can(request.user, "change", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None or permissions.can(request.user, "change", obj)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None or permissions.can(request.user, "view", obj)
+
+
+class ScopedRelatedFilter(admin.RelatedOnlyFieldListFilter):
+    """Offers only related objects present in the (tenant-scoped) list. Unlike Django's,
+    a value given in the URL is applied even when the filter has a single choice and is
+    therefore hidden."""
+
+    def has_output(self) -> bool:
+        return super().has_output() or bool(self.lookup_val)

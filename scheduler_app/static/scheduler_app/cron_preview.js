@@ -1,0 +1,41 @@
+// Live preview of a cron expression on the job page: description and next fire times.
+(function () {
+  "use strict";
+  function ready(fn) {
+    if (document.readyState !== "loading") { fn(); } else { document.addEventListener("DOMContentLoaded", fn); }
+  }
+  ready(function () {
+    var input = document.querySelector("input[data-cron-preview]");
+    if (!input) { return; }
+    var dialect = document.getElementById("id_cron_dialect");
+    var zone = document.getElementById("id_trigger_timezone");
+    var out = document.createElement("div");
+    out.className = "help";
+    out.setAttribute("aria-live", "polite");
+    input.parentNode.appendChild(out);
+    var url = input.getAttribute("data-cron-preview-url");
+    var timer = null;
+    function render(data) {
+      out.textContent = "";
+      if (!data.ok) { out.style.color = "#b91c1c"; out.textContent = data.error; return; }
+      out.style.color = "";
+      var p = document.createElement("strong");
+      p.textContent = data.description;
+      out.appendChild(p);
+      var list = document.createElement("ol");
+      data.times.forEach(function (t) { var li = document.createElement("li"); li.textContent = t; list.appendChild(li); });
+      out.appendChild(list);
+    }
+    function update() {
+      if (!input.value.trim()) { out.textContent = ""; return; }
+      var q = "?expression=" + encodeURIComponent(input.value) +
+        "&dialect=" + encodeURIComponent(dialect ? dialect.value : "crontab") +
+        "&timezone=" + encodeURIComponent(zone && zone.value ? zone.value : "UTC");
+      fetch(url + q, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(render)
+        .catch(function () { out.textContent = ""; });
+    }
+    function schedule() { clearTimeout(timer); timer = setTimeout(update, 250); }
+    [input, dialect, zone].forEach(function (el) { if (el) { el.addEventListener("input", schedule); el.addEventListener("change", schedule); } });
+    update();
+  });
+})();
