@@ -249,6 +249,18 @@ class TestOverlap:
         assert max_concurrency(spans) <= 3
 
 
+def test_per_executor_pool_limit(acme, scheduler, tmp_path):
+    out = tmp_path / "spans.txt"
+    jobs = [job(acme, f"t{i}", task="tests.append", kwargs={"path": str(out), "sleep": 0.4},
+                max_instances=5) for i in range(6)]
+    proc = scheduler(THREAD_POOL_SIZE=2, MAX_CONCURRENT_RUNS=50)
+    services.run_jobs_now(jobs)
+    wait_until(lambda: JobRun.objects.filter(state="succeeded").count() == 6, 30)
+    proc.stop()
+    spans = [tuple(map(float, line.split()[1:])) for line in out.read_text().splitlines()]
+    assert max_concurrency(spans) == 2
+
+
 def max_concurrency(spans):
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     level = peak = 0
