@@ -61,7 +61,10 @@ class SchedulerService:
         )
         size = app_settings.RESULT_MAX_BYTES
         node.executors = {
-            "thread": ThreadExecutor(app_settings.THREAD_POOL_SIZE, resolve_task, node.outcome, size),
+            "thread": ThreadExecutor(
+                app_settings.THREAD_POOL_SIZE, resolve_task, node.outcome, size,
+                prefetch=3 * app_settings.THREAD_POOL_SIZE,
+            ),
             "asyncio": AsyncioExecutor(
                 app_settings.ASYNCIO_CONCURRENCY, app_settings.THREAD_POOL_SIZE, resolve_task,
                 node.outcome, size,

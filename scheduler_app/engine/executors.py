@@ -46,6 +46,7 @@ class _Inflight:
     run: ClaimedRun
     started_at: datetime
     deadline: float | None
+    started: bool = False
     finished: bool = False  # an outcome has been reported
     handle: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -54,8 +55,12 @@ class _Inflight:
 class _BaseExecutor:
     name = "base"
 
-    def __init__(self, size: int, sink: Sink, result_max_bytes: int) -> None:
+    def __init__(self, size: int, sink: Sink, result_max_bytes: int, prefetch: int = 0) -> None:
         self.size = size
+        # Runs accepted beyond the pool size wait in the executor's own queue, so the
+        # next one starts the moment a worker frees up instead of after a database
+        # round trip. Their timeout and start time count from when they really start.
+        self.prefetch = prefetch
         self._sink = sink
         self._result_max_bytes = result_max_bytes
         self._lock = threading.Lock()
@@ -65,7 +70,16 @@ class _BaseExecutor:
 
     def free_slots(self) -> int:
         with self._lock:
-            return max(self.size - len(self._inflight), 0)
+            return max(self.size + self.prefetch - len(self._inflight), 0)
+
+    def waiting(self) -> int:
+        """Runs accepted but not started yet (prefetched)."""
+        with self._lock:
+            return sum(1 for e in self._inflight.values() if not e.started and not e.finished)
+
+    def executing(self) -> int:
+        with self._lock:
+            return sum(1 for e in self._inflight.values() if e.started and not e.finished)
 
     def running_ids(self) -> list[int]:
         with self._lock:
@@ -80,14 +94,18 @@ class _BaseExecutor:
             ]
 
     def _register(self, run: ClaimedRun) -> _Inflight:
-        entry = _Inflight(
-            run=run,
-            started_at=utcnow(),
-            deadline=time.monotonic() + run.timeout if run.timeout else None,
-        )
+        entry = _Inflight(run=run, started_at=utcnow(), deadline=None)
         with self._lock:
             self._inflight[run.run_id] = entry
         return entry
+
+    def _begin(self, entry: _Inflight) -> None:
+        """The run really starts now: its duration and timeout count from here."""
+        with self._lock:
+            entry.started = True
+            entry.started_at = utcnow()
+            if entry.run.timeout:
+                entry.deadline = time.monotonic() + entry.run.timeout
 
     def _claim_report(self, run_id: int) -> _Inflight | None:
         """Mark the run as reported; None if it already was (stopped earlier)."""
@@ -133,6 +151,17 @@ class _BaseExecutor:
         self._release(entry.run.run_id)
         return True
 
+    def release_waiting(self) -> int:
+        """Give back runs accepted but not started (at shutdown): they return to the
+        queue for any node, as ``released`` outcomes."""
+        with self._lock:
+            waiting = [e for e in self._inflight.values() if not e.started and not e.finished]
+            for entry in waiting:
+                entry.finished = True
+        for entry in waiting:
+            self._report(entry, "released", error="released at shutdown before it started")
+        return len(waiting)
+
     def stop(self, run_id: int, state: str, reason: str) -> bool:
         entry = self._claim_report(run_id)
         if entry is None:
@@ -149,8 +178,10 @@ class _BaseExecutor:
 class ThreadExecutor(_BaseExecutor):
     name = "thread"
 
-    def __init__(self, size: int, resolve: Resolver, sink: Sink, result_max_bytes: int) -> None:
-        super().__init__(size, sink, result_max_bytes)
+    def __init__(
+        self, size: int, resolve: Resolver, sink: Sink, result_max_bytes: int, prefetch: int = 0
+    ) -> None:
+        super().__init__(size, sink, result_max_bytes, prefetch)
         self._resolve = resolve
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="run-thread")
 
@@ -162,6 +193,10 @@ class ThreadExecutor(_BaseExecutor):
 
     def _execute(self, entry: _Inflight) -> None:
         run = entry.run
+        if entry.finished:  # stopped while it waited for a thread
+            self._release(run.run_id)
+            return
+        self._begin(entry)
         cpu0 = time.thread_time()
         try:
             func = self._resolve(run.task)
@@ -210,6 +245,7 @@ class AsyncioExecutor(_BaseExecutor):
 
     async def _execute(self, entry: _Inflight) -> None:
         run = entry.run
+        self._begin(entry)
         try:
             func = self._resolve(run.task)
             if inspect.iscoroutinefunction(func):
@@ -330,6 +366,7 @@ class _ProcessSlot:
         if entry.finished:  # stopped while waiting for a slot
             return
         self.ensure_process()
+        owner._begin(entry)
         assert self.conn is not None
         self.conn.send(
             (run.run_id, run.task, list(run.args), dict(run.kwargs), run.cpu_limit,

@@ -50,7 +50,8 @@ class ClaimedRun:
 @dataclass(frozen=True)
 class Outcome:
     """How an execution ended. ``state`` is one of succeeded, failed, timed_out,
-    cancelled, interrupted."""
+    cancelled, interrupted, or ``released`` (never started: back to the queue).
+    ``started_at`` is when it really started (after any wait in the executor)."""
 
     run_id: int
     state: str

@@ -130,6 +130,9 @@ class Node:
         self._stopping.set()
         self._wake.set()
         self._wait_written(self._fires, self._pending_fires, "fires", timeout=30)
+        released = sum(ex.release_waiting() for ex in self.executors.values())
+        if released:
+            logger.info("released runs that had not started", extra={"count": released})
         deadline = time.monotonic() + grace
         while self.running_ids() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -270,9 +273,22 @@ class Node:
             if more:
                 self._wake.set()
 
+    def _worth_claiming(self, capacity: Capacity) -> bool:
+        """Claim when some executor with room has run dry or has at least half its
+        intake free: while runs still wait in an executor, a claim for one or two slots
+        would cost a database round trip for nothing, and the waiting runs keep the
+        workers busy in the meantime."""
+        for name, free in capacity.per_executor.items():
+            if free <= 0:
+                continue
+            executor = self.executors[name]
+            if executor.waiting() == 0 or free * 2 >= executor.size + executor.prefetch:
+                return True
+        return False
+
     def _dispatch_once(self) -> bool:
         capacity = self.capacity()
-        if capacity.total <= 0 or not capacity.executors_with_room():
+        if capacity.total <= 0 or not self._worth_claiming(capacity):
             return False
         result = self.store.claim(self.config.name, capacity, utcnow())
         for run_id in result.stop:
@@ -290,8 +306,8 @@ class Node:
                                  error_type="ConfigurationError",
                                  error=f"executor {run.executor!r} is not available on this node"))
             return
-        logger.info("run started", extra={"job": run.job_name, "run_id": run.run_id,
-                                          "attempt": run.attempt, "executor": run.executor})
+        logger.debug("run claimed", extra={"job": run.job_name, "run_id": run.run_id,
+                                           "attempt": run.attempt, "executor": run.executor})
         executor.submit(run)
 
     def stop_local(self, run_id: int, state: str, reason: str) -> bool:

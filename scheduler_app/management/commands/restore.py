@@ -1,0 +1,52 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from scheduler_app import backup, storemigration
+
+
+class Command(BaseCommand):
+    help = (
+        "Load a backup written by 'backup' into an empty scheduler_app database (--replace: "
+        "delete the current scheduler_app configuration and run history first). All or "
+        "nothing: on any error nothing changes and the message names the entry. Users that "
+        "do not exist yet are created with an unusable password."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="Path of the backup file.")
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="Delete all scheduler_app configuration (tenants, jobs, runs, ...) before "
+            "restoring. Users and Django groups are kept.",
+        )
+
+    def handle(self, *args, file, replace=False, **opts):
+        def progress(section, count):
+            self.stderr.write(f"restore: {section}: {count:,} done")
+
+        def warn(text):
+            self.stderr.write(f"warning: {text}")
+
+        try:
+            doc = backup.load_backup(file)
+            problem = storemigration.live_scheduler_problem() if replace else None
+            if problem:
+                warn(
+                    f"{problem}; it loads the restored configuration within a second, and the "
+                    "runs it is executing now belong to the configuration --replace deletes "
+                    "(stop the schedulers before restoring)"
+                )
+            counts = backup.restore_document(
+                doc, replace=replace, source=str(file), progress=progress, warn=warn
+            )
+        except backup.BackupError as exc:
+            raise CommandError(f"{file}: {exc}; nothing was changed") from None
+        created = counts.pop("users_created", 0)
+        groups_created = counts.pop("auth_groups_created", 0)
+        listed = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Restored {file}: {listed} ({created} user(s) and {groups_created} Django "
+                "group(s) created; new users have no usable password)."
+            )
+        )
