@@ -174,8 +174,12 @@ def import_document(
         tenant_map = _import_tenants(tenants, report)
         group_map = _import_groups(groups, tenant_map, report)
         calendar_map = _import_calendars(calendars, tenant_map, report, actor)
-        job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor, summary)
-        _import_dependencies(jobs, tenant_map, job_map, report, actor, prune=prune)
+        saved: dict[int, tuple[Job, bool]] = {}
+        job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor, summary, saved)
+        _import_dependencies(jobs, tenant_map, job_map, report, actor, prune=prune, saved=saved)
+        # Versions and notifications once each job's fields *and* dependencies are in place.
+        for job, created in saved.values():
+            services.notify_job_changed(job, actor=actor, created=created, summary=summary)
         if prune:
             _prune(tenant_map, job_map, report, actor)
         if dry_run:
@@ -351,6 +355,7 @@ def _import_jobs(
     report: ImportReport,
     actor: Any,
     summary: str = "",
+    saved: dict[int, tuple[Job, bool]] | None = None,
 ) -> dict[tuple[int, str], Job]:
     result: dict[tuple[int, str], Job] = {}
     for index, item in enumerate(items):
@@ -405,10 +410,10 @@ def _import_jobs(
             before.pop("depends_on", None)
         after.pop("depends_on", None)
         if created:
-            services.save_job(job, actor=actor, calendars=calendars, summary=summary)
+            services.save_job(job, actor=actor, calendars=calendars, notify=False)
             report.created.append(label)
         elif before != after:
-            services.save_job(job, actor=actor, calendars=calendars, summary=summary)
+            services.save_job(job, actor=actor, calendars=calendars, notify=False)
             fields = sorted(
                 "secret_kwargs" if k == "secret_fingerprints" else k
                 for k in after if before.get(k) != after.get(k)
@@ -416,6 +421,8 @@ def _import_jobs(
             report.changed.append(f"{label} ({', '.join(fields)})")
         else:
             report.unchanged.append(label)
+        if saved is not None and (created or before != after):
+            saved[job.pk] = (job, created)
         result[key] = job
     return result
 
@@ -428,6 +435,7 @@ def _import_dependencies(
     actor: Any = None,
     *,
     prune: bool = False,
+    saved: dict[int, tuple[Job, bool]] | None = None,
 ) -> None:
     """Make each listed job's upstream edges exactly its ``depends_on``.
 
@@ -493,7 +501,10 @@ def _import_dependencies(
             report.changed.append(f"{label} (depends_on)")
             if label in report.unchanged:
                 report.unchanged.remove(label)
-            services.notify_job_changed(job, actor=actor)  # not saved, so not yet told
+            if saved is not None:
+                saved.setdefault(job.pk, (job, False))  # not saved, so not yet told
+            else:
+                services.notify_job_changed(job, actor=actor)
         else:
             report.changed[report.changed.index(entry)] = entry[:-1] + ", depends_on)"
 

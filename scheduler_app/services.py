@@ -63,7 +63,11 @@ def save_job(
     job.full_clean()
     with transaction.atomic(), audit.acting_as(actor):
         created = job.pk is None
+        moved = not created and Job.objects.filter(pk=job.pk).exclude(tenant_id=job.tenant_id).exists()
         job.save()
+        if moved:  # its history goes with it
+            job.runs.update(tenant_id=job.tenant_id)
+            job.versions.update(tenant_id=job.tenant_id)
         if calendars is not None:
             job.calendars.set(list(calendars))
         if notify:
@@ -340,14 +344,15 @@ def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
     entry["tenant"], entry["name"] = job.tenant.slug, job.name
     with transaction.atomic(), audit.acting_as(actor):
         try:
-            jobsfile.import_document(
+            imported = jobsfile.import_document(
                 {"version": jobsfile.FORMAT_VERSION, "jobs": [entry]},
                 actor=actor, summary=f"rollback to version {number}",
             )
         except jobsfile.JobsFileError as exc:
             raise ValidationError({"version": f"cannot restore version {number}: {exc}"}) from None
         job.refresh_from_db()
-        versioning.record_version(job, actor=actor, summary=f"rollback to version {number}", force=True)
+        if not imported.has_changes:  # the import recorded the version when something changed
+            versioning.record_version(job, actor=actor, summary=f"rollback to version {number}", force=True)
         audit.record(job, "rollback", actor, to_version=number)
     return job
 

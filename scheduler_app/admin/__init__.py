@@ -107,7 +107,7 @@ class TenantAdmin(TenantScopedAdmin):
     inlines = [MembershipInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(_jobs=Count("jobs"))
+        return super().get_queryset(request).annotate(_jobs=Count("jobs")).order_by(*Tenant._meta.ordering)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
@@ -152,7 +152,8 @@ class JobGroupAdmin(TenantScopedAdmin):
         ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("tenant").annotate(_jobs=Count("jobs"))
+        return (super().get_queryset(request).select_related("tenant").annotate(_jobs=Count("jobs"))
+                .order_by(*JobGroup._meta.ordering))
 
     @admin.display(description=_("jobs"), ordering="_jobs")
     def job_count(self, obj: JobGroup) -> int:
@@ -172,7 +173,8 @@ class CalendarAdmin(TenantScopedAdmin):
     inlines = [CalendarDateInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("tenant").annotate(_dates=Count("dates"))
+        return (super().get_queryset(request).select_related("tenant").annotate(_dates=Count("dates"))
+                .order_by(*Calendar._meta.ordering))
 
     @admin.display(description=_("dates"), ordering="_dates")
     def date_count(self, obj: Calendar) -> int:
@@ -378,7 +380,7 @@ class JobAdmin(TenantScopedAdmin):
         siblings: dict[str, Any] = {}
         for formset, inline in super().get_formsets_with_inlines(request, obj):
             if issubclass(formset, DependencyFormSet):
-                formset = type(formset.__name__, (formset,), {"siblings": siblings})
+                formset = type(formset.__name__, (formset,), {"siblings": siblings, "user": request.user})
             yield formset, inline
 
     # -- saving -------------------------------------------------------------------------
@@ -389,6 +391,20 @@ class JobAdmin(TenantScopedAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         services.notify_job_changed(form.instance, actor=request.user, created=not change)
+        # Rows of the "dependents" inline are other jobs' upstream edges: version them too.
+        others: dict[int, Job] = {}
+        for formset in formsets:
+            if isinstance(formset, DependencyFormSet) and formset.fk.name == "upstream":
+                for edge in [*formset.new_objects, *(e for e, _ in formset.changed_objects), *formset.deleted_objects]:
+                    others[edge.downstream_id] = edge.downstream
+                for f in formset.initial_forms:
+                    if f.has_changed() and f.initial.get("downstream"):
+                        job = Job.objects.filter(pk=f.initial["downstream"]).first()
+                        if job is not None:
+                            others[job.pk] = job
+        for job in others.values():
+            if job.pk != form.instance.pk:
+                services.notify_job_changed(job, actor=request.user)
 
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
         services.delete_jobs([obj], actor=request.user)
@@ -417,6 +433,19 @@ class JobAdmin(TenantScopedAdmin):
     @admin.action(description=_("Run selected jobs now"), permissions=["run"])
     def run_selected_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         report(self, request, "Queued runs", services.run_jobs_now(queryset, actor=request.user))
+
+    @admin.action(description=_("Delete selected jobs"), permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Django's confirmation and deletion, for the jobs the user may delete; the others
+        are reported, as by the other bulk actions."""
+        from django.contrib.admin.actions import delete_selected as confirm_and_delete
+
+        allowed = [job.pk for job in queryset if permissions.can(request.user, "delete", job)]
+        for job in queryset.exclude(pk__in=allowed):
+            self.message_user(request, f"Refused {job}: you may not delete this job.", messages.WARNING)
+        if not allowed:
+            return None
+        return confirm_and_delete(self, request, queryset.filter(pk__in=allowed))
 
     @admin.action(description=_("Move selected jobs to a group"), permissions=["change"])
     def move_selected_to_group(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -469,9 +498,6 @@ class JobAdmin(TenantScopedAdmin):
         cron = form.base_fields.get("cron_expression")
         if cron is not None:
             cron.widget.attrs["data-cron-preview-url"] = reverse("admin:scheduler_app_cron_preview")
-        field = form.base_fields.get("tenant")
-        if field is not None and obj is not None:
-            field.queryset = (field.queryset | Tenant.objects.filter(pk=obj.tenant_id)).distinct()
         return form
 
 
@@ -495,6 +521,12 @@ class JobDependencyAdmin(TenantScopedAdmin):
         permissions.require(request.user, "change", obj.downstream)
         super().save_model(request, obj, form, change)
         services.notify_job_changed(obj.downstream, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        downstream = list(Job.objects.filter(upstream_edges__in=queryset).distinct())
+        super().delete_queryset(request, queryset)
+        for job in downstream:
+            services.notify_job_changed(job, actor=request.user)
 
     def delete_model(self, request: HttpRequest, obj: JobDependency) -> None:
         downstream = obj.downstream

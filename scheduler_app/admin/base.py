@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
@@ -60,6 +61,27 @@ class TenantScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
     def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
         # Another tenant's object must look exactly like a missing one: 404, no redirect.
         raise Http404(f"{opts.verbose_name} not found")
+
+    def _visible_or_404(self, request: HttpRequest, object_id: str) -> None:
+        # Checked before Django's has_*_permission(request, None), which would answer 403.
+        if self.get_object(request, unquote(object_id)) is None:
+            raise Http404(f"{self.opts.verbose_name} not found")
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        self._visible_or_404(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        self._visible_or_404(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        field = form.base_fields.get("tenant")
+        if field is not None and obj is not None and self.tenant_field == "tenant":
+            # A grant holder may keep the object in its tenant (where they cannot add).
+            field.queryset = (field.queryset | Tenant.objects.filter(pk=obj.tenant_id)).distinct()
+        return form
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         user = request.user

@@ -39,6 +39,13 @@ TRIGGER_FIELDS = {
 }
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """Never renders a value, not even the one just submitted: it is a secret."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class JobAdminForm(forms.ModelForm):
     task = forms.ChoiceField(choices=(), help_text=_("A task registered in code."))
     trigger_type = forms.ChoiceField(label=_("Trigger"), choices=TRIGGER_TYPE_CHOICES)
@@ -83,7 +90,7 @@ class JobAdminForm(forms.ModelForm):
         label=_("Secret kwargs"),
         required=False,
         strip=True,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 80, "autocomplete": "off"}),
+        widget=WriteOnlyTextarea(attrs={"rows": 2, "cols": 80, "autocomplete": "off"}),
         help_text=_(
             "Write-only. A JSON object of credentials, stored encrypted and revealed only to "
             "the worker. Leave blank to keep the current secrets; {} removes them."
@@ -286,9 +293,28 @@ class DependencyFormSet(BaseInlineFormSet):
                 rows.append((form, data[self.chosen_field]))
         return rows
 
+    user: Any = None
+
     def clean(self) -> None:
         super().clean()
         job = self.instance
+        if self.user is not None and self.chosen_field == "downstream":
+            from scheduler_app import permissions
+
+            refused = []
+            for form in self.forms:
+                deleted = self.can_delete and self._should_delete_form(form)
+                if not (form.has_changed() or deleted):
+                    continue
+                before = form.instance.downstream if form.instance.pk else None
+                after = None if deleted else (getattr(form, "cleaned_data", None) or {}).get("downstream")
+                for other in {before, after} - {None}:
+                    if not permissions.can(self.user, "change", other):
+                        refused.append(str(other))
+            if refused:
+                raise ValidationError(
+                    f"You may not change {', '.join(sorted(set(refused)))}, so you cannot change what it depends on."
+                )
         if job.tenant_id is None:
             return
         for form, other in self.kept_rows():
