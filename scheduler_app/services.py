@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from scheduler_app import audit, permissions, signals, versioning
@@ -87,6 +88,10 @@ def check_job_save(job: Job, actor: Any) -> None:
     permissions.require(actor, "change", stored)
     if stored.tenant_id != job.tenant_id:
         permissions.require(actor, "add", tenant_id=job.tenant_id)
+        if JobDependency.objects.filter(Q(upstream=stored) | Q(downstream=stored)).exists():
+            raise ValidationError(
+                {"tenant": "The job has dependencies in its tenant; remove them before moving it."}
+            )
 
 
 def notify_job_changed(
@@ -347,6 +352,7 @@ def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
             imported = jobsfile.import_document(
                 {"version": jobsfile.FORMAT_VERSION, "jobs": [entry]},
                 actor=actor, summary=f"rollback to version {number}",
+                source=f"rollback of {job.tenant.slug}/{job.name} to version {number}",
             )
         except jobsfile.JobsFileError as exc:
             raise ValidationError({"version": f"cannot restore version {number}: {exc}"}) from None

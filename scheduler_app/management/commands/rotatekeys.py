@@ -29,6 +29,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1")
         ids = list(Job.objects.exclude(secrets_token="").order_by("pk").values_list("pk", flat=True))
         rotated = current = 0
+        per_tenant: dict = {}
         failed: list[str] = []
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
@@ -44,13 +45,13 @@ class Command(BaseCommand):
                         continue
                     Job.objects.filter(pk=job.pk).update(secrets_token=token)
                     rotated += 1
+                    per_tenant[job.tenant] = per_tenant.get(job.tenant, 0) + 1
             done = min(start + size, len(ids))
             self.stderr.write(f"  {done}/{len(ids)} jobs with secrets checked")
         summary = f"Re-encrypted {rotated} job(s); {current} already used the newest key."
-        if rotated:
-            with transaction.atomic():
-                for job in Job.objects.filter(pk__in=ids[:1]).select_related("tenant"):
-                    audit.record(job.tenant, "rotate_keys", None, rotated=rotated, already_current=current)
+        with transaction.atomic():
+            for tenant, count in per_tenant.items():
+                audit.record(tenant, "rotate_keys", None, rotated=count)
         if failed:
             raise CommandError(
                 summary + f" {len(failed)} could not be decrypted with any configured key "
