@@ -74,7 +74,15 @@ def make_job_store(kind: str | None = None) -> BaseJobStore:
     if kind == "django":
         from django_apscheduler.jobstores import DjangoJobStore
 
-        return DjangoJobStore()
+        class QuietDjangoJobStore(DjangoJobStore):
+            """django-apscheduler's store without its execution log: every fire is a
+            JobRun already, and DjangoJobExecution rows would grow by one per fire,
+            never finished nor pruned."""
+
+            def register_event_listeners(self) -> None:
+                return None
+
+        return QuietDjangoJobStore()
     if kind == "sqlalchemy":
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 

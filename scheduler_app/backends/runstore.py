@@ -223,7 +223,9 @@ class DjangoRunStore:
         newer scheduled run of the job is waiting, run_all runs it."""
         if run.reason != RunReason.SCHEDULE or run.attempt != 1:
             return ""
-        late = (now - run.scheduled_for).total_seconds()
+        # Lateness counts from when the run was queued: a fire time already judged by
+        # the misfire policy at enqueue (after downtime) is not judged twice.
+        late = (now - max(run.scheduled_for, run.queued_at)).total_seconds()
         if late <= job.misfire_grace_seconds:
             return ""
         if job.misfire_policy == rules.SKIP:

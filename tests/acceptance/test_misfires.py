@@ -68,6 +68,7 @@ def test_misfire_policies_across_a_restart(scheduler, clean_redis, store):
     assert [r.state for r in coalesce].count("succeeded") == 1  # once for all missed times
     assert coalesce[-1].state == "succeeded"  # the latest of them
     assert all("coalesced" in r.error for r in coalesce[:-1])
+    assert all(coalesce[-1].scheduled_for.isoformat() in r.error for r in coalesce[:-1])
 
     run_all = window("run_all")
     assert len(run_all) >= 3
@@ -101,11 +102,14 @@ def test_pause_beyond_grace_follows_the_policy(scheduler):
 
 
 def first_batch(job, after):
-    """The runs written for the first fire after a restart: all fire times that were
-    due then, inserted together."""
-    later = JobRun.objects.filter(job=job, scheduled_for__gt=after)
-    first = min(r.queued_at for r in later)
-    return [r for r in later.order_by("scheduled_for") if (r.queued_at - first).total_seconds() < 0.05]
+    """The runs for the fire times that were due together at the first fire after a
+    restart: up to the latest one a coalesced run names."""
+    later = list(JobRun.objects.filter(job=job, scheduled_for__gt=after).order_by("scheduled_for"))
+    named = [r for r in later if "coalesced into the run for " in r.error]
+    if not named:
+        return later[:1]
+    last = max(r.error.split("coalesced into the run for ")[1].split(" ")[0] for r in named)
+    return [r for r in later if r.scheduled_for.isoformat() <= last]
 
 
 def _dt(ts):
