@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.jobstores.base import BaseJobStore
 from django.conf import settings
+from django.db import connection
 from django.db.models import Max
 
 from scheduler_app.conf import app_settings
@@ -121,6 +122,21 @@ def sqlalchemy_url() -> str:
 
 # -- sync ----------------------------------------------------------------------------------
 
+#: One digest of everything that shapes schedules: schedulable flags, triggers, identity
+#: (H values) and calendar dates. Computed by PostgreSQL in one pass.
+FINGERPRINT_SQL = """
+SELECT md5(
+  coalesce((SELECT string_agg(j.id::text || '|' || j.enabled::text || '|' || j.paused::text
+                              || '|' || j.name || '|' || t.slug || '|' || j.trigger::text
+                              || '|' || j.created_at::text, ',' ORDER BY j.id)
+            FROM scheduler_app_job j JOIN scheduler_app_tenant t ON t.id = j.tenant_id), '')
+  || '#' ||
+  coalesce((SELECT string_agg(c.job_id::text || ':' || d.date::text, ',' ORDER BY c.job_id, d.date)
+            FROM scheduler_app_job_calendars c
+            JOIN scheduler_app_calendardate d ON d.calendar_id = c.calendar_id), '')
+)
+"""
+
 
 class JobSync:
     """Keeps APScheduler's jobs equal to the schedulable ``Job`` rows.
@@ -136,6 +152,7 @@ class JobSync:
         self.known: dict[int, str] = {}
         self.version = -1
         self.loaded = False
+        self.last_digest: str | None = None
 
     def load_from_store(self) -> None:
         for aps_job in self.scheduler.get_jobs(jobstore=STORE_ALIAS):
@@ -149,6 +166,16 @@ class JobSync:
             self.version = current
             return True
         return False
+
+    def digest(self) -> str | None:
+        """One aggregate over everything that shapes schedules (PostgreSQL), so that
+        the periodic reconcile of a large installation need not reload every job when
+        nothing changed. Elsewhere None: always reconcile."""
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute(FINGERPRINT_SQL)
+            return str(cursor.fetchone()[0])
 
     def reconcile(self) -> dict[str, int]:
         if not self.loaded:

@@ -141,6 +141,7 @@ class DjangoRunStore:
         claimed: list[tuple[JobRun, Job]] = []
         skipped: list[tuple[JobRun, str]] = []
         stop: list[int] = []
+        left = 0  # due runs left queued (no room, or waiting for an overlap slot)
         with transaction.atomic():
             qs = (
                 JobRun.objects.filter(state=RunState.QUEUED, not_before__lte=now, executor__in=executors)
@@ -164,7 +165,9 @@ class DjangoRunStore:
                 .order_by("pk")
             )
             if self._postgres:
-                jobs_qs = jobs_qs.select_for_update(of=("self",))
+                # NO KEY UPDATE: does not conflict with the key-share lock that inserting
+                # a run for the job takes, so claims and enqueues cannot deadlock.
+                jobs_qs = jobs_qs.select_for_update(of=("self",), no_key=True)
             jobs = {j.pk: j for j in jobs_qs}
             running = {pk: j._running for pk, j in jobs.items()}
             for run in candidates:
@@ -172,6 +175,7 @@ class DjangoRunStore:
                 if job is None:
                     continue
                 if total_left <= 0 or room.get(run.executor, 0) <= 0:
+                    left += 1
                     continue
                 late = self._misfired_at_claim(run, job, now, candidates)
                 if late:
@@ -179,6 +183,7 @@ class DjangoRunStore:
                     continue
                 action = rules.overlap_action(running.get(job.pk, 0), job.max_instances, job.overlap_policy)
                 if action == rules.OVERLAP_QUEUE:
+                    left += 1
                     continue
                 if action == rules.OVERLAP_SKIP:
                     skipped.append(
@@ -214,7 +219,9 @@ class DjangoRunStore:
             run.state, run.node, run.started_at = RunState.RUNNING, node, now
             signals.run_started.send(sender=JobRun, run=run)
             result.append(self._claimed(run, job))
-        return ClaimResult(runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit)
+        return ClaimResult(
+            runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
+        )
 
     @staticmethod
     def _misfired_at_claim(run: JobRun, job: Job, now: datetime, batch: list[JobRun]) -> str:
@@ -275,14 +282,16 @@ class DjangoRunStore:
 
     # -- record ---------------------------------------------------------------------------
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
+    def record(self, outcomes: Sequence[Outcome]) -> int:
         """Write outcomes in one transaction and one bulk UPDATE; a run that is no
-        longer ``running`` (already recorded, or reaped as lost) is left alone."""
+        longer ``running`` (already recorded, or reaped as lost) is left alone.
+        Returns how many runs it queued (released, retries, dependents)."""
         from django.utils import timezone
 
         now = timezone.now()
         by_id = {o.run_id: o for o in outcomes}
         finished: list[JobRun] = []
+        queued = 0
         with transaction.atomic():
             qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related("job")
             if self._postgres:
@@ -314,10 +323,11 @@ class DjangoRunStore:
                         not_before=now + timedelta(seconds=delay),
                     ))
                 if run.state != RunState.INTERRUPTED and run.job_id in edges:
-                    self._enqueue_dependents(run, now, edges[run.job_id])
+                    queued += self._enqueue_dependents(run, now, edges[run.job_id])
             if retries:
                 JobRun.objects.bulk_create(retries, ignore_conflicts=True)
             finished = done
+            queued += len(retries) + len(released)
         for run in finished:
             sender = OUTCOME_SIGNALS.get(run.state)
             if sender is not None and sender.has_listeners():
@@ -327,6 +337,7 @@ class DjangoRunStore:
                 extra={"job": run.job.name, "run_id": run.pk, "state": run.state,
                        "duration": round(run.duration or 0.0, 4), "attempt": run.attempt},
             )
+        return queued
 
     @staticmethod
     def _write_outcomes(runs: list[JobRun]) -> None:
@@ -387,13 +398,14 @@ class DjangoRunStore:
             triggered_by_id=run.triggered_by_id, executor=run.job.executor,
         )
 
-    def _enqueue_dependents(self, run: JobRun, now: datetime, edges: list[tuple[int, str]]) -> None:
+    def _enqueue_dependents(self, run: JobRun, now: datetime, edges: list[tuple[int, str]]) -> int:
+        queued = 0
         for downstream_id, condition in edges:
             if not rules.condition_met(condition, run.state, run.is_final):
                 continue
             downstream_qs = Job.objects.filter(pk=downstream_id)
             if self._postgres:
-                downstream_qs = downstream_qs.select_for_update()
+                downstream_qs = downstream_qs.select_for_update(no_key=True)
             downstream = downstream_qs.first()  # the lock serialises joins on this job
             if downstream is None or not downstream.enabled:
                 continue
@@ -404,6 +416,8 @@ class DjangoRunStore:
                 reason=RunReason.DEPENDENCY, priority=downstream.priority, not_before=now,
                 triggered_by=run, executor=downstream.executor,
             )
+            queued += 1
+        return queued
 
     @staticmethod
     def _join_complete(downstream: Job) -> bool:
@@ -485,6 +499,14 @@ class DjangoRunStore:
         return len(outcomes)
 
     # -- housekeeping -------------------------------------------------------------------
+
+    def refresh_statistics(self) -> None:
+        """Keep PostgreSQL's planner statistics on the run table fresh. A queue that
+        grows before autovacuum's first ANALYZE would otherwise be claimed by sorting
+        every queued row instead of reading the claim index (100 ms instead of 1 ms)."""
+        if self._postgres:
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(JobRun._meta.db_table)}")
 
     def prune(self, now: datetime, days: float | None) -> int:
         if days is None:

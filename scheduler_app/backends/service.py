@@ -55,7 +55,10 @@ class SchedulerService:
         )
         node = Node(
             cfg, self.store, {},
-            periodic=[Periodic("prune", 3600.0, self._prune, last=time.monotonic())],
+            periodic=[
+                Periodic("prune", 3600.0, self._prune, last=time.monotonic()),
+                Periodic("statistics", 300.0, self.store.refresh_statistics),
+            ],
             is_transient=is_transient,
             reset_connection=_reset_connection,
         )
@@ -83,6 +86,7 @@ class SchedulerService:
         self.scheduler.start(paused=True)
         self.sync = bridge.JobSync(self.scheduler)
         self.sync.changed()
+        self.sync.last_digest = self.sync.digest()
         self.sync.reconcile()
         self.scheduler.resume()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="definition-sync", daemon=True)
@@ -123,8 +127,14 @@ class SchedulerService:
             self._sync_beat = time.monotonic()
             try:
                 due = time.monotonic() - last_full >= app_settings.RECONCILE_INTERVAL
-                if self.sync.changed() or due:
-                    self.sync.reconcile()
+                changed = self.sync.changed()
+                if changed or due:
+                    # Taken before reading the jobs: a change made meanwhile shows up
+                    # as a different digest next time.
+                    digest = self.sync.digest()
+                    if changed or digest is None or digest != self.sync.last_digest:
+                        self.sync.reconcile()
+                    self.sync.last_digest = digest
                     last_full = time.monotonic()
                 if failing:
                     logger.warning("definition sync recovered")

@@ -103,7 +103,8 @@ class RunStore(Protocol):
       run to be stopped (returned in ``ClaimResult.stop``) and starts the new one.
     * ``record`` writes outcomes exactly once per run (a run already finished is left
       alone), then enqueues retries (attempt + 1 after the job's backoff) and
-      dependents whose conditions are met, each at most once.
+      dependents whose conditions are met, each at most once; it returns how many
+      runs it queued, so the caller knows whether to claim again.
     * ``heartbeat`` marks this node's running runs alive and returns the ids of those
       an operator asked to stop.
     * ``recover`` runs at start-up: runs left ``running`` by this node's previous
@@ -117,7 +118,7 @@ class RunStore(Protocol):
 
     def claim(self, node: str, capacity: Capacity, now: datetime) -> ClaimResult: ...
 
-    def record(self, outcomes: Sequence[Outcome]) -> None: ...
+    def record(self, outcomes: Sequence[Outcome]) -> int: ...
 
     def heartbeat(self, node: str, run_ids: Sequence[int], now: datetime) -> list[int]: ...
 
@@ -133,6 +134,8 @@ class ClaimResult:
     stop: tuple[int, ...] = ()
     # True when the claim was cut short by its batch size: claim again at once.
     more: bool = False
+    # Due runs it saw but left queued (no room, or waiting for an overlap slot).
+    left_queued: int = 0
 
 
 class Executor(Protocol):

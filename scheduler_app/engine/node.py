@@ -74,6 +74,10 @@ class Node:
         self._fires: queue.Queue[Fire] = queue.Queue()
         self._outcomes: queue.Queue[Outcome] = queue.Queue()
         self._wake = threading.Event()
+        # Whether a claim could find something: cleared when a claim drains the queue,
+        # set by new runs, follow-ups, poll ticks and outside wake-ups. Freed slots alone
+        # do not make runs due, so they only cause a claim while this is set.
+        self._maybe_due = True
         self._stopping = threading.Event()  # no more claiming
         self._closed = threading.Event()  # loops exit
         self._beats: dict[str, float] = {}
@@ -108,6 +112,7 @@ class Node:
         self._wake.set()  # a slot is free
 
     def wake(self) -> None:
+        self._maybe_due = True
         self._wake.set()
 
     def running_ids(self) -> list[int]:
@@ -199,12 +204,12 @@ class Node:
         created = self.store.enqueue(batch)
         self.stats["enqueued"] += created
         if created:
-            self._wake.set()
+            self.wake()
 
     def _write_outcomes(self, batch: list[Outcome]) -> None:
-        self.store.record(batch)
+        if self.store.record(batch):
+            self.wake()  # retries, dependents or released runs were queued
         self.stats["recorded"] += len(batch)
-        self._wake.set()  # retries and dependents may be due
 
     def _pump(
         self, name: str, source: queue.Queue[Any], pending: list[Any],
@@ -259,13 +264,15 @@ class Node:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            self._wake.wait(backoff or self.config.poll_interval)
+            if not self._wake.wait(backoff or self.config.poll_interval):
+                self._maybe_due = True  # poll tick: delayed runs, other nodes' runs
             self._wake.clear()
             if self._stopping.is_set():
                 continue
             try:
                 more = self._dispatch_once()
             except Exception as exc:
+                self._maybe_due = True
                 backoff = self._db_failed("dispatcher", exc)
                 continue
             self._db_ok()
@@ -287,10 +294,15 @@ class Node:
         return False
 
     def _dispatch_once(self) -> bool:
+        if not self._maybe_due:
+            return False
         capacity = self.capacity()
         if capacity.total <= 0 or not self._worth_claiming(capacity):
             return False
+        self._maybe_due = False  # set again by anything that queues runs meanwhile
         result = self.store.claim(self.config.name, capacity, utcnow())
+        if result.more or result.left_queued:
+            self._maybe_due = True
         for run_id in result.stop:
             self.stop_local(run_id, "cancelled", "replaced by a newer run (overlap policy: replace)")
         for run in result.runs:

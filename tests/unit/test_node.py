@@ -33,7 +33,7 @@ class MemoryStore:
         with self.lock:
             take = self.queue[: capacity.per_executor.get("thread", 0)]
             del self.queue[: len(take)]
-        return ClaimResult(runs=tuple(take))
+        return ClaimResult(runs=tuple(take), left_queued=len(self.queue))
 
     def record(self, outcomes):
         self.outcomes.extend(outcomes)
