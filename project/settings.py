@@ -45,6 +45,8 @@ def _encryption_keys() -> list[str]:
         path.write_text(Fernet.generate_key().decode())
         path.chmod(0o600)
     return [path.read_text().strip()]
+
+
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 

@@ -284,9 +284,9 @@ def _sections(with_runs: bool) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]
                     "downstream": d.downstream.name,
                 },
             )
-            for d in JobDependency.objects.select_related(
-                "tenant", "upstream", "downstream"
-            ).order_by("tenant__slug", "downstream__name", "upstream__name")
+            for d in JobDependency.objects.select_related("tenant", "upstream", "downstream").order_by(
+                "tenant__slug", "downstream__name", "upstream__name"
+            )
         ),
     )
     yield "job_versions", _versions()
@@ -336,9 +336,7 @@ def _versions() -> Iterator[dict[str, Any]]:
 
 
 def _permission_content_types() -> dict[str, ContentType]:
-    return {
-        key: ContentType.objects.get_for_model(model) for key, model in PERMISSION_MODELS.items()
-    }
+    return {key: ContentType.objects.get_for_model(model) for key, model in PERMISSION_MODELS.items()}
 
 
 def _object_permissions(
@@ -362,9 +360,7 @@ def _object_permissions(
         ),
         (
             "group",
-            group_perms.values_list(
-                "group__name", "permission__codename", "content_type_id", "object_pk"
-            ),
+            group_perms.values_list("group__name", "permission__codename", "content_type_id", "object_pk"),
         ),
     ):
         for holder, codename, ct_id, object_pk in qs:
@@ -438,8 +434,7 @@ def load_backup(path: str | Path) -> dict[str, Any]:
         raise BackupError("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise BackupError(
-            f"not valid JSON (truncated or damaged?): {exc.msg} (line {exc.lineno}, "
-            f"column {exc.colno})"
+            f"not valid JSON (truncated or damaged?): {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     check_header(data)
     return data
@@ -453,14 +448,10 @@ def check_header(doc: Any) -> None:
         hint = ""
         if fmt is None and "jobs" in doc and "version" in doc:
             hint = "; this looks like a jobs file: load it with importjobs"
-        raise BackupError(
-            f"format: {fmt!r} is not a scheduler_app backup (expected {FORMAT!r}){hint}"
-        )
+        raise BackupError(f"format: {fmt!r} is not a scheduler_app backup (expected {FORMAT!r}){hint}")
     version = doc.get("version")
     if isinstance(version, bool) or not isinstance(version, int):
-        raise BackupError(
-            f"version: required, a whole number (this release writes {FORMAT_VERSION})"
-        )
+        raise BackupError(f"version: required, a whole number (this release writes {FORMAT_VERSION})")
     if version > FORMAT_VERSION:
         raise BackupError(
             f"version: the file is backup format version {version}, newer than this release "
@@ -517,9 +508,7 @@ def restore_document(
             )
         if replace:
             delete_configuration()
-        restorer = _Restorer(
-            sections, progress or (lambda name, n: None), warn or (lambda text: None)
-        )
+        restorer = _Restorer(sections, progress or (lambda name, n: None), warn or (lambda text: None))
         result = restorer.run()
         ConfigVersion.bump()
         from scheduler_app import audit
@@ -559,9 +548,7 @@ def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
 
 
 class _Restorer:
-    def __init__(
-        self, sections: dict[str, list[dict[str, Any]]], progress: Progress, warn: Warn
-    ) -> None:
+    def __init__(self, sections: dict[str, list[dict[str, Any]]], progress: Progress, warn: Warn) -> None:
         self.sections = sections
         self.progress = progress
         self.warn = warn
@@ -599,9 +586,7 @@ class _Restorer:
             setattr(obj, field.attname, value)
         return obj
 
-    def _insert(
-        self, model: type[models.Model], objs: list[Any], section: str, offset: int = 0
-    ) -> None:
+    def _insert(self, model: type[models.Model], objs: list[Any], section: str, offset: int = 0) -> None:
         """bulk_create, then put back the auto_now/auto_now_add values bulk_create
         replaced with the current time. ``offset``: rows of the section already done."""
         auto = [
@@ -615,19 +600,12 @@ class _Restorer:
             kept = {f.attname: [getattr(o, f.attname) for o in batch] for f in auto}
             model._base_manager.bulk_create(batch)
             for field in auto:
-                pairs = [
-                    (o.pk, v)
-                    for o, v in zip(batch, kept[field.attname], strict=True)
-                    if v is not None
-                ]
+                pairs = [(o.pk, v) for o, v in zip(batch, kept[field.attname], strict=True) if v is not None]
                 if pairs:
                     model._base_manager.filter(pk__in=[pk for pk, _ in pairs]).update(
                         **{
                             field.attname: Case(
-                                *[
-                                    When(pk=pk, then=Value(v, output_field=type(field)()))
-                                    for pk, v in pairs
-                                ],
+                                *[When(pk=pk, then=Value(v, output_field=type(field)())) for pk, v in pairs],
                                 output_field=type(field)(),
                             )
                         }
@@ -672,9 +650,7 @@ class _Restorer:
             where = f"auth_groups[{index}]"
             name = _text(entry, "name", where)
             if set(entry) - {"name"}:
-                raise BackupError(
-                    f"{where} ({name}): {sorted(set(entry) - {'name'})[0]}: unknown field"
-                )
+                raise BackupError(f"{where} ({name}): {sorted(set(entry) - {'name'})[0]}: unknown field")
             group, was_created = Group.objects.get_or_create(name=name)
             created += was_created
             self.auth_groups[name] = group
@@ -698,9 +674,7 @@ class _Restorer:
                 raise BackupError(f"{where}: groups: must be a list of group names")
             for name in groups:
                 if name not in self.auth_groups:
-                    raise BackupError(
-                        f"{where}: groups: unknown group {name!r} (not in 'auth_groups')"
-                    )
+                    raise BackupError(f"{where}: groups: unknown group {name!r} (not in 'auth_groups')")
             user = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
             values = {k: entry[k] for k in USER_FIELDS if k in entry and hasattr(User, k)}
             if user is None:
@@ -721,9 +695,7 @@ class _Restorer:
                         f"{where}: the user exists; kept its password and account fields "
                         f"({', '.join(differ)} differ from the backup)"
                     )
-            missing = [
-                self.auth_groups[g] for g in groups if not user.groups.filter(name=g).exists()
-            ]
+            missing = [self.auth_groups[g] for g in groups if not user.groups.filter(name=g).exists()]
             if missing:
                 user.groups.add(*missing)
             self.users[username] = user
@@ -766,9 +738,7 @@ class _Restorer:
             tenant = self._tenant(entry, where)
             name = _text(entry, "name", where)
             if (tenant.slug, name) in self.groups:
-                raise BackupError(
-                    f"{where}: name: group {name!r} appears twice in tenant {tenant.slug}"
-                )
+                raise BackupError(f"{where}: name: group {name!r} appears twice in tenant {tenant.slug}")
             group = self._build(JobGroup, entry, where, ("tenant",))
             group.tenant = tenant
             self.groups[(tenant.slug, name)] = group
@@ -783,9 +753,7 @@ class _Restorer:
             tenant = self._tenant(entry, where)
             name = _text(entry, "name", where)
             if (tenant.slug, name) in self.calendars:
-                raise BackupError(
-                    f"{where}: name: calendar {name!r} appears twice in tenant {tenant.slug}"
-                )
+                raise BackupError(f"{where}: name: calendar {name!r} appears twice in tenant {tenant.slug}")
             calendar = self._build(Calendar, entry, where, ("tenant", "dates"))
             calendar.tenant = tenant
             raw_dates = entry.get("dates", [])
@@ -823,32 +791,20 @@ class _Restorer:
             tenant = self._tenant(entry, where)
             name = _text(entry, "name", where)
             if (tenant.slug, name) in self.jobs:
-                raise BackupError(
-                    f"{where}: name: job {name!r} appears twice in tenant {tenant.slug}"
-                )
+                raise BackupError(f"{where}: name: job {name!r} appears twice in tenant {tenant.slug}")
             job = self._build(Job, entry, where, ("tenant", "group", "calendars"))
             job.tenant = tenant
             group_name = entry.get("group")
             if group_name not in (None, ""):
-                group = (
-                    self.groups.get((tenant.slug, group_name))
-                    if isinstance(group_name, str)
-                    else None
-                )
+                group = self.groups.get((tenant.slug, group_name)) if isinstance(group_name, str) else None
                 if group is None:
-                    raise BackupError(
-                        f"{where}: group: unknown group {group_name!r} in tenant {tenant.slug}"
-                    )
+                    raise BackupError(f"{where}: group: unknown group {group_name!r} in tenant {tenant.slug}")
                 job.group = group
             calendar_names = entry.get("calendars", [])
             if not isinstance(calendar_names, list):
                 raise BackupError(f"{where}: calendars: must be a list of calendar names")
             for cal_name in calendar_names:
-                calendar = (
-                    self.calendars.get((tenant.slug, cal_name))
-                    if isinstance(cal_name, str)
-                    else None
-                )
+                calendar = self.calendars.get((tenant.slug, cal_name)) if isinstance(cal_name, str) else None
                 if calendar is None:
                     raise BackupError(
                         f"{where}: calendars: unknown calendar {cal_name!r} in tenant {tenant.slug}"
@@ -954,9 +910,7 @@ class _Restorer:
             name = entry.get("name")
             target = (self.jobs if model_name == "job" else self.groups).get((tenant.slug, name))
             if target is None:
-                raise BackupError(
-                    f"{where}: name: unknown {model_name} {name!r} in tenant {tenant.slug}"
-                )
+                raise BackupError(f"{where}: name: unknown {model_name} {name!r} in tenant {tenant.slug}")
             ct = content_types[model_name]
             codename = entry.get("permission")
             if (ct.pk, codename) not in perms:
@@ -972,9 +926,7 @@ class _Restorer:
             else:
                 holder_obj = self.auth_groups.get(holder) if isinstance(holder, str) else None
                 if holder_obj is None:
-                    raise BackupError(
-                        f"{where}: group: unknown group {holder!r} (not in 'auth_groups')"
-                    )
+                    raise BackupError(f"{where}: group: unknown group {holder!r} (not in 'auth_groups')")
             key = (holder_kind, holder_obj.pk, perm.pk, target.pk)
             if key in seen:
                 raise BackupError(f"{where}: appears twice")

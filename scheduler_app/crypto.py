@@ -20,8 +20,8 @@ from scheduler_app.conf import app_settings
 
 ENV_VAR = "SCHEDULER_APP_ENCRYPTION_KEYS"
 GENERATE_HINT = (
-    "Generate a key with: python -c \"from cryptography.fernet import Fernet; "
-    f"print(Fernet.generate_key().decode())\" and put it in {ENV_VAR} (newest first, "
+    'Generate a key with: python -c "from cryptography.fernet import Fernet; '
+    f'print(Fernet.generate_key().decode())" and put it in {ENV_VAR} (newest first, '
     "comma-separated) or SCHEDULER_APP['ENCRYPTION_KEYS']."
 )
 MASK = "••••••"

@@ -34,10 +34,29 @@ TENANT_KEYS = {"slug", "name"}
 GROUP_KEYS = {"tenant", "name", "description"}
 CALENDAR_KEYS = {"tenant", "name", "description", "dates"}
 JOB_KEYS = {
-    "tenant", "name", "description", "group", "task", "args", "kwargs", "secret_kwargs",
+    "tenant",
+    "name",
+    "description",
+    "group",
+    "task",
+    "args",
+    "kwargs",
+    "secret_kwargs",
     "secret_kwargs_encrypted",
-    "trigger", "calendars", "enabled", "paused", "priority", "executor", "max_instances",
-    "overlap_policy", "misfire", "retry", "timeout_seconds", "limits", "routing", "depends_on",
+    "trigger",
+    "calendars",
+    "enabled",
+    "paused",
+    "priority",
+    "executor",
+    "max_instances",
+    "overlap_policy",
+    "misfire",
+    "retry",
+    "timeout_seconds",
+    "limits",
+    "routing",
+    "depends_on",
 }
 NESTED = {
     "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
@@ -51,8 +70,18 @@ NESTED = {
     "routing": {"mode": "routing", "tags": "routing_tags"},
 }
 FLAT = (
-    "description", "task", "args", "kwargs", "trigger", "enabled", "paused", "priority",
-    "executor", "max_instances", "overlap_policy", "timeout_seconds",
+    "description",
+    "task",
+    "args",
+    "kwargs",
+    "trigger",
+    "enabled",
+    "paused",
+    "priority",
+    "executor",
+    "max_instances",
+    "overlap_policy",
+    "timeout_seconds",
 )
 #: model field -> path in the file, to report model validation errors where they are.
 FIELD_PATHS = {model: f"{outer}.{inner}" for outer, m in NESTED.items() for inner, model in m.items()}
@@ -188,8 +217,15 @@ def import_document(
             from scheduler_app import audit
 
             for tenant in tenant_map.values():
-                audit.record(tenant, "import", actor, source=source, created=len(report.created),
-                             changed=len(report.changed), deleted=len(report.deleted))
+                audit.record(
+                    tenant,
+                    "import",
+                    actor,
+                    source=source,
+                    created=len(report.created),
+                    changed=len(report.changed),
+                    deleted=len(report.deleted),
+                )
     return report
 
 
@@ -293,9 +329,7 @@ def _import_calendars(
             try:
                 wanted[dt.date.fromisoformat(str(text))] = str(label or "")
             except ValueError:
-                raise JobsFileError(
-                    f"{where}: dates[{d_index}]: {text!r} is not a YYYY-MM-DD date"
-                ) from None
+                raise JobsFileError(f"{where}: dates[{d_index}]: {text!r} is not a YYYY-MM-DD date") from None
         calendar = Calendar.objects.filter(tenant=tenant, name=item["name"]).first()
         label = f"calendar {tenant.slug}/{item['name']}"
         created = calendar is None
@@ -329,7 +363,9 @@ def _job_values(item: Mapping[str, Any], where: str) -> dict[str, Any]:
         if key in item:
             values[key] = item[key]
     if "secret_kwargs" in item and "secret_kwargs_encrypted" in item:
-        raise JobsFileError(f"{where}: secret_kwargs: give secret_kwargs or secret_kwargs_encrypted, not both")
+        raise JobsFileError(
+            f"{where}: secret_kwargs: give secret_kwargs or secret_kwargs_encrypted, not both"
+        )
     if "secret_kwargs" in item:
         values["secret_kwargs"] = item["secret_kwargs"]
     for outer, mapping in NESTED.items():
@@ -375,9 +411,10 @@ def _import_jobs(
         elif group_name in (None, ""):
             job.group = None
         else:
-            group = group_map.get((tenant.pk, group_name)) or JobGroup.objects.filter(
-                tenant=tenant, name=group_name
-            ).first()
+            group = (
+                group_map.get((tenant.pk, group_name))
+                or JobGroup.objects.filter(tenant=tenant, name=group_name).first()
+            )
             if group is None:
                 raise JobsFileError(f"{where}: group: unknown group {group_name!r} in tenant {tenant.slug}")
             job.group = group
@@ -394,9 +431,10 @@ def _import_jobs(
         # Left out: keeps the current calendars.
         calendars = [] if created or "calendars" in item else list(job.calendars.all())
         for cal_name in item.get("calendars", []) or []:
-            calendar = calendar_map.get((tenant.pk, cal_name)) or Calendar.objects.filter(
-                tenant=tenant, name=cal_name
-            ).first()
+            calendar = (
+                calendar_map.get((tenant.pk, cal_name))
+                or Calendar.objects.filter(tenant=tenant, name=cal_name).first()
+            )
             if calendar is None:
                 raise JobsFileError(f"{where}: calendars: unknown calendar {cal_name!r}")
             calendars.append(calendar)
@@ -416,7 +454,8 @@ def _import_jobs(
             services.save_job(job, actor=actor, calendars=calendars, notify=False)
             fields = sorted(
                 "secret_kwargs" if k == "secret_fingerprints" else k
-                for k in after if before.get(k) != after.get(k)
+                for k in after
+                if before.get(k) != after.get(k)
             )
             report.changed.append(f"{label} ({', '.join(fields)})")
         else:
@@ -456,18 +495,16 @@ def _import_dependencies(
             path = f"{where}: depends_on[{d_index}]"
             if not isinstance(dep, dict) or set(dep) - {"job", "condition"}:
                 raise JobsFileError(f"{path}: must be an object with 'job' and 'condition'")
-            upstream = job_map.get((job.tenant_id, dep.get("job"))) or Job.objects.filter(
-                tenant_id=job.tenant_id, name=dep.get("job")
-            ).first()
+            upstream = (
+                job_map.get((job.tenant_id, dep.get("job")))
+                or Job.objects.filter(tenant_id=job.tenant_id, name=dep.get("job")).first()
+            )
             if upstream is not None and prune and upstream.pk not in in_file:
                 raise JobsFileError(
-                    f"{path}: job: {dep.get('job')!r} is not in the file, "
-                    "so --prune would delete it"
+                    f"{path}: job: {dep.get('job')!r} is not in the file, so --prune would delete it"
                 )
             if upstream is None:
-                raise JobsFileError(
-                    f"{path}: job: unknown job {dep.get('job')!r} in tenant {item['tenant']}"
-                )
+                raise JobsFileError(f"{path}: job: unknown job {dep.get('job')!r} in tenant {item['tenant']}")
             wanted[upstream.pk] = dep.get("condition", "success")
         plans.append((where, job, wanted))
     changed_jobs: set[int] = set()
@@ -584,8 +621,8 @@ def export_document(*, tenant: str | None = None, include_secrets: bool = False)
         if not tenants.exists():
             raise JobsFileError(f"tenant: unknown tenant {tenant!r}")
     tenants = list(tenants)
-    groups = JobGroup.objects.filter(tenant__in=tenants).select_related("tenant").order_by(
-        "tenant__slug", "name"
+    groups = (
+        JobGroup.objects.filter(tenant__in=tenants).select_related("tenant").order_by("tenant__slug", "name")
     )
     calendars = (
         Calendar.objects.filter(tenant__in=tenants)
@@ -602,17 +639,13 @@ def export_document(*, tenant: str | None = None, include_secrets: bool = False)
     return {
         "version": FORMAT_VERSION,
         "tenants": [{"slug": t.slug, "name": t.name} for t in tenants],
-        "groups": [
-            {"tenant": g.tenant.slug, "name": g.name, "description": g.description} for g in groups
-        ],
+        "groups": [{"tenant": g.tenant.slug, "name": g.name, "description": g.description} for g in groups],
         "calendars": [
             {
                 "tenant": c.tenant.slug,
                 "name": c.name,
                 "description": c.description,
-                "dates": [
-                    {"date": d.date.isoformat(), "label": d.label} for d in c.dates.all()
-                ],
+                "dates": [{"date": d.date.isoformat(), "label": d.label} for d in c.dates.all()],
             }
             for c in calendars
         ],

@@ -58,17 +58,13 @@ class RegisteredTask:
                 raise TaskArgumentsError("kwargs", f"{key!r} is not a valid argument name")
         sig = self.signature
         params = list(sig.parameters.values())
-        positional = [
-            p for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         takes_varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
         takes_varkw = any(p.kind is p.VAR_KEYWORD for p in params)
         if len(args) > len(positional) and not takes_varargs:
             raise TaskArgumentsError(
                 "args",
-                f"task {self.name} takes {len(positional)} positional argument(s) "
-                f"but {len(args)} were given",
+                f"task {self.name} takes {len(positional)} positional argument(s) but {len(args)} were given",
             )
         bound_by_position = {p.name for p in positional[: len(args)]}
         names = {p.name: p for p in params}
@@ -76,13 +72,9 @@ class RegisteredTask:
             param = names.get(key)
             if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 if not takes_varkw:
-                    raise TaskArgumentsError(
-                        "kwargs", f"task {self.name} has no argument {key!r}"
-                    )
+                    raise TaskArgumentsError("kwargs", f"task {self.name} has no argument {key!r}")
             elif param.kind is param.POSITIONAL_ONLY:
-                raise TaskArgumentsError(
-                    "kwargs", f"argument {key!r} of task {self.name} is positional-only"
-                )
+                raise TaskArgumentsError("kwargs", f"argument {key!r} of task {self.name} is positional-only")
             elif key in bound_by_position:
                 raise TaskArgumentsError(
                     "kwargs", f"argument {key!r} of task {self.name} is also given in args"
@@ -156,9 +148,7 @@ def _identity(func: Callable[..., Any]) -> tuple[str, str]:
 registry = TaskRegistry()
 
 
-def task(
-    func: F | None = None, *, name: str | None = None, description: str = ""
-) -> Any:
+def task(func: F | None = None, *, name: str | None = None, description: str = "") -> Any:
     """Register a callable (sync function or coroutine function) as a schedulable task.
 
     Usable bare (``@task``) or with options (``@task(name="billing.send_invoices")``).

@@ -94,17 +94,13 @@ def check_job_save(job: Job, actor: Any) -> None:
             )
 
 
-def notify_job_changed(
-    job: Job, *, actor: Any = None, created: bool = False, summary: str = ""
-) -> None:
+def notify_job_changed(job: Job, *, actor: Any = None, created: bool = False, summary: str = "") -> None:
     """A job's definition (or something it uses) changed: record a version if its
     configuration differs from the last one, tell the scheduler (through the
     configuration version it polls) and, once committed, signal listeners."""
     versioning.record_version(job, actor=actor, summary=summary or ("created" if created else ""))
     ConfigVersion.bump()
-    transaction.on_commit(
-        lambda: signals.job_changed.send(sender=Job, job=job, created=created, actor=actor)
-    )
+    transaction.on_commit(lambda: signals.job_changed.send(sender=Job, job=job, created=created, actor=actor))
 
 
 FLAG_ACTIONS = {"enabled": "change", "paused": "pause"}
@@ -113,8 +109,12 @@ FLAG_ACTIONS = {"enabled": "change", "paused": "pause"}
 def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) -> BulkResult:
     result = BulkResult()
     action = FLAG_ACTIONS[field_name]
-    verb = {("enabled", True): "enabled", ("enabled", False): "disabled",
-            ("paused", True): "paused", ("paused", False): "resumed"}[(field_name, value)]
+    verb = {
+        ("enabled", True): "enabled",
+        ("enabled", False): "disabled",
+        ("paused", True): "paused",
+        ("paused", False): "resumed",
+    }[(field_name, value)]
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
             if not permissions.can(actor, action, job):
@@ -177,9 +177,7 @@ def delete_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
     if result.done:
         ConfigVersion.bump()
     for job in result.done:
-        transaction.on_commit(
-            lambda pk=job.pk: signals.job_deleted.send(sender=Job, job_id=pk, actor=actor)
-        )
+        transaction.on_commit(lambda pk=job.pk: signals.job_deleted.send(sender=Job, job_id=pk, actor=actor))
     return result
 
 
@@ -225,8 +223,13 @@ def run_jobs_now(
             reason=RunReason.RUN_AT if at is not None else RunReason.MANUAL,
             kwargs_override=override,
         )
-        audit.record(job, "run_at" if at is not None else "run_now", actor,
-                     run_id=run.pk if run else None, kwargs_override=sorted(override))
+        audit.record(
+            job,
+            "run_at" if at is not None else "run_now",
+            actor,
+            run_id=run.pk if run else None,
+            kwargs_override=sorted(override),
+        )
         result.done.append(run)
     return result
 
@@ -284,7 +287,9 @@ def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
             result.refused.append((run, "you may not cancel runs of this job"))
             continue
         updated = JobRun.objects.filter(pk=run.pk, state=RunState.QUEUED).update(
-            state=RunState.CANCELLED, finished_at=timezone.now(), is_final=True,
+            state=RunState.CANCELLED,
+            finished_at=timezone.now(),
+            is_final=True,
             error="cancelled by an operator",
         )
         if updated:
@@ -351,7 +356,8 @@ def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
         try:
             imported = jobsfile.import_document(
                 {"version": jobsfile.FORMAT_VERSION, "jobs": [entry]},
-                actor=actor, summary=f"rollback to version {number}",
+                actor=actor,
+                summary=f"rollback to version {number}",
                 source=f"rollback of {job.tenant.slug}/{job.name} to version {number}",
             )
         except jobsfile.JobsFileError as exc:
@@ -398,6 +404,13 @@ def set_object_permissions(
         for action in revoked:
             remove_perm(f"scheduler_app.{action}_{suffix}", holder, obj)
         if granted or revoked:
-            audit.record(obj, "permissions", actor, holder=str(holder),
-                         holder_type="group" if is_group else "user", granted=granted, revoked=revoked)
+            audit.record(
+                obj,
+                "permissions",
+                actor,
+                holder=str(holder),
+                holder_type="group" if is_group else "user",
+                granted=granted,
+                revoked=revoked,
+            )
     return granted, revoked

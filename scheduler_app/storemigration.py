@@ -54,16 +54,10 @@ class Entry:
 
     @classmethod
     def of(cls, job: Any) -> Entry:
-        return cls(
-            job.id, job.name, job.next_run_time, str(job.trigger), tuple(job.args), dict(job.kwargs)
-        )
+        return cls(job.id, job.name, job.next_run_time, str(job.trigger), tuple(job.args), dict(job.kwargs))
 
     def describe(self) -> str:
-        when = (
-            self.next_run_time.astimezone(UTC).isoformat()
-            if self.next_run_time
-            else "none (paused)"
-        )
+        when = self.next_run_time.astimezone(UTC).isoformat() if self.next_run_time else "none (paused)"
         return f"{self.id} {self.name} next run {when}"
 
     def differences(self, other: Entry) -> list[str]:
@@ -198,10 +192,7 @@ def _raw_states(kind: str, store: Any) -> list[tuple[str, bytes]]:
     if kind == "django":
         from django_apscheduler.models import DjangoJob
 
-        return [
-            (job_id, bytes(state))
-            for job_id, state in DjangoJob.objects.values_list("id", "job_state")
-        ]
+        return [(job_id, bytes(state)) for job_id, state in DjangoJob.objects.values_list("id", "job_state")]
     if kind == "sqlalchemy":
         from sqlalchemy import inspect, select
 
@@ -209,10 +200,7 @@ def _raw_states(kind: str, store: Any) -> list[tuple[str, bytes]]:
         if not inspect(store.engine).has_table(table.name, schema=table.schema):
             return []
         with store.engine.connect() as conn:
-            return [
-                (row[0], bytes(row[1]))
-                for row in conn.execute(select(table.c.id, table.c.job_state))
-            ]
+            return [(row[0], bytes(row[1])) for row in conn.execute(select(table.c.id, table.c.job_state))]
     if kind == "redis":
         return [
             (k.decode() if isinstance(k, bytes) else k, v)
@@ -345,9 +333,7 @@ def _verify(kind: str, store: Any, expected: list[Entry]) -> list[str]:
     present = [e for e in expected if e.id in found]
     if len(present) != len(expected):
         missing = [e.id for e in expected if e.id not in found]
-        problems.append(
-            f"{len(present)} of {len(expected)} job(s) arrived (missing: {', '.join(missing)})"
-        )
+        problems.append(f"{len(present)} of {len(expected)} job(s) arrived (missing: {', '.join(missing)})")
     indexed = _indexed_times(kind, store)
     for entry in present:
         differences = entry.differences(found[entry.id])

@@ -17,7 +17,9 @@ def snapshot(job: Job) -> dict[str, Any]:
     return export_job(job, secrets="fingerprints")
 
 
-def record_version(job: Job, *, actor: Any = None, summary: str = "", force: bool = False) -> JobVersion | None:
+def record_version(
+    job: Job, *, actor: Any = None, summary: str = "", force: bool = False
+) -> JobVersion | None:
     """A new version if the configuration differs from the last one (or ``force``)."""
     if job.pk is None:
         return None
@@ -33,8 +35,12 @@ def record_version(job: Job, *, actor: Any = None, summary: str = "", force: boo
         try:
             with transaction.atomic():
                 return JobVersion.objects.create(
-                    job=job, tenant_id=job.tenant_id, number=number, author=author,
-                    summary=(summary or "")[:300], snapshot=data,
+                    job=job,
+                    tenant_id=job.tenant_id,
+                    number=number,
+                    author=author,
+                    summary=(summary or "")[:300],
+                    snapshot=data,
                 )
         except IntegrityError:  # another writer took that number
             last = job.versions.order_by("-number").first()
@@ -53,4 +59,6 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """[(path, old value, new value)] for every leaf that differs (lists compared whole)."""
     a, b = flatten(old), flatten(new)
-    return [(path, a.get(path), b.get(path)) for path in sorted(set(a) | set(b)) if a.get(path) != b.get(path)]
+    return [
+        (path, a.get(path), b.get(path)) for path in sorted(set(a) | set(b)) if a.get(path) != b.get(path)
+    ]

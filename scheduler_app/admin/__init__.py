@@ -24,7 +24,6 @@ from scheduler_app.admin.forms import (
     UpstreamEdgeForm,
 )
 from scheduler_app.conf import app_settings
-from scheduler_app.models.jobs import MASK
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -36,6 +35,7 @@ from scheduler_app.models import (
     RunState,
     Tenant,
 )
+from scheduler_app.models.jobs import MASK
 
 STATE_COLOURS = {
     RunState.QUEUED: "#6b7280",
@@ -72,7 +72,9 @@ def state_badge(state: str) -> str:
     )
 
 
-def report(modeladmin: admin.ModelAdmin, request: HttpRequest, verb: str, result: services.BulkResult) -> None:
+def report(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, verb: str, result: services.BulkResult
+) -> None:
     if result.done:
         modeladmin.message_user(request, f"{verb}: {len(result.done)}.", messages.SUCCESS)
     for obj, reason in result.refused:
@@ -137,8 +139,11 @@ class JobGroupAdmin(TenantScopedAdmin):
 
     @admin.display(description=_("object permissions"))
     def permissions_link(self, obj: JobGroup) -> str:
-        return format_html("<a href='{}'>{}</a>",
-                           reverse("admin:scheduler_app_jobgroup_permissions", args=[obj.pk]), _("grants"))
+        return format_html(
+            "<a href='{}'>{}</a>",
+            reverse("admin:scheduler_app_jobgroup_permissions", args=[obj.pk]),
+            _("grants"),
+        )
 
     def get_urls(self) -> list[Any]:
         from django.urls import path
@@ -146,14 +151,22 @@ class JobGroupAdmin(TenantScopedAdmin):
         from scheduler_app.admin import views
 
         return [
-            path("<path:object_id>/permissions/", self.admin_site.admin_view(views.ObjectPermissionsView.as_view(model_admin=self)),
-                 name="scheduler_app_jobgroup_permissions"),
+            path(
+                "<path:object_id>/permissions/",
+                self.admin_site.admin_view(views.ObjectPermissionsView.as_view(model_admin=self)),
+                name="scheduler_app_jobgroup_permissions",
+            ),
             *super().get_urls(),
         ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return (super().get_queryset(request).select_related("tenant").annotate(_jobs=Count("jobs"))
-                .order_by(*JobGroup._meta.ordering))
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("tenant")
+            .annotate(_jobs=Count("jobs"))
+            .order_by(*JobGroup._meta.ordering)
+        )
 
     @admin.display(description=_("jobs"), ordering="_jobs")
     def job_count(self, obj: JobGroup) -> int:
@@ -173,8 +186,13 @@ class CalendarAdmin(TenantScopedAdmin):
     inlines = [CalendarDateInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return (super().get_queryset(request).select_related("tenant").annotate(_dates=Count("dates"))
-                .order_by(*Calendar._meta.ordering))
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("tenant")
+            .annotate(_dates=Count("dates"))
+            .order_by(*Calendar._meta.ordering)
+        )
 
     @admin.display(description=_("dates"), ordering="_dates")
     def date_count(self, obj: Calendar) -> int:
@@ -230,8 +248,14 @@ class TriggerTypeFilter(admin.SimpleListFilter):
     parameter_name = "trigger_type"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("cron", "cron"), ("interval", "interval"), ("date", "date"),
-                ("manual", "manual"), ("all", "all of"), ("any", "any of")]
+        return [
+            ("cron", "cron"),
+            ("interval", "interval"),
+            ("date", "date"),
+            ("manual", "manual"),
+            ("all", "all of"),
+            ("any", "any of"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
@@ -244,20 +268,37 @@ class JobAdmin(TenantScopedAdmin):
     form = JobAdminForm
     change_form_template = "admin/scheduler_app/job/change_form.html"
     list_display = [
-        "name", "tenant", "group", "task", "trigger_text", "enabled", "paused",
-        "priority", "executor", "last_run",
+        "name",
+        "tenant",
+        "group",
+        "task",
+        "trigger_text",
+        "enabled",
+        "paused",
+        "priority",
+        "executor",
+        "last_run",
     ]
     list_filter = [
-        ("tenant", ScopedRelatedFilter), ("group", ScopedRelatedFilter),
-        "enabled", "paused", "executor", TriggerTypeFilter,
+        ("tenant", ScopedRelatedFilter),
+        ("group", ScopedRelatedFilter),
+        "enabled",
+        "paused",
+        "executor",
+        TriggerTypeFilter,
     ]
     list_select_related = ["tenant", "group"]
     search_fields = ["name", "description", "task", "tenant__slug", "group__name"]
     filter_horizontal = ["calendars"]
     inlines = [UpstreamInline, DownstreamInline]
     actions = [
-        "enable_selected", "disable_selected", "pause_selected", "resume_selected",
-        "run_selected_now", "move_selected_to_group", "delete_selected",
+        "enable_selected",
+        "disable_selected",
+        "pause_selected",
+        "resume_selected",
+        "run_selected_now",
+        "move_selected_to_group",
+        "delete_selected",
     ]
     readonly_fields = ["schedule_preview", "recent_runs", "secret_names_masked", "created_at", "updated_at"]
     fieldsets = [
@@ -267,9 +308,15 @@ class JobAdmin(TenantScopedAdmin):
             _("Trigger"),
             {
                 "fields": [
-                    "trigger_type", "cron_expression", "cron_dialect", "trigger_timezone",
-                    "run_at", ("interval_seconds", "interval_jitter"),
-                    ("interval_start", "interval_end"), "combination", "calendars",
+                    "trigger_type",
+                    "cron_expression",
+                    "cron_dialect",
+                    "trigger_timezone",
+                    "run_at",
+                    ("interval_seconds", "interval_jitter"),
+                    ("interval_start", "interval_end"),
+                    "combination",
+                    "calendars",
                     "schedule_preview",
                 ]
             },
@@ -278,9 +325,13 @@ class JobAdmin(TenantScopedAdmin):
             _("Execution"),
             {
                 "fields": [
-                    "priority", "executor", ("max_instances", "overlap_policy"),
-                    ("misfire_policy", "misfire_grace_seconds"), "timeout_seconds",
-                    ("cpu_limit_seconds", "memory_limit_mb"), ("routing", "routing_tags"),
+                    "priority",
+                    "executor",
+                    ("max_instances", "overlap_policy"),
+                    ("misfire_policy", "misfire_grace_seconds"),
+                    "timeout_seconds",
+                    ("cpu_limit_seconds", "memory_limit_mb"),
+                    ("routing", "routing_tags"),
                 ]
             },
         ),
@@ -306,9 +357,13 @@ class JobAdmin(TenantScopedAdmin):
         from django.db.models import OuterRef, Subquery
 
         last = JobRun.objects.filter(job=OuterRef("pk")).order_by("-queued_at")
-        return super().get_queryset(request).annotate(
-            _last_state=Subquery(last.values("state")[:1]),
-            _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _last_state=Subquery(last.values("state")[:1]),
+                _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
+            )
         )
 
     @admin.display(description=_("last run"))
@@ -371,8 +426,14 @@ class JobAdmin(TenantScopedAdmin):
         return format_html(
             "<table><thead><tr><th>{}</th><th>#</th><th>{}</th><th>{}</th><th>{}</th>"
             "<th>{}</th></tr></thead><tbody>{}</tbody></table><p><a href='{}'>{}</a></p>",
-            _("scheduled for"), _("state"), _("reason"), _("duration"), _("error"),
-            rows, link, _("All runs of this job"),
+            _("scheduled for"),
+            _("state"),
+            _("reason"),
+            _("duration"),
+            _("error"),
+            rows,
+            link,
+            _("All runs of this job"),
         )
 
     def get_formsets_with_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -395,7 +456,11 @@ class JobAdmin(TenantScopedAdmin):
         others: dict[int, Job] = {}
         for formset in formsets:
             if isinstance(formset, DependencyFormSet) and formset.fk.name == "upstream":
-                for edge in [*formset.new_objects, *(e for e, _ in formset.changed_objects), *formset.deleted_objects]:
+                for edge in [
+                    *formset.new_objects,
+                    *(e for e, _ in formset.changed_objects),
+                    *formset.deleted_objects,
+                ]:
                     others[edge.downstream_id] = edge.downstream
                 for f in formset.initial_forms:
                     if f.has_changed() and f.initial.get("downstream"):
@@ -471,18 +536,24 @@ class JobAdmin(TenantScopedAdmin):
         }
         return render(request, "admin/scheduler_app/job/move_to_group.html", context)
 
-
     def get_urls(self) -> list[Any]:
         from django.urls import path
 
         from scheduler_app.admin import views
 
         def wrap(view: Any, name: str) -> Any:
-            return path(f"<path:object_id>/{name}/", self.admin_site.admin_view(view.as_view(model_admin=self)),
-                        name=f"scheduler_app_job_{name}")
+            return path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(view.as_view(model_admin=self)),
+                name=f"scheduler_app_job_{name}",
+            )
 
         return [
-            path("cron-preview/", self.admin_site.admin_view(views.cron_preview), name="scheduler_app_cron_preview"),
+            path(
+                "cron-preview/",
+                self.admin_site.admin_view(views.cron_preview),
+                name="scheduler_app_cron_preview",
+            ),
             wrap(views.RunJobView, "run"),
             wrap(views.JobHistoryView, "history"),
             wrap(views.JobAuditView, "audit"),
@@ -531,18 +602,30 @@ class JobDependencyAdmin(TenantScopedAdmin):
     def delete_model(self, request: HttpRequest, obj: JobDependency) -> None:
         downstream = obj.downstream
         super().delete_model(request, obj)
-        services.notify_job_changed(downstream, actor=request.user, summary=f"no longer depends on {obj.upstream}")
+        services.notify_job_changed(
+            downstream, actor=request.user, summary=f"no longer depends on {obj.upstream}"
+        )
 
 
 @admin.register(JobRun)
 class JobRunAdmin(TenantScopedAdmin):
     list_display = [
-        "id", "job", "tenant", "scheduled_local", "attempt", "state_display", "reason",
-        "duration_display", "node",
+        "id",
+        "job",
+        "tenant",
+        "scheduled_local",
+        "attempt",
+        "state_display",
+        "reason",
+        "duration_display",
+        "node",
     ]
     list_filter = [
-        "state", "reason", ("tenant", ScopedRelatedFilter),
-        ("job__group", ScopedRelatedFilter), "executor",
+        "state",
+        "reason",
+        ("tenant", ScopedRelatedFilter),
+        ("job__group", ScopedRelatedFilter),
+        "executor",
     ]
     list_select_related = ["job", "tenant"]
     search_fields = ["job__name", "error", "node"]
@@ -562,8 +645,10 @@ class JobRunAdmin(TenantScopedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # No bulk deletion of history (retention and prunejobruns do that), but a job's
         # deletion takes its finished and queued runs along; running runs block it.
-        return obj is not None and obj.state != RunState.RUNNING and permissions.can(
-            request.user, "delete", obj.job
+        return (
+            obj is not None
+            and obj.state != RunState.RUNNING
+            and permissions.can(request.user, "delete", obj.job)
         )
 
     def get_actions(self, request: HttpRequest) -> Any:
@@ -593,7 +678,8 @@ class JobRunAdmin(TenantScopedAdmin):
         if not links:
             return "—"
         return format_html_join(
-            " ← ", "<a href='{}'>{}</a>",
+            " ← ",
+            "<a href='{}'>{}</a>",
             ((reverse("admin:scheduler_app_jobrun_change", args=[r.pk]), str(r)) for r in links),
         )
 
@@ -625,4 +711,3 @@ class MembershipAdmin(TenantScopedAdmin):
         permissions.require(request.user, "manage", tenant_id=obj.tenant_id)
         super().save_model(request, obj, form, change)
         permissions.forget(request.user)
-

@@ -67,7 +67,9 @@ class TenantScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
         if self.get_object(request, unquote(object_id)) is None:
             raise Http404(f"{self.opts.verbose_name} not found")
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
         self._visible_or_404(request, object_id)
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -85,8 +87,10 @@ class TenantScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         user = request.user
-        return user.is_active and user.is_staff and (
-            permissions.sees_everything(user) or bool(permissions.member_tenant_ids(user))
+        return (
+            user.is_active
+            and user.is_staff
+            and (permissions.sees_everything(user) or bool(permissions.member_tenant_ids(user)))
         )
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -111,7 +115,9 @@ class TenantScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
         return permissions.can(request.user, "run", obj) if obj else permissions.has_any(request.user, "run")
 
     def has_pause_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return permissions.can(request.user, "pause", obj) if obj else permissions.has_any(request.user, "pause")
+        return (
+            permissions.can(request.user, "pause", obj) if obj else permissions.has_any(request.user, "pause")
+        )
 
 
 class ScopedInlineMixin(ScopedFormfieldsMixin):

@@ -99,7 +99,7 @@ class JobAdminForm(forms.ModelForm):
 
     class Meta:
         model = Job
-        exclude = ["trigger"]
+        exclude = ["trigger"]  # noqa: DJ006 - the trigger is built from the fields above
         widgets = {
             "args": forms.Textarea(attrs={"rows": 2, "cols": 80}),
             "kwargs": forms.Textarea(attrs={"rows": 3, "cols": 80}),
@@ -118,7 +118,9 @@ class JobAdminForm(forms.ModelForm):
         names = self.instance.secret_names if self.instance.pk else []
         if names:
             masked = ", ".join(f"{n}={MASK}" for n in names)
-            self.fields["secret_kwargs"].help_text = f"{self.fields['secret_kwargs'].help_text} Current: {masked}."
+            self.fields[
+                "secret_kwargs"
+            ].help_text = f"{self.fields['secret_kwargs'].help_text} Current: {masked}."
         if self.instance.pk:
             self._load_trigger(self.instance.trigger or {"type": "manual"})
         else:
@@ -186,7 +188,7 @@ class JobAdminForm(forms.ModelForm):
             # Never echo the input back: it is a secret.
             raise ValidationError(_("Enter a valid JSON object.")) from None
         if not isinstance(value, dict):
-            raise ValidationError(_("Enter a JSON object, e.g. {\"token\": \"...\"}."))
+            raise ValidationError(_('Enter a JSON object, e.g. {"token": "..."}.'))
         self.instance.secret_kwargs = value
         return value
 
@@ -323,8 +325,7 @@ class DependencyFormSet(BaseInlineFormSet):
             up, down = (other, job) if self.chosen_field == "upstream" else (job, other)
             form.add_error(
                 self.chosen_field,
-                f"Dependencies cannot cross tenants: {up} is in {up.tenant}, "
-                f"{down} is in {down.tenant}.",
+                f"Dependencies cannot cross tenants: {up} is in {up.tenant}, {down} is in {down.tenant}.",
             )
         upstream_rows = (self.siblings or {}).get("downstream")
         if self.fk.name != "upstream" or upstream_rows is None or not upstream_rows.is_valid():
@@ -345,9 +346,7 @@ class DependencyFormSet(BaseInlineFormSet):
             if path:
                 names = dict(Job.objects.filter(pk__in=path).values_list("pk", "name"))
                 chain = " → ".join([str(job.name), *(names[pk] for pk in path), str(job.name)])
-                form.add_error(
-                    "downstream", f"This dependency would create a cycle: {chain}."
-                )
+                form.add_error("downstream", f"This dependency would create a cycle: {chain}.")
 
 
 def _path_to_any(start: int, goals: set[int], edges: dict[int, list[int]]) -> list[int]:

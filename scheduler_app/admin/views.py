@@ -31,7 +31,11 @@ class ObjectView(View):
     template = ""
 
     def get_object(self, request: HttpRequest, object_id: str) -> Any:
-        obj = self.model_admin.get_queryset(request).filter(pk=object_id).first() if object_id.isdigit() else None
+        obj = (
+            self.model_admin.get_queryset(request).filter(pk=object_id).first()
+            if object_id.isdigit()
+            else None
+        )
         if obj is None:
             raise Http404("not found")
         if not permissions.can(request.user, self.action, obj):
@@ -40,22 +44,32 @@ class ObjectView(View):
 
     def render(self, request: HttpRequest, obj: Any, title: str, **context: Any) -> HttpResponse:
         opts = self.model_admin.model._meta
-        return TemplateResponse(request, self.template, {
-            **self.model_admin.admin_site.each_context(request),
-            "opts": opts, "original": obj, "object": obj, "title": title,
-            "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
-            **context,
-        })
+        return TemplateResponse(
+            request,
+            self.template,
+            {
+                **self.model_admin.admin_site.each_context(request),
+                "opts": opts,
+                "original": obj,
+                "object": obj,
+                "title": title,
+                "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
+                **context,
+            },
+        )
 
 
 class RunNowForm(forms.Form):
     kwargs_override = forms.JSONField(
-        label=_("Keyword arguments to override"), required=False, initial=dict,
+        label=_("Keyword arguments to override"),
+        required=False,
+        initial=dict,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text=_("A JSON object merged over the job's kwargs for this run only."),
     )
     run_at = forms.DateTimeField(
-        label=_("Run at"), required=False,
+        label=_("Run at"),
+        required=False,
         help_text=_("Optional, in the job's time zone (YYYY-MM-DD HH:MM:SS). Empty: now."),
     )
 
@@ -83,12 +97,15 @@ class RunJobView(ObjectView):
             at = form.cleaned_data.get("run_at")
             if at is not None:
                 at = timezone.make_aware(at.replace(tzinfo=None), job_timezone(job))
-            result = services.run_jobs_now([job], actor=request.user,
-                                           kwargs_override=form.cleaned_data["kwargs_override"], at=at)
+            result = services.run_jobs_now(
+                [job], actor=request.user, kwargs_override=form.cleaned_data["kwargs_override"], at=at
+            )
             if result.done:
                 messages.success(request, _("Queued run %(id)s.") % {"id": result.done[0].pk})
                 return redirect(reverse("admin:scheduler_app_job_change", args=[job.pk]))
-            form.add_error("kwargs_override" if "kwargs" in result.refused[0][1] else None, result.refused[0][1])
+            form.add_error(
+                "kwargs_override" if "kwargs" in result.refused[0][1] else None, result.refused[0][1]
+            )
         return self.render(request, job, _("Run %(job)s") % {"job": job}, form=form)
 
 
@@ -109,8 +126,14 @@ class JobHistoryView(ObjectView):
                 for path, old, new in versioning.diff(by_number[a].snapshot, by_number[b].snapshot)
             ]
         return self.render(
-            request, job, _("History of %(job)s") % {"job": job}, versions=versions, a=a, b=b,
-            changes=changes, can_rollback=permissions.can(request.user, "change", job),
+            request,
+            job,
+            _("History of %(job)s") % {"job": job},
+            versions=versions,
+            a=a,
+            b=b,
+            changes=changes,
+            can_rollback=permissions.can(request.user, "change", job),
         )
 
     def post(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -140,20 +163,30 @@ class JobAuditView(ObjectView):
         from scheduler_app.models import JobDependency
 
         dep_ct = ContentType.objects.get_for_model(JobDependency)
-        dep_ids = [str(pk) for pk in JobDependency.objects.filter(Q(upstream=job) | Q(downstream=job)).values_list("pk", flat=True)]
+        dep_ids = [
+            str(pk)
+            for pk in JobDependency.objects.filter(Q(upstream=job) | Q(downstream=job)).values_list(
+                "pk", flat=True
+            )
+        ]
         entries = (
-            LogEntry.objects.filter(Q(content_type=job_ct, object_pk=str(job.pk)) | Q(content_type=dep_ct, object_pk__in=dep_ids))
-            .select_related("actor").order_by("-timestamp")[:200]
+            LogEntry.objects.filter(
+                Q(content_type=job_ct, object_pk=str(job.pk)) | Q(content_type=dep_ct, object_pk__in=dep_ids)
+            )
+            .select_related("actor")
+            .order_by("-timestamp")[:200]
         )
         rows = []
         for entry in entries:
             data = entry.additional_data or {}
-            rows.append({
-                "entry": entry,
-                "operation": data.get("operation") or entry.get_action_display(),
-                "changes": _changes(entry),
-                "details": {k: v for k, v in data.items() if k != "operation"},
-            })
+            rows.append(
+                {
+                    "entry": entry,
+                    "operation": data.get("operation") or entry.get_action_display(),
+                    "changes": _changes(entry),
+                    "details": {k: v for k, v in data.items() if k != "operation"},
+                }
+            )
         return self.render(request, job, _("Audit trail of %(job)s") % {"job": job}, rows=rows)
 
 
@@ -161,7 +194,9 @@ class PermissionForm(forms.Form):
     user = forms.ModelChoiceField(queryset=get_user_model().objects.none(), required=False)
     group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"), required=False)
     actions = forms.MultipleChoiceField(
-        choices=[(a, a) for a in services.GRANTABLE], required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[(a, a) for a in services.GRANTABLE],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text=_("Exactly these are kept; unticked ones are revoked."),
     )
 
@@ -190,14 +225,22 @@ class ObjectPermissionsView(ObjectView):
         def actions(codenames: list[str]) -> list[str]:
             return sorted(c.rsplit("_", 1)[0] for c in codenames if c.endswith(f"_{suffix}"))
 
-        rows = [("user", u, actions(p)) for u, p in get_users_with_perms(obj, attach_perms=True, with_group_users=False).items()]
+        rows = [
+            ("user", u, actions(p))
+            for u, p in get_users_with_perms(obj, attach_perms=True, with_group_users=False).items()
+        ]
         rows += [("group", g, actions(p)) for g, p in get_groups_with_perms(obj, attach_perms=True).items()]
         return [r for r in rows if r[2]]
 
     def get(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, object_id)
-        return self.render(request, obj, _("Permissions on %(obj)s") % {"obj": obj},
-                           form=self.form(obj), grants=self.grants(obj))
+        return self.render(
+            request,
+            obj,
+            _("Permissions on %(obj)s") % {"obj": obj},
+            form=self.form(obj),
+            grants=self.grants(obj),
+        )
 
     def post(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, object_id)
@@ -211,12 +254,20 @@ class ObjectPermissionsView(ObjectView):
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(request, _("%(holder)s: granted %(g)s; revoked %(r)s.") % {
-                    "holder": holder, "g": ", ".join(granted) or "nothing", "r": ", ".join(revoked) or "nothing"})
+                messages.success(
+                    request,
+                    _("%(holder)s: granted %(g)s; revoked %(r)s.")
+                    % {
+                        "holder": holder,
+                        "g": ", ".join(granted) or "nothing",
+                        "r": ", ".join(revoked) or "nothing",
+                    },
+                )
                 opts = obj._meta
                 return redirect(reverse(f"admin:scheduler_app_{opts.model_name}_permissions", args=[obj.pk]))
-        return self.render(request, obj, _("Permissions on %(obj)s") % {"obj": obj}, form=form,
-                           grants=self.grants(obj))
+        return self.render(
+            request, obj, _("Permissions on %(obj)s") % {"obj": obj}, form=form, grants=self.grants(obj)
+        )
 
 
 def cron_preview(request: HttpRequest) -> JsonResponse:
@@ -228,16 +279,20 @@ def cron_preview(request: HttpRequest) -> JsonResponse:
     expression = request.GET.get("expression", "")
     try:
         expr = CronExpression.parse(
-            expression, dialect=request.GET.get("dialect") or "crontab",
+            expression,
+            dialect=request.GET.get("dialect") or "crontab",
             timezone=request.GET.get("timezone") or "UTC",
         )
     except (CronSyntaxError, ValueError) as exc:
         return JsonResponse({"ok": False, "error": str(exc)})
     times = expr.fire_times(datetime.now(expr.zone), 5)
-    return JsonResponse({
-        "ok": True, "description": expr.describe(),
-        "times": [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times],
-    })
+    return JsonResponse(
+        {
+            "ok": True,
+            "description": expr.describe(),
+            "times": [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times],
+        }
+    )
 
 
 def _int(value: Any, default: int | None) -> int | None:
@@ -260,5 +315,3 @@ def _changes(entry: Any) -> list[tuple[str, str, str]]:
         if isinstance(pair, list | tuple) and len(pair) == 2:
             out.append((field, str(pair[0]), str(pair[1])))
     return out
-
-

@@ -55,9 +55,7 @@ class EnqueueExecutor(BaseExecutor):
         self._on_fire = on_fire
 
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        self._on_fire(
-            Fire(job_id=int(job.args[0]), run_times=tuple(run_times), noticed_at=datetime.now(UTC))
-        )
+        self._on_fire(Fire(job_id=int(job.args[0]), run_times=tuple(run_times), noticed_at=datetime.now(UTC)))
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -211,8 +209,16 @@ class JobSync:
             Job.objects.schedulable()
             .exclude(trigger__type="manual")
             .select_related("tenant")
-            .only("id", "name", "trigger", "created_at", "trigger_changed_at", "tenant__slug",
-                  "enabled", "paused")
+            .only(
+                "id",
+                "name",
+                "trigger",
+                "created_at",
+                "trigger_changed_at",
+                "tenant__slug",
+                "enabled",
+                "paused",
+            )
         )
         calendars: dict[int, list[str]] = defaultdict(list)
         through = Job.calendars.through
@@ -221,9 +227,9 @@ class JobSync:
         for job_id, calendar_id in links:
             by_calendar[calendar_id].append(job_id)
         if by_calendar:
-            for calendar_id, day in CalendarDate.objects.filter(calendar_id__in=list(by_calendar)).values_list(
-                "calendar_id", "date"
-            ):
+            for calendar_id, day in CalendarDate.objects.filter(
+                calendar_id__in=list(by_calendar)
+            ).values_list("calendar_id", "date"):
                 for job_id in by_calendar[calendar_id]:
                     calendars[job_id].append(day.isoformat())
         desired = {}

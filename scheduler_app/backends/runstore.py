@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,8 +34,17 @@ logger = logging.getLogger(__name__)
 
 FAILED_STATES = {RunState.FAILED, RunState.TIMED_OUT, RunState.LOST}
 RECORDED_FIELDS = [
-    "state", "started_at", "finished_at", "duration", "cpu_seconds", "peak_memory_mb",
-    "result", "error_type", "error", "traceback", "is_final",
+    "state",
+    "started_at",
+    "finished_at",
+    "duration",
+    "cpu_seconds",
+    "peak_memory_mb",
+    "result",
+    "error_type",
+    "error",
+    "traceback",
+    "is_final",
 ]
 OUTCOME_SIGNALS = {
     RunState.SUCCEEDED: signals.run_succeeded,
@@ -143,10 +151,9 @@ class DjangoRunStore:
         stop: list[int] = []
         left = 0  # due runs left queued (no room, or waiting for an overlap slot)
         with transaction.atomic():
-            qs = (
-                JobRun.objects.filter(state=RunState.QUEUED, not_before__lte=now, executor__in=executors)
-                .order_by("-priority", "not_before", "id")
-            )
+            qs = JobRun.objects.filter(
+                state=RunState.QUEUED, not_before__lte=now, executor__in=executors
+            ).order_by("-priority", "not_before", "id")
             if self._postgres:
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
             candidates = list(qs[:limit])
@@ -157,7 +164,10 @@ class DjangoRunStore:
             # the job rows are locked, serialising max_instances checks across nodes.
             running_count = (
                 JobRun.objects.filter(job_id=OuterRef("pk"), state=RunState.RUNNING)
-                .order_by().values("job_id").annotate(n=Count("id")).values("n")
+                .order_by()
+                .values("job_id")
+                .annotate(n=Count("id"))
+                .values("n")
             )
             jobs_qs = (
                 Job.objects.filter(pk__in=job_ids)
@@ -187,14 +197,19 @@ class DjangoRunStore:
                     continue
                 if action == rules.OVERLAP_SKIP:
                     skipped.append(
-                        (run, f"{running.get(job.pk, 0)} run(s) of this job already running "
-                              f"(max instances {job.max_instances}, overlap policy: skip)")
+                        (
+                            run,
+                            f"{running.get(job.pk, 0)} run(s) of this job already running "
+                            f"(max instances {job.max_instances}, overlap policy: skip)",
+                        )
                     )
                     continue
                 if action == rules.OVERLAP_REPLACE:
                     oldest = (
                         JobRun.objects.filter(job_id=job.pk, state=RunState.RUNNING)
-                        .exclude(pk__in=stop).order_by("started_at", "id").first()
+                        .exclude(pk__in=stop)
+                        .order_by("started_at", "id")
+                        .first()
                     )
                     if oldest is not None:
                         stop.append(oldest.pk)
@@ -236,16 +251,25 @@ class DjangoRunStore:
         if late <= job.misfire_grace_seconds:
             return ""
         if job.misfire_policy == rules.SKIP:
-            return (f"could not start within the {job.misfire_grace_seconds} s grace period "
-                    f"({late:.1f} s late; misfire policy: skip)")
+            return (
+                f"could not start within the {job.misfire_grace_seconds} s grace period "
+                f"({late:.1f} s late; misfire policy: skip)"
+            )
         if job.misfire_policy == rules.COALESCE:
-            newer = any(
-                o.job_id == run.job_id and o.reason == RunReason.SCHEDULE and o.scheduled_for > run.scheduled_for
-                for o in batch
-            ) or JobRun.objects.filter(
-                job_id=run.job_id, state=RunState.QUEUED, reason=RunReason.SCHEDULE,
-                scheduled_for__gt=run.scheduled_for,
-            ).exists()
+            newer = (
+                any(
+                    o.job_id == run.job_id
+                    and o.reason == RunReason.SCHEDULE
+                    and o.scheduled_for > run.scheduled_for
+                    for o in batch
+                )
+                or JobRun.objects.filter(
+                    job_id=run.job_id,
+                    state=RunState.QUEUED,
+                    reason=RunReason.SCHEDULE,
+                    scheduled_for__gt=run.scheduled_for,
+                ).exists()
+            )
             if newer:
                 return "coalesced into a newer scheduled run (misfire policy: coalesce)"
         return ""
@@ -315,13 +339,19 @@ class DjangoRunStore:
                 if retry:
                     job = run.job
                     delay = rules.retry_delay(
-                        run.attempt, job.retry_backoff_seconds, job.retry_backoff_factor,
+                        run.attempt,
+                        job.retry_backoff_seconds,
+                        job.retry_backoff_factor,
                         job.retry_max_backoff_seconds,
                     )
-                    retries.append(self._follow_up(
-                        run, attempt=run.attempt + 1, reason=RunReason.RETRY,
-                        not_before=now + timedelta(seconds=delay),
-                    ))
+                    retries.append(
+                        self._follow_up(
+                            run,
+                            attempt=run.attempt + 1,
+                            reason=RunReason.RETRY,
+                            not_before=now + timedelta(seconds=delay),
+                        )
+                    )
                 if run.state != RunState.INTERRUPTED and run.job_id in edges:
                     queued += self._enqueue_dependents(run, now, edges[run.job_id])
             if retries:
@@ -334,8 +364,13 @@ class DjangoRunStore:
                 sender.send(sender=JobRun, run=run)
             logger.info(
                 "run finished",
-                extra={"job": run.job.name, "run_id": run.pk, "state": run.state,
-                       "duration": round(run.duration or 0.0, 4), "attempt": run.attempt},
+                extra={
+                    "job": run.job.name,
+                    "run_id": run.pk,
+                    "state": run.state,
+                    "duration": round(run.duration or 0.0, 4),
+                    "attempt": run.attempt,
+                },
             )
         return queued
 
@@ -392,10 +427,16 @@ class DjangoRunStore:
     @staticmethod
     def _follow_up(run: JobRun, *, attempt: int, reason: str, not_before: datetime) -> JobRun:
         return JobRun(
-            job_id=run.job_id, tenant_id=run.tenant_id, scheduled_for=run.scheduled_for,
-            attempt=attempt, reason=reason, priority=run.job.priority,
-            not_before=not_before, kwargs_override=run.kwargs_override,
-            triggered_by_id=run.triggered_by_id, executor=run.job.executor,
+            job_id=run.job_id,
+            tenant_id=run.tenant_id,
+            scheduled_for=run.scheduled_for,
+            attempt=attempt,
+            reason=reason,
+            priority=run.job.priority,
+            not_before=not_before,
+            kwargs_override=run.kwargs_override,
+            triggered_by_id=run.triggered_by_id,
+            executor=run.job.executor,
         )
 
     def _enqueue_dependents(self, run: JobRun, now: datetime, edges: list[tuple[int, str]]) -> int:
@@ -412,9 +453,15 @@ class DjangoRunStore:
             if not self._join_complete(downstream):
                 continue
             JobRun.objects.create(
-                job=downstream, tenant_id=downstream.tenant_id, scheduled_for=now, attempt=1,
-                reason=RunReason.DEPENDENCY, priority=downstream.priority, not_before=now,
-                triggered_by=run, executor=downstream.executor,
+                job=downstream,
+                tenant_id=downstream.tenant_id,
+                scheduled_for=now,
+                attempt=1,
+                reason=RunReason.DEPENDENCY,
+                priority=downstream.priority,
+                not_before=now,
+                triggered_by=run,
+                executor=downstream.executor,
             )
             queued += 1
         return queued
@@ -423,10 +470,9 @@ class DjangoRunStore:
     def _join_complete(downstream: Job) -> bool:
         """Every upstream met its edge's condition since the downstream's last
         dependency-triggered run (an AND join)."""
-        since = (
-            JobRun.objects.filter(job=downstream, reason=RunReason.DEPENDENCY)
-            .aggregate(last=Max("queued_at"))["last"]
-        )
+        since = JobRun.objects.filter(job=downstream, reason=RunReason.DEPENDENCY).aggregate(
+            last=Max("queued_at")
+        )["last"]
         for edge in JobDependency.objects.filter(downstream=downstream):
             runs = JobRun.objects.filter(job_id=edge.upstream_id, finished_at__isnull=False)
             if since is not None:
@@ -448,8 +494,9 @@ class DjangoRunStore:
             return []
         JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING).update(heartbeat_at=now)
         return list(
-            JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING, stop_requested=True)
-            .values_list("pk", flat=True)
+            JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING, stop_requested=True).values_list(
+                "pk", flat=True
+            )
         )
 
     def recover(self, node: str, now: datetime) -> RecoveryReport:
@@ -460,17 +507,21 @@ class DjangoRunStore:
         for run_id, run_node in JobRun.objects.filter(state=RunState.RUNNING).values_list("pk", "node"):
             if run_node == node or _dead_local_process(run_node, host):
                 stale_ids.append(run_id)
-        lost = self._mark_lost(stale_ids, now, "the node running it stopped without finishing it (crash or kill)")
+        lost = self._mark_lost(
+            stale_ids, now, "the node running it stopped without finishing it (crash or kill)"
+        )
         requeued = 0
-        interrupted = JobRun.objects.filter(
-            state=RunState.INTERRUPTED, is_final=False
-        ).select_related("job")
+        interrupted = JobRun.objects.filter(state=RunState.INTERRUPTED, is_final=False).select_related("job")
         for run in interrupted:
             with transaction.atomic():
                 if not JobRun.objects.filter(pk=run.pk, is_final=False).update(is_final=True):
                     continue
                 JobRun.objects.bulk_create(
-                    [self._follow_up(run, attempt=run.attempt + 1, reason=RunReason.RECOVERY, not_before=now)],
+                    [
+                        self._follow_up(
+                            run, attempt=run.attempt + 1, reason=RunReason.RECOVERY, not_before=now
+                        )
+                    ],
                     ignore_conflicts=True,
                 )
                 requeued += 1
@@ -491,8 +542,14 @@ class DjangoRunStore:
         outcomes = []
         for run in JobRun.objects.filter(pk__in=run_ids):
             outcomes.append(
-                Outcome(run_id=run.pk, state=RunState.LOST, started_at=run.started_at or now,
-                        finished_at=now, error_type="Lost", error=reason)
+                Outcome(
+                    run_id=run.pk,
+                    state=RunState.LOST,
+                    started_at=run.started_at or now,
+                    finished_at=now,
+                    error_type="Lost",
+                    error=reason,
+                )
             )
         self.record(outcomes)
         logger.warning("runs marked lost", extra={"count": len(outcomes), "reason": reason})
@@ -512,9 +569,11 @@ class DjangoRunStore:
         if days is None:
             return 0
         cutoff = now - timedelta(days=days)
-        deleted, _ = JobRun.objects.filter(finished_at__lt=cutoff).exclude(
-            state__in=[RunState.QUEUED, RunState.RUNNING]
-        ).delete()
+        deleted, _ = (
+            JobRun.objects.filter(finished_at__lt=cutoff)
+            .exclude(state__in=[RunState.QUEUED, RunState.RUNNING])
+            .delete()
+        )
         return deleted
 
 

@@ -44,8 +44,10 @@ class SchedulerService:
         close_old_connections()
         report = self.store.recover(self.node_name, datetime.now(UTC))
         if report.lost or report.requeued:
-            logger.warning("recovered runs from an earlier life",
-                           extra={"lost": report.lost, "requeued": report.requeued})
+            logger.warning(
+                "recovered runs from an earlier life",
+                extra={"lost": report.lost, "requeued": report.requeued},
+            )
         cfg = NodeConfig(
             name=self.node_name,
             max_concurrent=app_settings.MAX_CONCURRENT_RUNS,
@@ -54,7 +56,9 @@ class SchedulerService:
             lost_after=app_settings.LOST_AFTER,
         )
         node = Node(
-            cfg, self.store, {},
+            cfg,
+            self.store,
+            {},
             periodic=[
                 Periodic("prune", 3600.0, self._prune, last=time.monotonic()),
                 Periodic("statistics", 300.0, self.store.refresh_statistics),
@@ -65,12 +69,18 @@ class SchedulerService:
         size = app_settings.RESULT_MAX_BYTES
         node.executors = {
             "thread": ThreadExecutor(
-                app_settings.THREAD_POOL_SIZE, resolve_task, node.outcome, size,
+                app_settings.THREAD_POOL_SIZE,
+                resolve_task,
+                node.outcome,
+                size,
                 prefetch=3 * app_settings.THREAD_POOL_SIZE,
             ),
             "asyncio": AsyncioExecutor(
-                app_settings.ASYNCIO_CONCURRENCY, app_settings.THREAD_POOL_SIZE, resolve_task,
-                node.outcome, size,
+                app_settings.ASYNCIO_CONCURRENCY,
+                app_settings.THREAD_POOL_SIZE,
+                resolve_task,
+                node.outcome,
+                size,
             ),
             "process": ProcessExecutor(
                 app_settings.PROCESS_POOL_SIZE, "scheduler_app.backends.procinit:setup", node.outcome, size
@@ -93,8 +103,12 @@ class SchedulerService:
         self._sync_thread.start()
         logger.info(
             "scheduler started",
-            extra={"node": self.node_name, "job_store": self.job_store,
-                   "jobs": len(self.sync.known), "database": connection.vendor},
+            extra={
+                "node": self.node_name,
+                "job_store": self.job_store,
+                "jobs": len(self.sync.known),
+                "database": connection.vendor,
+            },
         )
 
     def problems(self) -> list[str]:
@@ -102,7 +116,11 @@ class SchedulerService:
         thread = getattr(self.scheduler, "_thread", None)
         if thread is not None and not thread.is_alive():
             found.append("the APScheduler thread died")
-        if self._sync_thread is not None and not self._sync_thread.is_alive() and not self._stop_sync.is_set():
+        if (
+            self._sync_thread is not None
+            and not self._sync_thread.is_alive()
+            and not self._stop_sync.is_set()
+        ):
             found.append("the definition sync loop died")
         elif time.monotonic() - self._sync_beat > 120:
             found.append(f"the definition sync loop stalled for {time.monotonic() - self._sync_beat:.0f} s")
@@ -115,7 +133,9 @@ class SchedulerService:
             self.scheduler.shutdown(wait=False)
         if self.node is not None:
             self.node.shutdown(grace, reason)
-        logger.info("scheduler stopped", extra={"node": self.node_name, **(self.node.stats if self.node else {})})
+        logger.info(
+            "scheduler stopped", extra={"node": self.node_name, **(self.node.stats if self.node else {})}
+        )
 
     # -- loops ----------------------------------------------------------------------------
 
@@ -141,8 +161,11 @@ class SchedulerService:
                     failing = False
             except Exception as exc:
                 if not failing:
-                    logger.error("definition sync failed; retrying", extra={"error": str(exc)},
-                                 exc_info=not is_transient(exc))
+                    logger.error(
+                        "definition sync failed; retrying",
+                        extra={"error": str(exc)},
+                        exc_info=not is_transient(exc),
+                    )
                 failing = True
                 _reset_connection()
                 self._stop_sync.wait(1.0)

@@ -19,8 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.base import BaseTrigger  # type: ignore[import-untyped]
-from apscheduler.triggers.combining import AndTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import AndTrigger
 
 from scheduler_app.engine.cron import HORIZON_YEARS, CronExpression, CronSyntaxError
 
@@ -98,9 +98,7 @@ class CronExpressionTrigger(BaseTrigger):  # type: ignore[misc]
     def timezone(self) -> ZoneInfo:
         return self.expression.zone
 
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         # Mirrors apscheduler.triggers.cron.CronTrigger.get_next_fire_time (3.11):
         # with a previous fire time the search starts just after it (or at ``now`` if that
         # is earlier), otherwise at ``now`` (or start_date if later); the result is the
@@ -214,9 +212,7 @@ class ExcludedDatesTrigger(BaseTrigger):  # type: ignore[misc]
         except Exception as exc:
             raise CronSyntaxError("is not a known IANA time zone", text=str(self.timezone)) from exc
 
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         zone = self._zone()
         dates = self.dates
         candidate: datetime | None = self.trigger.get_next_fire_time(previous_fire_time, now)
@@ -270,8 +266,7 @@ class ExcludedDatesTrigger(BaseTrigger):  # type: ignore[misc]
         shown = ", ".join(d.isoformat() for d in sorted(self.dates)[:5])
         more = f", ... {len(self.dates) - 5} more" if len(self.dates) > 5 else ""
         return (
-            f"<{type(self).__name__} ({self.trigger!r}, dates=[{shown}{more}], "
-            f"timezone={self.timezone!r})>"
+            f"<{type(self).__name__} ({self.trigger!r}, dates=[{shown}{more}], timezone={self.timezone!r})>"
         )
 
 
@@ -295,9 +290,7 @@ class AllOfTrigger(AndTrigger):  # type: ignore[misc]
 
     MAX_ROUNDS: Final = 10_000
 
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         start = now if previous_fire_time is None else previous_fire_time + _ONE_MICROSECOND
         for _ in range(self.MAX_ROUNDS):
             times: list[datetime] = []

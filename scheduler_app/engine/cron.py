@@ -71,9 +71,7 @@ _MONTH_NAMES: Final = {
     )
 }
 # Sunday-based index 0..6 (crontab numbering).
-_DAY_NAMES: Final = {
-    name: i for i, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))
-}
+_DAY_NAMES: Final = {name: i for i, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))}
 _DAY_WORDS: Final = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _MONTH_WORDS: Final = (
     "",
@@ -283,9 +281,7 @@ class _FieldParser:
         kind = self.kind
         if item == "?":
             if kind not in (DOM, DOW):
-                raise _FieldError(
-                    "is only allowed in the day-of-month and day-of-week fields", item
-                )
+                raise _FieldError("is only allowed in the day-of-month and day-of-week fields", item)
             if in_list:
                 raise _FieldError("cannot be combined with other values", item)
             spec.values.update(range(self.lo, self.star_hi + 1))
@@ -498,9 +494,7 @@ class _Compiled:
         self.next_min = _next_table(specs[MIN].values, 61)
         self.next_hour = _next_table(specs[HOUR].values, 25)
         self.next_mon = _next_table(specs[MON].values, 14)
-        self.years: tuple[int, ...] | None = (
-            None if year_wildcard else tuple(sorted(specs[YEAR].values))
-        )
+        self.years: tuple[int, ...] | None = None if year_wildcard else tuple(sorted(specs[YEAR].values))
         self._year_set = frozenset(self.years) if self.years is not None else frozenset()
         self._day_tables: dict[int, _DayTable] = {}
         self._shape_tables: dict[int, _DayTable] = {}
@@ -708,8 +702,7 @@ def _compile(expression: str, dialect: str, timezone_name: str, hash_key: str) -
     if layout is None:
         counts = "5, 6 or 7" if dialect == "crontab" else "6 or 7"
         raise CronSyntaxError(
-            f"has {len(parts)} field{'s' if len(parts) != 1 else ''}; "
-            f"the {dialect} dialect expects {counts}",
+            f"has {len(parts)} field{'s' if len(parts) != 1 else ''}; the {dialect} dialect expects {counts}",
             text=expression.strip(),
         )
     texts = ["0", "*", "*", "*", "*", "*", "*"]
@@ -776,9 +769,7 @@ def _quartz_checks(texts: list[str], error: Callable[[int, str, str], CronSyntax
     dom, dow = texts[DOM], texts[DOW]
     for kind in (SEC, MIN, HOUR, MON, YEAR):
         if "?" in texts[kind]:
-            raise error(
-                kind, "is only allowed in the day-of-month and day-of-week fields", texts[kind]
-            )
+            raise error(kind, "is only allowed in the day-of-month and day-of-week fields", texts[kind])
     if dom == "?" and dow == "?":
         raise error(DOW, "cannot be used in both day fields; put '?' in exactly one", dow)
     if dom != "?" and dow != "?":
@@ -921,16 +912,12 @@ class CronExpression:
         ylimit = min(y + HORIZON_YEARS, _LAST_YEAR)
         if other.utcoffset() != offset:
             return self._next_in_fold(local, other, ylimit)
-        found = c.next_wall(
-            y, local.month, local.day, local.hour, local.minute, local.second + 1, ylimit
-        )
+        found = c.next_wall(y, local.month, local.day, local.hour, local.minute, local.second + 1, ylimit)
         if found is None:
             return None
         return self._materialize(found, ylimit)
 
-    def _materialize(
-        self, found: tuple[int, int, int, int, int, int], ylimit: int
-    ) -> datetime | None:
+    def _materialize(self, found: tuple[int, int, int, int, int, int], ylimit: int) -> datetime | None:
         """Turn a wall time that lies after ``after`` (not in its fold) into an instant."""
         zone = self._c.zone
         dt = datetime(*found, tzinfo=zone)
@@ -1001,9 +988,7 @@ class CronExpression:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_cached(
-    expression: str, dialect: str, timezone: str, hash_key: str | None
-) -> CronExpression:
+def _parse_cached(expression: str, dialect: str, timezone: str, hash_key: str | None) -> CronExpression:
     return CronExpression(expression, dialect, timezone, hash_key)
 
 

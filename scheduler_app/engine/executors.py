@@ -167,8 +167,7 @@ class _BaseExecutor:
         if entry is None:
             return False
         self._interrupt(entry)
-        self._report(entry, state, error_type="Stopped" if state != "timed_out" else "Timeout",
-                     error=reason)
+        self._report(entry, state, error_type="Stopped" if state != "timed_out" else "Timeout", error=reason)
         return True
 
     def _interrupt(self, entry: _Inflight) -> None:
@@ -284,9 +283,7 @@ class ProcessExecutor(_BaseExecutor):
 
     name = "process"
 
-    def __init__(
-        self, size: int, initializer: str, sink: Sink, result_max_bytes: int
-    ) -> None:
+    def __init__(self, size: int, initializer: str, sink: Sink, result_max_bytes: int) -> None:
         super().__init__(size, sink, result_max_bytes)
         self._initializer = initializer
         self._queue: queue.Queue[_Inflight | None] = queue.Queue()
@@ -369,8 +366,15 @@ class _ProcessSlot:
         owner._begin(entry)
         assert self.conn is not None
         self.conn.send(
-            (run.run_id, run.task, list(run.args), dict(run.kwargs), run.cpu_limit,
-             run.memory_limit_mb, owner._result_max_bytes)
+            (
+                run.run_id,
+                run.task,
+                list(run.args),
+                dict(run.kwargs),
+                run.cpu_limit,
+                run.memory_limit_mb,
+                owner._result_max_bytes,
+            )
         )
         while True:
             if entry.extra.get("kill"):
@@ -391,7 +395,9 @@ class _ProcessSlot:
                     self.terminate()
                     if owner._claim_report(run.run_id):
                         owner._report(
-                            entry, "failed", error_type="WorkerExited",
+                            entry,
+                            "failed",
+                            error_type="WorkerExited",
                             error=_exit_message(code),
                         )
                     return
@@ -404,11 +410,17 @@ class _ProcessSlot:
             return
         fields = {"cpu_seconds": message.get("cpu_seconds"), "peak_memory_mb": message.get("peak_memory_mb")}
         if message["ok"]:
-            owner._report(entry, "succeeded", result=message["result"], error=message.get("note", ""), **fields)
+            owner._report(
+                entry, "succeeded", result=message["result"], error=message.get("note", ""), **fields
+            )
         else:
             owner._report(
-                entry, "failed", error_type=message["error_type"], error=message["error"],
-                traceback=message["traceback"], **fields,
+                entry,
+                "failed",
+                error_type=message["error_type"],
+                error=message["error"],
+                traceback=message["traceback"],
+                **fields,
             )
         if message.get("recycle"):
             self.terminate()  # memory limit hit: start clean next time

@@ -212,7 +212,10 @@ class Node:
         self.stats["recorded"] += len(batch)
 
     def _pump(
-        self, name: str, source: queue.Queue[Any], pending: list[Any],
+        self,
+        name: str,
+        source: queue.Queue[Any],
+        pending: list[Any],
         write: Callable[[list[Any]], None],
     ) -> None:
         backoff = 0.0
@@ -314,12 +317,26 @@ class Node:
         executor = self.executors.get(run.executor)
         if executor is None:
             now = utcnow()
-            self.outcome(Outcome(run_id=run.run_id, state="failed", started_at=now, finished_at=now,
-                                 error_type="ConfigurationError",
-                                 error=f"executor {run.executor!r} is not available on this node"))
+            self.outcome(
+                Outcome(
+                    run_id=run.run_id,
+                    state="failed",
+                    started_at=now,
+                    finished_at=now,
+                    error_type="ConfigurationError",
+                    error=f"executor {run.executor!r} is not available on this node",
+                )
+            )
             return
-        logger.debug("run claimed", extra={"job": run.job_name, "run_id": run.run_id,
-                                           "attempt": run.attempt, "executor": run.executor})
+        logger.debug(
+            "run claimed",
+            extra={
+                "job": run.job_name,
+                "run_id": run.run_id,
+                "attempt": run.attempt,
+                "executor": run.executor,
+            },
+        )
         executor.submit(run)
 
     def stop_local(self, run_id: int, state: str, reason: str) -> bool:

@@ -117,5 +117,3 @@ def _failure(exc: BaseException, cpu0: float, message: str | None, recycle: bool
         "recycle": recycle,
         **_usage(cpu0),
     }
-
-

@@ -57,9 +57,7 @@ def plan_fires(
     return FirePlan(run=tuple(missed + on_time), skipped=())
 
 
-def retry_delay(
-    attempt: int, backoff: float, factor: float, cap: float
-) -> float:
+def retry_delay(attempt: int, backoff: float, factor: float, cap: float) -> float:
     """Seconds before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
     return float(min(backoff * factor ** max(attempt - 1, 0), cap))
 

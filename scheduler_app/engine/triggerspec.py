@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Union
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
@@ -67,9 +67,7 @@ def _parse_datetime(value: object, path: str, tz: ZoneInfo | None) -> datetime:
         raise TriggerSpecError(path, "must be an ISO 8601 date-time string")
     if parsed.tzinfo is None:
         if tz is None:
-            raise TriggerSpecError(
-                path, f"{value!r} has no UTC offset; add one or give a 'timezone'"
-            )
+            raise TriggerSpecError(path, f"{value!r} has no UTC offset; add one or give a 'timezone'")
         parsed = parsed.replace(tzinfo=tz)
     return parsed
 
@@ -183,7 +181,7 @@ class CombinedSpec:
         return self.triggers[0].timezone_name
 
 
-TriggerSpec = Union[CronSpec, DateSpec, IntervalSpec, ManualSpec, CombinedSpec]
+TriggerSpec = CronSpec | DateSpec | IntervalSpec | ManualSpec | CombinedSpec
 
 
 def parse_trigger(data: object, path: str = "trigger", *, _depth: int = 0) -> TriggerSpec:
@@ -203,9 +201,7 @@ def parse_trigger(data: object, path: str = "trigger", *, _depth: int = 0) -> Tr
             raise TriggerSpecError(f"{path}.expression", "a cron expression is required")
         dialect = data.get("dialect", "crontab") or "crontab"
         if dialect not in CRON_DIALECTS:
-            raise TriggerSpecError(
-                f"{path}.dialect", f"{dialect!r} is not a dialect; use crontab or quartz"
-            )
+            raise TriggerSpecError(f"{path}.dialect", f"{dialect!r} is not a dialect; use crontab or quartz")
         tz_name = data.get("timezone", "UTC") or "UTC"
         check_timezone(tz_name, f"{path}.timezone")
         from scheduler_app.engine.cron import CronExpression, CronSyntaxError
@@ -320,9 +316,7 @@ def _build(spec: TriggerSpec, hash_key: str | None, anchor: datetime | None) -> 
     return cls(children)
 
 
-def fire_times(
-    trigger: BaseTrigger | None, after: datetime, count: int
-) -> list[datetime]:
+def fire_times(trigger: BaseTrigger | None, after: datetime, count: int) -> list[datetime]:
     """The next ``count`` fire times of ``trigger`` strictly after ``after``."""
     if trigger is None:
         return []

@@ -5,17 +5,13 @@ from django.utils.translation import gettext_lazy as _
 class Calendar(models.Model):
     """An exclusion calendar (Quartz style): dates on which referencing jobs do not fire."""
 
-    tenant = models.ForeignKey(
-        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="calendars"
-    )
+    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.CASCADE, related_name="calendars")
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
 
     class Meta:
         ordering = ["tenant__slug", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "name"], name="calendar_unique_name")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="calendar_unique_name")]
         verbose_name = _("exclusion calendar")
         verbose_name_plural = _("exclusion calendars")
 
@@ -33,9 +29,7 @@ class CalendarDate(models.Model):
 
     class Meta:
         ordering = ["date"]
-        constraints = [
-            models.UniqueConstraint(fields=["calendar", "date"], name="calendar_date_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["calendar", "date"], name="calendar_date_unique")]
         verbose_name = _("excluded date")
         verbose_name_plural = _("excluded dates")
 

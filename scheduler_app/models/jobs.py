@@ -8,23 +8,19 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app.engine import triggerspec
+from scheduler_app.registry import TaskArgumentsError, TaskNotRegistered, registry
 
 MASK = "••••••"
-from scheduler_app.registry import TaskArgumentsError, TaskNotRegistered, registry
 
 
 class JobGroup(models.Model):
-    tenant = models.ForeignKey(
-        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="groups"
-    )
+    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.CASCADE, related_name="groups")
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
 
     class Meta:
         ordering = ["tenant__slug", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "name"], name="jobgroup_unique_name")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="jobgroup_unique_name")]
         # Grants on a group apply to the jobs in it.
         permissions = [
             ("run_jobgroup", "Can run the group's jobs now"),
@@ -75,12 +71,8 @@ def _default_trigger() -> dict[str, Any]:
 
 
 class Job(models.Model):
-    tenant = models.ForeignKey(
-        "scheduler_app.Tenant", on_delete=models.PROTECT, related_name="jobs"
-    )
-    group = models.ForeignKey(
-        JobGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
-    )
+    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.PROTECT, related_name="jobs")
+    group = models.ForeignKey(JobGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
     task = models.CharField(
@@ -92,9 +84,7 @@ class Job(models.Model):
     # fingerprints are kept in clear so forms, versions and audits work without them.
     secrets_token = models.TextField(_("encrypted secret kwargs"), blank=True, editable=False)
     secret_names = models.JSONField(_("secret names"), default=list, blank=True, editable=False)
-    secret_fingerprints = models.JSONField(
-        _("secret fingerprints"), default=dict, blank=True, editable=False
-    )
+    secret_fingerprints = models.JSONField(_("secret fingerprints"), default=dict, blank=True, editable=False)
     trigger = models.JSONField(_("trigger"), default=_default_trigger)
     calendars = models.ManyToManyField(
         "scheduler_app.Calendar",
@@ -143,25 +133,25 @@ class Job(models.Model):
     memory_limit_mb = models.PositiveIntegerField(
         _("memory limit (MB)"), null=True, blank=True, validators=[MinValueValidator(1)]
     )
-    routing = models.CharField(
-        _("routing"), max_length=16, choices=Routing.choices, default=Routing.ANY
-    )
+    routing = models.CharField(_("routing"), max_length=16, choices=Routing.choices, default=Routing.ANY)
     routing_tags = models.JSONField(_("routing tags"), default=list, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     trigger_changed_at = models.DateTimeField(
-        _("trigger changed"), null=True, blank=True, editable=False,
-        help_text=_("When the schedule itself last changed; missed fire times before it "
-                    "are not treated as misfires."),
+        _("trigger changed"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "When the schedule itself last changed; missed fire times before it are not treated as misfires."
+        ),
     )
 
     objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant__slug", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "name"], name="job_unique_name_per_tenant")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="job_unique_name_per_tenant")]
         indexes = [models.Index(fields=["enabled", "paused"], name="job_schedulable_idx")]
         permissions = [("run_job", "Can run the job now"), ("pause_job", "Can pause and resume the job")]
         verbose_name = _("job")
@@ -169,6 +159,32 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from django.utils import timezone
+
+        pending = getattr(self, "_pending_secrets", None)
+        if isinstance(pending, dict):
+            from scheduler_app import crypto
+
+            self.secrets_token = crypto.encrypt(pending) if pending else ""
+            self._pending_secrets = None
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = list(
+                    {*kwargs["update_fields"], "secrets_token", "secret_names", "secret_fingerprints"}
+                )
+        if getattr(self, "_loaded_trigger", None) != self.trigger or self.trigger_changed_at is None:
+            self.trigger_changed_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = list({*kwargs["update_fields"], "trigger_changed_at"})
+        super().save(*args, **kwargs)
+        self._loaded_trigger = self.trigger
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Job:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_trigger = instance.__dict__.get("trigger")
+        return instance
 
     # -- secrets ---------------------------------------------------------------------
 
@@ -206,32 +222,6 @@ class Job(models.Model):
         self._pending_secrets = None
         self.secrets_token = token
 
-    @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Job:
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_trigger = instance.__dict__.get("trigger")
-        return instance
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        from django.utils import timezone
-
-        pending = getattr(self, "_pending_secrets", None)
-        if isinstance(pending, dict):
-            from scheduler_app import crypto
-
-            self.secrets_token = crypto.encrypt(pending) if pending else ""
-            self._pending_secrets = None
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = list(
-                    {*kwargs["update_fields"], "secrets_token", "secret_names", "secret_fingerprints"}
-                )
-        if getattr(self, "_loaded_trigger", None) != self.trigger or self.trigger_changed_at is None:
-            self.trigger_changed_at = timezone.now()
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = list({*kwargs["update_fields"], "trigger_changed_at"})
-        super().save(*args, **kwargs)
-        self._loaded_trigger = self.trigger
-
     # -- domain helpers ---------------------------------------------------------------
 
     @property
@@ -259,9 +249,7 @@ class Job(models.Model):
             return []
         from scheduler_app.models.calendars import CalendarDate
 
-        return list(
-            CalendarDate.objects.filter(calendar__jobs=self).values_list("date", flat=True)
-        )
+        return list(CalendarDate.objects.filter(calendar__jobs=self).values_list("date", flat=True))
 
     def build_trigger(self, anchor: Any = None) -> Any:
         return triggerspec.build_trigger(
@@ -328,9 +316,7 @@ class Job(models.Model):
             task.check_call(self.args, merged)
         except TaskArgumentsError as exc:
             field = exc.field
-            if field == "kwargs" and any(
-                repr(key) in str(exc) for key in self.secret_kwargs
-            ):
+            if field == "kwargs" and any(repr(key) in str(exc) for key in self.secret_kwargs):
                 field = "secret_kwargs"
             add(field, str(exc))
 
@@ -347,13 +333,17 @@ class JobDependency(models.Model):
     Condition = DependencyCondition
 
     tenant = models.ForeignKey(
-        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="dependencies",
+        "scheduler_app.Tenant",
+        on_delete=models.CASCADE,
+        related_name="dependencies",
         editable=False,
     )
     upstream = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="downstream_edges")
     downstream = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="upstream_edges")
     condition = models.CharField(
-        _("condition"), max_length=16, choices=DependencyCondition.choices,
+        _("condition"),
+        max_length=16,
+        choices=DependencyCondition.choices,
         default=DependencyCondition.SUCCESS,
     )
 
@@ -383,9 +373,11 @@ class JobDependency(models.Model):
             raise ValidationError({"downstream": "A job cannot depend on itself."})
         if self.upstream.tenant_id != self.downstream.tenant_id:
             raise ValidationError(
-                {"downstream": "Dependencies cannot cross tenants: "
-                 f"{self.upstream} is in {self.upstream.tenant}, "
-                 f"{self.downstream} is in {self.downstream.tenant}."}
+                {
+                    "downstream": "Dependencies cannot cross tenants: "
+                    f"{self.upstream} is in {self.upstream.tenant}, "
+                    f"{self.downstream} is in {self.downstream.tenant}."
+                }
             )
         cycle = find_path(self.downstream_id, self.upstream_id, exclude_edge=self.pk)
         if cycle:

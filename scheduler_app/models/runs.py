@@ -71,9 +71,7 @@ class JobRun(models.Model):
     )
     scheduled_for = models.DateTimeField(_("scheduled for"))
     attempt = models.PositiveIntegerField(_("attempt"), default=1)
-    state = models.CharField(
-        _("state"), max_length=16, choices=RunState.choices, default=RunState.QUEUED
-    )
+    state = models.CharField(_("state"), max_length=16, choices=RunState.choices, default=RunState.QUEUED)
     reason = models.CharField(
         _("reason"), max_length=16, choices=RunReason.choices, default=RunReason.SCHEDULE
     )
@@ -113,9 +111,7 @@ class JobRun(models.Model):
     class Meta:
         ordering = ["-scheduled_for", "-attempt"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["job", "scheduled_for", "attempt"], name="jobrun_unique_attempt"
-            )
+            models.UniqueConstraint(fields=["job", "scheduled_for", "attempt"], name="jobrun_unique_attempt")
         ]
         indexes = [
             # Serves "claim the highest-priority due run": a partial index holding only

@@ -39,9 +39,7 @@ class Membership(models.Model):
 
     class Meta:
         ordering = ["tenant__slug", "user__username"]
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")]
         verbose_name = _("membership")
         verbose_name_plural = _("memberships")
 

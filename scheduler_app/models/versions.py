@@ -15,8 +15,12 @@ class JobVersion(models.Model):
     )
     number = models.PositiveIntegerField(_("version"))
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-        related_name="+", verbose_name=_("author"),
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("author"),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     summary = models.CharField(_("summary"), max_length=300, blank=True)
@@ -24,9 +28,7 @@ class JobVersion(models.Model):
 
     class Meta:
         ordering = ["job", "-number"]
-        constraints = [
-            models.UniqueConstraint(fields=["job", "number"], name="jobversion_unique_number")
-        ]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="jobversion_unique_number")]
         verbose_name = _("job version")
         verbose_name_plural = _("job versions")
 

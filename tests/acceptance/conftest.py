@@ -49,7 +49,11 @@ class SchedulerProcess:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "runscheduler", "--node", node],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -32,8 +32,13 @@ def runs(j, **filters):
 
 def test_scheduled_runs_execute_once_per_fire_time(acme, scheduler, tmp_path):
     out = tmp_path / "out.txt"
-    j = job(acme, "tick", task="tests.append", kwargs={"path": str(out)},
-            trigger={"type": "interval", "seconds": 1})
+    j = job(
+        acme,
+        "tick",
+        task="tests.append",
+        kwargs={"path": str(out)},
+        trigger={"type": "interval", "seconds": 1},
+    )
     proc = scheduler()
     wait_until(lambda: len(runs(j, state="succeeded")) >= 4, 15)
     assert proc.stop() == 0
@@ -44,7 +49,7 @@ def test_scheduled_runs_execute_once_per_fire_time(acme, scheduler, tmp_path):
     # every recorded success executed exactly once
     assert len(out.read_text().splitlines()) == len(done)
     # one second apart, on the interval's phase
-    gaps = {(b - a).total_seconds() for a, b in zip(times, times[1:])}
+    gaps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}
     assert gaps == {1.0}
     lateness = [(r.started_at - r.scheduled_for).total_seconds() for r in done]
     assert max(lateness) < 1.0
@@ -53,8 +58,10 @@ def test_scheduled_runs_execute_once_per_fire_time(acme, scheduler, tmp_path):
 
 def test_priority_order(acme, scheduler, tmp_path):
     out = tmp_path / "order.txt"
-    jobs = {p: job(acme, f"p{p}", task="tests.append", kwargs={"path": str(out), "text": str(p)}, priority=p)
-            for p in (0, 5, -3, 10, 1)}
+    jobs = {
+        p: job(acme, f"p{p}", task="tests.append", kwargs={"path": str(out), "text": str(p)}, priority=p)
+        for p in (0, 5, -3, 10, 1)
+    }
     # queue all before the node starts; one slot, so start order is claim order
     for p in (0, 5, -3, 10, 1):
         services.run_jobs_now([jobs[p]])
@@ -94,8 +101,15 @@ def test_direct_database_changes_are_reconciled(acme, scheduler):
 
 class TestRetriesAndTimeouts:
     def test_retry_with_backoff_then_final(self, acme, scheduler):
-        j = job(acme, "fails", task="demo.fail", kwargs={"message": "boom"},
-                retry_max_attempts=3, retry_backoff_seconds=1, retry_backoff_factor=2)
+        j = job(
+            acme,
+            "fails",
+            task="demo.fail",
+            kwargs={"message": "boom"},
+            retry_max_attempts=3,
+            retry_backoff_seconds=1,
+            retry_backoff_factor=2,
+        )
         scheduler()
         services.run_jobs_now([j])
         wait_until(lambda: len(runs(j, is_final=True)) == 1, 20)
@@ -111,8 +125,14 @@ class TestRetriesAndTimeouts:
         assert "Traceback" in attempts[-1].traceback and "RuntimeError: boom" in attempts[-1].traceback
 
     def test_retry_until_success(self, acme, scheduler, tmp_path):
-        j = job(acme, "flaky", task="tests.flaky", kwargs={"path": str(tmp_path / "n"), "failures": 1},
-                retry_max_attempts=3, retry_backoff_seconds=0.2)
+        j = job(
+            acme,
+            "flaky",
+            task="tests.flaky",
+            kwargs={"path": str(tmp_path / "n"), "failures": 1},
+            retry_max_attempts=3,
+            retry_backoff_seconds=0.2,
+        )
         scheduler()
         services.run_jobs_now([j])
         wait_until(lambda: runs(j, state="succeeded"), 15)
@@ -120,9 +140,11 @@ class TestRetriesAndTimeouts:
 
     @pytest.mark.parametrize(
         ("executor", "task", "kwargs"),
-        [("thread", "demo.sleep", {"seconds": 20}),
-         ("asyncio", "demo.async_sleep", {"seconds": 20}),
-         ("process", "demo.cpu_burn", {"seconds": 20})],
+        [
+            ("thread", "demo.sleep", {"seconds": 20}),
+            ("asyncio", "demo.async_sleep", {"seconds": 20}),
+            ("process", "demo.cpu_burn", {"seconds": 20}),
+        ],
     )
     def test_timeout_stops_the_run(self, acme, scheduler, executor, task, kwargs):
         j = job(acme, f"slow-{executor}", task=task, kwargs=kwargs, executor=executor, timeout_seconds=1)
@@ -191,8 +213,9 @@ def test_diamond_dag_runs_in_order_once(acme, scheduler):
 
 
 def test_failure_edge_fires_only_on_final_failure(acme, scheduler):
-    up = job(acme, "up", task="demo.fail", kwargs={"message": "x"}, retry_max_attempts=2,
-             retry_backoff_seconds=0.2)
+    up = job(
+        acme, "up", task="demo.fail", kwargs={"message": "x"}, retry_max_attempts=2, retry_backoff_seconds=0.2
+    )
     alert = job(acme, "alert")
     services.add_dependency(up, alert, "failure")
     scheduler()
@@ -204,8 +227,15 @@ def test_failure_edge_fires_only_on_final_failure(acme, scheduler):
 
 class TestOverlap:
     def test_skip(self, acme, scheduler):
-        j = job(acme, "busy", task="demo.sleep", kwargs={"seconds": 2.5}, max_instances=1,
-                overlap_policy="skip", trigger={"type": "interval", "seconds": 1})
+        j = job(
+            acme,
+            "busy",
+            task="demo.sleep",
+            kwargs={"seconds": 2.5},
+            max_instances=1,
+            overlap_policy="skip",
+            trigger={"type": "interval", "seconds": 1},
+        )
         proc = scheduler()
         wait_until(lambda: runs(j, state="succeeded"), 15)
         wait_until(lambda: runs(j, state="skipped"), 10)
@@ -215,8 +245,14 @@ class TestOverlap:
         assert_never_overlapping(runs(j, state="succeeded"))
 
     def test_queue(self, acme, scheduler):
-        j = job(acme, "queued", task="demo.sleep", kwargs={"seconds": 1.0}, max_instances=1,
-                overlap_policy="queue")
+        j = job(
+            acme,
+            "queued",
+            task="demo.sleep",
+            kwargs={"seconds": 1.0},
+            max_instances=1,
+            overlap_policy="queue",
+        )
         proc = scheduler()
         for _ in range(3):
             services.run_jobs_now([j])
@@ -225,8 +261,15 @@ class TestOverlap:
         assert_never_overlapping(runs(j))
 
     def test_replace(self, acme, scheduler):
-        j = job(acme, "replaced", task="demo.async_sleep", kwargs={"seconds": 30}, executor="asyncio",
-                max_instances=1, overlap_policy="replace")
+        j = job(
+            acme,
+            "replaced",
+            task="demo.async_sleep",
+            kwargs={"seconds": 30},
+            executor="asyncio",
+            max_instances=1,
+            overlap_policy="replace",
+        )
         proc = scheduler()
         services.run_jobs_now([j])
         first = wait_until(lambda: runs(j, state="running"), 10)[0]
@@ -239,8 +282,10 @@ class TestOverlap:
 
     def test_global_limit(self, acme, scheduler, tmp_path):
         out = tmp_path / "spans.txt"
-        jobs = [job(acme, f"w{i}", task="tests.append", kwargs={"path": str(out), "sleep": 0.5},
-                    max_instances=5) for i in range(8)]
+        jobs = [
+            job(acme, f"w{i}", task="tests.append", kwargs={"path": str(out), "sleep": 0.5}, max_instances=5)
+            for i in range(8)
+        ]
         proc = scheduler(MAX_CONCURRENT_RUNS=3)
         services.run_jobs_now(jobs)
         wait_until(lambda: JobRun.objects.filter(state="succeeded").count() == 8, 30)
@@ -251,8 +296,10 @@ class TestOverlap:
 
 def test_per_executor_pool_limit(acme, scheduler, tmp_path):
     out = tmp_path / "spans.txt"
-    jobs = [job(acme, f"t{i}", task="tests.append", kwargs={"path": str(out), "sleep": 0.4},
-                max_instances=5) for i in range(6)]
+    jobs = [
+        job(acme, f"t{i}", task="tests.append", kwargs={"path": str(out), "sleep": 0.4}, max_instances=5)
+        for i in range(6)
+    ]
     proc = scheduler(THREAD_POOL_SIZE=2, MAX_CONCURRENT_RUNS=50)
     services.run_jobs_now(jobs)
     wait_until(lambda: JobRun.objects.filter(state="succeeded").count() == 6, 30)
@@ -299,8 +346,14 @@ class TestShutdownAndRecovery:
         proc2.stop()
 
     def test_kill_9_marks_lost_and_retries(self, acme, scheduler):
-        j = job(acme, "victim", task="demo.sleep", kwargs={"seconds": 60}, retry_max_attempts=2,
-                retry_backoff_seconds=0)
+        j = job(
+            acme,
+            "victim",
+            task="demo.sleep",
+            kwargs={"seconds": 60},
+            retry_max_attempts=2,
+            retry_backoff_seconds=0,
+        )
         proc = scheduler(node="stable-node")
         services.run_jobs_now([j])
         wait_until(lambda: runs(j, state="running"), 10)
@@ -348,9 +401,19 @@ def test_refuses_to_start_when_misconfigured(transactional_db):
 
     from tests.acceptance.conftest import ROOT, database_url
 
-    env = {**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "DATABASE_URL": database_url(), "SCHEDULER_TEST_OVERRIDES": '{"JOB_STORE": "floppy"}'}
-    result = subprocess.run([sys.executable, "manage.py", "runscheduler"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    env = {
+        **__import__("os").environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "SCHEDULER_TEST_OVERRIDES": '{"JOB_STORE": "floppy"}',
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runscheduler"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "refusing to start" in result.stderr and "scheduler_app.E002" in result.stderr

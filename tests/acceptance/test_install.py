@@ -20,17 +20,30 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 IGNORED = shutil.ignore_patterns(
-    ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
-    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "*.sqlite3",
+    ".git",
+    ".venv",
+    "var",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "*.sqlite3",
 )
 TEMPLATE = "admin/scheduler_app/job/move_to_group.html"
 APPS = ["django_apscheduler", "guardian", "auditlog", "scheduler_app"]
 
 
 def clean_env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME",
-                        "DATABASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "DATABASE_URL")
+    }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
@@ -38,7 +51,11 @@ def clean_env():
 
 def run(*cmd, cwd, timeout=300):
     result = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=clean_env(), capture_output=True, text=True,
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     assert result.returncode == 0, (
@@ -101,12 +118,10 @@ def test_fresh_project_migrates_and_checks(site):
     assert "Applying scheduler_app.0001_initial... OK" in out
     out = run(python, "manage.py", "check", "--fail-level", "WARNING", cwd=project)
     assert "System check identified no issues" in out
-    out = run(python, "manage.py", "makemigrations", "--check", "--dry-run", "scheduler_app",
-              cwd=project)
+    out = run(python, "manage.py", "makemigrations", "--check", "--dry-run", "scheduler_app", cwd=project)
     assert "No changes detected" in out
     out = run(python, "manage.py", "exportjobs", cwd=project)
-    assert json.loads(out) == {"version": 1, "tenants": [], "groups": [], "calendars": [],
-                               "jobs": []}
+    assert json.loads(out) == {"version": 1, "tenants": [], "groups": [], "calendars": [], "jobs": []}
 
 
 def test_installed_package_has_migrations_and_templates_but_not_the_demo(site):
@@ -128,7 +143,11 @@ def test_installed_package_has_migrations_and_templates_but_not_the_demo(site):
     env_site = Path(python).parent.parent
     # Run from the new project (outside any checkout), with its settings.
     out = subprocess.run(
-        [str(python), "-c", script], cwd=project, capture_output=True, text=True, timeout=120,
+        [str(python), "-c", script],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**clean_env(), "DJANGO_SETTINGS_MODULE": "mysite.settings"},
     )
     assert out.returncode == 0, out.stderr

@@ -162,8 +162,7 @@ def test_dry_run_prints_and_changes_nothing(clean_stores):
     assert result.returncode == 0, result.stderr
     tick = before[f"job-{job.pk}"]
     assert result.stdout.splitlines() == [
-        f"would move job-{job.pk} acme/tick next run "
-        f"{tick.next_run_time.astimezone(UTC).isoformat()}",
+        f"would move job-{job.pk} acme/tick next run {tick.next_run_time.astimezone(UTC).isoformat()}",
         f"would move job-{paused.pk} acme/paused next run none (paused)",
         "Dry run: would move 2 job(s) from django to redis; nothing was changed.",
     ]
@@ -199,9 +198,7 @@ def test_existing_destination_entries_are_replaced_and_others_left(clean_stores)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].endswith("(replacing the redis entry)")
-    assert lines[1].startswith(
-        f"note: redis also holds 1 job(s) that sqlalchemy does not (job-{other.pk})"
-    )
+    assert lines[1].startswith(f"note: redis also holds 1 job(s) that sqlalchemy does not (job-{other.pk})")
     after = storemigration.read_entries("redis")
     assert after[f"job-{job.pk}"] == current[f"job-{job.pk}"]
     assert after[f"job-{other.pk}"] == stale[f"job-{other.pk}"]
@@ -277,6 +274,4 @@ def test_force_overrides_the_live_scheduler_check(clean_stores):
 def test_nothing_to_move(clean_stores):
     result = migratejobs("--from", "redis", "--to", "django")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "Nothing to move: the redis job store holds no scheduler_app jobs."
-    ]
+    assert result.stdout.splitlines() == ["Nothing to move: the redis job store holds no scheduler_app jobs."]

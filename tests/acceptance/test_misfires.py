@@ -26,9 +26,15 @@ def make_jobs():
     tenant = Tenant.objects.create(slug="acme", name="Acme")
     return {
         policy: services.save_job(
-            Job(tenant=tenant, name=policy, task="demo.noop", misfire_policy=policy,
+            Job(
+                tenant=tenant,
+                name=policy,
+                task="demo.noop",
+                misfire_policy=policy,
                 overlap_policy="queue",  # missed runs released together wait for each other
-                misfire_grace_seconds=1, trigger={"type": "interval", "seconds": 1})
+                misfire_grace_seconds=1,
+                trigger={"type": "interval", "seconds": 1},
+            )
         )
         for policy in ("skip", "coalesce", "run_all")
     }
@@ -41,21 +47,32 @@ def test_misfire_policies_across_a_restart(scheduler, clean_redis, store):
     for j in jobs.values():
         wait_until(lambda j=j: JobRun.objects.filter(job=j, state="succeeded").exists(), 15)
     assert proc.stop() == 0
-    last_before = {p: JobRun.objects.filter(job=j).latest("scheduled_for").scheduled_for
-                   for p, j in jobs.items()}
+    last_before = {
+        p: JobRun.objects.filter(job=j).latest("scheduled_for").scheduled_for for p, j in jobs.items()
+    }
     time.sleep(5)  # about five fire times pass while no scheduler runs
     proc2 = scheduler(store=store)
     restarted = time.time()
     for j in jobs.values():
-        wait_until(lambda j=j: JobRun.objects.filter(job=j, scheduled_for__gt=last_before[j.name])
-                   .filter(state__in=["succeeded", "skipped"]).count() >= 4, 15)
+        wait_until(
+            lambda j=j: (
+                JobRun.objects.filter(job=j, scheduled_for__gt=last_before[j.name])
+                .filter(state__in=["succeeded", "skipped"])
+                .count()
+                >= 4
+            ),
+            15,
+        )
     proc2.stop()
 
     def window(policy):
         """Runs for fire times missed while down (older than the grace at restart)."""
         return list(
-            JobRun.objects.filter(job=jobs[policy], scheduled_for__gt=last_before[policy],
-                                  scheduled_for__lt=_dt(restarted - 1.5)).order_by("scheduled_for")
+            JobRun.objects.filter(
+                job=jobs[policy],
+                scheduled_for__gt=last_before[policy],
+                scheduled_for__lt=_dt(restarted - 1.5),
+            ).order_by("scheduled_for")
         )
 
     skip = window("skip")
@@ -72,7 +89,9 @@ def test_misfire_policies_across_a_restart(scheduler, clean_redis, store):
 
     run_all = window("run_all")
     assert len(run_all) >= 3
-    assert {r.state for r in run_all} == {"succeeded"}, [(r.scheduled_for, r.state, r.error, r.queued_at, r.started_at) for r in run_all]
+    assert {r.state for r in run_all} == {"succeeded"}, [
+        (r.scheduled_for, r.state, r.error, r.queued_at, r.started_at) for r in run_all
+    ]
 
     for j in jobs.values():  # never two runs for one fire time
         times = list(JobRun.objects.filter(job=j, attempt=1).values_list("scheduled_for", flat=True))
@@ -86,16 +105,18 @@ def test_pause_beyond_grace_follows_the_policy(scheduler):
         wait_until(lambda j=j: JobRun.objects.filter(job=j, state="succeeded").exists(), 15)
     services.pause_jobs(Job.objects.all())
     time.sleep(1.0)
-    paused_at = {p: JobRun.objects.filter(job=j).latest("scheduled_for").scheduled_for
-                 for p, j in jobs.items()}
+    paused_at = {
+        p: JobRun.objects.filter(job=j).latest("scheduled_for").scheduled_for for p, j in jobs.items()
+    }
     time.sleep(4)
     services.resume_jobs(Job.objects.all())
     time.sleep(2.5)
     proc.stop()
     skipped = JobRun.objects.filter(job=jobs["skip"], scheduled_for__gt=paused_at["skip"], state="skipped")
     assert skipped.count() >= 3
-    coalesced = JobRun.objects.filter(job=jobs["coalesce"], scheduled_for__gt=paused_at["coalesce"],
-                                      state="skipped")
+    coalesced = JobRun.objects.filter(
+        job=jobs["coalesce"], scheduled_for__gt=paused_at["coalesce"], state="skipped"
+    )
     assert coalesced.count() >= 2 and "coalesced" in coalesced.first().error
     ran_all = JobRun.objects.filter(job=jobs["run_all"], scheduled_for__gt=paused_at["run_all"])
     assert ran_all.filter(state="skipped").count() == 0 and ran_all.count() >= 4

@@ -19,25 +19,45 @@ pytestmark = pytest.mark.slow
 def pg_cluster(action: str) -> None:
     version = sorted(glob.glob("/etc/postgresql/*"))[-1].rsplit("/", 1)[-1]
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, *(["-m", "fast"] if action == "stop" else [])],
-        check=True, capture_output=True, timeout=60,
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            version,
+            "main",
+            action,
+            *(["-m", "fast"] if action == "stop" else []),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
 
 
 def pg_up() -> bool:
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True).returncode == 0
+    )
 
 
 @pytest.mark.postgres_only
 def test_postgresql_outage_loses_and_duplicates_nothing(scheduler):
     assert connection.vendor == "postgresql"
     tenant = Tenant.objects.create(slug="acme", name="Acme")
-    tick = services.save_job(Job(tenant=tenant, name="tick", task="demo.noop",
-                                 trigger={"type": "interval", "seconds": 1},
-                                 misfire_policy="run_all", misfire_grace_seconds=3600,
-                                 overlap_policy="queue", max_instances=5))
-    slow = services.save_job(Job(tenant=tenant, name="slow", task="demo.sleep", kwargs={"seconds": 3},
-                                 max_instances=10))
+    tick = services.save_job(
+        Job(
+            tenant=tenant,
+            name="tick",
+            task="demo.noop",
+            trigger={"type": "interval", "seconds": 1},
+            misfire_policy="run_all",
+            misfire_grace_seconds=3600,
+            overlap_policy="queue",
+            max_instances=5,
+        )
+    )
+    slow = services.save_job(
+        Job(tenant=tenant, name="slow", task="demo.sleep", kwargs={"seconds": 3}, max_instances=10)
+    )
     proc = scheduler()
     for _ in range(4):
         services.run_jobs_now([slow])
@@ -60,7 +80,7 @@ def test_postgresql_outage_loses_and_duplicates_nothing(scheduler):
     assert len(runs) == 4 and {r.state for r in runs} == {"succeeded"}
     times = sorted(JobRun.objects.filter(job=tick).values_list("scheduled_for", flat=True))
     assert len(times) == len(set(times))
-    gaps = [(b - a) for a, b in zip(times, times[1:])]
+    gaps = [(b - a) for a, b in zip(times, times[1:], strict=False)]
     assert max(gaps) == timedelta(seconds=1), "a fire time was lost during the outage"
     assert times[-1] - times[0] >= timedelta(seconds=14)
 
@@ -77,10 +97,18 @@ def _safe_count(job, state):
 def test_sqlite_database_locked_is_survived(scheduler, tmp_path):
     assert connection.vendor == "sqlite"
     tenant = Tenant.objects.create(slug="acme", name="Acme")
-    tick = services.save_job(Job(tenant=tenant, name="tick", task="demo.noop",
-                                 trigger={"type": "interval", "seconds": 1},
-                                 misfire_policy="run_all", misfire_grace_seconds=3600,
-                                 overlap_policy="queue", max_instances=5))
+    tick = services.save_job(
+        Job(
+            tenant=tenant,
+            name="tick",
+            task="demo.noop",
+            trigger={"type": "interval", "seconds": 1},
+            misfire_policy="run_all",
+            misfire_grace_seconds=3600,
+            overlap_policy="queue",
+            max_instances=5,
+        )
+    )
     proc = scheduler()
     wait_until(lambda: JobRun.objects.filter(job=tick, state="succeeded").count() >= 2, 15)
     # Another process holds the write lock for longer than SQLite's busy timeout.
@@ -95,4 +123,4 @@ def test_sqlite_database_locked_is_survived(scheduler, tmp_path):
     assert proc.stop() == 0
     times = sorted(JobRun.objects.filter(job=tick).values_list("scheduled_for", flat=True))
     assert len(times) == len(set(times))
-    assert max(b - a for a, b in zip(times, times[1:])) == timedelta(seconds=1)
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) == timedelta(seconds=1)

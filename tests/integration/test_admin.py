@@ -141,29 +141,48 @@ def scenario(tenant, other_tenant):
 
     from scheduler_app.models import Membership
 
-    Membership.objects.create(tenant=tenant, user=get_user_model().objects.create_user("member"),
-                              role="viewer")
+    Membership.objects.create(
+        tenant=tenant, user=get_user_model().objects.create_user("member"), role="viewer"
+    )
 
     def save(name, t=tenant, calendars=None, **fields):
         fields.setdefault("task", "demo.noop")
         return services.save_job(Job(tenant=t, name=name, **fields), calendars=calendars)
 
     jobs = {
-        "extract": save("extract", group=etl, task="demo.sleep", kwargs={"seconds": 1},
-                        trigger={"type": "cron", "expression": "*/5 * * * *"}),
-        "invoices": save("invoices", group=billing, task="demo.echo", kwargs={"n": 1},
-                         description="Month-end invoicing", calendars=[holidays],
-                         trigger={"type": "cron", "expression": "0 2 L * *",
-                                  "timezone": "Europe/Berlin"}),
-        "heartbeat": save("heartbeat", trigger={"type": "interval", "seconds": 15},
-                          paused=True),
+        "extract": save(
+            "extract",
+            group=etl,
+            task="demo.sleep",
+            kwargs={"seconds": 1},
+            trigger={"type": "cron", "expression": "*/5 * * * *"},
+        ),
+        "invoices": save(
+            "invoices",
+            group=billing,
+            task="demo.echo",
+            kwargs={"n": 1},
+            description="Month-end invoicing",
+            calendars=[holidays],
+            trigger={"type": "cron", "expression": "0 2 L * *", "timezone": "Europe/Berlin"},
+        ),
+        "heartbeat": save("heartbeat", trigger={"type": "interval", "seconds": 15}, paused=True),
         "old": save("old", enabled=False, trigger={"type": "manual"}),
-        "report": save("report", trigger={"type": "date",
-                                          "run_at": "2030-01-01T08:00:00+00:00"}),
-        "crunch": save("crunch", t=other_tenant, group=ops, task="demo.cpu_burn",
-                       kwargs={"seconds": 1}, executor="process",
-                       trigger={"type": "cron", "expression": "0 0 12 ? * MON-FRI",
-                                "dialect": "quartz", "timezone": "America/New_York"}),
+        "report": save("report", trigger={"type": "date", "run_at": "2030-01-01T08:00:00+00:00"}),
+        "crunch": save(
+            "crunch",
+            t=other_tenant,
+            group=ops,
+            task="demo.cpu_burn",
+            kwargs={"seconds": 1},
+            executor="process",
+            trigger={
+                "type": "cron",
+                "expression": "0 0 12 ? * MON-FRI",
+                "dialect": "quartz",
+                "timezone": "America/New_York",
+            },
+        ),
     }
     services.add_dependency(jobs["extract"], jobs["invoices"])
     services.add_dependency(jobs["invoices"], jobs["report"], "completion")
@@ -178,15 +197,25 @@ def scenario(tenant, other_tenant):
         state="succeeded", started_at=t0, finished_at=t0, duration=1.25, node="node-a"
     )
     JobRun.objects.filter(pk=runs["failed"].pk).update(
-        state="failed", duration=0.5, error="RuntimeError: partner API answered 503",
-        error_type="RuntimeError", triggered_by=runs["succeeded"], reason="dependency",
+        state="failed",
+        duration=0.5,
+        error="RuntimeError: partner API answered 503",
+        error_type="RuntimeError",
+        triggered_by=runs["succeeded"],
+        reason="dependency",
     )
     JobRun.objects.filter(pk=runs["running"].pk).update(state="running", node="node-b")
     for run in runs.values():
         run.refresh_from_db()
     return {
-        "tenant": tenant, "other": other_tenant, "etl": etl, "billing": billing, "ops": ops,
-        "holidays": holidays, "jobs": jobs, "runs": runs,
+        "tenant": tenant,
+        "other": other_tenant,
+        "etl": etl,
+        "billing": billing,
+        "ops": ops,
+        "holidays": holidays,
+        "jobs": jobs,
+        "runs": runs,
     }
 
 
@@ -218,8 +247,12 @@ def test_every_registered_model_has_working_add_and_change_pages(admin_client, s
 def test_dependency_autocomplete_finds_jobs(admin_client, scenario):
     response = admin_client.get(
         reverse("admin:autocomplete"),
-        {"app_label": "scheduler_app", "model_name": "jobdependency", "field_name": "upstream",
-         "term": "inv"},
+        {
+            "app_label": "scheduler_app",
+            "model_name": "jobdependency",
+            "field_name": "upstream",
+            "term": "inv",
+        },
     )
     assert response.status_code == 200
     assert [r["text"] for r in response.json()["results"]] == ["invoices"]
@@ -227,23 +260,30 @@ def test_dependency_autocomplete_finds_jobs(admin_client, scenario):
 
 def test_dependency_admin_refuses_a_cycle(admin_client, scenario):
     jobs = scenario["jobs"]
-    response = admin_client.post(url("jobdependency", "add"), {
-        "upstream": jobs["report"].pk, "downstream": jobs["extract"].pk,
-        "condition": "success",
-    })
+    response = admin_client.post(
+        url("jobdependency", "add"),
+        {
+            "upstream": jobs["report"].pk,
+            "downstream": jobs["extract"].pk,
+            "condition": "success",
+        },
+    )
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors == {"downstream": [
-        "This dependency would create a cycle: report → extract → invoices → report."
-    ]}
+    assert response.context["adminform"].form.errors == {
+        "downstream": ["This dependency would create a cycle: report → extract → invoices → report."]
+    }
     assert JobDependency.objects.count() == 2
-    response = admin_client.post(url("jobdependency", "add"), {
-        "upstream": jobs["heartbeat"].pk, "downstream": jobs["old"].pk,
-        "condition": "failure",
-    })
+    response = admin_client.post(
+        url("jobdependency", "add"),
+        {
+            "upstream": jobs["heartbeat"].pk,
+            "downstream": jobs["old"].pk,
+            "condition": "failure",
+        },
+    )
     assert response.status_code == 302
     edge = JobDependency.objects.get(upstream=jobs["heartbeat"])
-    assert (edge.downstream, edge.condition, edge.tenant) == (jobs["old"], "failure",
-                                                              scenario["tenant"])
+    assert (edge.downstream, edge.condition, edge.tenant) == (jobs["old"], "failure", scenario["tenant"])
 
 
 def test_job_changelist_columns(admin_client, scenario):
@@ -293,8 +333,7 @@ def test_job_filters_and_search(admin_client, scenario, query, expected):
 def test_job_filter_sidebar_offers_the_filters(admin_client, scenario):
     response = admin_client.get(url("job"))
     titles = [spec.title for spec in response.context["cl"].filter_specs]
-    assert [str(t) for t in titles] == ["tenant", "group", "enabled", "paused", "executor",
-                                        "trigger"]
+    assert [str(t) for t in titles] == ["tenant", "group", "enabled", "paused", "executor", "trigger"]
 
 
 @pytest.mark.parametrize(
@@ -338,9 +377,7 @@ def test_tenant_and_group_job_counts(admin_client, scenario):
     counts = {t.slug: t._jobs for t in response.context["cl"].result_list}
     assert counts == {"acme": 5, "globex": 1}
     response = admin_client.get(url("jobgroup"))
-    assert {g.name: g._jobs for g in response.context["cl"].result_list} == {
-        "billing": 1, "etl": 1, "ops": 1
-    }
+    assert {g.name: g._jobs for g in response.context["cl"].result_list} == {"billing": 1, "etl": 1, "ops": 1}
 
 
 # -- adding a job through the form ------------------------------------------------------
@@ -411,50 +448,86 @@ def test_add_job_with_every_section(admin_client, scenario, add_form):
     assert job.group == scenario["billing"]
     assert job.description == "Collects payments"
     assert (job.task, job.args, job.kwargs, job.reveal_secret_kwargs()) == (
-        "demo.sleep", [], {"seconds": 2}, {}
+        "demo.sleep",
+        [],
+        {"seconds": 2},
+        {},
     )
-    assert job.trigger == {"type": "cron", "expression": "0 2 L * *", "dialect": "crontab",
-                           "timezone": "Europe/Berlin"}
+    assert job.trigger == {
+        "type": "cron",
+        "expression": "0 2 L * *",
+        "dialect": "crontab",
+        "timezone": "Europe/Berlin",
+    }
     assert list(job.calendars.all()) == [scenario["holidays"]]
     assert (job.enabled, job.paused, job.priority, job.executor, job.max_instances) == (
-        True, True, 7, "asyncio", 2
+        True,
+        True,
+        7,
+        "asyncio",
+        2,
     )
-    assert (job.overlap_policy, job.misfire_policy, job.misfire_grace_seconds) == (
-        "queue", "run_all", 300
-    )
+    assert (job.overlap_policy, job.misfire_policy, job.misfire_grace_seconds) == ("queue", "run_all", 300)
     assert (job.timeout_seconds, job.cpu_limit_seconds, job.memory_limit_mb) == (45.5, 10, 512)
     assert (job.routing, job.routing_tags) == ("tags", ["eu", "gpu"])
-    assert (job.retry_max_attempts, job.retry_backoff_seconds, job.retry_backoff_factor,
-            job.retry_max_backoff_seconds) == (4, 5, 3, 120)
+    assert (
+        job.retry_max_attempts,
+        job.retry_backoff_seconds,
+        job.retry_backoff_factor,
+        job.retry_max_backoff_seconds,
+    ) == (4, 5, 3, 120)
     up = job.upstream_edges.get()
     assert (up.upstream, up.condition, up.tenant) == (jobs["extract"], "failure", job.tenant)
     down = job.downstream_edges.get()
-    assert (down.downstream, down.condition, down.tenant) == (jobs["old"], "completion",
-                                                              job.tenant)
+    assert (down.downstream, down.condition, down.tenant) == (jobs["old"], "completion", job.tenant)
 
 
 @pytest.mark.parametrize(
     ("fields", "trigger"),
     [
-        ({"trigger_type": ["interval"], "interval_seconds": ["90"], "interval_jitter": ["3"],
-          "trigger_timezone": [""], "interval_start": ["2026-01-01T00:00:00+00:00"]},
-         {"type": "interval", "seconds": 90, "jitter": 3,
-          "start": "2026-01-01T00:00:00+00:00"}),
-        ({"trigger_type": ["date"], "run_at": ["2030-06-01T09:30:00"],
-          "trigger_timezone": ["Europe/Berlin"]},
-         {"type": "date", "run_at": "2030-06-01T09:30:00+02:00", "timezone": "Europe/Berlin"}),
+        (
+            {
+                "trigger_type": ["interval"],
+                "interval_seconds": ["90"],
+                "interval_jitter": ["3"],
+                "trigger_timezone": [""],
+                "interval_start": ["2026-01-01T00:00:00+00:00"],
+            },
+            {"type": "interval", "seconds": 90, "jitter": 3, "start": "2026-01-01T00:00:00+00:00"},
+        ),
+        (
+            {
+                "trigger_type": ["date"],
+                "run_at": ["2030-06-01T09:30:00"],
+                "trigger_timezone": ["Europe/Berlin"],
+            },
+            {"type": "date", "run_at": "2030-06-01T09:30:00+02:00", "timezone": "Europe/Berlin"},
+        ),
         ({"trigger_type": ["manual"]}, {"type": "manual"}),
-        ({"trigger_type": ["cron"], "cron_expression": ["0  0 12 ? * MON-FRI"],
-          "cron_dialect": ["quartz"], "trigger_timezone": [""]},
-         {"type": "cron", "expression": "0 0 12 ? * MON-FRI", "dialect": "quartz",
-          "timezone": "UTC"}),
-        ({"trigger_type": ["any"],
-          "combination": ['[{"type": "cron", "expression": "0 9 * * FRI#3"},'
-                          ' {"type": "interval", "seconds": 3600}]']},
-         {"type": "any", "triggers": [
-             {"type": "cron", "expression": "0 9 * * FRI#3", "dialect": "crontab",
-              "timezone": "UTC"},
-             {"type": "interval", "seconds": 3600}]}),
+        (
+            {
+                "trigger_type": ["cron"],
+                "cron_expression": ["0  0 12 ? * MON-FRI"],
+                "cron_dialect": ["quartz"],
+                "trigger_timezone": [""],
+            },
+            {"type": "cron", "expression": "0 0 12 ? * MON-FRI", "dialect": "quartz", "timezone": "UTC"},
+        ),
+        (
+            {
+                "trigger_type": ["any"],
+                "combination": [
+                    '[{"type": "cron", "expression": "0 9 * * FRI#3"}, {"type": "interval", "seconds": 3600}]'
+                ],
+            },
+            {
+                "type": "any",
+                "triggers": [
+                    {"type": "cron", "expression": "0 9 * * FRI#3", "dialect": "crontab", "timezone": "UTC"},
+                    {"type": "interval", "seconds": 3600},
+                ],
+            },
+        ),
     ],
     ids=["interval", "date-in-zone", "manual", "quartz", "any-of"],
 )
@@ -489,42 +562,71 @@ def escape(text):
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"cron_expression": ["0 25 L * *"]},
-         {"cron_expression": ["field 2 (hour): '25' is outside 0-23"]}),
+        ({"cron_expression": ["0 25 L * *"]}, {"cron_expression": ["field 2 (hour): '25' is outside 0-23"]}),
         ({"cron_expression": [""]}, {"cron_expression": ["a cron expression is required"]}),
-        ({"cron_dialect": ["quartz"], "cron_expression": ["0 2 L * *"]},
-         {"cron_expression": ["'0 2 L * *' has 5 fields; the quartz dialect expects 6 or 7"]}),
-        ({"trigger_timezone": ["Mars/Olympus"]},
-         {"trigger_timezone": ["unknown time zone 'Mars/Olympus'"]}),
-        ({"kwargs": ["{}"]},
-         {"kwargs": ["task demo.sleep is missing required argument 'seconds'"]}),
-        ({"kwargs": ['{"seconds": 1, "loud": true}']},
-         {"kwargs": ["task demo.sleep has no argument 'loud'"]}),
-        ({"args": ["[1, 2]"], "kwargs": ["{}"]},
-         {"args": ["task demo.sleep takes 1 positional argument(s) but 2 were given"]}),
+        (
+            {"cron_dialect": ["quartz"], "cron_expression": ["0 2 L * *"]},
+            {"cron_expression": ["'0 2 L * *' has 5 fields; the quartz dialect expects 6 or 7"]},
+        ),
+        ({"trigger_timezone": ["Mars/Olympus"]}, {"trigger_timezone": ["unknown time zone 'Mars/Olympus'"]}),
+        ({"kwargs": ["{}"]}, {"kwargs": ["task demo.sleep is missing required argument 'seconds'"]}),
+        (
+            {"kwargs": ['{"seconds": 1, "loud": true}']},
+            {"kwargs": ["task demo.sleep has no argument 'loud'"]},
+        ),
+        (
+            {"args": ["[1, 2]"], "kwargs": ["{}"]},
+            {"args": ["task demo.sleep takes 1 positional argument(s) but 2 were given"]},
+        ),
         ({"kwargs": ["{not json"]}, {"kwargs": ["Enter a valid JSON."]}),
-        ({"trigger_type": ["interval"], "interval_seconds": [""]},
-         {"interval_seconds": ["the interval in seconds is required"]}),
-        ({"trigger_type": ["interval"], "interval_seconds": ["60"],
-          "interval_start": ["2026-02-01T00:00:00+00:00"],
-          "interval_end": ["2026-01-01T00:00:00+00:00"]},
-         {"interval_end": ["must be after start"]}),
-        ({"trigger_type": ["date"], "run_at": ["next tuesday"]},
-         {"run_at": ["'next tuesday' is not an ISO 8601 date-time "
-                     "(e.g. 2026-12-01T09:00:00+01:00)"]}),
-        ({"trigger_type": ["all"], "combination": ['[{"type": "interval", "seconds": 60}]']},
-         {"combination": ["trigger.triggers: a combination needs a list of at least 2 triggers"]}),
-        ({"name": ["invoices"]},
-         {"name": ["Tenant Acme already has a job named 'invoices'."]}),
-        ({"retry_backoff_seconds": ["100"], "retry_max_backoff_seconds": ["10"]},
-         {"retry_max_backoff_seconds": ["Must be at least the backoff."]}),
-        ({"routing": ["tags"], "routing_tags": ["[]"]},
-         {"routing_tags": ["Routing by tags needs at least one tag."]}),
+        (
+            {"trigger_type": ["interval"], "interval_seconds": [""]},
+            {"interval_seconds": ["the interval in seconds is required"]},
+        ),
+        (
+            {
+                "trigger_type": ["interval"],
+                "interval_seconds": ["60"],
+                "interval_start": ["2026-02-01T00:00:00+00:00"],
+                "interval_end": ["2026-01-01T00:00:00+00:00"],
+            },
+            {"interval_end": ["must be after start"]},
+        ),
+        (
+            {"trigger_type": ["date"], "run_at": ["next tuesday"]},
+            {"run_at": ["'next tuesday' is not an ISO 8601 date-time (e.g. 2026-12-01T09:00:00+01:00)"]},
+        ),
+        (
+            {"trigger_type": ["all"], "combination": ['[{"type": "interval", "seconds": 60}]']},
+            {"combination": ["trigger.triggers: a combination needs a list of at least 2 triggers"]},
+        ),
+        ({"name": ["invoices"]}, {"name": ["Tenant Acme already has a job named 'invoices'."]}),
+        (
+            {"retry_backoff_seconds": ["100"], "retry_max_backoff_seconds": ["10"]},
+            {"retry_max_backoff_seconds": ["Must be at least the backoff."]},
+        ),
+        (
+            {"routing": ["tags"], "routing_tags": ["[]"]},
+            {"routing_tags": ["Routing by tags needs at least one tag."]},
+        ),
     ],
-    ids=["bad-cron", "empty-cron", "quartz-dialect", "bad-zone", "missing-kwarg",
-         "unknown-kwarg", "too-many-args", "kwargs-not-json", "interval-missing",
-         "interval-end-before-start", "bad-run-at", "combination-too-small",
-         "duplicate-name", "backoff", "routing-tags"],
+    ids=[
+        "bad-cron",
+        "empty-cron",
+        "quartz-dialect",
+        "bad-zone",
+        "missing-kwarg",
+        "unknown-kwarg",
+        "too-many-args",
+        "kwargs-not-json",
+        "interval-missing",
+        "interval-end-before-start",
+        "bad-run-at",
+        "combination-too-small",
+        "duplicate-name",
+        "backoff",
+        "routing-tags",
+    ],
 )
 def test_validation_errors_are_on_their_field(admin_client, add_form, fields, expected):
     add_form.update(fields)
@@ -533,9 +635,7 @@ def test_validation_errors_are_on_their_field(admin_client, add_form, fields, ex
 
 def test_group_of_another_tenant(admin_client, scenario, add_form):
     add_form["group"] = [str(scenario["ops"].pk)]
-    assert errors_after_post(admin_client, add_form) == {
-        "group": ["The group belongs to another tenant."]
-    }
+    assert errors_after_post(admin_client, add_form) == {"group": ["The group belongs to another tenant."]}
 
 
 def test_calendar_of_another_tenant(admin_client, scenario, add_form):
@@ -547,18 +647,20 @@ def test_calendar_of_another_tenant(admin_client, scenario, add_form):
 
 
 def test_dependency_on_a_job_of_another_tenant(admin_client, scenario, add_form):
-    add_form.update({
-        "upstream_edges-TOTAL_FORMS": ["1"],
-        "upstream_edges-0-upstream": [str(scenario["jobs"]["crunch"].pk)],
-        "upstream_edges-0-condition": ["success"],
-    })
+    add_form.update(
+        {
+            "upstream_edges-TOTAL_FORMS": ["1"],
+            "upstream_edges-0-upstream": [str(scenario["jobs"]["crunch"].pk)],
+            "upstream_edges-0-condition": ["success"],
+        }
+    )
     response = post_add(admin_client, add_form)
     assert response.status_code == 200
     assert not Job.objects.filter(name="payments").exists()
     formset = response.context["inline_admin_formsets"][0].formset
-    assert formset.errors == [{"upstream": [
-        "Dependencies cannot cross tenants: crunch is in Globex, payments is in Acme."
-    ]}]
+    assert formset.errors == [
+        {"upstream": ["Dependencies cannot cross tenants: crunch is in Globex, payments is in Acme."]}
+    ]
     assert "Dependencies cannot cross tenants" in response.content.decode()
 
 
@@ -566,24 +668,29 @@ def test_new_job_cannot_close_a_cycle_through_both_inlines(admin_client, scenari
     jobs = scenario["jobs"]
     # report is downstream of extract (extract → invoices → report); the new job would
     # run after report and before extract: a cycle.
-    add_form.update({
-        "upstream_edges-TOTAL_FORMS": ["1"],
-        "upstream_edges-0-upstream": [str(jobs["report"].pk)],
-        "upstream_edges-0-condition": ["success"],
-        "downstream_edges-TOTAL_FORMS": ["1"],
-        "downstream_edges-0-downstream": [str(jobs["extract"].pk)],
-        "downstream_edges-0-condition": ["success"],
-    })
+    add_form.update(
+        {
+            "upstream_edges-TOTAL_FORMS": ["1"],
+            "upstream_edges-0-upstream": [str(jobs["report"].pk)],
+            "upstream_edges-0-condition": ["success"],
+            "downstream_edges-TOTAL_FORMS": ["1"],
+            "downstream_edges-0-downstream": [str(jobs["extract"].pk)],
+            "downstream_edges-0-condition": ["success"],
+        }
+    )
     before = JobDependency.objects.count()
     response = post_add(admin_client, add_form)
     assert response.status_code == 200
     assert not Job.objects.filter(name="payments").exists()
     assert JobDependency.objects.count() == before
     downstream = response.context["inline_admin_formsets"][1].formset
-    assert downstream.errors == [{"downstream": [
-        "This dependency would create a cycle: payments → extract → invoices → report "
-        "→ payments."
-    ]}]
+    assert downstream.errors == [
+        {
+            "downstream": [
+                "This dependency would create a cycle: payments → extract → invoices → report → payments."
+            ]
+        }
+    ]
     assert "would create a cycle" in response.content.decode()
 
 
@@ -641,8 +748,10 @@ def test_change_page_survives_an_invalid_stored_trigger(admin_client, scenario):
     Job.objects.filter(pk=job.pk).update(trigger={"type": "cron", "expression": "61 * * * *"})
     response = admin_client.get(url("job", "change", job.pk))
     assert response.status_code == 200
-    assert "invalid trigger: trigger.expression: field 1 (minute): &#x27;61&#x27; is outside" \
+    assert (
+        "invalid trigger: trigger.expression: field 1 (minute): &#x27;61&#x27; is outside"
         in response.content.decode()
+    )
     assert admin_client.get(url("job")).status_code == 200
 
 
@@ -661,17 +770,17 @@ def test_change_page_dependency_errors_are_visible(admin_client, scenario):
     jobs = scenario["jobs"]
     extract = jobs["extract"]
     data = form_values(admin_client.get(url("job", "change", extract.pk)))
-    data.update({
-        "upstream_edges-TOTAL_FORMS": ["1"],
-        "upstream_edges-0-upstream": [str(jobs["report"].pk)],
-        "upstream_edges-0-condition": ["success"],
-    })
+    data.update(
+        {
+            "upstream_edges-TOTAL_FORMS": ["1"],
+            "upstream_edges-0-upstream": [str(jobs["report"].pk)],
+            "upstream_edges-0-condition": ["success"],
+        }
+    )
     response = admin_client.post(url("job", "change", extract.pk), data)
     assert response.status_code == 200
     message = "This dependency would create a cycle: report → extract → invoices → report."
-    assert response.context["inline_admin_formsets"][0].formset.errors == [
-        {"upstream": [message]}
-    ]
+    assert response.context["inline_admin_formsets"][0].formset.errors == [{"upstream": [message]}]
     assert escape(message) in response.content.decode()
     data["upstream_edges-0-upstream"] = [str(extract.pk)]
     response = admin_client.post(url("job", "change", extract.pk), data)
@@ -686,14 +795,16 @@ def test_change_page_cycle_through_both_inlines(admin_client, scenario):
     jobs = scenario["jobs"]
     heartbeat, old = jobs["heartbeat"], jobs["old"]
     data = form_values(admin_client.get(url("job", "change", heartbeat.pk)))
-    data.update({
-        "upstream_edges-TOTAL_FORMS": ["1"],
-        "upstream_edges-0-upstream": [str(old.pk)],
-        "upstream_edges-0-condition": ["success"],
-        "downstream_edges-TOTAL_FORMS": ["1"],
-        "downstream_edges-0-downstream": [str(old.pk)],
-        "downstream_edges-0-condition": ["success"],
-    })
+    data.update(
+        {
+            "upstream_edges-TOTAL_FORMS": ["1"],
+            "upstream_edges-0-upstream": [str(old.pk)],
+            "upstream_edges-0-condition": ["success"],
+            "downstream_edges-TOTAL_FORMS": ["1"],
+            "downstream_edges-0-downstream": [str(old.pk)],
+            "downstream_edges-0-condition": ["success"],
+        }
+    )
     response = admin_client.post(url("job", "change", heartbeat.pk), data)
     assert response.status_code == 200
     assert response.context["inline_admin_formsets"][1].formset.errors == [
@@ -761,13 +872,13 @@ def test_enable_and_resume_actions(admin_client, scenario):
 def test_run_now_queues_runs_and_refuses_disabled(admin_client, scenario):
     jobs = scenario["jobs"]
     before = timezone.now()
-    response = act(admin_client, "run_selected_now",
-                   [jobs["extract"], jobs["heartbeat"], jobs["old"]])
+    response = act(admin_client, "run_selected_now", [jobs["extract"], jobs["heartbeat"], jobs["old"]])
     assert redirected_to_list(response)
     assert messages_of(response) == ["Queued runs: 2.", "Refused old: job is disabled."]
     new = JobRun.objects.filter(reason="manual").order_by("job__name")
     assert [(r.job.name, r.state, r.attempt) for r in new] == [
-        ("extract", "queued", 1), ("heartbeat", "queued", 1)
+        ("extract", "queued", 1),
+        ("heartbeat", "queued", 1),
     ]
     assert all(r.scheduled_for >= before and r.tenant_id == r.job.tenant_id for r in new)
     assert not JobRun.objects.filter(job=jobs["old"]).exists()
@@ -794,14 +905,15 @@ def test_move_to_group_intermediate_page_then_apply(admin_client, scenario):
     assert redirected_to_list(response)
     assert messages_of(response) == ["Moved: 2."]
     assert set(Job.objects.filter(group=scenario["etl"]).values_list("name", flat=True)) == {
-        "extract", "heartbeat", "old"
+        "extract",
+        "heartbeat",
+        "old",
     }
 
 
 def test_move_to_no_group(admin_client, scenario):
     jobs = scenario["jobs"]
-    response = act(admin_client, "move_selected_to_group", [jobs["extract"]],
-                   apply="1", group="")
+    response = act(admin_client, "move_selected_to_group", [jobs["extract"]], apply="1", group="")
     assert redirected_to_list(response)
     assert messages_of(response) == ["Moved: 1."]
     assert Job.objects.get(name="extract").group is None
@@ -809,11 +921,17 @@ def test_move_to_no_group(admin_client, scenario):
 
 def test_move_refuses_jobs_of_another_tenant(admin_client, scenario):
     jobs = scenario["jobs"]
-    response = act(admin_client, "move_selected_to_group", [jobs["old"], jobs["crunch"]],
-                   apply="1", group=str(scenario["billing"].pk))
+    response = act(
+        admin_client,
+        "move_selected_to_group",
+        [jobs["old"], jobs["crunch"]],
+        apply="1",
+        group=str(scenario["billing"].pk),
+    )
     assert redirected_to_list(response)
     assert messages_of(response) == [
-        "Moved: 1.", "Refused crunch: group 'billing' belongs to another tenant."
+        "Moved: 1.",
+        "Refused crunch: group 'billing' belongs to another tenant.",
     ]
     assert Job.objects.get(name="old").group == scenario["billing"]
     assert Job.objects.get(name="crunch").group == scenario["ops"]
@@ -821,8 +939,9 @@ def test_move_refuses_jobs_of_another_tenant(admin_client, scenario):
 
 def test_move_with_a_group_not_offered_shows_the_form_again(admin_client, scenario):
     jobs = scenario["jobs"]
-    response = act(admin_client, "move_selected_to_group", [jobs["old"]],
-                   apply="1", group=str(scenario["ops"].pk))
+    response = act(
+        admin_client, "move_selected_to_group", [jobs["old"]], apply="1", group=str(scenario["ops"].pk)
+    )
     assert response.status_code == 200 and response.redirect_chain == []
     assert "Select a valid choice" in response.content.decode()
     assert Job.objects.get(name="old").group is None
@@ -838,9 +957,7 @@ def test_delete_action_confirms_then_deletes(admin_client, scenario):
     response = act(admin_client, "delete_selected", chosen, post="yes")
     assert redirected_to_list(response)
     assert messages_of(response) == ["Successfully deleted 2 jobs."]
-    assert sorted(Job.objects.values_list("name", flat=True)) == [
-        "crunch", "extract", "old", "report"
-    ]
+    assert sorted(Job.objects.values_list("name", flat=True)) == ["crunch", "extract", "old", "report"]
     assert not JobDependency.objects.exists()  # both edges touched invoices
     assert not JobRun.objects.filter(job__name__in=["invoices", "heartbeat"]).exists()
     assert JobRun.objects.count() == 2
@@ -855,8 +972,7 @@ def test_delete_from_the_change_page(admin_client, scenario):
 
 def test_cancel_queued_runs(admin_client, scenario):
     runs = scenario["runs"]
-    response = act(admin_client, "cancel_selected", [runs["queued"], runs["running"]],
-                   model="jobrun")
+    response = act(admin_client, "cancel_selected", [runs["queued"], runs["running"]], model="jobrun")
     assert redirected_to_list(response, "jobrun")
     assert messages_of(response) == [
         "Cancelled: 1.",
@@ -871,9 +987,16 @@ def test_cancel_queued_runs(admin_client, scenario):
 def test_actions_offered(admin_client, scenario):
     response = admin_client.get(url("job"))
     names = [name for name, _ in response.context["action_form"].fields["action"].choices]
-    assert names == ["", "enable_selected", "disable_selected",
-                     "pause_selected", "resume_selected", "run_selected_now",
-                     "move_selected_to_group", "delete_selected"]
+    assert names == [
+        "",
+        "enable_selected",
+        "disable_selected",
+        "pause_selected",
+        "resume_selected",
+        "run_selected_now",
+        "move_selected_to_group",
+        "delete_selected",
+    ]
     response = admin_client.get(url("jobrun"))
     names = [name for name, _ in response.context["action_form"].fields["action"].choices]
     assert names == ["", "cancel_selected", "stop_selected"]  # no bulk deletion of history
@@ -881,7 +1004,7 @@ def test_actions_offered(admin_client, scenario):
 
 def form_values_of_plain_form(html):
     """Values of the first <form> in the content block (the intermediate page's)."""
-    html = html.replace("<form method=\"post\">", "<form id=\"plain\" method=\"post\">", 1)
+    html = html.replace('<form method="post">', '<form id="plain" method="post">', 1)
     parser = _FormValues("plain")
     parser.feed(html)
     return parser.values
@@ -893,16 +1016,13 @@ def form_values_of_plain_form(html):
 def test_calendar_dates_added_in_the_admin_reach_the_scheduler(admin_client, scenario):
     holidays = scenario["holidays"]
     version = ConfigVersion.current()
-    data = form_values(admin_client.get(url("calendar", "change", holidays.pk)),
-                       "calendar_form")
+    data = form_values(admin_client.get(url("calendar", "change", holidays.pk)), "calendar_form")
     assert data["dates-INITIAL_FORMS"] == ["1"]
     assert data["dates-0-date"] == ["2030-12-25"]
     data.update({"dates-1-date": ["2030-12-31"], "dates-1-label": ["New Year's Eve"]})
     response = admin_client.post(url("calendar", "change", holidays.pk), data)
     assert response.status_code == 302
-    assert scenario["jobs"]["invoices"].excluded_dates() == [
-        dt.date(2030, 12, 25), dt.date(2030, 12, 31)
-    ]
+    assert scenario["jobs"]["invoices"].excluded_dates() == [dt.date(2030, 12, 25), dt.date(2030, 12, 31)]
     assert ConfigVersion.current() > version
 
 
@@ -914,8 +1034,7 @@ def test_deleting_a_calendar_reaches_the_scheduler(admin_client, scenario, how):
         response = admin_client.post(url("calendar", "delete", holidays.pk), {"post": "yes"})
         assert response.status_code == 302
     else:
-        response = act(admin_client, "delete_selected", [holidays], model="calendar",
-                       post="yes")
+        response = act(admin_client, "delete_selected", [holidays], model="calendar", post="yes")
         assert redirected_to_list(response, "calendar")
     assert not Calendar.objects.exists()
     assert scenario["jobs"]["invoices"].excluded_dates() == []

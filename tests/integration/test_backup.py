@@ -277,9 +277,7 @@ def test_round_trip_through_an_empty_database(tmp_path, configuration):
     assert not User.objects.get(username="carol").is_active
     assert not User.objects.filter(username__in=["mallory", "root"]).exists()
     dependent = JobRun.objects.get(reason="dependency")
-    assert (
-        dependent.triggered_by.job.name == "extract" and dependent.triggered_by.scheduled_for == T0
-    )
+    assert dependent.triggered_by.job.name == "extract" and dependent.triggered_by.scheduled_for == T0
     assert ConfigVersion.current() >= 1
     restored = LogEntry.objects.filter(additional_data__operation="restore")
     assert sorted(e.object_repr for e in restored) == ["Acme Corp", "Globex"]
@@ -347,8 +345,7 @@ def test_backup_content(tmp_path, configuration):
     assert invoices["trigger_changed_at"] == stored.trigger_changed_at.isoformat()
     assert "id" not in invoices and "tenant_id" not in invoices
     assert {
-        (p.get("user") or p.get("group"), p["permission"], p["name"])
-        for p in doc["object_permissions"]
+        (p.get("user") or p.get("group"), p["permission"], p["name"]) for p in doc["object_permissions"]
     } == {
         ("bob", "change_job", "invoices"),
         ("bob", "run_job", "invoices"),
@@ -378,9 +375,7 @@ def test_restore_into_a_non_empty_database_is_refused(tmp_path, configuration):
     run_backup(path)
     before = db_state()
     message = refused(path)
-    assert (
-        "the database already holds scheduler_app configuration (2 tenant(s), 3 job(s))" in message
-    )
+    assert "the database already holds scheduler_app configuration (2 tenant(s), 3 job(s))" in message
     assert "--replace" in message
     assert db_state() == before
 
@@ -445,8 +440,7 @@ def test_newer_version_is_refused(tmp_path, configuration):
     [
         (
             "something-else",
-            "format: 'something-else' is not a scheduler_app backup "
-            "(expected 'scheduler_app-backup')",
+            "format: 'something-else' is not a scheduler_app backup (expected 'scheduler_app-backup')",
         ),
         (
             None,

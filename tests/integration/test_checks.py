@@ -109,8 +109,13 @@ def test_bad_numbers_are_e004(key, value):
 
 
 def test_good_numbers_pass():
-    good = {"THREAD_POOL_SIZE": 1, "POLL_INTERVAL": 0.25, "LOST_AFTER": 120,
-            "PREVIEW_COUNT": 3, "RESULT_MAX_BYTES": 1}
+    good = {
+        "THREAD_POOL_SIZE": 1,
+        "POLL_INTERVAL": 0.25,
+        "LOST_AFTER": 120,
+        "PREVIEW_COUNT": 3,
+        "RESULT_MAX_BYTES": 1,
+    }
     with override_settings(SCHEDULER_APP=good):
         assert check_settings() == []
         assert app_settings.POLL_INTERVAL == 0.25  # and the values are read back
@@ -129,11 +134,15 @@ def test_several_problems_are_all_reported():
     bad = {"JOB_STORE": "disk", "THREAD_POOL_SIZE": 0, "POLL_INTERVAL": -1, "COLOR": "red"}
     with override_settings(SCHEDULER_APP=bad):
         assert [e.id for e in check_settings()] == [
-            "scheduler_app.E001", "scheduler_app.E002", "scheduler_app.E004",
+            "scheduler_app.E001",
+            "scheduler_app.E002",
+            "scheduler_app.E004",
             "scheduler_app.E004",
         ]
         assert [e.id for e in ours(run_checks())] == [
-            "scheduler_app.E001", "scheduler_app.E002", "scheduler_app.E004",
+            "scheduler_app.E001",
+            "scheduler_app.E002",
+            "scheduler_app.E004",
             "scheduler_app.E004",
         ]
 

@@ -13,14 +13,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(*args):
     return subprocess.run(
-        [sys.executable, "manage.py", "cronpreview", *args], cwd=ROOT, capture_output=True,
-        text=True, timeout=60, env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        [sys.executable, "manage.py", "cronpreview", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
     )
 
 
 def test_prints_description_then_iso_times(capsys):
-    call_command("cronpreview", "0 2 L * *", "--timezone", "Europe/Berlin",
-                 "--after", "2026-01-15T00:00:00+00:00", "--count", "3")
+    call_command(
+        "cronpreview",
+        "0 2 L * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--after",
+        "2026-01-15T00:00:00+00:00",
+        "--count",
+        "3",
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "At 02:00 on the last day of the month",
@@ -31,17 +43,46 @@ def test_prints_description_then_iso_times(capsys):
 
 
 def test_quartz_dialect_and_naive_after_in_the_zone(capsys):
-    call_command("cronpreview", "0 0 12 ? * FRI#3", "--dialect", "quartz",
-                 "--timezone", "America/New_York", "--after", "2026-03-01T00:00:00", "--count", "2")
+    call_command(
+        "cronpreview",
+        "0 0 12 ? * FRI#3",
+        "--dialect",
+        "quartz",
+        "--timezone",
+        "America/New_York",
+        "--after",
+        "2026-03-01T00:00:00",
+        "--count",
+        "2",
+    )
     assert capsys.readouterr().out.splitlines()[1:] == [
-        "2026-03-20T12:00:00-04:00", "2026-04-17T12:00:00-04:00",
+        "2026-03-20T12:00:00-04:00",
+        "2026-04-17T12:00:00-04:00",
     ]
 
 
 def test_hash_key_makes_h_stable(capsys):
-    call_command("cronpreview", "H H * * *", "--hash-key", "acme/a", "--after", "2026-01-01T00:00:00+00:00", "--count", "1")
+    call_command(
+        "cronpreview",
+        "H H * * *",
+        "--hash-key",
+        "acme/a",
+        "--after",
+        "2026-01-01T00:00:00+00:00",
+        "--count",
+        "1",
+    )
     first = capsys.readouterr().out
-    call_command("cronpreview", "H H * * *", "--hash-key", "acme/a", "--after", "2026-01-01T00:00:00+00:00", "--count", "1")
+    call_command(
+        "cronpreview",
+        "H H * * *",
+        "--hash-key",
+        "acme/a",
+        "--after",
+        "2026-01-01T00:00:00+00:00",
+        "--count",
+        "1",
+    )
     assert capsys.readouterr().out == first
 
 

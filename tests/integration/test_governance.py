@@ -86,11 +86,7 @@ def consume_messages(client):
 
 def is_read_only(response):
     html = html_of(response)
-    return (
-        response.status_code == 200
-        and 'name="_save"' not in html
-        and 'name="_continue"' not in html
-    )
+    return response.status_code == 200 and 'name="_save"' not in html and 'name="_continue"' not in html
 
 
 def entries_for(obj, **filters):
@@ -103,10 +99,7 @@ def operations(obj):
 
 
 def snapshot_of(job):
-    return {
-        f: getattr(Job.objects.get(pk=job.pk), f)
-        for f in ("enabled", "paused", "priority", "group_id")
-    }
+    return {f: getattr(Job.objects.get(pk=job.pk), f) for f in ("enabled", "paused", "priority", "group_id")}
 
 
 @pytest.fixture
@@ -142,10 +135,9 @@ class TestViewer:
         ]:
             response = client.get(object_url(model, "change", a[key].pk))
             assert is_read_only(response), model
-            assert (
-                client.post(object_url(model, "change", a[key].pk), {"name": "x"}).status_code
-                == 403
-            ), model
+            assert client.post(object_url(model, "change", a[key].pk), {"name": "x"}).status_code == 403, (
+                model
+            )
         job = a["job"]
         # even with exactly what the form would submit
         data = form_values(client.get(object_url("job", "change", job.pk)))
@@ -161,14 +153,9 @@ class TestViewer:
         assert client.get(object_url("job", "delete", job.pk)).status_code == 403
         assert client.post(object_url("job", "delete", job.pk), {"post": "yes"}).status_code == 403
         assert client.get(object_url("job", "run", job.pk)).status_code == 403
-        assert (
-            client.post(object_url("job", "run", job.pk), {"kwargs_override": "{}"}).status_code
-            == 403
-        )
+        assert client.post(object_url("job", "run", job.pk), {"kwargs_override": "{}"}).status_code == 403
         assert client.get(object_url("job", "permissions", job.pk)).status_code == 403
-        assert (
-            client.post(object_url("job", "history", job.pk), {"rollback": "1"}).status_code == 403
-        )
+        assert client.post(object_url("job", "history", job.pk), {"rollback": "1"}).status_code == 403
         assert Job.objects.filter(pk=job.pk).exists()
         assert not JobRun.objects.filter(reason="manual").exists()
         # the pages it may see
@@ -212,9 +199,7 @@ class TestOperator:
         login(client, users["operator"])
         job = a["report"]
         assert client.get(object_url("job", "run", job.pk)).status_code == 200
-        response = client.post(
-            object_url("job", "run", job.pk), {"kwargs_override": "{}"}, follow=True
-        )
+        response = client.post(object_url("job", "run", job.pk), {"kwargs_override": "{}"}, follow=True)
         run = JobRun.objects.get(job=job, reason="manual")
         assert response.redirect_chain == [(object_url("job", "change", job.pk), 302)]
         assert messages_of(response) == [f"Queued run {run.pk}."]
@@ -223,26 +208,22 @@ class TestOperator:
         login(client, users["operator"])
         chosen = [a["extract"], a["report"]]
         assert messages_of(act(client, "pause_selected", chosen)) == ["Paused: 2."]
-        assert set(
-            Job.objects.filter(pk__in=[j.pk for j in chosen]).values_list("paused", flat=True)
-        ) == {True}
+        assert set(Job.objects.filter(pk__in=[j.pk for j in chosen]).values_list("paused", flat=True)) == {
+            True
+        }
         assert messages_of(act(client, "resume_selected", chosen)) == ["Resumed: 2."]
-        assert set(
-            Job.objects.filter(pk__in=[j.pk for j in chosen]).values_list("paused", flat=True)
-        ) == {False}
+        assert set(Job.objects.filter(pk__in=[j.pk for j in chosen]).values_list("paused", flat=True)) == {
+            False
+        }
         assert messages_of(act(client, "run_selected_now", chosen)) == ["Queued runs: 2."]
         assert JobRun.objects.filter(reason="manual").count() == 2
 
     def test_cancel_and_stop_runs(self, client, users, a):
         login(client, users["operator"])
         queued, running = a["jobrun"], a["running"]
-        assert messages_of(act(client, "cancel_selected", [queued], model="jobrun")) == [
-            "Cancelled: 1."
-        ]
+        assert messages_of(act(client, "cancel_selected", [queued], model="jobrun")) == ["Cancelled: 1."]
         assert JobRun.objects.get(pk=queued.pk).state == "cancelled"
-        assert messages_of(act(client, "stop_selected", [running], model="jobrun")) == [
-            "Stop requested: 1."
-        ]
+        assert messages_of(act(client, "stop_selected", [running], model="jobrun")) == ["Stop requested: 1."]
         assert JobRun.objects.get(pk=running.pk).stop_requested is True
 
     def test_cannot_change_add_or_delete(self, client, users, a):
@@ -261,9 +242,7 @@ class TestOperator:
             "priority": 0,
             "group_id": a["group"].pk,
         }
-        assert (
-            client.post(object_url("job", "history", job.pk), {"rollback": "1"}).status_code == 403
-        )
+        assert client.post(object_url("job", "history", job.pk), {"rollback": "1"}).status_code == 403
 
 
 def post_change_forbidden(client, job):
@@ -297,9 +276,7 @@ class TestEditor:
         assert client.post(object_url("job", "delete", job.pk), {"post": "yes"}).status_code == 302
         assert not Job.objects.filter(pk=job.pk).exists()
         # groups and calendars too
-        response = client.post(
-            url("jobgroup", "add"), {"tenant": a["tenant"].pk, "name": "newgroup"}
-        )
+        response = client.post(url("jobgroup", "add"), {"tenant": a["tenant"].pk, "name": "newgroup"})
         assert response.status_code == 302 and JobGroup.objects.filter(name="newgroup").exists()
 
     def test_cannot_manage_members_tenants_or_grants(self, client, users, a):
@@ -307,9 +284,7 @@ class TestEditor:
         tenant = a["tenant"]
         assert is_read_only(client.get(object_url("tenant", "change", tenant.pk)))
         assert (
-            client.post(
-                object_url("tenant", "change", tenant.pk), {"slug": "x", "name": "x"}
-            ).status_code
+            client.post(object_url("tenant", "change", tenant.pk), {"slug": "x", "name": "x"}).status_code
             == 403
         )
         assert client.get(url("membership", "add")).status_code == 403
@@ -423,9 +398,7 @@ class TestObjectGrants:
         login(client, viewer)
         assert not is_read_only(client.get(object_url("job", "change", a["extract"].pk)))
         response = post_change(client, a["extract"], priority="7")
-        assert response.status_code == 302, (
-            response.context and response.context["adminform"].form.errors
-        )
+        assert response.status_code == 302, response.context and response.context["adminform"].form.errors
         assert Job.objects.get(pk=a["extract"].pk).priority == 7
         assert a["extract"].versions.order_by("-number").first().author == viewer
         for other in (a["load"], a["report"]):
@@ -433,10 +406,7 @@ class TestObjectGrants:
             assert post_change_forbidden(client, other)
         # the grant is only "change"
         assert client.get(object_url("job", "run", a["extract"].pk)).status_code == 403
-        assert (
-            client.post(object_url("job", "delete", a["extract"].pk), {"post": "yes"}).status_code
-            == 403
-        )
+        assert client.post(object_url("job", "delete", a["extract"].pk), {"post": "yes"}).status_code == 403
 
     def test_change_grant_on_a_group_applies_to_its_jobs(self, client, users, a):
         viewer = users["viewer"]
@@ -478,21 +448,15 @@ class TestObjectGrants:
         assign_perm("scheduler_app.pause_jobgroup", viewer, a["group"])
         login(client, viewer)
         assert (
-            client.post(
-                object_url("job", "run", a["extract"].pk), {"kwargs_override": "{}"}
-            ).status_code
+            client.post(object_url("job", "run", a["extract"].pk), {"kwargs_override": "{}"}).status_code
             == 302
         )
         assert (
-            client.post(
-                object_url("job", "run", a["report"].pk), {"kwargs_override": "{}"}
-            ).status_code
+            client.post(object_url("job", "run", a["report"].pk), {"kwargs_override": "{}"}).status_code
             == 403
         )
         consume_messages(client)
-        assert list(JobRun.objects.filter(reason="manual").values_list("job__name", flat=True)) == [
-            "extract"
-        ]
+        assert list(JobRun.objects.filter(reason="manual").values_list("job__name", flat=True)) == ["extract"]
         response = act(client, "pause_selected", [a["extract"], a["report"]])
         assert messages_of(response) == [
             "Paused: 1.",
@@ -566,9 +530,8 @@ class TestObjectGrants:
             "run_selected_now": JobRun.objects.filter(job=allowed, reason="manual").count() == 1,
             "move_selected_to_group": after.group_id is None,
         }[action]
-    def test_bulk_delete_on_a_mix_deletes_the_permitted_and_reports_the_refused(
-        self, client, users, a
-    ):
+
+    def test_bulk_delete_on_a_mix_deletes_the_permitted_and_reports_the_refused(self, client, users, a):
         viewer = users["viewer"]
         allowed, denied = a["report"], a["load"]
         assign_perm("scheduler_app.delete_job", viewer, allowed)
@@ -626,9 +589,7 @@ class TestPermissionsPage:
         team = Group.objects.create(name="night-shift")
         users["viewer"].groups.add(team)
         login(client, users["admin"])
-        response = self.grant(
-            client, a["group"], model="jobgroup", group=team.pk, actions=["pause"]
-        )
+        response = self.grant(client, a["group"], model="jobgroup", group=team.pk, actions=["pause"])
         assert messages_of(response) == ["night-shift: granted pause; revoked nothing."]
         assert list(get_group_perms(team, a["group"])) == ["pause_jobgroup"]
         login(client, users["viewer"])
@@ -648,15 +609,11 @@ class TestPermissionsPage:
                 {"user": users[role].pk, "actions": ["change", "delete"]},
             )
             assert response.status_code == 403
-        assert not get_user_perms(users[role], a["job"]) and not get_user_perms(
-            users[role], a["group"]
-        )
+        assert not get_user_perms(users[role], a["job"]) and not get_user_perms(users[role], a["group"])
         with pytest.raises(PermissionDenied):
             services.set_object_permissions(a["job"], users[role], ["change"], actor=users[role])
 
-    def test_a_user_outside_the_tenant_is_refused_with_a_clear_message(
-        self, client, users, a, world
-    ):
+    def test_a_user_outside_the_tenant_is_refused_with_a_clear_message(self, client, users, a, world):
         outsider = world["b_admin"]
         login(client, users["admin"])
         response = client.post(
@@ -671,21 +628,15 @@ class TestPermissionsPage:
         assert not get_user_perms(outsider, a["job"])
         with pytest.raises(ValidationError) as info:
             services.set_object_permissions(a["job"], outsider, ["view"], actor=users["admin"])
-        assert info.value.message_dict == {
-            "user": ["globex-boss is not a member of Acme; add them first"]
-        }
+        assert info.value.message_dict == {"user": ["globex-boss is not a member of Acme; add them first"]}
         assert not get_user_perms(outsider, a["job"])
 
     def test_unknown_action_and_missing_holder(self, client, users, a):
         login(client, users["admin"])
         response = client.post(object_url("job", "permissions", a["job"].pk), {"actions": ["view"]})
-        assert response.context["form"].non_field_errors() == [
-            "Choose a user or a group (one of them)."
-        ]
+        assert response.context["form"].non_field_errors() == ["Choose a user or a group (one of them)."]
         with pytest.raises(ValidationError, match="'manage' cannot be granted"):
-            services.set_object_permissions(
-                a["job"], users["viewer"], ["manage"], actor=users["admin"]
-            )
+            services.set_object_permissions(a["job"], users["viewer"], ["manage"], actor=users["admin"])
 
     def test_granting_is_audited(self, client, users, a):
         login(client, users["admin"])
@@ -738,9 +689,7 @@ class TestAudit:
         )
         assert created.changes["name"][1] == "audited"
         assert created.changes["tenant"][1] == str(a["tenant"].pk)
-        assert (
-            post_change(client, job, priority="5", description="now described").status_code == 302
-        )
+        assert post_change(client, job, priority="5", description="now described").status_code == 302
         updated = entries_for(job, action=LogEntry.Action.UPDATE).get()
         assert (updated.actor, updated.remote_addr) == (editor, "127.0.0.1")
         assert updated.changes == {"priority": ["0", "5"], "description": ["", "now described"]}
@@ -907,10 +856,7 @@ class TestSecretsNeverShow:
         assert job.reveal_secret_kwargs() == {"password": SECRET}
         # change it twice more: the secret, then something else
         assert (
-            post_change(
-                client, job, secret_kwargs=json.dumps({"password": SECRET + "-2"})
-            ).status_code
-            == 302
+            post_change(client, job, secret_kwargs=json.dumps({"password": SECRET + "-2"})).status_code == 302
         )
         assert post_change(client, job, priority="2").status_code == 302
         client.post(object_url("job", "run", job.pk), {"kwargs_override": "{}"})
@@ -1010,8 +956,7 @@ class TestVersions:
             (
                 3,
                 users["editor"],
-                "changed calendars, depends_on, group, trigger.dialect, "
-                "trigger.expression, trigger.seconds",
+                "changed calendars, depends_on, group, trigger.dialect, trigger.expression, trigger.seconds",
             ),
         ]
         assert versions[0].snapshot["depends_on"] == [{"job": "extract", "condition": "success"}]
@@ -1020,10 +965,7 @@ class TestVersions:
     def test_a_no_op_save_makes_no_version(self, client, users, job):
         login(client, users["editor"])
         assert post_change(client, job).status_code == 302
-        assert (
-            client.post(object_url("job", "change", job.pk), change_data(client, job)).status_code
-            == 302
-        )
+        assert client.post(object_url("job", "change", job.pk), change_data(client, job)).status_code == 302
         services.save_job(Job.objects.get(pk=job.pk), actor=users["editor"])
         act(client, "enable_selected", [job])  # already enabled
         assert job.versions.count() == 3
@@ -1063,9 +1005,7 @@ class TestVersions:
         response = client.get(object_url("job", "history", job.pk) + "?a=2&b=2")
         assert response.context["changes"] == [] and "No differences." in html_of(response)
 
-    def test_rollback_through_the_page_restores_everything_as_a_new_version(
-        self, client, users, a, job
-    ):
+    def test_rollback_through_the_page_restores_everything_as_a_new_version(self, client, users, a, job):
         editor = users["editor"]
         login(client, editor)
         response = client.post(object_url("job", "history", job.pk), {"rollback": "1"}, follow=True)
@@ -1081,16 +1021,12 @@ class TestVersions:
         }
         assert job.group == a["group"]
         assert list(job.calendars.all()) == [a["calendar"]]
-        assert [(e.upstream.name, e.condition) for e in job.upstream_edges.all()] == [
-            ("extract", "success")
-        ]
+        assert [(e.upstream.name, e.condition) for e in job.upstream_edges.all()] == [("extract", "success")]
         latest = job.versions.order_by("-number").first()
         assert (latest.author, latest.summary) == (editor, "rollback to version 1")
         v1 = job.versions.get(number=1).snapshot
         assert latest.snapshot == v1
-        rollback = entries_for(job, action=LogEntry.Action.ACCESS).get(
-            additional_data__operation="rollback"
-        )
+        rollback = entries_for(job, action=LogEntry.Action.ACCESS).get(additional_data__operation="rollback")
         assert (rollback.actor, rollback.remote_addr, rollback.additional_data["to_version"]) == (
             editor,
             "127.0.0.1",
@@ -1128,8 +1064,7 @@ class TestVersions:
         login(client, users["editor"])
         response = client.post(object_url("job", "history", job.pk), {"rollback": "2"}, follow=True)
         assert messages_of(response) == [
-            "cannot restore version 2: jobs[0] (acme/versioned): group: "
-            "unknown group 'etl' in tenant acme"
+            "cannot restore version 2: jobs[0] (acme/versioned): group: unknown group 'etl' in tenant acme"
         ]
         assert export(job) == before
         assert job.versions.count() == 3
@@ -1137,9 +1072,7 @@ class TestVersions:
 
     def test_rollback_to_a_version_that_does_not_exist(self, client, users, job):
         login(client, users["editor"])
-        response = client.post(
-            object_url("job", "history", job.pk), {"rollback": "99"}, follow=True
-        )
+        response = client.post(object_url("job", "history", job.pk), {"rollback": "99"}, follow=True)
         assert messages_of(response) == ["job versioned has no version 99"]
         assert job.versions.count() == 3
 
@@ -1165,8 +1098,7 @@ class TestVersions:
         call_command("importjobs", str(path))
         job = Job.objects.get(name="imported")
         assert [
-            (v.number, v.author, v.summary, v.snapshot["priority"])
-            for v in job.versions.order_by("number")
+            (v.number, v.author, v.summary, v.snapshot["priority"]) for v in job.versions.order_by("number")
         ] == [(1, None, "imported from a jobs file", 1), (2, None, "imported from a jobs file", 2)]
 
     @pytest.mark.parametrize("case", ["created", "fields-and-deps-changed"])
@@ -1227,9 +1159,7 @@ class TestSecretField:
         job = Job.objects.get(pk=job.pk)
         assert (job.reveal_secret_kwargs(), job.secret_names) == ({"api_key": "k-123"}, ["api_key"])
         version = job.versions.order_by("-number").first()
-        assert version.author == editor and version.summary.startswith(
-            "changed secret_fingerprints"
-        )
+        assert version.author == editor and version.summary.startswith("changed secret_fingerprints")
 
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -1248,6 +1178,7 @@ class TestSecretField:
         assert errors == {"secret_kwargs": [message]}
         assert SECRET not in json.dumps(errors)
         assert Job.objects.get(pk=job.pk).reveal_secret_kwargs() == {"password": SECRET}
+
     @pytest.mark.parametrize("case", ["invalid-secret", "other-field-invalid"])
     def test_a_refused_form_does_not_echo_the_secret(self, client, editor, job, case):
         if case == "invalid-secret":
@@ -1272,9 +1203,7 @@ class TestSecretField:
 # == misc ===============================================================================
 
 
-@pytest.mark.parametrize(
-    ("model", "field"), [("job", "tenant"), ("job", "group"), ("job", "calendars")]
-)
+@pytest.mark.parametrize(("model", "field"), [("job", "tenant"), ("job", "group"), ("job", "calendars")])
 def test_autocomplete_pages_are_ordered(client, world, model, field):
     login(client, world["root"])
     with warnings.catch_warnings(record=True) as caught:
@@ -1285,8 +1214,6 @@ def test_autocomplete_pages_are_ordered(client, world, model, field):
         )
     assert response.status_code == 200
     assert not [w for w in caught if issubclass(w.category, UnorderedObjectListWarning)]
-
-
 
 
 def dependents_post(client, job, rows):
@@ -1301,6 +1228,8 @@ def dependents_post(client, job, rows):
             data[f"downstream_edges-{i}-DELETE"] = ["on"]
     data["downstream_edges-TOTAL_FORMS"] = [str(max(len(rows), initial))]
     return client.post(object_url("job", "change", job.pk), data)
+
+
 def test_dependents_inline_cannot_add_an_edge_to_a_job_the_user_may_not_change(client, users, a):
     viewer = users["viewer"]
     assign_perm("scheduler_app.change_job", viewer, a["report"])
@@ -1308,6 +1237,8 @@ def test_dependents_inline_cannot_add_an_edge_to_a_job_the_user_may_not_change(c
     response = dependents_post(client, a["report"], [(a["extract"], "success", False)])
     assert response.status_code == 200
     assert not JobDependency.objects.filter(upstream=a["report"], downstream=a["extract"]).exists()
+
+
 def test_dependents_inline_cannot_remove_an_edge_of_a_job_the_user_may_not_change(client, users, a):
     viewer = users["viewer"]
     assign_perm("scheduler_app.change_job", viewer, a["extract"])  # upstream of load
@@ -1351,6 +1282,8 @@ def test_dependency_admin_checks_the_downstream_job(client, users, a):
         [{"job": "extract", "condition": "failure"}],
         viewer,
     )
+
+
 def test_dependents_inline_versions_the_dependent_job(client, users, a):
     login(client, users["editor"])
     response = dependents_post(client, a["report"], [(a["extract"], "success", False)])
@@ -1365,9 +1298,7 @@ def test_bulk_deleting_dependencies_versions_the_downstream_jobs(client, users, 
 
     login(client, users["editor"])
     version = ConfigVersion.current()
-    response = act(
-        client, "delete_selected", [a["jobdependency"]], model="jobdependency", post="yes"
-    )
+    response = act(client, "delete_selected", [a["jobdependency"]], model="jobdependency", post="yes")
     assert messages_of(response) == ["Successfully deleted 1 job dependency."]
     assert not JobDependency.objects.filter(pk=a["jobdependency"].pk).exists()
     assert a["load"].versions.order_by("-number").first().snapshot["depends_on"] == []
@@ -1377,10 +1308,7 @@ def test_bulk_deleting_dependencies_versions_the_downstream_jobs(client, users, 
 def test_deleting_one_dependency_versions_the_downstream_job(client, users, a):
     login(client, users["editor"])
     edge = a["jobdependency"]
-    assert (
-        client.post(object_url("jobdependency", "delete", edge.pk), {"post": "yes"}).status_code
-        == 302
-    )
+    assert client.post(object_url("jobdependency", "delete", edge.pk), {"post": "yes"}).status_code == 302
     latest = a["load"].versions.order_by("-number").first()
     assert (latest.snapshot["depends_on"], latest.author) == ([], users["editor"])
 

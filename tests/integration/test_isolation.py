@@ -43,18 +43,14 @@ def staff(username, **extra):
 def _objects(tenant, prefix):
     """A group, a calendar, three jobs (two chained), a queued and a running run, and a
     member; names start with ``prefix``."""
-    group = JobGroup.objects.create(
-        tenant=tenant, name=f"{prefix}etl", description=f"{prefix} pipeline"
-    )
+    group = JobGroup.objects.create(tenant=tenant, name=f"{prefix}etl", description=f"{prefix} pipeline")
     calendar = Calendar.objects.create(tenant=tenant, name=f"{prefix}holidays")
     CalendarDate.objects.create(calendar=calendar, date=dt.date(2030, 12, 25), label="Christmas")
 
     def save(name, calendars=None, **fields):
         fields.setdefault("task", "demo.noop")
         fields.setdefault("trigger", {"type": "interval", "seconds": 60})
-        return services.save_job(
-            Job(tenant=tenant, name=f"{prefix}{name}", **fields), calendars=calendars
-        )
+        return services.save_job(Job(tenant=tenant, name=f"{prefix}{name}", **fields), calendars=calendars)
 
     extract = save("extract", group=group, calendars=[calendar])
     load = save("load", group=group)
@@ -149,7 +145,6 @@ URL_IDS = [f"{m}-{v}" for m, v, _ in OBJECT_URLS]
 
 #: GET-only pages answer 405 to a POST, whatever the object.
 _GET_ONLY = {("job", "audit")}
-
 
 
 def object_url(model, view, obj_id):
@@ -295,9 +290,7 @@ def test_changelist_shows_only_own_tenant(client, world, role, model):
     assert response.status_code == 200
     rows = list(response.context["cl"].result_list)
     a = world["a"]["tenant"]
-    expected = MODEL_OF[model].objects.filter(
-        **({"pk": a.pk} if model == "tenant" else {"tenant": a})
-    )
+    expected = MODEL_OF[model].objects.filter(**({"pk": a.pk} if model == "tenant" else {"tenant": a}))
     assert sorted(r.pk for r in rows) == sorted(expected.values_list("pk", flat=True))
     assert rows and {tenant_id_of(r) for r in rows} == {a.pk}
     assert response.context["cl"].full_result_count == len(rows)
@@ -329,9 +322,7 @@ FILTERS = [
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor"])
-@pytest.mark.parametrize(
-    ("model", "query"), FILTERS, ids=[f"{m}-{q.split('=')[0]}" for m, q in FILTERS]
-)
+@pytest.mark.parametrize(("model", "query"), FILTERS, ids=[f"{m}-{q.split('=')[0]}" for m, q in FILTERS])
 def test_list_filters_with_another_tenants_ids_show_nothing(client, world, role, model, query):
     login(client, world["users"][role])
     ids = {k: world["b"][k].pk for k in ("tenant", "group", "job")}
@@ -381,9 +372,7 @@ def autocomplete(client, model, field, term):
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(
-    ("model", "field"), AUTOCOMPLETES, ids=[f"{m}.{f}" for m, f in AUTOCOMPLETES]
-)
+@pytest.mark.parametrize(("model", "field"), AUTOCOMPLETES, ids=[f"{m}.{f}" for m, f in AUTOCOMPLETES])
 def test_autocomplete_offers_only_own_tenant(client, world, role, model, field):
     login(client, world["users"][role])
     assert autocomplete(client, model, field, "glob") == []
@@ -597,9 +586,7 @@ def test_bulk_action_on_another_tenants_ids_does_nothing(client, world):
     assert not JobRun.objects.filter(reason="manual").exists()
     assert JobRun.objects.get(pk=world["b"]["jobrun"].pk).state == "queued"
     # control: the same request with A's ids works
-    client.post(
-        url("job"), {"action": "pause_selected", "_selected_action": [str(world["a"]["report"].pk)]}
-    )
+    client.post(url("job"), {"action": "pause_selected", "_selected_action": [str(world["a"]["report"].pk)]})
     assert Job.objects.get(pk=world["a"]["report"].pk).paused is True
 
 
@@ -642,9 +629,7 @@ def test_cron_preview_needs_staff(client, world):
     assert response.status_code == 302  # to the login page
     login(client, get_user_model().objects.create_user("plain", password="x"))  # not staff
     assert (
-        client.get(
-            reverse("admin:scheduler_app_cron_preview"), {"expression": "0 2 * * *"}
-        ).status_code
+        client.get(reverse("admin:scheduler_app_cron_preview"), {"expression": "0 2 * * *"}).status_code
         == 302
     )
     login(client, world["users"]["viewer"])
@@ -676,9 +661,7 @@ def test_a_moved_jobs_runs_follow_it(client, world, moved):
     Membership.objects.create(tenant=moved["tenant"], user=viewer_c, role="viewer")
     login(client, world["users"]["viewer"])  # A
     assert client.get(object_url("jobrun", "change", moved["run"].pk)).status_code == 404
-    assert moved["run"].pk not in [
-        r.pk for r in client.get(url("jobrun")).context["cl"].result_list
-    ]
+    assert moved["run"].pk not in [r.pk for r in client.get(url("jobrun")).context["cl"].result_list]
     login(client, viewer_c)
     assert client.get(object_url("jobrun", "change", moved["run"].pk)).status_code == 200
     assert moved["job"].versions.exclude(tenant=moved["tenant"]).count() == 0

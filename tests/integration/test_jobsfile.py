@@ -57,8 +57,12 @@ SAMPLE = {
             "kwargs": {"n": 1},
             "trigger": {"type": "cron", "expression": "0 2 L * *", "timezone": "Europe/Berlin"},
             "misfire": {"policy": "coalesce", "grace_seconds": 600},
-            "retry": {"max_attempts": 3, "backoff_seconds": 30, "backoff_factor": 2.0,
-                      "max_backoff_seconds": 600},
+            "retry": {
+                "max_attempts": 3,
+                "backoff_seconds": 30,
+                "backoff_factor": 2.0,
+                "max_backoff_seconds": 600,
+            },
             "depends_on": [{"job": "extract", "condition": "success"}],
         },
     ],
@@ -85,8 +89,7 @@ def write(tmp_path, doc, name="jobs.json"):
 
 def import_file(path, *options):
     out = io.StringIO()
-    call_command("importjobs", str(path), *options, stdout=out, stderr=io.StringIO(),
-                 no_color=True)
+    call_command("importjobs", str(path), *options, stdout=out, stderr=io.StringIO(), no_color=True)
     return out.getvalue()
 
 
@@ -100,8 +103,16 @@ def db_state():
     """Every scheduler_app row (timestamps included), to prove that nothing changed."""
     state = {
         model.__name__: list(model.objects.order_by("pk").values())
-        for model in (Tenant, JobGroup, Calendar, CalendarDate, Job, JobDependency, JobRun,
-                      ConfigVersion)  # the version the scheduler polls: bumped on changes
+        for model in (
+            Tenant,
+            JobGroup,
+            Calendar,
+            CalendarDate,
+            Job,
+            JobDependency,
+            JobRun,
+            ConfigVersion,
+        )  # the version the scheduler polls: bumped on changes
     }
     state["job_calendars"] = list(
         Job.calendars.through.objects.order_by("pk").values("job_id", "calendar_id")
@@ -147,19 +158,21 @@ def test_sample_document_imports(tmp_path):
     assert invoices.task == "demo.echo"
     assert invoices.kwargs == {"n": 1}
     assert invoices.trigger == {
-        "type": "cron", "expression": "0 2 L * *", "dialect": "crontab",
+        "type": "cron",
+        "expression": "0 2 L * *",
+        "dialect": "crontab",
         "timezone": "Europe/Berlin",
     }
-    assert invoices.describe_trigger() == (
-        "At 02:00 on the last day of the month (Europe/Berlin)"
-    )
+    assert invoices.describe_trigger() == ("At 02:00 on the last day of the month (Europe/Berlin)")
     assert (invoices.misfire_policy, invoices.misfire_grace_seconds) == ("coalesce", 600)
-    assert (invoices.retry_max_attempts, invoices.retry_backoff_seconds,
-            invoices.retry_backoff_factor, invoices.retry_max_backoff_seconds) == (3, 30, 2, 600)
+    assert (
+        invoices.retry_max_attempts,
+        invoices.retry_backoff_seconds,
+        invoices.retry_backoff_factor,
+        invoices.retry_max_backoff_seconds,
+    ) == (3, 30, 2, 600)
     edge = JobDependency.objects.get()
-    assert (edge.upstream, edge.downstream, edge.condition) == (
-        job("acme", "extract"), invoices, "success"
-    )
+    assert (edge.upstream, edge.downstream, edge.condition) == (job("acme", "extract"), invoices, "success")
     assert edge.tenant == invoices.tenant
     extract = job("acme", "extract")
     assert extract.group.name == "etl" and extract.kwargs == {"seconds": 1}
@@ -174,14 +187,10 @@ def test_sample_document_as_yaml_imports(tmp_path):
 
 def test_demo_project_sample_file_imports():
     out = import_file(DEMO_FILE)
-    assert out.splitlines()[-1] == (
-        f"Imported {DEMO_FILE}: 14 created, 0 changed, 0 deleted, 0 unchanged."
-    )
+    assert out.splitlines()[-1] == (f"Imported {DEMO_FILE}: 14 created, 0 changed, 0 deleted, 0 unchanged.")
     assert Job.objects.count() == 8
     assert job("acme", "invoices").calendars.get().name == "holidays"
-    assert list(job("acme", "load").upstream_edges.values_list("upstream__name", flat=True)) == [
-        "transform"
-    ]
+    assert list(job("acme", "load").upstream_edges.values_list("upstream__name", flat=True)) == ["transform"]
     assert job("globex", "crunch").trigger["dialect"] == "quartz"
 
 
@@ -232,9 +241,7 @@ def test_fields_left_out_keep_their_value(tmp_path):
     out = import_file(write(tmp_path, doc))
     assert out.splitlines()[0] == "change job acme/extract (kwargs)"
     extract = job("acme", "extract")
-    assert (extract.kwargs, extract.task, extract.group.name) == (
-        {"seconds": 3}, "demo.sleep", "etl"
-    )
+    assert (extract.kwargs, extract.task, extract.group.name) == ({"seconds": 3}, "demo.sleep", "etl")
     assert (extract.paused, extract.priority, extract.description) == (True, 9, "kept")
     assert extract.trigger["expression"] == "30 1 * * *"
     assert list(extract.calendars.all()) == [closures]
@@ -252,12 +259,8 @@ def test_new_job_gets_the_defaults(tmp_path):
     import_file(write(tmp_path, doc))
     minimal = job("acme", "minimal")
     assert minimal.trigger == {"type": "manual"}
-    assert (minimal.enabled, minimal.paused, minimal.priority, minimal.executor) == (
-        True, False, 0, "thread"
-    )
-    assert (minimal.retry_max_attempts, minimal.misfire_policy, minimal.group) == (
-        1, "coalesce", None
-    )
+    assert (minimal.enabled, minimal.paused, minimal.priority, minimal.executor) == (True, False, 0, "thread")
+    assert (minimal.retry_max_attempts, minimal.misfire_policy, minimal.group) == (1, "coalesce", None)
 
 
 def test_readme_error_example(tmp_path):
@@ -309,21 +312,46 @@ def rich_configuration(tmp_path):
     import_file(DEMO_FILE)
     acme = Tenant.objects.get(slug="acme")
     services.save_job(
-        Job(tenant=acme, name="one-off", task="demo.echo", args=[], kwargs={"to": "ops"},
+        Job(
+            tenant=acme,
+            name="one-off",
+            task="demo.echo",
+            args=[],
+            kwargs={"to": "ops"},
             secret_kwargs={"token": "s3cr3t"},
-            trigger={"type": "date", "run_at": "2026-12-01T09:00:00",
-                     "timezone": "Europe/Berlin"},
-            enabled=False, paused=True, priority=-3, executor="process",
-            max_instances=2, overlap_policy="queue", misfire_policy="run_all",
-            misfire_grace_seconds=5, timeout_seconds=12.5, cpu_limit_seconds=3.0,
-            memory_limit_mb=256, routing="tags", routing_tags=["gpu", "eu"],
-            description="Ünïcode: déjà vu, 'quotes' and yes/no: on"),
+            trigger={"type": "date", "run_at": "2026-12-01T09:00:00", "timezone": "Europe/Berlin"},
+            enabled=False,
+            paused=True,
+            priority=-3,
+            executor="process",
+            max_instances=2,
+            overlap_policy="queue",
+            misfire_policy="run_all",
+            misfire_grace_seconds=5,
+            timeout_seconds=12.5,
+            cpu_limit_seconds=3.0,
+            memory_limit_mb=256,
+            routing="tags",
+            routing_tags=["gpu", "eu"],
+            description="Ünïcode: déjà vu, 'quotes' and yes/no: on",
+        ),
         calendars=[Calendar.objects.get(name="holidays")],
     )
     services.save_job(
-        Job(tenant=acme, name="windowed", task="demo.sleep", args=[2],
-            trigger={"type": "interval", "seconds": 90, "start": "2026-01-01T00:00:00+00:00",
-                     "end": "2027-01-01T00:00:00", "jitter": 5, "timezone": "Asia/Tokyo"}),
+        Job(
+            tenant=acme,
+            name="windowed",
+            task="demo.sleep",
+            args=[2],
+            trigger={
+                "type": "interval",
+                "seconds": 90,
+                "start": "2026-01-01T00:00:00+00:00",
+                "end": "2027-01-01T00:00:00",
+                "jitter": 5,
+                "timezone": "Asia/Tokyo",
+            },
+        ),
     )
     services.add_dependency(job("acme", "one-off"), job("acme", "windowed"), "failure")
     services.add_dependency(job("acme", "extract"), job("acme", "windowed"), "completion")
@@ -335,9 +363,7 @@ def test_round_trip_into_empty_database(tmp_path, rich_configuration, fmt):
     path = write(tmp_path, first, f"export.{fmt}")
     flush()
     out = import_file(path)
-    assert out.splitlines()[-1] == (
-        f"Imported {path}: 16 created, 0 changed, 0 deleted, 0 unchanged."
-    )
+    assert out.splitlines()[-1] == (f"Imported {path}: 16 created, 0 changed, 0 deleted, 0 unchanged.")
     assert export("--include-secrets", "--format", fmt) == first
     assert job("acme", "one-off").reveal_secret_kwargs() == {"token": "s3cr3t"}
     # The file is a faithful document, not just stable text.
@@ -361,15 +387,33 @@ def test_export_document_shape(tmp_path):
     assert doc["tenants"] == [{"slug": "acme", "name": "Acme Corp"}]
     invoices = doc["jobs"][1]
     assert invoices == {
-        "tenant": "acme", "name": "invoices", "description": "", "group": "billing",
-        "task": "demo.echo", "args": [], "kwargs": {"n": 1},
-        "trigger": {"type": "cron", "expression": "0 2 L * *", "dialect": "crontab",
-                    "timezone": "Europe/Berlin"},
-        "calendars": [], "enabled": True, "paused": False, "priority": 0,
-        "executor": "thread", "max_instances": 1, "overlap_policy": "skip",
+        "tenant": "acme",
+        "name": "invoices",
+        "description": "",
+        "group": "billing",
+        "task": "demo.echo",
+        "args": [],
+        "kwargs": {"n": 1},
+        "trigger": {
+            "type": "cron",
+            "expression": "0 2 L * *",
+            "dialect": "crontab",
+            "timezone": "Europe/Berlin",
+        },
+        "calendars": [],
+        "enabled": True,
+        "paused": False,
+        "priority": 0,
+        "executor": "thread",
+        "max_instances": 1,
+        "overlap_policy": "skip",
         "misfire": {"policy": "coalesce", "grace_seconds": 600},
-        "retry": {"max_attempts": 3, "backoff_seconds": 30.0, "backoff_factor": 2.0,
-                  "max_backoff_seconds": 600.0},
+        "retry": {
+            "max_attempts": 3,
+            "backoff_seconds": 30.0,
+            "backoff_factor": 2.0,
+            "max_backoff_seconds": 600.0,
+        },
         "timeout_seconds": None,
         "limits": {"cpu_seconds": None, "memory_mb": None},
         "routing": {"mode": "any", "tags": []},
@@ -383,8 +427,13 @@ def test_export_document_shape(tmp_path):
 def test_bad_third_job_changes_nothing(tmp_path):
     doc = sample()
     doc["jobs"].append(
-        {"tenant": "acme", "name": "reminders", "task": "demo.sleep", "kwargs": {},
-         "trigger": {"type": "manual"}}
+        {
+            "tenant": "acme",
+            "name": "reminders",
+            "task": "demo.sleep",
+            "kwargs": {},
+            "trigger": {"type": "manual"},
+        }
     )
     path = write(tmp_path, doc)
     message = refused(path)
@@ -448,8 +497,7 @@ BAD_DOCUMENTS = {
     ),
     "kwargs-missing": (
         lambda d: d["jobs"][0].update(kwargs={}),
-        "jobs[0] (acme/extract): kwargs: task demo.sleep is missing required argument "
-        "'seconds'",
+        "jobs[0] (acme/extract): kwargs: task demo.sleep is missing required argument 'seconds'",
     ),
     "kwargs-unexpected": (
         lambda d: d["jobs"][0].update(kwargs={"seconds": 1, "verbose": True}),
@@ -457,8 +505,7 @@ BAD_DOCUMENTS = {
     ),
     "too-many-args": (
         lambda d: d["jobs"][0].update(args=[1, 2]),
-        "jobs[0] (acme/extract): args: task demo.sleep takes 1 positional argument(s) "
-        "but 2 were given",
+        "jobs[0] (acme/extract): args: task demo.sleep takes 1 positional argument(s) but 2 were given",
     ),
     "args-not-a-list": (
         lambda d: d["jobs"][0].update(args="1"),
@@ -474,8 +521,7 @@ BAD_DOCUMENTS = {
     ),
     "bad-retry-value": (
         lambda d: d["jobs"][1]["retry"].update(max_attempts=0),
-        "jobs[1] (acme/invoices): retry.max_attempts: Ensure this value is greater than or "
-        "equal to 1.",
+        "jobs[1] (acme/invoices): retry.max_attempts: Ensure this value is greater than or equal to 1.",
     ),
     "cycle-with-existing-edge": (
         # invoices already depends on extract (in the database and in the file)
@@ -539,7 +585,8 @@ KNOWN_BUGS: dict[str, str] = {}
     "case",
     [
         pytest.param(case, marks=pytest.mark.xfail(reason=KNOWN_BUGS[case], strict=True))
-        if case in KNOWN_BUGS else case
+        if case in KNOWN_BUGS
+        else case
         for case in BAD_DOCUMENTS
     ],
 )
@@ -586,8 +633,9 @@ def test_cycle_made_by_the_file_alone(tmp_path):
 
 def test_longer_cycle_is_named(tmp_path):
     doc = sample()
-    doc["jobs"].append({"tenant": "acme", "name": "notify", "task": "demo.noop",
-                        "depends_on": [{"job": "invoices"}]})
+    doc["jobs"].append(
+        {"tenant": "acme", "name": "notify", "task": "demo.noop", "depends_on": [{"job": "invoices"}]}
+    )
     doc["jobs"][0]["depends_on"] = [{"job": "notify"}]
     path = write(tmp_path, doc)
     assert refused(path) == (
@@ -600,9 +648,11 @@ def test_longer_cycle_is_named(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
-        ("jobs.json", '{"version": 1,\n  "jobs": [\n    {"tenant": "acme",}\n  ]\n}',
-         "{path} is not valid JSON: Expecting property name enclosed in double quotes "
-         "at line 3 column 23"),
+        (
+            "jobs.json",
+            '{"version": 1,\n  "jobs": [\n    {"tenant": "acme",}\n  ]\n}',
+            "{path} is not valid JSON: Expecting property name enclosed in double quotes at line 3 column 23",
+        ),
         ("jobs.json", "", "{path} is not valid JSON: Expecting value at line 1 column 1"),
         ("jobs.json", "[1, 2]", "{path}: the document must be an object with a 'version'"),
         ("jobs.yaml", "- 1\n- 2\n", "{path}: the document must be an object with a 'version'"),
@@ -630,9 +680,7 @@ def test_bad_yaml_message_has_line_and_column(tmp_path):
 
 def test_missing_file_is_refused(tmp_path):
     path = tmp_path / "nope.json"
-    assert refused(path) == (
-        f"{path}: cannot read {path}: No such file or directory; nothing was changed"
-    )
+    assert refused(path) == (f"{path}: cannot read {path}: No such file or directory; nothing was changed")
 
 
 # -- dry run and prune ------------------------------------------------------------------
@@ -705,7 +753,10 @@ def test_prune_deletes_absent_jobs_of_the_files_tenants_only(tmp_path, existing)
         f"Imported {path}: 1 created, 1 changed, 1 deleted, 1 unchanged.",
     ]
     assert sorted(Job.objects.values_list("tenant__slug", "name")) == [
-        ("acme", "extract"), ("acme", "fresh"), ("acme", "invoices"), ("globex", "crunch"),
+        ("acme", "extract"),
+        ("acme", "fresh"),
+        ("acme", "invoices"),
+        ("globex", "crunch"),
     ]
     assert not JobRun.objects.exists()
 
@@ -725,7 +776,9 @@ def test_import_document_function_reports(existing):
     assert not Job.objects.filter(name="fresh").exists()
     applied = jobsfile.import_document(changed_document())
     assert (applied.created, applied.changed, applied.deleted) == (
-        ["job acme/fresh"], ["job acme/invoices (kwargs)"], []
+        ["job acme/fresh"],
+        ["job acme/invoices (kwargs)"],
+        [],
     )
     assert Job.objects.filter(name="fresh").exists()
     again = jobsfile.import_document(changed_document())
@@ -765,9 +818,7 @@ def test_import_without_secrets_keeps_existing_secrets(tmp_path, secret_job):
     before = db_state()
     path = write(tmp_path, export())  # what a repository would hold: no secrets
     out = import_file(path)
-    assert out.splitlines() == [
-        f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged."
-    ]
+    assert out.splitlines() == [f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged."]
     assert db_state() == before
     assert job("acme", "invoices").reveal_secret_kwargs() == {"api_token": "s3cr3t"}
     # ... also when the same import changes something else about the job.
@@ -796,7 +847,8 @@ def test_export_one_tenant(rich_configuration):
     assert [g["name"] for g in doc["groups"]] == ["ops"]
     assert doc["calendars"] == []
     assert [(j["tenant"], j["name"]) for j in doc["jobs"]] == [
-        ("globex", "crunch"), ("globex", "quarterly-close"),
+        ("globex", "crunch"),
+        ("globex", "quarterly-close"),
     ]
     acme = json.loads(export("--tenant", "acme"))
     assert {j["tenant"] for j in acme["jobs"]} == {"acme"}
@@ -818,9 +870,7 @@ def test_export_of_one_tenant_imports_without_touching_others(tmp_path, rich_con
     assert out.splitlines()[-1].endswith(": 2 created, 0 changed, 0 deleted, 0 unchanged.")
     assert export("--tenant", "globex", "--include-secrets") == text
     assert list(Job.objects.filter(tenant__slug="acme").order_by("pk").values()) == acme_jobs
-    assert list(
-        JobDependency.objects.filter(tenant__slug="acme").order_by("pk").values()
-    ) == acme_edges
+    assert list(JobDependency.objects.filter(tenant__slug="acme").order_by("pk").values()) == acme_edges
 
 
 # -- telling the scheduler --------------------------------------------------------------
@@ -841,9 +891,7 @@ def job_changed_names(callbacks_fixture, action):
     return sorted(seen)
 
 
-def test_dependency_change_notifies_the_downstream_job(
-    tmp_path, django_capture_on_commit_callbacks
-):
+def test_dependency_change_notifies_the_downstream_job(tmp_path, django_capture_on_commit_callbacks):
     doc = sample()
     doc["jobs"][1]["depends_on"] = []
     import_file(write(tmp_path, doc))
@@ -852,9 +900,7 @@ def test_dependency_change_notifies_the_downstream_job(
     assert names == ["invoices"]
 
 
-def test_calendar_change_notifies_the_jobs_that_use_it(
-    tmp_path, django_capture_on_commit_callbacks
-):
+def test_calendar_change_notifies_the_jobs_that_use_it(tmp_path, django_capture_on_commit_callbacks):
     doc = sample()
     doc["calendars"] = [{"tenant": "acme", "name": "holidays", "dates": ["2026-12-25"]}]
     doc["jobs"][1]["calendars"] = ["holidays"]
@@ -863,9 +909,7 @@ def test_calendar_change_notifies_the_jobs_that_use_it(
     path = write(tmp_path, doc)
     names = job_changed_names(django_capture_on_commit_callbacks, lambda: import_file(path))
     assert names == ["invoices"]
-    assert job("acme", "invoices").excluded_dates() == [
-        dt.date(2026, 12, 25), dt.date(2026, 12, 31)
-    ]
+    assert job("acme", "invoices").excluded_dates() == [dt.date(2026, 12, 25), dt.date(2026, 12, 31)]
 
 
 def test_unchanged_import_notifies_nobody(tmp_path, django_capture_on_commit_callbacks):

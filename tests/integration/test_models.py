@@ -20,8 +20,13 @@ def errors_of(job):
 
 def test_valid_job_saves_with_canonical_trigger(tenant):
     job = services.save_job(
-        Job(tenant=tenant, name="j", task="demo.sleep", kwargs={"seconds": 1},
-            trigger={"type": "interval", "seconds": 30.0, "jitter": 0})
+        Job(
+            tenant=tenant,
+            name="j",
+            task="demo.sleep",
+            kwargs={"seconds": 1},
+            trigger={"type": "interval", "seconds": 30.0, "jitter": 0},
+        )
     )
     job.refresh_from_db()
     assert job.trigger == {"type": "interval", "seconds": 30}
@@ -41,10 +46,16 @@ def test_unknown_task(tenant):
         ({"task": "demo.sleep"}, "kwargs", "missing required argument 'seconds'"),
         ({"task": "demo.sleep", "kwargs": {"seconds": 1, "x": 2}}, "kwargs", "has no argument 'x'"),
         ({"task": "demo.noop", "args": [1]}, "args", "takes 0 positional argument(s) but 1 were given"),
-        ({"task": "demo.fail", "secret_kwargs": {"token": "s"}, "kwargs": {"message": "m"}},
-         "secret_kwargs", "has no argument 'token'"),
-        ({"task": "demo.echo", "kwargs": {"a": 1}, "secret_kwargs": {"a": 2}},
-         "secret_kwargs", "'a' is given in both kwargs and secret kwargs"),
+        (
+            {"task": "demo.fail", "secret_kwargs": {"token": "s"}, "kwargs": {"message": "m"}},
+            "secret_kwargs",
+            "has no argument 'token'",
+        ),
+        (
+            {"task": "demo.echo", "kwargs": {"a": 1}, "secret_kwargs": {"a": 2}},
+            "secret_kwargs",
+            "'a' is given in both kwargs and secret kwargs",
+        ),
     ],
     ids=["missing", "unexpected", "too-many-args", "bad-secret", "secret-twice"],
 )
@@ -58,18 +69,30 @@ def test_arguments_that_do_not_fit(tenant, fields, field, message):
     ("trigger", "message"),
     [
         ({"type": "interval", "seconds": 0}, "trigger.seconds: must be greater than 0"),
-        ({"type": "interval", "seconds": 10, "timezone": "Mars/Olympus"},
-         "trigger.timezone: unknown time zone 'Mars/Olympus'"),
+        (
+            {"type": "interval", "seconds": 10, "timezone": "Mars/Olympus"},
+            "trigger.timezone: unknown time zone 'Mars/Olympus'",
+        ),
         ({"type": "date", "run_at": "tomorrow"}, "trigger.run_at: 'tomorrow' is not an ISO 8601"),
         ({"type": "date", "run_at": "2026-12-01T09:00:00"}, "has no UTC offset"),
         ({"type": "weekly"}, "trigger.type: 'weekly' is not a trigger type"),
         ({"type": "interval", "seconds": 5, "every": 3}, "trigger.every: unknown key"),
-        ({"type": "any", "triggers": [{"type": "manual"}, {"type": "interval", "seconds": 1}]},
-         "trigger.triggers[0].type: a manual trigger cannot be combined"),
+        (
+            {"type": "any", "triggers": [{"type": "manual"}, {"type": "interval", "seconds": 1}]},
+            "trigger.triggers[0].type: a manual trigger cannot be combined",
+        ),
         ({"type": "all", "triggers": [{"type": "interval", "seconds": 1}]}, "at least 2 triggers"),
     ],
-    ids=["zero-interval", "bad-zone", "bad-date", "naive-date", "bad-type", "unknown-key",
-         "manual-in-combo", "combo-too-small"],
+    ids=[
+        "zero-interval",
+        "bad-zone",
+        "bad-date",
+        "naive-date",
+        "bad-type",
+        "unknown-key",
+        "manual-in-combo",
+        "combo-too-small",
+    ],
 )
 def test_bad_triggers(tenant, trigger, message):
     errors = errors_of(Job(tenant=tenant, name="j", task="demo.noop", trigger=trigger))
@@ -79,8 +102,12 @@ def test_bad_triggers(tenant, trigger, message):
 
 def test_date_trigger_with_zone_keeps_local_time(tenant):
     job = services.save_job(
-        Job(tenant=tenant, name="j", task="demo.noop",
-            trigger={"type": "date", "run_at": "2026-12-01T09:00:00", "timezone": "Europe/Berlin"})
+        Job(
+            tenant=tenant,
+            name="j",
+            task="demo.noop",
+            trigger={"type": "date", "run_at": "2026-12-01T09:00:00", "timezone": "Europe/Berlin"},
+        )
     )
     assert job.trigger["run_at"] == "2026-12-01T09:00:00+01:00"
     after = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -121,8 +148,9 @@ def test_routing_by_tags_needs_tags(make_job):
 
 
 def test_retry_backoff(make_job):
-    job = make_job(retry_max_attempts=5, retry_backoff_seconds=10, retry_backoff_factor=3,
-                   retry_max_backoff_seconds=100)
+    job = make_job(
+        retry_max_attempts=5, retry_backoff_seconds=10, retry_backoff_factor=3, retry_max_backoff_seconds=100
+    )
     assert [job.backoff_for(n) for n in (2, 3, 4, 5)] == [10, 30, 90, 100]
 
 
@@ -175,8 +203,9 @@ class TestRuns:
         t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         services.enqueue_run(low, scheduled_for=t0)
         services.enqueue_run(high, scheduled_for=t0 + dt.timedelta(minutes=1))
-        services.enqueue_run(low, scheduled_for=t0 + dt.timedelta(minutes=2),
-                             not_before=t0 + dt.timedelta(days=1))
+        services.enqueue_run(
+            low, scheduled_for=t0 + dt.timedelta(minutes=2), not_before=t0 + dt.timedelta(days=1)
+        )
         due = list(JobRun.objects.due(t0 + dt.timedelta(minutes=5)))
         assert [(r.job.name, r.scheduled_for) for r in due] == [
             ("high", t0 + dt.timedelta(minutes=1)),
@@ -191,8 +220,9 @@ class TestRuns:
         assert result.done[0].kwargs_override == {"x": 1}
         assert result.done[0].reason == "manual"
         assert result.refused == [(off, "job is disabled")]
-        bad = services.run_jobs_now([make_job("s", task="demo.sleep", kwargs={"seconds": 1})],
-                                    kwargs_override={"nope": 1})
+        bad = services.run_jobs_now(
+            [make_job("s", task="demo.sleep", kwargs={"seconds": 1})], kwargs_override={"nope": 1}
+        )
         assert not bad.done and "has no argument 'nope'" in bad.refused[0][1]
 
     def test_cancel_only_queued(self, make_job):

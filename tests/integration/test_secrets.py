@@ -95,9 +95,20 @@ def test_secret_values_are_masked_in_what_a_run_reports():
         raise RuntimeError(f"login failed for password {password}")
 
     executor = ThreadExecutor(1, {"leaky": leaky}.__getitem__, outcomes.append, 1000)
-    executor.submit(ClaimedRun(run_id=1, job_id=1, job_name="j", task="leaky", args=(),
-                               kwargs={"password": SECRET}, executor="thread", attempt=1,
-                               scheduled_for=datetime.now(UTC), secret_values=(SECRET,)))
+    executor.submit(
+        ClaimedRun(
+            run_id=1,
+            job_id=1,
+            job_name="j",
+            task="leaky",
+            args=(),
+            kwargs={"password": SECRET},
+            executor="thread",
+            attempt=1,
+            scheduled_for=datetime.now(UTC),
+            secret_values=(SECRET,),
+        )
+    )
     executor.shutdown(wait=True)
     assert SECRET not in outcomes[0].error and SECRET not in outcomes[0].traceback
     assert "login failed for password ••••••" in outcomes[0].error
@@ -134,7 +145,10 @@ class TestRotateKeys:
             call_command("rotatekeys")
         with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": [new]}):
             assert [Job.objects.get(pk=j.pk).reveal_secret_kwargs()["token"] for j in jobs] == [
-                "t0", "t1", "t2", "t3"
+                "t0",
+                "t1",
+                "t2",
+                "t3",
             ]
 
     def test_a_missing_old_key_is_reported_and_nothing_is_lost(self, make_job):

@@ -98,9 +98,7 @@ def test_quartz_dialect_and_hash_key() -> None:
     trigger = CronExpressionTrigger("0 H 9 ? * MON-FRI", dialect="quartz", hash_key="acme/a")
     first = trigger.get_next_fire_time(None, NOW)
     assert first is not None and first.hour == 9 and first.weekday() < 5
-    same = CronExpressionTrigger(
-        CronExpression.parse("0 H 9 ? * MON-FRI", "quartz", "UTC", "acme/a")
-    )
+    same = CronExpressionTrigger(CronExpression.parse("0 H 9 ? * MON-FRI", "quartz", "UTC", "acme/a"))
     assert same.get_next_fire_time(None, NOW) == first
     assert same == trigger
 
@@ -125,9 +123,7 @@ def test_jitter() -> None:
     for _ in range(20):
         t = trigger.get_next_fire_time(None, NOW)
         assert t is not None
-        assert (
-            datetime(2026, 1, 1, 12, tzinfo=UTC) <= t <= datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
-        )
+        assert datetime(2026, 1, 1, 12, tzinfo=UTC) <= t <= datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
 
 
 def test_none_when_expression_is_exhausted() -> None:
@@ -173,8 +169,7 @@ def test_cron_trigger_str_and_repr() -> None:
     trigger = CronExpressionTrigger("0 2 L * *", timezone="Europe/Berlin", hash_key="k")
     assert str(trigger) == "cron['0 2 L * *', crontab, Europe/Berlin]"
     assert repr(trigger) == (
-        "<CronExpressionTrigger ('0 2 L * *', dialect='crontab', hash_key='k', "
-        "timezone='Europe/Berlin')>"
+        "<CronExpressionTrigger ('0 2 L * *', dialect='crontab', hash_key='k', timezone='Europe/Berlin')>"
     )
 
 

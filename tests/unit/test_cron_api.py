@@ -110,8 +110,6 @@ DESCRIPTIONS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("expression", "dialect", "text"), [pytest.param(*d, id=d[0]) for d in DESCRIPTIONS]
-)
+@pytest.mark.parametrize(("expression", "dialect", "text"), [pytest.param(*d, id=d[0]) for d in DESCRIPTIONS])
 def test_describe(expression: str, dialect: str, text: str) -> None:
     assert CronExpression.parse(expression, dialect=dialect).describe() == text

@@ -71,9 +71,7 @@ def afters(draw: st.DrawFn) -> datetime:
         micro = draw(st.sampled_from([0, 0, 1, 500_000]))
         return base + timedelta(seconds=offset, microseconds=micro)
     return draw(
-        st.datetimes(
-            min_value=datetime(2024, 1, 1), max_value=datetime(2031, 1, 1), timezones=st.just(UTC)
-        )
+        st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2031, 1, 1), timezones=st.just(UTC))
     )
 
 
@@ -136,9 +134,7 @@ def test_nothing_skipped_minute_resolution(text: str, zone: str, after: datetime
     zone=st.sampled_from(ZONES),
     after=afters(),
 )
-def test_nothing_skipped_second_resolution(
-    sec: str, minute: str, zone: str, after: datetime
-) -> None:
+def test_nothing_skipped_second_resolution(sec: str, minute: str, zone: str, after: datetime) -> None:
     expr = _parse(f"{sec} {minute} * * * *", zone)
     got = expr.next_fire_time(after)
     want = reference_next(expr, after, SECOND, 2 * 3600)
@@ -172,9 +168,7 @@ def test_results_match_and_strictly_increase(text: str, zone: str, after: dateti
 
 @settings(max_examples=60, deadline=None)
 @given(
-    text=st.sampled_from(
-        ["0 0 * * *", "30 2 * * *", "0 * * * *", "*/7 * * * *", "0 1 * * 0", "0 0 L * *"]
-    ),
+    text=st.sampled_from(["0 0 * * *", "30 2 * * *", "0 * * * *", "*/7 * * * *", "0 1 * * 0", "0 0 L * *"]),
     zone=st.sampled_from(ZONES),
     after=afters(),
 )

@@ -398,9 +398,7 @@ def test_fire_times_match_quartz(oracle: list[str]) -> None:
     expected = run_oracle(oracle, queries)
     mismatches = []
     for (expression, tz, start, count), want in zip(queries, expected, strict=True):
-        assert not want.startswith("ERR"), (
-            f"generator produced an invalid expression: {expression!r}: {want}"
-        )
+        assert not want.startswith("ERR"), f"generator produced an invalid expression: {expression!r}: {want}"
         got = ours(expression, tz, start, count)
         if got.startswith("ERR") and "never fires" in got and set(want.split()[1:]) == {"-"}:
             continue
@@ -440,8 +438,6 @@ def test_accept_reject_matches_quartz(oracle: list[str]) -> None:
             wrongly_accepted.append(f"{probe!r}: quartz says {answer}")
     assert not wrongly_accepted, "\n".join(wrongly_accepted[:25])
     quartz_accepts = {
-        probe
-        for probe, answer in zip(SYNTAX_PROBES, answers, strict=False)
-        if not answer.startswith("ERR")
+        probe for probe, answer in zip(SYNTAX_PROBES, answers, strict=False) if not answer.startswith("ERR")
     }
     assert quartz_accepts & rejected_by_us == DELIBERATELY_REJECTED

@@ -22,9 +22,19 @@ class MemoryStore:
     def enqueue(self, fires):
         for fire in fires:
             for t in fire.run_times:
-                self.queue.append(ClaimedRun(run_id=len(self.queue) + 1, job_id=fire.job_id, job_name="j",
-                                             task="sleep", args=(), kwargs={"seconds": 0.05},
-                                             executor="thread", attempt=1, scheduled_for=t))
+                self.queue.append(
+                    ClaimedRun(
+                        run_id=len(self.queue) + 1,
+                        job_id=fire.job_id,
+                        job_name="j",
+                        task="sleep",
+                        args=(),
+                        kwargs={"seconds": 0.05},
+                        executor="thread",
+                        attempt=1,
+                        scheduled_for=t,
+                    )
+                )
         return len(fires)
 
     def claim(self, node, capacity, now):
@@ -110,9 +120,19 @@ def test_a_dead_loop_is_reported():
 def test_shutdown_interrupts_what_outlives_the_grace():
     store = MemoryStore()
     node = make_node(store, poll=0.05)
-    store.queue.append(ClaimedRun(run_id=99, job_id=1, job_name="j", task="sleep", args=(),
-                                  kwargs={"seconds": 3}, executor="thread", attempt=1,
-                                  scheduled_for=datetime.now(UTC)))
+    store.queue.append(
+        ClaimedRun(
+            run_id=99,
+            job_id=1,
+            job_name="j",
+            task="sleep",
+            args=(),
+            kwargs={"seconds": 3},
+            executor="thread",
+            attempt=1,
+            scheduled_for=datetime.now(UTC),
+        )
+    )
     node.start()
     assert wait(lambda: node.running_ids() == [99])
     started = time.monotonic()

@@ -73,8 +73,16 @@ def test_name_clash_between_functions_is_refused(reg):
         ("mail.send", [], ["to"], "kwargs", "kwargs must be an object"),
         ("mail.send", [], {"not valid": 1}, "kwargs", "is not a valid argument name"),
     ],
-    ids=["missing", "unknown-kw", "too-many-positional", "twice", "positional-only",
-         "args-not-list", "kwargs-not-dict", "bad-name"],
+    ids=[
+        "missing",
+        "unknown-kw",
+        "too-many-positional",
+        "twice",
+        "positional-only",
+        "args-not-list",
+        "kwargs-not-dict",
+        "bad-name",
+    ],
 )
 def test_bad_calls_name_the_field_and_argument(reg, name, args, kwargs, field, message):
     with pytest.raises(TaskArgumentsError) as info:

@@ -46,9 +46,7 @@ class TestPlanFires:
         assert rules.plan_fires([ago(1), ago(1)], NOW, "run_all", 30, 10).run == (ago(1),)
 
 
-@pytest.mark.parametrize(
-    ("attempt", "expected"), [(1, 10.0), (2, 20.0), (3, 40.0), (4, 60.0)]
-)
+@pytest.mark.parametrize(("attempt", "expected"), [(1, 10.0), (2, 20.0), (3, 40.0), (4, 60.0)])
 def test_retry_delay_grows_and_is_capped(attempt, expected):
     assert rules.retry_delay(attempt, 10, 2, 60) == expected
 

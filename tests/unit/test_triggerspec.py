@@ -17,48 +17,67 @@ AFTER = datetime(2026, 3, 1, tzinfo=UTC)  # a Sunday
 
 
 def test_canonical_round_trip():
-    doc = {"type": "any", "triggers": [
-        {"type": "cron", "expression": "0  9 * * MON", "timezone": "Europe/Berlin"},
-        {"type": "interval", "seconds": 3600.0, "start": "2026-01-01T00:00:00+00:00"},
-    ]}
+    doc = {
+        "type": "any",
+        "triggers": [
+            {"type": "cron", "expression": "0  9 * * MON", "timezone": "Europe/Berlin"},
+            {"type": "interval", "seconds": 3600.0, "start": "2026-01-01T00:00:00+00:00"},
+        ],
+    }
     canonical = ts.parse_trigger(doc).to_dict()
-    assert canonical["triggers"][0] == {"type": "cron", "expression": "0 9 * * MON",
-                                        "dialect": "crontab", "timezone": "Europe/Berlin"}
+    assert canonical["triggers"][0] == {
+        "type": "cron",
+        "expression": "0 9 * * MON",
+        "dialect": "crontab",
+        "timezone": "Europe/Berlin",
+    }
     assert ts.parse_trigger(canonical).to_dict() == canonical
 
 
 def test_all_of_fires_only_when_every_child_does_and_keeps_going():
     # 09:00 every day AND Mondays (as an interval-free pair of crons)
-    doc = {"type": "all", "triggers": [
-        {"type": "cron", "expression": "0 9 * * *"},
-        {"type": "cron", "expression": "0 * * * MON"},
-    ]}
+    doc = {
+        "type": "all",
+        "triggers": [
+            {"type": "cron", "expression": "0 9 * * *"},
+            {"type": "cron", "expression": "0 * * * MON"},
+        ],
+    }
     got = times(doc, AFTER, 3)
     assert got == [datetime(2026, 3, d, 9, tzinfo=UTC) for d in (2, 9, 16)]
 
 
 def test_all_of_with_interval_and_cron():
-    doc = {"type": "all", "triggers": [
-        {"type": "interval", "seconds": 7200, "start": "2026-03-01T00:00:00+00:00"},
-        {"type": "cron", "expression": "0 6-10 * * *"},
-    ]}
+    doc = {
+        "type": "all",
+        "triggers": [
+            {"type": "interval", "seconds": 7200, "start": "2026-03-01T00:00:00+00:00"},
+            {"type": "cron", "expression": "0 6-10 * * *"},
+        ],
+    }
     got = times(doc, AFTER, 4)
     assert [t.hour for t in got] == [6, 8, 10, 6]
 
 
 def test_all_of_that_can_never_fire_returns_none():
-    doc = {"type": "all", "triggers": [
-        {"type": "date", "run_at": "2026-01-01T00:00:00+00:00"},
-        {"type": "cron", "expression": "0 9 * * *"},
-    ]}
+    doc = {
+        "type": "all",
+        "triggers": [
+            {"type": "date", "run_at": "2026-01-01T00:00:00+00:00"},
+            {"type": "cron", "expression": "0 9 * * *"},
+        ],
+    }
     assert times(doc, AFTER, 3) == []
 
 
 def test_any_of_merges():
-    doc = {"type": "any", "triggers": [
-        {"type": "cron", "expression": "0 9 * * *"},
-        {"type": "cron", "expression": "30 9 * * *"},
-    ]}
+    doc = {
+        "type": "any",
+        "triggers": [
+            {"type": "cron", "expression": "0 9 * * *"},
+            {"type": "cron", "expression": "30 9 * * *"},
+        ],
+    }
     assert [t.strftime("%d %H:%M") for t in times(doc, AFTER, 3)] == ["01 09:00", "01 09:30", "02 09:00"]
 
 
@@ -76,12 +95,16 @@ def test_interval_anchor_fixes_the_phase():
 
 
 def test_built_triggers_pickle():
-    doc = {"type": "all", "triggers": [
-        {"type": "cron", "expression": "H 9 * * *"},
-        {"type": "interval", "seconds": 60},
-    ]}
-    trigger = ts.build_trigger(ts.parse_trigger(doc), hash_key="acme/x", excluded_dates=[date(2026, 3, 3)],
-                               anchor=AFTER)
+    doc = {
+        "type": "all",
+        "triggers": [
+            {"type": "cron", "expression": "H 9 * * *"},
+            {"type": "interval", "seconds": 60},
+        ],
+    }
+    trigger = ts.build_trigger(
+        ts.parse_trigger(doc), hash_key="acme/x", excluded_dates=[date(2026, 3, 3)], anchor=AFTER
+    )
     clone = pickle.loads(pickle.dumps(trigger))
     assert ts.fire_times(clone, AFTER, 3) == ts.fire_times(trigger, AFTER, 3)
 
@@ -100,17 +123,34 @@ def test_describe():
 @pytest.mark.parametrize(
     ("doc", "path", "message"),
     [
-        ({"type": "cron", "expression": "0 0 32 * *"}, "trigger.expression",
-         "field 3 (day of month): '32' is outside 1-31"),
+        (
+            {"type": "cron", "expression": "0 0 32 * *"},
+            "trigger.expression",
+            "field 3 (day of month): '32' is outside 1-31",
+        ),
         ({"type": "cron", "expression": "0 0 30 2 *"}, "trigger.expression", "never fires"),
         ({"type": "cron", "expression": "0 0 * * *", "dialect": "unix"}, "trigger.dialect", "not a dialect"),
-        ({"type": "cron", "expression": "0 0 * * *", "timezone": "Europe/Nowhere"}, "trigger.timezone",
-         "unknown time zone"),
-        ({"type": "interval", "seconds": 5, "start": "2026-01-02T00:00:00+00:00",
-          "end": "2026-01-01T00:00:00+00:00"}, "trigger.end", "must be after start"),
+        (
+            {"type": "cron", "expression": "0 0 * * *", "timezone": "Europe/Nowhere"},
+            "trigger.timezone",
+            "unknown time zone",
+        ),
+        (
+            {
+                "type": "interval",
+                "seconds": 5,
+                "start": "2026-01-02T00:00:00+00:00",
+                "end": "2026-01-01T00:00:00+00:00",
+            },
+            "trigger.end",
+            "must be after start",
+        ),
         ({"type": "interval", "seconds": True}, "trigger.seconds", "whole number"),
-        ({"type": "any", "triggers": [{"type": "cron", "expression": "x"}, {"type": "manual"}]},
-         "trigger.triggers[0].expression", "field"),
+        (
+            {"type": "any", "triggers": [{"type": "cron", "expression": "x"}, {"type": "manual"}]},
+            "trigger.triggers[0].expression",
+            "field",
+        ),
         ("cron", "trigger", "must be an object"),
     ],
 )

@@ -21,9 +21,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--addrport", default="127.0.0.1:8000")
-        parser.add_argument(
-            "--setup-only", action="store_true", help="Prepare the database, then exit."
-        )
+        parser.add_argument("--setup-only", action="store_true", help="Prepare the database, then exit.")
 
     def handle(self, *args, addrport, setup_only, **opts):
         self.stdout.write("[1/4] Migrating the database…")
@@ -34,9 +32,7 @@ class Command(BaseCommand):
         call_command("importjobs", str(SAMPLE_JOBS), stdout=self.stdout)
         url = f"http://{addrport}/admin/"
         self.stdout.write(
-            self.style.SUCCESS(
-                f"\nDemo admin: {url}\n  username: {username}\n  password: {password}\n"
-            )
+            self.style.SUCCESS(f"\nDemo admin: {url}\n  username: {username}\n  password: {password}\n")
         )
         if setup_only:
             return

@@ -23,9 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, expression, dialect, timezone: str, after, count, hash_key, **opts):
         try:
-            expr = CronExpression.parse(
-                expression, dialect=dialect, timezone=timezone, hash_key=hash_key
-            )
+            expr = CronExpression.parse(expression, dialect=dialect, timezone=timezone, hash_key=hash_key)
         except CronSyntaxError as exc:
             self.stderr.write(f"error: {exc}")
             raise SystemExit(2) from None

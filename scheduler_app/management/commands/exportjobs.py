@@ -25,9 +25,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, tenant=None, output=None, format=None, include_secrets=False, **opts):
-        fmt = format or (
-            "yaml" if output and Path(output).suffix.lower() in (".yaml", ".yml") else "json"
-        )
+        fmt = format or ("yaml" if output and Path(output).suffix.lower() in (".yaml", ".yml") else "json")
         try:
             doc = jobsfile.export_document(tenant=tenant, include_secrets=include_secrets)
         except jobsfile.JobsFileError as exc:

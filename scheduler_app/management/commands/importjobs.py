@@ -12,9 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path of the jobs file.")
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Print what would change; change nothing."
-        )
+        parser.add_argument("--dry-run", action="store_true", help="Print what would change; change nothing.")
         parser.add_argument(
             "--prune",
             action="store_true",

@@ -49,7 +49,11 @@ class Command(BaseCommand):
             else:
                 result = getattr(services, f"{action}_jobs")(jobs)
         for obj in result.done:
-            label = f"run {obj.pk} of {obj.job.tenant.slug}/{obj.job.name}" if isinstance(obj, JobRun) else f"{obj.tenant.slug}/{obj.name}"
+            label = (
+                f"run {obj.pk} of {obj.job.tenant.slug}/{obj.job.name}"
+                if isinstance(obj, JobRun)
+                else f"{obj.tenant.slug}/{obj.name}"
+            )
             self.stdout.write(f"{action}: {label}")
         for obj, reason in result.refused:
             self.stderr.write(f"refused {obj}: {reason}")

@@ -26,9 +26,7 @@ class Command(BaseCommand):
             metavar="STORE",
             help="The store it will use: django, sqlalchemy or redis.",
         )
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Print what would move; change nothing."
-        )
+        parser.add_argument("--dry-run", action="store_true", help="Print what would move; change nothing.")
         parser.add_argument(
             "--force",
             action="store_true",

@@ -37,10 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--log-level", default="INFO", help="Log level (default INFO).")
 
     def handle(self, *args, node=None, job_store=None, log_level="INFO", **opts):
-        errors = [
-            e for e in checks.run_checks(include_deployment_checks=False)
-            if e.level >= checks.ERROR
-        ]
+        errors = [e for e in checks.run_checks(include_deployment_checks=False) if e.level >= checks.ERROR]
         if errors:
             lines = "\n".join(f"  {e.id}: {e.msg}" + (f" ({e.hint})" if e.hint else "") for e in errors)
             raise CommandError(f"refusing to start; fix the configuration first:\n{lines}")
@@ -67,8 +64,10 @@ class Command(BaseCommand):
         while not stop.wait(1.0):
             problems = service.problems()
             if problems:
-                logger.critical("scheduler unhealthy; exiting so a supervisor restarts it",
-                                extra={"problems": "; ".join(problems)})
+                logger.critical(
+                    "scheduler unhealthy; exiting so a supervisor restarts it",
+                    extra={"problems": "; ".join(problems)},
+                )
                 status = EXIT_UNHEALTHY
                 break
         reason = f"scheduler shut down ({received[0]})" if received else "scheduler shut down (unhealthy)"
