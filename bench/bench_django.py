@@ -1,0 +1,164 @@
+"""Django-side steps of the engine benchmark, run as a subprocess of engine_bench.py with
+``DATABASE_URL`` pointing at the benchmark database (so one orchestrator can drive both
+SQLite and PostgreSQL without reconfiguring Django in-process).
+
+    bench_django.py jobs     --count N --interval S [--spread] [--base EPOCH]
+    bench_django.py burst    --count N --mode bulk|runnow
+    bench_django.py runs     --out FILE          # dump JobRun timings as JSON
+
+Prints one JSON object on stdout (the last line) describing what it did.
+Not a product module: it only writes rows into a throw-away benchmark database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import transaction  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from scheduler_app.models import Job, JobRun, RunReason, RunState, Tenant  # noqa: E402
+
+
+def _tenant() -> Tenant:
+    tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Benchmark"})
+    return tenant
+
+
+def cmd_jobs(args: argparse.Namespace) -> dict:
+    """Interval jobs of demo.noop on the thread executor. With --spread, job i gets
+    start = base + i * interval / count, so fires are spread evenly over each interval
+    (≈ count/interval runs per second); without it the trigger is exactly
+    {"type": "interval", "seconds": S} (phase = the job's created_at)."""
+    tenant = _tenant()
+    t0 = time.perf_counter()
+    batch: list[Job] = []
+    created = 0
+    for i in range(args.count):
+        trigger: dict = {"type": "interval", "seconds": args.interval}
+        if args.spread:
+            start = args.base + i * args.interval / args.count
+            trigger["start"] = datetime.fromtimestamp(start, UTC).isoformat()
+        batch.append(Job(tenant=tenant, name=f"bench-{i:06d}", task="demo.noop", trigger=trigger))
+        if len(batch) >= 5000:
+            Job.objects.bulk_create(batch, batch_size=5000)
+            created += len(batch)
+            batch = []
+    if batch:
+        Job.objects.bulk_create(batch, batch_size=5000)
+        created += len(batch)
+    return {"created": created, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def cmd_burst(args: argparse.Namespace) -> dict:
+    """N manual-trigger jobs of demo.noop, then one queued run each: either through
+    the product's run-now path (services.run_jobs_now) or bulk-created JobRun rows
+    with exactly the fields enqueue_run() sets."""
+    tenant = _tenant()
+    t0 = time.perf_counter()
+    Job.objects.bulk_create(
+        [
+            Job(tenant=tenant, name=f"burst-{i:06d}", task="demo.noop", trigger={"type": "manual"})
+            for i in range(args.count)
+        ],
+        batch_size=5000,
+    )
+    jobs = list(Job.objects.filter(tenant=tenant, name__startswith="burst-").order_by("pk"))
+    t1 = time.perf_counter()
+    if args.mode == "runnow":
+        from scheduler_app.services import run_jobs_now
+
+        result = run_jobs_now(jobs)
+        queued, refused = len(result.done), len(result.refused)
+        if refused:
+            print("refused:", result.refused[:3], file=sys.stderr)
+    else:
+        now = timezone.now()
+        rows = [
+            JobRun(
+                job_id=j.pk,
+                tenant_id=j.tenant_id,
+                scheduled_for=now,
+                attempt=1,
+                reason=RunReason.MANUAL,
+                priority=j.priority,
+                not_before=now,
+                kwargs_override={},
+                state=RunState.QUEUED,
+                executor=j.executor,
+            )
+            for j in jobs
+        ]
+        with transaction.atomic():
+            JobRun.objects.bulk_create(rows, batch_size=2000)
+        queued, refused = len(rows), 0
+    t2 = time.perf_counter()
+    return {
+        "jobs_seconds": round(t1 - t0, 3),
+        "queue_seconds": round(t2 - t1, 3),
+        "queued": queued,
+        "refused": refused,
+        "mode": args.mode,
+    }
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def cmd_runs(args: argparse.Namespace) -> dict:
+    rows = []
+    for job_id, sched, started, finished, state, reason, error in (
+        JobRun.objects.order_by()
+        .values_list("job_id", "scheduled_for", "started_at", "finished_at", "state", "reason", "error")
+        .iterator(chunk_size=5000)
+    ):
+        rows.append(
+            [
+                job_id,
+                _ts(sched),
+                _ts(started),
+                _ts(finished),
+                state,
+                reason,
+                error[:120] if state == RunState.SKIPPED else "",
+            ]
+        )
+    Path(args.out).write_text(json.dumps(rows))
+    return {"runs": len(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("jobs")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--interval", type=int, default=10)
+    p.add_argument("--spread", action="store_true")
+    p.add_argument("--base", type=float, default=0.0)
+    p = sub.add_parser("burst")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--mode", choices=["bulk", "runnow"], default="bulk")
+    p = sub.add_parser("runs")
+    p.add_argument("--out", required=True)
+    args = parser.parse_args()
+    result = {"jobs": cmd_jobs, "burst": cmd_burst, "runs": cmd_runs}[args.cmd](args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
