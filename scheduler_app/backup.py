@@ -56,6 +56,7 @@ from django.db import connection, models, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
+from scheduler_app import documents
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -449,20 +450,14 @@ def check_header(doc: Any) -> None:
         if fmt is None and "jobs" in doc and "version" in doc:
             hint = "; this looks like a jobs file: load it with importjobs"
         raise BackupError(f"format: {fmt!r} is not a scheduler_app backup (expected {FORMAT!r}){hint}")
-    version = doc.get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise BackupError(f"version: required, a whole number (this release writes {FORMAT_VERSION})")
-    if version > FORMAT_VERSION:
-        raise BackupError(
-            f"version: the file is backup format version {version}, newer than this release "
-            f"understands; upgrade scheduler_app to restore it (this release reads up to "
-            f"version {FORMAT_VERSION})"
-        )
-    if version < 1:
-        raise BackupError(f"version: {version} is not a valid backup format version")
-    unknown = sorted(set(doc) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise BackupError(f"{unknown[0]}: unknown top-level field")
+    documents.check_header(
+        doc,
+        error=BackupError,
+        supported=FORMAT_VERSION,
+        allowed=TOP_LEVEL_KEYS,
+        kind="backup format",
+        verb="restore",
+    )
 
 
 # -- restore ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from scheduler_app import services
+from scheduler_app import documents, services
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -139,19 +139,14 @@ def load_document(path: str | Path) -> dict[str, Any]:
 
 
 def _check_version(doc: Mapping[str, Any]) -> None:
-    version = doc.get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise JobsFileError("version: required, a whole number (this release writes 1)")
-    if version > FORMAT_VERSION:
-        raise JobsFileError(
-            f"version: the file is format version {version}, newer than this release "
-            f"understands ({FORMAT_VERSION}); upgrade scheduler_app to import it"
-        )
-    if version < 1:
-        raise JobsFileError(f"version: {version} is not a valid format version")
-    unknown = sorted(set(doc) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise JobsFileError(f"{unknown[0]}: unknown top-level field")
+    documents.check_header(
+        doc,
+        error=JobsFileError,
+        supported=FORMAT_VERSION,
+        allowed=TOP_LEVEL_KEYS,
+        kind="format",
+        verb="import",
+    )
 
 
 def _entries(doc: Mapping[str, Any], key: str, allowed: set[str]) -> list[dict[str, Any]]:

@@ -432,7 +432,7 @@ def test_newer_version_is_refused(tmp_path, configuration):
     doc = load(path)
     doc["version"] = 2
     message = refused(write(path, doc), "--replace")
-    assert "newer than this release understands; upgrade scheduler_app" in message
+    assert "newer than this release understands (1); upgrade scheduler_app to restore it" in message
 
 
 @pytest.mark.parametrize(
