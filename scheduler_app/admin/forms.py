@@ -16,6 +16,13 @@ from scheduler_app.models import Job, JobDependency, JobGroup
 from scheduler_app.models.jobs import MASK
 from scheduler_app.registry import registry
 
+class _BlankJSONField(forms.JSONField):
+    """Shows nothing (not ``null``) when there is no value."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 TRIGGER_TYPE_CHOICES = [
     ("cron", _("Cron expression")),
     ("interval", _("Every N seconds")),
@@ -76,7 +83,7 @@ class JobAdminForm(forms.ModelForm):
     interval_start = forms.CharField(label=_("Start"), required=False, help_text=_("ISO 8601; optional."))
     interval_end = forms.CharField(label=_("End"), required=False, help_text=_("ISO 8601; optional."))
     interval_jitter = forms.IntegerField(label=_("Jitter (seconds)"), required=False, min_value=0)
-    combination = forms.JSONField(
+    combination = _BlankJSONField(
         label=_("Combined triggers"),
         required=False,
         help_text=_(
