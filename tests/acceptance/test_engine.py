@@ -186,6 +186,24 @@ class TestBadTasks:
         assert proc.stop() == 0
 
 
+def test_undecryptable_secret_fails_the_run_not_the_scheduler(acme, scheduler):
+    from cryptography.fernet import Fernet
+
+    locked = job(acme, "locked", task="demo.echo", secret_kwargs={"token": "t"})
+    # as if the key that encrypted it had been removed from the configuration
+    foreign = Fernet(Fernet.generate_key()).encrypt(b'{"token": "t"}').decode()
+    Job.objects.filter(pk=locked.pk).update(secrets_token=foreign)
+    ok = job(acme, "fine", task="demo.echo", kwargs={"a": 1})
+    proc = scheduler()
+    services.run_jobs_now(Job.objects.filter(pk__in=[locked.pk, ok.pk]))
+    run = wait_until(lambda: runs(Job.objects.get(pk=locked.pk), state="failed"), 20)[0]
+    assert run.error_type == "SetupError"
+    assert "cannot be decrypted with any configured key" in run.error
+    assert wait_until(lambda: runs(ok, state="succeeded"), 20)[0].result == {"a": 1}
+    assert proc.proc.poll() is None
+    assert proc.stop() == 0
+
+
 def test_diamond_dag_runs_in_order_once(acme, scheduler):
     a = job(acme, "A")
     b = job(acme, "B", task="demo.sleep", kwargs={"seconds": 0.3})
