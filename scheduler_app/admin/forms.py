@@ -16,6 +16,7 @@ from scheduler_app.models import Job, JobDependency, JobGroup
 from scheduler_app.models.jobs import MASK
 from scheduler_app.registry import registry
 
+
 class _BlankJSONField(forms.JSONField):
     """Shows nothing (not ``null``) when there is no value."""
 
