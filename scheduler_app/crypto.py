@@ -17,6 +17,9 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from scheduler_app.conf import app_settings
+from scheduler_app.engine.results import MASK
+
+__all__ = ["MASK", "SecretsError", "decrypt", "encrypt", "fingerprint", "rotate"]
 
 ENV_VAR = "SCHEDULER_APP_ENCRYPTION_KEYS"
 GENERATE_HINT = (
@@ -24,7 +27,6 @@ GENERATE_HINT = (
     f'print(Fernet.generate_key().decode())" and put it in {ENV_VAR} (newest first, '
     "comma-separated) or SCHEDULER_APP['ENCRYPTION_KEYS']."
 )
-MASK = "••••••"
 
 
 class SecretsError(ValueError):

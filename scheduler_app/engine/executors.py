@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scheduler_app.engine.interfaces import ClaimedRun, Outcome
-from scheduler_app.engine.results import describe_exception, storable_result
+from scheduler_app.engine.results import MASK, describe_exception, storable_result
 
 logger = logging.getLogger(__name__)
 
@@ -424,9 +424,6 @@ class _ProcessSlot:
             )
         if message.get("recycle"):
             self.terminate()  # memory limit hit: start clean next time
-
-
-MASK = "••••••"
 
 
 def _redacted(fields: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:

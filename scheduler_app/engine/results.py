@@ -7,6 +7,8 @@ import traceback as tb_module
 from typing import Any
 
 TRACEBACK_MAX = 20_000
+#: How secret values are shown wherever they would otherwise appear.
+MASK = "••••••"
 
 
 def storable_result(value: Any, max_bytes: int) -> tuple[Any, str]:

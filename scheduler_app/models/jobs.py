@@ -8,9 +8,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app.engine import triggerspec
+from scheduler_app.engine.results import MASK
 from scheduler_app.registry import TaskArgumentsError, TaskNotRegistered, registry
-
-MASK = "••••••"
 
 
 class JobGroup(models.Model):
