@@ -39,11 +39,10 @@ def pg_up() -> bool:
     )
 
 
-@pytest.mark.postgres_only
-def test_postgresql_outage_loses_and_duplicates_nothing(scheduler):
-    assert connection.vendor == "postgresql"
-    tenant = Tenant.objects.create(slug="acme", name="Acme")
-    tick = services.save_job(
+def every_second(tenant):
+    """A job firing every second whose every fire time must run (run_all, long grace):
+    a gap in its fire times is a lost fire."""
+    return services.save_job(
         Job(
             tenant=tenant,
             name="tick",
@@ -55,6 +54,13 @@ def test_postgresql_outage_loses_and_duplicates_nothing(scheduler):
             max_instances=5,
         )
     )
+
+
+@pytest.mark.postgres_only
+def test_postgresql_outage_loses_and_duplicates_nothing(scheduler):
+    assert connection.vendor == "postgresql"
+    tenant = Tenant.objects.create(slug="acme", name="Acme")
+    tick = every_second(tenant)
     slow = services.save_job(
         Job(tenant=tenant, name="slow", task="demo.sleep", kwargs={"seconds": 3}, max_instances=10)
     )
@@ -97,18 +103,7 @@ def _safe_count(job, state):
 def test_sqlite_database_locked_is_survived(scheduler, tmp_path):
     assert connection.vendor == "sqlite"
     tenant = Tenant.objects.create(slug="acme", name="Acme")
-    tick = services.save_job(
-        Job(
-            tenant=tenant,
-            name="tick",
-            task="demo.noop",
-            trigger={"type": "interval", "seconds": 1},
-            misfire_policy="run_all",
-            misfire_grace_seconds=3600,
-            overlap_policy="queue",
-            max_instances=5,
-        )
-    )
+    tick = every_second(tenant)
     proc = scheduler()
     wait_until(lambda: JobRun.objects.filter(job=tick, state="succeeded").count() >= 2, 15)
     # Another process holds the write lock for longer than SQLite's busy timeout.
