@@ -16,7 +16,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # acceptance tests see the same database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 else:
-    DATABASES["default"]["TEST"] = {"NAME": "test_scheduler_app"}
+    # SCHEDULER_TEST_DB lets several checkouts run their suites side by side on one server.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SCHEDULER_TEST_DB", "test_scheduler_app")}
 
 import json  # noqa: E402
 
