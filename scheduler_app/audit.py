@@ -43,23 +43,42 @@ def register_models() -> None:
 
 @contextlib.contextmanager
 def acting_as(actor: Any) -> Iterator[None]:
-    """Attribute the audit entries written inside to ``actor`` (outside a request,
-    where auditlog's middleware does this)."""
-    from auditlog.context import auditlog_value, set_actor
+    """Attribute the audit entries written inside to ``actor``. An explicit actor always
+    wins over whatever auditlog's context holds; the remote address of a live request
+    is kept. ``None`` (the system) leaves the context as it is.
 
-    try:
-        current = auditlog_value.get()
-    except LookupError:
-        current = None
-    # Inside a request auditlog's middleware has set the actor and remote address;
-    # nesting would replace them for the rest of the request.
-    if actor is None or getattr(actor, "pk", None) is None or (current and current.get("actor")):
+    django-auditlog's middleware sets its context variable for a request and never
+    resets it, so a thread that served a request keeps that request's context (with
+    its signal receiver already disconnected). Trusting it would record entries written
+    later in that thread with no actor, or with the earlier request's user; so the
+    context is replaced here and the previous one restored on exit."""
+    if actor is None or getattr(actor, "pk", None) is None:
         yield
         return
-    with set_actor(actor):
-        yield
-    if current is not None:
-        auditlog_value.set(current)
+    from auditlog.context import auditlog_value, set_actor
+
+    current = auditlog_value.get(None)
+    live = current is not None and _is_live(current)
+    # A token to restore the variable exactly (even to "unset") however set_actor sets it.
+    token = auditlog_value.set(current if current is not None else {"signal_duid": None})
+    try:
+        with set_actor(
+            actor,
+            remote_addr=current.get("remote_addr") if live else None,
+            remote_port=current.get("remote_port") if live else None,
+        ):
+            yield
+    finally:
+        auditlog_value.reset(token)
+
+
+def _is_live(context: dict[str, Any]) -> bool:
+    """Whether the auditlog context still has its receiver connected (its request or
+    ``set_actor`` block has not ended)."""
+    from django.db.models.signals import pre_save
+
+    uid = context.get("signal_duid")
+    return uid is not None and any(key[0] == uid for key, *_ in pre_save.receivers)
 
 
 def record(obj: Model, operation: str, actor: Any = None, **details: Any) -> None:
