@@ -4,7 +4,9 @@ Pure Python (standard library only). Two dialects are supported:
 
 * ``crontab`` (default): 5 fields ``minute hour day-of-month month day-of-week``; 6 fields
   put seconds first; 7 fields add a year last.  Day of week 0-7 (0 and 7 are Sunday).
-  When both day fields are restricted a day matches if either matches (Vixie cron).
+  The day fields combine as in cronie/Vixie cron: a day field whose text starts with ``*``
+  (``*``, ``*/3``, ``*,15``; or is ``?``) is "star", and if either field is star a day must
+  match both fields; only when neither is star does a day match if either field matches.
 * ``quartz``: the Quartz ``CronExpression`` syntax (6 or 7 fields, seconds first, day of
   week 1-7 with SUN=1, exactly one of the day fields must be ``?``).
 
@@ -162,11 +164,10 @@ _INT_RE: Final = re.compile(r"\d+")
 class _FieldSpec:
     """Parsed field: plain values plus the day specials."""
 
-    __slots__ = ("is_star", "last_days", "last_weekdays", "nth_weekdays", "values", "weekdays_w")
+    __slots__ = ("last_days", "last_weekdays", "nth_weekdays", "values", "weekdays_w")
 
     def __init__(self) -> None:
         self.values: set[int] = set()
-        self.is_star = False  # the field is exactly '*' or '?' (unrestricted)
         # day of month specials
         self.last_days: set[tuple[int, bool]] = set()  # (offset from last day, nearest weekday)
         self.weekdays_w: set[int] = set()  # nW: nearest weekday to day n
@@ -268,8 +269,6 @@ class _FieldParser:
     # -- items --------------------------------------------------------------------------
     def parse(self, text: str) -> _FieldSpec:
         spec = _FieldSpec()
-        if text in ("*", "?"):
-            spec.is_star = True
         items = text.split(",")
         for item in items:
             if item == "":
@@ -423,7 +422,7 @@ class _DayRule:
     def __init__(self, dom: _FieldSpec, dow: _FieldSpec, mode: str) -> None:
         self.dom = dom
         self.dow = dow
-        self.mode = mode  # "all", "dom", "dow", "either"
+        self.mode = mode  # "all", "dom", "dow", "both" (AND) or "either" (OR)
 
     @staticmethod
     def _w(day: int, ndays: int, wd1: int) -> int:
@@ -469,6 +468,8 @@ class _DayRule:
             return self.dom_days(ndays, wd1)
         if mode == "dow":
             return self.dow_days(ndays, wd1)
+        if mode == "both":
+            return self.dom_days(ndays, wd1) & self.dow_days(ndays, wd1)
         return self.dom_days(ndays, wd1) | self.dow_days(ndays, wd1)
 
 
@@ -738,14 +739,8 @@ def _compile(expression: str, dialect: str, timezone_name: str, hash_key: str) -
             mode = "all" if texts[DOW] == "*" else "dow"
         else:
             mode = "all" if texts[DOM] == "*" else "dom"
-    elif dom.is_star and dow.is_star:
-        mode = "all"
-    elif dom.is_star:
-        mode = "dow"
-    elif dow.is_star:
-        mode = "dom"
     else:
-        mode = "either"
+        mode = _crontab_day_mode(texts[DOM], texts[DOW], dom, dow)
     hour_text = texts[HOUR]
     hour_wildcard = hour_text == "*" or re.fullmatch(r"\*/\d+", hour_text) is not None
     compiled = _Compiled(
@@ -762,6 +757,28 @@ def _compile(expression: str, dialect: str, timezone_name: str, hash_key: str) -
             text=expression.strip(),
         )
     return compiled
+
+
+def _crontab_day_mode(dom_text: str, dow_text: str, dom: _FieldSpec, dow: _FieldSpec) -> str:
+    """How the crontab dialect combines the day fields: cronie's rule, character for character.
+
+    cronie's entry.c sets DOM_STAR/DOW_STAR when the field's *first character* is '*', before
+    parsing it, and cron.c matches ``(DOM_STAR || DOW_STAR) ? dom && dow : dom || dow``.  So
+    '*/3' or '*,15' is star (AND) while '1-31/3' or '15,*' is restricted (OR), although each
+    pair names the same days.  '?' (which cronie rejects) is read as '*'.  Crontab lines
+    pasted from Linux must keep their meaning, so we follow the text, not the value sets.
+    """
+    dom_star = dom_text.startswith("*") or dom_text == "?"
+    dow_star = dow_text.startswith("*") or dow_text == "?"
+    dom_all = dom.values.issuperset(range(1, 32))
+    dow_all = dow.values.issuperset(range(7))
+    if not (dom_star or dow_star):
+        # OR: a field that allows every day ('1-31', '15,*') makes every day match.
+        return "all" if dom_all or dow_all else "either"
+    # AND: a field that allows every day adds nothing, so leave it out.
+    if dom_all:
+        return "all" if dow_all else "dow"
+    return "dom" if dow_all else "both"
 
 
 def _quartz_checks(texts: list[str], error: Callable[[int, str, str], CronSyntaxError]) -> None:
@@ -1017,7 +1034,7 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _list_words(values: set[int], word: Callable[[int], str]) -> str:
+def _list_words(values: set[int], word: Callable[[int], str], conj: str = "and") -> str:
     parts = []
     for a, b in _runs(sorted(values)):
         if a == b:
@@ -1026,7 +1043,13 @@ def _list_words(values: set[int], word: Callable[[int], str]) -> str:
             parts.extend((word(a), word(b)))
         else:
             parts.append(f"{word(a)} through {word(b)}")
-    return _join(parts)
+    return _join(parts, conj)
+
+
+def _nth(n: int) -> str:
+    """2 -> '2nd', 11 -> '11th', 23 -> '23rd'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _step_of(values: set[int], lo: int, hi: int) -> int | None:
@@ -1084,43 +1107,59 @@ def _describe_time(c: _Compiled) -> str:
     return ", ".join(parts)
 
 
-def _describe_days(c: _Compiled, dialect: str) -> str:
-    rule = c.day_rule
-    if rule.mode == "all":
-        return ""
-    dom_words: list[str] = []
-    dow_words: list[str] = []
-    if rule.mode in ("dom", "either"):
-        spec = rule.dom
-        if spec.values:
-            dom_words.append(
+def _dom_phrases(spec: _FieldSpec) -> list[str]:
+    words: list[str] = []
+    if spec.values:
+        step = _step_of(spec.values, 1, 31)
+        if step is not None:
+            words.append(f"on every {_nth(step)} day of the month")
+        else:
+            words.append(
                 ("on day " if len(spec.values) == 1 else "on days ")
                 + _list_words(spec.values, str)
                 + " of the month"
             )
-        for offset, nearest in sorted(spec.last_days):
-            if offset == 0:
-                day = "the last day"
-            else:
-                day = f"{offset} day{'s' if offset != 1 else ''} before the last day"
-            if nearest:
-                dom_words.append(
-                    "on the last weekday of the month"
-                    if offset == 0
-                    else f"on the weekday nearest {day} of the month"
-                )
-            else:
-                dom_words.append(f"on {day} of the month")
-        for n in sorted(spec.weekdays_w):
-            dom_words.append(f"on the weekday nearest day {n} of the month")
+    for offset, nearest in sorted(spec.last_days):
+        if offset == 0:
+            day = "the last day"
+        else:
+            day = f"{offset} day{'s' if offset != 1 else ''} before the last day"
+        if nearest:
+            words.append(
+                "on the last weekday of the month"
+                if offset == 0
+                else f"on the weekday nearest {day} of the month"
+            )
+        else:
+            words.append(f"on {day} of the month")
+    for n in sorted(spec.weekdays_w):
+        words.append(f"on the weekday nearest day {n} of the month")
+    return words
+
+
+def _dow_nouns(spec: _FieldSpec, article: str, conj: str) -> list[str]:
+    """'Monday through Friday', 'the last Friday of the month', ... (without 'on')."""
+    words: list[str] = []
+    if spec.values:
+        words.append(article + _list_words(spec.values, lambda w: _DAY_WORDS[w], conj))
+    for w in sorted(spec.last_weekdays):
+        words.append(f"the last {_DAY_WORDS[w]} of the month")
+    for w, k in sorted(spec.nth_weekdays):
+        words.append(f"the {_ORDINALS[k]} {_DAY_WORDS[w]} of the month")
+    return words
+
+
+def _describe_days(c: _Compiled, dialect: str) -> str:
+    rule = c.day_rule
+    if rule.mode == "all":
+        return ""
+    if rule.mode == "both":  # crontab, a star day field: the day must match both fields
+        dow = _join(_dow_nouns(rule.dow, "a ", "or"), "or")
+        return " " + _join(_dom_phrases(rule.dom), "or") + " if that day is " + dow
+    dom_words = _dom_phrases(rule.dom) if rule.mode in ("dom", "either") else []
+    dow_words = []
     if rule.mode in ("dow", "either"):
-        spec = rule.dow
-        if spec.values:
-            dow_words.append("on " + _list_words(spec.values, lambda w: _DAY_WORDS[w]))
-        for w in sorted(spec.last_weekdays):
-            dow_words.append(f"on the last {_DAY_WORDS[w]} of the month")
-        for w, k in sorted(spec.nth_weekdays):
-            dow_words.append(f"on the {_ORDINALS[k]} {_DAY_WORDS[w]} of the month")
+        dow_words = ["on " + noun for noun in _dow_nouns(rule.dow, "", "and")]
     return " " + _join(dom_words + dow_words, "or")
 
 
