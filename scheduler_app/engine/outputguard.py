@@ -21,6 +21,7 @@ import atexit
 import codecs
 import contextlib
 import itertools
+import json
 import os
 import select
 import sys
@@ -42,7 +43,11 @@ class ActiveSecrets:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens = itertools.count(1)
-        self._held: dict[int, tuple[Any, ...]] = {}
+        self._held: dict[int, tuple[str, ...]] = {}  # token -> keys of its values
+        # Distinct values with how many holds have them: the runs of one job share
+        # theirs, and the redactor is rebuilt only when the set of values changes.
+        self._values: dict[str, Any] = {}
+        self._counts: dict[str, int] = {}
         self._retired: list[tuple[int, float, int]] = []  # (generation, when, token)
         self._generation = 0
         self._redactor: Redactor | None = NO_SECRETS
@@ -53,10 +58,16 @@ class ActiveSecrets:
         values = tuple(secrets)
         if not values:
             return None
+        keys = tuple(_key(v) for v in values)
         with self._lock:
             token = next(self._tokens)
-            self._held[token] = values
-            self._redactor = None
+            self._held[token] = keys
+            for key, value in zip(keys, values, strict=True):
+                if key not in self._counts:
+                    self._values[key] = value
+                    self._counts[key] = 0
+                    self._redactor = None
+                self._counts[key] += 1
         return token
 
     def release(self, token: int | None) -> None:
@@ -94,14 +105,29 @@ class ActiveSecrets:
 
     def _drop(self, tokens: Iterable[int]) -> None:
         for token in tokens:
-            self._held.pop(token, None)
-        self._redactor = None
+            for key in self._held.pop(token, ()):
+                self._counts[key] -= 1
+                if not self._counts[key]:
+                    del self._counts[key], self._values[key]
+                    self._redactor = None
 
     def redactor(self) -> Redactor:
         with self._lock:
             if self._redactor is None:
-                self._redactor = Redactor(v for values in self._held.values() for v in values)
+                self._redactor = Redactor(self._values[k] for k in sorted(self._values))
             return self._redactor
+
+    def holds(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+
+def _key(value: Any) -> str:
+    """Tells secret values apart (1 is not True, nor "1")."""
+    try:
+        return type(value).__name__ + ":" + json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return type(value).__name__ + ":" + repr(value)
 
 
 #: The process-wide registry the executors and the log formatter use.

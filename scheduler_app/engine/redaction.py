@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -116,6 +117,18 @@ def _canonical(value: Any) -> str | None:
         return None
 
 
+def _written(value: None | bool | int | float) -> str:
+    """``json.dumps`` of a constant or number, without its overhead (results are
+    walked leaf by leaf)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -140,10 +153,10 @@ class Redactor:
         }
         # Longest first: the alternation then takes the longest secret at a position.
         self.patterns: tuple[str, ...] = tuple(sorted(patterns, key=lambda p: (-len(p), p)))
-        alternatives = "|".join(map(re.escape, self.patterns))
-        self._regex = re.compile(alternatives) if self.patterns else None
         # Zero-width, so that it reports the longest secret starting at *every*
-        # position, overlapping ones included.
+        # position, overlapping ones included. (The re module caches compiled
+        # patterns: the runs of one job share the work.)
+        alternatives = "|".join(map(re.escape, self.patterns))
         self._starts_at = re.compile(f"(?=({alternatives}))") if self.patterns else None
         self._starts: dict[str, list[str]] = {}
         for pattern in self.patterns:
@@ -193,7 +206,7 @@ class Redactor:
             text = "".join(pieces)
 
     def contains(self, text: str) -> bool:
-        return self._regex is not None and self._regex.search(text) is not None
+        return self._starts_at is not None and self._starts_at.search(text) is not None
 
     def split_safe(self, text: str) -> tuple[str, str]:
         """Mask a piece of text that may continue later (a stream, or text cut short):
@@ -213,17 +226,37 @@ class Redactor:
     # -- values ------------------------------------------------------------------------
 
     def value(self, value: Any) -> Any:
-        """A copy of a JSON value (tuples become lists) with the secrets masked."""
-        if not self.secrets:
+        """A JSON value with the secrets masked: a copy (tuples become lists), or
+        ``value`` itself when nothing in it needs masking."""
+        if not self.secrets or not self._may_hold(value):
             return value
         return self._value(value)
+
+    def _may_hold(self, value: Any) -> bool:
+        """A cheap first look: one search over all of the value's texts at once
+        instead of one per string (a false alarm only costs the full walk)."""
+        texts: list[str] = []
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, dict | list | tuple):
+                if ((dict if isinstance(item, dict) else list), len(item)) in self._containers:
+                    return True
+                stack.extend(item)  # a dict's keys
+                if isinstance(item, dict):
+                    stack.extend(item.values())
+            elif item is None or isinstance(item, bool | int | float):
+                texts.append(_written(item))
+        return any(text in self._exact for text in texts) or self.contains("\x00".join(texts))
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):
             return MASK if value in self._exact else self.text(value)
         if value is None or isinstance(value, bool | int | float):
             # Judged by the JSON text it is stored as (1e+16, true, null ...).
-            written = json.dumps(value)
+            written = _written(value)
             return MASK if written in self._exact or self.contains(written) else value
         if isinstance(value, dict | list | tuple):
             kind = dict if isinstance(value, dict) else list

@@ -94,9 +94,9 @@ def test_every_outcome_is_masked(kind):
     if kind == "asyncio":
         assert by_task["returns_async"].result["plain"] == [MASK] * 4
     deadline = time.monotonic() + 10
-    while ACTIVE._held and time.monotonic() < deadline:  # released once the code returned
+    while ACTIVE.holds() and time.monotonic() < deadline:  # released once the code returned
         time.sleep(0.01)
-    assert not ACTIVE._held
+    assert not ACTIVE.holds()
 
 
 @pytest.mark.parametrize("kind", EXECUTORS)

@@ -86,6 +86,19 @@ def test_released_secrets_go_at_once_without_a_guard():
     assert secrets.hold([]) is None
 
 
+def test_runs_sharing_a_secret_keep_it_masked_until_the_last_ends():
+    secrets = ActiveSecrets()
+    first, second = secrets.hold(["s3cret-value", 1]), secrets.hold(["s3cret-value"])
+    built = secrets.redactor()
+    third = secrets.hold(["s3cret-value"])
+    assert secrets.redactor() is built  # same values: not rebuilt
+    secrets.release(first)
+    secrets.release(third)
+    assert secrets.redactor().value(["s3cret-value", 1, True]) == [MASK, 1, True]
+    secrets.release(second)
+    assert secrets.redactor().text("s3cret-value") == "s3cret-value" and not secrets.holds()
+
+
 def test_with_a_guard_released_secrets_go_once_it_caught_up():
     secrets = ActiveSecrets()
     secrets.guarded = True
