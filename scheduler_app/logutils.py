@@ -1,9 +1,17 @@
-"""Log lines that can be searched: ``time level logger message key=value ...``."""
+"""Log lines that can be searched: ``time level logger message key=value ...``.
+
+The secrets of the runs in progress are masked in every line (a task may log its
+arguments, or an exception that quotes them); ``runscheduler`` also masks them at the
+file-descriptor level (:mod:`scheduler_app.engine.outputguard`), for output that does
+not pass through this formatter."""
 
 from __future__ import annotations
 
 import logging
 import sys
+
+from scheduler_app.engine.outputguard import ACTIVE
+from scheduler_app.engine.redaction import log_quoted
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -13,17 +21,19 @@ class KeyValueFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        redactor = ACTIVE.redactor()
+        text = redactor.text(super().format(record))
         extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
         if extras:
-            text += " " + " ".join(f"{k}={_quote(v)}" for k, v in extras.items())
-        return text
+            # Masked before quoting: the quoting must not tell what the secret held.
+            text += " " + " ".join(f"{k}={_quote(redactor.text(str(v)))}" for k, v in extras.items())
+        return redactor.text(text)
 
 
 def _quote(value: object) -> str:
     text = str(value)
     if not text or any(c.isspace() or c in '"=' for c in text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return '"' + log_quoted(text) + '"'
     return text
 
 

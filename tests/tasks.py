@@ -1,6 +1,10 @@
 """Tasks used only by the tests (registered through tests/settings.py TASK_MODULES)."""
 
+import json
+import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,3 +42,67 @@ def flaky(path: str, failures: int) -> int:
     if count < failures:
         raise RuntimeError(f"failure {count + 1} of {failures}")
     return count + 1
+
+
+# -- careless tasks for the secret-masking tests: they do every wrong thing with the
+# secret kwargs they are given (print, log, return, raise), so the tests can check that
+# nothing of it reaches a row, a log line, a page or a backup in clear.
+
+_leak_log = logging.getLogger("tests.tasks")
+_leak_app_log = logging.getLogger("scheduler_app.tests")
+
+
+def _leak_output(secrets: dict) -> None:
+    for name, value in secrets.items():
+        print(f"print {name}={value}")
+        _leak_log.warning("log %s=%s", name, value)
+        _leak_app_log.info("scheduler_app log %s=%r", name, value)
+    print(repr(secrets))
+    sys.stderr.write(f"stderr {secrets}\n")
+    sys.stdout.flush()
+    os.write(1, f"fd {secrets}\n".encode())  # below Python's streams
+    subprocess.run(["printf", "%s\\n", str(secrets)], check=True)  # a child process
+    try:
+        raise ValueError(f"inner {secrets!r}")
+    except ValueError:
+        _leak_log.exception("caught inside the task")
+
+
+def _leak_shapes(secrets: dict) -> dict:
+    values = list(secrets.values())
+    return {
+        "plain": secrets,
+        "nested": {"deep": [values, {"again": values}]},
+        "keys": {str(v): "as a key" for v in values},
+        "embedded": [f"before {v} after {v} end" for v in values],
+        "json": json.dumps(secrets),
+        "repr": repr(secrets),
+    }
+
+
+@scheduler_app.task(name="tests.leak_secrets")
+def leak_secrets(**secrets: object) -> dict:
+    _leak_output(secrets)
+    return _leak_shapes(secrets)
+
+
+@scheduler_app.task(name="tests.leak_secrets_async")
+async def leak_secrets_async(**secrets: object) -> dict:
+    _leak_output(secrets)
+    return _leak_shapes(secrets)
+
+
+@scheduler_app.task(name="tests.raise_secrets")
+def raise_secrets(**secrets: object) -> None:
+    values = " / ".join(str(v) for v in secrets.values())
+    raise RuntimeError(f"login failed with {secrets!r}; the values were {values}; again {values}")
+
+
+@scheduler_app.task(name="tests.big_secret_result")
+def big_secret_result(cut: str = "s1", size: int = 70_000, **secrets: object) -> dict:
+    """A result over RESULT_MAX_BYTES whose JSON text has the secret ``cut`` across the
+    1000th character, where the stored preview of an oversized result ends."""
+    secret = str(secrets[cut])
+    escaped = json.dumps(secret)[1:-1]
+    pad = 1000 - len('{"pad": "') - len('", "secret": "') - len(escaped) // 2
+    return {"pad": "x" * pad, "secret": secret, "more": "y" * size, "others": secrets}

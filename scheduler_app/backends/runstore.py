@@ -280,11 +280,15 @@ class DjangoRunStore:
         time; a secret no key decrypts fails this run, never the scheduler."""
         setup_error = None
         kwargs: dict[str, Any] = {}
-        hidden: tuple[str, ...] = ()
+        hidden: tuple[Any, ...] = ()
         try:
             revealed = job.reveal_secret_kwargs()
-            kwargs = {**(job.kwargs or {}), **revealed, **(run.kwargs_override or {})}
-            hidden = tuple(str(v) for v in revealed.values() if len(str(v)) >= 3)
+            override = run.kwargs_override or {}
+            kwargs = {**(job.kwargs or {}), **revealed, **override}
+            # The values as they are (numbers, lists, objects too): the engine's
+            # Redactor decides how each is masked. A run-now override given for a
+            # secret's name is masked like the secret it replaces.
+            hidden = (*revealed.values(), *(v for k, v in override.items() if k in revealed))
         except ValueError as exc:
             setup_error = f"secret kwargs: {exc}"
         return ClaimedRun(

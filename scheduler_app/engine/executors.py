@@ -10,6 +10,10 @@
   killed and replaced, so a run can always be stopped; CPU and memory limits apply.
 
 Each executor reports every run it accepted exactly once, through ``sink(outcome)``.
+Every executor masks the run's secrets (:mod:`scheduler_app.engine.redaction`) in what
+it reports before the outcome leaves it, and holds them in
+:data:`~scheduler_app.engine.outputguard.ACTIVE` while the run executes, so that what
+the task prints or logs is masked too.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scheduler_app.engine.interfaces import ClaimedRun, Outcome
-from scheduler_app.engine.results import MASK, describe_exception, storable_result
+from scheduler_app.engine.outputguard import ACTIVE
+from scheduler_app.engine.redaction import NO_SECRETS, Redactor
+from scheduler_app.engine.results import describe_exception, storable_result
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,8 @@ class _Inflight:
     finished: bool = False  # an outcome has been reported
     handle: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    redactor: Redactor = NO_SECRETS
+    output_token: int | None = None  # the run's secrets held in ACTIVE
 
 
 class _BaseExecutor:
@@ -95,6 +103,9 @@ class _BaseExecutor:
 
     def _register(self, run: ClaimedRun) -> _Inflight:
         entry = _Inflight(run=run, started_at=utcnow(), deadline=None)
+        if run.secret_values:
+            entry.redactor = Redactor(run.secret_values)
+            entry.output_token = ACTIVE.hold(run.secret_values)
         with self._lock:
             self._inflight[run.run_id] = entry
         return entry
@@ -117,12 +128,16 @@ class _BaseExecutor:
             return entry
 
     def _release(self, run_id: int) -> None:
+        """The run's code has returned (or its process is gone): forget it."""
         with self._lock:
-            self._inflight.pop(run_id, None)
+            entry = self._inflight.pop(run_id, None)
+        if entry is not None:
+            ACTIVE.release(entry.output_token)
 
     def _report(self, entry: _Inflight, state: str, **fields: Any) -> None:
-        if entry.run.secret_values:
-            fields = _redacted(fields, entry.run.secret_values)
+        # Everything reported is masked here, whichever way it was made (the process
+        # executor's worker masked it already; stop reasons and setup errors too).
+        fields = entry.redactor.fields(fields)
         outcome = Outcome(
             run_id=entry.run.run_id,
             state=state,
@@ -132,15 +147,15 @@ class _BaseExecutor:
         )
         try:
             self._sink(outcome)
-        except Exception:  # the sink must never take an executor thread down
-            logger.exception("outcome sink failed", extra={"run_id": entry.run.run_id})
+        except Exception as exc:  # the sink must never take an executor thread down
+            _log_failure("outcome sink failed", entry, exc)
 
     def _success(self, entry: _Inflight, value: Any, **fields: Any) -> None:
-        result, note = storable_result(value, self._result_max_bytes)
+        result, note = storable_result(value, self._result_max_bytes, entry.redactor)
         self._report(entry, "succeeded", result=result, error=note, **fields)
 
     def _failure(self, entry: _Inflight, exc: BaseException, **fields: Any) -> None:
-        kind, message, text = describe_exception(exc)
+        kind, message, text = describe_exception(exc, entry.redactor)
         self._report(entry, "failed", error_type=kind, error=message, traceback=text, **fields)
 
     def _setup_failure(self, entry: _Inflight) -> bool:
@@ -250,7 +265,7 @@ class AsyncioExecutor(_BaseExecutor):
             if inspect.iscoroutinefunction(func):
                 value = await func(*run.args, **run.kwargs)
             else:
-                value = await self._loop.run_in_executor(None, lambda: func(*run.args, **run.kwargs))
+                value = await self._loop.run_in_executor(None, _holding(run, func))
                 if inspect.isawaitable(value):
                     value = await value
         except asyncio.CancelledError:
@@ -350,7 +365,7 @@ class _ProcessSlot:
             try:
                 self.execute(entry)
             except Exception as exc:  # never lose the slot thread
-                logger.exception("process slot failed", extra={"run_id": entry.run.run_id})
+                _log_failure("process slot failed", entry, exc)
                 if owner._claim_report(entry.run.run_id):
                     owner._failure(entry, exc)
                 self.terminate()
@@ -374,6 +389,7 @@ class _ProcessSlot:
                 run.cpu_limit,
                 run.memory_limit_mb,
                 owner._result_max_bytes,
+                tuple(run.secret_values),
             )
         )
         while True:
@@ -426,30 +442,28 @@ class _ProcessSlot:
             self.terminate()  # memory limit hit: start clean next time
 
 
-def _redacted(fields: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
-    """Secret values never leave a run: mask them in its error, traceback and result."""
-    ordered = sorted(set(secrets), key=len, reverse=True)
+def _holding(run: ClaimedRun, func: Callable[..., Any]) -> Callable[[], Any]:
+    """``func`` bound to the run's arguments, holding its secrets in ACTIVE for as long
+    as it really runs: a cancelled asyncio run's thread goes on until it returns."""
 
-    def mask(text: str) -> str:
-        for value in ordered:
-            text = text.replace(value, MASK)
-        return text
+    def call() -> Any:
+        token = ACTIVE.hold(run.secret_values)
+        try:
+            return func(*run.args, **run.kwargs)
+        finally:
+            ACTIVE.release(token)
 
-    out = dict(fields)
-    for key in ("error", "traceback"):
-        if isinstance(out.get(key), str):
-            out[key] = mask(out[key])
-    if out.get("result") is not None:
-        import json
+    return call
 
-        text = json.dumps(out["result"])
-        masked = mask(text)
-        if masked != text:
-            try:
-                out["result"] = json.loads(masked)
-            except ValueError:
-                out["result"] = {"redacted": True}
-    return out
+
+def _log_failure(message: str, entry: _Inflight, exc: BaseException) -> None:
+    """Log an executor's own failure with the run's secrets masked (an exception from
+    around task code may quote its arguments)."""
+    kind, error, text = describe_exception(exc, entry.redactor)
+    logger.error(
+        message,
+        extra={"run_id": entry.run.run_id, "error": f"{kind}: {error}", "traceback": text},
+    )
 
 
 def _exit_message(code: int | None) -> str:

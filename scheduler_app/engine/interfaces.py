@@ -43,8 +43,9 @@ class ClaimedRun:
     # Set when the run's inputs could not be prepared (e.g. a secret that no key
     # decrypts): the run is failed with this message instead of executed.
     setup_error: str | None = None
-    # Secret values to mask in whatever the run reports (error, traceback, result).
-    secret_values: tuple[str, ...] = field(default=(), repr=False)
+    # The revealed secret values (any JSON value) to mask in whatever the run reports
+    # (result, error, traceback) and prints; see scheduler_app.engine.redaction.
+    secret_values: tuple[Any, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """The body of a process-executor worker. Runs in a spawned child process.
 
 The parent sends ``(run_id, task, args, kwargs, cpu_limit, memory_limit_mb,
-result_max_bytes)``; the worker answers with a dict. ``initializer`` is a
+result_max_bytes, secret_values)``; the worker answers with a dict, the secrets masked
+in it (the result is masked before an oversized one is cut to a preview, so that only
+the worker can do it; the parent masks what it reports once more). What the task
+prints goes to the descriptors the worker inherited from the parent, where the
+parent's output guard masks it. ``initializer`` is a
 ``"module:function"`` reference fixed in code by the backend (never user input); the
 function prepares the process (e.g. ``django.setup()``) and returns the task resolver.
 """
@@ -14,9 +18,11 @@ import inspect
 import math
 import resource
 import signal
+import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from scheduler_app.engine.redaction import Redactor
 from scheduler_app.engine.results import describe_exception, storable_result
 
 
@@ -54,7 +60,12 @@ def worker_main(conn: Connection, initializer: str) -> None:
             return
         if message is None:
             return
-        conn.send(execute(resolve, *message))
+        reply = execute(resolve, *message)
+        # What the run printed reaches the parent's output guard before the parent
+        # learns that the run ended (and stops masking its secrets).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.send(reply)
 
 
 def execute(
@@ -66,7 +77,9 @@ def execute(
     cpu_limit: float | None,
     memory_limit_mb: int | None,
     result_max_bytes: int,
+    secret_values: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
+    redactor = Redactor(secret_values)
     cpu0 = _cpu_seconds()
     old_cpu = resource.getrlimit(resource.RLIMIT_CPU)
     old_as = resource.getrlimit(resource.RLIMIT_AS)
@@ -86,15 +99,15 @@ def execute(
             value = asyncio.run(_await(value))
     except MemoryError as exc:
         recycle = True
-        return _failure(exc, cpu0, f"memory limit of {memory_limit_mb} MB exceeded", recycle)
+        return _failure(exc, cpu0, f"memory limit of {memory_limit_mb} MB exceeded", recycle, redactor)
     except CpuLimitExceeded as exc:
-        return _failure(exc, cpu0, f"CPU limit of {cpu_limit:g} s exceeded", recycle)
+        return _failure(exc, cpu0, f"CPU limit of {cpu_limit:g} s exceeded", recycle, redactor)
     except BaseException as exc:  # noqa: BLE001
-        return _failure(exc, cpu0, None, recycle)
+        return _failure(exc, cpu0, None, recycle, redactor)
     finally:
         resource.setrlimit(resource.RLIMIT_CPU, old_cpu)
         resource.setrlimit(resource.RLIMIT_AS, old_as)
-    result, note = storable_result(value, result_max_bytes)
+    result, note = storable_result(value, result_max_bytes, redactor)
     return {"ok": True, "result": result, "note": note, **_usage(cpu0)}
 
 
@@ -107,8 +120,10 @@ def _usage(cpu0: float) -> dict[str, float]:
     return {"cpu_seconds": round(_cpu_seconds() - cpu0, 6), "peak_memory_mb": round(peak_kb / 1024, 3)}
 
 
-def _failure(exc: BaseException, cpu0: float, message: str | None, recycle: bool) -> dict[str, Any]:
-    kind, text, tb = describe_exception(exc)
+def _failure(
+    exc: BaseException, cpu0: float, message: str | None, recycle: bool, redactor: Redactor
+) -> dict[str, Any]:
+    kind, text, tb = describe_exception(exc, redactor)
     return {
         "ok": False,
         "error_type": kind,

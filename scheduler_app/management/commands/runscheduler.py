@@ -11,6 +11,7 @@ from django.db import connection
 from scheduler_app import logutils
 from scheduler_app.backends.runstore import default_node_name
 from scheduler_app.conf import app_settings
+from scheduler_app.engine.outputguard import OutputGuard
 
 logger = logging.getLogger("scheduler_app.runscheduler")
 
@@ -42,6 +43,10 @@ class Command(BaseCommand):
             lines = "\n".join(f"  {e.id}: {e.msg}" + (f" ({e.hint})" if e.hint else "") for e in errors)
             raise CommandError(f"refusing to start; fix the configuration first:\n{lines}")
         self._check_database()
+        # Before any executor starts: what tasks print or log, in this process and in
+        # the process executor's workers, passes through it with secrets masked.
+        guard = OutputGuard()
+        guard.install()
         logutils.configure(log_level.upper())
         from scheduler_app.backends.service import SchedulerService
 
@@ -74,6 +79,7 @@ class Command(BaseCommand):
         service.shutdown(app_settings.SHUTDOWN_GRACE if status == 0 else 5.0, reason)
         sys.stdout.flush()
         sys.stderr.flush()
+        guard.close()
         # Threads running tasks that ignore stops (a thread cannot be killed) must not
         # keep the process alive: everything is recorded by now.
         os._exit(status)
