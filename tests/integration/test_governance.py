@@ -1123,7 +1123,7 @@ class TestVersions:
 
 
 def export(job):
-    from scheduler_app.jobsfile import export_job
+    from scheduler_app.documents.job import export_job
 
     return export_job(Job.objects.get(pk=job.pk), secrets="fingerprints")
 

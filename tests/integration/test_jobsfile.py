@@ -553,6 +553,10 @@ BAD_DOCUMENTS = {
         _without_group,
         "jobs[1] (acme/invoices): group: unknown group 'marketing' in tenant acme",
     ),
+    "group-not-a-name": (
+        lambda d: d["jobs"][1].update(group=["billing"]),
+        "jobs[1] (acme/invoices): group: unknown group ['billing'] in tenant acme",
+    ),
     "group-of-other-tenant": (
         lambda d: d["jobs"][1].update(group="ops"),
         "jobs[1] (acme/invoices): group: unknown group 'ops' in tenant acme",
