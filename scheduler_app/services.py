@@ -344,7 +344,7 @@ def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
     """Restore version ``number`` of ``job`` as a new version (fields, trigger, group,
     calendars, dependencies). Secret values are not versioned, so the current secrets
     stay; the new version's fingerprints show whether they differ from the old ones."""
-    from scheduler_app import jobsfile
+    from scheduler_app.interchange import jobsfile
 
     permissions.require(actor, "change", job)
     version = job.versions.filter(number=number).first()

@@ -1,4 +1,4 @@
-"""Jobs files ("jobs as code"): importjobs/exportjobs and scheduler_app.jobsfile.
+"""Jobs files ("jobs as code"): importjobs/exportjobs and scheduler_app.interchange.jobsfile.
 
 Import is keyed by (tenant slug, job name), idempotent, atomic (an error changes nothing
 and names the entry and the field) and round-trips with export."""
@@ -14,7 +14,8 @@ import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from scheduler_app import jobsfile, services, signals
+from scheduler_app import services, signals
+from scheduler_app.interchange import jobsfile
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
