@@ -25,7 +25,6 @@ from scheduler_app.models import (
     Calendar,
     CalendarDate,
     Job,
-    JobDependency,
     JobGroup,
     Tenant,
 )
@@ -374,23 +373,14 @@ def _import_dependencies(
         plans.append((where, job, wanted))
     changed_jobs: set[int] = set()
     for _where, job, wanted in plans:
-        for edge in job.upstream_edges.all():
-            if edge.upstream_id not in wanted:
-                edge.delete()
-                changed_jobs.add(job.pk)
-    for where, job, wanted in plans:
-        current = {e.upstream_id: e for e in job.upstream_edges.all()}
-        for upstream_id, condition in wanted.items():
-            edge = current.get(upstream_id) or JobDependency(upstream_id=upstream_id, downstream=job)
-            if edge.pk and edge.condition == condition:
-                continue
-            edge.condition = condition
-            try:
-                edge.full_clean(exclude=["tenant"])
-            except ValidationError as exc:
-                raise job_document.dependency_error(exc, where=where) from None
-            edge.save()
+        if services.drop_dependencies(job, keep=wanted, actor=actor):
             changed_jobs.add(job.pk)
+    for where, job, wanted in plans:
+        try:
+            if services.put_dependencies(job, wanted, actor=actor):
+                changed_jobs.add(job.pk)
+        except ValidationError as exc:
+            raise job_document.dependency_error(exc, where=where) from None
     for _where, job, _wanted in plans:
         if job.pk not in changed_jobs:
             continue

@@ -422,6 +422,22 @@ def test_export_document_shape(tmp_path):
     }
 
 
+def test_calendars_in_any_order_are_the_same_calendars(tmp_path):
+    doc = sample()
+    doc["calendars"] = [
+        {"tenant": "acme", "name": "zeta"},
+        {"tenant": "acme", "name": "alpha"},
+        {"tenant": "acme", "name": "mid"},
+    ]
+    doc["jobs"][1]["calendars"] = ["zeta", "alpha", "mid"]
+    path = write(tmp_path, doc)
+    import_file(path)
+    assert json.loads(export())["jobs"][1]["calendars"] == ["alpha", "mid", "zeta"]
+    assert import_file(path).splitlines() == [
+        f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged.",
+    ]
+
+
 # -- atomicity --------------------------------------------------------------------------
 
 
