@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from scheduler_app import permissions, services
+from scheduler_app import services
 from scheduler_app.admin.base import ScopedInlineMixin, ScopedRelatedFilter, TenantScopedAdmin
 from scheduler_app.admin.forms import (
     DependencyFormSet,
@@ -36,6 +36,7 @@ from scheduler_app.models import (
     Tenant,
 )
 from scheduler_app.models.jobs import MASK
+from scheduler_app.services import permissions
 
 STATE_COLOURS = {
     RunState.QUEUED: "#6b7280",

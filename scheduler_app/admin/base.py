@@ -2,7 +2,7 @@
 
 Every queryset (lists, search, filters, autocomplete, related-object choices) is limited
 to the user's tenants; a direct URL to another tenant's object answers 404; what a user
-may do on an object comes from :mod:`scheduler_app.permissions` (roles, then grants)."""
+may do on an object comes from :mod:`scheduler_app.services.permissions` (roles, then grants)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
-from scheduler_app import permissions
 from scheduler_app.models import Calendar, Job, JobGroup, Tenant
+from scheduler_app.services import permissions
 
 #: Related models scoped by their tenant when offered as choices.
 SCOPED_MODELS = {Job: "tenant", JobGroup: "tenant", Calendar: "tenant", Tenant: "pk"}

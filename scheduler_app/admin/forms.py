@@ -309,7 +309,7 @@ class DependencyFormSet(BaseInlineFormSet):
         super().clean()
         job = self.instance
         if self.user is not None and self.chosen_field == "downstream":
-            from scheduler_app import permissions
+            from scheduler_app.services import permissions
 
             refused = []
             for form in self.forms:

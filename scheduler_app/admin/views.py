@@ -21,8 +21,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
-from scheduler_app import permissions, services, versioning
+from scheduler_app import services
 from scheduler_app.models import Job, Membership
+from scheduler_app.services import permissions, versioning
 
 
 class ObjectView(View):

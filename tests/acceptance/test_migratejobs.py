@@ -12,8 +12,8 @@ import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from django.conf import settings
 
-from scheduler_app import services, storemigration
-from scheduler_app.backends import bridge
+from scheduler_app import services
+from scheduler_app.backends import bridge, storemigration
 from scheduler_app.models import Job, JobRun, Tenant
 from tests.acceptance.conftest import ROOT, database_url, wait_until
 

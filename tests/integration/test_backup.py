@@ -15,7 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from scheduler_app import backup, permissions, services
+from scheduler_app import services
+from scheduler_app.interchange import backup
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -28,6 +29,7 @@ from scheduler_app.models import (
     Membership,
     Tenant,
 )
+from scheduler_app.services import permissions
 
 pytestmark = pytest.mark.django_db
 

@@ -23,6 +23,7 @@ from guardian.shortcuts import assign_perm, get_group_perms, get_user_perms
 from scheduler_app import services
 from scheduler_app.models import (
     Calendar,
+    ConfigVersion,
     Job,
     JobDependency,
     JobGroup,
@@ -1076,6 +1077,50 @@ class TestVersions:
         assert messages_of(response) == ["job versioned has no version 99"]
         assert job.versions.count() == 3
 
+    def test_rollback_of_a_dependency_alone_tells_the_scheduler(self, users, a, job):
+        services.add_dependency(a["extract"], job, "success", actor=users["editor"])  # v4
+        before = ConfigVersion.current()
+        services.rollback_job(job, 3, actor=users["editor"])
+        assert [(e.upstream.name, e.condition) for e in job.upstream_edges.all()] == [("report", "failure")]
+        assert ConfigVersion.current() > before
+        latest = job.versions.order_by("-number").first()
+        assert (latest.number, latest.summary) == (5, "rollback to version 3")
+        assert latest.snapshot == job.versions.get(number=3).snapshot
+
+    def test_rollback_that_would_close_a_cycle_changes_nothing(self, users, a, job):
+        services.add_dependency(job, a["extract"], "success")  # v1 had versioned after extract
+        before = export(job)
+        with pytest.raises(ValidationError) as info:
+            services.rollback_job(job, 1, actor=users["editor"])
+        assert info.value.message_dict["version"] == [
+            "cannot restore version 1: jobs[0] (acme/versioned): depends_on: This dependency would "
+            "create a cycle: extract → versioned → extract."
+        ]
+        assert export(job) == before
+        assert job.versions.count() == 3
+        assert operations(job) == []
+
+    @pytest.mark.parametrize("service", ["drop_dependencies", "put_dependencies"])
+    def test_dependency_services_need_change_on_the_job(self, users, a, job, service):
+        edges = list(job.upstream_edges.values_list("upstream_id", "condition"))
+        args = {"keep": []} if service == "drop_dependencies" else {"wanted": {a["extract"].pk: "success"}}
+        with pytest.raises(PermissionDenied):
+            getattr(services, service)(job, actor=users["operator"], **args)
+        assert list(job.upstream_edges.values_list("upstream_id", "condition")) == edges
+        assert getattr(services, service)(job, actor=users["editor"], **args) is True
+
+    def test_rollback_to_a_version_with_an_unknown_field_changes_nothing(self, users, job):
+        v1 = job.versions.get(number=1)
+        v1.snapshot = {**v1.snapshot, "colour": "blue"}
+        v1.save()
+        before = export(job)
+        with pytest.raises(ValidationError) as info:
+            services.rollback_job(job, 1, actor=users["editor"])
+        assert info.value.message_dict["version"] == [
+            "cannot restore version 1: jobs[0] (acme/versioned): colour: unknown field"
+        ]
+        assert export(job) == before
+
     def test_importjobs_creates_versions(self, tmp_path, a):
         doc = {
             "version": 1,
@@ -1123,7 +1168,7 @@ class TestVersions:
 
 
 def export(job):
-    from scheduler_app.jobsfile import export_job
+    from scheduler_app.documents.job import export_job
 
     return export_job(Job.objects.get(pk=job.pk), secrets="fingerprints")
 

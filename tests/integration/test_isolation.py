@@ -523,7 +523,7 @@ def test_moving_a_job_to_a_tenant_without_add_rights_is_refused(client, world, b
     # the service refuses it too (the one write path, whatever the face)
     from django.core.exceptions import PermissionDenied
 
-    from scheduler_app import permissions
+    from scheduler_app.services import permissions
 
     permissions.forget(user)
     job.tenant = world["b"]["tenant"]

@@ -1,4 +1,4 @@
-"""Jobs files ("jobs as code"): importjobs/exportjobs and scheduler_app.jobsfile.
+"""Jobs files ("jobs as code"): importjobs/exportjobs and scheduler_app.interchange.jobsfile.
 
 Import is keyed by (tenant slug, job name), idempotent, atomic (an error changes nothing
 and names the entry and the field) and round-trips with export."""
@@ -14,7 +14,8 @@ import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from scheduler_app import jobsfile, services, signals
+from scheduler_app import services, signals
+from scheduler_app.interchange import jobsfile
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -421,6 +422,22 @@ def test_export_document_shape(tmp_path):
     }
 
 
+def test_calendars_in_any_order_are_the_same_calendars(tmp_path):
+    doc = sample()
+    doc["calendars"] = [
+        {"tenant": "acme", "name": "zeta"},
+        {"tenant": "acme", "name": "alpha"},
+        {"tenant": "acme", "name": "mid"},
+    ]
+    doc["jobs"][1]["calendars"] = ["zeta", "alpha", "mid"]
+    path = write(tmp_path, doc)
+    import_file(path)
+    assert json.loads(export())["jobs"][1]["calendars"] == ["alpha", "mid", "zeta"]
+    assert import_file(path).splitlines() == [
+        f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged.",
+    ]
+
+
 # -- atomicity --------------------------------------------------------------------------
 
 
@@ -552,6 +569,10 @@ BAD_DOCUMENTS = {
     "unknown-group": (
         _without_group,
         "jobs[1] (acme/invoices): group: unknown group 'marketing' in tenant acme",
+    ),
+    "group-not-a-name": (
+        lambda d: d["jobs"][1].update(group=["billing"]),
+        "jobs[1] (acme/invoices): group: unknown group ['billing'] in tenant acme",
     ),
     "group-of-other-tenant": (
         lambda d: d["jobs"][1].update(group="ops"),

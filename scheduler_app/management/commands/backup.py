@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduler_app import backup
+from scheduler_app.interchange import backup
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduler_app import jobsfile
+from scheduler_app.interchange import jobsfile
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduler_app import jobsfile
+from scheduler_app.interchange import jobsfile
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduler_app import storemigration
+from scheduler_app.backends import storemigration
 
 
 class Command(BaseCommand):

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from scheduler_app import backup, storemigration
+from scheduler_app.backends import storemigration
+from scheduler_app.interchange import backup
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ field). See the README for the schema.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,76 +19,24 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from scheduler_app import documents, services
+from scheduler_app.documents import job as job_document
+from scheduler_app.documents.job import FORMAT_VERSION, JOB_KEYS, DocumentError
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
     Job,
-    JobDependency,
     JobGroup,
     Tenant,
 )
 
-FORMAT_VERSION = 1
 TOP_LEVEL_KEYS = {"version", "tenants", "groups", "calendars", "jobs"}
 TENANT_KEYS = {"slug", "name"}
 GROUP_KEYS = {"tenant", "name", "description"}
 CALENDAR_KEYS = {"tenant", "name", "description", "dates"}
-JOB_KEYS = {
-    "tenant",
-    "name",
-    "description",
-    "group",
-    "task",
-    "args",
-    "kwargs",
-    "secret_kwargs",
-    "secret_kwargs_encrypted",
-    "trigger",
-    "calendars",
-    "enabled",
-    "paused",
-    "priority",
-    "executor",
-    "max_instances",
-    "overlap_policy",
-    "misfire",
-    "retry",
-    "timeout_seconds",
-    "limits",
-    "routing",
-    "depends_on",
-}
-NESTED = {
-    "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
-    "retry": {
-        "max_attempts": "retry_max_attempts",
-        "backoff_seconds": "retry_backoff_seconds",
-        "backoff_factor": "retry_backoff_factor",
-        "max_backoff_seconds": "retry_max_backoff_seconds",
-    },
-    "limits": {"cpu_seconds": "cpu_limit_seconds", "memory_mb": "memory_limit_mb"},
-    "routing": {"mode": "routing", "tags": "routing_tags"},
-}
-FLAT = (
-    "description",
-    "task",
-    "args",
-    "kwargs",
-    "trigger",
-    "enabled",
-    "paused",
-    "priority",
-    "executor",
-    "max_instances",
-    "overlap_policy",
-    "timeout_seconds",
-)
-#: model field -> path in the file, to report model validation errors where they are.
-FIELD_PATHS = {model: f"{outer}.{inner}" for outer, m in NESTED.items() for inner, model in m.items()}
 
 
-class JobsFileError(ValueError):
-    """The document is invalid; the message names the entry and the field."""
+class JobsFileError(DocumentError):
+    """The jobs file is invalid; the message names the entry and the field."""
 
 
 @dataclass
@@ -194,33 +142,38 @@ def import_document(
     calendars = _entries(doc, "calendars", CALENDAR_KEYS)
     jobs = _entries(doc, "jobs", JOB_KEYS)
     report = ImportReport()
-    with transaction.atomic():
-        tenant_map = _import_tenants(tenants, report)
-        group_map = _import_groups(groups, tenant_map, report)
-        calendar_map = _import_calendars(calendars, tenant_map, report, actor)
-        saved: dict[int, tuple[Job, bool]] = {}
-        job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor, summary, saved)
-        _import_dependencies(jobs, tenant_map, job_map, report, actor, prune=prune, saved=saved)
-        # Versions and notifications once each job's fields *and* dependencies are in place.
-        for job, created in saved.values():
-            services.notify_job_changed(job, actor=actor, created=created, summary=summary)
-        if prune:
-            _prune(tenant_map, job_map, report, actor)
-        if dry_run:
-            transaction.set_rollback(True)
-        elif report.has_changes:
-            from scheduler_app import audit
+    try:
+        with transaction.atomic():
+            tenant_map = _import_tenants(tenants, report)
+            group_map = _import_groups(groups, tenant_map, report)
+            calendar_map = _import_calendars(calendars, tenant_map, report, actor)
+            saved: dict[int, tuple[Job, bool]] = {}
+            job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor, summary, saved)
+            _import_dependencies(jobs, tenant_map, job_map, report, actor, prune=prune, saved=saved)
+            # Versions and notifications once each job's fields *and* dependencies are in place.
+            for job, created in saved.values():
+                services.notify_job_changed(job, actor=actor, created=created, summary=summary)
+            if prune:
+                _prune(tenant_map, job_map, report, actor)
+            if dry_run:
+                transaction.set_rollback(True)
+            elif report.has_changes:
+                from scheduler_app import audit
 
-            for tenant in tenant_map.values():
-                audit.record(
-                    tenant,
-                    "import",
-                    actor,
-                    source=source,
-                    created=len(report.created),
-                    changed=len(report.changed),
-                    deleted=len(report.deleted),
-                )
+                for tenant in tenant_map.values():
+                    audit.record(
+                        tenant,
+                        "import",
+                        actor,
+                        source=source,
+                        created=len(report.created),
+                        changed=len(report.changed),
+                        deleted=len(report.deleted),
+                    )
+    except JobsFileError:
+        raise
+    except DocumentError as exc:  # from the job document: same message, this module's type
+        raise JobsFileError(str(exc)) from None
     return report
 
 
@@ -235,21 +188,6 @@ def _tenant_for(item: Mapping[str, Any], where: str, tenant_map: dict[str, Tenan
         raise JobsFileError(f"{where}: tenant: unknown tenant {slug!r} (add it to 'tenants')")
     tenant_map[slug] = tenant
     return tenant
-
-
-def _validation_message(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        parts = []
-        for name, errors in exc.error_dict.items():
-            path = FIELD_PATHS.get(name, name)
-            for error in errors:
-                text = " ".join(error.messages)
-                # Trigger errors already name their key ("trigger.timezone: ...").
-                if not text.startswith((f"{path}.", f"{path}:")):
-                    text = f"{path}: {text}"
-                parts.append(text)
-        return "; ".join(parts)
-    return "; ".join(exc.messages)
 
 
 def _import_tenants(items: list[dict[str, Any]], report: ImportReport) -> dict[str, Tenant]:
@@ -276,7 +214,7 @@ def _full_clean(obj: Any, where: str, **kwargs: Any) -> None:
     try:
         obj.full_clean(**kwargs)
     except ValidationError as exc:
-        raise JobsFileError(f"{where}: {_validation_message(exc)}") from None
+        raise JobsFileError(f"{where}: {job_document.validation_message(exc)}") from None
 
 
 def _import_groups(
@@ -352,32 +290,6 @@ def _import_calendars(
     return result
 
 
-def _job_values(item: Mapping[str, Any], where: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for key in FLAT:
-        if key in item:
-            values[key] = item[key]
-    if "secret_kwargs" in item and "secret_kwargs_encrypted" in item:
-        raise JobsFileError(
-            f"{where}: secret_kwargs: give secret_kwargs or secret_kwargs_encrypted, not both"
-        )
-    if "secret_kwargs" in item:
-        values["secret_kwargs"] = item["secret_kwargs"]
-    for outer, mapping in NESTED.items():
-        if outer not in item:
-            continue
-        block = item[outer]
-        if not isinstance(block, dict):
-            raise JobsFileError(f"{where}: {outer}: must be an object")
-        unknown = sorted(set(block) - set(mapping))
-        if unknown:
-            raise JobsFileError(f"{where}: {outer}.{unknown[0]}: unknown field")
-        for inner, model_field in mapping.items():
-            if inner in block:
-                values[model_field] = block[inner]
-    return values
-
-
 def _import_jobs(
     items: list[dict[str, Any]],
     tenant_map: dict[str, Tenant],
@@ -397,47 +309,13 @@ def _import_jobs(
             raise JobsFileError(f"{where}: name: job {item['name']!r} appears twice in tenant {tenant.slug}")
         job = Job.objects.filter(tenant=tenant, name=item["name"]).first()
         created = job is None
-        before = None if created else export_job(job, secrets="fingerprints")
+        before = None if created else job_document.export_job(job, secrets="fingerprints")
         if created:
             job = Job(tenant=tenant, name=item["name"])
-        group_name = item.get("group")
-        if "group" not in item:
-            pass  # left out: keeps the current group
-        elif group_name in (None, ""):
-            job.group = None
-        else:
-            group = (
-                group_map.get((tenant.pk, group_name))
-                or JobGroup.objects.filter(tenant=tenant, name=group_name).first()
-            )
-            if group is None:
-                raise JobsFileError(f"{where}: group: unknown group {group_name!r} in tenant {tenant.slug}")
-            job.group = group
-        for name, value in _job_values(item, where).items():
-            setattr(job, name, value)
-        if "secret_kwargs_encrypted" in item:
-            token = item["secret_kwargs_encrypted"]
-            try:
-                if not isinstance(token, str):
-                    raise ValueError("must be the encrypted text written by exportjobs --include-secrets")
-                job.set_secrets_token(token)
-            except ValueError as exc:
-                raise JobsFileError(f"{where}: secret_kwargs_encrypted: {exc}") from None
-        # Left out: keeps the current calendars.
-        calendars = [] if created or "calendars" in item else list(job.calendars.all())
-        for cal_name in item.get("calendars", []) or []:
-            calendar = (
-                calendar_map.get((tenant.pk, cal_name))
-                or Calendar.objects.filter(tenant=tenant, name=cal_name).first()
-            )
-            if calendar is None:
-                raise JobsFileError(f"{where}: calendars: unknown calendar {cal_name!r}")
-            calendars.append(calendar)
-        try:
-            job.full_clean()
-        except ValidationError as exc:
-            raise JobsFileError(f"{where}: {_validation_message(exc)}") from None
-        after = export_job(job, secrets="fingerprints", calendars=calendars)
+        calendars = job_document.apply_job_document(
+            job, item, where=where, groups=group_map, calendars=calendar_map
+        )
+        after = job_document.export_job(job, secrets="fingerprints", calendars=calendars)
         label = f"job {tenant.slug}/{job.name}"
         if before is not None:
             before.pop("depends_on", None)
@@ -481,47 +359,28 @@ def _import_dependencies(
         if "depends_on" not in item:
             continue
         where = f"jobs[{index}] ({item.get('tenant')}/{item['name']})"
-        deps = item["depends_on"]
-        if not isinstance(deps, list):
-            raise JobsFileError(f"{where}: depends_on: must be a list")
         job = job_map[(tenant_map[item["tenant"]].pk, item["name"])]
         wanted: dict[int, str] = {}
-        for d_index, dep in enumerate(deps):
-            path = f"{where}: depends_on[{d_index}]"
-            if not isinstance(dep, dict) or set(dep) - {"job", "condition"}:
-                raise JobsFileError(f"{path}: must be an object with 'job' and 'condition'")
-            upstream = (
-                job_map.get((job.tenant_id, dep.get("job")))
-                or Job.objects.filter(tenant_id=job.tenant_id, name=dep.get("job")).first()
-            )
-            if upstream is not None and prune and upstream.pk not in in_file:
+        for d_index, (upstream, condition) in enumerate(
+            job_document.dependencies(job, item["depends_on"], where=where, jobs=job_map)
+        ):
+            if prune and upstream.pk not in in_file:
                 raise JobsFileError(
-                    f"{path}: job: {dep.get('job')!r} is not in the file, so --prune would delete it"
+                    f"{where}: depends_on[{d_index}]: job: {upstream.name!r} is not in the file, "
+                    "so --prune would delete it"
                 )
-            if upstream is None:
-                raise JobsFileError(f"{path}: job: unknown job {dep.get('job')!r} in tenant {item['tenant']}")
-            wanted[upstream.pk] = dep.get("condition", "success")
+            wanted[upstream.pk] = condition
         plans.append((where, job, wanted))
     changed_jobs: set[int] = set()
     for _where, job, wanted in plans:
-        for edge in job.upstream_edges.all():
-            if edge.upstream_id not in wanted:
-                edge.delete()
-                changed_jobs.add(job.pk)
-    for where, job, wanted in plans:
-        current = {e.upstream_id: e for e in job.upstream_edges.all()}
-        for upstream_id, condition in wanted.items():
-            edge = current.get(upstream_id) or JobDependency(upstream_id=upstream_id, downstream=job)
-            if edge.pk and edge.condition == condition:
-                continue
-            edge.condition = condition
-            try:
-                edge.full_clean(exclude=["tenant"])
-            except ValidationError as exc:
-                msg = _validation_message(exc).replace("downstream: ", "")
-                raise JobsFileError(f"{where}: depends_on: {msg}") from None
-            edge.save()
+        if services.drop_dependencies(job, keep=wanted, actor=actor):
             changed_jobs.add(job.pk)
+    for where, job, wanted in plans:
+        try:
+            if services.put_dependencies(job, wanted, actor=actor):
+                changed_jobs.add(job.pk)
+        except ValidationError as exc:
+            raise job_document.dependency_error(exc, where=where) from None
     for _where, job, _wanted in plans:
         if job.pk not in changed_jobs:
             continue
@@ -559,56 +418,6 @@ def _prune(
 # -- export -----------------------------------------------------------------------------
 
 
-def export_job(
-    job: Job, *, secrets: str = "omit", calendars: Iterable[Calendar] | None = None
-) -> dict[str, Any]:
-    """A job as a jobs-file entry. ``secrets``: ``omit``; ``encrypted`` (the ciphertext,
-    as ``secret_kwargs_encrypted``); ``fingerprints`` (for comparing versions)."""
-    doc: dict[str, Any] = {
-        "tenant": job.tenant.slug,
-        "name": job.name,
-        "description": job.description,
-        "group": job.group.name if job.group_id else None,
-        "task": job.task,
-        "args": job.args,
-        "kwargs": job.kwargs,
-    }
-    if secrets == "encrypted" and job.secrets_token:
-        doc["secret_kwargs_encrypted"] = job.secrets_token
-    elif secrets == "fingerprints":
-        doc["secret_fingerprints"] = dict(job.secret_fingerprints or {})
-    if calendars is None:
-        calendars = job.calendars.all() if job.pk else []
-    doc.update(
-        {
-            "trigger": job.trigger,
-            "calendars": sorted(c.name for c in calendars),
-            "enabled": job.enabled,
-            "paused": job.paused,
-            "priority": job.priority,
-            "executor": job.executor,
-            "max_instances": job.max_instances,
-            "overlap_policy": job.overlap_policy,
-            "misfire": {"policy": job.misfire_policy, "grace_seconds": job.misfire_grace_seconds},
-            "retry": {
-                "max_attempts": job.retry_max_attempts,
-                "backoff_seconds": job.retry_backoff_seconds,
-                "backoff_factor": job.retry_backoff_factor,
-                "max_backoff_seconds": job.retry_max_backoff_seconds,
-            },
-            "timeout_seconds": job.timeout_seconds,
-            "limits": {"cpu_seconds": job.cpu_limit_seconds, "memory_mb": job.memory_limit_mb},
-            "routing": {"mode": job.routing, "tags": job.routing_tags},
-        }
-    )
-    if job.pk:
-        doc["depends_on"] = [
-            {"job": edge.upstream.name, "condition": edge.condition}
-            for edge in job.upstream_edges.select_related("upstream").order_by("upstream__name")
-        ]
-    return doc
-
-
 def export_document(*, tenant: str | None = None, include_secrets: bool = False) -> dict[str, Any]:
     tenants = Tenant.objects.order_by("slug")
     if tenant is not None:
@@ -644,7 +453,9 @@ def export_document(*, tenant: str | None = None, include_secrets: bool = False)
             }
             for c in calendars
         ],
-        "jobs": [export_job(j, secrets="encrypted" if include_secrets else "omit") for j in jobs],
+        "jobs": [
+            job_document.export_job(j, secrets="encrypted" if include_secrets else "omit") for j in jobs
+        ],
     }
 
 

@@ -57,6 +57,7 @@ from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from scheduler_app import documents
+from scheduler_app.documents import job as job_document
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -265,8 +266,8 @@ def _sections(with_runs: bool) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]
                 {
                     "tenant": j.tenant.slug,
                     "name": j.name,
-                    "group": j.group.name if j.group_id else None,
-                    "calendars": sorted(c.name for c in j.calendars.all()),
+                    "group": job_document.group_name(j),
+                    "calendars": job_document.calendar_names(j.calendars.all()),
                 },
             )
             for j in Job.objects.select_related("tenant", "group")
@@ -504,7 +505,10 @@ def restore_document(
         if replace:
             delete_configuration()
         restorer = _Restorer(sections, progress or (lambda name, n: None), warn or (lambda text: None))
-        result = restorer.run()
+        try:
+            result = restorer.run()
+        except job_document.DocumentError as exc:  # a job reference: the same message, as a BackupError
+            raise BackupError(str(exc)) from None
         ConfigVersion.bump()
         from scheduler_app import audit
 
@@ -551,9 +555,9 @@ class _Restorer:
         self.auth_groups: dict[str, Group] = {}
         self.users: dict[str, Any] = {}
         self.tenants: dict[str, Tenant] = {}
-        self.groups: dict[tuple[str, str], JobGroup] = {}
-        self.calendars: dict[tuple[str, str], Calendar] = {}
-        self.jobs: dict[tuple[str, str], Job] = {}
+        self.groups: dict[tuple[int, str], JobGroup] = {}
+        self.calendars: dict[tuple[int, str], Calendar] = {}
+        self.jobs: dict[tuple[int, str], Job] = {}
 
     def run(self) -> dict[str, int]:
         for name in SECTIONS:
@@ -632,7 +636,7 @@ class _Restorer:
         return user
 
     def _job(self, tenant: Tenant, name: Any, where: str, key: str = "job") -> Job:
-        job = self.jobs.get((tenant.slug, name)) if isinstance(name, str) else None
+        job = self.jobs.get((tenant.pk, name)) if isinstance(name, str) else None
         if job is None:
             raise BackupError(f"{where}: {key}: unknown job {name!r} in tenant {tenant.slug}")
         return job
@@ -732,11 +736,11 @@ class _Restorer:
             where = f"groups[{index}] ({entry.get('tenant')}/{entry.get('name')})"
             tenant = self._tenant(entry, where)
             name = _text(entry, "name", where)
-            if (tenant.slug, name) in self.groups:
+            if (tenant.pk, name) in self.groups:
                 raise BackupError(f"{where}: name: group {name!r} appears twice in tenant {tenant.slug}")
             group = self._build(JobGroup, entry, where, ("tenant",))
             group.tenant = tenant
-            self.groups[(tenant.slug, name)] = group
+            self.groups[(tenant.pk, name)] = group
             objs.append(group)
         self._insert(JobGroup, objs, "groups")
         self.counts["groups"] = len(objs)
@@ -747,7 +751,7 @@ class _Restorer:
             where = f"calendars[{index}] ({entry.get('tenant')}/{entry.get('name')})"
             tenant = self._tenant(entry, where)
             name = _text(entry, "name", where)
-            if (tenant.slug, name) in self.calendars:
+            if (tenant.pk, name) in self.calendars:
                 raise BackupError(f"{where}: name: calendar {name!r} appears twice in tenant {tenant.slug}")
             calendar = self._build(Calendar, entry, where, ("tenant", "dates"))
             calendar.tenant = tenant
@@ -766,7 +770,7 @@ class _Restorer:
                     raise BackupError(f"{d_where}: date: {day.date.isoformat()} appears twice")
                 seen.add(day.date)
                 dates.append((calendar, day))
-            self.calendars[(tenant.slug, name)] = calendar
+            self.calendars[(tenant.pk, name)] = calendar
             objs.append(calendar)
         self._insert(Calendar, objs, "calendars")
         for calendar, day in dates:
@@ -785,21 +789,18 @@ class _Restorer:
             where = f"jobs[{index}] ({entry.get('tenant')}/{entry.get('name')})"
             tenant = self._tenant(entry, where)
             name = _text(entry, "name", where)
-            if (tenant.slug, name) in self.jobs:
+            if (tenant.pk, name) in self.jobs:
                 raise BackupError(f"{where}: name: job {name!r} appears twice in tenant {tenant.slug}")
             job = self._build(Job, entry, where, ("tenant", "group", "calendars"))
             job.tenant = tenant
             group_name = entry.get("group")
             if group_name not in (None, ""):
-                group = self.groups.get((tenant.slug, group_name)) if isinstance(group_name, str) else None
-                if group is None:
-                    raise BackupError(f"{where}: group: unknown group {group_name!r} in tenant {tenant.slug}")
-                job.group = group
+                job.group = job_document.find_group(tenant, group_name, where=where, known=self.groups)
             calendar_names = entry.get("calendars", [])
             if not isinstance(calendar_names, list):
                 raise BackupError(f"{where}: calendars: must be a list of calendar names")
             for cal_name in calendar_names:
-                calendar = self.calendars.get((tenant.slug, cal_name)) if isinstance(cal_name, str) else None
+                calendar = self.calendars.get((tenant.pk, cal_name)) if isinstance(cal_name, str) else None
                 if calendar is None:
                     raise BackupError(
                         f"{where}: calendars: unknown calendar {cal_name!r} in tenant {tenant.slug}"
@@ -831,7 +832,7 @@ class _Restorer:
                     f"{where}: task {job.task!r} is not registered in this installation; "
                     "its runs will fail until it is"
                 )
-            self.jobs[(tenant.slug, name)] = job
+            self.jobs[(tenant.pk, name)] = job
             objs.append(job)
         self._insert(Job, objs, "jobs")
         through = Job.calendars.through
@@ -903,7 +904,7 @@ class _Restorer:
                 raise BackupError(f"{where}: model: must be one of {', '.join(PERMISSION_MODELS)}")
             tenant = self._tenant(entry, where)
             name = entry.get("name")
-            target = (self.jobs if model_name == "job" else self.groups).get((tenant.slug, name))
+            target = (self.jobs if model_name == "job" else self.groups).get((tenant.pk, name))
             if target is None:
                 raise BackupError(f"{where}: name: unknown {model_name} {name!r} in tenant {tenant.slug}")
             ct = content_types[model_name]

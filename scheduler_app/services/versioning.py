@@ -7,13 +7,12 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from scheduler_app.documents.job import export_job
 from scheduler_app.models import Job, JobVersion
 
 
 def snapshot(job: Job) -> dict[str, Any]:
-    """The job's configuration as a jobs-file entry, with secrets as fingerprints."""
-    from scheduler_app.jobsfile import export_job
-
+    """The job's configuration as a job document, with secrets as fingerprints."""
     return export_job(job, secrets="fingerprints")
 
 

@@ -1,0 +1,57 @@
+"""The one write path. Admin actions, API views, commands and the engine change jobs
+and runs only through these functions, so validation, transactions, permission checks,
+audit and versions happen in one place.
+
+``actor`` is the user acting; ``None`` means the system (the engine, or a management
+command run by an operator with shell access), which is not permission-checked. Functions
+that act on many objects check each one and return a :class:`BulkResult` listing what was
+done and what was refused with the reason, so a face can report both.
+
+The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`; with
+:mod:`.permissions` (who may do what) and :mod:`.versioning` (job versions). Every
+public function is re-exported here, so ``services.save_job(...)`` is the way to call.
+"""
+
+from scheduler_app.services.bulk import BulkResult
+from scheduler_app.services.grants import GRANTABLE, set_object_permissions
+from scheduler_app.services.jobs import (
+    FLAG_ACTIONS,
+    add_dependency,
+    check_job_save,
+    delete_jobs,
+    disable_jobs,
+    drop_dependencies,
+    enable_jobs,
+    move_jobs_to_group,
+    notify_job_changed,
+    pause_jobs,
+    put_dependencies,
+    resume_jobs,
+    rollback_job,
+    save_job,
+)
+from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, stop_runs
+
+__all__ = [
+    "FLAG_ACTIONS",
+    "GRANTABLE",
+    "BulkResult",
+    "add_dependency",
+    "cancel_runs",
+    "check_job_save",
+    "delete_jobs",
+    "disable_jobs",
+    "drop_dependencies",
+    "enable_jobs",
+    "enqueue_run",
+    "move_jobs_to_group",
+    "notify_job_changed",
+    "pause_jobs",
+    "put_dependencies",
+    "resume_jobs",
+    "rollback_job",
+    "run_jobs_now",
+    "save_job",
+    "set_object_permissions",
+    "stop_runs",
+]

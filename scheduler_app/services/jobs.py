@@ -1,0 +1,259 @@
+"""Jobs: save (create or change), enable, pause, move, delete, dependencies and
+rollback to a version."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from scheduler_app import audit, signals
+from scheduler_app.documents import job as job_document
+from scheduler_app.models import ConfigVersion, Job, JobDependency, JobGroup
+from scheduler_app.services import permissions, versioning
+from scheduler_app.services.bulk import BulkResult
+
+logger = logging.getLogger(__name__)
+
+
+# -- jobs -------------------------------------------------------------------------------
+
+
+def save_job(
+    job: Job,
+    *,
+    actor: Any = None,
+    calendars: Iterable[Any] | None = None,
+    notify: bool = True,
+    summary: str = "",
+) -> Job:
+    """Validate and save a job (create or update); raises ValidationError and saves
+    nothing on error, PermissionDenied if ``actor`` may not. ``notify=False`` lets a
+    caller that saves related rows afterwards (the admin's inlines) call
+    :func:`notify_job_changed` once they are saved."""
+    check_job_save(job, actor)
+    job.full_clean()
+    with transaction.atomic(), audit.acting_as(actor):
+        created = job.pk is None
+        moved = not created and Job.objects.filter(pk=job.pk).exclude(tenant_id=job.tenant_id).exists()
+        job.save()
+        if moved:  # its history goes with it
+            job.runs.update(tenant_id=job.tenant_id)
+            job.versions.update(tenant_id=job.tenant_id)
+        if calendars is not None:
+            job.calendars.set(list(calendars))
+        if notify:
+            notify_job_changed(job, actor=actor, created=created, summary=summary)
+    logger.debug("job saved", extra={"job_id": job.pk, "job_created": created})
+    return job
+
+
+def check_job_save(job: Job, actor: Any) -> None:
+    """Editors create and change; nobody moves a job into a tenant they cannot add to."""
+    if job.pk is None:
+        permissions.require(actor, "add", tenant_id=job.tenant_id)
+        return
+    stored = Job.objects.filter(pk=job.pk).first()
+    if stored is None:
+        return
+    permissions.require(actor, "change", stored)
+    if stored.tenant_id != job.tenant_id:
+        permissions.require(actor, "add", tenant_id=job.tenant_id)
+        if JobDependency.objects.filter(Q(upstream=stored) | Q(downstream=stored)).exists():
+            raise ValidationError(
+                {"tenant": "The job has dependencies in its tenant; remove them before moving it."}
+            )
+
+
+def notify_job_changed(job: Job, *, actor: Any = None, created: bool = False, summary: str = "") -> None:
+    """A job's definition (or something it uses) changed: record a version if its
+    configuration differs from the last one, tell the scheduler (through the
+    configuration version it polls) and, once committed, signal listeners."""
+    versioning.record_version(job, actor=actor, summary=summary or ("created" if created else ""))
+    ConfigVersion.bump()
+    transaction.on_commit(lambda: signals.job_changed.send(sender=Job, job=job, created=created, actor=actor))
+
+
+FLAG_ACTIONS = {"enabled": "change", "paused": "pause"}
+
+
+def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) -> BulkResult:
+    result = BulkResult()
+    action = FLAG_ACTIONS[field_name]
+    verb = {
+        ("enabled", True): "enabled",
+        ("enabled", False): "disabled",
+        ("paused", True): "paused",
+        ("paused", False): "resumed",
+    }[(field_name, value)]
+    with transaction.atomic(), audit.acting_as(actor):
+        for job in jobs:
+            if not permissions.can(actor, action, job):
+                result.refused.append((job, f"you may not {action} this job"))
+                continue
+            if getattr(job, field_name) == value:
+                result.done.append(job)
+                continue
+            setattr(job, field_name, value)
+            job.save(update_fields=[field_name, "updated_at"])
+            result.done.append(job)
+            notify_job_changed(job, actor=actor, summary=verb)
+    return result
+
+
+def enable_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
+    return _update_flag(jobs, "enabled", True, actor)
+
+
+def disable_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
+    return _update_flag(jobs, "enabled", False, actor)
+
+
+def pause_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
+    return _update_flag(jobs, "paused", True, actor)
+
+
+def resume_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
+    return _update_flag(jobs, "paused", False, actor)
+
+
+def move_jobs_to_group(jobs: Iterable[Job], group: JobGroup | None, *, actor: Any = None) -> BulkResult:
+    result = BulkResult()
+    with transaction.atomic(), audit.acting_as(actor):
+        for job in jobs:
+            if not permissions.can(actor, "change", job):
+                result.refused.append((job, "you may not change this job"))
+                continue
+            if group is not None and group.tenant_id != job.tenant_id:
+                result.refused.append((job, f"group {group.name!r} belongs to another tenant"))
+                continue
+            job.group = group
+            job.save(update_fields=["group", "updated_at"])
+            result.done.append(job)
+            notify_job_changed(job, actor=actor, summary=f"moved to {group.name if group else 'no group'}")
+    return result
+
+
+def delete_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
+    result = BulkResult()
+    with transaction.atomic(), audit.acting_as(actor):
+        for job in jobs:
+            if not permissions.can(actor, "delete", job):
+                result.refused.append((job, "you may not delete this job"))
+                continue
+            pk = job.pk
+            job.delete()
+            job.pk = pk
+            result.done.append(job)
+    if result.done:
+        ConfigVersion.bump()
+    for job in result.done:
+        transaction.on_commit(lambda pk=job.pk: signals.job_deleted.send(sender=Job, job_id=pk, actor=actor))
+    return result
+
+
+# -- dependencies -----------------------------------------------------------------------
+
+
+def add_dependency(
+    upstream: Job, downstream: Job, condition: str = "success", *, actor: Any = None
+) -> JobDependency:
+    permissions.require(actor, "change", downstream)
+    edge = JobDependency(upstream=upstream, downstream=downstream, condition=condition)
+    edge.full_clean()
+    with transaction.atomic(), audit.acting_as(actor):
+        edge.save()
+        notify_job_changed(downstream, actor=actor, summary=f"depends on {upstream.name}")
+    return edge
+
+
+def drop_dependencies(job: Job, *, keep: Collection[int], actor: Any = None) -> bool:
+    """Delete ``job``'s upstream edges except those from the jobs ``keep`` (ids); whether
+    any was deleted. For a caller that then calls :func:`put_dependencies` and
+    :func:`notify_job_changed` in its transaction (removals first, so replacing an edge
+    that a new one would close into a cycle is not mistaken for a cycle)."""
+    permissions.require(actor, "change", job)
+    dropped = False
+    for edge in job.upstream_edges.all():
+        if edge.upstream_id not in keep:
+            edge.delete()
+            dropped = True
+    return dropped
+
+
+def put_dependencies(job: Job, wanted: Mapping[int, str], *, actor: Any = None) -> bool:
+    """Add or update ``job``'s upstream edges to ``wanted`` (upstream id -> condition);
+    whether any changed. Raises ValidationError at the first edge the model refuses (a
+    cycle, a bad condition): run it in a transaction the caller rolls back."""
+    permissions.require(actor, "change", job)
+    current = {e.upstream_id: e for e in job.upstream_edges.all()}
+    changed = False
+    for upstream_id, condition in wanted.items():
+        edge = current.get(upstream_id) or JobDependency(upstream_id=upstream_id, downstream=job)
+        if edge.pk and edge.condition == condition:
+            continue
+        edge.condition = condition
+        edge.full_clean(exclude=["tenant"])
+        edge.save()
+        changed = True
+    return changed
+
+
+# -- versions ---------------------------------------------------------------------------
+
+
+def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
+    """Restore version ``number`` of ``job`` as a new version (fields, trigger, group,
+    calendars, dependencies). Secret values are not versioned, so the current secrets
+    stay; the new version's fingerprints show whether they differ from the old ones."""
+    permissions.require(actor, "change", job)
+    version = job.versions.filter(number=number).first()
+    if version is None:
+        raise ValidationError({"version": f"job {job.name} has no version {number}"})
+    # The job keeps its tenant and name; secret values are not in a version.
+    entry = {k: v for k, v in version.snapshot.items() if k not in ("tenant", "name", "secret_fingerprints")}
+    summary = f"rollback to version {number}"
+    with transaction.atomic(), audit.acting_as(actor):
+        try:
+            changed = _apply_job_document(job, entry, actor=actor)
+        except job_document.DocumentError as exc:
+            raise ValidationError({"version": f"cannot restore version {number}: {exc}"}) from None
+        job.refresh_from_db()
+        if changed:
+            notify_job_changed(job, actor=actor, summary=summary)
+        else:  # nothing to change, but the rollback is still a version
+            versioning.record_version(job, actor=actor, summary=summary, force=True)
+        audit.record(job, "rollback", actor, to_version=number)
+    return job
+
+
+def _apply_job_document(job: Job, entry: Mapping[str, Any], *, actor: Any) -> bool:
+    """Make the stored ``job`` what the job document ``entry`` says (fields, group,
+    calendars, ``depends_on``), inside the caller's transaction; whether anything
+    changed. Versions and notification are the caller's."""
+    stored = Job.objects.select_related("tenant", "group").get(pk=job.pk)
+    # Messages name the entry as a one-job jobs file would, as rollbacks always have.
+    where = f"jobs[0] ({stored.tenant.slug}/{stored.name})"
+    before = job_document.export_job(stored, secrets="fingerprints")
+    calendars = job_document.apply_job_document(stored, entry, where=where)
+    after = job_document.export_job(stored, secrets="fingerprints", calendars=calendars)
+    before.pop("depends_on", None)
+    after.pop("depends_on", None)
+    changed = before != after
+    if changed:
+        save_job(stored, actor=actor, calendars=calendars, notify=False)
+    if "depends_on" in entry:
+        wanted = {
+            upstream.pk: condition
+            for upstream, condition in job_document.dependencies(stored, entry["depends_on"], where=where)
+        }
+        changed = drop_dependencies(stored, keep=wanted, actor=actor) or changed
+        try:
+            changed = put_dependencies(stored, wanted, actor=actor) or changed
+        except ValidationError as exc:
+            raise job_document.dependency_error(exc, where=where) from None
+    return changed

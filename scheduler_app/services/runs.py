@@ -1,0 +1,156 @@
+"""Runs: queue one now or at a time, the idempotent enqueue the scheduler uses, cancel
+and stop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from scheduler_app import audit, signals
+from scheduler_app.models import Job, JobRun, RunReason, RunState
+from scheduler_app.registry import TaskArgumentsError, TaskError, registry
+from scheduler_app.services import permissions
+from scheduler_app.services.bulk import BulkResult
+
+
+def run_jobs_now(
+    jobs: Iterable[Job],
+    *,
+    actor: Any = None,
+    kwargs_override: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+) -> BulkResult:
+    """Queue one run of each job now (or at ``at``), optionally with kwargs overrides.
+
+    Disabled jobs are refused; paused jobs may still be run by hand (pause stops the
+    trigger, not the operator)."""
+    result = BulkResult()
+    override = dict(kwargs_override or {})
+    now = timezone.now()
+    when = at or now
+    if at is not None and timezone.is_naive(at):
+        raise ValidationError({"at": "The time needs a time zone."})
+    for job in jobs:
+        if not permissions.can(actor, "run", job):
+            result.refused.append((job, "you may not run this job"))
+            continue
+        if not job.enabled:
+            result.refused.append((job, "job is disabled"))
+            continue
+        try:
+            task = registry.get(job.task)
+            task.check_call(job.args, {**job.kwargs, **job.secret_kwargs, **override})
+        except TaskArgumentsError as exc:
+            result.refused.append((job, f"kwargs override: {exc}"))
+            continue
+        except TaskError as exc:
+            result.refused.append((job, str(exc)))
+            continue
+        run = enqueue_run(
+            job,
+            scheduled_for=when,
+            reason=RunReason.RUN_AT if at is not None else RunReason.MANUAL,
+            kwargs_override=override,
+        )
+        audit.record(
+            job,
+            "run_at" if at is not None else "run_now",
+            actor,
+            run_id=run.pk if run else None,
+            kwargs_override=sorted(override),
+        )
+        result.done.append(run)
+    return result
+
+
+def enqueue_run(
+    job: Job,
+    *,
+    scheduled_for: datetime,
+    attempt: int = 1,
+    reason: str = RunReason.SCHEDULE,
+    not_before: datetime | None = None,
+    kwargs_override: Mapping[str, Any] | None = None,
+    triggered_by: JobRun | None = None,
+    state: str = RunState.QUEUED,
+    error: str = "",
+) -> JobRun | None:
+    """Create the run for (job, scheduled_for, attempt); idempotent.
+
+    Returns the new run, or None if that run already exists: a double fire can never
+    create two runs for the same scheduled time."""
+    run = JobRun(
+        job=job,
+        tenant_id=job.tenant_id,
+        scheduled_for=scheduled_for,
+        attempt=attempt,
+        reason=reason,
+        priority=job.priority,
+        not_before=not_before or scheduled_for,
+        kwargs_override=dict(kwargs_override or {}),
+        triggered_by=triggered_by,
+        state=state,
+        error=error,
+        executor=job.executor,
+    )
+    if state in (RunState.SKIPPED, RunState.CANCELLED):
+        run.finished_at = timezone.now()
+        run.is_final = True
+    try:
+        with transaction.atomic():
+            run.save()
+    except IntegrityError:
+        if JobRun.objects.filter(job=job, scheduled_for=scheduled_for, attempt=attempt).exists():
+            return None
+        raise
+    if state == RunState.QUEUED:
+        signals.run_queued.send(sender=JobRun, run=run)
+    return run
+
+
+def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
+    """Cancel queued runs; runs that already started are refused (stop them instead)."""
+    result = BulkResult()
+    for run in runs:
+        if not permissions.can(actor, "run", run.job):
+            result.refused.append((run, "you may not cancel runs of this job"))
+            continue
+        updated = JobRun.objects.filter(pk=run.pk, state=RunState.QUEUED).update(
+            state=RunState.CANCELLED,
+            finished_at=timezone.now(),
+            is_final=True,
+            error="cancelled by an operator",
+        )
+        if updated:
+            run.refresh_from_db()
+            audit.record(run.job, "cancel_run", actor, run_id=run.pk)
+            result.done.append(run)
+        else:
+            result.refused.append((run, f"run is {run.state}, not queued"))
+    return result
+
+
+def stop_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
+    """Ask the nodes running these runs to stop them (within a heartbeat); queued runs
+    are cancelled at once."""
+    result = BulkResult()
+    for run in runs:
+        if not permissions.can(actor, "run", run.job):
+            result.refused.append((run, "you may not stop runs of this job"))
+            continue
+        if JobRun.objects.filter(pk=run.pk, state=RunState.RUNNING).update(stop_requested=True):
+            run.refresh_from_db()
+            audit.record(run.job, "stop_run", actor, run_id=run.pk)
+            result.done.append(run)
+            continue
+        cancelled = cancel_runs([run], actor=actor)
+        if cancelled.done:
+            result.done.extend(cancelled.done)
+        else:
+            result.refused.append((run, f"run is {run.state}, not queued or running"))
+    return result
