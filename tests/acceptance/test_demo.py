@@ -271,6 +271,30 @@ def test_the_scheduler_dies_with_a_killed_demo_and_leaves_no_stale_lock(demos):
     assert_none_survive(demos.var_dir, again.output)
 
 
+def test_a_scheduler_outliving_its_killed_demo_still_keeps_a_second_one_out(demos):
+    """The lock goes with the scheduler, not only with the demo: a scheduler still finishing
+    (here: stopped, so its death signal waits) after its demo was killed keeps a new demo out."""
+    port = free_port()
+    demo = demos("--port", str(port))
+    demo.wait_ready(port)
+    scheduler = demo.pid_of("runscheduler")
+    os.kill(scheduler, signal.SIGSTOP)
+    try:
+        os.kill(demo.proc.pid, signal.SIGKILL)
+        demo.wait_exit(10)
+        assert list(demo_processes(demos.var_dir)) == [scheduler]  # the web server went with the demo
+
+        second = demos("--port", str(free_port()))
+        assert second.wait_exit() != 0, second.output
+        assert "a demo scheduler is already running on" in second.output
+        assert f"(pid {scheduler})" in second.output
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    # The pending death signal (SIGTERM) now stops it, gracefully.
+    assert_none_survive(demos.var_dir, demo.output, timeout=STOP_TIMEOUT)
+    assert "scheduler stopped node=demo" in demo.output
+
+
 def test_a_second_demo_on_the_same_database_is_refused(demos, database_url):
     port = free_port()
     first = demos("--port", str(port))
@@ -281,8 +305,11 @@ def test_a_second_demo_on_the_same_database_is_refused(demos, database_url):
     assert second.wait_exit() != 0, second.output
     errors = [line for line in second.lines if line.startswith("CommandError")]
     assert len(errors) == 1, second.output
-    assert "a demo scheduler is already running on" in errors[0]
-    assert f"(pid {first.proc.pid})" in errors[0]
+    if database_url.startswith("sqlite:///"):
+        database = database_url.removeprefix("sqlite:///")
+    else:
+        database = f"database {database_url.rsplit('/', 1)[1]} on 127.0.0.1:5432"
+    assert f"a demo scheduler is already running on {database} (pid {first.proc.pid})" in errors[0]
     assert "stop it first or use another DATABASE_URL" in errors[0]
     # The first demo is untouched and is still the only one.
     assert first.children() == before
