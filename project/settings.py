@@ -5,6 +5,10 @@
 - ``REDIS_URL``     (default: ``redis://127.0.0.1:6379/0``)
 - ``DJANGO_SECRET_KEY`` (default: a random key kept in ``var/secret_key``, never committed)
 - ``DJANGO_DEBUG``  (``1`` to enable debug pages; off by default)
+
+Static files are served by WhiteNoise, from ``var/static`` (``STATIC_ROOT``), which
+``rundemo`` fills with ``collectstatic`` before it starts the web server; so the admin is
+styled with DEBUG off, as a deployment would serve it.
 """
 
 import os
@@ -56,6 +60,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: with DJANGO_DEBUG=1, WhiteNoise (not runserver) still serves
+    # /static/, so debug and non-debug runs serve files the same way.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_apscheduler",
     "guardian",
@@ -66,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -125,6 +133,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Present before collectstatic fills it, so WhiteNoise does not warn on every handler the
+# test client builds.
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed (gzip) but not the manifest variant: manifest storage makes every page
+    # that uses {% static %} fail with DEBUG off until collectstatic has run, and the test
+    # suite, a bare `manage.py runserver` or a command rendering a template would hit that.
+    # Unhashed names cost only caching: WhiteNoise lets browsers keep them for 60 s.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
