@@ -60,6 +60,9 @@ INSTALLED_APPS = [
     "django_apscheduler",
     "guardian",
     "auditlog",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "scheduler_app",
     "project",
 ]
