@@ -227,7 +227,11 @@ class JobViewSet(ApiViewSet):
         entry = {k: v for k, v in doc.items() if k not in ("tenant", "name", "depends_on")}
         with transaction.atomic():
             if not created:
-                job = Job.objects.select_for_update().select_related("tenant", "group").get(pk=job.pk)
+                job = (
+                    Job.objects.select_for_update(of=("self",))
+                    .select_related("tenant", "group")
+                    .get(pk=job.pk)
+                )
                 current = rep.current_version(job)
                 if expected is not None and expected != current:
                     raise errors.Conflict(
