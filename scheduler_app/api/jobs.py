@@ -81,12 +81,17 @@ def job_response(job: Job, status_code: int = status.HTTP_200_OK) -> Response:
 
 
 def bulk_report(
-    ids: list[int], found: dict[int, Any], result: services.BulkResult, *, key: Any = None
+    ids: list[int], found: dict[int, Any], result: services.BulkResult, *, runs_of_jobs: bool = False
 ) -> dict[str, Any]:
-    key = key or (lambda obj: obj.pk)
+    """Per id: done, refused (with the reason) or not found (among the caller's
+    tenants). ``runs_of_jobs``: ``result.done`` holds the runs queued for the jobs."""
+
+    def key(obj: Any) -> int:
+        return obj.job_id if runs_of_jobs and isinstance(obj, JobRun) else obj.pk
+
     by_id: dict[int, dict[str, Any]] = {}
     for obj in result.done:
-        by_id[key(obj)] = {"status": "done"} | ({"run": obj.pk} if isinstance(obj, JobRun) else {})
+        by_id[key(obj)] = {"status": "done"} | ({"run": obj.pk} if runs_of_jobs else {})
     for obj, reason in result.refused:
         by_id[key(obj)] = {"status": "refused", "reason": reason}
     results = []
@@ -418,9 +423,7 @@ class JobViewSet(ApiViewSet):
                     one = services.run_jobs_now([job], actor=self.actor)
                 result.done.extend(r for r in one.done if r is not None)
                 result.refused.extend(one.refused)
-            return Response(
-                bulk_report(ids, found, result, key=lambda o: o.job_id if isinstance(o, JobRun) else o.pk)
-            )
+            return Response(bulk_report(ids, found, result, runs_of_jobs=True))
         service = {
             "pause": services.pause_jobs,
             "resume": services.resume_jobs,
