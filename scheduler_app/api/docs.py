@@ -4,6 +4,7 @@ schema describes the API, it holds no data."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView, _get_sidecar_url
@@ -21,10 +22,8 @@ SETTINGS = {
     ),
     "VERSION": "1",
     "PREPROCESSING_HOOKS": ["scheduler_app.api.schemas.only_this_api"],
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "scheduler_app.api.schemas.add_error_responses",
-    ],
+    # Not drf-spectacular's enum hook: the enums stay inline in the components below.
+    "POSTPROCESSING_HOOKS": ["scheduler_app.api.schemas.add_error_responses"],
     "APPEND_COMPONENTS": {"schemas": schemas.COMPONENTS},
     "COMPONENT_NO_READ_ONLY_REQUIRED": False,
     "DISABLE_ERRORS_AND_WARNINGS": False,
@@ -35,8 +34,16 @@ class SchemaView(SpectacularAPIView):
     authentication_classes: list[Any] = []
     permission_classes = [permissions.AllowAny]
     throttle_classes: list[Any] = []
-    custom_settings = SETTINGS
     schema = OpenApiInspector()
+
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # drf-spectacular changes the components it is given while it builds a schema:
+        # each build gets its own copy.
+        self.custom_settings = {
+            **SETTINGS,
+            "APPEND_COMPONENTS": {"schemas": copy.deepcopy(schemas.COMPONENTS)},
+        }
+        return super().get(request, *args, **kwargs)
 
 
 class DocsView(SpectacularSwaggerView):

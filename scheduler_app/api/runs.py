@@ -61,7 +61,7 @@ def _id(name: str, raw: str) -> int:
             OpenApiParameter("cursor", str),
             OpenApiParameter("page_size", int),
         ],
-        responses=schemas.cursor_paged(schemas.Run),
+        responses={200: schemas.Run},
     ),
     retrieve=doc(summary="A run with its result and traceback", responses={200: schemas.RunDetail}),
 )
