@@ -5,6 +5,8 @@
 - ``REDIS_URL``     (default: ``redis://127.0.0.1:6379/0``)
 - ``DJANGO_SECRET_KEY`` (default: a random key kept in ``var/secret_key``, never committed)
 - ``DJANGO_DEBUG``  (``1`` to enable debug pages; off by default)
+- ``DJANGO_DB_POOL`` (``1``: the web side uses psycopg 3's connection pool on PostgreSQL;
+  ``DJANGO_DB_POOL_MIN`` / ``DJANGO_DB_POOL_MAX``, default 2 / 20)
 
 Static files are served by WhiteNoise, from ``var/static`` (``STATIC_ROOT``), which
 ``rundemo`` fills with ``collectstatic`` before it starts the web server; so the admin is
@@ -13,6 +15,7 @@ styled with DEBUG off, as a deployment would serve it.
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -67,6 +70,9 @@ INSTALLED_APPS = [
     "django_apscheduler",
     "guardian",
     "auditlog",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "scheduler_app",
     "project",
 ]
@@ -113,6 +119,20 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    and os.environ.get("DJANGO_DB_POOL") == "1"
+    and "runscheduler" not in sys.argv[1:2]
+):
+    # The web side (API, admin, /metrics) borrows connections from psycopg 3's pool
+    # instead of opening one per request; runscheduler keeps its own persistent ones.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": int(os.environ.get("DJANGO_DB_POOL_MIN", "2")),
+            "max_size": int(os.environ.get("DJANGO_DB_POOL_MAX", "20")),
+            "timeout": 10,
+        }
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the admin read while the scheduler writes; IMMEDIATE avoids lock upgrades
     # that fail with "database is locked" instead of waiting.

@@ -1,8 +1,12 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+
+from scheduler_app.monitoring import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/", include("scheduler_app.api.urls")),
+    path("metrics", metrics.MetricsView.as_view(), name="metrics"),
 ]

@@ -7,10 +7,16 @@ appear only as their names and keyed fingerprints."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Model
+
+#: Details added to every entry written inside :func:`extra` (e.g. the API key used).
+_extra: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "scheduler_audit_extra", default=None
+)
 
 
 def register_models() -> None:
@@ -39,6 +45,27 @@ def register_models() -> None:
     for model in (UserObjectPermission, GroupObjectPermission):
         if not auditlog.contains(model):
             auditlog.register(model)
+    from auditlog.models import LogEntry
+    from django.db.models.signals import pre_save
+
+    pre_save.connect(_add_extra, sender=LogEntry, dispatch_uid="scheduler_app.audit.extra")
+
+
+@contextlib.contextmanager
+def extra(**details: Any) -> Iterator[None]:
+    """Add ``details`` to the additional data of every audit entry written inside (field
+    edits recorded by auditlog as well as :func:`record`'s), e.g. which API key acted."""
+    token = _extra.set({**(_extra.get() or {}), **details})
+    try:
+        yield
+    finally:
+        _extra.reset(token)
+
+
+def _add_extra(sender: Any, instance: Any, **kwargs: Any) -> None:
+    details = _extra.get()
+    if details and instance.pk is None:
+        instance.additional_data = {**(instance.additional_data or {}), **details}
 
 
 @contextlib.contextmanager

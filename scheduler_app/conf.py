@@ -54,6 +54,34 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": [],
     # Rows per transaction when rotatekeys re-encrypts secrets.
     "ROTATE_BATCH_SIZE": 200,
+    # -- operations API (scheduler_app.api) --
+    # Requests per API key (or logged-in user) and period, as DRF writes rates
+    # ("6000/minute"); None: no throttling. Counted in Django's default cache, so use a
+    # shared cache (Redis, Memcached) to throttle across several web processes.
+    "API_THROTTLE_RATE": "6000/minute",
+    # Largest request body (bytes) the API reads; larger ones are answered 413.
+    "API_MAX_REQUEST_BYTES": 1_048_576,
+    # Largest JSON encoding (bytes) of a job's args, kwargs, secret kwargs or a run's
+    # kwargs override sent through the API; larger ones are answered 413.
+    "API_MAX_KWARGS_BYTES": 65_536,
+    # Default and largest page size of API lists (?page_size=).
+    "API_PAGE_SIZE": 50,
+    "API_MAX_PAGE_SIZE": 500,
+    # -- monitoring (scheduler_app.monitoring) --
+    # Whether GET /api/health/scheduler needs an API key (or a logged-in user).
+    "HEALTH_SCHEDULER_REQUIRES_KEY": False,
+    # Seconds the readiness check keeps its "migrations applied" result (it is costly).
+    "HEALTH_MIGRATIONS_CACHE_SECONDS": 10.0,
+    # Who may scrape /metrics: None (anyone who can reach it), "key" (an API key of an
+    # active user, as Authorization: Bearer), or {"username": ..., "password": ...} for
+    # HTTP basic auth (what Prometheus' basic_auth sends).
+    "METRICS_AUTH": None,
+    # Seconds a scrape reuses the database-derived gauges (queue depth, running, nodes),
+    # so that many scrapers do not load the database.
+    "METRICS_CACHE_SECONDS": 5.0,
+    # Also label run counters and histograms by job (tenant/name). Off by default: an
+    # installation may have 100,000 jobs, one time series each.
+    "METRICS_JOB_LABELS": False,
 }
 
 

@@ -712,3 +712,6 @@ class MembershipAdmin(TenantScopedAdmin):
         permissions.require(request.user, "manage", tenant_id=obj.tenant_id)
         super().save_model(request, obj, form, change)
         permissions.forget(request.user)
+
+
+from scheduler_app.admin import apikeys  # noqa: E402,F401  (registers the API keys admin)

@@ -29,6 +29,7 @@ from scheduler_app.engine.interfaces import (
     RecoveryReport,
 )
 from scheduler_app.models import Job, JobDependency, JobRun, RunReason, RunState
+from scheduler_app.monitoring import counters
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class DjangoRunStore:
             return 0
         with transaction.atomic():
             JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+            counters.count_finished(r for r in rows if r.state == RunState.SKIPPED)  # metrics
         if signals.run_queued.has_listeners() or signals.run_skipped.has_listeners():
             self._send_created(rows)
         return queued
@@ -226,6 +228,8 @@ class DjangoRunStore:
                 JobRun.objects.filter(pk=run.pk).update(
                     state=RunState.SKIPPED, finished_at=now, error=reason, is_final=True
                 )
+                run.state = RunState.SKIPPED
+            counters.count_finished(run for run, _ in skipped)  # metrics
         for run, _ in skipped:
             run.state = RunState.SKIPPED
             signals.run_skipped.send(sender=JobRun, run=run)
@@ -337,6 +341,7 @@ class DjangoRunStore:
                 follow.append((run, retry))
             if done:
                 self._write_outcomes(done)
+                counters.count_finished(done)  # metrics: in the transaction that records them
             edges = self._edges({r.job_id for r in done})
             retries = []
             for run, retry in follow:

@@ -37,6 +37,7 @@ class SchedulerService:
         self._stop_sync = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self._sync_beat = time.monotonic()
+        self._database_ok_at: float | None = None  # monotonic time of the last good round trip
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -126,6 +127,13 @@ class SchedulerService:
             found.append(f"the definition sync loop stalled for {time.monotonic() - self._sync_beat:.0f} s")
         return found
 
+    def database_contact_age(self) -> float | None:
+        """Seconds since this process last reached the database (the definition sync
+        asks it every 0.25 s); None before the first time. For readiness probes."""
+        if self._database_ok_at is None:
+            return None
+        return time.monotonic() - self._database_ok_at
+
     def shutdown(self, grace: float, reason: str = "scheduler shut down") -> None:
         logger.info("scheduler stopping", extra={"node": self.node_name, "grace": grace})
         self._stop_sync.set()
@@ -148,6 +156,7 @@ class SchedulerService:
             try:
                 due = time.monotonic() - last_full >= app_settings.RECONCILE_INTERVAL
                 changed = self.sync.changed()
+                self._database_ok_at = time.monotonic()
                 if changed or due:
                     # Taken before reading the jobs: a change made meanwhile shows up
                     # as a different digest next time.

@@ -75,6 +75,11 @@ FIELD_PATHS = {model: f"{outer}.{inner}" for outer, m in NESTED.items() for inne
 class DocumentError(ValueError):
     """The document is invalid; the message names the entry and the field."""
 
+    def __init__(self, message: str, *, validation: ValidationError | None = None) -> None:
+        super().__init__(message)
+        #: The model's ValidationError behind the message, for faces that show each field.
+        self.validation = validation
+
 
 def validation_message(exc: ValidationError) -> str:
     """A model's ValidationError as ``path: message; ...`` with document paths."""
@@ -203,7 +208,7 @@ def apply_job_document(
     try:
         job.full_clean()
     except ValidationError as exc:
-        raise DocumentError(f"{where}: {validation_message(exc)}") from None
+        raise DocumentError(f"{where}: {validation_message(exc)}", validation=exc) from None
     return result
 
 
@@ -240,10 +245,15 @@ def dependency_error(exc: ValidationError, *, where: str) -> DocumentError:
 
 
 def export_job(
-    job: Job, *, secrets: str = "omit", calendars: Iterable[Calendar] | None = None
+    job: Job,
+    *,
+    secrets: str = "omit",
+    calendars: Iterable[Calendar] | None = None,
+    depends_on: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A job as a job document. ``secrets``: ``omit``; ``encrypted`` (the ciphertext,
-    as ``secret_kwargs_encrypted``); ``fingerprints`` (for comparing versions)."""
+    as ``secret_kwargs_encrypted``); ``fingerprints`` (for comparing versions).
+    ``calendars`` / ``depends_on``: already read by the caller (lists of many jobs)."""
     doc: dict[str, Any] = {
         "tenant": job.tenant.slug,
         "name": job.name,
@@ -281,7 +291,9 @@ def export_job(
             "routing": {"mode": job.routing, "tags": job.routing_tags},
         }
     )
-    if job.pk:
+    if depends_on is not None:
+        doc["depends_on"] = depends_on
+    elif job.pk:
         doc["depends_on"] = [
             {"job": edge.upstream.name, "condition": edge.condition}
             for edge in job.upstream_edges.select_related("upstream").order_by("upstream__name")

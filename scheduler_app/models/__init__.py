@@ -1,4 +1,6 @@
+from scheduler_app.models.apikeys import ApiKey, RunRequest
 from scheduler_app.models.calendars import Calendar, CalendarDate
+from scheduler_app.models.counters import RunCounter
 from scheduler_app.models.jobs import (
     Executor,
     Job,
@@ -13,6 +15,9 @@ from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
 
 __all__ = [
+    "ApiKey",
+    "RunCounter",
+    "RunRequest",
     "Calendar",
     "ConfigVersion",
     "CalendarDate",

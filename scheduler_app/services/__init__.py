@@ -7,13 +7,22 @@ command run by an operator with shell access), which is not permission-checked. 
 that act on many objects check each one and return a :class:`BulkResult` listing what was
 done and what was refused with the reason, so a face can report both.
 
-The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`; with
+The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`, :mod:`.groups` (groups,
+calendars, memberships), :mod:`.keys` (API keys); with
 :mod:`.permissions` (who may do what) and :mod:`.versioning` (job versions). Every
 public function is re-exported here, so ``services.save_job(...)`` is the way to call.
 """
 
 from scheduler_app.services.bulk import BulkResult
 from scheduler_app.services.grants import GRANTABLE, set_object_permissions
+from scheduler_app.services.groups import (
+    delete_calendars,
+    delete_groups,
+    remove_membership,
+    save_calendar,
+    save_group,
+    set_membership,
+)
 from scheduler_app.services.jobs import (
     FLAG_ACTIONS,
     add_dependency,
@@ -30,6 +39,7 @@ from scheduler_app.services.jobs import (
     rollback_job,
     save_job,
 )
+from scheduler_app.services.keys import create_key, revoke_key
 from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, stop_runs
 
 __all__ = [
@@ -39,6 +49,9 @@ __all__ = [
     "add_dependency",
     "cancel_runs",
     "check_job_save",
+    "create_key",
+    "delete_calendars",
+    "delete_groups",
     "delete_jobs",
     "disable_jobs",
     "drop_dependencies",
@@ -48,10 +61,15 @@ __all__ = [
     "notify_job_changed",
     "pause_jobs",
     "put_dependencies",
+    "remove_membership",
+    "revoke_key",
     "resume_jobs",
     "rollback_job",
     "run_jobs_now",
+    "save_calendar",
+    "save_group",
     "save_job",
+    "set_membership",
     "set_object_permissions",
     "stop_runs",
 ]

@@ -14,6 +14,10 @@ On top of roles, a user (or a Django group the user is in) can be granted ``view
 group (``<action>_jobgroup``, which applies to every job in the group). Grants count only
 inside tenants the user belongs to: nobody sees another tenant. Superusers may do
 everything.
+
+An API key can narrow its user's rights (:func:`restrict`): to one tenant, and to at
+most a role. A restricted key of a superuser acts like a member of that tenant (or of
+every tenant) with that role; grants count only for actions the key's role allows.
 """
 
 from __future__ import annotations
@@ -30,6 +34,24 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"view", "run", "pause", "add", "change", "delete", "manage"}),
 }
 OBJECT_ACTIONS = ("view", "change", "delete", "run", "pause")
+ROLE_ORDER = ("viewer", "operator", "editor", "admin")
+
+
+def restrict(user: Any, *, tenant_id: int | None = None, role: str | None = None) -> None:
+    """Narrow what ``user`` (this request's user object) may do: only in ``tenant_id``,
+    with at most ``role``. Used for API keys; lasts as long as the object."""
+    user._scheduler_scope = (tenant_id, role or None)
+    forget(user)
+
+
+def _scope_of(user: Any) -> tuple[int | None, str | None] | None:
+    return getattr(user, "_scheduler_scope", None)
+
+
+def _capped(role: str, cap: str | None) -> str:
+    if cap is None or role not in ROLE_ORDER:
+        return role
+    return ROLE_ORDER[min(ROLE_ORDER.index(role), ROLE_ORDER.index(cap))]
 
 
 def is_system(user: Any) -> bool:
@@ -45,7 +67,21 @@ def roles(user: Any) -> dict[int, str]:
     if cached is None:
         from scheduler_app.models import Membership
 
-        cached = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
+        scope = _scope_of(user)
+        if scope is not None and getattr(user, "is_superuser", False):
+            from scheduler_app.models import Tenant
+
+            tenants = Tenant.objects.all() if scope[0] is None else Tenant.objects.filter(pk=scope[0])
+            cached = dict.fromkeys(tenants.values_list("pk", flat=True), "admin")
+        else:
+            cached = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
+        if scope is not None:
+            tenant_id, cap = scope
+            cached = {
+                tid: _capped(role, cap)
+                for tid, role in cached.items()
+                if tenant_id is None or tid == tenant_id
+            }
         user._scheduler_roles = cached
     return cached
 
@@ -64,7 +100,9 @@ def tenant_ids_with(user: Any, action: str) -> set[int]:
 
 
 def sees_everything(user: Any) -> bool:
-    return is_system(user) or bool(getattr(user, "is_superuser", False) and user.is_active)
+    if is_system(user):
+        return True
+    return bool(getattr(user, "is_superuser", False) and user.is_active and _scope_of(user) is None)
 
 
 def scope(user: Any, queryset: QuerySet, tenant_field: str = "tenant") -> QuerySet:
@@ -95,7 +133,15 @@ def can(user: Any, action: str, obj: Model | None = None, *, tenant_id: int | No
         return False  # not a member: no role and no grant counts
     if action in ROLE_ACTIONS.get(role, ()):
         return True
+    if not _cap_allows(user, action):
+        return False
     return obj is not None and _granted(user, action, obj)
+
+
+def _cap_allows(user: Any, action: str) -> bool:
+    """Grants count only for actions the key's role cap (if any) allows."""
+    scope = _scope_of(user)
+    return scope is None or scope[1] is None or action in ROLE_ACTIONS.get(scope[1], ())
 
 
 def _granted(user: Any, action: str, obj: Model) -> bool:
@@ -127,7 +173,7 @@ def has_any(user: Any, action: str) -> bool:
         return True
     if tenant_ids_with(user, action):
         return True
-    if action not in OBJECT_ACTIONS or not member_tenant_ids(user):
+    if action not in OBJECT_ACTIONS or not member_tenant_ids(user) or not _cap_allows(user, action):
         return False
     from guardian.models import GroupObjectPermission, UserObjectPermission
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from scheduler_app import audit, signals
 from scheduler_app.models import Job, JobRun, RunReason, RunState
+from scheduler_app.monitoring import counters
 from scheduler_app.registry import TaskArgumentsError, TaskError, registry
 from scheduler_app.services import permissions
 from scheduler_app.services.bulk import BulkResult
@@ -104,6 +105,7 @@ def enqueue_run(
     try:
         with transaction.atomic():
             run.save()
+            counters.count_finished([run])  # metrics (only a skipped or cancelled run counts)
     except IntegrityError:
         if JobRun.objects.filter(job=job, scheduled_for=scheduled_for, attempt=attempt).exists():
             return None
@@ -128,6 +130,7 @@ def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
         )
         if updated:
             run.refresh_from_db()
+            counters.count_finished([run])  # metrics
             audit.record(run.job, "cancel_run", actor, run_id=run.pk)
             result.done.append(run)
         else:

@@ -141,9 +141,11 @@ def scenario(tenant, other_tenant):
 
     from scheduler_app.models import Membership
 
-    Membership.objects.create(
-        tenant=tenant, user=get_user_model().objects.create_user("member"), role="viewer"
-    )
+    member = get_user_model().objects.create_user("member")
+    Membership.objects.create(tenant=tenant, user=member, role="viewer")
+    from scheduler_app.services import keys
+
+    keys.create_key(member, name="ci")  # the API keys admin lists it
 
     def save(name, t=tenant, calendars=None, **fields):
         fields.setdefault("task", "demo.noop")

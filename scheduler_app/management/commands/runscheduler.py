@@ -36,8 +36,14 @@ class Command(BaseCommand):
             help="APScheduler job store (default: SCHEDULER_APP['JOB_STORE']).",
         )
         parser.add_argument("--log-level", default="INFO", help="Log level (default INFO).")
+        parser.add_argument(
+            "--health-port",
+            type=int,
+            metavar="PORT",
+            help="Serve GET /live and /ready of this process on PORT (for container probes).",
+        )
 
-    def handle(self, *args, node=None, job_store=None, log_level="INFO", **opts):
+    def handle(self, *args, node=None, job_store=None, log_level="INFO", health_port=None, **opts):
         errors = [e for e in checks.run_checks(include_deployment_checks=False) if e.level >= checks.ERROR]
         if errors:
             lines = "\n".join(f"  {e.id}: {e.msg}" + (f" ({e.hint})" if e.hint else "") for e in errors)
@@ -60,6 +66,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         service = SchedulerService(node or default_node_name(), job_store=job_store)
+        if health_port is not None:  # bound before anything starts: a taken port stops here
+            from scheduler_app.monitoring.probe import HealthProbe
+
+            try:
+                HealthProbe(service, health_port).start()
+            except (OSError, OverflowError) as exc:
+                raise CommandError(f"--health-port {health_port}: cannot listen: {exc}") from None
         try:
             service.start()
         except Exception as exc:

@@ -1,0 +1,270 @@
+"""Objects as the API shows them. A job is its job document (the one codec,
+:func:`scheduler_app.documents.job.export_job`) plus ``id``, ``version`` and read-only
+status; lists read what they show in a fixed number of queries, never one per job."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from scheduler_app.documents import job as job_document
+from scheduler_app.engine import triggerspec
+from scheduler_app.engine.results import MASK
+from scheduler_app.models import (
+    Calendar,
+    CalendarDate,
+    Job,
+    JobDependency,
+    JobGroup,
+    JobRun,
+    JobVersion,
+    Membership,
+    RunState,
+    Tenant,
+)
+
+#: Keys of a job's representation that are not part of its document (ignored on write).
+JOB_READ_ONLY = ("id", "version", "next_fire_time", "last_run", "secret_kwarg_names")
+
+
+def iso(moment: datetime | None) -> str | None:
+    """An aware time with seconds and its UTC offset."""
+    if moment is None:
+        return None
+    return moment.isoformat()
+
+
+def jobs_queryset(queryset: QuerySet) -> QuerySet:
+    """Jobs with what their representation needs: tenant, group, calendars, the latest
+    version number and the last run (in subqueries of the one query)."""
+    last = (
+        JobRun.objects.filter(job=OuterRef("pk"))
+        .exclude(state=RunState.QUEUED)
+        .order_by("-scheduled_for", "-attempt")
+    )
+    version = (
+        JobVersion.objects.filter(job=OuterRef("pk"))
+        .order_by()
+        .values("job")
+        .annotate(n=Max("number"))
+        .values("n")
+    )
+    return (
+        queryset.select_related("tenant", "group")
+        .prefetch_related("calendars")
+        .annotate(
+            _version=Subquery(version),
+            _last_id=Subquery(last.values("pk")[:1]),
+            _last_state=Subquery(last.values("state")[:1]),
+            _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
+            _last_finished=Subquery(last.values("finished_at")[:1]),
+        )
+    )
+
+
+def current_version(job: Job) -> int:
+    return job.versions.aggregate(n=Max("number"))["n"] or 0
+
+
+def next_fire_time(job: Job, excluded: Iterable[Any], now: datetime) -> datetime | None:
+    if not job.is_schedulable:
+        return None
+    try:
+        trigger = triggerspec.build_trigger(
+            job.trigger_spec, hash_key=job.hash_key, anchor=job.created_at, excluded_dates=excluded
+        )
+    except ValueError:
+        return None
+    times = triggerspec.fire_times(trigger, now, 1)
+    return times[0] if times and times[0] > now else None
+
+
+def jobs(items: Sequence[Job]) -> list[dict[str, Any]]:
+    """Representations of jobs read through :func:`jobs_queryset`, in three more
+    queries whatever their number (dependencies, calendar dates)."""
+    ids = [j.pk for j in items]
+    deps: dict[int, list[dict[str, str]]] = defaultdict(list)
+    for down, up_name, condition in (
+        JobDependency.objects.filter(downstream_id__in=ids)
+        .order_by("upstream__name")
+        .values_list("downstream_id", "upstream__name", "condition")
+    ):
+        deps[down].append({"job": up_name, "condition": condition})
+    calendar_ids = {c.pk for j in items for c in j.calendars.all()}
+    dates: dict[int, list[Any]] = defaultdict(list)
+    for cal_id, day in CalendarDate.objects.filter(calendar_id__in=calendar_ids).values_list(
+        "calendar_id", "date"
+    ):
+        dates[cal_id].append(day)
+    now = timezone.now()
+    out = []
+    for job in items:
+        calendars = list(job.calendars.all())
+        excluded = [d for c in calendars for d in dates[c.pk]]
+        out.append(
+            job_representation(job, calendars=calendars, depends_on=deps[job.pk], excluded=excluded, now=now)
+        )
+    return out
+
+
+def job(item: Job) -> dict[str, Any]:
+    return jobs([item])[0]
+
+
+def job_representation(
+    job: Job,
+    *,
+    calendars: list[Calendar],
+    depends_on: list[dict[str, str]],
+    excluded: list[Any],
+    now: datetime,
+) -> dict[str, Any]:
+    doc = job_document.export_job(job, calendars=calendars, depends_on=depends_on)
+    last_id = getattr(job, "_last_id", None)
+    return {
+        "id": job.pk,
+        **doc,
+        "secret_kwarg_names": sorted(job.secret_names or []),
+        "version": getattr(job, "_version", None) or 0,
+        "next_fire_time": iso(next_fire_time(job, excluded, now)),
+        "last_run": None
+        if last_id is None
+        else {
+            "id": last_id,
+            "state": job._last_state,
+            "scheduled_for": iso(job._last_scheduled),
+            "finished_at": iso(job._last_finished),
+        },
+    }
+
+
+# -- runs -------------------------------------------------------------------------------
+
+RUN_LIST_FIELDS = (
+    "id",
+    "job_id",
+    "tenant_id",
+    "scheduled_for",
+    "attempt",
+    "state",
+    "reason",
+    "priority",
+    "not_before",
+    "node",
+    "executor",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "duration",
+    "error_type",
+    "error",
+    "stop_requested",
+    "is_final",
+    "triggered_by_id",
+    "kwargs_override",
+)
+
+
+def runs_queryset(queryset: QuerySet) -> QuerySet:
+    return queryset.select_related("job__tenant", "job__group")
+
+
+def run(item: JobRun, *, detail: bool = False) -> dict[str, Any]:
+    job = item.job
+    secret = set(job.secret_names or [])
+    override = {k: (MASK if k in secret else v) for k, v in (item.kwargs_override or {}).items()}
+    out: dict[str, Any] = {
+        "id": item.pk,
+        "job": job.pk,
+        "job_name": job.name,
+        "tenant": job.tenant.slug,
+        "group": job.group.name if job.group_id else None,
+        "scheduled_for": iso(item.scheduled_for),
+        "attempt": item.attempt,
+        "state": item.state,
+        "reason": item.reason,
+        "priority": item.priority,
+        "not_before": iso(item.not_before),
+        "node": item.node,
+        "executor": item.executor,
+        "queued_at": iso(item.queued_at),
+        "started_at": iso(item.started_at),
+        "finished_at": iso(item.finished_at),
+        "heartbeat_at": iso(item.heartbeat_at),
+        "duration": item.duration,
+        "error_type": item.error_type,
+        "error": item.error,
+        "stop_requested": item.stop_requested,
+        "is_final": item.is_final,
+        "triggered_by": item.triggered_by_id,
+        "kwargs_override": override,
+    }
+    if detail:
+        out.update(
+            cpu_seconds=item.cpu_seconds,
+            peak_memory_mb=item.peak_memory_mb,
+            result=item.result,
+            traceback=item.traceback,
+        )
+    return out
+
+
+# -- the rest ---------------------------------------------------------------------------
+
+
+def version(item: JobVersion, *, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "number": item.number,
+        "created_at": iso(item.created_at),
+        "author": item.author.get_username() if item.author_id else None,
+        "summary": item.summary,
+    }
+    if detail:
+        out["snapshot"] = item.snapshot
+    return out
+
+
+def tenant(item: Tenant, roles: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": item.pk,
+        "slug": item.slug,
+        "name": item.name,
+        "created_at": iso(item.created_at),
+        "role": roles.get(item.pk),
+    }
+
+
+def member(item: Membership) -> dict[str, Any]:
+    return {"user": item.user.get_username(), "user_id": item.user_id, "role": item.role}
+
+
+def group(item: JobGroup) -> dict[str, Any]:
+    return {"id": item.pk, "tenant": item.tenant.slug, "name": item.name, "description": item.description}
+
+
+def calendar(item: Calendar) -> dict[str, Any]:
+    return {
+        "id": item.pk,
+        "tenant": item.tenant.slug,
+        "name": item.name,
+        "description": item.description,
+        "dates": [{"date": d.date.isoformat(), "label": d.label} for d in item.dates.all()],
+    }
+
+
+def dependency(item: JobDependency) -> dict[str, Any]:
+    return {
+        "id": item.pk,
+        "tenant": item.tenant.slug,
+        "upstream": item.upstream_id,
+        "upstream_name": item.upstream.name,
+        "downstream": item.downstream_id,
+        "downstream_name": item.downstream.name,
+        "condition": item.condition,
+    }

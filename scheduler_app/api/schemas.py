@@ -1,0 +1,577 @@
+"""The OpenAPI description of the API's bodies, written as JSON Schema components (the
+views build their bodies from the job document and the models, not from serializers,
+so the schema is stated here once and checked against real responses by schemathesis).
+
+Also the hooks drf-spectacular calls: only this API's endpoints go into the schema, and
+every operation lists the error bodies it can answer with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter
+
+from scheduler_app.models import Executor, MisfirePolicy, OverlapPolicy, Role, Routing, RunReason, RunState
+from scheduler_app.models.jobs import DependencyCondition
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+BOOL = {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time"}
+ANY_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def obj(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = required
+    out.update(extra)
+    return out
+
+
+TRIGGERS = {
+    "CronTrigger": obj(
+        {
+            "type": {"type": "string", "enum": ["cron"]},
+            "expression": {**STR, "example": "0 2 L * *"},
+            "dialect": {"type": "string", "enum": ["crontab", "quartz"]},
+            "timezone": {**STR, "example": "Europe/Berlin"},
+        },
+        ["type", "expression"],
+        additionalProperties=False,
+    ),
+    "DateTrigger": obj(
+        {
+            "type": {"type": "string", "enum": ["date"]},
+            "run_at": {**STR, "example": "2026-12-01T09:00:00+01:00"},
+            "timezone": STR,
+        },
+        ["type", "run_at"],
+        additionalProperties=False,
+    ),
+    "IntervalTrigger": obj(
+        {
+            "type": {"type": "string", "enum": ["interval"]},
+            "seconds": {**INT, "minimum": 1},
+            "start": nullable(STR),
+            "end": nullable(STR),
+            "jitter": nullable({**INT, "minimum": 0}),
+            "timezone": nullable(STR),
+        },
+        ["type", "seconds"],
+        additionalProperties=False,
+    ),
+    "ManualTrigger": obj(
+        {"type": {"type": "string", "enum": ["manual"]}}, ["type"], additionalProperties=False
+    ),
+    "CombinedTrigger": obj(
+        {
+            "type": {"type": "string", "enum": ["all", "any"]},
+            "triggers": {
+                "type": "array",
+                "minItems": 2,
+                "items": {**ANY_OBJECT, "description": "A cron, date, interval or combined trigger."},
+            },
+        },
+        ["type", "triggers"],
+        additionalProperties=False,
+    ),
+}
+
+TRIGGER = {
+    "oneOf": [ref(name) for name in TRIGGERS],
+    "discriminator": {
+        "propertyName": "type",
+        "mapping": {
+            "cron": "#/components/schemas/CronTrigger",
+            "date": "#/components/schemas/DateTrigger",
+            "interval": "#/components/schemas/IntervalTrigger",
+            "manual": "#/components/schemas/ManualTrigger",
+            "all": "#/components/schemas/CombinedTrigger",
+            "any": "#/components/schemas/CombinedTrigger",
+        },
+    },
+}
+
+
+def _document(required: list[str]) -> dict[str, Any]:
+    """The job document (the ``jobs`` entries of a jobs file)."""
+    return obj(
+        {
+            "tenant": {**STR, "description": "Tenant slug."},
+            "name": {**STR, "maxLength": 200},
+            "description": STR,
+            "group": nullable({**STR, "description": "Group name in the tenant; null: no group."}),
+            "task": {**STR, "description": "A registered task name.", "example": "demo.echo"},
+            "args": {"type": "array", "items": {}},
+            "kwargs": ANY_OBJECT,
+            "trigger": ref("Trigger"),
+            "calendars": {"type": "array", "items": STR, "description": "Calendar names in the tenant."},
+            "enabled": BOOL,
+            "paused": BOOL,
+            "priority": {**INT, "description": "Higher runs first."},
+            "executor": {"type": "string", "enum": list(Executor.values)},
+            "max_instances": {**INT, "minimum": 1},
+            "overlap_policy": {"type": "string", "enum": list(OverlapPolicy.values)},
+            "misfire": obj(
+                {
+                    "policy": {"type": "string", "enum": list(MisfirePolicy.values)},
+                    "grace_seconds": {**INT, "minimum": 0},
+                },
+                additionalProperties=False,
+            ),
+            "retry": obj(
+                {
+                    "max_attempts": {**INT, "minimum": 1},
+                    "backoff_seconds": {**NUM, "minimum": 0},
+                    "backoff_factor": {**NUM, "minimum": 1},
+                    "max_backoff_seconds": {**NUM, "minimum": 0},
+                },
+                additionalProperties=False,
+            ),
+            "timeout_seconds": nullable({**NUM, "exclusiveMinimum": True, "minimum": 0}),
+            "limits": obj(
+                {
+                    "cpu_seconds": nullable({**NUM, "exclusiveMinimum": True, "minimum": 0}),
+                    "memory_mb": nullable({**INT, "minimum": 1}),
+                },
+                additionalProperties=False,
+            ),
+            "routing": obj(
+                {
+                    "mode": {"type": "string", "enum": list(Routing.values)},
+                    "tags": {"type": "array", "items": STR},
+                },
+                additionalProperties=False,
+            ),
+            "depends_on": {
+                "type": "array",
+                "description": "The job's complete list of upstream jobs (by name, same tenant).",
+                "items": obj(
+                    {"job": STR, "condition": {"type": "string", "enum": list(DependencyCondition.values)}},
+                    ["job"],
+                    additionalProperties=False,
+                ),
+            },
+        },
+        required,
+    )
+
+
+_READ = _document([])
+LAST_RUN = nullable(
+    obj(
+        {
+            "id": INT,
+            "state": {"type": "string", "enum": list(RunState.values)},
+            "scheduled_for": TIME,
+            "finished_at": nullable(TIME),
+        },
+        ["id", "state", "scheduled_for", "finished_at"],
+    )
+)
+JOB_REQUIRED = [
+    "id",
+    "tenant",
+    "name",
+    "description",
+    "group",
+    "task",
+    "args",
+    "kwargs",
+    "trigger",
+    "calendars",
+    "enabled",
+    "paused",
+    "priority",
+    "executor",
+    "max_instances",
+    "overlap_policy",
+    "misfire",
+    "retry",
+    "timeout_seconds",
+    "limits",
+    "routing",
+    "depends_on",
+    "secret_kwarg_names",
+    "version",
+    "next_fire_time",
+    "last_run",
+]
+_WRITE_EXTRA = {
+    "secret_kwargs": {**ANY_OBJECT, "writeOnly": True, "description": "Stored encrypted; never shown."},
+    "secret_kwargs_encrypted": {
+        **STR,
+        "writeOnly": True,
+        "description": "Ciphertext from exportjobs --include-secrets.",
+    },
+    "id": {**INT, "description": "Ignored (read-only); must be this job's id if given."},
+    "version": {**INT, "description": "If given: 409 unless it is the job's current version."},
+    "next_fire_time": {"description": "Ignored (read-only)."},
+    "last_run": {"description": "Ignored (read-only)."},
+    "secret_kwarg_names": {"description": "Ignored (read-only)."},
+}
+
+
+def _with(schema: dict[str, Any], properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {**schema, "properties": {**schema["properties"], **properties}, "required": required}
+
+
+RUN_PROPERTIES = {
+    "id": INT,
+    "job": INT,
+    "job_name": STR,
+    "tenant": STR,
+    "group": nullable(STR),
+    "scheduled_for": TIME,
+    "attempt": INT,
+    "state": {"type": "string", "enum": list(RunState.values)},
+    "reason": {"type": "string", "enum": list(RunReason.values)},
+    "priority": INT,
+    "not_before": TIME,
+    "node": STR,
+    "executor": STR,
+    "queued_at": TIME,
+    "started_at": nullable(TIME),
+    "finished_at": nullable(TIME),
+    "heartbeat_at": nullable(TIME),
+    "duration": nullable(NUM),
+    "error_type": STR,
+    "error": STR,
+    "stop_requested": BOOL,
+    "is_final": BOOL,
+    "triggered_by": nullable(INT),
+    "kwargs_override": {**ANY_OBJECT, "description": "Values of secret names are masked."},
+}
+RUN_DETAIL_PROPERTIES = {
+    "cpu_seconds": nullable(NUM),
+    "peak_memory_mb": nullable(NUM),
+    "result": {"nullable": True, "description": "What the task returned (JSON; secrets masked)."},
+    "traceback": STR,
+}
+
+VERSION_PROPERTIES = {"number": INT, "created_at": TIME, "author": nullable(STR), "summary": STR}
+ERROR = obj(
+    {
+        "errors": {
+            "type": "array",
+            "minItems": 1,
+            "items": obj(
+                {
+                    "field": nullable(
+                        {**STR, "description": "Path in the request (trigger.expression), or null."}
+                    ),
+                    "message": STR,
+                },
+                ["field", "message"],
+            ),
+        }
+    },
+    ["errors"],
+)
+
+COMPONENTS: dict[str, Any] = {
+    **TRIGGERS,
+    "Trigger": TRIGGER,
+    "Job": _with(
+        _READ,
+        {
+            "id": INT,
+            "secret_kwarg_names": {"type": "array", "items": STR},
+            "version": INT,
+            "next_fire_time": nullable(TIME),
+            "last_run": LAST_RUN,
+        },
+        JOB_REQUIRED,
+    ),
+    "JobWrite": _with(_document(["tenant", "name", "task"]), _WRITE_EXTRA, ["tenant", "name", "task"]),
+    "JobPatch": _with(_document([]), _WRITE_EXTRA, []),
+    "Run": obj(RUN_PROPERTIES, list(RUN_PROPERTIES)),
+    "RunDetail": obj({**RUN_PROPERTIES, **RUN_DETAIL_PROPERTIES}, [*RUN_PROPERTIES, *RUN_DETAIL_PROPERTIES]),
+    "RunRequest": obj(
+        {
+            "kwargs": {**ANY_OBJECT, "description": "Merged over the job's kwargs for this run."},
+            "at": {
+                **STR,
+                "description": "ISO 8601 time with a UTC offset, not in the past.",
+                "example": "2030-01-01T09:00:00+01:00",
+            },
+            "idempotency_key": {
+                **STR,
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "A retried request with the same key returns the same run.",
+            },
+        },
+        additionalProperties=False,
+    ),
+    "BulkRequest": obj(
+        {"ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {**INT, "minimum": 1}}},
+        ["ids"],
+        additionalProperties=False,
+    ),
+    "BulkResponse": obj(
+        {
+            "results": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "id": INT,
+                        "status": {"type": "string", "enum": ["done", "refused", "not found"]},
+                        "reason": {**STR, "description": "Why it was refused."},
+                        "run": {**INT, "description": "The queued run (bulk run)."},
+                    },
+                    ["id", "status"],
+                ),
+            }
+        },
+        ["results"],
+    ),
+    "Version": obj(VERSION_PROPERTIES, list(VERSION_PROPERTIES)),
+    "VersionDetail": obj({**VERSION_PROPERTIES, "snapshot": ANY_OBJECT}, [*VERSION_PROPERTIES, "snapshot"]),
+    "VersionDiff": obj(
+        {
+            "from": INT,
+            "to": INT,
+            "changes": {
+                "type": "array",
+                "items": obj(
+                    {"path": STR, "old": {"nullable": True}, "new": {"nullable": True}},
+                    ["path", "old", "new"],
+                ),
+            },
+        },
+        ["from", "to", "changes"],
+    ),
+    "AuditEntry": obj(
+        {
+            "id": INT,
+            "time": TIME,
+            "actor": nullable(STR),
+            "action": {"type": "string", "enum": ["create", "update", "delete", "access"]},
+            "object": STR,
+            "operation": STR,
+            "changes": {"type": "object", "additionalProperties": {"type": "array", "items": STR}},
+            "details": ANY_OBJECT,
+            "remote_addr": nullable(STR),
+        },
+        ["id", "time", "actor", "action", "object", "operation", "changes", "details", "remote_addr"],
+    ),
+    "Tenant": obj(
+        {
+            "id": INT,
+            "slug": STR,
+            "name": STR,
+            "created_at": TIME,
+            "role": nullable({"type": "string", "enum": list(Role.values)}),
+        },
+        ["id", "slug", "name", "created_at", "role"],
+    ),
+    "Member": obj(
+        {"user": STR, "user_id": INT, "role": {"type": "string", "enum": list(Role.values)}},
+        ["user", "user_id", "role"],
+    ),
+    "MemberWrite": obj(
+        {"user": {**STR, "description": "User name."}, "role": {"type": "string", "enum": list(Role.values)}},
+        ["user", "role"],
+        additionalProperties=False,
+    ),
+    "Group": obj(
+        {"id": INT, "tenant": STR, "name": STR, "description": STR}, ["id", "tenant", "name", "description"]
+    ),
+    "GroupWrite": obj(
+        {"tenant": STR, "name": {**STR, "maxLength": 200}, "description": STR}, ["tenant", "name"]
+    ),
+    "GroupPatch": obj({"tenant": STR, "name": {**STR, "maxLength": 200}, "description": STR}),
+    "CalendarDate": obj({"date": {"type": "string", "format": "date"}, "label": STR}, ["date", "label"]),
+    "Calendar": obj(
+        {
+            "id": INT,
+            "tenant": STR,
+            "name": STR,
+            "description": STR,
+            "dates": {"type": "array", "items": ref("CalendarDate")},
+        },
+        ["id", "tenant", "name", "description", "dates"],
+    ),
+    "CalendarWrite": obj(
+        {
+            "tenant": STR,
+            "name": {**STR, "maxLength": 200},
+            "description": STR,
+            "dates": {
+                "type": "array",
+                "items": obj({"date": {"type": "string", "format": "date"}, "label": STR}, ["date"]),
+            },
+        },
+        ["tenant", "name"],
+    ),
+    "CalendarPatch": obj(
+        {
+            "tenant": STR,
+            "name": {**STR, "maxLength": 200},
+            "description": STR,
+            "dates": {
+                "type": "array",
+                "items": obj({"date": {"type": "string", "format": "date"}, "label": STR}, ["date"]),
+            },
+        }
+    ),
+    "Dependency": obj(
+        {
+            "id": INT,
+            "tenant": STR,
+            "upstream": INT,
+            "upstream_name": STR,
+            "downstream": INT,
+            "downstream_name": STR,
+            "condition": {"type": "string", "enum": list(DependencyCondition.values)},
+        },
+        ["id", "tenant", "upstream", "upstream_name", "downstream", "downstream_name", "condition"],
+    ),
+    "DependencyWrite": obj(
+        {
+            "upstream": INT,
+            "downstream": INT,
+            "condition": {"type": "string", "enum": list(DependencyCondition.values)},
+        },
+        ["upstream", "downstream"],
+        additionalProperties=False,
+    ),
+    "CronPreview": obj(
+        {
+            "expression": STR,
+            "dialect": STR,
+            "timezone": STR,
+            "description": STR,
+            "next": {"type": "array", "items": TIME},
+        },
+        ["expression", "dialect", "timezone", "description", "next"],
+    ),
+    "Error": ERROR,
+}
+
+Job = ref("Job")
+JobWrite = {"application/json": ref("JobWrite")}  # a request body
+JobPatch = {"application/json": ref("JobPatch")}  # a request body
+Run = ref("Run")
+RunDetail = ref("RunDetail")
+RunRequest = {"application/json": ref("RunRequest")}  # a request body
+BulkRequest = {"application/json": ref("BulkRequest")}  # a request body
+BulkResponse = ref("BulkResponse")
+Version = ref("Version")
+VersionDetail = ref("VersionDetail")
+VersionDiff = ref("VersionDiff")
+AuditEntry = ref("AuditEntry")
+Tenant = ref("Tenant")
+Member = ref("Member")
+MemberWrite = {"application/json": ref("MemberWrite")}  # a request body
+Group = ref("Group")
+GroupWrite = {"application/json": ref("GroupWrite")}  # a request body
+GroupPatch = {"application/json": ref("GroupPatch")}  # a request body
+Calendar = ref("Calendar")
+CalendarWrite = {"application/json": ref("CalendarWrite")}  # a request body
+CalendarPatch = {"application/json": ref("CalendarPatch")}  # a request body
+Dependency = ref("Dependency")
+DependencyWrite = {"application/json": ref("DependencyWrite")}  # a request body
+CronPreview = ref("CronPreview")
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    description='The version (ETag) you read, e.g. "3": 409 if the job has changed since.',
+)
+
+
+def paged(item: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {
+        200: obj(
+            {
+                "count": INT,
+                "next": nullable({"type": "string", "format": "uri"}),
+                "previous": nullable({"type": "string", "format": "uri"}),
+                "results": {"type": "array", "items": item},
+            },
+            ["count", "next", "previous", "results"],
+        )
+    }
+
+
+def cursor_paged(item: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {
+        200: obj(
+            {
+                "next": nullable({"type": "string", "format": "uri"}),
+                "previous": nullable({"type": "string", "format": "uri"}),
+                "results": {"type": "array", "items": item},
+            },
+            ["next", "previous", "results"],
+        )
+    }
+
+
+def ok(schema: dict[str, Any], code: int = 200) -> dict[int, dict[str, Any]]:
+    return {code: schema}
+
+
+# -- drf-spectacular hooks --------------------------------------------------------------
+
+
+def only_this_api(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """Keep the endpoints of scheduler_app's API and monitoring (not the host's)."""
+    out = []
+    for path, path_regex, method, callback in endpoints:
+        cls = getattr(callback, "cls", None)
+        if cls is not None and cls.__module__.startswith(("scheduler_app.api.", "scheduler_app.monitoring.")):
+            if cls.__name__ in ("SchemaView", "DocsView"):
+                continue
+            out.append((path, path_regex, method, callback))
+    return out
+
+
+ERROR_RESPONSES = {
+    "400": "Invalid input: each error names the field and the reason.",
+    "401": "No, an unknown, a revoked or an expired API key.",
+    "403": "You may not do this.",
+    "404": "No such object among your tenants' objects.",
+    "405": "Method not allowed.",
+    "406": "Not acceptable.",
+    "409": "A conflict: the object changed since you read it, or is not in a state that allows this.",
+    "413": "The request body (or its kwargs) is too large.",
+    "415": "Unsupported media type (send application/json).",
+    "429": "Too many requests for this API key; see Retry-After.",
+}
+PUBLIC = ("/health/live", "/health/ready")
+
+
+def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Every operation documents the uniform error body for each 4xx it can answer."""
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            codes = ["400", "404", "405", "406", "429"]
+            if not path.endswith(PUBLIC):
+                codes += ["401", "403"]
+            if method in ("post", "put", "patch"):
+                codes += ["409", "413", "415"]
+            for code in codes:
+                operation["responses"].setdefault(
+                    code,
+                    {
+                        "description": ERROR_RESPONSES[code],
+                        "content": {"application/json": {"schema": ref("Error")}},
+                    },
+                )
+    return result

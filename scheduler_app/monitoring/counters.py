@@ -1,0 +1,101 @@
+"""Keeping the run counters of ``/metrics`` (:class:`~scheduler_app.models.RunCounter`).
+
+Whoever writes a run's final state calls :func:`count_finished` in the same
+transaction: the counts are then exactly the committed outcomes, whichever node or
+process wrote them, and pruning old runs cannot make a counter go backwards. One
+``INSERT ... ON CONFLICT DO UPDATE`` per batch adds to every label set at once (the
+same statement on PostgreSQL and SQLite); rows are written in label order so that two
+nodes recording at the same time cannot deadlock on them."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection
+
+from scheduler_app.conf import app_settings
+from scheduler_app.models import Job, RunCounter, RunState
+from scheduler_app.models.counters import DURATION_BUCKETS, LATENESS_BUCKETS
+
+LABELS = ("tenant", "group", "task", "job", "state")
+SUMS = ("count", "retries", "duration_sum", "duration_count", "lateness_sum", "lateness_count")
+DURATION_COLUMNS = tuple(f"duration_b{i}" for i in range(len(DURATION_BUCKETS)))
+LATENESS_COLUMNS = tuple(f"lateness_b{i}" for i in range(len(LATENESS_BUCKETS)))
+VALUES = (*SUMS, *DURATION_COLUMNS, *LATENESS_COLUMNS)
+
+
+def _bucket(bounds: tuple[float, ...], value: float) -> int | None:
+    """Index of the first bucket whose bound is >= value; None above the last (+Inf)."""
+    index = bisect.bisect_left(bounds, value)
+    return index if index < len(bounds) else None
+
+
+def lateness(run: Any) -> float | None:
+    """Seconds between when the run was due and when it started (never negative)."""
+    if run.started_at is None or run.state == RunState.SKIPPED:
+        return None
+    due = max(t for t in (run.scheduled_for, run.not_before) if t is not None)
+    return max((run.started_at - due).total_seconds(), 0.0)
+
+
+def count_finished(runs: Iterable[Any]) -> int:
+    """Add these runs (``JobRun`` objects, just given a final state) to the counters;
+    call it inside the transaction that writes them. Returns the label sets touched."""
+    runs = [r for r in runs if r.state not in (RunState.QUEUED, RunState.RUNNING)]
+    if not runs:
+        return 0
+    per_job = app_settings.METRICS_JOB_LABELS
+    labels = {
+        pk: (slug, group or "", task, name if per_job else "")
+        for pk, slug, group, task, name in Job.objects.filter(pk__in={r.job_id for r in runs}).values_list(
+            "pk", "tenant__slug", "group__name", "task", "name"
+        )
+    }
+    rows: dict[tuple[str, ...], dict[str, float]] = {}
+    for run in runs:
+        base = labels.get(run.job_id)
+        if base is None:
+            continue
+        key = (*base, run.state)
+        row = rows.setdefault(key, dict.fromkeys(VALUES, 0))
+        row["count"] += 1
+        if run.attempt > 1:
+            row["retries"] += 1
+        if run.duration is not None:
+            row["duration_sum"] += run.duration
+            row["duration_count"] += 1
+            index = _bucket(DURATION_BUCKETS, run.duration)
+            if index is not None:
+                row[DURATION_COLUMNS[index]] += 1
+        late = lateness(run)
+        if late is not None:
+            row["lateness_sum"] += late
+            row["lateness_count"] += 1
+            index = _bucket(LATENESS_BUCKETS, late)
+            if index is not None:
+                row[LATENESS_COLUMNS[index]] += 1
+    ordered = sorted(rows.items())
+    for start in range(0, len(ordered), 200):  # bounded statement size (SQLite's variable limit)
+        _upsert(ordered[start : start + 200])
+    return len(rows)
+
+
+def _upsert(rows: list[tuple[tuple[str, ...], dict[str, float]]]) -> None:
+    q = connection.ops.quote_name
+    table = q(RunCounter._meta.db_table)
+    columns = [*LABELS, *VALUES]
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    updates = ", ".join(f"{q(c)} = {table}.{q(c)} + EXCLUDED.{q(c)}" for c in VALUES)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(q(c) for c in columns)}) VALUES "
+        + ", ".join([placeholders] * len(rows))
+        + f" ON CONFLICT ({', '.join(q(c) for c in LABELS)}) DO UPDATE SET {updates}"
+    )
+    params: list[Any] = []
+    for key, values in rows:
+        params.extend(key)
+        params.extend(values[c] for c in VALUES)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
