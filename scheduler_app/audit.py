@@ -62,6 +62,14 @@ def extra(**details: Any) -> Iterator[None]:
         _extra.reset(token)
 
 
+def add_extra(**details: Any) -> None:
+    """Add ``details`` to the innermost :func:`extra` block (which must be open)."""
+    current = _extra.get()
+    if current is None:
+        raise RuntimeError("audit.add_extra() outside an audit.extra() block")
+    current.update(details)
+
+
 def _add_extra(sender: Any, instance: Any, **kwargs: Any) -> None:
     details = _extra.get()
     if details and instance.pk is None:

@@ -7,8 +7,9 @@ and only then is the action's permission checked (403)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Model, QuerySet
@@ -26,6 +27,49 @@ from scheduler_app.api import auth, errors
 from scheduler_app.conf import app_settings
 from scheduler_app.models import ApiKey
 from scheduler_app.services import permissions
+
+#: The largest id a database stores (a signed 64-bit integer); larger numbers in a
+#: path or query name nothing, rather than overflowing the database driver.
+MAX_ID = 2**63 - 1
+_WHOLE = re.compile(r"[0-9]{1,19}")
+#: Times given to the API: within what the run store and the triggers handle.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def whole_number(raw: Any) -> int | None:
+    """``raw`` as a whole number of at most 64 bits written in ASCII digits, else None."""
+    if not isinstance(raw, str) or not _WHOLE.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if value <= MAX_ID else None
+
+
+def id_param(name: str, raw: str) -> int:
+    """The id a query parameter names, or a 400 that names the parameter."""
+    value = whole_number(raw)
+    if value is None:
+        raise errors.FieldError([(name, _("must be an id (a whole number)"))])
+    return value
+
+
+def aware_time(name: str, raw: Any) -> datetime:
+    """An ISO 8601 time with a UTC offset, between 1970 and 9000, or a 400 naming ``name``."""
+    if not isinstance(raw, str):
+        raise errors.FieldError([(name, _("an ISO 8601 time with a UTC offset"))])
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise errors.FieldError([(name, _("%(v)r is not an ISO 8601 time") % {"v": raw})]) from None
+    if value.tzinfo is None:
+        raise errors.FieldError([(name, _("add a UTC offset, e.g. 2026-12-01T09:00:00+01:00"))])
+    try:
+        in_range = EARLIEST <= value < LATEST
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of range
+        in_range = False
+    if not in_range:
+        raise errors.FieldError([(name, _("must lie between 1970 and 9000"))])
+    return value
 
 
 class OpenApiInspector(DefaultSchema):
@@ -151,6 +195,13 @@ class ApiViewSet(viewsets.GenericViewSet):
 
     # -- request life cycle ----------------------------------------------------------------
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # One audit context for the whole request, entered and left in this frame (a
+        # context variable must be reset in the context that set it); :meth:`initial`
+        # adds the API key to it once the request is authenticated.
+        with audit.extra():
+            return super().dispatch(request, *args, **kwargs)
+
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         length = request.META.get("CONTENT_LENGTH") or "0"
         limit = app_settings.API_MAX_REQUEST_BYTES
@@ -160,15 +211,7 @@ class ApiViewSet(viewsets.GenericViewSet):
         key = request.auth if isinstance(request.auth, ApiKey) else None
         if key is not None:
             # Audit entries written for this request name the key as well as its user.
-            self._audit = contextlib.ExitStack()
-            self._audit.enter_context(audit.extra(api_key=key.prefix, api_key_id=key.pk))
-
-    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = getattr(self, "_audit", None)
-        if stack is not None:
-            stack.close()
-            self._audit = None
-        return super().finalize_response(request, response, *args, **kwargs)
+            audit.add_extra(api_key=key.prefix, api_key_id=key.pk)
 
     # -- scoping ---------------------------------------------------------------------------
 
@@ -189,9 +232,10 @@ class ApiViewSet(viewsets.GenericViewSet):
         """The object of the URL among the caller's tenants' (404 otherwise); the
         permission is the caller's business (:meth:`require`)."""
         lookup = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
-        if lookup is None or not str(lookup).isdigit():
+        pk = whole_number(str(lookup)) if lookup is not None else None
+        if pk is None:
             raise exceptions.NotFound(_("Not found."))
-        obj = self.get_queryset().filter(pk=int(lookup)).first()
+        obj = self.get_queryset().filter(pk=pk).first()
         if obj is None:
             raise exceptions.NotFound(_("Not found."))
         return obj

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from scheduler_app import services
 from scheduler_app.api import errors, schemas
 from scheduler_app.api import representations as rep
-from scheduler_app.api.base import ApiViewSet, doc
+from scheduler_app.api.base import MAX_ID, ApiViewSet, aware_time, doc, whole_number
 from scheduler_app.conf import app_settings
 from scheduler_app.documents import job as job_document
 from scheduler_app.models import Job, JobRun, RunRequest, Tenant
@@ -65,9 +65,10 @@ def if_match(request: Any) -> int | None:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if not value.isdigit():
+    number = whole_number(value)
+    if number is None:
         raise errors.FieldError([("If-Match", _("must be the job's version number or its ETag"))])
-    return int(value)
+    return number
 
 
 def etag(version: int) -> str:
@@ -111,7 +112,7 @@ def bulk_ids(request: Any) -> list[int]:
     if len(ids) > MAX_BULK_IDS:
         raise errors.FieldError([("ids", _("at most %(n)s ids") % {"n": MAX_BULK_IDS})])
     for index, pk in enumerate(ids):
-        if isinstance(pk, bool) or not isinstance(pk, int) or pk < 1:
+        if isinstance(pk, bool) or not isinstance(pk, int) or not 1 <= pk <= MAX_ID:
             raise errors.FieldError([(f"ids[{index}]", _("must be a positive whole number"))])
     return list(dict.fromkeys(ids))
 
@@ -340,14 +341,7 @@ class JobViewSet(ApiViewSet):
     def _at(value: Any) -> datetime | None:
         if value is None:
             return None
-        if not isinstance(value, str):
-            raise errors.FieldError([("at", _("an ISO 8601 time with a UTC offset"))])
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise errors.FieldError([("at", _("%(v)r is not an ISO 8601 time") % {"v": value})]) from None
-        if moment.tzinfo is None:
-            raise errors.FieldError([("at", _("add a UTC offset, e.g. 2026-12-01T09:00:00+01:00"))])
+        moment = aware_time("at", value)
         if moment < timezone.now() - AT_TOLERANCE:
             raise errors.FieldError([("at", _("%(v)s is in the past") % {"v": value})])
         return moment
@@ -453,7 +447,8 @@ class JobViewSet(ApiViewSet):
     def version(self, request: Any, pk: str, number: str) -> Response:
         job = self.get_object()
         self.require("view", job)
-        item = job.versions.select_related("author").filter(number=int(number)).first()
+        wanted = whole_number(number)
+        item = None if wanted is None else job.versions.select_related("author").filter(number=wanted).first()
         if item is None:
             raise exceptions.NotFound(_("Not found."))
         return Response(rep.version(item, detail=True))
@@ -473,9 +468,10 @@ class JobViewSet(ApiViewSet):
         numbers = {}
         for name in ("from", "to"):
             raw = request.query_params.get(name)
-            if raw is None or not raw.isdigit():
+            value = whole_number(raw)
+            if value is None:
                 raise errors.FieldError([(name, _("required, a version number"))])
-            numbers[name] = int(raw)
+            numbers[name] = value
         found = {v.number: v for v in job.versions.filter(number__in=numbers.values())}
         for name, number in numbers.items():
             if number not in found:
@@ -501,9 +497,10 @@ class JobViewSet(ApiViewSet):
     def rollback(self, request: Any, pk: str, number: str) -> Response:
         job = self.get_object()
         self.require("change", job)
-        if not job.versions.filter(number=int(number)).exists():
+        wanted = whole_number(number)
+        if wanted is None or not job.versions.filter(number=wanted).exists():
             raise exceptions.NotFound(_("Not found."))
-        services.rollback_job(job, int(number), actor=self.actor)
+        services.rollback_job(job, wanted, actor=self.actor)
         return job_response(job)
 
     # -- audit -------------------------------------------------------------------------

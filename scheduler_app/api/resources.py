@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from scheduler_app import services
 from scheduler_app.api import errors, schemas
 from scheduler_app.api import representations as rep
-from scheduler_app.api.base import ApiViewSet, doc
+from scheduler_app.api.base import ApiViewSet, doc, id_param, whole_number
 from scheduler_app.api.jobs import body_object
 from scheduler_app.models import Calendar, Job, JobDependency, JobGroup, Membership, Role, Tenant
 from scheduler_app.services import permissions
@@ -116,8 +116,11 @@ class TenantViewSet(ApiViewSet):
     def remove_member(self, request: Any, pk: str, user_id: str) -> Response:
         tenant = self.get_object()
         self.require("manage", tenant)
+        wanted = whole_number(user_id)
         membership = (
-            Membership.objects.filter(tenant=tenant, user_id=int(user_id)).select_related("user").first()
+            None
+            if wanted is None
+            else Membership.objects.filter(tenant=tenant, user_id=wanted).select_related("user").first()
         )
         if membership is None:
             raise exceptions.NotFound(_("Not found."))
@@ -315,9 +318,8 @@ class DependencyViewSet(ApiViewSet):
         if params.get("tenant"):
             qs = qs.filter(tenant__slug=params["tenant"])
         if params.get("job"):
-            if not params["job"].isdigit():
-                raise errors.FieldError([("job", _("must be an id (a whole number)"))])
-            qs = qs.filter(Q(upstream_id=int(params["job"])) | Q(downstream_id=int(params["job"])))
+            job_id = id_param("job", params["job"])
+            qs = qs.filter(Q(upstream_id=job_id) | Q(downstream_id=job_id))
         return self.page(qs, lambda items: [rep.dependency(d) for d in items])
 
     def retrieve(self, request: Any, pk: str) -> Response:
@@ -397,13 +399,14 @@ class CronViewSet(ApiViewSet):
         except TriggerSpecError as exc:
             raise errors.FieldError([(exc.path, exc.message)]) from None
         raw_count = params.get("count") or "10"
-        if not raw_count.isdigit() or not 1 <= int(raw_count) <= 100:
+        count = whole_number(raw_count)
+        if count is None or not 1 <= count <= 100:
             raise errors.FieldError([("count", _("a whole number from 1 to 100"))])
         try:
             expr = CronExpression.parse(expression, dialect=dialect, timezone=zone)
         except CronSyntaxError as exc:
             raise errors.FieldError([("expression", str(exc))]) from None
-        times = expr.fire_times(datetime.now(expr.zone), int(raw_count))
+        times = expr.fire_times(datetime.now(expr.zone), count)
         return Response(
             {
                 "expression": " ".join(expression.split()),

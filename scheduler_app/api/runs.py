@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from scheduler_app import services
 from scheduler_app.api import errors, schemas
 from scheduler_app.api import representations as rep
-from scheduler_app.api.base import ApiViewSet, RunCursorPagination, doc
+from scheduler_app.api.base import ApiViewSet, RunCursorPagination, aware_time, doc, id_param
 from scheduler_app.api.jobs import body_object, bulk_ids, bulk_report
 from scheduler_app.models import JobRun, RunState
 
@@ -30,19 +30,11 @@ RUN_ACTIONS = {"cancel": services.cancel_runs, "stop": services.stop_runs}
 
 
 def _time(name: str, raw: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise errors.FieldError([(name, _("%(v)r is not an ISO 8601 time") % {"v": raw})]) from None
-    if value.tzinfo is None:
-        raise errors.FieldError([(name, _("add a UTC offset, e.g. 2026-12-01T09:00:00+01:00"))])
-    return value
+    return aware_time(name, raw)
 
 
 def _id(name: str, raw: str) -> int:
-    if not raw.isdigit():
-        raise errors.FieldError([(name, _("must be an id (a whole number)"))])
-    return int(raw)
+    return id_param(name, raw)
 
 
 @extend_schema_view(
