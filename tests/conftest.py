@@ -27,3 +27,20 @@ def make_job(tenant):
         return services.save_job(Job(name=name, **fields))
 
     return make
+
+
+# Tests whose outcome cannot depend on the database: the SQLite pass leaves them out
+# (the PostgreSQL pass runs everything). A module can say so with DB_INDEPENDENT = True.
+DB_INDEPENDENT_DIRS = ("unit",)
+DB_INDEPENDENT_MODULES = {"test_demo.py", "test_install.py"}  # the demo runs on its own SQLite
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path
+        if (
+            path.parent.name in DB_INDEPENDENT_DIRS
+            or path.name in DB_INDEPENDENT_MODULES
+            or getattr(item.module, "DB_INDEPENDENT", False)
+        ):
+            item.add_marker(pytest.mark.db_independent)

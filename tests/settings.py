@@ -5,6 +5,21 @@ import os
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
+
+def _per_worker_redis(url: str, worker: str) -> str:
+    """pytest-xdist worker gwN (N > 0) uses Redis db (db - N) mod 16, so that two
+    workers' job stores never share keys. The variable is exported, so the real
+    runscheduler processes a worker starts use the same db."""
+    if not worker.startswith("gw") or not worker[2:].isdigit() or worker == "gw0":
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) - int(worker[2:])) % 16}" if db.isdigit() else url
+
+
+if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("SCHEDULER_REDIS_PER_WORKER"):
+    os.environ["REDIS_URL"] = _per_worker_redis(os.environ["REDIS_URL"], os.environ["PYTEST_XDIST_WORKER"])
+    os.environ["SCHEDULER_REDIS_PER_WORKER"] = "1"  # once per process tree
+
 from project.settings import *  # noqa: E402,F403
 from project.settings import DATABASES, SCHEDULER_APP, VAR_DIR  # noqa: E402
 

@@ -13,7 +13,7 @@ from scheduler_app import services
 from scheduler_app.models import Job, JobRun, Tenant
 from tests.acceptance.conftest import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def pg_cluster(action: str) -> None:
