@@ -34,7 +34,14 @@ def database_url() -> str:
 
 
 class SchedulerProcess:
-    def __init__(self, node: str, store: str | None, overrides: dict, extra_env: dict | None = None):
+    def __init__(
+        self,
+        node: str,
+        store: str | None,
+        overrides: dict,
+        extra_env: dict | None = None,
+        args: list[str] | None = None,
+    ):
         env = os.environ.copy()
         env.update(
             DJANGO_SETTINGS_MODULE="tests.settings",
@@ -48,7 +55,7 @@ class SchedulerProcess:
         self.node = node
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runscheduler", "--node", node],
+            [sys.executable, "manage.py", "runscheduler", "--node", node, *(args or [])],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -97,8 +104,14 @@ class SchedulerProcess:
 def scheduler(transactional_db):
     started: list[SchedulerProcess] = []
 
-    def start(node: str = "node-a", store: str | None = None, extra_env: dict | None = None, **overrides):
-        proc = SchedulerProcess(node, store, overrides, extra_env)
+    def start(
+        node: str = "node-a",
+        store: str | None = None,
+        extra_env: dict | None = None,
+        args: list[str] | None = None,
+        **overrides,
+    ):
+        proc = SchedulerProcess(node, store, overrides, extra_env, args)
         started.append(proc)
         proc.wait_for("scheduler started", 60)
         return proc

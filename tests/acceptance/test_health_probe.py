@@ -1,0 +1,132 @@
+"""``runscheduler --health-port``: a real scheduler process answers /live and /ready;
+when its database stops answering (a TCP proxy in front of the database is cut), /ready
+turns 503 naming the database while /live stays 200; a taken port is refused at start
+with one line and no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from django.db import connection
+
+from tests.acceptance.conftest import ROOT, database_url, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(port: int, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class CuttableProxy:
+    """Forwards TCP connections to the database until :meth:`cut`, which closes every
+    connection and refuses new ones, as a database that went away would."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.cut_off.set()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_live_and_ready_follow_the_process_and_its_database(scheduler):
+    settings = connection.settings_dict
+    proxy = CuttableProxy((settings.get("HOST") or "127.0.0.1", int(settings.get("PORT") or 5432)))
+    port = free_port()
+    try:
+        url = f"postgres://{settings.get('USER') or 'postgres'}@127.0.0.1:{proxy.port}/{settings['NAME']}"
+        node = scheduler("probed", extra_env={"DATABASE_URL": url}, args=["--health-port", str(port)])
+        assert get(port, "/live") == (200, {"status": "ok"})
+        status, body = wait_until(lambda: (r := get(port, "/ready"))[0] == 200 and r, 20)
+        assert body["status"] == "ok" and body["node"] == "probed" and body["problems"] == []
+        assert get(port, "/nothing")[0] == 404
+
+        proxy.cut()
+        status, body = wait_until(lambda: (r := get(port, "/ready"))[0] == 503 and r, 40)
+        assert body["status"] == "unavailable"
+        assert any("database" in problem for problem in body["problems"]), body
+        assert get(port, "/live")[0] == 200  # alive, just not ready
+    finally:
+        proxy.close()
+    node.kill9()
+
+
+def test_a_taken_health_port_is_refused_in_one_line(transactional_db):
+    with socket.create_server(("0.0.0.0", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": database_url(),
+        }
+        done = subprocess.run(
+            [sys.executable, "manage.py", "runscheduler", "--node", "x", "--health-port", str(port)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"--health-port {port}" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
