@@ -527,3 +527,34 @@ def test_secrets_are_masked_in_what_the_store_records(store, make_job, task):
         assert run.state == "succeeded"
         assert run.result["plain"] == {"password": MASK, "token": MASK}
         assert run.result["embedded"][0] == f"before {MASK} after {MASK} end"
+
+
+def test_claim_signals_the_runs_it_skips_and_starts(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(signal, sender, run, **kwargs):
+        seen.append((signal, run.pk, run.state))
+
+    skip = make_job("late", misfire_policy="skip", misfire_grace_seconds=1)
+    ok = make_job("ok")
+    t0 = timezone.now() - timedelta(minutes=1)
+    late, fresh = queued(skip, t0 - timedelta(minutes=1)), queued(ok, t0)
+    signals.run_skipped.connect(receiver)
+    signals.run_started.connect(receiver)
+    try:
+        result = store.claim("n1", ROOM, t0 + timedelta(seconds=1))
+    finally:
+        signals.run_skipped.disconnect(receiver)
+        signals.run_started.disconnect(receiver)
+    assert sorted(seen, key=lambda s: s[1]) == [
+        (signals.run_skipped, late.pk, "skipped"),
+        (signals.run_started, fresh.pk, "running"),
+    ]
+    assert [(r.run_id, r.job_name, r.attempt) for r in result.runs] == [(fresh.pk, "ok", 1)]
+
+
+def test_claim_with_nothing_due(store, make_job):
+    queued(make_job(), timezone.now() + timedelta(hours=1))
+    assert store.claim("n1", ROOM, timezone.now()).runs == ()
