@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
@@ -231,7 +231,6 @@ class DjangoRunStore:
                 run.state = RunState.SKIPPED
             counters.count_finished(run for run, _ in skipped)  # metrics
         for run, _ in skipped:
-            run.state = RunState.SKIPPED
             signals.run_skipped.send(sender=JobRun, run=run)
         result = []
         for run, job in claimed:
@@ -604,4 +603,4 @@ def _dead_local_process(run_node: str, host: str) -> bool:
         return False
 
 
-__all__ = ["DjangoRunStore", "default_node_name", "is_transient", "DatabaseError"]
+__all__ = ["DjangoRunStore", "default_node_name", "is_transient"]

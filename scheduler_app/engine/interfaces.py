@@ -78,9 +78,6 @@ class Capacity:
     per_executor: Mapping[str, int]
     total: int
 
-    def executors_with_room(self) -> list[str]:
-        return [name for name, free in self.per_executor.items() if free > 0]
-
 
 @dataclass(frozen=True)
 class RecoveryReport:

@@ -261,11 +261,6 @@ class Job(models.Model):
     def upcoming_fire_times(self, after: Any, count: int = 10) -> list:
         return triggerspec.fire_times(self.build_trigger(), after, count)
 
-    def backoff_for(self, attempt: int) -> float:
-        """Seconds to wait before ``attempt`` (2 = first retry)."""
-        delay = self.retry_backoff_seconds * self.retry_backoff_factor ** max(attempt - 2, 0)
-        return min(delay, self.retry_max_backoff_seconds)
-
     # -- validation -------------------------------------------------------------------
 
     def clean(self) -> None:

@@ -1087,6 +1087,82 @@ class TestVersions:
         assert (latest.number, latest.summary) == (5, "rollback to version 3")
         assert latest.snapshot == job.versions.get(number=3).snapshot
 
+    def test_rollback_restores_the_whole_document_every_field_changed(self, users, a):
+        """v1 and v2 differ in every key of the job document (issue 11 f: a rollback that
+        left out the retry policy passed a test comparing only the changed fields)."""
+        from scheduler_app.documents.job import JOB_KEYS
+
+        editor = users["editor"]
+        job = services.save_job(
+            Job(
+                tenant=a["tenant"],
+                name="everything",
+                description="first",
+                group=a["group"],
+                task="demo.sleep",
+                args=[1],
+                kwargs={},
+                trigger={"type": "cron", "expression": "0 3 * * *"},
+                enabled=True,
+                paused=False,
+                priority=1,
+                executor="thread",
+                max_instances=1,
+                overlap_policy="skip",
+                misfire_policy="skip",
+                misfire_grace_seconds=10,
+                retry_max_attempts=2,
+                retry_backoff_seconds=5,
+                retry_backoff_factor=3,
+                retry_max_backoff_seconds=50,
+                timeout_seconds=30,
+                cpu_limit_seconds=20,
+                memory_limit_mb=256,
+                routing="any",
+                routing_tags=[],
+            ),
+            actor=editor,
+            calendars=[a["calendar"]],
+        )
+        services.add_dependency(a["extract"], job, "success", actor=editor)
+        v1, number = export(job), job.versions.order_by("-number").first().number
+        other = JobGroup.objects.create(tenant=a["tenant"], name="other-group")
+        job = Job.objects.get(pk=job.pk)
+        for field, value in {
+            "description": "second",
+            "group": other,
+            "task": "demo.echo",
+            "args": [],
+            "kwargs": {"b": 2},
+            "trigger": {"type": "interval", "seconds": 600},
+            "enabled": False,
+            "paused": True,
+            "priority": 7,
+            "executor": "process",
+            "max_instances": 3,
+            "overlap_policy": "queue",
+            "misfire_policy": "run_all",
+            "misfire_grace_seconds": 99,
+            "retry_max_attempts": 4,
+            "retry_backoff_seconds": 8,
+            "retry_backoff_factor": 1.5,
+            "retry_max_backoff_seconds": 80,
+            "timeout_seconds": 60,
+            "cpu_limit_seconds": 40,
+            "memory_limit_mb": 512,
+            "routing": "tags",
+            "routing_tags": ["gpu"],
+        }.items():
+            setattr(job, field, value)
+        services.save_job(job, actor=editor, calendars=[])
+        services.put_dependencies(job, actor=editor, wanted={a["report"].pk: "failure"})
+        services.drop_dependencies(job, actor=editor, keep=[a["report"].pk])
+        v2 = export(job)
+        versioned = JOB_KEYS - {"tenant", "name", "secret_kwargs", "secret_kwargs_encrypted"}
+        assert set(v1) >= versioned and {k for k in versioned if v1[k] == v2[k]} == set()
+        services.rollback_job(job, number, actor=editor)
+        assert export(job) == v1
+
     def test_rollback_that_would_close_a_cycle_changes_nothing(self, users, a, job):
         services.add_dependency(job, a["extract"], "success")  # v1 had versioned after extract
         before = export(job)

@@ -147,13 +147,6 @@ def test_routing_by_tags_needs_tags(make_job):
     assert "at least one tag" in info.value.message_dict["routing_tags"][0]
 
 
-def test_retry_backoff(make_job):
-    job = make_job(
-        retry_max_attempts=5, retry_backoff_seconds=10, retry_backoff_factor=3, retry_max_backoff_seconds=100
-    )
-    assert [job.backoff_for(n) for n in (2, 3, 4, 5)] == [10, 30, 90, 100]
-
-
 class TestDependencies:
     def test_self_dependency(self, make_job):
         a = make_job("a")

@@ -78,3 +78,104 @@ def test_overlap(running, policy, action):
 )
 def test_condition_met(condition, state, final, met):
     assert rules.condition_met(condition, state, final) is met
+
+
+@pytest.mark.parametrize(
+    ("attempt", "factor", "cap", "expected"),
+    [
+        (1, 3, 100, 10.0),
+        (2, 3, 100, 30.0),
+        (3, 3, 100, 90.0),
+        (4, 3, 100, 100.0),
+        (2, 1.5, 100, 15.0),
+        (3, 1.5, 100, 22.5),
+        (4, 1.5, 30, 30.0),
+        (5, 1, 100, 10.0),
+        (0, 3, 100, 10.0),  # no attempt before the first: no growth, never a fraction
+    ],
+)
+def test_retry_delay_with_other_factors(attempt, factor, cap, expected):
+    delay = rules.retry_delay(attempt, 10, factor, cap)
+    assert delay == expected and isinstance(delay, float)
+
+
+def test_retry_delay_cap_applies_exactly_at_the_cap():
+    assert rules.retry_delay(2, 10, 3, 30) == 30.0
+    assert rules.retry_delay(2, 10, 3, 29.5) == 29.5
+
+
+class TestGraceBoundary:
+    US = timedelta(microseconds=1)
+
+    @pytest.mark.parametrize("policy", ["skip", "coalesce", "run_all"])
+    def test_exactly_grace_late_is_on_time(self, policy):
+        plan = rules.plan_fires([ago(30)], NOW, policy, 30, 100)
+        assert plan == rules.FirePlan(run=(ago(30),), skipped=())
+
+    def test_one_microsecond_past_grace_is_missed(self):
+        late = NOW - timedelta(seconds=30) - self.US
+        plan = rules.plan_fires([late], NOW, "skip", 30, 100)
+        assert plan.run == () and plan.skipped == (
+            (late, "missed by more than the 30 s grace period (misfire policy: skip)"),
+        )
+
+    def test_fractional_grace(self):
+        assert rules.plan_fires([ago(1.5)], NOW, "skip", 1.5, 100).run == (ago(1.5),)
+        assert rules.plan_fires([ago(1.5)], NOW, "skip", 1.25, 100).skipped[0][1] == (
+            "missed by more than the 1.25 s grace period (misfire policy: skip)"
+        )
+
+    def test_coalesce_of_a_single_missed_time_runs_it(self):
+        plan = rules.plan_fires([ago(300)], NOW, "coalesce", 30, 100)
+        assert plan == rules.FirePlan(run=(ago(300),), skipped=())
+
+    def test_coalesce_reason_names_the_run_kept(self):
+        plan = rules.plan_fires([ago(300), ago(200)], NOW, "coalesce", 30, 100)
+        assert plan.skipped == (
+            (ago(300), f"coalesced into the run for {ago(200).isoformat()} (misfire policy: coalesce)"),
+        )
+
+    def test_run_all_at_the_cap_drops_nothing(self):
+        missed = [ago(100 + i) for i in range(4)]
+        plan = rules.plan_fires([*missed, ago(1)], NOW, "run_all", 30, 4)
+        assert plan == rules.FirePlan(run=(*sorted(missed), ago(1)), skipped=(), capped=0)
+
+    def test_run_all_over_the_cap_keeps_on_time_runs(self):
+        missed = [ago(100 + i) for i in range(5)]
+        plan = rules.plan_fires([*missed, ago(1)], NOW, "run_all", 30, 4)
+        assert plan.run == (*sorted(missed)[1:], ago(1)) and plan.capped == 1
+        assert plan.skipped == ((ago(104), "over the cap of 4 missed runs (misfire policy: run_all)"),)
+
+    def test_skip_with_nothing_on_time(self):
+        assert rules.plan_fires([ago(100), ago(50)], NOW, "skip", 30, 100).run == ()
+
+    def test_empty(self):
+        assert rules.plan_fires([], NOW, "skip", 30, 100) == rules.FirePlan(run=(), skipped=())
+
+
+@pytest.mark.parametrize(
+    ("running", "limit", "action"),
+    [(0, 2, "start"), (1, 2, "start"), (2, 2, "queue"), (3, 2, "queue")],
+)
+def test_overlap_at_the_limit(running, limit, action):
+    assert rules.overlap_action(running, limit, "queue") == action
+
+
+@pytest.mark.parametrize(
+    ("condition", "state", "final", "met"),
+    [
+        ("success", "succeeded", False, True),
+        ("failure", "succeeded", True, False),
+        ("failure", "lost", True, True),
+        ("completion", "succeeded", False, True),
+        ("completion", "timed_out", False, False),
+        ("unknown", "succeeded", True, False),
+        ("unknown", "failed", True, False),
+    ],
+)
+def test_condition_met_other_ends(condition, state, final, met):
+    assert rules.condition_met(condition, state, final) is met
+
+
+def test_should_retry_boundaries():
+    assert rules.should_retry(0, 1) and not rules.should_retry(1, 1) and not rules.should_retry(4, 3)

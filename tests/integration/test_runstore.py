@@ -1,0 +1,560 @@
+"""The run store on the real database (PostgreSQL and SQLite): ``enqueue``, ``claim``,
+``record`` and the dependency join, with a case at each boundary.
+
+Written against single-line bugs a mutation run planted (issue 11): every backoff
+factor, the exact grace boundary at enqueue and at claim, the claim-time misfire path
+of a busy node, a join of a ``success`` and a ``failure`` edge, secrets that occur more
+than once or in a result. Times are built around the real clock, because the store
+stamps ``queued_at`` and the retries' ``not_before`` with it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from scheduler_app import services
+from scheduler_app.backends.runstore import DjangoRunStore
+from scheduler_app.backends.service import resolve_task
+from scheduler_app.engine.executors import ThreadExecutor
+from scheduler_app.engine.interfaces import Capacity, Fire, Outcome
+from scheduler_app.engine.redaction import MASK
+from scheduler_app.models import JobRun, RunReason, RunState
+
+pytestmark = pytest.mark.django_db
+
+US = timedelta(microseconds=1)
+ROOM = Capacity(per_executor={"thread": 8}, total=8)
+
+
+@pytest.fixture
+def store():
+    return DjangoRunStore()
+
+
+def queued(job, scheduled_for, *, queued_at=None, attempt=1, reason=RunReason.SCHEDULE, executor="thread"):
+    """A queued run of ``job`` as the store leaves it, ``queued_at`` as given."""
+    run = JobRun.objects.create(
+        job=job,
+        tenant_id=job.tenant_id,
+        scheduled_for=scheduled_for,
+        attempt=attempt,
+        reason=reason,
+        priority=job.priority,
+        not_before=scheduled_for,
+        executor=executor,
+    )
+    JobRun.objects.filter(pk=run.pk).update(queued_at=queued_at or scheduled_for)
+    return JobRun.objects.get(pk=run.pk)
+
+
+def running(job, *, attempt=1, scheduled_for=None):
+    when = scheduled_for or timezone.now() - timedelta(seconds=5)
+    return JobRun.objects.create(
+        job=job,
+        tenant_id=job.tenant_id,
+        scheduled_for=when,
+        attempt=attempt,
+        reason=RunReason.SCHEDULE if attempt == 1 else RunReason.RETRY,
+        not_before=when,
+        executor="thread",
+        state=RunState.RUNNING,
+        node="n1",
+        started_at=when,
+    )
+
+
+def outcome(run, state, **fields):
+    now = timezone.now()
+    return Outcome(
+        run_id=run.pk, state=state, started_at=now - timedelta(seconds=1), finished_at=now, **fields
+    )
+
+
+def states(job):
+    return list(
+        JobRun.objects.filter(job=job).order_by("scheduled_for", "attempt").values_list("state", flat=True)
+    )
+
+
+# -- (a) retries: the backoff through rules.retry_delay, every factor, the cap ----------
+
+
+@pytest.mark.parametrize(
+    ("factor", "cap", "delays"),
+    [
+        pytest.param(3, 100, [10, 30, 90, 100, 100], id="factor-3-capped"),
+        pytest.param(1.5, 30, [10, 15, 22.5, 30, 30], id="factor-1.5-capped"),
+        pytest.param(1, 3600, [10, 10, 10, 10, 10], id="factor-1-constant"),
+        pytest.param(2, 15, [10, 15, 15, 15, 15], id="cap-below-second-delay"),
+    ],
+)
+def test_each_retry_waits_the_backoff_times_the_factor_up_to_the_cap(store, make_job, factor, cap, delays):
+    job = make_job(
+        retry_max_attempts=len(delays) + 1,
+        retry_backoff_seconds=10,
+        retry_backoff_factor=factor,
+        retry_max_backoff_seconds=cap,
+    )
+    run = running(job)
+    for attempt, delay in enumerate(delays, start=1):
+        before = timezone.now()
+        assert store.record([outcome(run, RunState.FAILED, error="boom")]) == 1
+        after = timezone.now()
+        retry = JobRun.objects.get(job=job, attempt=attempt + 1)
+        assert (retry.reason, retry.state, retry.scheduled_for) == (
+            RunReason.RETRY,
+            "queued",
+            run.scheduled_for,
+        )
+        assert before + timedelta(seconds=delay) <= retry.not_before <= after + timedelta(seconds=delay), (
+            f"attempt {attempt + 1}: waited {(retry.not_before - before).total_seconds()} s, not {delay} s"
+        )
+        assert JobRun.objects.get(pk=run.pk).is_final is False
+        JobRun.objects.filter(pk=retry.pk).update(state=RunState.RUNNING, started_at=after)
+        run = JobRun.objects.get(pk=retry.pk)
+    # the last attempt fails for good: no further retry, and it says so
+    assert store.record([outcome(run, RunState.FAILED, error="boom")]) == 0
+    last = JobRun.objects.get(pk=run.pk)
+    assert last.is_final is True
+    assert last.error == f"boom (final: attempt {len(delays) + 1} of {len(delays) + 1})"
+    assert JobRun.objects.filter(job=job).count() == len(delays) + 1
+
+
+@pytest.mark.parametrize("state", [RunState.TIMED_OUT, RunState.LOST])
+def test_timeouts_and_lost_runs_are_retried_like_failures(store, make_job, state):
+    job = make_job(retry_max_attempts=2, retry_backoff_seconds=7, retry_backoff_factor=3)
+    store.record([outcome(running(job), state)])
+    retry = JobRun.objects.get(job=job, attempt=2)
+    assert 6 < (retry.not_before - timezone.now()).total_seconds() <= 7
+
+
+def test_a_success_is_not_retried_and_a_single_attempt_says_no_retries(store, make_job):
+    job = make_job(retry_max_attempts=3)
+    ok = running(job)
+    assert store.record([outcome(ok, RunState.SUCCEEDED, result={"n": 1})]) == 0
+    assert JobRun.objects.get(pk=ok.pk).is_final is True and JobRun.objects.filter(job=job).count() == 1
+    once = make_job("once", retry_max_attempts=1)
+    run = running(once)
+    assert store.record([outcome(run, RunState.FAILED, error="boom")]) == 0
+    stored = JobRun.objects.get(pk=run.pk)
+    assert (stored.error, stored.is_final) == ("boom (final: no retries configured)", True)
+
+
+def test_an_outcome_is_recorded_once(store, make_job):
+    job = make_job(retry_max_attempts=3)
+    run = running(job)
+    assert store.record([outcome(run, RunState.FAILED, error="first")]) == 1
+    assert store.record([outcome(run, RunState.SUCCEEDED)]) == 0
+    stored = JobRun.objects.get(pk=run.pk)
+    assert (stored.state, stored.error) == ("failed", "first")
+    assert JobRun.objects.filter(job=job).count() == 2
+
+
+def test_a_released_run_goes_back_to_the_queue_unchanged(store, make_job):
+    job = make_job(retry_max_attempts=3)
+    run = running(job)
+    assert store.record([outcome(run, "released")]) == 1
+    stored = JobRun.objects.get(pk=run.pk)
+    assert (stored.state, stored.node, stored.started_at, stored.attempt) == ("queued", "", None, 1)
+    assert JobRun.objects.filter(job=job).count() == 1
+
+
+def test_an_interrupted_run_is_not_final_and_triggers_nothing(store, make_job):
+    up, down = make_job("up"), make_job("down")
+    services.add_dependency(up, down, condition="completion")
+    run = running(up)
+    assert store.record([outcome(run, RunState.INTERRUPTED)]) == 0
+    assert JobRun.objects.get(pk=run.pk).is_final is False
+    assert not JobRun.objects.filter(job=down).exists()
+
+
+# -- (b) the grace boundary at enqueue ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("late", "runs"),
+    [
+        pytest.param(timedelta(0), True, id="on-time"),
+        pytest.param(timedelta(seconds=30) - US, True, id="grace-minus-1us"),
+        pytest.param(timedelta(seconds=30), True, id="exactly-grace"),
+        pytest.param(timedelta(seconds=30) + US, False, id="grace-plus-1us"),
+        pytest.param(timedelta(seconds=31), False, id="grace-plus-1s"),
+    ],
+)
+def test_enqueue_runs_a_fire_exactly_grace_seconds_late(store, make_job, late, runs):
+    job = make_job(misfire_policy="skip", misfire_grace_seconds=30)
+    noticed = timezone.now()
+    when = noticed - late
+    assert store.enqueue([Fire(job.pk, (when,), noticed)]) == (1 if runs else 0)
+    run = JobRun.objects.get(job=job)
+    assert run.scheduled_for == when
+    if runs:
+        assert (run.state, run.is_final, run.error) == ("queued", False, "")
+    else:
+        assert (run.state, run.is_final) == ("skipped", True)
+        assert run.error == "missed by more than the 30 s grace period (misfire policy: skip)"
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # fire times 31 s, exactly 30 s and 5 s late (grace 30 s)
+        ("skip", ["skipped", "queued", "queued"]),
+        ("coalesce", ["skipped", "skipped", "queued"]),
+        ("run_all", ["queued", "queued", "queued"]),
+    ],
+)
+def test_enqueue_applies_the_policy_to_missed_times_only(store, make_job, policy, expected):
+    job = make_job(misfire_policy=policy, misfire_grace_seconds=30)
+    noticed = timezone.now()
+    times = (noticed - timedelta(seconds=31), noticed - timedelta(seconds=30), noticed - timedelta(seconds=5))
+    assert store.enqueue([Fire(job.pk, times, noticed)]) == expected.count("queued")
+    assert states(job) == expected
+    # the same fire again creates nothing (idempotent on job, time, attempt)
+    store.enqueue([Fire(job.pk, times, noticed)])
+    assert states(job) == expected
+
+
+def test_enqueue_caps_run_all_and_records_what_it_dropped(store, make_job, settings):
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "MISFIRE_RUN_ALL_CAP": 3}
+    job = make_job(misfire_policy="run_all", misfire_grace_seconds=10)
+    noticed = timezone.now()
+    times = tuple(noticed - timedelta(minutes=m) for m in range(6, 0, -1))
+    assert store.enqueue([Fire(job.pk, times, noticed)]) == 3
+    assert states(job) == ["skipped"] * 3 + ["queued"] * 3
+    skipped = JobRun.objects.filter(job=job, state="skipped").first()
+    assert "over the cap of 3 missed runs" in skipped.error
+
+
+@pytest.mark.parametrize("change", [{"enabled": False}, {"paused": True}])
+def test_enqueue_ignores_jobs_that_cannot_be_scheduled(store, make_job, change):
+    job = make_job(**change)
+    assert store.enqueue([Fire(job.pk, (timezone.now(),), timezone.now())]) == 0
+    assert not JobRun.objects.filter(job=job).exists()
+
+
+# -- (b, c) the grace boundary and the misfire policy at claim time ---------------------
+
+
+@pytest.mark.parametrize(
+    ("late", "starts"),
+    [
+        pytest.param(timedelta(seconds=30), True, id="exactly-grace"),
+        pytest.param(timedelta(seconds=30) + US, False, id="grace-plus-1us"),
+        pytest.param(timedelta(seconds=31), False, id="grace-plus-1s"),
+    ],
+)
+def test_claim_starts_a_run_exactly_grace_seconds_late(store, make_job, late, starts):
+    job = make_job(misfire_policy="skip", misfire_grace_seconds=30)
+    t0 = timezone.now() - timedelta(minutes=5)
+    run = queued(job, t0)
+    result = store.claim("n1", ROOM, t0 + late)
+    stored = JobRun.objects.get(pk=run.pk)
+    if starts:
+        assert [r.run_id for r in result.runs] == [run.pk] and stored.state == "running"
+    else:
+        assert result.runs == () and (stored.state, stored.is_final) == ("skipped", True)
+        assert stored.error == (
+            f"could not start within the 30 s grace period ({late.total_seconds():.1f} s late; "
+            "misfire policy: skip)"
+        )
+
+
+def test_lateness_counts_from_when_the_run_was_queued(store, make_job):
+    """A fire time already judged at enqueue (after downtime) is not judged again."""
+    job = make_job(misfire_policy="skip", misfire_grace_seconds=30)
+    t0 = timezone.now() - timedelta(minutes=10)
+    run = queued(job, t0, queued_at=t0 + timedelta(minutes=5))
+    assert [r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(minutes=5, seconds=30)).runs] == [run.pk]
+    other = make_job("other", misfire_policy="skip", misfire_grace_seconds=30)
+    late = queued(other, t0, queued_at=t0 + timedelta(minutes=5))
+    assert store.claim("n1", ROOM, t0 + timedelta(minutes=5, seconds=30) + US).runs == ()
+    assert JobRun.objects.get(pk=late.pk).state == "skipped"
+
+
+def test_a_run_that_waits_past_its_grace_on_a_busy_node_follows_the_policy(store, make_job):
+    """One slot, two due runs: the second waits; when the slot frees after the grace
+    period, skip drops it, coalesce runs it (nothing newer), run_all runs it."""
+    t0 = timezone.now() - timedelta(minutes=10)
+    one = Capacity(per_executor={"thread": 1}, total=1)
+    for policy, end in (("skip", "skipped"), ("coalesce", "running"), ("run_all", "running")):
+        first = make_job(f"first-{policy}", priority=10)
+        waiting = make_job(f"waiting-{policy}", misfire_policy=policy, misfire_grace_seconds=60)
+        busy, late = queued(first, t0), queued(waiting, t0)
+        result = store.claim("n1", one, t0 + timedelta(seconds=1))
+        assert [r.run_id for r in result.runs] == [busy.pk] and result.left_queued == 1
+        assert JobRun.objects.get(pk=late.pk).state == "queued"
+        store.record([outcome(JobRun.objects.get(pk=busy.pk), RunState.SUCCEEDED)])
+        result = store.claim("n1", one, t0 + timedelta(seconds=61))
+        assert JobRun.objects.get(pk=late.pk).state == end, policy
+        assert [r.run_id for r in result.runs] == ([] if end == "skipped" else [late.pk])
+        JobRun.objects.filter(pk=late.pk).update(state=RunState.SUCCEEDED)
+
+
+def test_coalesce_at_claim_keeps_only_the_newest_late_run(store, make_job):
+    job = make_job(
+        misfire_policy="coalesce", misfire_grace_seconds=60, max_instances=5, overlap_policy="queue"
+    )
+    t0 = timezone.now() - timedelta(minutes=10)
+    runs = [queued(job, t0 + timedelta(minutes=m)) for m in range(3)]
+    result = store.claim("n1", ROOM, t0 + timedelta(minutes=5))
+    assert [r.run_id for r in result.runs] == [runs[-1].pk]
+    assert states(job) == ["skipped", "skipped", "running"]
+    assert JobRun.objects.get(pk=runs[0].pk).error == (
+        "coalesced into a newer scheduled run (misfire policy: coalesce)"
+    )
+
+
+def test_a_late_run_never_coalesces_into_itself_or_an_older_run(store, make_job):
+    job = make_job(
+        misfire_policy="coalesce", misfire_grace_seconds=60, max_instances=5, overlap_policy="queue"
+    )
+    t0 = timezone.now() - timedelta(minutes=10)
+    # an older run of the job is queued too, but not due for this node yet
+    older = queued(job, t0 - timedelta(minutes=1))
+    JobRun.objects.filter(pk=older.pk).update(not_before=t0 + timedelta(hours=1))
+    only = queued(job, t0)
+    result = store.claim("n1", ROOM, t0 + timedelta(minutes=5))
+    assert [r.run_id for r in result.runs] == [only.pk]
+    assert JobRun.objects.get(pk=older.pk).state == "queued"
+
+
+def test_coalesce_at_claim_sees_a_newer_run_outside_the_batch(store, make_job):
+    """The newer run is not a claim candidate (its executor has no room here): the
+    late one is still coalesced into it."""
+    job = make_job(misfire_policy="coalesce", misfire_grace_seconds=60)
+    t0 = timezone.now() - timedelta(minutes=10)
+    late = queued(job, t0)
+    queued(job, t0 + timedelta(minutes=1), executor="process")
+    assert store.claim("n1", ROOM, t0 + timedelta(minutes=5)).runs == ()
+    assert JobRun.objects.get(pk=late.pk).state == "skipped"
+
+
+def test_coalesce_ignores_newer_runs_that_are_not_scheduled_first_attempts(store, make_job):
+    job = make_job(
+        misfire_policy="coalesce", misfire_grace_seconds=60, max_instances=5, overlap_policy="queue"
+    )
+    t0 = timezone.now() - timedelta(minutes=10)
+    late = queued(job, t0)
+    queued(job, t0 + timedelta(minutes=1), reason=RunReason.MANUAL)
+    queued(job, t0 + timedelta(minutes=2), executor="process", reason=RunReason.MANUAL)
+    claimed = {r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(minutes=5)).runs}
+    assert late.pk in claimed
+
+
+@pytest.mark.parametrize(
+    ("reason", "attempt"),
+    [(RunReason.MANUAL, 1), (RunReason.RETRY, 2), (RunReason.DEPENDENCY, 1), (RunReason.SCHEDULE, 2)],
+)
+def test_only_first_scheduled_attempts_misfire_at_claim(store, make_job, reason, attempt):
+    job = make_job(misfire_policy="skip", misfire_grace_seconds=1)
+    t0 = timezone.now() - timedelta(hours=1)
+    run = queued(job, t0, reason=reason, attempt=attempt)
+    assert [r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(minutes=30)).runs] == [run.pk]
+
+
+# -- claim: room, priority, overlap -----------------------------------------------------
+
+
+def test_claim_takes_priority_then_due_time_within_the_room(store, make_job):
+    t0 = timezone.now() - timedelta(seconds=10)
+    low, high = make_job("low", priority=0), make_job("high", priority=5)
+    early_low, late_low = queued(low, t0), queued(low, t0 + timedelta(seconds=1))
+    JobRun.objects.filter(pk=late_low.pk).update(job=make_job("low2"))
+    top = queued(high, t0 + timedelta(seconds=2))
+    future = queued(make_job("future"), t0 + timedelta(hours=1))
+    two = Capacity(per_executor={"thread": 2}, total=2)
+    result = store.claim("n1", two, t0 + timedelta(seconds=3))
+    assert [r.run_id for r in result.runs] == [top.pk, early_low.pk]
+    assert result.left_queued == 1 and not result.more
+    assert JobRun.objects.get(pk=future.pk).state == "queued"
+    assert store.claim("n1", Capacity(per_executor={"thread": 0}, total=0), t0).runs == ()
+
+
+@pytest.mark.parametrize(
+    ("policy", "second"),
+    [("skip", "skipped"), ("queue", "queued"), ("replace", "running")],
+)
+def test_max_instances_with_each_overlap_policy(store, make_job, policy, second):
+    job = make_job(max_instances=1, overlap_policy=policy, misfire_grace_seconds=3600)
+    t0 = timezone.now() - timedelta(seconds=10)
+    first = queued(job, t0)
+    assert [r.run_id for r in store.claim("n1", ROOM, t0).runs] == [first.pk]
+    nxt = queued(job, t0 + timedelta(seconds=1))
+    result = store.claim("n1", ROOM, t0 + timedelta(seconds=2))
+    assert JobRun.objects.get(pk=nxt.pk).state == second
+    assert result.stop == ((first.pk,) if policy == "replace" else ())
+    assert JobRun.objects.get(pk=first.pk).stop_requested is (policy == "replace")
+    if policy == "skip":
+        assert JobRun.objects.get(pk=nxt.pk).error == (
+            "1 run(s) of this job already running (max instances 1, overlap policy: skip)"
+        )
+
+
+# -- (d) joins: one success edge and one failure edge -----------------------------------
+
+UPSTREAM_ENDS = {
+    "succeeded": (RunState.SUCCEEDED, 1),
+    "failed-final": (RunState.FAILED, 1),
+    "failed-will-retry": (RunState.FAILED, 2),
+    "timed-out-final": (RunState.TIMED_OUT, 1),
+}
+
+
+@pytest.mark.parametrize("order", ["ok-first", "bad-first"])
+@pytest.mark.parametrize(
+    ("ok_end", "bad_end"),
+    list(itertools.product(UPSTREAM_ENDS, UPSTREAM_ENDS)),
+    ids=[f"success-edge-{a}/failure-edge-{b}" for a, b in itertools.product(UPSTREAM_ENDS, UPSTREAM_ENDS)],
+)
+def test_a_join_of_a_success_edge_and_a_failure_edge(store, make_job, ok_end, bad_end, order):
+    """``down`` needs ``ok`` to succeed and ``bad`` to fail for good: it is queued once,
+    when the second of the two conditions is met, and only then."""
+    ends = {}
+    for name, end in (("ok", ok_end), ("bad", bad_end)):
+        state, max_attempts = UPSTREAM_ENDS[end]
+        ends[name] = (make_job(name, retry_max_attempts=max_attempts), state)
+    down = make_job("down")
+    services.add_dependency(ends["ok"][0], down, condition="success")
+    services.add_dependency(ends["bad"][0], down, condition="failure")
+    names = ["ok", "bad"] if order == "ok-first" else ["bad", "ok"]
+    recorded = []
+    for name in names:
+        job, state = ends[name]
+        run = running(job)
+        recorded.append(store.record([outcome(run, state, error="x" if state != "succeeded" else "")]))
+        recorded[-1] -= JobRun.objects.filter(job=job, reason=RunReason.RETRY).count()
+    met = UPSTREAM_ENDS[ok_end][0] == RunState.SUCCEEDED and bad_end in ("failed-final", "timed-out-final")
+    triggered = JobRun.objects.filter(job=down)
+    assert triggered.count() == (1 if met else 0)
+    # record() counts the dependent it queued, on the outcome that completed the join
+    assert recorded == ([0, 1] if met else [0, 0])
+    if met:
+        run = triggered.get()
+        assert (run.reason, run.state, run.triggered_by.job.name) == ("dependency", "queued", names[-1])
+
+
+def test_a_failure_edge_is_met_by_the_final_attempt_not_the_first(store, make_job):
+    ok, bad, down = make_job("ok"), make_job("bad", retry_max_attempts=2), make_job("down")
+    services.add_dependency(ok, down, condition="success")
+    services.add_dependency(bad, down, condition="failure")
+    store.record([outcome(running(ok), RunState.SUCCEEDED)])
+    store.record([outcome(running(bad), RunState.FAILED, error="x")])
+    assert not JobRun.objects.filter(job=down).exists()
+    retry = JobRun.objects.get(job=bad, attempt=2)
+    JobRun.objects.filter(pk=retry.pk).update(state=RunState.RUNNING)
+    assert store.record([outcome(retry, RunState.FAILED, error="x")]) == 1
+    assert JobRun.objects.get(job=down).triggered_by_id == retry.pk
+
+
+def test_a_join_needs_fresh_ends_after_the_last_dependency_run(store, make_job):
+    ok, bad, down = make_job("ok"), make_job("bad"), make_job("down")
+    services.add_dependency(ok, down, condition="success")
+    services.add_dependency(bad, down, condition="failure")
+    store.record([outcome(running(ok), RunState.SUCCEEDED)])
+    store.record([outcome(running(bad), RunState.FAILED, error="x")])
+    assert JobRun.objects.filter(job=down).count() == 1
+    # a new success alone does not trigger again: bad's failure was before the last run
+    store.record([outcome(running(ok, scheduled_for=timezone.now()), RunState.SUCCEEDED)])
+    assert JobRun.objects.filter(job=down).count() == 1
+    store.record([outcome(running(bad, scheduled_for=timezone.now()), RunState.LOST)])
+    assert JobRun.objects.filter(job=down).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("condition", "state", "final", "met"),
+    [
+        ("completion", RunState.SUCCEEDED, True, True),
+        ("completion", RunState.FAILED, True, True),
+        ("completion", RunState.FAILED, False, False),
+        ("success", RunState.FAILED, True, False),
+        ("failure", RunState.SUCCEEDED, True, False),
+    ],
+)
+def test_a_single_edge_of_each_condition(store, make_job, condition, state, final, met):
+    up, down = make_job("up", retry_max_attempts=1 if final else 2), make_job("down")
+    services.add_dependency(up, down, condition=condition)
+    store.record([outcome(running(up), state, error="x")])
+    assert JobRun.objects.filter(job=down).count() == (1 if met else 0)
+
+
+def test_a_disabled_downstream_is_not_queued(store, make_job):
+    up, down = make_job("up"), make_job("down", enabled=False)
+    services.add_dependency(up, down, condition="success")
+    assert store.record([outcome(running(up), RunState.SUCCEEDED)]) == 0
+    assert not JobRun.objects.filter(job=down).exists()
+
+
+# -- (e) secrets: twice in an error, inside a result -------------------------------------
+
+SECRET = 'Pässwörd-"Echo"-Ω-3456'
+
+
+@pytest.mark.parametrize("task", ["tests.raise_secrets", "tests.leak_secrets"])
+def test_secrets_are_masked_in_what_the_store_records(store, make_job, task):
+    """claim (decrypts) -> the engine's thread executor -> record: every occurrence is
+    masked in every stored field, in any encoding."""
+    job = make_job("leaky", task=task, secret_kwargs={"password": SECRET, "token": "tok-12345678"})
+    services.run_jobs_now([job])
+    claimed = store.claim("n1", ROOM, timezone.now()).runs
+    assert len(claimed) == 1 and claimed[0].kwargs["password"] == SECRET
+    outcomes = []
+    executor = ThreadExecutor(1, resolve_task, outcomes.append, 100_000)
+    executor.submit(claimed[0])
+    executor.shutdown(wait=True)
+    store.record(outcomes)
+    run = JobRun.objects.get(job=job)
+    stored = {
+        "result": json.dumps(run.result, ensure_ascii=False),
+        "result_ascii": json.dumps(run.result),
+        "error": run.error,
+        "error_type": run.error_type,
+        "traceback": run.traceback,
+    }
+    for secret in (SECRET, "tok-12345678"):
+        forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)}
+        leaks = [(name, form) for name, text in stored.items() for form in forms if form in text]
+        assert leaks == []
+    if task == "tests.raise_secrets":
+        assert run.state == "failed"
+        # each value occurs three times in the message: each one is masked
+        assert run.error.count(MASK) >= 6 and "again" in run.error
+    else:
+        assert run.state == "succeeded"
+        assert run.result["plain"] == {"password": MASK, "token": MASK}
+        assert run.result["embedded"][0] == f"before {MASK} after {MASK} end"
+
+
+def test_claim_signals_the_runs_it_skips_and_starts(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(signal, sender, run, **kwargs):
+        seen.append((signal, run.pk, run.state))
+
+    skip = make_job("late", misfire_policy="skip", misfire_grace_seconds=1)
+    ok = make_job("ok")
+    t0 = timezone.now() - timedelta(minutes=1)
+    late, fresh = queued(skip, t0 - timedelta(minutes=1)), queued(ok, t0)
+    signals.run_skipped.connect(receiver)
+    signals.run_started.connect(receiver)
+    try:
+        result = store.claim("n1", ROOM, t0 + timedelta(seconds=1))
+    finally:
+        signals.run_skipped.disconnect(receiver)
+        signals.run_started.disconnect(receiver)
+    assert sorted(seen, key=lambda s: s[1]) == [
+        (signals.run_skipped, late.pk, "skipped"),
+        (signals.run_started, fresh.pk, "running"),
+    ]
+    assert [(r.run_id, r.job_name, r.attempt) for r in result.runs] == [(fresh.pk, "ok", 1)]
+
+
+def test_claim_with_nothing_due(store, make_job):
+    queued(make_job(), timezone.now() + timedelta(hours=1))
+    assert store.claim("n1", ROOM, timezone.now()).runs == ()
