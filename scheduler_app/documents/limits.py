@@ -243,3 +243,23 @@ def check_job(job: Any) -> dict[str, str]:
     pending = getattr(job, "_pending_secrets", None)
     errors.update(check_args(job.args, job.kwargs, pending if isinstance(pending, dict) else None))
     return errors
+
+
+def check_entry(
+    item: Mapping[str, Any], where: str, *, max_bytes: int | None = None, depth: int | None = None
+) -> None:
+    """One entry of a jobs file or backup (an object): each field within depth and free of
+    NUL (named ``where: field``), the whole entry at most ``max_bytes`` (default
+    ``MAX_JOBS_FILE_ENTRY_BYTES``) as JSON. Raises :class:`LimitError`."""
+    for key, value in item.items():
+        check_text(key, where)
+        try:
+            check_value(value, str(key), depth=depth)
+        except LimitError as exc:
+            raise LimitError(f"{where}: {exc.field}", exc.message) from None
+    limit = max_entry_bytes() if max_bytes is None else max_bytes
+    if limit <= 0:
+        return
+    size = encoded_size(item)
+    if size > limit:
+        raise LimitError(where, f"the entry is {size:,} bytes as JSON; at most {_size_text(limit)} allowed")
