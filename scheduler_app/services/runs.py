@@ -115,6 +115,33 @@ def enqueue_run(
     return run
 
 
+#: Why queued runs of a job that was disabled (or deleted) were cancelled.
+JOB_DISABLED = "job disabled"
+
+
+def cancel_queued_runs_of(jobs: Iterable[Job], *, reason: str = JOB_DISABLED) -> int:
+    """Cancel every queued run of ``jobs`` (state ``cancelled``, ``error`` the reason),
+    in the caller's transaction; how many. A disabled job's runs could never start: the
+    claim skips them, and run-now refuses disabled jobs.
+
+    Call it *before* writing the job row: like the claim (runs, then their jobs), so the
+    two never wait on each other in opposite orders; a claim holding some of the runs
+    finishes first, then those still queued are cancelled."""
+    ids = [job.pk for job in jobs if job.pk is not None]
+    if not ids:
+        return 0
+    with transaction.atomic():
+        queued = JobRun.objects.filter(job_id__in=ids, state=RunState.QUEUED)
+        pks = list(queued.values_list("pk", flat=True))
+        if not pks:
+            return 0
+        updated = JobRun.objects.filter(pk__in=pks, state=RunState.QUEUED).update(
+            state=RunState.CANCELLED, finished_at=timezone.now(), is_final=True, error=reason
+        )
+        counters.count_finished(JobRun.objects.filter(pk__in=pks, state=RunState.CANCELLED))
+    return updated
+
+
 def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     """Cancel queued runs; runs that already started are refused (stop them instead)."""
     result = BulkResult()
