@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 
 from scheduler_app import services
+from scheduler_app.admin.forms import LimitedJSONField
 from scheduler_app.models import Job, Membership
 from scheduler_app.services import permissions, versioning
 
@@ -61,7 +62,7 @@ class ObjectView(View):
 
 
 class RunNowForm(forms.Form):
-    kwargs_override = forms.JSONField(
+    kwargs_override = LimitedJSONField(
         label=_("Keyword arguments to override"),
         required=False,
         initial=dict,
@@ -98,9 +99,14 @@ class RunJobView(ObjectView):
             at = form.cleaned_data.get("run_at")
             if at is not None:
                 at = timezone.make_aware(at.replace(tzinfo=None), job_timezone(job))
-            result = services.run_jobs_now(
-                [job], actor=request.user, kwargs_override=form.cleaned_data["kwargs_override"], at=at
-            )
+            try:
+                result = services.run_jobs_now(
+                    [job], actor=request.user, kwargs_override=form.cleaned_data["kwargs_override"], at=at
+                )
+            except ValidationError as exc:
+                for field, problems in exc.message_dict.items():
+                    form.add_error("run_at" if field == "at" else "kwargs_override", problems)
+                return self.render(request, job, _("Run %(job)s") % {"job": job}, form=form)
             if result.done:
                 messages.success(request, _("Queued run %(id)s.") % {"id": result.done[0].pk})
                 return redirect(reverse("admin:scheduler_app_job_change", args=[job.pk]))

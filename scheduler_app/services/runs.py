@@ -12,6 +12,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from scheduler_app import audit, signals
+from scheduler_app.documents import limits
+from scheduler_app.engine import triggerspec
 from scheduler_app.models import Job, JobRun, RunReason, RunState
 from scheduler_app.monitoring import counters
 from scheduler_app.registry import TaskArgumentsError, TaskError, registry
@@ -36,6 +38,12 @@ def run_jobs_now(
     when = at or now
     if at is not None and timezone.is_naive(at):
         raise ValidationError({"at": "The time needs a time zone."})
+    if at is not None and not triggerspec.EARLIEST <= at <= triggerspec.LATEST:
+        raise ValidationError({"at": "The time must lie between 1970 and 9000 (UTC)."})
+    try:
+        limits.check_value(override, "kwargs_override", max_bytes=limits.max_args_bytes())
+    except limits.LimitError as exc:
+        raise ValidationError({"kwargs_override": exc.message}) from None
     for job in jobs:
         if not permissions.can(actor, "run", job):
             result.refused.append((job, "you may not run this job"))
