@@ -57,6 +57,59 @@ class LimitedJSONField(forms.JSONField):
         return super().prepare_value(value)
 
 
+def find_account(text: str, *, among: Any = None) -> Any:
+    """The active user whose user name, or else e-mail, is exactly ``text`` (``among``: a
+    queryset to look in; default every account but guardian's anonymous one), or None.
+    Never lists accounts: a tenant admin learns nothing beyond "no such user"."""
+    from django.contrib.auth import get_user_model
+    from guardian.conf import settings as guardian_settings
+
+    User = get_user_model()
+    text = (text or "").strip()
+    if not text or "\x00" in text:
+        return None
+    users = (among if among is not None else User._default_manager.all()).filter(is_active=True)
+    users = users.exclude(**{User.USERNAME_FIELD: guardian_settings.ANONYMOUS_USER_NAME})
+    user = users.filter(**{User.USERNAME_FIELD: text}).first()
+    if user is None and "@" in text:
+        matches = list(users.filter(email__iexact=text)[:2])
+        user = matches[0] if len(matches) == 1 else None
+    return user
+
+
+class AccountByNameField(forms.CharField):
+    """A user given by exact user name or e-mail (for tenant admins, instead of a list
+    of every account); cleans to the user or "no such user"."""
+
+    default_error_messages = {"no_such_user": _("No such user.")}
+
+    def __init__(self, *args: Any, among: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", _("The exact user name or e-mail address."))
+        kwargs.setdefault("max_length", 254)
+        super().__init__(*args, **kwargs)
+        self.among = among
+
+    def prepare_value(self, value: Any) -> Any:
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        if isinstance(value, User):
+            return value.get_username()
+        if isinstance(value, int):  # a bound inline row's current member
+            user = User._default_manager.filter(pk=value).first()
+            return user.get_username() if user else ""
+        return value
+
+    def clean(self, value: Any) -> Any:
+        text = super().clean(value)
+        if not text:
+            return None
+        user = find_account(text, among=self.among)
+        if user is None:
+            raise ValidationError(self.error_messages["no_such_user"], code="no_such_user")
+        return user
+
+
 class _BlankJSONField(LimitedJSONField):
     """Shows nothing (not ``null``) when there is no value."""
 
