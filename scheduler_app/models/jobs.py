@@ -278,7 +278,8 @@ class Job(models.Model):
     def clean_fields(self, exclude: Any = None) -> None:
         # Depth, size and NUL limits before Django's own field checks (JSONField's
         # validation encodes the value, recursively) and before clean() walks them.
-        errors = limits.check_job(self)
+        # Fields left out (a form's own or already rejected ones) are the caller's.
+        errors = {k: v for k, v in limits.check_job(self).items() if k not in (exclude or ())}
         try:
             super().clean_fields(exclude={*(exclude or ()), *errors})
         except ValidationError as exc:

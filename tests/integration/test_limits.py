@@ -166,3 +166,24 @@ def test_combination_depth_capped(tenant, make_job):
     make_job("three", trigger=combo(3))
     errors = errors_of(tenant, trigger=combo(4))
     assert "combinations may nest at most 3 deep" in errors["trigger"][0]
+
+
+# -- settings checks ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key,value,check_id",
+    [
+        ("MAX_JSON_DEPTH", 0, "scheduler_app.E020"),
+        ("MAX_ARGS_BYTES", "big", "scheduler_app.E020"),
+        ("TRIGGER_MAX_CHILDREN", True, "scheduler_app.E020"),
+        ("TRIGGER_MAX_DEPTH", 1.5, "scheduler_app.E020"),
+        ("MAX_JSON_DEPTH", 5000, "scheduler_app.E021"),
+    ],
+)
+def test_bad_limit_settings_are_system_check_errors(settings, key, value, check_id):
+    from scheduler_app.checks import check_settings
+
+    with override_settings(SCHEDULER_APP={**settings.SCHEDULER_APP, key: value}):
+        ids = [e.id for e in check_settings()]
+    assert ids == [check_id], ids
