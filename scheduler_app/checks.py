@@ -25,6 +25,16 @@ POSITIVE_NUMBERS = (
     "ROTATE_BATCH_SIZE",
 )
 
+#: Input limits (scheduler_app.documents.limits, trigger caps): whole numbers >= 1.
+LIMITS = (
+    "MAX_JSON_DEPTH",
+    "MAX_ARGS_BYTES",
+    "MAX_JOBS_FILE_ENTRY_BYTES",
+    "TRIGGER_MAX_CHILDREN",
+    "TRIGGER_MAX_DEPTH",
+)
+MAX_SAFE_DEPTH = 200
+
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
@@ -72,6 +82,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="scheduler_app.E004",
                 )
             )
+    for key in LIMITS:
+        value = raw.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(
+                checks.Error(
+                    f"{SETTING_NAME}[{key!r}] must be a whole number of at least 1, not {value!r}.",
+                    hint=f"The default is {DEFAULTS[key]!r}.",
+                    id="scheduler_app.E020",
+                )
+            )
+    depth = raw.get("MAX_JSON_DEPTH", DEFAULTS["MAX_JSON_DEPTH"])
+    if isinstance(depth, int) and depth > MAX_SAFE_DEPTH:
+        errors.append(
+            checks.Error(
+                f"{SETTING_NAME}['MAX_JSON_DEPTH'] is {depth}; above {MAX_SAFE_DEPTH} parsing and "
+                "encoding such values may exhaust Python's recursion limit.",
+                hint=f"Use at most {MAX_SAFE_DEPTH} (the default is {DEFAULTS['MAX_JSON_DEPTH']}).",
+                id="scheduler_app.E021",
+            )
+        )
     from scheduler_app import crypto
 
     for problem in crypto.key_problems():

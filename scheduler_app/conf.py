@@ -54,6 +54,17 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": [],
     # Rows per transaction when rotatekeys re-encrypts secrets.
     "ROTATE_BATCH_SIZE": 200,
+    # -- input limits (scheduler_app.documents.limits) --
+    # Deepest nesting of a JSON value (args, kwargs, secret kwargs, run overrides)
+    # accepted anywhere input enters; deeper values are refused with a field error.
+    "MAX_JSON_DEPTH": 32,
+    # Largest JSON encoding (bytes) of a job's (or a run's) args + kwargs + secret kwargs.
+    "MAX_ARGS_BYTES": 262_144,
+    # Largest JSON encoding (bytes) of one entry of a jobs file or backup.
+    "MAX_JOBS_FILE_ENTRY_BYTES": 1_048_576,
+    # Most children of one "all"/"any" trigger combination, and deepest nesting of them.
+    "TRIGGER_MAX_CHILDREN": 20,
+    "TRIGGER_MAX_DEPTH": 3,
     # -- operations API (scheduler_app.api) --
     # Requests per API key (or logged-in user) and period, as DRF writes rates
     # ("6000/minute"); None: no throttling. Counted in Django's default cache, so use a

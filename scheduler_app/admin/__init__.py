@@ -82,7 +82,19 @@ def report(
         modeladmin.message_user(request, f"Refused {obj}: {reason}.", messages.WARNING)
 
 
-class MembershipInline(ScopedInlineMixin, admin.TabularInline):
+class UserByNameMixin:
+    """Superusers keep the full user picker; anyone else (a tenant admin) names the user
+    exactly, by user name or e-mail, and is never shown the installation's accounts."""
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user" and not request.user.is_superuser:
+            from scheduler_app.admin.forms import AccountByNameField
+
+            return AccountByNameField(label=db_field.verbose_name.capitalize())
+        return super().formfield_for_dbfield(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+class MembershipInline(UserByNameMixin, ScopedInlineMixin, admin.TabularInline):
     model = Membership
     extra = 0
 
@@ -694,7 +706,7 @@ class JobRunAdmin(TenantScopedAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(TenantScopedAdmin):
+class MembershipAdmin(UserByNameMixin, TenantScopedAdmin):
     list_display = ["user", "tenant", "role"]
     list_filter = [("tenant", ScopedRelatedFilter), "role"]
     search_fields = ["user__username", "user__email", "tenant__slug"]

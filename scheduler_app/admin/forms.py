@@ -3,7 +3,6 @@ expression, time zone, ...) and reports every error on the field it concerns."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -11,13 +10,107 @@ from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app.conf import app_settings
+from scheduler_app.documents import limits
 from scheduler_app.engine import triggerspec
 from scheduler_app.models import Job, JobDependency, JobGroup
 from scheduler_app.models.jobs import MASK
 from scheduler_app.registry import registry
 
 
-class _BlankJSONField(forms.JSONField):
+class LimitedJSONField(forms.JSONField):
+    """A JSON form field within the input limits (:mod:`scheduler_app.documents.limits`):
+    text nested deeper than ``MAX_JSON_DEPTH`` is refused before it is parsed (no
+    ``RecursionError``), NUL characters are refused, and a stored value too deep to show
+    (old data) is shown as a note instead of failing the page."""
+
+    def _scan(self, value: Any) -> None:
+        if isinstance(value, str):
+            try:
+                limits.scan_json_depth(value, field=str(self.label or "value"))
+            except limits.LimitError as exc:
+                raise ValidationError(exc.message, code="depth") from None
+
+    def to_python(self, value: Any) -> Any:
+        self._scan(value)
+        result = super().to_python(value)
+        try:
+            limits.check_value(result, str(self.label or "value"))
+        except limits.LimitError as exc:
+            raise ValidationError(exc.message, code="limits") from None
+        return result
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            self._scan(data)
+        except ValidationError:
+            return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        try:
+            limits.check_value(value, "value")
+        except limits.LimitError as exc:
+            return f"(not shown: {exc.message})"
+        return super().prepare_value(value)
+
+
+def find_account(text: str, *, among: Any = None) -> Any:
+    """The active user whose user name, or else e-mail, is exactly ``text`` (``among``: a
+    queryset to look in; default every account but guardian's anonymous one), or None.
+    Never lists accounts: a tenant admin learns nothing beyond "no such user"."""
+    from django.contrib.auth import get_user_model
+    from guardian.conf import settings as guardian_settings
+
+    User = get_user_model()
+    text = (text or "").strip()
+    if not text or "\x00" in text:
+        return None
+    users = (among if among is not None else User._default_manager.all()).filter(is_active=True)
+    users = users.exclude(**{User.USERNAME_FIELD: guardian_settings.ANONYMOUS_USER_NAME})
+    user = users.filter(**{User.USERNAME_FIELD: text}).first()
+    if user is None and "@" in text:
+        matches = list(users.filter(email__iexact=text)[:2])
+        user = matches[0] if len(matches) == 1 else None
+    return user
+
+
+class AccountByNameField(forms.CharField):
+    """A user given by exact user name or e-mail (for tenant admins, instead of a list
+    of every account); cleans to the user or "no such user"."""
+
+    default_error_messages = {"no_such_user": _("No such user.")}
+
+    def __init__(self, *args: Any, among: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", _("The exact user name or e-mail address."))
+        kwargs.setdefault("max_length", 254)
+        super().__init__(*args, **kwargs)
+        self.among = among
+
+    def prepare_value(self, value: Any) -> Any:
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        if isinstance(value, User):
+            return value.get_username()
+        if isinstance(value, int):  # a bound inline row's current member
+            user = User._default_manager.filter(pk=value).first()
+            return user.get_username() if user else ""
+        return value
+
+    def clean(self, value: Any) -> Any:
+        text = super().clean(value)
+        if not text:
+            return None
+        user = find_account(text, among=self.among)
+        if user is None:
+            raise ValidationError(self.error_messages["no_such_user"], code="no_such_user")
+        return user
+
+
+class _BlankJSONField(LimitedJSONField):
     """Shows nothing (not ``null``) when there is no value."""
 
     def prepare_value(self, value: Any) -> Any:
@@ -108,6 +201,11 @@ class JobAdminForm(forms.ModelForm):
     class Meta:
         model = Job
         exclude = ["trigger"]  # noqa: DJ006 - the trigger is built from the fields above
+        field_classes = {
+            "args": LimitedJSONField,
+            "kwargs": LimitedJSONField,
+            "routing_tags": LimitedJSONField,
+        }
         widgets = {
             "args": forms.Textarea(attrs={"rows": 2, "cols": 80}),
             "kwargs": forms.Textarea(attrs={"rows": 3, "cols": 80}),
@@ -191,7 +289,10 @@ class JobAdminForm(forms.ModelForm):
         if not text:
             return None  # keep the stored secrets
         try:
-            value = json.loads(text)
+            value = limits.loads_json(text, depth=limits.max_depth(), field="secret_kwargs")
+            limits.check_value(value, "secret_kwargs")
+        except limits.LimitError as exc:
+            raise ValidationError(exc.message) from None
         except ValueError:
             # Never echo the input back: it is a secret.
             raise ValidationError(_("Enter a valid JSON object.")) from None
@@ -206,7 +307,12 @@ class JobAdminForm(forms.ModelForm):
             return data
         doc = self._trigger_document(data)
         try:
-            spec = triggerspec.parse_trigger(doc)
+            limits.check_value(doc, "trigger")
+            spec = triggerspec.parse_trigger(
+                doc, max_children=app_settings.TRIGGER_MAX_CHILDREN, max_depth=app_settings.TRIGGER_MAX_DEPTH
+            )
+        except limits.LimitError as exc:
+            self.add_error("combination" if data["trigger_type"] in ("all", "any") else None, exc.message)
         except triggerspec.TriggerSpecError as exc:
             kind = data["trigger_type"]
             field = "combination" if kind in ("all", "any") else TRIGGER_FIELDS.get(exc.key)
@@ -250,7 +356,7 @@ class MoveToGroupForm(forms.Form):
 
 
 class RunNowForm(forms.Form):
-    kwargs_override = forms.JSONField(
+    kwargs_override = LimitedJSONField(
         required=False,
         initial=dict,
         label=_("Keyword arguments to override"),

@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 
 from scheduler_app import services
+from scheduler_app.admin.forms import AccountByNameField, LimitedJSONField
 from scheduler_app.models import Job, Membership
 from scheduler_app.services import permissions, versioning
 
@@ -61,7 +62,7 @@ class ObjectView(View):
 
 
 class RunNowForm(forms.Form):
-    kwargs_override = forms.JSONField(
+    kwargs_override = LimitedJSONField(
         label=_("Keyword arguments to override"),
         required=False,
         initial=dict,
@@ -98,9 +99,14 @@ class RunJobView(ObjectView):
             at = form.cleaned_data.get("run_at")
             if at is not None:
                 at = timezone.make_aware(at.replace(tzinfo=None), job_timezone(job))
-            result = services.run_jobs_now(
-                [job], actor=request.user, kwargs_override=form.cleaned_data["kwargs_override"], at=at
-            )
+            try:
+                result = services.run_jobs_now(
+                    [job], actor=request.user, kwargs_override=form.cleaned_data["kwargs_override"], at=at
+                )
+            except ValidationError as exc:
+                for field, problems in exc.message_dict.items():
+                    form.add_error("run_at" if field == "at" else "kwargs_override", problems)
+                return self.render(request, job, _("Run %(job)s") % {"job": job}, form=form)
             if result.done:
                 messages.success(request, _("Queued run %(id)s.") % {"id": result.done[0].pk})
                 return redirect(reverse("admin:scheduler_app_job_change", args=[job.pk]))
@@ -208,14 +214,39 @@ class PermissionForm(forms.Form):
         return data
 
 
+class GroupByNameField(forms.CharField):
+    """A Django group given by its exact name; "no such group" otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", _("The exact name of a Django group."))
+        kwargs.setdefault("max_length", 150)
+        super().__init__(*args, **kwargs)
+
+    def clean(self, value: Any) -> Any:
+        text = (super().clean(value) or "").strip()
+        if not text:
+            return None
+        group = Group.objects.filter(name=text).first()
+        if group is None:
+            raise ValidationError(_("No such group."), code="no_such_group")
+        return group
+
+
 class ObjectPermissionsView(ObjectView):
     action = "manage"
     template = "admin/scheduler_app/permissions.html"
 
-    def form(self, obj: Any, data: Any = None) -> PermissionForm:
+    def form(self, obj: Any, data: Any = None, *, user: Any = None) -> PermissionForm:
         form = PermissionForm(data)
         members = Membership.objects.filter(tenant_id=obj.tenant_id).values("user")
-        form.fields["user"].queryset = get_user_model().objects.filter(pk__in=members).order_by("username")
+        accounts = get_user_model().objects.filter(pk__in=members).order_by("username")
+        if user is not None and user.is_superuser:
+            form.fields["user"].queryset = accounts
+        else:
+            # A tenant admin names the user (a member of the tenant) or the Django group
+            # exactly; neither list is shown.
+            form.fields["user"] = AccountByNameField(label=_("User"), required=False, among=accounts)
+            form.fields["group"] = GroupByNameField(label=_("Group"), required=False)
         return form
 
     def grants(self, obj: Any) -> list[tuple[str, Any, list[str]]]:
@@ -239,13 +270,13 @@ class ObjectPermissionsView(ObjectView):
             request,
             obj,
             _("Permissions on %(obj)s") % {"obj": obj},
-            form=self.form(obj),
+            form=self.form(obj, user=request.user),
             grants=self.grants(obj),
         )
 
     def post(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, object_id)
-        form = self.form(obj, request.POST)
+        form = self.form(obj, request.POST, user=request.user)
         if form.is_valid():
             holder = form.cleaned_data["user"] or form.cleaned_data["group"]
             try:

@@ -25,6 +25,7 @@ from rest_framework.schemas.inspectors import DefaultSchema
 from scheduler_app import audit
 from scheduler_app.api import auth, errors
 from scheduler_app.conf import app_settings
+from scheduler_app.documents import limits
 from scheduler_app.models import ApiKey
 from scheduler_app.services import permissions
 
@@ -114,6 +115,12 @@ class LimitedJSONParser(parsers.JSONParser):
         def refuse(name: str) -> Any:
             raise ValueError(f"{name} is not allowed in JSON")
 
+        try:
+            # Nesting bounded before parsing (no RecursionError); each value is then
+            # checked against the input limits where it is used.
+            limits.scan_json_depth(text, depth=limits.max_depth() + limits.DOCUMENT_SLACK, field="body")
+        except limits.LimitError as exc:
+            raise errors.FieldError([(None, str(exc))]) from None
         try:
             return json.loads(text, parse_constant=refuse)
         except json.JSONDecodeError as exc:

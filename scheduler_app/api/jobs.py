@@ -23,6 +23,7 @@ from scheduler_app.api import representations as rep
 from scheduler_app.api.base import MAX_ID, ApiViewSet, aware_time, doc, whole_number
 from scheduler_app.conf import app_settings
 from scheduler_app.documents import job as job_document
+from scheduler_app.documents import limits
 from scheduler_app.models import Job, JobRun, RunRequest, Tenant
 from scheduler_app.services import permissions, versioning
 
@@ -215,6 +216,11 @@ class JobViewSet(ApiViewSet):
 
     def _write(self, job: Job, data: dict[str, Any], *, created: bool, expected: int | None = None) -> Job:
         doc = {k: v for k, v in data.items() if k not in rep.JOB_READ_ONLY}
+        for key, value in doc.items():  # depth and NUL first: nothing below walks such values
+            try:
+                limits.check_value(value, key)
+            except limits.LimitError as exc:
+                raise errors.FieldError([(key, exc.message)]) from None
         for field in ("args", "kwargs", "secret_kwargs"):
             if field in doc:
                 check_size(doc[field], field)
@@ -308,6 +314,10 @@ class JobViewSet(ApiViewSet):
         override = data.get("kwargs") or {}
         if not isinstance(override, dict):
             raise errors.FieldError([("kwargs", _("must be an object"))])
+        try:
+            limits.check_value(override, "kwargs", max_bytes=limits.max_args_bytes())
+        except limits.LimitError as exc:
+            raise errors.FieldError([("kwargs", exc.message)]) from None
         check_size(override, "kwargs")
         at = self._at(data.get("at"))
         key = data.get("idempotency_key")

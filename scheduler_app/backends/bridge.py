@@ -10,6 +10,7 @@ executes task code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -194,6 +195,21 @@ class JobSync:
                 fp, job = desired[pk]
                 try:
                     self._schedule(job, fp, resume.get(pk))
+                except (ValueError, OverflowError) as exc:
+                    # An invalid stored trigger (old data): one warning naming the job, no
+                    # traceback; not retried until its definition changes.
+                    counts["failed"] += 1
+                    with contextlib.suppress(Exception):
+                        self.scheduler.remove_job(aps_job_id(pk), jobstore=STORE_ALIAS)
+                    logger.warning(
+                        "job %s/%s has an invalid trigger and is not scheduled: %s",
+                        job.tenant.slug,
+                        job.name,
+                        exc,
+                        extra={"job_id": pk, "job": job.name},
+                    )
+                    self.known[pk] = fp
+                    continue
                 except Exception:
                     counts["failed"] += 1
                     logger.exception("could not schedule job", extra={"job_id": pk, "job": job.name})

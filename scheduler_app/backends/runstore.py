@@ -156,6 +156,10 @@ class DjangoRunStore:
             qs = JobRun.objects.filter(
                 state=RunState.QUEUED, not_before__lte=now, executor__in=executors
             ).order_by("-priority", "not_before", "id")
+            # Never a run of a disabled job; of a paused job only those started by hand.
+            qs = qs.filter(job__enabled=True).exclude(
+                Q(job__paused=True) & ~Q(reason__in=(RunReason.MANUAL, RunReason.RUN_AT))
+            )
             if self._postgres:
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
             candidates = list(qs[:limit])

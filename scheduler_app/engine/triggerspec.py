@@ -27,7 +27,15 @@ from apscheduler.triggers.base import BaseTrigger
 
 TRIGGER_TYPES = ("cron", "date", "interval", "manual", "all", "any")
 CRON_DIALECTS = ("crontab", "quartz")
-MAX_NESTING = 4
+#: Defaults of the combination caps (the app passes its TRIGGER_MAX_* settings).
+MAX_CHILDREN = 20
+MAX_NESTING = 3
+#: Times a trigger may name, after conversion to UTC (the API bounds its times alike).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+#: Interval bounds: 1 second to 100 years.
+MIN_INTERVAL = 1
+MAX_INTERVAL = 100 * 366 * 86400
 
 
 class TriggerSpecError(ValueError):
@@ -69,6 +77,12 @@ def _parse_datetime(value: object, path: str, tz: ZoneInfo | None) -> datetime:
         if tz is None:
             raise TriggerSpecError(path, f"{value!r} has no UTC offset; add one or give a 'timezone'")
         parsed = parsed.replace(tzinfo=tz)
+    try:
+        utc = parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise TriggerSpecError(path, "must lie between 1970-01-01 and 9000-01-01 (UTC)")
     return parsed
 
 
@@ -87,6 +101,8 @@ def _positive_int(value: object, path: str, *, allow_zero: bool = False) -> int:
         raise TriggerSpecError(path, "must be a whole number of seconds")
     if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
         raise TriggerSpecError(path, "must be a whole number of seconds")
+    if value > MAX_INTERVAL:
+        raise TriggerSpecError(path, f"must be at most {MAX_INTERVAL} seconds (100 years)")
     number = int(value)
     if number < 0 or (number == 0 and not allow_zero):
         raise TriggerSpecError(path, "must be greater than 0" if not allow_zero else "must be 0 or more")
@@ -184,8 +200,19 @@ class CombinedSpec:
 TriggerSpec = CronSpec | DateSpec | IntervalSpec | ManualSpec | CombinedSpec
 
 
-def parse_trigger(data: object, path: str = "trigger", *, _depth: int = 0) -> TriggerSpec:
-    """Validate a trigger document; raise :class:`TriggerSpecError` naming the bad key."""
+def parse_trigger(
+    data: object,
+    path: str = "trigger",
+    *,
+    max_children: int = MAX_CHILDREN,
+    max_depth: int = MAX_NESTING,
+    _depth: int = 0,
+) -> TriggerSpec:
+    """Validate a trigger document; raise :class:`TriggerSpecError` naming the bad key.
+
+    Times must lie between 1970 and 9000 (UTC), intervals between 1 s and 100 years with
+    jitter below the interval; an "all"/"any" combination has at most ``max_children``
+    children and combinations nest at most ``max_depth`` deep."""
     if not isinstance(data, Mapping):
         raise TriggerSpecError(path, "must be an object with a 'type'")
     kind = data.get("type")
@@ -237,21 +264,30 @@ def parse_trigger(data: object, path: str = "trigger", *, _depth: int = 0) -> Tr
         jitter = None
         if data.get("jitter") not in (None, 0):
             jitter = _positive_int(data["jitter"], f"{path}.jitter")
+            if jitter >= seconds:
+                raise TriggerSpecError(f"{path}.jitter", "must be less than the interval")
         return IntervalSpec(seconds=seconds, start=start, end=end, jitter=jitter, timezone=tz_name or None)
     if kind == "manual":
         _check_keys(data, (), path)
         return ManualSpec()
     # all / any
     _check_keys(data, ("triggers",), path)
-    if _depth >= MAX_NESTING:
-        raise TriggerSpecError(path, f"combinations may nest at most {MAX_NESTING} deep")
+    if _depth >= max_depth:
+        raise TriggerSpecError(path, f"combinations may nest at most {max_depth} deep")
     children = data.get("triggers")
     if not isinstance(children, list) or len(children) < 2:
         raise TriggerSpecError(f"{path}.triggers", "a combination needs a list of at least 2 triggers")
+    if len(children) > max_children:
+        raise TriggerSpecError(
+            f"{path}.triggers",
+            f"a combination may have at most {max_children} triggers ({len(children)} given)",
+        )
     parsed = []
     for index, child in enumerate(children):
         child_path = f"{path}.triggers[{index}]"
-        spec = parse_trigger(child, child_path, _depth=_depth + 1)
+        spec = parse_trigger(
+            child, child_path, max_children=max_children, max_depth=max_depth, _depth=_depth + 1
+        )
         if isinstance(spec, ManualSpec):
             raise TriggerSpecError(f"{child_path}.type", "a manual trigger cannot be combined")
         parsed.append(spec)

@@ -58,6 +58,7 @@ from django.utils import timezone
 
 from scheduler_app import documents
 from scheduler_app.documents import job as job_document
+from scheduler_app.documents import limits
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -94,6 +95,8 @@ USER_FIELDS = ("email", "first_name", "last_name", "is_active", "is_staff", "is_
 PERMISSION_MODELS = {"job": Job, "jobgroup": JobGroup}
 PROGRESS_EVERY = 1000
 BATCH_SIZE = 500
+#: Deepest nesting of a run's stored result that a backup may hold.
+RESULT_DEPTH = 200
 
 Progress = Callable[[str, int], None]
 Warn = Callable[[str], None]
@@ -429,7 +432,9 @@ def load_backup(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
+            data = limits.loads_json(fh.read(), depth=RESULT_DEPTH + limits.DOCUMENT_SLACK)
+    except limits.LimitError as exc:
+        raise BackupError(str(exc)) from None
     except OSError as exc:
         raise BackupError(f"cannot read the file: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -483,6 +488,17 @@ def restore_document(
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 raise BackupError(f"{name}[{index}]: must be an object")
+            # Depth, NUL and size of each entry before anything walks it; a run's result
+            # (written by the app, bounded by RESULT_MAX_BYTES) may nest deeper than input.
+            try:
+                if name == "runs":
+                    limits.check_entry(item, f"{name}[{index}]", depth=RESULT_DEPTH, max_bytes=0)
+                elif name == "job_versions":  # a snapshot holds a job's values one level down
+                    limits.check_entry(item, f"{name}[{index}]", depth=limits.max_depth() + 1)
+                else:
+                    limits.check_entry(item, f"{name}[{index}]")
+            except limits.LimitError as exc:
+                raise BackupError(str(exc)) from None
         sections[name] = items
     counts = doc.get("counts")
     if counts is not None:
@@ -781,7 +797,6 @@ class _Restorer:
 
     def _restore_jobs(self, items: list[dict[str, Any]]) -> None:
         from scheduler_app import crypto
-        from scheduler_app.engine import triggerspec
         from scheduler_app.registry import TaskNotRegistered, registry
 
         objs, links = [], []
@@ -807,7 +822,7 @@ class _Restorer:
                     )
                 links.append((job, calendar))
             try:
-                triggerspec.parse_trigger(job.trigger)
+                job.trigger_spec  # noqa: B018 (validates, with the app's combination caps)
             except ValueError as exc:
                 raise BackupError(f"{where}: trigger: {exc}") from None
             if job.secrets_token:

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from scheduler_app import documents, services
 from scheduler_app.documents import job as job_document
+from scheduler_app.documents import limits
 from scheduler_app.documents.job import FORMAT_VERSION, JOB_KEYS, DocumentError
 from scheduler_app.models import (
     Calendar,
@@ -71,12 +72,14 @@ def load_document(path: str | Path) -> dict[str, Any]:
         raise JobsFileError(f"{path} is not UTF-8 text") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(text)
+            data = limits.load_yaml(text)
         except yaml.YAMLError as exc:
-            raise JobsFileError(f"{path} is not valid YAML: {exc}") from None
+            raise JobsFileError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
     else:
         try:
-            data = json.loads(text)
+            data = limits.loads_json(text)
+        except limits.LimitError as exc:
+            raise JobsFileError(f"{path}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise JobsFileError(
                 f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -84,6 +87,16 @@ def load_document(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise JobsFileError(f"{path}: the document must be an object with a 'version'")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where (PyYAML's own text quotes the
+    source over several lines)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def _check_version(doc: Mapping[str, Any]) -> None:
@@ -105,6 +118,10 @@ def _entries(doc: Mapping[str, Any], key: str, allowed: set[str]) -> list[dict[s
         where = f"{key}[{index}]"
         if not isinstance(item, dict):
             raise JobsFileError(f"{where}: must be an object")
+        try:
+            limits.check_entry(item, where)
+        except limits.LimitError as exc:
+            raise JobsFileError(str(exc)) from None
         unknown = sorted(set(item) - allowed)
         if unknown:
             label = _label(item)
@@ -418,7 +435,13 @@ def _prune(
 # -- export -----------------------------------------------------------------------------
 
 
-def export_document(*, tenant: str | None = None, include_secrets: bool = False) -> dict[str, Any]:
+def export_document(
+    *, tenant: str | None = None, include_secrets: bool = False, skipped: list[str] | None = None
+) -> dict[str, Any]:
+    """The configuration as a jobs document. A job whose stored values break the input
+    limits (old data: nested deeper than ``MAX_JSON_DEPTH``, NUL characters) could not be
+    imported back and may not even be written as YAML: it is left out, with a line naming
+    it and the field appended to ``skipped``, so one such job never fails the export."""
     tenants = Tenant.objects.order_by("slug")
     if tenant is not None:
         tenants = tenants.filter(slug=tenant)
@@ -454,9 +477,21 @@ def export_document(*, tenant: str | None = None, include_secrets: bool = False)
             for c in calendars
         ],
         "jobs": [
-            job_document.export_job(j, secrets="encrypted" if include_secrets else "omit") for j in jobs
+            job_document.export_job(j, secrets="encrypted" if include_secrets else "omit")
+            for j in jobs
+            if _exportable(j, skipped)
         ],
     }
+
+
+def _exportable(job: Job, skipped: list[str] | None) -> bool:
+    errors = limits.check_instance(job)
+    if not errors:
+        return True
+    if skipped is not None:
+        field, message = next(iter(errors.items()))
+        skipped.append(f"job {job.tenant.slug}/{job.name}: {field}: {message}; left out of the export")
+    return False
 
 
 def dump_document(doc: Mapping[str, Any], fmt: str = "json") -> str:

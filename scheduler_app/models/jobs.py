@@ -7,6 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app.documents import limits
 from scheduler_app.engine import triggerspec
 from scheduler_app.engine.results import MASK
 from scheduler_app.registry import TaskArgumentsError, TaskNotRegistered, registry
@@ -231,7 +232,13 @@ class Job(models.Model):
 
     @property
     def trigger_spec(self) -> triggerspec.TriggerSpec:
-        return triggerspec.parse_trigger(self.trigger)
+        from scheduler_app.conf import app_settings
+
+        return triggerspec.parse_trigger(
+            self.trigger,
+            max_children=app_settings.TRIGGER_MAX_CHILDREN,
+            max_depth=app_settings.TRIGGER_MAX_DEPTH,
+        )
 
     @property
     def is_schedulable(self) -> bool:
@@ -263,6 +270,21 @@ class Job(models.Model):
 
     # -- validation -------------------------------------------------------------------
 
+    def clean_fields(self, exclude: Any = None) -> None:
+        # Depth, size and NUL limits before Django's own field checks (JSONField's
+        # validation encodes the value, recursively) and before clean() walks them.
+        # Fields left out (a form's own or already rejected ones) are the caller's.
+        errors = {k: v for k, v in limits.check_job(self).items() if k not in (exclude or ())}
+        try:
+            super().clean_fields(exclude={*(exclude or ()), *errors})
+        except ValidationError as exc:
+            if not errors:
+                raise
+            for field, messages in exc.message_dict.items():
+                errors.setdefault(field, "; ".join(messages))
+        if errors:
+            raise ValidationError(errors)
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
 
@@ -271,6 +293,8 @@ class Job(models.Model):
 
         if self.group_id and self.tenant_id and self.group.tenant_id != self.tenant_id:
             add("group", "The group belongs to another tenant.")
+        if limits.check_job(self):
+            return  # reported by clean_fields; nothing below walks such values
         # Trigger: normalise to the canonical document so admin, API and files agree.
         try:
             self.trigger = self.trigger_spec.to_dict()

@@ -14,7 +14,7 @@ from django.db.models import Q
 from scheduler_app import audit, signals
 from scheduler_app.documents import job as job_document
 from scheduler_app.models import ConfigVersion, Job, JobDependency, JobGroup
-from scheduler_app.services import permissions, versioning
+from scheduler_app.services import permissions, runs, versioning
 from scheduler_app.services.bulk import BulkResult
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ def save_job(
     with transaction.atomic(), audit.acting_as(actor):
         created = job.pk is None
         moved = not created and Job.objects.filter(pk=job.pk).exclude(tenant_id=job.tenant_id).exists()
+        disabled = not created and not job.enabled and Job.objects.filter(pk=job.pk, enabled=True).exists()
+        if disabled:
+            runs.cancel_queued_runs_of([job])  # before the job row (see there)
         job.save()
         if moved:  # its history goes with it
             job.runs.update(tenant_id=job.tenant_id)
@@ -98,6 +101,8 @@ def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) 
             if getattr(job, field_name) == value:
                 result.done.append(job)
                 continue
+            if field_name == "enabled" and not value:
+                runs.cancel_queued_runs_of([job])  # before the job row (see there)
             setattr(job, field_name, value)
             job.save(update_fields=[field_name, "updated_at"])
             result.done.append(job)
@@ -146,6 +151,7 @@ def delete_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
                 result.refused.append((job, "you may not delete this job"))
                 continue
             pk = job.pk
+            runs.cancel_queued_runs_of([job])  # a claim waiting on the job row sees them gone
             job.delete()
             job.pk = pk
             result.done.append(job)

@@ -12,6 +12,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from scheduler_app import audit, signals
+from scheduler_app.documents import limits
+from scheduler_app.engine import triggerspec
 from scheduler_app.models import Job, JobRun, RunReason, RunState
 from scheduler_app.monitoring import counters
 from scheduler_app.registry import TaskArgumentsError, TaskError, registry
@@ -36,6 +38,12 @@ def run_jobs_now(
     when = at or now
     if at is not None and timezone.is_naive(at):
         raise ValidationError({"at": "The time needs a time zone."})
+    if at is not None and not triggerspec.EARLIEST <= at <= triggerspec.LATEST:
+        raise ValidationError({"at": "The time must lie between 1970 and 9000 (UTC)."})
+    try:
+        limits.check_value(override, "kwargs_override", max_bytes=limits.max_args_bytes())
+    except limits.LimitError as exc:
+        raise ValidationError({"kwargs_override": exc.message}) from None
     for job in jobs:
         if not permissions.can(actor, "run", job):
             result.refused.append((job, "you may not run this job"))
@@ -113,6 +121,33 @@ def enqueue_run(
     if state == RunState.QUEUED:
         signals.run_queued.send(sender=JobRun, run=run)
     return run
+
+
+#: Why queued runs of a job that was disabled (or deleted) were cancelled.
+JOB_DISABLED = "job disabled"
+
+
+def cancel_queued_runs_of(jobs: Iterable[Job], *, reason: str = JOB_DISABLED) -> int:
+    """Cancel every queued run of ``jobs`` (state ``cancelled``, ``error`` the reason),
+    in the caller's transaction; how many. A disabled job's runs could never start: the
+    claim skips them, and run-now refuses disabled jobs.
+
+    Call it *before* writing the job row: like the claim (runs, then their jobs), so the
+    two never wait on each other in opposite orders; a claim holding some of the runs
+    finishes first, then those still queued are cancelled."""
+    ids = [job.pk for job in jobs if job.pk is not None]
+    if not ids:
+        return 0
+    with transaction.atomic():
+        queued = JobRun.objects.filter(job_id__in=ids, state=RunState.QUEUED)
+        pks = list(queued.values_list("pk", flat=True))
+        if not pks:
+            return 0
+        updated = JobRun.objects.filter(pk__in=pks, state=RunState.QUEUED).update(
+            state=RunState.CANCELLED, finished_at=timezone.now(), is_final=True, error=reason
+        )
+        counters.count_finished(JobRun.objects.filter(pk__in=pks, state=RunState.CANCELLED))
+    return updated
 
 
 def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:

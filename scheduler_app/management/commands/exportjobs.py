@@ -27,9 +27,12 @@ class Command(BaseCommand):
     def handle(self, *args, tenant=None, output=None, format=None, include_secrets=False, **opts):
         fmt = format or ("yaml" if output and Path(output).suffix.lower() in (".yaml", ".yml") else "json")
         try:
-            doc = jobsfile.export_document(tenant=tenant, include_secrets=include_secrets)
+            skipped: list[str] = []
+            doc = jobsfile.export_document(tenant=tenant, include_secrets=include_secrets, skipped=skipped)
         except jobsfile.JobsFileError as exc:
             raise CommandError(str(exc)) from None
+        for line in skipped:
+            self.stderr.write(f"warning: {line}")
         text = jobsfile.dump_document(doc, fmt)
         if output:
             try:

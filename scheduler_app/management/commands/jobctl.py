@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from scheduler_app import services
+from scheduler_app.documents import limits
 from scheduler_app.models import Job, JobRun
 
 JOB_ACTIONS = {
@@ -89,7 +90,10 @@ class Command(BaseCommand):
         if not text:
             return None
         try:
-            value = json.loads(text)
+            value = limits.loads_json(text, depth=limits.max_depth(), field="--kwargs")
+            limits.check_value(value, "--kwargs")
+        except limits.LimitError as exc:
+            raise CommandError(str(exc)) from None
         except json.JSONDecodeError as exc:
             raise CommandError(f"--kwargs: not valid JSON ({exc.msg})") from None
         if not isinstance(value, dict):

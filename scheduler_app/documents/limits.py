@@ -1,0 +1,265 @@
+"""Limits on what input may hold: JSON nesting depth, encoded size, and NUL characters.
+
+One definition used everywhere input enters (admin forms, jobs files, backups, run-now
+overrides, the API, the model's own ``clean``), so each face refuses the same things
+with the same message, naming the field:
+
+* :func:`check_value` — a value already parsed (a dict, list, string...): nesting no
+  deeper than ``MAX_JSON_DEPTH``, no ``\\u0000`` in any string or key, and (when given)
+  a JSON encoding of at most ``max_bytes``. It walks without recursion, so a value
+  100,000 deep is refused, never a ``RecursionError``.
+* :func:`check_text` — one string: no ``\\u0000`` (PostgreSQL refuses it in text, SQLite
+  would store it silently).
+* :func:`loads_json` — parse JSON text after a pre-scan of its nesting, so text nested too
+  deep is refused before the parser recurses.
+* :func:`load_yaml` — a guarded safe loader: no aliases (no "billion laughs"), nesting
+  bounded while composing, before any Python object is built.
+
+Limits come from the ``SCHEDULER_APP`` settings (:mod:`scheduler_app.conf`); callers may
+pass their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+NUL = "\x00"
+
+
+class LimitError(ValueError):
+    """A value breaks a limit; ``field`` names where (``kwargs``, ``jobs[3].kwargs``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def max_depth() -> int:
+    from scheduler_app.conf import app_settings
+
+    return int(app_settings.MAX_JSON_DEPTH)
+
+
+def max_args_bytes() -> int:
+    from scheduler_app.conf import app_settings
+
+    return int(app_settings.MAX_ARGS_BYTES)
+
+
+def max_entry_bytes() -> int:
+    from scheduler_app.conf import app_settings
+
+    return int(app_settings.MAX_JOBS_FILE_ENTRY_BYTES)
+
+
+def _size_text(size: int) -> str:
+    if size >= 1024 * 1024 and size % (1024 * 1024) == 0:
+        return f"{size // (1024 * 1024)} MB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KB"
+    return f"{size} bytes"
+
+
+def check_text(value: Any, field: str) -> None:
+    """Refuse a string holding a NUL character."""
+    if isinstance(value, str) and NUL in value:
+        raise LimitError(field, "must not contain NUL characters (\\u0000)")
+
+
+def check_value(
+    value: Any,
+    field: str,
+    *,
+    depth: int | None = None,
+    max_bytes: int | None = None,
+) -> None:
+    """Refuse ``value`` if it nests deeper than ``depth`` (default ``MAX_JSON_DEPTH``),
+    holds a NUL in a string or key, or (``max_bytes`` given) its JSON encoding is larger.
+    Depth counts containers: ``{}`` and ``[1]`` are 1 deep, ``{"a": [1]}`` 2."""
+    limit = max_depth() if depth is None else depth
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, str):
+            check_text(item, field)
+        elif isinstance(item, Mapping | list | tuple):
+            level += 1
+            if level > limit:
+                raise LimitError(field, f"nested more than {limit} levels deep")
+            if isinstance(item, Mapping):
+                for key, child in item.items():
+                    check_text(key, field)
+                    stack.append((child, level))
+            else:
+                stack.extend((child, level) for child in item)
+    if max_bytes is not None:
+        size = encoded_size(value)
+        if size > max_bytes:
+            raise LimitError(field, f"is {size:,} bytes as JSON; at most {_size_text(max_bytes)} allowed")
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of ``value``'s compact UTF-8 JSON encoding (call after :func:`check_value`)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError, RecursionError):
+        return 0
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_args(args: Any, kwargs: Any, secret_kwargs: Any = None) -> dict[str, str]:
+    """The field errors of a job's (or a run's) call: each of args, kwargs and secret
+    kwargs within depth and free of NUL, together at most ``MAX_ARGS_BYTES``. Returns
+    {field: message}; empty when all is well."""
+    errors: dict[str, str] = {}
+    total = 0
+    for name, value in (("args", args), ("kwargs", kwargs), ("secret_kwargs", secret_kwargs)):
+        if value is None:
+            continue
+        try:
+            check_value(value, name)
+        except LimitError as exc:
+            errors[name] = exc.message
+            continue
+        total += encoded_size(value)
+    limit = max_args_bytes()
+    if not errors and total > limit:
+        field = "kwargs" if kwargs else "args"
+        errors[field] = f"args and kwargs are {total:,} bytes as JSON; at most {_size_text(limit)} allowed"
+    return errors
+
+
+def scan_json_depth(text: str, *, depth: int | None = None, field: str = "document") -> None:
+    """Refuse JSON text whose brackets nest deeper than ``depth``, without parsing it
+    (strings and escapes are skipped), so the parser never recurses that far."""
+    limit = max_depth() if depth is None else depth
+    level = 0
+    in_string = False
+    escaped = False
+    line = 1
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            level += 1
+            if level > limit:
+                raise LimitError(field, f"nested more than {limit} levels deep (line {line})")
+        elif char in "]}":
+            level -= 1
+        if char == "\n":
+            line += 1
+
+
+#: Levels a jobs file or backup adds above a job's values (document, list, entry,
+#: snapshot...): the whole text may nest this much deeper than one value.
+DOCUMENT_SLACK = 6
+
+
+def loads_json(text: str | bytes, *, depth: int | None = None, field: str = "document") -> Any:
+    """``json.loads`` after :func:`scan_json_depth` of the whole text, bounded by
+    ``depth`` (default ``MAX_JSON_DEPTH`` + :data:`DOCUMENT_SLACK`); each value is then
+    checked on its own with :func:`check_value`."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    limit = (max_depth() + DOCUMENT_SLACK) if depth is None else depth
+    scan_json_depth(text, depth=limit, field=field)
+    return json.loads(text)
+
+
+class GuardedSafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and with bounded nesting."""
+
+    max_nesting = 32
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._nesting = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in jobs files", event.start_mark
+            )
+        if self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            self._nesting += 1
+            if self._nesting > self.max_nesting:
+                event = self.peek_event()
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nested more than {self.max_nesting} levels deep", event.start_mark
+                )
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._nesting -= 1
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, *, depth: int | None = None) -> Any:
+    """Parse YAML with :class:`GuardedSafeLoader` (raises ``yaml.YAMLError``)."""
+    limit = (max_depth() if depth is None else depth) + DOCUMENT_SLACK
+    loader_class = type("BoundedLoader", (GuardedSafeLoader,), {"max_nesting": limit})
+    loader = loader_class(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def check_instance(obj: Any, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The limit errors of a model instance's own values: NUL in every text field, depth
+    and NUL of every JSON field. {field name: message}; empty when all is well."""
+    from django.db import models
+
+    errors: dict[str, str] = {}
+    for field in obj._meta.concrete_fields:
+        if field.name in skip or not isinstance(
+            field, models.CharField | models.TextField | models.JSONField
+        ):
+            continue
+        try:
+            check_value(getattr(obj, field.attname, None), field.name)
+        except LimitError as exc:
+            errors[field.name] = exc.message
+    return errors
+
+
+def check_job(job: Any) -> dict[str, str]:
+    """The limit errors of a job: those of :func:`check_instance`, and of its call
+    (args, kwargs, secret kwargs) together. {field: message}; empty when all is well."""
+    errors = check_instance(job, skip=("args", "kwargs"))
+    pending = getattr(job, "_pending_secrets", None)
+    errors.update(check_args(job.args, job.kwargs, pending if isinstance(pending, dict) else None))
+    return errors
+
+
+def check_entry(
+    item: Mapping[str, Any], where: str, *, max_bytes: int | None = None, depth: int | None = None
+) -> None:
+    """One entry of a jobs file or backup (an object): each field within depth and free of
+    NUL (named ``where: field``), the whole entry at most ``max_bytes`` (default
+    ``MAX_JOBS_FILE_ENTRY_BYTES``) as JSON. Raises :class:`LimitError`."""
+    for key, value in item.items():
+        check_text(key, where)
+        try:
+            check_value(value, str(key), depth=depth)
+        except LimitError as exc:
+            raise LimitError(f"{where}: {exc.field}", exc.message) from None
+    limit = max_entry_bytes() if max_bytes is None else max_bytes
+    if limit <= 0:
+        return
+    size = encoded_size(item)
+    if size > limit:
+        raise LimitError(where, f"the entry is {size:,} bytes as JSON; at most {_size_text(limit)} allowed")
