@@ -99,7 +99,11 @@ def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) 
                 result.done.append(job)
                 continue
             setattr(job, field_name, value)
-            job.save(update_fields=[field_name, "updated_at"])
+            fields = [field_name, "updated_at"]
+            if field_name == "paused":  # a pause or resume by hand is not the scheduler's
+                job.paused_reason = ""
+                fields.append("paused_reason")
+            job.save(update_fields=fields)
             result.done.append(job)
             notify_job_changed(job, actor=actor, summary=verb)
     return result
