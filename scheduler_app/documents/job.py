@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from scheduler_app.models import Calendar, Job, JobGroup, Tenant
 
@@ -91,6 +91,9 @@ def validation_message(exc: ValidationError) -> str:
             path = FIELD_PATHS.get(name, name)
             for error in errors:
                 text = " ".join(error.messages)
+                if name == NON_FIELD_ERRORS:  # about the whole job: no field to name
+                    parts.append(text)
+                    continue
                 # Trigger errors already name their key ("trigger.timezone: ...").
                 if not text.startswith((f"{path}.", f"{path}:")):
                     text = f"{path}: {text}"

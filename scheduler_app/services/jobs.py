@@ -61,6 +61,9 @@ def check_job_save(job: Job, actor: Any) -> None:
     if stored is None:
         return
     permissions.require(actor, "change", stored)
+    from scheduler_app.services import codejobs
+
+    codejobs.check_code_owned(job, stored)
     if stored.tenant_id != job.tenant_id:
         permissions.require(actor, "add", tenant_id=job.tenant_id)
         if JobDependency.objects.filter(Q(upstream=stored) | Q(downstream=stored)).exists():
