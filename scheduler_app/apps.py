@@ -12,5 +12,8 @@ class SchedulerAppConfig(AppConfig):
         from scheduler_app import audit, checks, tasks_loader
 
         checks.register()
+        from scheduler_app.services import failurepause
+
+        failurepause.connect()
         audit.register_models()
         tasks_loader.load_task_modules()

@@ -123,5 +123,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return errors
 
 
+def check_code_jobs(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E070: the jobs declared in code cannot be read (SCHEDULER_APP["JOBS"] malformed)
+    or one name is declared twice. No queries: clashes with hand-made jobs are found
+    by the sync itself."""
+    from scheduler_app.services import codejobs
+
+    try:
+        codejobs.check_declarations()
+    except codejobs.CodeJobError as exc:
+        return [
+            checks.Error(
+                f"Jobs declared in code: {exc}.",
+                hint="Fix the @scheduler_app.task(schedule=...) declarations or SCHEDULER_APP['JOBS'].",
+                id="scheduler_app.E070",
+            )
+        ]
+    return []
+
+
 def register() -> None:
     checks.register(check_settings, "scheduler_app")
+    checks.register(check_code_jobs, "scheduler_app")

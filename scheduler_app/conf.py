@@ -21,6 +21,12 @@ DEFAULTS: dict[str, Any] = {
     # their @scheduler_app.task decorators register. Apps' ``scheduler_tasks`` modules are
     # discovered automatically as well.
     "TASK_MODULES": [],
+    # Jobs declared in code (besides @scheduler_app.task(schedule=...)): job documents
+    # with a "name" and a "task" (and "schedule" + "timezone", or a "trigger"), synced at
+    # runscheduler start and by manage.py syncjobs.
+    "JOBS": [],
+    # The tenant (slug) of code-declared jobs that do not name one; created if missing.
+    "CODE_JOBS_TENANT": "default",
     # APScheduler job store for the trigger side: memory | django | sqlalchemy | redis.
     "JOB_STORE": "memory",
     # SQLAlchemy URL for the sqlalchemy job store (None: derived from the default database).

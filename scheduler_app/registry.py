@@ -148,15 +148,52 @@ def _identity(func: Callable[..., Any]) -> tuple[str, str]:
 registry = TaskRegistry()
 
 
-def task(func: F | None = None, *, name: str | None = None, description: str = "") -> Any:
+@dataclass(frozen=True)
+class CodeJob:
+    """A job declared in code: ``document`` is a job document (``trigger`` built from
+    ``schedule``/``timezone``); ``module`` is where it was declared."""
+
+    name: str
+    module: str
+    document: Mapping[str, Any]
+
+
+#: Jobs declared with ``@task(schedule=...)``, in declaration order (synced by
+#: scheduler_app.services.codejobs; two declarations of one name are refused there).
+code_jobs: list[CodeJob] = []
+
+
+def task(
+    func: F | None = None,
+    *,
+    name: str | None = None,
+    description: str = "",
+    schedule: str | Mapping[str, Any] | None = None,
+    timezone: str = "UTC",
+    job_name: str | None = None,
+    **job: Any,
+) -> Any:
     """Register a callable (sync function or coroutine function) as a schedulable task.
 
     Usable bare (``@task``) or with options (``@task(name="billing.send_invoices")``).
+    With ``schedule`` (a cron expression, or a trigger document) it also declares a job
+    managed by code, named ``job_name`` (default: the task name), with any other job
+    document field (``kwargs=``, ``priority=``, ``tenant=`` ...), created, updated and
+    deleted with the code by ``runscheduler`` and ``manage.py syncjobs``.
     The function is returned unchanged.
     """
 
     def decorator(f: F) -> F:
-        registry.register(f, name=name, description=description)
+        registered = registry.register(f, name=name, description=description)
+        if schedule is not None:
+            trigger = (
+                {"type": "cron", "expression": schedule, "timezone": timezone}
+                if isinstance(schedule, str)
+                else dict(schedule)
+            )
+            document = {"description": registered.description, **job, "task": registered.name}
+            document["trigger"] = trigger
+            code_jobs.append(CodeJob(job_name or registered.name, f.__module__, document))
         return f
 
     if func is not None:

@@ -53,3 +53,6 @@ SCHEDULER_APP = {
     "ENCRYPTION_KEYS": TEST_KEYS,
     **json.loads(os.environ.get("SCHEDULER_TEST_OVERRIDES", "{}")),
 }
+
+# django-celery-beat's real tables, for `importjobs --from celery-beat` tests.
+INSTALLED_APPS = [*INSTALLED_APPS, "django_celery_beat"]  # noqa: F405

@@ -282,12 +282,14 @@ class JobAdmin(TenantScopedAdmin):
     change_form_template = "admin/scheduler_app/job/change_form.html"
     list_display = [
         "name",
+        "code_badge",
         "tenant",
         "group",
         "task",
         "trigger_text",
         "enabled",
         "paused",
+        "paused_reason",
         "priority",
         "executor",
         "last_run",
@@ -313,9 +315,31 @@ class JobAdmin(TenantScopedAdmin):
         "move_selected_to_group",
         "delete_selected",
     ]
-    readonly_fields = ["schedule_preview", "recent_runs", "secret_names_masked", "created_at", "updated_at"]
+    readonly_fields = [
+        "schedule_preview",
+        "recent_runs",
+        "secret_names_masked",
+        "created_at",
+        "updated_at",
+        "paused_reason",
+        "code_badge",
+    ]
     fieldsets = [
-        (None, {"fields": ["tenant", "group", "name", "description", "enabled", "paused"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "code_badge",
+                    "tenant",
+                    "group",
+                    "name",
+                    "description",
+                    "enabled",
+                    "paused",
+                    "paused_reason",
+                ]
+            },
+        ),
         (_("Task"), {"fields": ["task", "args", "kwargs", "secret_names_masked", "secret_kwargs"]}),
         (
             _("Trigger"),
@@ -354,6 +378,7 @@ class JobAdmin(TenantScopedAdmin):
                 "fields": [
                     ("retry_max_attempts", "retry_backoff_seconds"),
                     ("retry_backoff_factor", "retry_max_backoff_seconds"),
+                    "pause_after_failures",
                 ]
             },
         ),
@@ -361,6 +386,17 @@ class JobAdmin(TenantScopedAdmin):
     ]
 
     # -- columns ------------------------------------------------------------------------
+
+    @admin.display(description=_("code"))
+    def code_badge(self, obj: Job) -> str:
+        if not obj.managed_by:
+            return ""
+        return format_html(
+            '<span class="sa-badge sa-badge-code" title="{}">{}</span>',
+            _("Declared in %(module)s; its schedule and task are edited in code.")
+            % {"module": obj.managed_by},
+            _("managed by code (%(module)s)") % {"module": obj.managed_by},
+        )
 
     @admin.display(description=_("trigger"))
     def trigger_text(self, obj: Job) -> str:

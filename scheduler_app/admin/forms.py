@@ -303,6 +303,16 @@ class JobAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        owner = getattr(self.instance, "managed_by", "")
+        changed = sorted(set(self.changed_data) - {"paused"})
+        if owner and self.instance.pk and changed:
+            raise ValidationError(
+                _(
+                    "This job is managed by code in %(module)s; change %(fields)s there "
+                    "(here you may only pause and resume it)."
+                )
+                % {"module": owner, "fields": ", ".join(changed)}
+            )
         if "trigger_type" not in data:
             return data
         doc = self._trigger_document(data)

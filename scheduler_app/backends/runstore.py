@@ -51,6 +51,7 @@ OUTCOME_SIGNALS = {
     RunState.SUCCEEDED: signals.run_succeeded,
     RunState.FAILED: signals.run_failed,
     RunState.TIMED_OUT: signals.run_timed_out,
+    RunState.LOST: signals.run_lost,
     RunState.SKIPPED: signals.run_skipped,
 }
 

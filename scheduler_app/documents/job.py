@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from scheduler_app.models import Calendar, Job, JobGroup, Tenant
 
@@ -42,6 +42,7 @@ JOB_KEYS = {
     "limits",
     "routing",
     "depends_on",
+    "pause_after_failures",
 }
 NESTED = {
     "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
@@ -67,6 +68,7 @@ FLAT = (
     "max_instances",
     "overlap_policy",
     "timeout_seconds",
+    "pause_after_failures",
 )
 #: model field -> path in the document, to report model validation errors where they are.
 FIELD_PATHS = {model: f"{outer}.{inner}" for outer, m in NESTED.items() for inner, model in m.items()}
@@ -89,6 +91,9 @@ def validation_message(exc: ValidationError) -> str:
             path = FIELD_PATHS.get(name, name)
             for error in errors:
                 text = " ".join(error.messages)
+                if name == NON_FIELD_ERRORS:  # about the whole job: no field to name
+                    parts.append(text)
+                    continue
                 # Trigger errors already name their key ("trigger.timezone: ...").
                 if not text.startswith((f"{path}.", f"{path}:")):
                     text = f"{path}: {text}"
@@ -289,6 +294,7 @@ def export_job(
             "timeout_seconds": job.timeout_seconds,
             "limits": {"cpu_seconds": job.cpu_limit_seconds, "memory_mb": job.memory_limit_mb},
             "routing": {"mode": job.routing, "tags": job.routing_tags},
+            "pause_after_failures": job.pause_after_failures,
         }
     )
     if depends_on is not None:

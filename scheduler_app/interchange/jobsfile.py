@@ -341,7 +341,10 @@ def _import_jobs(
             services.save_job(job, actor=actor, calendars=calendars, notify=False)
             report.created.append(label)
         elif before != after:
-            services.save_job(job, actor=actor, calendars=calendars, notify=False)
+            try:
+                services.save_job(job, actor=actor, calendars=calendars, notify=False)
+            except ValidationError as exc:  # e.g. a job managed by code
+                raise JobsFileError(f"{where}: {job_document.validation_message(exc)}") from None
             fields = sorted(
                 "secret_kwargs" if k == "secret_fingerprints" else k
                 for k in after

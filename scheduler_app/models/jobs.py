@@ -65,6 +65,9 @@ class JobQuerySet(models.QuerySet):
         """Jobs whose trigger should be live in the scheduler."""
         return self.filter(enabled=True, paused=False)
 
+    def managed_by_code(self) -> JobQuerySet:
+        return self.exclude(managed_by="")
+
 
 def _default_trigger() -> dict[str, Any]:
     return {"type": "manual"}
@@ -135,6 +138,26 @@ class Job(models.Model):
     )
     routing = models.CharField(_("routing"), max_length=16, choices=Routing.choices, default=Routing.ANY)
     routing_tags = models.JSONField(_("routing tags"), default=list, blank=True)
+    pause_after_failures = models.PositiveIntegerField(
+        _("pause after failures"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Pause the job after this many consecutive final failures (retries exhausted); "
+            "empty: never. It then resumes only by hand."
+        ),
+    )
+    paused_reason = models.CharField(
+        _("paused because"),
+        max_length=500,
+        blank=True,
+        editable=False,
+        help_text=_("Why the scheduler paused the job (empty: paused by hand, or not paused)."),
+    )
+    # The module whose code declares the job (``@task(schedule=...)`` or
+    # SCHEDULER_APP["JOBS"]); empty for jobs made by hand, files or the API.
+    managed_by = models.CharField(_("managed by code"), max_length=200, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     trigger_changed_at = models.DateTimeField(

@@ -64,6 +64,9 @@ def check_job_save(job: Job, actor: Any) -> None:
     if stored is None:
         return
     permissions.require(actor, "change", stored)
+    from scheduler_app.services import codejobs
+
+    codejobs.check_code_owned(job, stored)
     if stored.tenant_id != job.tenant_id:
         permissions.require(actor, "add", tenant_id=job.tenant_id)
         if JobDependency.objects.filter(Q(upstream=stored) | Q(downstream=stored)).exists():
@@ -104,7 +107,11 @@ def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) 
             if field_name == "enabled" and not value:
                 runs.cancel_queued_runs_of([job])  # before the job row (see there)
             setattr(job, field_name, value)
-            job.save(update_fields=[field_name, "updated_at"])
+            fields = [field_name, "updated_at"]
+            if field_name == "paused":  # a pause or resume by hand is not the scheduler's
+                job.paused_reason = ""
+                fields.append("paused_reason")
+            job.save(update_fields=fields)
             result.done.append(job)
             notify_job_changed(job, actor=actor, summary=verb)
     return result

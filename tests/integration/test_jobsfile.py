@@ -418,6 +418,7 @@ def test_export_document_shape(tmp_path):
         "timeout_seconds": None,
         "limits": {"cpu_seconds": None, "memory_mb": None},
         "routing": {"mode": "any", "tags": []},
+        "pause_after_failures": None,
         "depends_on": [{"job": "extract", "condition": "success"}],
     }
 

@@ -43,12 +43,25 @@ class Command(BaseCommand):
             help="Serve GET /live and /ready of this process on PORT (for container probes).",
         )
 
+    def _sync_code_jobs(self):
+        """Jobs declared in code are made real before the scheduler loads jobs; a clash
+        (two declarations of one name, a hand-made job of that name) refuses to start."""
+        from scheduler_app.services import codejobs
+
+        try:
+            report = codejobs.sync_code_jobs()
+        except codejobs.CodeJobError as exc:
+            raise CommandError(f"refusing to start: {exc}") from None
+        for line in report.lines():
+            self.stdout.write(f"code jobs: {line}")
+
     def handle(self, *args, node=None, job_store=None, log_level="INFO", health_port=None, **opts):
         errors = [e for e in checks.run_checks(include_deployment_checks=False) if e.level >= checks.ERROR]
         if errors:
             lines = "\n".join(f"  {e.id}: {e.msg}" + (f" ({e.hint})" if e.hint else "") for e in errors)
             raise CommandError(f"refusing to start; fix the configuration first:\n{lines}")
         self._check_database()
+        self._sync_code_jobs()
         # Before any executor starts: what tasks print or log, in this process and in
         # the process executor's workers, passes through it with secrets masked.
         guard = OutputGuard()
