@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from scheduler_app import services
+from scheduler_app import display, services
 from scheduler_app.admin.base import ScopedInlineMixin, ScopedRelatedFilter, TenantScopedAdmin
 from scheduler_app.admin.forms import (
     DependencyFormSet,
@@ -59,9 +59,7 @@ def job_timezone(job: Job) -> ZoneInfo:
 
 
 def local(moment: datetime | None, tz: ZoneInfo) -> str:
-    if moment is None:
-        return "—"
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return display.when(moment, tz)
 
 
 def state_badge(state: str) -> str:
@@ -465,7 +463,7 @@ class JobAdmin(TenantScopedAdmin):
                     r.attempt,
                     state_badge(r.state),
                     r.get_reason_display(),
-                    f"{r.duration:.3f} s" if r.duration is not None else "—",
+                    display.seconds(r.duration),
                     r.error[:120],
                 )
                 for r in runs
@@ -715,7 +713,7 @@ class JobRunAdmin(TenantScopedAdmin):
 
     @admin.display(description=_("duration"), ordering="duration")
     def duration_display(self, obj: JobRun) -> str:
-        return f"{obj.duration:.3f} s" if obj.duration is not None else "—"
+        return display.seconds(obj.duration)
 
     @admin.display(description=_("caused by"))
     def chain(self, obj: JobRun) -> str:

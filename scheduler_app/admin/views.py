@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
-from scheduler_app import services
+from scheduler_app import display, services
 from scheduler_app.admin.forms import AccountByNameField, LimitedJSONField
 from scheduler_app.models import Job, Membership
 from scheduler_app.services import permissions, versioning
@@ -322,7 +322,7 @@ def cron_preview(request: HttpRequest) -> JsonResponse:
         {
             "ok": True,
             "description": expr.describe(),
-            "times": [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times],
+            "times": [display.when(t, expr.zone) for t in times],
         }
     )
 

@@ -51,6 +51,18 @@ class ImportReport:
     def has_changes(self) -> bool:
         return bool(self.created or self.changed or self.deleted)
 
+    #: the kinds of object a jobs file holds, in the order they are reported.
+    KINDS = ("tenant", "group", "calendar", "job")
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per kind (tenant, group, calendar, job): how many were created, changed,
+        unchanged and deleted. Every kind is present, with zeros, on every run."""
+        out = {kind: dict.fromkeys(("created", "changed", "unchanged", "deleted"), 0) for kind in self.KINDS}
+        for outcome in ("created", "changed", "unchanged", "deleted"):
+            for label in getattr(self, outcome):
+                out[label.split(" ", 1)[0]][outcome] += 1
+        return out
+
     def lines(self) -> list[str]:
         out = [f"create {name}" for name in self.created]
         out += [f"change {name}" for name in self.changed]
@@ -223,6 +235,8 @@ def _import_tenants(items: list[dict[str, Any]], report: ImportReport) -> dict[s
             _full_clean(tenant, where)
             tenant.save()
             report.changed.append(f"tenant {tenant.slug} (name)")
+        else:
+            report.unchanged.append(f"tenant {tenant.slug}")
         result[tenant.slug] = tenant
     return result
 
@@ -254,6 +268,8 @@ def _import_groups(
             _full_clean(group, where)
             group.save()
             report.changed.append(f"{label} (description)")
+        else:
+            report.unchanged.append(label)
         result[(tenant.pk, group.name)] = group
     return result
 
@@ -303,6 +319,8 @@ def _import_calendars(
             # Jobs using this calendar must pick up the new dates (as in the admin).
             for job in calendar.jobs.all():
                 services.notify_job_changed(job, actor=actor)
+        else:
+            report.unchanged.append(label)
         result[(tenant.pk, calendar.name)] = calendar
     return result
 

@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 
-from scheduler_app import services
+from scheduler_app import display, services
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -295,14 +295,14 @@ def test_job_changelist_columns(admin_client, scenario):
     assert "At 02:00 on the last day of the month (Europe/Berlin)" in html
     assert "Every 15 seconds" in html
     assert "Manual: runs only when started by hand or by an upstream job" in html
-    assert "2026-03-31 03:00:00 CEST" in html  # invoices' last run, in its own zone
+    assert "2026-03-31 03:00:00 +02:00 (Europe/Berlin)" in html  # invoices' last run, in its own zone
     assert ">failed</span>" in html
 
 
 def test_jobrun_changelist_columns(admin_client, scenario):
     html = admin_client.get(url("jobrun")).content.decode()
-    assert "2026-03-30 22:00:00 EDT" in html  # crunch's run, in New York time
-    assert "1.250 s" in html
+    assert "2026-03-30 22:00:00 -04:00 (America/New_York)" in html  # crunch's run, in New York time
+    assert "1.25 s" in html
     assert ">running</span>" in html and ">succeeded</span>" in html
 
 
@@ -709,8 +709,8 @@ def test_change_page_shows_schedule_dependencies_and_runs(admin_client, scenario
     # trigger, in words, and the next fire times in the job's zone
     assert "At 02:00 on the last day of the month (Europe/Berlin)" in html
     assert "Next fire times (Europe/Berlin):" in html
-    expected = [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in next_last_days_of_month(3, before)]
-    found = re.findall(r"<li>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+)</li>", html)
+    expected = [display.when(t) for t in next_last_days_of_month(3, before)]
+    found = re.findall(r"<li>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d \(Europe/Berlin\))</li>", html)
     assert len(found) == 10  # PREVIEW_COUNT
     assert found[:3] == expected
     # the form is filled from the trigger document
@@ -731,7 +731,7 @@ def test_change_page_shows_schedule_dependencies_and_runs(admin_client, scenario
     # recent runs, linked, in the job's zone
     failed = runs["failed"]
     assert url("jobrun", "change", failed.pk) in html
-    assert "2026-03-31 03:00:00 CEST" in html
+    assert "2026-03-31 03:00:00 +02:00 (Europe/Berlin)" in html
     assert "upstream finished" in html  # reason
     assert "0.500 s" in html
     assert "RuntimeError: partner API answered 503" in html

@@ -107,7 +107,10 @@ def test_admin_live_preview(admin_client):
     url = reverse("admin:scheduler_app_cron_preview")
     ok = admin_client.get(url, {"expression": "0 9 * * MON-FRI", "timezone": "Europe/Berlin"}).json()
     assert ok["ok"] and ok["description"] and len(ok["times"]) == 5
-    assert ok["times"][0].endswith(("CET", "CEST")) and " 09:00:00 " in ok["times"][0]
+    assert (
+        ok["times"][0].endswith((" +01:00 (Europe/Berlin)", " +02:00 (Europe/Berlin)"))
+        and " 09:00:00 " in ok["times"][0]
+    )
     bad = admin_client.get(url, {"expression": "0 9 * * MON-XYZ"}).json()
     assert bad == {"ok": False, "error": bad["error"]} and "field 5" in bad["error"]
 
@@ -116,3 +119,11 @@ def test_admin_live_preview(admin_client):
 def test_live_preview_needs_staff(client):
     response = client.get(reverse("admin:scheduler_app_cron_preview"), {"expression": "* * * * *"})
     assert response.status_code == 302  # to the login page
+
+
+def test_dialect_has_help(capsys):
+    with pytest.raises(SystemExit):
+        call_command("cronpreview", "--help")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "crontab (default): 5 fields" in out
+    assert "quartz: 6 or 7 fields" in out and "must be '?'" in out

@@ -73,6 +73,16 @@ SAMPLE = {
 # -- helpers ----------------------------------------------------------------------------
 
 
+def summary(t=(), g=(), c=(), j=()):
+    """importjobs' summary: per kind (tenants, groups, calendars, jobs), created, changed,
+    unchanged, deleted; every kind and count on every run."""
+    parts = []
+    for kind, counts in zip(("tenants", "groups", "calendars", "jobs"), (t, g, c, j), strict=True):
+        n = [*counts, 0, 0, 0, 0][:4]
+        parts.append(f"{kind} {n[0]} created, {n[1]} changed, {n[2]} unchanged, {n[3]} deleted")
+    return "; ".join(parts)
+
+
 def sample():
     return copy.deepcopy(SAMPLE)
 
@@ -151,7 +161,7 @@ def test_sample_document_imports(tmp_path):
         "create group acme/etl",
         "create job acme/extract",
         "create job acme/invoices",
-        f"Imported {path}: 5 created, 0 changed, 0 deleted, 0 unchanged.",
+        f"Imported {path}: {summary(t=(1,), g=(2,), j=(2,))}.",
     ]
     assert Tenant.objects.get().name == "Acme Corp"
     invoices = job("acme", "invoices")
@@ -182,13 +192,13 @@ def test_sample_document_imports(tmp_path):
 def test_sample_document_as_yaml_imports(tmp_path):
     path = write(tmp_path, sample(), "jobs.yaml")
     out = import_file(path)
-    assert out.splitlines()[-1] == f"Imported {path}: 5 created, 0 changed, 0 deleted, 0 unchanged."
+    assert out.splitlines()[-1] == f"Imported {path}: {summary(t=(1,), g=(2,), j=(2,))}."
     assert job("acme", "invoices").trigger["expression"] == "0 2 L * *"
 
 
 def test_demo_project_sample_file_imports():
     out = import_file(DEMO_FILE)
-    assert out.splitlines()[-1] == (f"Imported {DEMO_FILE}: 14 created, 0 changed, 0 deleted, 0 unchanged.")
+    assert out.splitlines()[-1] == (f"Imported {DEMO_FILE}: {summary(t=(2,), g=(3,), c=(1,), j=(8,))}.")
     assert Job.objects.count() == 8
     assert job("acme", "invoices").calendars.get().name == "holidays"
     assert list(job("acme", "load").upstream_edges.values_list("upstream__name", flat=True)) == ["transform"]
@@ -202,7 +212,7 @@ def test_import_is_idempotent(tmp_path):
     exported = export("--include-secrets")
     out = import_file(path)
     assert out.splitlines() == [
-        f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged.",
+        f"Imported {path}: {summary(t=(0, 0, 1), g=(0, 0, 2), j=(0, 0, 2))}.",
     ]
     assert db_state() == before  # updated_at included
     assert export("--include-secrets") == exported
@@ -221,7 +231,7 @@ def test_reimport_reports_what_changed(tmp_path):
     assert out.splitlines() == [
         "change group acme/billing (description)",
         "change job acme/invoices (kwargs, priority, depends_on)",
-        f"Imported {path}: 0 created, 2 changed, 0 deleted, 1 unchanged.",
+        f"Imported {path}: {summary(t=(0, 0, 1), g=(0, 1, 1), j=(0, 1, 1))}.",
     ]
     invoices = job("acme", "invoices")
     assert (invoices.kwargs, invoices.priority) == ({"n": 2}, 7)
@@ -283,7 +293,7 @@ def test_dependency_only_change_is_reported(tmp_path):
     out = import_file(path)
     assert out.splitlines() == [
         "change job acme/invoices (depends_on)",
-        f"Imported {path}: 0 created, 1 changed, 0 deleted, 1 unchanged.",
+        f"Imported {path}: {summary(t=(0, 0, 1), g=(0, 0, 2), j=(0, 1, 1))}.",
     ]
     assert JobDependency.objects.get().upstream == job("acme", "extract")
 
@@ -364,7 +374,7 @@ def test_round_trip_into_empty_database(tmp_path, rich_configuration, fmt):
     path = write(tmp_path, first, f"export.{fmt}")
     flush()
     out = import_file(path)
-    assert out.splitlines()[-1] == (f"Imported {path}: 16 created, 0 changed, 0 deleted, 0 unchanged.")
+    assert out.splitlines()[-1] == (f"Imported {path}: {summary(t=(2,), g=(3,), c=(1,), j=(10,))}.")
     assert export("--include-secrets", "--format", fmt) == first
     assert job("acme", "one-off").reveal_secret_kwargs() == {"token": "s3cr3t"}
     # The file is a faithful document, not just stable text.
@@ -435,7 +445,7 @@ def test_calendars_in_any_order_are_the_same_calendars(tmp_path):
     import_file(path)
     assert json.loads(export())["jobs"][1]["calendars"] == ["alpha", "mid", "zeta"]
     assert import_file(path).splitlines() == [
-        f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged.",
+        f"Imported {path}: {summary(t=(0, 0, 1), g=(0, 0, 2), c=(0, 0, 3), j=(0, 0, 2))}.",
     ]
 
 
@@ -734,7 +744,7 @@ def test_dry_run_prints_and_changes_nothing(tmp_path, existing, django_capture_o
         "would create job acme/fresh",
         "would change job acme/invoices (kwargs)",
         "would delete job acme/stale",
-        "Dry run: 1 created, 1 changed, 1 deleted, 1 unchanged; nothing was changed.",
+        f"Dry run: {summary(t=(0, 0, 1), g=(0, 0, 2), j=(1, 1, 1, 1))}; nothing was changed.",
     ]
     assert db_state() == before
     assert callbacks == []  # the scheduler is not told about changes that did not happen
@@ -746,7 +756,7 @@ def test_dry_run_without_prune_deletes_nothing(tmp_path, existing):
     assert out.splitlines() == [
         "would create job acme/fresh",
         "would change job acme/invoices (kwargs)",
-        "Dry run: 1 created, 1 changed, 0 deleted, 1 unchanged; nothing was changed.",
+        f"Dry run: {summary(t=(0, 0, 1), g=(0, 0, 2), j=(1, 1, 1))}; nothing was changed.",
     ]
     assert db_state() == before
 
@@ -772,7 +782,7 @@ def test_prune_deletes_absent_jobs_of_the_files_tenants_only(tmp_path, existing)
         "create job acme/fresh",
         "change job acme/invoices (kwargs)",
         "delete job acme/stale",
-        f"Imported {path}: 1 created, 1 changed, 1 deleted, 1 unchanged.",
+        f"Imported {path}: {summary(t=(0, 0, 1), g=(0, 0, 2), j=(1, 1, 1, 1))}.",
     ]
     assert sorted(Job.objects.values_list("tenant__slug", "name")) == [
         ("acme", "extract"),
@@ -793,7 +803,9 @@ def test_import_document_function_reports(existing):
     assert report.created == ["job acme/fresh"]
     assert report.changed == ["job acme/invoices (kwargs)"]
     assert report.deleted == ["job acme/stale"]
-    assert report.unchanged == ["job acme/extract"]
+    assert report.unchanged == ["tenant acme", "group acme/billing", "group acme/etl", "job acme/extract"]
+    assert report.counts()["job"] == {"created": 1, "changed": 1, "unchanged": 1, "deleted": 1}
+    assert report.counts()["calendar"] == {"created": 0, "changed": 0, "unchanged": 0, "deleted": 0}
     assert report.has_changes
     assert not Job.objects.filter(name="fresh").exists()
     applied = jobsfile.import_document(changed_document())
@@ -805,7 +817,12 @@ def test_import_document_function_reports(existing):
     assert Job.objects.filter(name="fresh").exists()
     again = jobsfile.import_document(changed_document())
     assert not again.has_changes
-    assert again.unchanged == ["job acme/extract", "job acme/invoices", "job acme/fresh"]
+    assert [u for u in again.unchanged if u.startswith("job ")] == [
+        "job acme/extract",
+        "job acme/invoices",
+        "job acme/fresh",
+    ]
+    assert again.counts()["tenant"]["unchanged"] == 1 and again.counts()["group"]["unchanged"] == 2
 
 
 # -- secrets ----------------------------------------------------------------------------
@@ -840,7 +857,7 @@ def test_import_without_secrets_keeps_existing_secrets(tmp_path, secret_job):
     before = db_state()
     path = write(tmp_path, export())  # what a repository would hold: no secrets
     out = import_file(path)
-    assert out.splitlines() == [f"Imported {path}: 0 created, 0 changed, 0 deleted, 2 unchanged."]
+    assert out.splitlines() == [f"Imported {path}: {summary(t=(0, 0, 1), g=(0, 0, 2), j=(0, 0, 2))}."]
     assert db_state() == before
     assert job("acme", "invoices").reveal_secret_kwargs() == {"api_token": "s3cr3t"}
     # ... also when the same import changes something else about the job.
@@ -889,7 +906,7 @@ def test_export_of_one_tenant_imports_without_touching_others(tmp_path, rich_con
     acme_edges = list(JobDependency.objects.filter(tenant__slug="acme").order_by("pk").values())
     services.delete_jobs(list(Job.objects.filter(tenant__slug="globex")))
     out = import_file(write(tmp_path, text), "--prune")
-    assert out.splitlines()[-1].endswith(": 2 created, 0 changed, 0 deleted, 0 unchanged.")
+    assert out.splitlines()[-1].endswith(f": {summary(t=(0, 0, 1), g=(0, 0, 1), j=(2,))}.")
     assert export("--tenant", "globex", "--include-secrets") == text
     assert list(Job.objects.filter(tenant__slug="acme").order_by("pk").values()) == acme_jobs
     assert list(JobDependency.objects.filter(tenant__slug="acme").order_by("pk").values()) == acme_edges

@@ -13,7 +13,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("expression", help='The expression, quoted, e.g. "0 2 L * *".')
-        parser.add_argument("--dialect", choices=["crontab", "quartz"], default="crontab")
+        parser.add_argument(
+            "--dialect",
+            choices=["crontab", "quartz"],
+            default="crontab",
+            help=(
+                "crontab (default): 5 fields, minute hour day-of-month month day-of-week, "
+                "Sunday is 0 or 7. quartz: 6 or 7 fields, second minute hour day-of-month "
+                "month day-of-week [year], Sunday is 1, and one of the day fields must be '?'."
+            ),
+        )
         parser.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC).")
         parser.add_argument(
             "--after", help="Start after this ISO-8601 time (default: now); naive means the zone."

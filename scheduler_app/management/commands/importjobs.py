@@ -84,11 +84,23 @@ class Command(BaseCommand):
         prefix = "would " if dry_run else ""
         for line in report.lines():
             self.stdout.write(prefix + line)
-        summary = (
-            f"{len(report.created)} created, {len(report.changed)} changed, "
-            f"{len(report.deleted)} deleted, {len(report.unchanged)} unchanged"
-        )
+        summary = summarize(report)
         if dry_run:
             self.stdout.write(f"Dry run: {summary}; nothing was changed.")
         else:
             self.stdout.write(self.style.SUCCESS(f"{done}: {summary}."))
+
+
+PLURALS = {"tenant": "tenants", "group": "groups", "calendar": "calendars", "job": "jobs"}
+
+
+def summarize(report: jobsfile.ImportReport) -> str:
+    """``tenants 1 created, 0 changed, 0 unchanged, 0 deleted; groups ...``: every kind,
+    every outcome, in the same order on every run (zeros included)."""
+    parts = []
+    for kind, n in report.counts().items():
+        parts.append(
+            f"{PLURALS[kind]} {n['created']} created, {n['changed']} changed, "
+            f"{n['unchanged']} unchanged, {n['deleted']} deleted"
+        )
+    return "; ".join(parts)
