@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app import i18n
 from scheduler_app.engine import triggerspec
 from scheduler_app.models import Job, JobDependency, JobGroup
 from scheduler_app.models.jobs import MASK
@@ -210,7 +211,7 @@ class JobAdminForm(forms.ModelForm):
         except triggerspec.TriggerSpecError as exc:
             kind = data["trigger_type"]
             field = "combination" if kind in ("all", "any") else TRIGGER_FIELDS.get(exc.key)
-            message = exc.message if field and field != "combination" else str(exc)
+            message = i18n.trigger_error(exc, with_path=not field or field == "combination")
             self.add_error(field if field in self.fields else None, message)
         else:
             self.instance.trigger = spec.to_dict()

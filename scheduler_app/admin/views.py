@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
-from scheduler_app import services
+from scheduler_app import i18n, services
 from scheduler_app.models import Job, Membership
 from scheduler_app.services import permissions, versioning
 
@@ -284,13 +284,15 @@ def cron_preview(request: HttpRequest) -> JsonResponse:
             dialect=request.GET.get("dialect") or "crontab",
             timezone=request.GET.get("timezone") or "UTC",
         )
-    except (CronSyntaxError, ValueError) as exc:
+    except CronSyntaxError as exc:
+        return JsonResponse({"ok": False, "error": i18n.cron_error(exc)})
+    except ValueError as exc:
         return JsonResponse({"ok": False, "error": str(exc)})
     times = expr.fire_times(datetime.now(expr.zone), 5)
     return JsonResponse(
         {
             "ok": True,
-            "description": expr.describe(),
+            "description": i18n.describe_cron(expr),
             "times": [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times],
         }
     )
