@@ -249,14 +249,9 @@ class TriggerTypeFilter(admin.SimpleListFilter):
     parameter_name = "trigger_type"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("cron", "cron"),
-            ("interval", "interval"),
-            ("date", "date"),
-            ("manual", "manual"),
-            ("all", "all of"),
-            ("any", "any of"),
-        ]
+        from scheduler_app.admin.forms import TRIGGER_TYPE_CHOICES
+
+        return list(TRIGGER_TYPE_CHOICES)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():

@@ -56,7 +56,7 @@ class WriteOnlyTextarea(forms.Textarea):
 
 
 class JobAdminForm(forms.ModelForm):
-    task = forms.ChoiceField(choices=(), help_text=_("A task registered in code."))
+    task = forms.ChoiceField(label=_("task"), choices=(), help_text=_("A task registered in code."))
     trigger_type = forms.ChoiceField(label=_("Trigger"), choices=TRIGGER_TYPE_CHOICES)
     cron_expression = forms.CharField(
         label=_("Cron expression"),

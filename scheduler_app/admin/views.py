@@ -192,8 +192,8 @@ class JobAuditView(ObjectView):
 
 
 class PermissionForm(forms.Form):
-    user = forms.ModelChoiceField(queryset=get_user_model().objects.none(), required=False)
-    group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"), required=False)
+    user = forms.ModelChoiceField(label=_("user"), queryset=get_user_model().objects.none(), required=False)
+    group = forms.ModelChoiceField(label=_("group"), queryset=Group.objects.order_by("name"), required=False)
     actions = forms.MultipleChoiceField(
         choices=[(a, a) for a in services.GRANTABLE],
         required=False,
