@@ -176,3 +176,30 @@ def test_the_check_notices_a_new_untranslated_string(tmp_path, monkeypatch):
     assert result.returncode == 1
     assert "'A brand-new sentence'" in result.stdout
     assert 'msgid "A brand-new sentence"' in (tmp_path / CATALOG.relative_to(ROOT) / "django.po").read_text()
+
+
+@pytest.mark.parametrize(
+    ("command", "chinese"),
+    [
+        ("backup", "将备份写入 FILE"),
+        ("restore", "备份文件的路径"),
+        ("exportjobs", "仅导出此租户"),
+        ("migratejobs", "打印将要迁移的内容"),
+        ("prunejobruns", "保留在这么多天内结束的运行"),
+        ("rotatekeys", "每个事务处理的作业数"),
+        ("apikey", "为用户创建密钥并打印"),
+    ],
+)
+def test_command_help_in_chinese(command, chinese):
+    """Option help is translated when the parser is built (gettext, not gettext_lazy:
+    argparse cannot wrap lazy strings), so in the language active then."""
+    from django.core.management import load_command_class
+
+    def help_text(language):
+        with translation.override(language):
+            return (
+                load_command_class("scheduler_app", command).create_parser("manage.py", command).format_help()
+            )
+
+    assert chinese in help_text("zh-hans")
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in help_text("en"))
