@@ -265,3 +265,22 @@ def test_dates_and_numbers_follow_the_locale(zh_client):
         assert formats.date_format(dt.date(2026, 3, 31)) == "March 31, 2026"
     catalog = zh_client.get(reverse("admin:jsi18n")).content.decode()
     assert "\\u4e00\\u6708" in catalog or "一月" in catalog  # January, for the date picker
+
+
+def test_bulk_action_messages_in_chinese(zh_client, scenario):  # noqa: F811
+    jobs = scenario["jobs"]
+    chosen = [jobs["extract"].pk, jobs["old"].pk]
+    answer = zh_client.post(
+        reverse("admin:scheduler_app_job_changelist"),
+        {"action": "run_selected_now", "_selected_action": chosen},
+        follow=True,
+    )
+    shown = [str(m) for m in answer.context["messages"]]
+    assert shown[0] == "已加入队列的运行：1 个。"
+    assert shown[1].startswith("已拒绝 old：")
+    answer = zh_client.post(
+        reverse("admin:scheduler_app_job_changelist"),
+        {"action": "pause_selected", "_selected_action": [jobs["extract"].pk]},
+        follow=True,
+    )
+    assert [str(m) for m in answer.context["messages"]] == ["已暂停：1 个。"]
