@@ -8,5 +8,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("scheduler_app.api.urls")),
+    # Django's set_language view (POST language=..., next=...), used by the admin's switcher.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("metrics", metrics.MetricsView.as_view(), name="metrics"),
 ]

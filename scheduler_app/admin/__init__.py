@@ -75,9 +75,11 @@ def report(
     modeladmin: admin.ModelAdmin, request: HttpRequest, verb: str, result: services.BulkResult
 ) -> None:
     if result.done:
-        modeladmin.message_user(request, f"{verb}: {len(result.done)}.", messages.SUCCESS)
+        text = _("%(verb)s: %(n)s.") % {"verb": verb, "n": len(result.done)}
+        modeladmin.message_user(request, text, messages.SUCCESS)
     for obj, reason in result.refused:
-        modeladmin.message_user(request, f"Refused {obj}: {reason}.", messages.WARNING)
+        text = _("Refused %(obj)s: %(reason)s.") % {"obj": obj, "reason": reason}
+        modeladmin.message_user(request, text, messages.WARNING)
 
 
 class UserByNameMixin:
@@ -259,14 +261,9 @@ class TriggerTypeFilter(admin.SimpleListFilter):
     parameter_name = "trigger_type"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("cron", "cron"),
-            ("interval", "interval"),
-            ("date", "date"),
-            ("manual", "manual"),
-            ("all", "all of"),
-            ("any", "any of"),
-        ]
+        from scheduler_app.admin.forms import TRIGGER_TYPE_CHOICES
+
+        return list(TRIGGER_TYPE_CHOICES)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
@@ -528,23 +525,23 @@ class JobAdmin(TenantScopedAdmin):
 
     @admin.action(description=_("Enable selected jobs"), permissions=["change"])
     def enable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        report(self, request, "Enabled", services.enable_jobs(queryset, actor=request.user))
+        report(self, request, _("Enabled"), services.enable_jobs(queryset, actor=request.user))
 
     @admin.action(description=_("Disable selected jobs"), permissions=["change"])
     def disable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        report(self, request, "Disabled", services.disable_jobs(queryset, actor=request.user))
+        report(self, request, _("Disabled"), services.disable_jobs(queryset, actor=request.user))
 
     @admin.action(description=_("Pause selected jobs"), permissions=["pause"])
     def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        report(self, request, "Paused", services.pause_jobs(queryset, actor=request.user))
+        report(self, request, _("Paused"), services.pause_jobs(queryset, actor=request.user))
 
     @admin.action(description=_("Resume selected jobs"), permissions=["pause"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        report(self, request, "Resumed", services.resume_jobs(queryset, actor=request.user))
+        report(self, request, _("Resumed"), services.resume_jobs(queryset, actor=request.user))
 
     @admin.action(description=_("Run selected jobs now"), permissions=["run"])
     def run_selected_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        report(self, request, "Queued runs", services.run_jobs_now(queryset, actor=request.user))
+        report(self, request, _("Queued runs"), services.run_jobs_now(queryset, actor=request.user))
 
     @admin.action(description=_("Delete selected jobs"), permissions=["delete"])
     def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -554,7 +551,11 @@ class JobAdmin(TenantScopedAdmin):
 
         allowed = [job.pk for job in queryset if permissions.can(request.user, "delete", job)]
         for job in queryset.exclude(pk__in=allowed):
-            self.message_user(request, f"Refused {job}: you may not delete this job.", messages.WARNING)
+            text = _("Refused %(obj)s: %(reason)s.") % {
+                "obj": job,
+                "reason": _("you may not delete this job"),
+            }
+            self.message_user(request, text, messages.WARNING)
         if not allowed:
             return None
         return confirm_and_delete(self, request, queryset.filter(pk__in=allowed))
@@ -570,7 +571,7 @@ class JobAdmin(TenantScopedAdmin):
             result = services.move_jobs_to_group(
                 list(queryset), form.cleaned_data["group"], actor=request.user
             )
-            report(self, request, "Moved", result)
+            report(self, request, _("Moved"), result)
             return None
         context = {
             **self.admin_site.each_context(request),
@@ -732,11 +733,11 @@ class JobRunAdmin(TenantScopedAdmin):
 
     @admin.action(description=_("Cancel selected queued runs"), permissions=["run"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        report(self, request, "Cancelled", services.cancel_runs(queryset, actor=request.user))
+        report(self, request, _("Cancelled"), services.cancel_runs(queryset, actor=request.user))
 
     @admin.action(description=_("Stop selected running runs"), permissions=["run"])
     def stop_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        report(self, request, "Stop requested", services.stop_runs(queryset, actor=request.user))
+        report(self, request, _("Stop requested"), services.stop_runs(queryset, actor=request.user))
 
 
 @admin.register(Membership)

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app import i18n
 from scheduler_app.conf import app_settings
 from scheduler_app.documents import limits
 from scheduler_app.engine import triggerspec
@@ -148,7 +149,7 @@ class WriteOnlyTextarea(forms.Textarea):
 
 
 class JobAdminForm(forms.ModelForm):
-    task = forms.ChoiceField(choices=(), help_text=_("A task registered in code."))
+    task = forms.ChoiceField(label=_("task"), choices=(), help_text=_("A task registered in code."))
     trigger_type = forms.ChoiceField(label=_("Trigger"), choices=TRIGGER_TYPE_CHOICES)
     cron_expression = forms.CharField(
         label=_("Cron expression"),
@@ -326,7 +327,7 @@ class JobAdminForm(forms.ModelForm):
         except triggerspec.TriggerSpecError as exc:
             kind = data["trigger_type"]
             field = "combination" if kind in ("all", "any") else TRIGGER_FIELDS.get(exc.key)
-            message = exc.message if field and field != "combination" else str(exc)
+            message = i18n.trigger_error(exc, with_path=not field or field == "combination")
             self.add_error(field if field in self.fields else None, message)
         else:
             self.instance.trigger = spec.to_dict()

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
-from scheduler_app import display, services
+from scheduler_app import display, i18n, services
 from scheduler_app.admin.forms import AccountByNameField, LimitedJSONField
 from scheduler_app.models import Job, Membership
 from scheduler_app.services import permissions, versioning
@@ -198,8 +198,8 @@ class JobAuditView(ObjectView):
 
 
 class PermissionForm(forms.Form):
-    user = forms.ModelChoiceField(queryset=get_user_model().objects.none(), required=False)
-    group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"), required=False)
+    user = forms.ModelChoiceField(label=_("user"), queryset=get_user_model().objects.none(), required=False)
+    group = forms.ModelChoiceField(label=_("group"), queryset=Group.objects.order_by("name"), required=False)
     actions = forms.MultipleChoiceField(
         choices=[(a, a) for a in services.GRANTABLE],
         required=False,
@@ -315,13 +315,15 @@ def cron_preview(request: HttpRequest) -> JsonResponse:
             dialect=request.GET.get("dialect") or "crontab",
             timezone=request.GET.get("timezone") or "UTC",
         )
-    except (CronSyntaxError, ValueError) as exc:
+    except CronSyntaxError as exc:
+        return JsonResponse({"ok": False, "error": i18n.cron_error(exc)})
+    except ValueError as exc:
         return JsonResponse({"ok": False, "error": str(exc)})
     times = expr.fire_times(datetime.now(expr.zone), 5)
     return JsonResponse(
         {
             "ok": True,
-            "description": expr.describe(),
+            "description": i18n.describe_cron(expr),
             "times": [display.when(t, expr.zone) for t in times],
         }
     )

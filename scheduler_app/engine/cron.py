@@ -999,8 +999,13 @@ class CronExpression:
             yield current
 
     # -- description --------------------------------------------------------------------
-    def describe(self) -> str:
-        """A plain-words description, e.g. ``At 02:00 on the last day of the month``."""
+    def describe(self, language: str = "en") -> str:
+        """A plain-words description, e.g. ``At 02:00 on the last day of the month``;
+        ``language`` "zh-hans" (any "zh...") gives Chinese: ``每月最后一天 02:00``."""
+        from scheduler_app.engine import cron_zh
+
+        if cron_zh.is_chinese(language):
+            return cron_zh.describe(self._c)
         return _describe(self._c, self.dialect)
 
 

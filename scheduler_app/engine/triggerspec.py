@@ -41,10 +41,12 @@ MAX_INTERVAL = 100 * 366 * 86400
 class TriggerSpecError(ValueError):
     """A trigger document is invalid; ``path`` names the key (``trigger.expression``)."""
 
-    def __init__(self, path: str, message: str) -> None:
+    def __init__(self, path: str, message: str, cron_error: Exception | None = None) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+        # The CronSyntaxError behind message, so faces can show it in the user's language.
+        self.cron_error = cron_error
 
     @property
     def key(self) -> str:
@@ -237,7 +239,7 @@ def parse_trigger(
         try:
             CronExpression.parse(expression, dialect=dialect, timezone=tz_name)
         except CronSyntaxError as exc:
-            raise TriggerSpecError(f"{path}.expression", str(exc)) from None
+            raise TriggerSpecError(f"{path}.expression", str(exc), cron_error=exc) from None
         return CronSpec(expression=expression, dialect=dialect, timezone=tz_name)
     if kind == "date":
         _check_keys(data, ("run_at", "timezone"), path)
@@ -369,8 +371,13 @@ def fire_times(trigger: BaseTrigger | None, after: datetime, count: int) -> list
     return results
 
 
-def describe(spec: TriggerSpec, *, hash_key: str | None = None) -> str:
-    """Plain words for a trigger: "At 02:00 on the last day of the month (Europe/Berlin)"."""
+def describe(spec: TriggerSpec, *, hash_key: str | None = None, language: str = "en") -> str:
+    """Plain words for a trigger: "At 02:00 on the last day of the month (Europe/Berlin)";
+    ``language`` "zh-hans" gives Chinese (engine/cron_zh.py)."""
+    from scheduler_app.engine import cron_zh
+
+    if cron_zh.is_chinese(language):
+        return cron_zh.describe_trigger(spec, hash_key=hash_key)
     if isinstance(spec, ManualSpec):
         return "Manual: runs only when started by hand or by an upstream job"
     if isinstance(spec, CronSpec):

@@ -269,7 +269,9 @@ class Job(models.Model):
 
     def describe_trigger(self) -> str:
         try:
-            return triggerspec.describe(self.trigger_spec, hash_key=self.hash_key)
+            from scheduler_app import i18n
+
+            return i18n.describe_trigger(self.trigger_spec, hash_key=self.hash_key)
         except ValueError as exc:
             return f"invalid trigger: {exc}"
 

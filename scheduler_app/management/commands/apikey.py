@@ -4,32 +4,35 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from scheduler_app.models import ApiKey, Role, Tenant
 from scheduler_app.services import keys
 
 
 class Command(BaseCommand):
-    help = (
-        "Manage API keys (Authorization: Bearer <key>). 'create' prints the new key once; "
-        "only its digest is stored. 'list' shows keys by prefix; 'revoke PREFIX' stops a key "
-        "at once. Creation and revocation are audited."
-    )
+    @property
+    def help(self) -> str:  # translated in the language active when asked
+        return _(
+            "Manage API keys (Authorization: Bearer <key>). 'create' prints the new key once; "
+            "only its digest is stored. 'list' shows keys by prefix; 'revoke PREFIX' stops a key "
+            "at once. Creation and revocation are audited."
+        )
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="command", required=True, metavar="{create,list,revoke}")
-        create = sub.add_parser("create", help="Create a key for a user and print it (once).")
-        create.add_argument("--user", required=True, help="User name of the key's owner.")
-        create.add_argument("--tenant", help="Restrict the key to this tenant (slug).")
+        create = sub.add_parser("create", help=_("Create a key for a user and print it (once)."))
+        create.add_argument("--user", required=True, help=_("User name of the key's owner."))
+        create.add_argument("--tenant", help=_("Restrict the key to this tenant (slug)."))
         create.add_argument(
-            "--role", choices=Role.values, help="Act with at most this role (not above the user's)."
+            "--role", choices=Role.values, help=_("Act with at most this role (not above the user's).")
         )
-        create.add_argument("--expires", type=float, metavar="DAYS", help="Expire after DAYS days.")
-        create.add_argument("--name", default="", help="What the key is for.")
-        listing = sub.add_parser("list", help="List keys (prefix, owner, scope, last use, state).")
-        listing.add_argument("--user", help="Only this user's keys.")
-        revoke = sub.add_parser("revoke", help="Revoke the key with this prefix.")
-        revoke.add_argument("prefix", help="The key's prefix, as 'list' shows it (e.g. sk_Ab12Cd34).")
+        create.add_argument("--expires", type=float, metavar="DAYS", help=_("Expire after DAYS days."))
+        create.add_argument("--name", default="", help=_("What the key is for."))
+        listing = sub.add_parser("list", help=_("List keys (prefix, owner, scope, last use, state)."))
+        listing.add_argument("--user", help=_("Only this user's keys."))
+        revoke = sub.add_parser("revoke", help=_("Revoke the key with this prefix."))
+        revoke.add_argument("prefix", help=_("The key's prefix, as 'list' shows it (e.g. sk_Ab12Cd34)."))
 
     def handle(self, *args, command, **opts):
         getattr(self, f"_{command}")(**opts)

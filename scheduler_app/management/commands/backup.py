@@ -1,16 +1,19 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from scheduler_app.interchange import backup
 
 
 class Command(BaseCommand):
-    help = (
-        "Write the whole scheduler_app configuration (tenants, users and Django groups they "
-        "refer to, memberships, groups, calendars, jobs, dependencies, versions, object "
-        "permissions; with --with-runs the run history too) as one JSON document, read in "
-        "one consistent snapshot. Secrets stay encrypted; password hashes are not written. "
-        "Restore it with 'restore'."
-    )
+    @property
+    def help(self) -> str:  # translated in the language active when asked
+        return _(
+            "Write the whole scheduler_app configuration (tenants, users and Django groups they "
+            "refer to, memberships, groups, calendars, jobs, dependencies, versions, object "
+            "permissions; with --with-runs the run history too) as one JSON document, read in "
+            "one consistent snapshot. Secrets stay encrypted; password hashes are not written. "
+            "Restore it with 'restore'."
+        )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -18,9 +21,9 @@ class Command(BaseCommand):
             "--output",
             metavar="FILE",
             required=True,
-            help="Write the backup to FILE (replaced atomically, mode 0600).",
+            help=_("Write the backup to FILE (replaced atomically, mode 0600)."),
         )
-        parser.add_argument("--with-runs", action="store_true", help="Include the run history.")
+        parser.add_argument("--with-runs", action="store_true", help=_("Include the run history."))
 
     def handle(self, *args, output, with_runs=False, **opts):
         def progress(section, count):

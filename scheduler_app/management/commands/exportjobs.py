@@ -1,27 +1,30 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from scheduler_app.interchange import jobsfile
 
 
 class Command(BaseCommand):
-    help = (
-        "Write the job configuration (tenants, groups, calendars, jobs, dependencies) as a "
-        "jobs file. JSON by default; YAML when the output file ends in .yaml/.yml or with "
-        "--format yaml. Secret kwargs are left out unless --include-secrets is given."
-    )
+    @property
+    def help(self) -> str:  # translated in the language active when asked
+        return _(
+            "Write the job configuration (tenants, groups, calendars, jobs, dependencies) as a "
+            "jobs file. JSON by default; YAML when the output file ends in .yaml/.yml or with "
+            "--format yaml. Secret kwargs are left out unless --include-secrets is given."
+        )
 
     def add_arguments(self, parser):
-        parser.add_argument("--tenant", metavar="SLUG", help="Export only this tenant.")
+        parser.add_argument("--tenant", metavar="SLUG", help=_("Export only this tenant."))
         parser.add_argument(
-            "-o", "--output", metavar="FILE", help="Write to FILE instead of standard output."
+            "-o", "--output", metavar="FILE", help=_("Write to FILE instead of standard output.")
         )
-        parser.add_argument("--format", choices=["json", "yaml"], help="Output format.")
+        parser.add_argument("--format", choices=["json", "yaml"], help=_("Output format."))
         parser.add_argument(
             "--include-secrets",
             action="store_true",
-            help="Include secret kwargs (handle the file as a secret).",
+            help=_("Include secret kwargs (handle the file as a secret)."),
         )
 
     def handle(self, *args, tenant=None, output=None, format=None, include_secrets=False, **opts):

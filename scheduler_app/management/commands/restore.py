@@ -1,24 +1,29 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from scheduler_app.backends import storemigration
 from scheduler_app.interchange import backup
 
 
 class Command(BaseCommand):
-    help = (
-        "Load a backup written by 'backup' into an empty scheduler_app database (--replace: "
-        "delete the current scheduler_app configuration and run history first). All or "
-        "nothing: on any error nothing changes and the message names the entry. Users that "
-        "do not exist yet are created with an unusable password."
-    )
+    @property
+    def help(self) -> str:  # translated in the language active when asked
+        return _(
+            "Load a backup written by 'backup' into an empty scheduler_app database (--replace: "
+            "delete the current scheduler_app configuration and run history first). All or "
+            "nothing: on any error nothing changes and the message names the entry. Users that "
+            "do not exist yet are created with an unusable password."
+        )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="Path of the backup file.")
+        parser.add_argument("file", help=_("Path of the backup file."))
         parser.add_argument(
             "--replace",
             action="store_true",
-            help="Delete all scheduler_app configuration (tenants, jobs, runs, ...) before "
-            "restoring. Users and Django groups are kept.",
+            help=_(
+                "Delete all scheduler_app configuration (tenants, jobs, runs, ...) before "
+                "restoring. Users and Django groups are kept."
+            ),
         )
 
     def handle(self, *args, file, replace=False, **opts):

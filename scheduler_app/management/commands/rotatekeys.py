@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit, crypto
 from scheduler_app.conf import app_settings
@@ -7,17 +8,19 @@ from scheduler_app.models import Job
 
 
 class Command(BaseCommand):
-    help = (
-        "Re-encrypt every job's secret kwargs with the newest key (the first of "
-        "SCHEDULER_APP['ENCRYPTION_KEYS'] or SCHEDULER_APP_ENCRYPTION_KEYS), in batches. "
-        "Safe to interrupt and re-run: each batch commits on its own and secrets already "
-        "under the newest key are skipped. Keep the old keys configured (after the new one) "
-        "until this has finished."
-    )
+    @property
+    def help(self) -> str:  # translated in the language active when asked
+        return _(
+            "Re-encrypt every job's secret kwargs with the newest key (the first of "
+            "SCHEDULER_APP['ENCRYPTION_KEYS'] or SCHEDULER_APP_ENCRYPTION_KEYS), in batches. "
+            "Safe to interrupt and re-run: each batch commits on its own and secrets already "
+            "under the newest key are skipped. Keep the old keys configured (after the new one) "
+            "until this has finished."
+        )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--batch-size", type=int, help="Jobs per transaction (default: ROTATE_BATCH_SIZE)."
+            "--batch-size", type=int, help=_("Jobs per transaction (default: ROTATE_BATCH_SIZE).")
         )
 
     def handle(self, *args, batch_size=None, **opts):
