@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "SHUTDOWN_GRACE": 30.0,
     # Upper bound on runs created for one job by the run_all misfire policy.
     "MISFIRE_RUN_ALL_CAP": 100,
+    # Upper bound on runs one backfill may queue (jobctl backfill, admin, API); a range
+    # with more fire times is refused as a whole.
+    "BACKFILL_MAX_RUNS": 1000,
     # Largest JSON result (bytes) stored on a run; larger results are replaced by a note.
     "RESULT_MAX_BYTES": 65536,
     # Days finished runs are kept; None keeps them forever.

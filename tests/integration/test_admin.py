@@ -997,6 +997,7 @@ def test_actions_offered(admin_client, scenario):
         "resume_selected",
         "run_selected_now",
         "move_selected_to_group",
+        "backfill_selected",
         "delete_selected",
     ]
     response = admin_client.get(url("jobrun"))
