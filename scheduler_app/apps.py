@@ -9,8 +9,9 @@ class SchedulerAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Wiring only: no queries, no threads (the scheduler starts in runscheduler).
-        from scheduler_app import audit, checks, tasks_loader
+        from scheduler_app import audit, checks, plugins, tasks_loader
 
         checks.register()
+        plugins.connect_signals()
         audit.register_models()
         tasks_loader.load_task_modules()
