@@ -28,6 +28,9 @@ class GuardedExecutor:
         self._inner: Executor | None = None
         self._lock = threading.Lock()
         self._reported: set[int] = set()
+        # Runs handed to the plugin and not reported yet: they are heartbeated as running
+        # even while the plugin's submit has not returned or it forgot them.
+        self._accepted: set[int] = set()
         self._pending: queue.Queue[tuple[ClaimedRun, threading.Event] | None] = queue.Queue()
         self._blocked = False
         self._thread = threading.Thread(target=self._loop, name=f"plugin-submit-{name}", daemon=True)
@@ -43,6 +46,7 @@ class GuardedExecutor:
             if outcome.run_id in self._reported:
                 return
             self._reported.add(outcome.run_id)
+            self._accepted.discard(outcome.run_id)
         self._sink(outcome)
 
     def _fail(self, run: ClaimedRun, error_type: str, message: str) -> None:
@@ -69,6 +73,8 @@ class GuardedExecutor:
             return 0
 
     def submit(self, run: ClaimedRun) -> None:
+        with self._lock:
+            self._accepted.add(run.run_id)
         done = threading.Event()
         self._pending.put((run, done))
         if not done.wait(self._timeout):
@@ -100,16 +106,35 @@ class GuardedExecutor:
                 return False
         assert self._inner is not None
         try:
-            return bool(self._inner.stop(run_id, state, reason))
+            if self._inner.stop(run_id, state, reason):
+                return True
         except Exception:  # noqa: BLE001
             logger.exception("executor plugin failed to stop a run", extra={"executor": self.name})
+        with self._lock:
+            known = run_id in self._accepted and run_id not in self._reported
+        if not known:
             return False
+        # the plugin does not know the run (any more): record the stop ourselves
+        now = datetime.now(UTC)
+        self.sink(
+            Outcome(
+                run_id=run_id,
+                state=state,
+                started_at=now,
+                finished_at=now,
+                error_type="Stopped",
+                error=reason,
+            )
+        )
+        return True
 
     def running_ids(self) -> list[int]:
         try:
-            return [r for r in self._inner.running_ids() if r not in self._reported] if self._inner else []
+            inner = set(self._inner.running_ids()) if self._inner else set()
         except Exception:  # noqa: BLE001
-            return []
+            inner = set()
+        with self._lock:
+            return sorted((inner | self._accepted) - self._reported)
 
     # what the node asks of the built-in executors too
     prefetch = 0
