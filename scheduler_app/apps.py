@@ -9,11 +9,12 @@ class SchedulerAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Wiring only: no queries, no threads (the scheduler starts in runscheduler).
-        from scheduler_app import audit, checks, tasks_loader
+        from scheduler_app import audit, checks, plugins, tasks_loader
 
         checks.register()
         from scheduler_app.services import failurepause
 
         failurepause.connect()
+        plugins.connect_signals()
         audit.register_models()
         tasks_loader.load_task_modules()

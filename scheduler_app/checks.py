@@ -142,6 +142,37 @@ def check_code_jobs(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     return []
 
 
+def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A plugin that fails to load or to register is an error naming it (E030-E034),
+    never a crash; jobs whose executor is no longer available are warned about (W030)."""
+    from scheduler_app import plugins
+
+    registry = plugins.registry.load()
+    found: list[checks.CheckMessage] = [
+        checks.Error(
+            f"Plugin {problem.plugin!r} {problem.message}",
+            hint="Fix or uninstall the plugin, or remove it from SCHEDULER_APP['PLUGINS'].",
+            id=f"scheduler_app.{problem.check_id}",
+        )
+        for problem in registry.problems
+    ]
+    from scheduler_app.conf import app_settings
+
+    if app_settings.ISOLATED_USER is not None or app_settings.ISOLATED_NO_NETWORK:
+        import os
+
+        if os.geteuid() != 0:
+            found.append(
+                checks.Error(
+                    "ISOLATED_USER and ISOLATED_NO_NETWORK need runscheduler to run as root.",
+                    hint="Run as root, or clear these settings.",
+                    id="scheduler_app.E035",
+                )
+            )
+    return found
+
+
 def register() -> None:
     checks.register(check_settings, "scheduler_app")
     checks.register(check_code_jobs, "scheduler_app")
+    checks.register(check_plugins, "scheduler_app")

@@ -49,6 +49,23 @@ DEFAULTS: dict[str, Any] = {
     "SHUTDOWN_GRACE": 30.0,
     # Upper bound on runs created for one job by the run_all misfire policy.
     "MISFIRE_RUN_ALL_CAP": 100,
+    # -- plugins (scheduler_app.plugins) --
+    # Plugins given as "module:attribute" references (besides the entry-point group
+    # "scheduler_app.plugins"), and options per plugin name passed to its executors.
+    "PLUGINS": [],
+    "PLUGIN_OPTIONS": {},
+    # -- the isolated executor (a fresh process per run) --
+    # Runs at once per node; environment variable names copied into the run's process
+    # (nothing else is); open files per run; a Unix user to run as (root only); whether
+    # runs get no network (a network namespace; root only).
+    "ISOLATED_POOL_SIZE": 2,
+    "ISOLATED_ENVIRONMENT": ["PATH", "LANG", "LC_ALL", "TZ", "DJANGO_SETTINGS_MODULE"],
+    "ISOLATED_MAX_OPEN_FILES": 256,
+    "ISOLATED_USER": None,
+    "ISOLATED_NO_NETWORK": False,
+    # Upper bound on runs one backfill may queue (jobctl backfill, admin, API); a range
+    # with more fire times is refused as a whole.
+    "BACKFILL_MAX_RUNS": 1000,
     # Largest JSON result (bytes) stored on a run; larger results are replaced by a note.
     "RESULT_MAX_BYTES": 65536,
     # Days finished runs are kept; None keeps them forever.

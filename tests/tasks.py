@@ -106,3 +106,17 @@ def big_secret_result(cut: str = "s1", size: int = 70_000, **secrets: object) ->
     escaped = json.dumps(secret)[1:-1]
     pad = 1000 - len('{"pad": "') - len('", "secret": "') - len(escaped) // 2
     return {"pad": "x" * pad, "secret": secret, "more": "y" * size, "others": secrets}
+
+
+@scheduler_app.task(name="tests.isolation_probe")
+def isolation_probe(token: str = "", allocate_mb: int = 0) -> dict:
+    """What a run sees of its process: environment names, working directory, pid; and
+    whether its secret kwarg arrived (the value itself is never returned)."""
+    block = bytearray(allocate_mb * 1024 * 1024) if allocate_mb else b""
+    return {
+        "env": sorted(os.environ),
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+        "token_length": len(token),
+        "allocated": len(block),
+    }

@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import display, services
+from scheduler_app.admin.backfill import backfill_selected
 from scheduler_app.admin.base import ScopedInlineMixin, ScopedRelatedFilter, TenantScopedAdmin
 from scheduler_app.admin.forms import (
     DependencyFormSet,
@@ -94,6 +95,57 @@ class UserByNameMixin:
         return super().formfield_for_dbfield(db_field, request, **kwargs)  # type: ignore[misc]
 
 
+def report_scope_operation(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, operation: str
+) -> None:
+    """Run a group (or tenant) operation on each selected object; report per object."""
+    for target in queryset:
+        if isinstance(target, JobGroup):
+            result = services.operate_on_group(target, operation, actor=request.user)
+        else:
+            result = services.operate_on_tenant(target, operation, actor=request.user)
+        modeladmin.message_user(
+            request,
+            _("%(kind)s %(target)s: %(operation)s %(done)d job(s), %(refused)d refused.")
+            % {
+                "kind": target._meta.verbose_name,
+                "target": target,
+                "operation": operation,
+                "done": len(result.done),
+                "refused": len(result.refused),
+            },
+            messages.SUCCESS if not result.refused else messages.WARNING,
+        )
+        for job, reason in result.refused:
+            modeladmin.message_user(request, f"Refused {job}: {reason}.", messages.WARNING)
+
+
+class ScopeOperationActions:
+    """Admin actions that act on every job of the selected groups or tenants."""
+
+    actions = ["pause_all", "resume_all", "enable_all", "disable_all", "run_all_now"]
+
+    @admin.action(description=_("Pause all their jobs"), permissions=["pause"])
+    def pause_all(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report_scope_operation(self, request, queryset, "pause")  # type: ignore[arg-type]
+
+    @admin.action(description=_("Resume all their jobs"), permissions=["pause"])
+    def resume_all(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report_scope_operation(self, request, queryset, "resume")  # type: ignore[arg-type]
+
+    @admin.action(description=_("Enable all their jobs"), permissions=["change"])
+    def enable_all(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report_scope_operation(self, request, queryset, "enable")  # type: ignore[arg-type]
+
+    @admin.action(description=_("Disable all their jobs"), permissions=["change"])
+    def disable_all(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report_scope_operation(self, request, queryset, "disable")  # type: ignore[arg-type]
+
+    @admin.action(description=_("Run all their jobs now"), permissions=["run"])
+    def run_all_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        report_scope_operation(self, request, queryset, "run")  # type: ignore[arg-type]
+
+
 class MembershipInline(UserByNameMixin, ScopedInlineMixin, admin.TabularInline):
     model = Membership
     extra = 0
@@ -112,7 +164,7 @@ class MembershipInline(UserByNameMixin, ScopedInlineMixin, admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(TenantScopedAdmin):
+class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
     """Superusers create tenants; a tenant's admins manage its name and members."""
 
     tenant_field = "pk"
@@ -145,7 +197,7 @@ class TenantAdmin(TenantScopedAdmin):
 
 
 @admin.register(JobGroup)
-class JobGroupAdmin(TenantScopedAdmin):
+class JobGroupAdmin(ScopeOperationActions, TenantScopedAdmin):
     list_display = ["name", "tenant", "job_count", "permissions_link"]
     list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
@@ -308,6 +360,7 @@ class JobAdmin(TenantScopedAdmin):
         "resume_selected",
         "run_selected_now",
         "move_selected_to_group",
+        backfill_selected,
         "delete_selected",
     ]
     readonly_fields = [

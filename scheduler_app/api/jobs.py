@@ -347,6 +347,38 @@ class JobViewSet(ApiViewSet):
         run = rep.runs_queryset(JobRun.objects.filter(pk=run.pk)).get()
         return Response(rep.run(run, detail=True), status=status.HTTP_201_CREATED)
 
+    @doc(
+        summary="Queue a run per fire time of the trigger in a range (backfill)",
+        request=schemas.BackfillRequest,
+        responses={200: schemas.Backfill},
+        description="Fire times that already have a run are not queued again; a range with more "
+        "fire times than `BACKFILL_MAX_RUNS` is refused as a whole (400 naming the setting).",
+    )
+    @action(detail=True, methods=["post"])
+    def backfill(self, request: Any, pk: str) -> Response:
+        job = self.get_object()
+        self.require("run", job)
+        data = body_object(request, {"from", "to", "priority", "dry_run"})
+        start, end = aware_time("from", data.get("from")), aware_time("to", data.get("to"))
+        dry_run = data.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise errors.FieldError([("dry_run", _("must be true or false"))])
+        plan = services.backfill_job(
+            job, start, end, actor=self.actor, priority=data.get("priority"), dry_run=dry_run
+        )
+        queued = plan.to_queue if dry_run else [r.scheduled_for for r in plan.queued]
+        return Response(
+            {
+                "job": job.pk,
+                "from": start.isoformat(),
+                "to": end.isoformat(),
+                "dry_run": dry_run,
+                "queued": [t.isoformat() for t in queued],
+                "existing": [t.isoformat() for t in sorted(plan.existing)],
+                "runs": [r.pk for r in plan.queued],
+            }
+        )
+
     @staticmethod
     def _at(value: Any) -> datetime | None:
         if value is None:

@@ -20,7 +20,7 @@ from scheduler_app import services
 from scheduler_app.api import errors, schemas
 from scheduler_app.api import representations as rep
 from scheduler_app.api.base import ApiViewSet, doc, id_param, whole_number
-from scheduler_app.api.jobs import body_object
+from scheduler_app.api.jobs import body_object, bulk_report
 from scheduler_app.models import Calendar, Job, JobDependency, JobGroup, Membership, Role, Tenant
 from scheduler_app.services import permissions
 
@@ -55,6 +55,32 @@ class TenantScopedWrites(ApiViewSet):
         return tenant
 
 
+def scope_operation(view: ApiViewSet, request: Any, target: Any, operation: str) -> Response:
+    """Run a group or tenant operation; each of its jobs is reported as in a bulk action."""
+    body_object(request, set())
+    view.require("view", target)
+    if isinstance(target, JobGroup):
+        result = services.operate_on_group(target, operation, actor=view.actor)
+    else:
+        result = services.operate_on_tenant(target, operation, actor=view.actor)
+    jobs = [obj.job if operation == "run" else obj for obj in result.done]
+    jobs += [job for job, _reason in result.refused]
+    report = bulk_report(
+        [j.pk for j in jobs], {j.pk: j for j in jobs}, result, runs_of_jobs=operation == "run"
+    )
+    return Response({"operation": operation, **report})
+
+
+def _scope_doc(what: str, verb: str) -> Any:
+    return doc(
+        summary=f"{verb} every job of the {what}",
+        request=None,
+        responses={200: schemas.BulkResponse},
+        description="One audit entry for the operation lists the jobs it touched; each job is "
+        "checked on its own and reported `done` or `refused` (with the reason).",
+    )
+
+
 @extend_schema_view(
     list=doc(summary="Your tenants", responses={200: schemas.Tenant}),
     retrieve=doc(summary="A tenant", responses={200: schemas.Tenant}),
@@ -76,6 +102,31 @@ class TenantViewSet(ApiViewSet):
 
     def retrieve(self, request: Any, pk: str) -> Response:
         return Response(rep.tenant(self.get_object(), self._roles()))
+
+    @_scope_doc("tenant", "Pause")
+    @action(detail=True, methods=["post"], url_path="pause")
+    def pause_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "pause")
+
+    @_scope_doc("tenant", "Resume")
+    @action(detail=True, methods=["post"], url_path="resume")
+    def resume_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "resume")
+
+    @_scope_doc("tenant", "Enable")
+    @action(detail=True, methods=["post"], url_path="enable")
+    def enable_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "enable")
+
+    @_scope_doc("tenant", "Disable")
+    @action(detail=True, methods=["post"], url_path="disable")
+    def disable_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "disable")
+
+    @_scope_doc("tenant", "Queue a run now of")
+    @action(detail=True, methods=["post"], url_path="run")
+    def run_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "run")
 
     @doc(summary="The tenant's members and roles (tenant admins)", responses=schemas.paged(schemas.Member))
     @action(detail=True, methods=["get"])
@@ -194,6 +245,31 @@ class GroupViewSet(TenantScopedWrites):
         self.require("delete", group)
         services.delete_groups([group], actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @_scope_doc("group", "Pause")
+    @action(detail=True, methods=["post"], url_path="pause")
+    def pause_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "pause")
+
+    @_scope_doc("group", "Resume")
+    @action(detail=True, methods=["post"], url_path="resume")
+    def resume_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "resume")
+
+    @_scope_doc("group", "Enable")
+    @action(detail=True, methods=["post"], url_path="enable")
+    def enable_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "enable")
+
+    @_scope_doc("group", "Disable")
+    @action(detail=True, methods=["post"], url_path="disable")
+    def disable_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "disable")
+
+    @_scope_doc("group", "Queue a run now of")
+    @action(detail=True, methods=["post"], url_path="run")
+    def run_all(self, request: Any, pk: str) -> Response:
+        return scope_operation(self, request, self.get_object(), "run")
 
 
 def _dates(value: Any) -> list[tuple[dt.date, str]]:

@@ -315,6 +315,32 @@ COMPONENTS: dict[str, Any] = {
         },
         additionalProperties=False,
     ),
+    "BackfillRequest": obj(
+        {
+            "from": {**TIME, "description": "First time (inclusive), ISO 8601 with a UTC offset."},
+            "to": {**TIME, "description": "Last time (inclusive), ISO 8601 with a UTC offset."},
+            "priority": {**INT, "description": "Priority of the runs (default: the job's)."},
+            "dry_run": {**BOOL, "description": "Only count; queue nothing."},
+        },
+        ["from", "to"],
+        additionalProperties=False,
+    ),
+    "Backfill": obj(
+        {
+            "job": INT,
+            "from": TIME,
+            "to": TIME,
+            "dry_run": BOOL,
+            "queued": {"type": "array", "items": TIME, "description": "Fire times queued (or to queue)."},
+            "existing": {
+                "type": "array",
+                "items": TIME,
+                "description": "Fire times that already have a run.",
+            },
+            "runs": {"type": "array", "items": INT, "description": "The queued runs."},
+        },
+        ["job", "from", "to", "dry_run", "queued", "existing", "runs"],
+    ),
     "BulkRequest": obj(
         {"ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {**INT, "minimum": 1}}},
         ["ids"],
@@ -469,6 +495,8 @@ RunDetail = ref("RunDetail")
 RunRequest = {"application/json": ref("RunRequest")}  # a request body
 BulkRequest = {"application/json": ref("BulkRequest")}  # a request body
 BulkResponse = ref("BulkResponse")
+Backfill = ref("Backfill")
+BackfillRequest = {"application/json": ref("BackfillRequest")}  # a request body
 Version = ref("Version")
 VersionDetail = ref("VersionDetail")
 VersionDiff = ref("VersionDiff")

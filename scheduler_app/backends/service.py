@@ -12,6 +12,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from django.db import close_old_connections, connection
 
+from scheduler_app import plugins
 from scheduler_app.backends import bridge
 from scheduler_app.backends.runstore import DjangoRunStore, is_transient
 from scheduler_app.conf import app_settings
@@ -87,6 +88,7 @@ class SchedulerService:
                 app_settings.PROCESS_POOL_SIZE, "scheduler_app.backends.procinit:setup", node.outcome, size
             ),
         }
+        node.executors.update(plugins.build_executors(node.outcome, size))  # isolated + plugins
         self.node = node
         node.start()
         self.scheduler = BackgroundScheduler(

@@ -48,6 +48,30 @@ def _vm_size_bytes() -> int:
         return 0
 
 
+def reset_peak_memory() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux: ``/proc/self/clear_refs``
+    "5"), so that :func:`peak_memory_mb` reports the peak of what runs from now on."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb() -> float:
+    """Peak RSS since the last :func:`reset_peak_memory` (``VmHWM``); where that is not
+    available, the process's lifetime peak (``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 3)
+    except (OSError, ValueError, IndexError):
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 3)
+
+
 def worker_main(conn: Connection, initializer: str) -> None:
     module_name, _, func_name = initializer.partition(":")
     resolve = getattr(importlib.import_module(module_name), func_name)()
@@ -80,6 +104,7 @@ def execute(
     secret_values: tuple[Any, ...] = (),
 ) -> dict[str, Any]:
     redactor = Redactor(secret_values)
+    reset_peak_memory()  # the run's own peak, not the worker's lifetime peak
     cpu0 = _cpu_seconds()
     old_cpu = resource.getrlimit(resource.RLIMIT_CPU)
     old_as = resource.getrlimit(resource.RLIMIT_AS)
@@ -116,8 +141,7 @@ async def _await(awaitable: Any) -> Any:
 
 
 def _usage(cpu0: float) -> dict[str, float]:
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"cpu_seconds": round(_cpu_seconds() - cpu0, 6), "peak_memory_mb": round(peak_kb / 1024, 3)}
+    return {"cpu_seconds": round(_cpu_seconds() - cpu0, 6), "peak_memory_mb": peak_memory_mb()}
 
 
 def _failure(

@@ -199,7 +199,54 @@ class CombinedSpec:
         return self.triggers[0].timezone_name
 
 
-TriggerSpec = CronSpec | DateSpec | IntervalSpec | ManualSpec | CombinedSpec
+@dataclass(frozen=True)
+class PluginSpec:
+    """A trigger of a type a plugin contributes (:mod:`scheduler_app.engine.extensions`):
+    its canonical document, as the plugin's ``validate`` returned it."""
+
+    type: str
+    document: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.document, "type": self.type}
+
+    @property
+    def timezone_name(self) -> str:
+        tz = self.document.get("timezone")
+        return tz if isinstance(tz, str) and tz else "UTC"
+
+
+TriggerSpec = CronSpec | DateSpec | IntervalSpec | ManualSpec | CombinedSpec | PluginSpec
+
+
+def _parse_plugin(kind: str, data: Mapping[str, Any], path: str) -> PluginSpec:
+    """Validate a plugin trigger document, then prove it fires at least once: a plugin's
+    failure is a field error naming the plugin, never an exception from its code."""
+    from scheduler_app.engine import extensions
+
+    kind_info = extensions.TRIGGER_TYPES[kind]
+    where = f"trigger type {kind!r} (plugin {kind_info.plugin or '?'})"
+    body = {k: v for k, v in data.items() if k != "type"}
+    try:
+        document = kind_info.validate(body, path)
+    except TriggerSpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - plugin code
+        raise TriggerSpecError(path, f"{where} failed to validate: {type(exc).__name__}: {exc}") from None
+    if not isinstance(document, Mapping):
+        raise TriggerSpecError(path, f"{where}: validate() must return the document")
+    spec = PluginSpec(type=kind, document={k: v for k, v in document.items() if k != "type"})
+    try:
+        trigger = kind_info.build(spec.document, extensions.TriggerContext())
+        now = datetime.now(UTC)
+        first = trigger.get_next_fire_time(None, now) if trigger is not None else None
+    except Exception as exc:  # noqa: BLE001
+        raise TriggerSpecError(
+            path, f"{where} failed to build a trigger: {type(exc).__name__}: {exc}"
+        ) from None
+    if first is None or first < now:
+        raise TriggerSpecError(path, f"{where}: this trigger never fires")
+    return spec
 
 
 def parse_trigger(
@@ -218,10 +265,14 @@ def parse_trigger(
     if not isinstance(data, Mapping):
         raise TriggerSpecError(path, "must be an object with a 'type'")
     kind = data.get("type")
+    from scheduler_app.engine.extensions import TRIGGER_TYPES as PLUGIN_TYPES
+
+    if isinstance(kind, str) and kind in PLUGIN_TYPES and kind not in TRIGGER_TYPES:
+        return _parse_plugin(kind, data, path)
     if kind not in TRIGGER_TYPES:
         raise TriggerSpecError(
             f"{path}.type",
-            f"{kind!r} is not a trigger type; use one of {', '.join(TRIGGER_TYPES)}",
+            f"{kind!r} is not a trigger type; use one of {', '.join([*TRIGGER_TYPES, *sorted(PLUGIN_TYPES)])}",
         )
     if kind == "cron":
         _check_keys(data, ("expression", "dialect", "timezone"), path)
@@ -321,6 +372,16 @@ def build_trigger(
 def _build(spec: TriggerSpec, hash_key: str | None, anchor: datetime | None) -> BaseTrigger | None:
     if isinstance(spec, ManualSpec):
         return None
+    if isinstance(spec, PluginSpec):
+        from scheduler_app.engine import extensions
+
+        kind = extensions.TRIGGER_TYPES.get(spec.type)
+        if kind is None:
+            raise ValueError(f"trigger type {spec.type!r} is not available (its plugin is not loaded)")
+        trigger: BaseTrigger = kind.build(
+            spec.document, extensions.TriggerContext(hash_key=hash_key, anchor=anchor)
+        )
+        return trigger
     if isinstance(spec, CronSpec):
         from scheduler_app.engine.aps_triggers import CronExpressionTrigger
         from scheduler_app.engine.cron import CronExpression
@@ -380,6 +441,16 @@ def describe(spec: TriggerSpec, *, hash_key: str | None = None, language: str = 
         return cron_zh.describe_trigger(spec, hash_key=hash_key)
     if isinstance(spec, ManualSpec):
         return "Manual: runs only when started by hand or by an upstream job"
+    if isinstance(spec, PluginSpec):
+        from scheduler_app.engine import extensions
+
+        kind = extensions.TRIGGER_TYPES.get(spec.type)
+        if kind is None:
+            return f"{spec.type} (plugin not loaded)"
+        try:
+            return str(kind.describe(spec.document))
+        except Exception as exc:  # noqa: BLE001 - plugin code
+            return f"{spec.type} (describe failed: {type(exc).__name__})"
     if isinstance(spec, CronSpec):
         from scheduler_app.engine.cron import CronExpression
 

@@ -36,7 +36,15 @@ class JobGroup(models.Model):
 class Executor(models.TextChoices):
     ASYNCIO = "asyncio", _("asyncio (coroutines, I/O-bound)")
     THREAD = "thread", _("thread pool")
-    PROCESS = "process", _("process pool (CPU-bound, isolated)")
+    PROCESS = "process", _("process pool (CPU-bound, reused worker processes)")
+    ISOLATED = "isolated", _("isolated (a fresh process per run, clean environment)")
+
+
+def executor_choices() -> list[tuple[str, str]]:
+    """The built-in executors and those of plugins (scheduler_app.plugins)."""
+    from scheduler_app import plugins
+
+    return plugins.executor_choices()
 
 
 class OverlapPolicy(models.TextChoices):
@@ -100,7 +108,7 @@ class Job(models.Model):
     paused = models.BooleanField(_("paused"), default=False)
     priority = models.IntegerField(_("priority"), default=0, help_text=_("Higher runs first."))
     executor = models.CharField(
-        _("executor"), max_length=16, choices=Executor.choices, default=Executor.THREAD
+        _("executor"), max_length=16, choices=executor_choices, default=Executor.THREAD
     )
     max_instances = models.PositiveIntegerField(
         _("max instances"), default=1, validators=[MinValueValidator(1)]
@@ -255,8 +263,10 @@ class Job(models.Model):
 
     @property
     def trigger_spec(self) -> triggerspec.TriggerSpec:
+        from scheduler_app import plugins
         from scheduler_app.conf import app_settings
 
+        plugins.registry.load()  # plugin trigger types
         return triggerspec.parse_trigger(
             self.trigger,
             max_children=app_settings.TRIGGER_MAX_CHILDREN,
@@ -329,6 +339,16 @@ class Job(models.Model):
         if self.retry_max_backoff_seconds is not None and self.retry_backoff_seconds is not None:
             if self.retry_max_backoff_seconds < self.retry_backoff_seconds:
                 add("retry_max_backoff_seconds", "Must be at least the backoff.")
+        if (self.cpu_limit_seconds or self.memory_limit_mb) and self.executor:
+            from scheduler_app import plugins
+
+            if not plugins.enforces_limits(self.executor):
+                field = "cpu_limit_seconds" if self.cpu_limit_seconds else "memory_limit_mb"
+                add(
+                    field,
+                    f"The {self.executor} executor cannot enforce CPU or memory limits; "
+                    "use the process or isolated executor, or clear the limits.",
+                )
         tags = self.routing_tags
         if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
             add("routing_tags", "Must be a list of non-empty strings.")

@@ -40,6 +40,7 @@ class RunReason(models.TextChoices):
     DEPENDENCY = "dependency", _("upstream finished")
     MISFIRE = "misfire", _("missed fire time")
     RECOVERY = "recovery", _("re-queued after interruption")
+    BACKFILL = "backfill", _("backfill of a past range")
 
 
 class JobRunQuerySet(models.QuerySet):

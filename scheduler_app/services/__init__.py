@@ -8,13 +8,17 @@ that act on many objects check each one and return a :class:`BulkResult` listing
 done and what was refused with the reason, so a face can report both.
 
 The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`, :mod:`.groups` (groups,
-calendars, memberships), :mod:`.keys` (API keys); with
+calendars, memberships), :mod:`.groupops` (operations on a group's or tenant's jobs),
+:mod:`.backfill`, :mod:`.keys` (API keys); with
 :mod:`.permissions` (who may do what) and :mod:`.versioning` (job versions). Every
 public function is re-exported here, so ``services.save_job(...)`` is the way to call.
 """
 
+from scheduler_app.services.backfill import BackfillPlan, backfill_job, plan_backfill
 from scheduler_app.services.bulk import BulkResult
 from scheduler_app.services.grants import GRANTABLE, set_object_permissions
+from scheduler_app.services.groupops import OPERATIONS as GROUP_OPERATIONS
+from scheduler_app.services.groupops import operate_on_group, operate_on_tenant
 from scheduler_app.services.groups import (
     delete_calendars,
     delete_groups,
@@ -45,8 +49,11 @@ from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, 
 __all__ = [
     "FLAG_ACTIONS",
     "GRANTABLE",
+    "GROUP_OPERATIONS",
+    "BackfillPlan",
     "BulkResult",
     "add_dependency",
+    "backfill_job",
     "cancel_runs",
     "check_job_save",
     "create_key",
@@ -59,7 +66,10 @@ __all__ = [
     "enqueue_run",
     "move_jobs_to_group",
     "notify_job_changed",
+    "operate_on_group",
+    "operate_on_tenant",
     "pause_jobs",
+    "plan_backfill",
     "put_dependencies",
     "remove_membership",
     "revoke_key",

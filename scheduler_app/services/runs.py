@@ -88,6 +88,7 @@ def enqueue_run(
     triggered_by: JobRun | None = None,
     state: str = RunState.QUEUED,
     error: str = "",
+    priority: int | None = None,
 ) -> JobRun | None:
     """Create the run for (job, scheduled_for, attempt); idempotent.
 
@@ -99,7 +100,7 @@ def enqueue_run(
         scheduled_for=scheduled_for,
         attempt=attempt,
         reason=reason,
-        priority=job.priority,
+        priority=job.priority if priority is None else priority,
         not_before=not_before or scheduled_for,
         kwargs_override=dict(kwargs_override or {}),
         triggered_by=triggered_by,

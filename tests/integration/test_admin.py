@@ -418,7 +418,7 @@ def test_add_job_with_every_section(admin_client, scenario, add_form):
         cron_dialect=["crontab"],
         calendars=[str(scenario["holidays"].pk)],
         priority=["7"],
-        executor=["asyncio"],
+        executor=["process"],
         max_instances=["2"],
         overlap_policy=["queue"],
         misfire_policy=["run_all"],
@@ -466,7 +466,7 @@ def test_add_job_with_every_section(admin_client, scenario, add_form):
         True,
         True,
         7,
-        "asyncio",
+        "process",
         2,
     )
     assert (job.overlap_policy, job.misfire_policy, job.misfire_grace_seconds) == ("queue", "run_all", 300)
@@ -997,6 +997,7 @@ def test_actions_offered(admin_client, scenario):
         "resume_selected",
         "run_selected_now",
         "move_selected_to_group",
+        "backfill_selected",
         "delete_selected",
     ]
     response = admin_client.get(url("jobrun"))

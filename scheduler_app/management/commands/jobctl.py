@@ -1,4 +1,5 @@
 import json
+import sys
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -9,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from scheduler_app import display, services
 from scheduler_app.documents import limits
-from scheduler_app.models import Job, JobRun, Tenant
+from scheduler_app.models import Job, JobGroup, JobRun, Tenant
 
 #: what ``jobctl list --state`` filters on: the job's own switches.
 JOB_STATES = ["enabled", "paused", "disabled"]
@@ -25,6 +26,13 @@ RUN_ACTIONS = {
     "cancel": gettext_lazy("Cancel queued runs (by run id)."),
     "stop": gettext_lazy("Stop running runs (by run id) or cancel queued ones."),
 }
+SCOPE_ACTIONS = {
+    "group": gettext_lazy("Pause, resume, enable, disable or run every job of a group (TENANT/GROUP)."),
+    "tenant": gettext_lazy("The same for every job of a tenant (TENANT)."),
+}
+BACKFILL_HELP = gettext_lazy(
+    "Queue a run per fire time of the job's trigger from --from to --to (asks for confirmation unless --yes)."
+)
 
 
 def job_state(job):
@@ -64,6 +72,9 @@ class Command(BaseCommand):
             "admin. Jobs are named TENANT/NAME. `jobctl SUBCOMMAND --help` shows a subcommand's help."
         )
 
+    # call_command(..., stdin=...) answers the backfill confirmation (tests, scripts)
+    stealth_options = ("stdin",)
+
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="SUBCOMMAND")
         for action, text in JOB_ACTIONS.items():
@@ -75,6 +86,17 @@ class Command(BaseCommand):
         for action, text in RUN_ACTIONS.items():
             p = sub.add_parser(action, help=str(text), description=str(text))
             p.add_argument("targets", nargs="+", metavar="RUN_ID", help=gettext("Run ids."))
+        for scope, text in SCOPE_ACTIONS.items():
+            p = sub.add_parser(scope, help=str(text), description=str(text))
+            p.add_argument("operation", choices=list(services.GROUP_OPERATIONS))
+            p.add_argument("targets", nargs="+", metavar="TENANT/GROUP" if scope == "group" else "TENANT")
+        p = sub.add_parser("backfill", help=str(BACKFILL_HELP), description=str(BACKFILL_HELP))
+        p.add_argument("targets", nargs=1, metavar="TENANT/NAME")
+        p.add_argument("--from", dest="start", help=gettext("First time (ISO 8601 with offset)."))
+        p.add_argument("--to", dest="end", help=gettext("Last time (ISO 8601 with offset)."))
+        p.add_argument("--dry-run", action="store_true", help=gettext("Count and list, queue nothing."))
+        p.add_argument("--yes", action="store_true", help=gettext("Do not ask for confirmation."))
+        p.add_argument("--priority", type=int, help=gettext("Priority of the runs (default: the job's)."))
         self._add_list_parser(sub)
         self._add_status_parser(sub)
 
@@ -83,6 +105,12 @@ class Command(BaseCommand):
             return self.handle_list(tenant=opts.get("tenant"), states=opts.get("state") or [])
         if action == "status":
             return self.handle_status(opts["job"])
+        if action == "backfill":
+            self._backfill(targets, **opts)
+            return
+        if action in SCOPE_ACTIONS:
+            self._scope(action, [opts["operation"], *targets])
+            return
         if action in RUN_ACTIONS:
             result = self._runs(action, targets)
         else:
@@ -185,6 +213,107 @@ class Command(BaseCommand):
                 f"  #{run.pk}  {display.when(run.scheduled_for, tz)}  {run.state}  "
                 f"{display.seconds(run.duration)}  {(run.error or '').splitlines()[0][:80] if run.error else ''}".rstrip()
             )
+
+    def _scope(self, scope, targets):
+        """``group OPERATION TENANT/GROUP...`` and ``tenant OPERATION TENANT...``."""
+        operations = ", ".join(services.GROUP_OPERATIONS)
+        if len(targets) < 2 or targets[0] not in services.GROUP_OPERATIONS:
+            raise CommandError(f"{scope}: give an operation ({operations}) and at least one {scope}")
+        operation, names = targets[0], targets[1:]
+        objects = [self._group(name) if scope == "group" else self._tenant(name) for name in names]
+        refused = 0
+        for name, obj in zip(names, objects, strict=True):
+            if scope == "group":
+                result = services.operate_on_group(obj, operation)
+            else:
+                result = services.operate_on_tenant(obj, operation)
+            for done in result.done:
+                job = done.job if isinstance(done, JobRun) else done
+                self.stdout.write(f"{operation}: {job.tenant.slug}/{job.name}")
+            for job, reason in result.refused:
+                self.stderr.write(f"refused {job.tenant.slug}/{job.name}: {reason}")
+            self.stdout.write(
+                f"{scope} {name}: {operation} {len(result.done)} job(s), {len(result.refused)} refused"
+            )
+            refused += len(result.refused)
+        if refused:
+            raise CommandError(f"{refused} job(s) refused")
+
+    def _backfill(
+        self, targets, *, start=None, end=None, dry_run=False, yes=False, priority=None, stdin=None, **opts
+    ):
+        """``backfill TENANT/NAME --from ISO --to ISO``: count, confirm, queue with progress."""
+        if len(targets) != 1:
+            raise CommandError("backfill: give one job, TENANT/NAME")
+        (job,) = self._jobs(targets)
+        if not start or not end:
+            raise CommandError("backfill: give --from and --to (ISO 8601 times with a UTC offset)")
+        first, last = self._time("--from", start), self._time("--to", end)
+        try:
+            plan = services.plan_backfill(job, first, last)
+        except ValidationError as exc:
+            raise CommandError(
+                "; ".join(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())
+            ) from None
+        label = f"{job.tenant.slug}/{job.name}"
+        self.stdout.write(
+            f"backfill {label}: {len(plan.to_queue)} run(s) to queue from {first.isoformat()} "
+            f"to {last.isoformat()}; {len(plan.existing)} fire time(s) already have a run"
+        )
+        if dry_run or not plan.to_queue:
+            for moment in plan.to_queue:
+                self.stdout.write(f"  would queue {moment.isoformat()}")
+            return
+        if not yes:
+            stdin = stdin or sys.stdin
+            if not stdin.isatty():
+                raise CommandError("backfill: no terminal to confirm on; add --yes to queue the runs")
+            self.stdout.write(f"Queue {len(plan.to_queue)} run(s)? [y/N] ", ending="")
+            self.stdout.flush()
+            if stdin.readline().strip().lower() not in ("y", "yes"):
+                raise CommandError("backfill: not confirmed, nothing queued")
+        step = max(1, len(plan.to_queue) // 10)
+
+        def progress(done, total):
+            if done % step == 0 or done == total:
+                self.stdout.write(f"  queued {done}/{total}")
+
+        try:
+            result = services.backfill_job(job, first, last, priority=priority, progress=progress)
+        except ValidationError as exc:
+            raise CommandError(
+                "; ".join(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())
+            ) from None
+        self.stdout.write(
+            f"backfill {label}: queued {len(result.queued)} run(s), skipped {len(result.existing)}"
+        )
+
+    @staticmethod
+    def _time(flag, text):
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise CommandError(f"{flag}: {text!r} is not an ISO 8601 time") from None
+        if value.tzinfo is None:
+            raise CommandError(f"{flag}: add a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
+        return value
+
+    @staticmethod
+    def _group(target):
+        tenant, sep, name = target.partition("/")
+        if not sep or not tenant or not name:
+            raise CommandError(f"{target!r}: name groups as TENANT/GROUP")
+        group = JobGroup.objects.filter(tenant__slug=tenant, name=name).first()
+        if group is None:
+            raise CommandError(f"{target!r}: no such group")
+        return group
+
+    @staticmethod
+    def _tenant(target):
+        tenant = Tenant.objects.filter(slug=target).first()
+        if tenant is None:
+            raise CommandError(f"{target!r}: no such tenant")
+        return tenant
 
     def _jobs(self, targets):
         jobs = []

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scheduler_app', '0003_apikeys'),
+        ('scheduler_app', '0007_executor_choices'),
     ]
 
     operations = [

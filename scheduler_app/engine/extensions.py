@@ -1,0 +1,112 @@
+"""The engine's side of the plugin API (version :data:`API_VERSION`): what a plugin
+supplies, checked here without Django. Discovery and the registry live in
+:mod:`scheduler_app.plugins`.
+
+Executors
+    A plugin executor is made by an :data:`ExecutorFactory` called once per node start
+    with an :class:`ExecutorContext`; it must satisfy :class:`~.interfaces.Executor`:
+
+    * ``free_slots()`` is its capacity now; the node claims at most that many runs for it.
+    * ``submit(run)`` accepts a claimed run and returns at once (it is wrapped in
+      :class:`~.plugin_executor.GuardedExecutor`: a submit that blocks longer than the
+      guard's timeout fails that run, naming the executor); the outcome goes, exactly
+      once, to ``context.sink``.
+    * ``stop(run_id, state, reason)`` ends a run (``timed_out`` when the run's
+      ``timeout`` passed: the node calls it; the executor reports nothing more for it).
+    * ``running_ids()`` and ``shutdown(wait)`` as for the built-in executors.
+
+Trigger types
+    A :class:`TriggerType` names a document ``{"type": name, ...}``: ``schema`` (JSON
+    schema of the other keys, shown in the API), ``validate(doc, path)`` returns the
+    canonical document or raises ``TriggerSpecError(path_of_key, message)``,
+    ``build(doc, context)`` returns an APScheduler 3 trigger, ``describe(doc)`` plain words.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from scheduler_app.engine.interfaces import Executor, Outcome
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = 1
+EXECUTOR_METHODS = ("free_slots", "submit", "stop", "running_ids", "shutdown")
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor factory gets: where outcomes go, the result size cap, the
+    plugin's own options (``SCHEDULER_APP["PLUGIN_OPTIONS"][plugin]``) and ``resolve``
+    (registered task name -> callable; only registered tasks run)."""
+
+    sink: Callable[[Outcome], None]
+    result_max_bytes: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    resolve: Callable[[str], Callable[..., Any]] | None = None
+
+
+ExecutorFactory = Callable[[ExecutorContext], Executor]
+
+
+@dataclass(frozen=True)
+class TriggerContext:
+    """What a plugin trigger is built with: the job's identity and exclusion dates."""
+
+    hash_key: str | None = None
+    anchor: datetime | None = None
+    excluded_dates: frozenset[date] = frozenset()
+
+
+@dataclass(frozen=True)
+class TriggerType:
+    name: str
+    schema: Mapping[str, Any]
+    validate: Callable[[Mapping[str, Any], str], dict[str, Any]]
+    build: Callable[[Mapping[str, Any], TriggerContext], Any]
+    describe: Callable[[Mapping[str, Any]], str]
+    plugin: str = ""
+
+
+#: Trigger types contributed by plugins, by name; filled by scheduler_app.plugins.
+TRIGGER_TYPES: dict[str, TriggerType] = {}
+
+
+def check_executor(executor: Any, name: str) -> None:
+    """Raise TypeError unless ``executor`` has the Executor protocol's methods."""
+    missing = [m for m in EXECUTOR_METHODS if not callable(getattr(executor, m, None))]
+    if missing:
+        raise TypeError(f"executor {name!r} lacks {', '.join(missing)} (the Executor protocol)")
+
+
+def build_executors(
+    factories: Mapping[str, ExecutorFactory], context: ExecutorContext, *, submit_timeout: float = 5.0
+) -> tuple[dict[str, Executor], dict[str, str]]:
+    """Make each plugin executor, guarded; a factory that fails is left out and
+    reported (name -> message), never a crash of the node."""
+    from scheduler_app.engine.plugin_executor import GuardedExecutor
+
+    built: dict[str, Executor] = {}
+    failed: dict[str, str] = {}
+    for name, factory in factories.items():
+        try:
+            guard = GuardedExecutor(name, context.sink, submit_timeout)
+            inner = factory(
+                ExecutorContext(
+                    sink=guard.sink,
+                    result_max_bytes=context.result_max_bytes,
+                    options=context.options,
+                    resolve=context.resolve,
+                )
+            )
+            check_executor(inner, name)
+            guard.attach(inner)
+            built[name] = guard
+        except Exception as exc:  # a broken plugin must not take the node down
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            logger.error("executor plugin failed to start", extra={"executor": name, "error": failed[name]})
+    return built, failed
