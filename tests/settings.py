@@ -38,3 +38,9 @@ SCHEDULER_APP = {
     "ENCRYPTION_KEYS": TEST_KEYS,
     **json.loads(os.environ.get("SCHEDULER_TEST_OVERRIDES", "{}")),
 }
+
+# Alert tests: real runscheduler processes send mail to a local SMTP server (aiosmtpd).
+if os.environ.get("SCHEDULER_TEST_SMTP_PORT"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = int(os.environ["SCHEDULER_TEST_SMTP_PORT"])

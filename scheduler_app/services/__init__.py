@@ -13,6 +13,13 @@ calendars, memberships), :mod:`.keys` (API keys); with
 public function is re-exported here, so ``services.save_job(...)`` is the way to call.
 """
 
+from scheduler_app.services.alerts import (
+    delete_alert_objects,
+    mute_rule,
+    save_channel,
+    save_rule,
+    send_test_alert,
+)
 from scheduler_app.services.bulk import BulkResult
 from scheduler_app.services.grants import GRANTABLE, set_object_permissions
 from scheduler_app.services.groups import (
@@ -43,6 +50,11 @@ from scheduler_app.services.keys import create_key, revoke_key
 from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, stop_runs
 
 __all__ = [
+    "delete_alert_objects",
+    "mute_rule",
+    "save_channel",
+    "save_rule",
+    "send_test_alert",
     "FLAG_ACTIONS",
     "GRANTABLE",
     "BulkResult",
