@@ -13,6 +13,7 @@ from typing import Any
 class WebhookReceiver:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.started = 0  # requests received, answered or not
         self.status = 200
         self.delay = 0.0
         self.lock = threading.Lock()
@@ -22,6 +23,8 @@ class WebhookReceiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, delay = receiver.status, receiver.delay
+                with receiver.lock:
+                    receiver.started += 1
                 if delay:
                     time.sleep(delay)
                 with receiver.lock:

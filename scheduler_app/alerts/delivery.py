@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.db import close_old_connections, connection, transaction
@@ -69,38 +70,63 @@ def _groups(rows: list[AlertOutbox]) -> list[list[AlertOutbox]]:
     return groups
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _senders() -> ThreadPoolExecutor:
+    """Threads that do the network part of sending (no database), so one slow channel
+    does not hold up the others."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="alert-send")
+        return _pool
+
+
 def deliver(node: str, limit: int = 50) -> int:
     """Lease and send what is due; returns how many rows were handled."""
     now = timezone.now()
     rows = lease(node, now, limit)
-    for group in _groups(rows):
-        _send_group(node, group)
+    if not rows:
+        return 0
+    groups = _groups(rows)
+    futures = [_senders().submit(_attempt, group) for group in groups]
+    for group, future in zip(groups, futures, strict=True):
+        _record(node, group, future.result())
     return len(rows)
 
 
-def _send_group(node: str, group: list[AlertOutbox]) -> None:
-    channel = group[0].channel
+def _payload(group: list[AlertOutbox]) -> dict:
     if len(group) == 1:
-        payload = group[0].payload
-    else:
-        payload = {
-            "schema": group[0].payload.get("schema", 1),
-            "alert_id": f"digest-{group[0].alert_id}",
-            "event": "digest",
-            "tenant": group[0].payload.get("tenant"),
-            "rule": group[0].payload.get("rule"),
-            "alerts": [r.payload for r in group],
-        }
+        return group[0].payload
+    return {
+        "schema": group[0].payload.get("schema", 1),
+        "alert_id": f"digest-{group[0].alert_id}",
+        "event": "digest",
+        "tenant": group[0].payload.get("tenant"),
+        "rule": group[0].payload.get("rule"),
+        "alerts": [r.payload for r in group],
+    }
+
+
+def _attempt(group: list[AlertOutbox]) -> tuple[bool, str, str, str, float]:
+    """Send one message (no database access): ok, status, response, error, seconds."""
     timeout = max(1.0, app_settings.ALERTS_LEASE_SECONDS / 2)
     started = time.monotonic()
     ok, status, response, error = True, "ok", "", ""
     try:
-        response = channel_types.send(channel, payload, timeout)
+        response = channel_types.send(group[0].channel, _payload(group), timeout)
     except channel_types.DeliveryError as exc:
         ok, status, response, error = False, exc.status or "error", exc.response, str(exc)
     except Exception as exc:  # a broken channel must not stop the loop
         ok, status, error = False, "error", f"{exc.__class__.__name__}: {exc}"
-    took = time.monotonic() - started
+    return ok, status, response, error, time.monotonic() - started
+
+
+def _record(node: str, group: list[AlertOutbox], result: tuple[bool, str, str, str, float]) -> None:
+    ok, status, response, error, took = result
+    channel = group[0].channel
     now = timezone.now()
     give_up = timedelta(seconds=app_settings.ALERTS_GIVE_UP_AFTER_SECONDS)
     finished: list[tuple[AlertOutbox, str]] = []
