@@ -178,6 +178,21 @@ def _record(node: str, group: list[AlertOutbox], result: tuple[bool, str, str, s
             signals.alert_failed.send(sender=AlertOutbox, alert=row, error=error, final=outcome == "dead")
 
 
+def prune(now: datetime, days: float | None) -> int:
+    """Delete delivered and given-up alerts (with their attempts) and closed incidents
+    older than the run retention; pending alerts are never deleted."""
+    if days is None:
+        return 0
+    from scheduler_app.models import AlertIncident
+
+    cutoff = now - timedelta(days=days)
+    deleted, _ = AlertOutbox.objects.filter(
+        state__in=[OutboxState.SENT, OutboxState.DEAD], created_at__lt=cutoff
+    ).delete()
+    AlertIncident.objects.filter(closed_at__lt=cutoff).delete()
+    return deleted
+
+
 class DeliveryLoop:
     """The thread inside ``runscheduler``: delivers due alerts every
     ``ALERTS_POLL_INTERVAL`` seconds and runs the late/missed checks."""
@@ -210,6 +225,7 @@ class DeliveryLoop:
     def _run(self) -> None:
         close_old_connections()
         last_check = 0.0
+        last_prune = time.monotonic()
         failing = False
         while not self._stop.is_set():
             self.beat = time.monotonic()
@@ -219,6 +235,9 @@ class DeliveryLoop:
                 if time.monotonic() - last_check >= app_settings.ALERTS_CHECK_INTERVAL:
                     last_check = time.monotonic()
                     checks.run_periodic_checks(timezone.now())
+                if time.monotonic() - last_prune >= 3600.0:
+                    last_prune = time.monotonic()
+                    prune(timezone.now(), app_settings.RUN_RETENTION_DAYS)
                 if failing:
                     logger.warning("alert delivery recovered")
                     failing = False

@@ -459,3 +459,15 @@ def test_test_action_sends_a_sample(tenant, hook):
     deliver_all()
     (request,) = hook.accepted()
     assert request["json"]["event"] == "test" and request["json"]["alert_id"] == str(row.alert_id)
+
+
+@pytest.mark.django_db
+def test_prune_keeps_pending_alerts(tenant, hook):
+    channel = webhook_channel(tenant, hook.url)
+    sent, pending = services.send_test_alert(channel), services.send_test_alert(channel)
+    old = datetime.now(UTC) - timedelta(days=40)
+    AlertOutbox.objects.filter(pk=sent.pk).update(state="sent", created_at=old)
+    AlertOutbox.objects.filter(pk=pending.pk).update(created_at=old)
+    assert delivery.prune(datetime.now(UTC), 30) == 1
+    assert list(AlertOutbox.objects.values_list("pk", flat=True)) == [pending.pk]
+    assert delivery.prune(datetime.now(UTC), None) == 0
