@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from scheduler_app import signals
 from scheduler_app.alerts import channels as channel_types
-from scheduler_app.alerts import checks
+from scheduler_app.alerts import checks, evaluate
 from scheduler_app.conf import app_settings
 from scheduler_app.models import AlertDelivery, AlertOutbox, OutboxState
 
@@ -209,6 +209,7 @@ class DeliveryLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        evaluate.wake_delivery()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -251,5 +252,6 @@ class DeliveryLoop:
                     pass
                 self._stop.wait(1.0)
             if not busy:
-                self._stop.wait(app_settings.ALERTS_POLL_INTERVAL)
+                evaluate.delivery_wanted.wait(app_settings.ALERTS_POLL_INTERVAL)
+            evaluate.delivery_wanted.clear()
         connection.close()

@@ -9,6 +9,7 @@ asks for ``recovered``, sends that."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,7 +113,17 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
         rows += outbox_rows(rule, event, run.job, run, now)
     if rows:
         AlertOutbox.objects.bulk_create(rows)
+        transaction.on_commit(wake_delivery)
     return len(rows)
+
+
+#: Set when this process wrote alerts: its delivery loop sends them without waiting
+#: for its next poll.
+delivery_wanted = threading.Event()
+
+
+def wake_delivery() -> None:
+    delivery_wanted.set()
 
 
 def _load_jobs(runs: Sequence[JobRun]) -> None:
