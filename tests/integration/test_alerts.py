@@ -471,3 +471,27 @@ def test_prune_keeps_pending_alerts(tenant, hook):
     assert delivery.prune(datetime.now(UTC), 30) == 1
     assert list(AlertOutbox.objects.values_list("pk", flat=True)) == [pending.pk]
     assert delivery.prune(datetime.now(UTC), None) == 0
+
+
+@pytest.mark.django_db
+def test_retrying_and_interrupted_signals_and_alerts(tenant, make_job, hook):
+    job = make_job("j", retry_max_attempts=3)
+    rule(tenant, [webhook_channel(tenant, hook.url)], events=["retrying", "interrupted"], throttle_seconds=0)
+    got = []
+
+    def receiver(sender, run, **kwargs):
+        got.append((kwargs["signal"], run.state, run.is_final))
+
+    signals.run_retrying.connect(receiver)
+    signals.run_interrupted.connect(receiver)
+    try:
+        finish(job, "failed", when=datetime(2026, 1, 1, tzinfo=UTC))
+        finish(job, "interrupted", when=datetime(2026, 1, 2, tzinfo=UTC))
+    finally:
+        signals.run_retrying.disconnect(receiver)
+        signals.run_interrupted.disconnect(receiver)
+    assert got == [
+        (signals.run_retrying, "failed", False),
+        (signals.run_interrupted, "interrupted", False),
+    ]
+    assert sorted(AlertOutbox.objects.values_list("event", flat=True)) == ["interrupted", "retrying"]
