@@ -42,6 +42,12 @@ def register_models() -> None:
             exclude_fields=["secrets_token", "updated_at", "trigger_changed_at"],
             m2m_fields={"calendars"},
         )
+    from scheduler_app.models import AlertChannel, AlertRule
+
+    if not auditlog.contains(AlertChannel):
+        auditlog.register(AlertChannel, exclude_fields=["secret_token", "updated_at"])
+    if not auditlog.contains(AlertRule):
+        auditlog.register(AlertRule, exclude_fields=["updated_at"], m2m_fields={"channels"})
     for model in (UserObjectPermission, GroupObjectPermission):
         if not auditlog.contains(model):
             auditlog.register(model)

@@ -116,6 +116,20 @@ DEFAULTS: dict[str, Any] = {
     # Also label run counters and histograms by job (tenant/name). Off by default: an
     # installation may have 100,000 jobs, one time series each.
     "METRICS_JOB_LABELS": False,
+    # -- alerts (scheduler_app.alerts) --
+    # Base of the links to run pages in alerts, e.g. "https://scheduler.example.com".
+    "ALERTS_BASE_URL": "",
+    # Seconds between the delivery loop's looks at the outbox when it is idle.
+    "ALERTS_POLL_INTERVAL": 0.25,
+    # Seconds a node holds the alerts it is sending; after that, another node resends them.
+    "ALERTS_LEASE_SECONDS": 30.0,
+    # Retries back off from this many seconds, doubling, up to the maximum.
+    "ALERTS_RETRY_BASE_SECONDS": 5.0,
+    "ALERTS_RETRY_MAX_SECONDS": 300.0,
+    # Seconds after an alert was written when its delivery is given up ("dead").
+    "ALERTS_GIVE_UP_AFTER_SECONDS": 86400.0,
+    # Seconds between the late / missed checks (done by every node's delivery loop).
+    "ALERTS_CHECK_INTERVAL": 5.0,
 }
 
 

@@ -56,3 +56,9 @@ SCHEDULER_APP = {
 
 # django-celery-beat's real tables, for `importjobs --from celery-beat` tests.
 INSTALLED_APPS = [*INSTALLED_APPS, "django_celery_beat"]  # noqa: F405
+
+# Alert tests: real runscheduler processes send mail to a local SMTP server (aiosmtpd).
+if os.environ.get("SCHEDULER_TEST_SMTP_PORT"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = int(os.environ["SCHEDULER_TEST_SMTP_PORT"])

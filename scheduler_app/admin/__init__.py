@@ -814,4 +814,4 @@ class MembershipAdmin(UserByNameMixin, TenantScopedAdmin):
         permissions.forget(request.user)
 
 
-from scheduler_app.admin import apikeys  # noqa: E402,F401  (registers the API keys admin)
+from scheduler_app.admin import alerts, apikeys  # noqa: E402,F401  (register their admins)

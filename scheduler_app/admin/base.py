@@ -13,11 +13,17 @@ from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
-from scheduler_app.models import Calendar, Job, JobGroup, Tenant
+from scheduler_app.models import AlertChannel, Calendar, Job, JobGroup, Tenant
 from scheduler_app.services import permissions
 
 #: Related models scoped by their tenant when offered as choices.
-SCOPED_MODELS = {Job: "tenant", JobGroup: "tenant", Calendar: "tenant", Tenant: "pk"}
+SCOPED_MODELS = {
+    Job: "tenant",
+    JobGroup: "tenant",
+    Calendar: "tenant",
+    AlertChannel: "tenant",
+    Tenant: "pk",
+}
 
 
 def scoped_choices(request: HttpRequest, model: Any, queryset: QuerySet | None) -> QuerySet | None:

@@ -17,7 +17,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
-from scheduler_app import signals
+from scheduler_app import alerts, signals
 from scheduler_app.conf import app_settings
 from scheduler_app.engine import rules
 from scheduler_app.engine.interfaces import (
@@ -53,6 +53,8 @@ OUTCOME_SIGNALS = {
     RunState.TIMED_OUT: signals.run_timed_out,
     RunState.LOST: signals.run_lost,
     RunState.SKIPPED: signals.run_skipped,
+    RunState.CANCELLED: signals.run_cancelled,
+    RunState.INTERRUPTED: signals.run_interrupted,
 }
 
 
@@ -235,6 +237,7 @@ class DjangoRunStore:
                 )
                 run.state = RunState.SKIPPED
             counters.count_finished(run for run, _ in skipped)  # metrics
+            alerts.on_outcome([run for run, _ in skipped])  # outbox rows, in this transaction
         for run, _ in skipped:
             signals.run_skipped.send(sender=JobRun, run=run)
         result = []
@@ -346,6 +349,7 @@ class DjangoRunStore:
             if done:
                 self._write_outcomes(done)
                 counters.count_finished(done)  # metrics: in the transaction that records them
+                alerts.on_outcome(done)  # alert outbox rows: in the same transaction
             edges = self._edges({r.job_id for r in done})
             retries = []
             for run, retry in follow:
@@ -375,6 +379,8 @@ class DjangoRunStore:
             sender = OUTCOME_SIGNALS.get(run.state)
             if sender is not None and sender.has_listeners():
                 sender.send(sender=JobRun, run=run)
+            if run.state in FAILED_STATES and not run.is_final:
+                signals.run_retrying.send(sender=JobRun, run=run)
             logger.info(
                 "run finished",
                 extra={

@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from django.db import close_old_connections, connection
 
 from scheduler_app import plugins
+from scheduler_app.alerts.delivery import DeliveryLoop
 from scheduler_app.backends import bridge
 from scheduler_app.backends.runstore import DjangoRunStore, is_transient
 from scheduler_app.conf import app_settings
@@ -39,6 +40,7 @@ class SchedulerService:
         self._sync_thread: threading.Thread | None = None
         self._sync_beat = time.monotonic()
         self._database_ok_at: float | None = None  # monotonic time of the last good round trip
+        self.alerts: DeliveryLoop | None = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -104,6 +106,8 @@ class SchedulerService:
         self.scheduler.resume()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="definition-sync", daemon=True)
         self._sync_thread.start()
+        self.alerts = DeliveryLoop(self.node_name)  # any node delivers alerts
+        self.alerts.start()
         logger.info(
             "scheduler started",
             extra={
@@ -127,6 +131,8 @@ class SchedulerService:
             found.append("the definition sync loop died")
         elif time.monotonic() - self._sync_beat > 120:
             found.append(f"the definition sync loop stalled for {time.monotonic() - self._sync_beat:.0f} s")
+        if self.alerts is not None:
+            found.extend(self.alerts.problems())
         return found
 
     def database_contact_age(self) -> float | None:
@@ -139,6 +145,8 @@ class SchedulerService:
     def shutdown(self, grace: float, reason: str = "scheduler shut down") -> None:
         logger.info("scheduler stopping", extra={"node": self.node_name, "grace": grace})
         self._stop_sync.set()
+        if self.alerts is not None:
+            self.alerts.stop()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.node is not None:

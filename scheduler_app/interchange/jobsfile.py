@@ -19,10 +19,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from scheduler_app import documents, services
+from scheduler_app.documents import alert as alert_document
 from scheduler_app.documents import job as job_document
 from scheduler_app.documents import limits
 from scheduler_app.documents.job import FORMAT_VERSION, JOB_KEYS, DocumentError
 from scheduler_app.models import (
+    AlertChannel,
+    AlertRule,
     Calendar,
     CalendarDate,
     Job,
@@ -30,7 +33,7 @@ from scheduler_app.models import (
     Tenant,
 )
 
-TOP_LEVEL_KEYS = {"version", "tenants", "groups", "calendars", "jobs"}
+TOP_LEVEL_KEYS = {"version", "tenants", "groups", "calendars", "jobs", "alert_channels", "alert_rules"}
 TENANT_KEYS = {"slug", "name"}
 GROUP_KEYS = {"tenant", "name", "description"}
 CALENDAR_KEYS = {"tenant", "name", "description", "dates"}
@@ -170,6 +173,8 @@ def import_document(
     groups = _entries(doc, "groups", GROUP_KEYS)
     calendars = _entries(doc, "calendars", CALENDAR_KEYS)
     jobs = _entries(doc, "jobs", JOB_KEYS)
+    alert_channels = _entries(doc, "alert_channels", alert_document.CHANNEL_KEYS)
+    alert_rules = _entries(doc, "alert_rules", alert_document.RULE_KEYS)
     report = ImportReport()
     try:
         with transaction.atomic():
@@ -179,6 +184,13 @@ def import_document(
             saved: dict[int, tuple[Job, bool]] = {}
             job_map = _import_jobs(jobs, tenant_map, group_map, calendar_map, report, actor, summary, saved)
             _import_dependencies(jobs, tenant_map, job_map, report, actor, prune=prune, saved=saved)
+            alert_document.import_alerts(
+                alert_channels,
+                alert_rules,
+                lambda item, where: _tenant_for(item, where, tenant_map),
+                report,
+                actor,
+            )
             # Versions and notifications once each job's fields *and* dependencies are in place.
             for job, created in saved.values():
                 services.notify_job_changed(job, actor=actor, created=created, summary=summary)
@@ -501,6 +513,19 @@ def export_document(
             job_document.export_job(j, secrets="encrypted" if include_secrets else "omit")
             for j in jobs
             if _exportable(j, skipped)
+        ],
+        "alert_channels": [
+            alert_document.export_channel(c, secrets="encrypted" if include_secrets else "omit")
+            for c in AlertChannel.objects.filter(tenant__in=tenants)
+            .select_related("tenant")
+            .order_by("tenant__slug", "name")
+        ],
+        "alert_rules": [
+            alert_document.export_rule(r)
+            for r in AlertRule.objects.filter(tenant__in=tenants)
+            .select_related("tenant", "scope_job", "scope_group")
+            .prefetch_related("channels")
+            .order_by("tenant__slug", "name")
         ],
     }
 

@@ -1,3 +1,13 @@
+from scheduler_app.models.alerts import (
+    AlertChannel,
+    AlertDelivery,
+    AlertEvent,
+    AlertIncident,
+    AlertOutbox,
+    AlertRule,
+    ChannelType,
+    OutboxState,
+)
 from scheduler_app.models.apikeys import ApiKey, RunRequest
 from scheduler_app.models.calendars import Calendar, CalendarDate
 from scheduler_app.models.counters import RunCounter
@@ -15,6 +25,14 @@ from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
 
 __all__ = [
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertEvent",
+    "AlertIncident",
+    "AlertOutbox",
+    "AlertRule",
+    "ChannelType",
+    "OutboxState",
     "ApiKey",
     "RunCounter",
     "RunRequest",

@@ -14,6 +14,13 @@ calendars, memberships), :mod:`.groupops` (operations on a group's or tenant's j
 public function is re-exported here, so ``services.save_job(...)`` is the way to call.
 """
 
+from scheduler_app.services.alerts import (
+    delete_alert_objects,
+    mute_rule,
+    save_channel,
+    save_rule,
+    send_test_alert,
+)
 from scheduler_app.services.backfill import BackfillPlan, backfill_job, plan_backfill
 from scheduler_app.services.bulk import BulkResult
 from scheduler_app.services.grants import GRANTABLE, set_object_permissions
@@ -47,6 +54,11 @@ from scheduler_app.services.keys import create_key, revoke_key
 from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, stop_runs
 
 __all__ = [
+    "delete_alert_objects",
+    "mute_rule",
+    "save_channel",
+    "save_rule",
+    "send_test_alert",
     "FLAG_ACTIONS",
     "GRANTABLE",
     "GROUP_OPERATIONS",

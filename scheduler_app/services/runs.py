@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from scheduler_app import audit, signals
+from scheduler_app import alerts, audit, signals
 from scheduler_app.documents import limits
 from scheduler_app.engine import triggerspec
 from scheduler_app.models import Job, JobRun, RunReason, RunState
@@ -158,16 +158,20 @@ def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
         if not permissions.can(actor, "run", run.job):
             result.refused.append((run, "you may not cancel runs of this job"))
             continue
-        updated = JobRun.objects.filter(pk=run.pk, state=RunState.QUEUED).update(
-            state=RunState.CANCELLED,
-            finished_at=timezone.now(),
-            is_final=True,
-            error="cancelled by an operator",
-        )
+        with transaction.atomic():
+            updated = JobRun.objects.filter(pk=run.pk, state=RunState.QUEUED).update(
+                state=RunState.CANCELLED,
+                finished_at=timezone.now(),
+                is_final=True,
+                error="cancelled by an operator",
+            )
+            if updated:
+                run.refresh_from_db()
+                counters.count_finished([run])  # metrics
+                alerts.on_outcome([run])  # alert outbox rows, in this transaction
+                audit.record(run.job, "cancel_run", actor, run_id=run.pk)
         if updated:
-            run.refresh_from_db()
-            counters.count_finished([run])  # metrics
-            audit.record(run.job, "cancel_run", actor, run_id=run.pk)
+            signals.run_cancelled.send(sender=JobRun, run=run)
             result.done.append(run)
         else:
             result.refused.append((run, f"run is {run.state}, not queued"))

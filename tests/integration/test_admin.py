@@ -209,6 +209,14 @@ def scenario(tenant, other_tenant):
     JobRun.objects.filter(pk=runs["running"].pk).update(state="running", node="node-b")
     for run in runs.values():
         run.refresh_from_db()
+    from scheduler_app.models import AlertChannel, AlertRule
+
+    hook = services.save_channel(
+        AlertChannel(tenant=tenant, name="ops-hook", type="webhook", config={"url": "http://127.0.0.1:9/x"}),
+        secret="hook-secret",
+    )
+    services.save_rule(AlertRule(tenant=tenant, name="billing failures", events=["failed"]), channels=[hook])
+    services.send_test_alert(hook)  # an outbox row
     return {
         "tenant": tenant,
         "other": other_tenant,
@@ -223,6 +231,8 @@ def scenario(tenant, other_tenant):
 
 # -- change lists -----------------------------------------------------------------------
 
+
+from scheduler_app.models import AlertOutbox  # noqa: E402
 
 EXPECTED_MODELS = {Tenant, JobGroup, Calendar, Job, JobDependency, JobRun}
 
@@ -242,7 +252,8 @@ def test_every_registered_model_has_working_add_and_change_pages(admin_client, s
         name = model._meta.model_name
         obj = model.objects.order_by("pk").first()
         assert admin_client.get(url(name, "change", obj.pk)).status_code == 200, model
-        expected = 403 if model is JobRun else 200  # runs are made by the scheduler
+        # Runs are made by the scheduler, alerts by rules.
+        expected = 403 if model in (JobRun, AlertOutbox) else 200
         assert admin_client.get(url(name, "add")).status_code == expected, model
 
 

@@ -1,0 +1,257 @@
+"""The delivery loop: runs in a thread of every ``runscheduler``; any node delivers.
+
+A node leases due outbox rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) for
+``ALERTS_LEASE_SECONDS``, sends them outside any transaction, then records the attempt
+and the new state only if it still holds the lease. A node killed between sending and
+recording leaves the row leased; when the lease expires another node (or the restart)
+sends it again with the same ``alert_id``: delivery is at least once.
+
+Failures retry with exponential backoff (``ALERTS_RETRY_BASE_SECONDS`` doubling up to
+``ALERTS_RETRY_MAX_SECONDS``) until ``ALERTS_GIVE_UP_AFTER_SECONDS`` after the alert was
+written; then the row becomes ``dead`` (visible in the admin, ``alert_failed`` sent).
+A rule with ``digest`` sends the alerts that piled up for one channel as one message."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from scheduler_app import signals
+from scheduler_app.alerts import channels as channel_types
+from scheduler_app.alerts import checks, evaluate
+from scheduler_app.conf import app_settings
+from scheduler_app.models import AlertDelivery, AlertOutbox, OutboxState
+
+logger = logging.getLogger(__name__)
+
+
+def retry_delay(attempts: int) -> float:
+    base = float(app_settings.ALERTS_RETRY_BASE_SECONDS)
+    return min(base * (2 ** max(attempts - 1, 0)), float(app_settings.ALERTS_RETRY_MAX_SECONDS))
+
+
+def lease(node: str, now: datetime, limit: int) -> list[AlertOutbox]:
+    """Lease up to ``limit`` due rows to ``node``."""
+    until = now + timedelta(seconds=app_settings.ALERTS_LEASE_SECONDS)
+    with transaction.atomic():
+        qs = (
+            AlertOutbox.objects.filter(state=OutboxState.PENDING, next_attempt_at__lte=now)
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+            .order_by("next_attempt_at", "id")
+        )
+        if connection.vendor == "postgresql":
+            qs = qs.select_for_update(skip_locked=True, of=("self",))
+        rows = list(qs[:limit])
+        if not rows:
+            return []
+        AlertOutbox.objects.filter(pk__in=[r.pk for r in rows]).update(leased_by=node, leased_until=until)
+    ids = [r.pk for r in rows]
+    return list(AlertOutbox.objects.filter(pk__in=ids).select_related("channel", "rule").order_by("id"))
+
+
+def _groups(rows: list[AlertOutbox]) -> list[list[AlertOutbox]]:
+    """Rows sent together: a digest rule's rows for one channel, else one each."""
+    digest: dict[tuple[int, int], list[AlertOutbox]] = defaultdict(list)
+    groups: list[list[AlertOutbox]] = []
+    for row in rows:
+        if row.rule is not None and row.rule.digest:
+            digest[(row.rule_id, row.channel_id)].append(row)
+        else:
+            groups.append([row])
+    groups.extend(digest.values())
+    return groups
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _senders() -> ThreadPoolExecutor:
+    """Threads that do the network part of sending (no database), so one slow channel
+    does not hold up the others."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="alert-send")
+        return _pool
+
+
+def deliver(node: str, limit: int = 50) -> int:
+    """Lease and send what is due; returns how many rows were handled."""
+    now = timezone.now()
+    rows = lease(node, now, limit)
+    if not rows:
+        return 0
+    groups = _groups(rows)
+    futures = [_senders().submit(_attempt, group) for group in groups]
+    for group, future in zip(groups, futures, strict=True):
+        _record(node, group, future.result())
+    return len(rows)
+
+
+def _payload(group: list[AlertOutbox]) -> dict:
+    if len(group) == 1:
+        return group[0].payload
+    return {
+        "schema": group[0].payload.get("schema", 1),
+        "alert_id": f"digest-{group[0].alert_id}",
+        "event": "digest",
+        "tenant": group[0].payload.get("tenant"),
+        "rule": group[0].payload.get("rule"),
+        "alerts": [r.payload for r in group],
+    }
+
+
+def _attempt(group: list[AlertOutbox]) -> tuple[bool, str, str, str, float]:
+    """Send one message (no database access): ok, status, response, error, seconds."""
+    timeout = max(1.0, app_settings.ALERTS_LEASE_SECONDS / 2)
+    started = time.monotonic()
+    ok, status, response, error = True, "ok", "", ""
+    try:
+        response = channel_types.send(group[0].channel, _payload(group), timeout)
+    except channel_types.DeliveryError as exc:
+        ok, status, response, error = False, exc.status or "error", exc.response, str(exc)
+    except Exception as exc:  # a broken channel must not stop the loop
+        ok, status, error = False, "error", f"{exc.__class__.__name__}: {exc}"
+    return ok, status, response, error, time.monotonic() - started
+
+
+def _record(node: str, group: list[AlertOutbox], result: tuple[bool, str, str, str, float]) -> None:
+    ok, status, response, error, took = result
+    channel = group[0].channel
+    now = timezone.now()
+    give_up = timedelta(seconds=app_settings.ALERTS_GIVE_UP_AFTER_SECONDS)
+    finished: list[tuple[AlertOutbox, str]] = []
+    with transaction.atomic():
+        for row in group:
+            attempts = row.attempts + 1
+            if ok:
+                fields = {"state": OutboxState.SENT, "sent_at": now, "last_error": ""}
+                outcome = "sent"
+            elif now - row.created_at >= give_up:
+                fields = {"state": OutboxState.DEAD, "last_error": error}
+                outcome = "dead"
+            else:
+                fields = {
+                    "next_attempt_at": now + timedelta(seconds=retry_delay(attempts)),
+                    "last_error": error,
+                }
+                outcome = "retry"
+            # Fenced: a node whose lease expired (it was too slow) records nothing.
+            updated = AlertOutbox.objects.filter(pk=row.pk, leased_by=node, state=OutboxState.PENDING).update(
+                attempts=attempts, leased_by="", leased_until=None, **fields
+            )
+            AlertDelivery.objects.create(
+                outbox=row,
+                attempted_at=now,
+                node=node,
+                ok=ok,
+                status=status[:32],
+                response=response[:2000],
+                error=error[:2000],
+                duration=round(took, 4),
+            )
+            if updated:
+                finished.append((row, outcome))
+    for row, outcome in finished:
+        log = logger.info if outcome == "sent" else logger.warning
+        log(
+            f"alert {outcome}",
+            extra={
+                "alert_id": str(row.alert_id),
+                "event": row.event,
+                "channel": channel.name,
+                "error": error,
+            },
+        )
+        if outcome == "sent":
+            signals.alert_sent.send(sender=AlertOutbox, alert=row, response=response)
+        else:
+            signals.alert_failed.send(sender=AlertOutbox, alert=row, error=error, final=outcome == "dead")
+
+
+def prune(now: datetime, days: float | None) -> int:
+    """Delete delivered and given-up alerts (with their attempts) and closed incidents
+    older than the run retention; pending alerts are never deleted."""
+    if days is None:
+        return 0
+    from scheduler_app.models import AlertIncident
+
+    cutoff = now - timedelta(days=days)
+    deleted, _ = AlertOutbox.objects.filter(
+        state__in=[OutboxState.SENT, OutboxState.DEAD], created_at__lt=cutoff
+    ).delete()
+    AlertIncident.objects.filter(closed_at__lt=cutoff).delete()
+    return deleted
+
+
+class DeliveryLoop:
+    """The thread inside ``runscheduler``: delivers due alerts every
+    ``ALERTS_POLL_INTERVAL`` seconds and runs the late/missed checks."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.beat = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="alert-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        evaluate.wake_delivery()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def problems(self) -> list[str]:
+        if self._thread is None or self._stop.is_set():
+            return []
+        if not self._thread.is_alive():
+            return ["the alert delivery loop died"]
+        stalled = time.monotonic() - self.beat
+        if stalled > max(120.0, app_settings.ALERTS_LEASE_SECONDS * 4):
+            return [f"the alert delivery loop stalled for {stalled:.0f} s"]
+        return []
+
+    def _run(self) -> None:
+        close_old_connections()
+        last_check = 0.0
+        last_prune = time.monotonic()
+        failing = False
+        while not self._stop.is_set():
+            self.beat = time.monotonic()
+            busy = False
+            try:
+                busy = deliver(self.node) > 0
+                if time.monotonic() - last_check >= app_settings.ALERTS_CHECK_INTERVAL:
+                    last_check = time.monotonic()
+                    checks.run_periodic_checks(timezone.now())
+                if time.monotonic() - last_prune >= 3600.0:
+                    last_prune = time.monotonic()
+                    prune(timezone.now(), app_settings.RUN_RETENTION_DAYS)
+                if failing:
+                    logger.warning("alert delivery recovered")
+                    failing = False
+            except Exception as exc:
+                if not failing:
+                    logger.error("alert delivery failed; retrying", extra={"error": str(exc)}, exc_info=True)
+                failing = True
+                try:
+                    connection.close()
+                except Exception:
+                    pass
+                self._stop.wait(1.0)
+            if not busy:
+                evaluate.delivery_wanted.wait(app_settings.ALERTS_POLL_INTERVAL)
+            evaluate.delivery_wanted.clear()
+        connection.close()

@@ -1,0 +1,221 @@
+"""Which alerts a batch of recorded runs causes, and the outbox rows for them.
+
+Deduplication: failures of one job under one rule form one *incident* (an
+:class:`~scheduler_app.models.AlertIncident` row, at most one open per rule, job and
+kind). While it is open, further failures only count as suppressed, except one
+reminder per ``throttle_seconds``; the job's next success closes it and, when the rule
+asks for ``recovered``, sends that."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from scheduler_app.alerts import payloads
+from scheduler_app.models import (
+    AlertIncident,
+    AlertOutbox,
+    AlertRule,
+    Job,
+    JobRun,
+    RunState,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Incident kinds: every failure-like event of a job shares the "failure" incident.
+FAILURE = "failure"
+FAILURE_EVENTS = {"failed", "retrying", "timed_out", "lost"}
+
+
+def run_events(run: JobRun) -> list[str]:
+    """The events a recorded run stands for, most specific first."""
+    state = run.state
+    if state in (RunState.FAILED, RunState.TIMED_OUT, RunState.LOST):
+        events = [] if state == RunState.FAILED else [str(state)]
+        events.append("failed" if run.is_final else "retrying")
+        return events
+    if state in (RunState.CANCELLED, RunState.INTERRUPTED, RunState.SKIPPED):
+        return [str(state)]
+    return []
+
+
+def rules_for(tenant_ids: Iterable[int]) -> list[AlertRule]:
+    """The enabled rules of these tenants with their channels, in two queries."""
+    ids = set(tenant_ids)
+    if not ids:
+        return []
+    return list(
+        AlertRule.objects.active()
+        .filter(tenant_id__in=ids)
+        .select_related("tenant", "scope_job", "scope_group")
+        .prefetch_related("channels")
+    )
+
+
+def applies(rule: AlertRule, job: Job) -> bool:
+    if rule.tenant_id != job.tenant_id:
+        return False
+    if rule.scope_job_id is not None:
+        return rule.scope_job_id == job.pk
+    if rule.scope_group_id is not None:
+        return rule.scope_group_id == job.group_id
+    return True
+
+
+def _muted(rule: AlertRule, now: datetime) -> bool:
+    return rule.muted_until is not None and rule.muted_until > now
+
+
+def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
+    """Write the outbox rows the recorded ``runs`` cause, in the current transaction
+    (the one recording them). Each run must have its ``job`` loaded. Returns how many
+    alerts were written. Bounded: two queries for the rules, one for open incidents,
+    one bulk insert, whatever the batch size."""
+    if not runs:
+        return 0
+    now = now or timezone.now()
+    rules = rules_for({r.tenant_id for r in runs})
+    if not rules:
+        return 0
+    _load_jobs(runs)
+    pairs: list[tuple[AlertRule, JobRun]] = [
+        (rule, run) for run in runs for rule in rules if applies(rule, run.job)
+    ]
+    if not pairs:
+        return 0
+    open_incidents = {
+        (i.rule_id, i.job_id, i.kind): i
+        for i in AlertIncident.objects.filter(
+            rule_id__in={rule.pk for rule, _ in pairs},
+            job_id__in={run.job_id for _, run in pairs},
+            closed_at__isnull=True,
+        )
+    }
+    rows: list[AlertOutbox] = []
+    for rule, run in pairs:
+        if run.state == RunState.SUCCEEDED:
+            rows += _on_success(rule, run, now, open_incidents)
+            continue
+        events = [e for e in run_events(run) if e in rule.events]
+        if not events or _muted(rule, now):
+            continue
+        event = events[0]
+        kind = FAILURE if event in FAILURE_EVENTS else event
+        if not _open_or_remind(rule, run.job, kind, now, open_incidents):
+            continue
+        rows += outbox_rows(rule, event, run.job, run, now)
+    if rows:
+        AlertOutbox.objects.bulk_create(rows)
+        transaction.on_commit(wake_delivery)
+    return len(rows)
+
+
+#: Set when this process wrote alerts: its delivery loop sends them without waiting
+#: for its next poll.
+delivery_wanted = threading.Event()
+
+
+def wake_delivery() -> None:
+    delivery_wanted.set()
+
+
+def _load_jobs(runs: Sequence[JobRun]) -> None:
+    """Attach the jobs (with their groups) the runs lack, in one query."""
+    missing = {r.job_id for r in runs if not JobRun.job.is_cached(r)}
+    if missing:
+        jobs = Job.objects.select_related("group").in_bulk(missing)
+        for run in runs:
+            if run.job_id in jobs and not JobRun.job.is_cached(run):
+                run.job = jobs[run.job_id]
+
+
+def _on_success(
+    rule: AlertRule, run: JobRun, now: datetime, open_incidents: dict[tuple[int, int, str], AlertIncident]
+) -> list[AlertOutbox]:
+    rows: list[AlertOutbox] = []
+    mine = [i for key, i in open_incidents.items() if key[0] == rule.pk and key[1] == run.job_id]
+    if mine:
+        AlertIncident.objects.filter(pk__in=[i.pk for i in mine]).update(closed_at=now)
+        for incident in mine:
+            open_incidents.pop((incident.rule_id, incident.job_id, incident.kind), None)
+        if "recovered" in rule.events and not _muted(rule, now):
+            rows += outbox_rows(rule, "recovered", run.job, run, now)
+    if (
+        "slow" in rule.events
+        and rule.slow_after_seconds
+        and (run.duration or 0.0) > rule.slow_after_seconds
+        and not _muted(rule, now)
+        and _open_or_remind(rule, run.job, "slow", now, open_incidents)
+    ):
+        rows += outbox_rows(rule, "slow", run.job, run, now)
+    return rows
+
+
+def _open_or_remind(
+    rule: AlertRule,
+    job: Job,
+    kind: str,
+    now: datetime,
+    open_incidents: dict[tuple[int, int, str], AlertIncident],
+) -> bool:
+    """Open an incident (True: alert), or count a suppressed alert on the open one
+    (False), unless its throttle window has passed (True: a reminder)."""
+    key = (rule.pk, job.pk, kind)
+    incident = open_incidents.get(key)
+    if incident is None:
+        # The partial unique index keeps one open incident even if two nodes race; the
+        # savepoint keeps the outcome's transaction usable if this one lost.
+        from django.db import IntegrityError
+
+        try:
+            with transaction.atomic():
+                incident = AlertIncident.objects.create(
+                    rule=rule, job=job, kind=kind, opened_at=now, last_alert_at=now
+                )
+        except IntegrityError:
+            return False
+        open_incidents[key] = incident
+        return True
+    if rule.throttle_seconds and now - incident.last_alert_at >= timedelta(seconds=rule.throttle_seconds):
+        AlertIncident.objects.filter(pk=incident.pk).update(last_alert_at=now)
+        incident.last_alert_at = now
+        return True
+    AlertIncident.objects.filter(pk=incident.pk).update(suppressed=incident.suppressed + 1)
+    incident.suppressed += 1
+    return False
+
+
+def outbox_rows(
+    rule: AlertRule | None,
+    event: str,
+    job: Job | None,
+    run: JobRun | None,
+    now: datetime,
+    channels: Sequence[Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[AlertOutbox]:
+    """One unsaved outbox row per enabled channel of ``rule`` (or ``channels``)."""
+    targets = list(channels if channels is not None else rule.channels.all() if rule else [])
+    rows = []
+    for channel in targets:
+        if not channel.enabled:
+            continue
+        row = AlertOutbox(
+            tenant_id=channel.tenant_id,
+            rule=rule,
+            channel=channel,
+            event=event,
+            job=job,
+            run=run if run is not None and run.pk is not None else None,
+            next_attempt_at=now,
+        )
+        row.payload = payloads.build(row, rule, job, run, now, extra)
+        rows.append(row)
+    return rows

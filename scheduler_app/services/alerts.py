@@ -1,0 +1,196 @@
+"""Alert channels and rules: the one write path (validated with field names,
+permission-checked, audited with the actor, in a transaction). Channel secrets (a
+webhook's HMAC secret, an apprise URL) are stored only encrypted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from scheduler_app import audit
+from scheduler_app.alerts import channels as channel_types
+from scheduler_app.alerts import evaluate
+from scheduler_app.models import AlertChannel, AlertEvent, AlertOutbox, AlertRule
+from scheduler_app.services import permissions
+from scheduler_app.services.bulk import BulkResult
+
+RULE_EVENTS = [e.value for e in AlertEvent if e != AlertEvent.TEST]
+#: Channel types whose secret is required (apprise: the URL itself).
+SECRET_REQUIRED = {"apprise"}
+
+
+def _check_tenant_change(obj: Any, actor: Any, model: type) -> None:
+    if obj.pk is None:
+        permissions.require(actor, "add", tenant_id=obj.tenant_id)
+        return
+    stored = model.objects.filter(pk=obj.pk).first()
+    if stored is None:
+        return
+    permissions.require(actor, "change", stored)
+    if stored.tenant_id != obj.tenant_id:
+        raise ValidationError({"tenant": f"an {model._meta.verbose_name} cannot move to another tenant"})
+
+
+def validate_channel(channel: AlertChannel, secret: str | None) -> None:
+    """Field errors of a channel (``secret``: the new one, None keeps the stored one)."""
+    errors: dict[str, list[str]] = {}
+    config = channel.config if isinstance(channel.config, dict) else None
+    if config is None:
+        raise ValidationError({"config": "must be an object"})
+    if channel.type == "email":
+        to = config.get("to")
+        if not isinstance(to, list) or not to:
+            errors["to"] = ["list at least one e-mail address"]
+        else:
+            for index, address in enumerate(to):
+                try:
+                    validate_email(address)
+                except (ValidationError, TypeError):
+                    errors.setdefault("to", []).append(f"to[{index}]: {address!r} is not an e-mail address")
+    elif channel.type == "webhook":
+        url = config.get("url")
+        try:
+            URLValidator(schemes=["http", "https"])(url or "")
+        except ValidationError:
+            errors["url"] = [f"{url!r} is not an http(s) URL"]
+        timeout = config.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60
+        ):
+            errors["timeout"] = ["must be a number of seconds above 0 and at most 60"]
+    elif channel.type == "apprise":
+        stored = bool(channel.secret_token) and secret is None
+        if not stored:
+            problems = channel_types.apprise_problems(secret or "")
+            if problems:
+                errors["url"] = problems
+    else:
+        errors["type"] = [f"unknown channel type {channel.type!r}; use email, webhook or apprise"]
+    for name in ("subject_template", "body_template"):
+        problems = channel_types.template_problems(getattr(channel, name) or "")
+        if problems:
+            errors[name] = problems
+    if errors:
+        raise ValidationError(errors)
+
+
+def save_channel(channel: AlertChannel, *, secret: str | None = None, actor: Any = None) -> AlertChannel:
+    """Create or change a channel. ``secret``: a new webhook secret / apprise URL
+    (``""`` removes it, None keeps the stored one)."""
+    _check_tenant_change(channel, actor, AlertChannel)
+    validate_channel(channel, secret)
+    if secret is not None:
+        channel.set_secret(secret)
+    channel.full_clean()
+    with transaction.atomic(), audit.acting_as(actor):
+        channel.save()
+        if secret is not None:
+            audit.record(channel, "set_channel_secret", actor, fingerprint=channel.secret_fingerprint or None)
+    return channel
+
+
+def validate_rule(rule: AlertRule, channels: Sequence[AlertChannel]) -> None:
+    errors: dict[str, list[str]] = {}
+    events = rule.events
+    if not isinstance(events, list) or not events:
+        errors["events"] = [f"list at least one of {', '.join(RULE_EVENTS)}"]
+    else:
+        unknown = [e for e in events if e not in RULE_EVENTS]
+        if unknown:
+            errors["events"] = [
+                f"unknown event(s) {', '.join(map(repr, unknown))}; known: {', '.join(RULE_EVENTS)}"
+            ]
+    for name in ("missed_after_seconds", "late_after_seconds", "slow_after_seconds"):
+        value = getattr(rule, name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            errors[name] = [f"must be a positive number of seconds, not {value!r}"]
+    if isinstance(events, list):
+        for event, field in (
+            ("missed", "missed_after_seconds"),
+            ("late", "late_after_seconds"),
+            ("slow", "slow_after_seconds"),
+        ):
+            if event in events and getattr(rule, field) is None and field not in errors:
+                errors[field] = [f"required for the {event!r} event"]
+    if rule.throttle_seconds is None or isinstance(rule.throttle_seconds, bool) or rule.throttle_seconds < 0:
+        errors["throttle_seconds"] = ["must be 0 or a positive number of seconds"]
+    if rule.scope_job_id and rule.scope_group_id:
+        errors["scope"] = ["a rule is scoped to a job or a group, not both"]
+    if rule.scope_job_id and rule.scope_job.tenant_id != rule.tenant_id:
+        errors["scope"] = ["the job is not in the rule's tenant"]
+    if rule.scope_group_id and rule.scope_group.tenant_id != rule.tenant_id:
+        errors["scope"] = ["the group is not in the rule's tenant"]
+    if not channels:
+        errors["channels"] = ["name at least one channel"]
+    for channel in channels:
+        if channel.tenant_id != rule.tenant_id:
+            errors.setdefault("channels", []).append(f"channel {channel.name!r} is not in the rule's tenant")
+    if errors:
+        raise ValidationError(errors)
+
+
+def save_rule(
+    rule: AlertRule, *, channels: Sequence[AlertChannel] | None = None, actor: Any = None
+) -> AlertRule:
+    """Create or change a rule; ``channels`` replaces its channels (None keeps them)."""
+    _check_tenant_change(rule, actor, AlertRule)
+    if channels is None:
+        channels = list(rule.channels.all()) if rule.pk else []
+    validate_rule(rule, channels)
+    rule.full_clean(exclude=["channels"])
+    with transaction.atomic(), audit.acting_as(actor):
+        rule.save()
+        rule.channels.set(channels)
+    return rule
+
+
+def mute_rule(rule: AlertRule, until: datetime | None, *, actor: Any = None) -> AlertRule:
+    """Mute a rule until a time (None: unmute)."""
+    permissions.require(actor, "change", rule)
+    with transaction.atomic(), audit.acting_as(actor):
+        rule.muted_until = until
+        rule.save(update_fields=["muted_until", "updated_at"])
+    return rule
+
+
+def delete_alert_objects(objects: Iterable[AlertRule | AlertChannel], *, actor: Any = None) -> BulkResult:
+    result = BulkResult()
+    with transaction.atomic(), audit.acting_as(actor):
+        for obj in objects:
+            if not permissions.can(actor, "delete", obj):
+                result.refused.append((obj, f"you may not delete this {obj._meta.verbose_name}"))
+                continue
+            pk = obj.pk
+            obj.delete()
+            obj.pk = pk
+            result.done.append(obj)
+    return result
+
+
+def send_test_alert(channel: AlertChannel, *, actor: Any = None) -> AlertOutbox:
+    """Queue a sample alert through ``channel`` (the delivery loop sends it)."""
+    permissions.require(actor, "change", channel)
+    if not channel.enabled:
+        raise ValidationError({"enabled": "the channel is disabled; enable it to test it"})
+    now = timezone.now()
+    with transaction.atomic(), audit.acting_as(actor):
+        (row,) = evaluate.outbox_rows(
+            None,
+            "test",
+            None,
+            None,
+            now,
+            channels=[AlertChannel.objects.select_related("tenant").get(pk=channel.pk)],
+            extra={"error": "this is a test alert", "job": "(test)"},
+        )
+        row.save()
+        audit.record(channel, "test_alert", actor, alert_id=str(row.alert_id))
+    return row
