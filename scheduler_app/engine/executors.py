@@ -140,6 +140,7 @@ class _BaseExecutor:
         fields = entry.redactor.fields(fields)
         outcome = Outcome(
             run_id=entry.run.run_id,
+            claim_token=entry.run.claim_token,
             state=state,
             started_at=entry.started_at,
             finished_at=utcnow(),

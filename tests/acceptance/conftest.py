@@ -18,6 +18,7 @@ FAST = {
     "POLL_INTERVAL": 0.2,
     "HEARTBEAT_INTERVAL": 0.5,
     "LOST_AFTER": 4.0,
+    "LEADER_LEASE": 3.0,
     "SHUTDOWN_GRACE": 2.0,
     "RECONCILE_INTERVAL": 1.0,
 }
@@ -34,7 +35,14 @@ def database_url() -> str:
 
 
 class SchedulerProcess:
-    def __init__(self, node: str, store: str | None, overrides: dict, extra_env: dict | None = None):
+    def __init__(
+        self,
+        node: str,
+        store: str | None,
+        overrides: dict,
+        extra_env: dict | None = None,
+        extra_args: list[str] | None = None,
+    ):
         env = os.environ.copy()
         env.update(
             DJANGO_SETTINGS_MODULE="tests.settings",
@@ -48,7 +56,7 @@ class SchedulerProcess:
         self.node = node
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runscheduler", "--node", node],
+            [sys.executable, "manage.py", "runscheduler", "--node", node, *(extra_args or [])],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -97,8 +105,14 @@ class SchedulerProcess:
 def scheduler(transactional_db):
     started: list[SchedulerProcess] = []
 
-    def start(node: str = "node-a", store: str | None = None, extra_env: dict | None = None, **overrides):
-        proc = SchedulerProcess(node, store, overrides, extra_env)
+    def start(
+        node: str = "node-a",
+        store: str | None = None,
+        extra_env: dict | None = None,
+        extra_args: list[str] | None = None,
+        **overrides,
+    ):
+        proc = SchedulerProcess(node, store, overrides, extra_env, extra_args)
         started.append(proc)
         proc.wait_for("scheduler started", 60)
         return proc

@@ -71,7 +71,7 @@ def test_ready_is_503_naming_unapplied_migrations(client):
         assert response.status_code == 503
         body = response.json()
         assert body["status"] == "unavailable"
-        assert body["checks"]["migrations"]["unapplied"] == ["scheduler_app.0003_apikeys"]
+        assert body["checks"]["migrations"]["unapplied"][0] == "scheduler_app.0003_apikeys"
         assert "1 unapplied migration(s)" in body["checks"]["migrations"]["error"]
     finally:
         call_command("migrate", "scheduler_app", verbosity=0)
