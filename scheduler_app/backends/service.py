@@ -327,6 +327,41 @@ class SchedulerService:
             logger.info("pruned old runs", extra={"deleted": deleted})
 
 
+#: Connection settings of a scheduler process on PostgreSQL, so that a black-holed
+#: connection (no RST: a cut cable, a dropped route) is noticed within seconds instead
+#: of TCP's minutes: keepalives probe an idle connection, ``tcp_user_timeout`` bounds
+#: unacknowledged writes, and the server bounds statements and lock waits. A query on
+#: a dead connection then fails, the loops log it, stop claiming and firing, keep
+#: fires and outcomes in memory and retry (see engine.node); nothing exits.
+SCHEDULER_CONNECTION_OPTIONS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 8000,
+}
+SCHEDULER_SERVER_OPTIONS = (
+    "-c statement_timeout=60000 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000"
+)
+
+
+def harden_connections() -> None:
+    """Apply :data:`SCHEDULER_CONNECTION_OPTIONS` to the default database (what the
+    project set itself wins). Call before the scheduler's threads connect."""
+    from django.db import connections
+
+    db = connections.settings["default"]
+    if not db["ENGINE"].endswith("postgresql"):
+        return
+    options = db.setdefault("OPTIONS", {})
+    for key, value in SCHEDULER_CONNECTION_OPTIONS.items():
+        options.setdefault(key, value)
+    options["options"] = f"{SCHEDULER_SERVER_OPTIONS} {options.get('options', '')}".strip()
+    db["CONN_HEALTH_CHECKS"] = True
+    connection.close()  # reconnect with them
+
+
 def _reset_connection() -> None:
     """Drop this thread's database connection after an error, so the next query opens a
     fresh one (the server may have restarted)."""

@@ -64,6 +64,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if node is not None and not node.strip():
             raise CommandError("--node: the node name must not be empty")
+        from scheduler_app.backends.service import harden_connections
+
+        harden_connections()
         self._check_database()
         # Before any executor starts: what tasks print or log, in this process and in
         # the process executor's workers, passes through it with secrets masked.
