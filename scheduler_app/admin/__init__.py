@@ -715,3 +715,4 @@ class MembershipAdmin(TenantScopedAdmin):
 
 
 from scheduler_app.admin import apikeys  # noqa: E402,F401  (registers the API keys admin)
+from scheduler_app.admin import nodes as _nodes  # noqa: E402,F401  (registers the nodes admin)

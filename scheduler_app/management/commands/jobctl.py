@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from scheduler_app import services
-from scheduler_app.models import Job, JobRun
+from scheduler_app.models import Job, JobRun, Node
 
 JOB_ACTIONS = {
     "run": "queue a run now (or --at a time), optionally with --kwargs overrides",
@@ -13,6 +13,10 @@ JOB_ACTIONS = {
     "resume": "let the trigger fire again; missed fire times follow the misfire policy",
     "enable": "enable",
     "disable": "disable (no trigger, no run now)",
+}
+NODE_ACTIONS = {
+    "drain": "finish what it runs, claim nothing new, give up the leader lease",
+    "resume": "claim again",
 }
 RUN_ACTIONS = {
     "cancel": "cancel queued runs (by run id)",
@@ -25,16 +29,18 @@ class Command(BaseCommand):
         "Control jobs and runs from the shell, through the same services as the admin. "
         "Jobs are named TENANT/NAME. Actions: "
         + "; ".join(f"{k}: {v}" for k, v in {**JOB_ACTIONS, **RUN_ACTIONS}.items())
-        + "."
+        + ". Nodes: jobctl node drain|resume NAME..."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=[*JOB_ACTIONS, *RUN_ACTIONS])
+        parser.add_argument("action", choices=[*JOB_ACTIONS, *RUN_ACTIONS, "node"])
         parser.add_argument("targets", nargs="+", help="TENANT/NAME of jobs, or run ids for cancel/stop.")
         parser.add_argument("--kwargs", help='JSON object of kwargs overrides for "run".')
         parser.add_argument("--at", help='ISO 8601 time with offset for "run" (default: now).')
 
     def handle(self, *args, action, targets, kwargs=None, at=None, **opts):
+        if action == "node":
+            return self._nodes(targets)
         if action in RUN_ACTIONS:
             result = self._runs(action, targets)
         else:
@@ -59,6 +65,31 @@ class Command(BaseCommand):
             self.stderr.write(f"refused {obj}: {reason}")
         if result.refused:
             raise CommandError(f"{len(result.refused)} of {len(targets)} refused")
+
+    def _nodes(self, targets):
+        verb, names = targets[0], targets[1:]
+        if verb not in NODE_ACTIONS:
+            raise CommandError(
+                f"node {verb!r}: use one of {', '.join(NODE_ACTIONS)} (jobctl node drain NAME)"
+            )
+        if not names:
+            raise CommandError(f"node {verb}: name at least one node")
+        nodes = []
+        for name in names:
+            node = Node.objects.filter(name=name).first()
+            if node is None:
+                known = ", ".join(Node.objects.values_list("name", flat=True)[:20]) or "none registered"
+                raise CommandError(f"node {name!r}: no such node (known: {known})")
+            nodes.append(node)
+        result = getattr(services, f"{verb}_nodes")(nodes)
+        for node in result.done:
+            self.stdout.write(f"{verb}: node {node.name}")
+        for warning in result.warnings:
+            self.stderr.write(f"warning: {warning}")
+        for node, reason in result.refused:
+            self.stderr.write(f"refused node {node.name}: {reason}")
+        if result.refused:
+            raise CommandError(f"{len(result.refused)} of {len(names)} refused")
 
     def _jobs(self, targets):
         jobs = []
