@@ -395,7 +395,15 @@ class DjangoRunStore:
             qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related("job")
             if self._postgres:
                 qs = qs.select_for_update(of=("self",))
-            runs = [r for r in qs if self._token_ok(r, by_id[r.pk])]
+            found = list(qs)
+            gone = sorted(set(by_id) - {r.pk for r in found})
+            if gone:
+                # Never silently: e.g. a cut-off node's outcomes for runs already declared lost.
+                logger.warning(
+                    "outcomes not recorded: the runs are no longer running here (finished, or lost and retried)",
+                    extra={"count": len(gone), "run_ids": ",".join(map(str, gone[:20]))},
+                )
+            runs = [r for r in found if self._token_ok(r, by_id[r.pk])]
             released = [r.pk for r in runs if by_id[r.pk].state == "released"]
             if released:
                 JobRun.objects.filter(pk__in=released).update(
