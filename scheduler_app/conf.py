@@ -49,6 +49,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds without writing its heartbeat after which a node stops its own in-flight
     # runs (must be shorter than NODE_DEAD_AFTER); None: two thirds of NODE_DEAD_AFTER.
     "SELF_FENCE_AFTER": None,
+    # A node stops claiming while its 1-minute load average per CPU is above MAX_LOAD or
+    # its available memory is below MIN_FREE_MEMORY_MB, and resumes when it falls back
+    # (None: no limit).
+    "MAX_LOAD": None,
+    "MIN_FREE_MEMORY_MB": None,
     # Seconds the leader lease lasts; renewed every min(HEARTBEAT_INTERVAL, lease / 3).
     "LEADER_LEASE": 10.0,
     # Seconds that running runs get to finish after SIGTERM before they are interrupted.

@@ -216,13 +216,22 @@ class SchedulerService:
         _reset_connection()
 
     def _report(self) -> dict[str, Any]:
+        """What the heartbeat writes; also gates claiming on MAX_LOAD and
+        MIN_FREE_MEMORY_MB (runs then flow to the nodes with room)."""
         node = self.node
         used = {name: len(ex.running_ids()) for name, ex in (node.executors.items() if node else ())}
         try:
             load: float | None = os.getloadavg()[0] / (os.cpu_count() or 1)
         except OSError:
             load = None
-        return {"used": used, "load": load}
+        free = _available_memory_mb()
+        max_load, min_free = app_settings.MAX_LOAD, app_settings.MIN_FREE_MEMORY_MB
+        overloaded = (max_load is not None and load is not None and load > float(max_load)) or (
+            min_free is not None and free is not None and free < float(min_free)
+        )
+        if node is not None:
+            node.hold("overloaded", overloaded)
+        return {"used": used, "load": load, "free_memory_mb": free, "overloaded": overloaded}
 
     def is_leader(self) -> bool:
         return self.member is not None and self.member.is_leader()
@@ -344,6 +353,17 @@ SCHEDULER_CONNECTION_OPTIONS = {
 SCHEDULER_SERVER_OPTIONS = (
     "-c statement_timeout=60000 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000"
 )
+
+
+def _available_memory_mb() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def harden_connections() -> None:
