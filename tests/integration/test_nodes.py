@@ -55,6 +55,11 @@ def test_one_lease_holder_until_it_expires(registry):
     assert not registry.hold_lease("triggers/0", a, 10)
 
 
+def test_runscheduler_refuses_bad_tags_before_starting(db):
+    with pytest.raises(CommandError, match=r"--tags: 'g pu' is not a valid tag"):
+        call_command("runscheduler", "--node", "x", "--tags", "gpu,g pu")
+
+
 def test_tags_are_validated():
     assert cluster.parse_tags("gpu, eu,gpu") == ("eu", "gpu")
     with pytest.raises(cluster.ClusterError, match=r"--tags: 'g pu' is not a valid tag"):
