@@ -60,6 +60,21 @@ def test_runscheduler_refuses_bad_tags_before_starting(db):
         call_command("runscheduler", "--node", "x", "--tags", "gpu,g pu")
 
 
+def test_system_checks_name_bad_tags_and_timings(settings):
+    from django.test import override_settings
+
+    from scheduler_app.checks import check_cluster
+
+    with override_settings(SCHEDULER_APP={**settings.SCHEDULER_APP, "NODE_TAGS": ["ok", "bad tag"]}):
+        [error] = check_cluster()
+        assert error.id == "scheduler_app.E050" and "'bad tag' is not a valid tag" in error.msg
+    with override_settings(
+        SCHEDULER_APP={**settings.SCHEDULER_APP, "SELF_FENCE_AFTER": 60, "NODE_DEAD_AFTER": 30}
+    ):
+        [error] = check_cluster()
+        assert error.id == "scheduler_app.E051" and "SELF_FENCE_AFTER < NODE_DEAD_AFTER" in error.msg
+
+
 def test_tags_are_validated():
     assert cluster.parse_tags("gpu, eu,gpu") == ("eu", "gpu")
     with pytest.raises(cluster.ClusterError, match=r"--tags: 'g pu' is not a valid tag"):
