@@ -172,7 +172,32 @@ def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     return found
 
 
+def check_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Node tags and cluster timings (scheduler_app.E050 / E051)."""
+    from scheduler_app.backends import cluster as cluster_backend
+    from scheduler_app.engine.cluster import ClusterError
+
+    errors: list[checks.CheckMessage] = []
+    try:
+        cluster_backend.node_tags()
+    except ClusterError as exc:
+        errors.append(checks.Error(str(exc), hint="e.g. NODE_TAGS = ['gpu', 'eu']", id="scheduler_app.E050"))
+    try:
+        cluster_backend.timings()
+    except (ClusterError, TypeError, ValueError) as exc:
+        errors.append(
+            checks.Error(
+                str(exc),
+                hint="Defaults: HEARTBEAT_INTERVAL 5, SELF_FENCE_AFTER 2/3 of NODE_DEAD_AFTER, "
+                "NODE_DEAD_AFTER = LOST_AFTER (30), LEADER_LEASE 10.",
+                id="scheduler_app.E051",
+            )
+        )
+    return errors
+
+
 def register() -> None:
     checks.register(check_settings, "scheduler_app")
     checks.register(check_code_jobs, "scheduler_app")
     checks.register(check_plugins, "scheduler_app")
+    checks.register(check_cluster, "scheduler_app")

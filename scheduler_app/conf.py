@@ -45,6 +45,23 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a running run may go without a heartbeat before it is considered lost.
     "HEARTBEAT_INTERVAL": 5.0,
     "LOST_AFTER": 30.0,
+    # -- several nodes (see the README's "Running several nodes") --
+    # This node's tags (also: runscheduler --tags gpu,eu); jobs routed by tags run only
+    # on nodes having all of them.
+    "NODE_TAGS": [],
+    # Seconds without a heartbeat (judged by the database's clock) after which a node is
+    # dead and its runs are lost and retried elsewhere; None: LOST_AFTER.
+    "NODE_DEAD_AFTER": None,
+    # Seconds without writing its heartbeat after which a node stops its own in-flight
+    # runs (must be shorter than NODE_DEAD_AFTER); None: two thirds of NODE_DEAD_AFTER.
+    "SELF_FENCE_AFTER": None,
+    # A node stops claiming while its 1-minute load average per CPU is above MAX_LOAD or
+    # its available memory is below MIN_FREE_MEMORY_MB, and resumes when it falls back
+    # (None: no limit).
+    "MAX_LOAD": None,
+    "MIN_FREE_MEMORY_MB": None,
+    # Seconds the leader lease lasts; renewed every min(HEARTBEAT_INTERVAL, lease / 3).
+    "LEADER_LEASE": 10.0,
     # Seconds that running runs get to finish after SIGTERM before they are interrupted.
     "SHUTDOWN_GRACE": 30.0,
     # Upper bound on runs created for one job by the run_all misfire policy.

@@ -815,3 +815,4 @@ class MembershipAdmin(UserByNameMixin, TenantScopedAdmin):
 
 
 from scheduler_app.admin import alerts, apikeys  # noqa: E402,F401  (register their admins)
+from scheduler_app.admin import nodes as _nodes  # noqa: E402,F401  (registers the nodes admin)

@@ -6,19 +6,20 @@ Claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, Max, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Max, Q
 
 from scheduler_app import alerts, signals
 from scheduler_app.conf import app_settings
+from scheduler_app.engine import cluster as cluster_rules
 from scheduler_app.engine import rules
 from scheduler_app.engine.interfaces import (
     Capacity,
@@ -28,7 +29,7 @@ from scheduler_app.engine.interfaces import (
     Outcome,
     RecoveryReport,
 )
-from scheduler_app.models import Job, JobDependency, JobRun, RunReason, RunState
+from scheduler_app.models import Job, JobDependency, JobRun, Routing, RunReason, RunState
 from scheduler_app.monitoring import counters
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,14 @@ def default_node_name() -> str:
 class DjangoRunStore:
     def __init__(self) -> None:
         self._postgres = connection.vendor == "postgresql"
+        # Set by the service of a registered node (see backends.service):
+        self.tags: tuple[str, ...] = ()  # this node's tags, for routing
+        self.incarnation: Callable[[], str] = lambda: ""  # the node's current incarnation
+        # Called inside the enqueue transaction: False when this node no longer holds
+        # the leader lease, so a deposed or frozen leader writes no fire.
+        self.fire_guard: Callable[[], bool] | None = None
+        self.live_node_names: Callable[[], list[str]] = lambda: []
+        self._claims = itertools.count(1)
 
     # -- enqueue --------------------------------------------------------------------------
 
@@ -97,25 +106,53 @@ class DjangoRunStore:
                 first_t, first_reason = skipped[0]
                 skipped[0] = (first_t, f"{first_reason}; {dropped} earlier missed times not recorded")
                 logger.warning("many missed fire times", extra={"job": job.name, "missed": len(plan.skipped)})
+            targets = self._broadcast_targets(job) if job.routing == Routing.BROADCAST else [""]
+            if not targets:
+                logger.warning(
+                    "broadcast job fired with no live node matching its tags; recorded as skipped",
+                    extra={"job": job.name, "job_id": job.pk, "tags": ",".join(job.routing_tags or ())},
+                )
+                skipped.extend((when, "broadcast: no live node matches the job's tags") for when in plan.run)
             for when in plan.run:
-                rows.append(self._new_run(job, when, RunState.QUEUED))
-                queued += 1
+                for target in targets:
+                    rows.append(self._new_run(job, when, RunState.QUEUED, target_node=target))
+                    queued += 1
             for when, reason in skipped:
                 rows.append(self._new_run(job, when, RunState.SKIPPED, error=reason))
         if not rows:
             return 0
         with transaction.atomic():
+            if self.fire_guard is not None and not self.fire_guard():
+                logger.warning(
+                    "fires not written: this node no longer holds the leader lease (the leader "
+                    "recomputes them from the last recorded fire times)",
+                    extra={"fires": len(fires)},
+                )
+                return 0
             JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
             counters.count_finished(r for r in rows if r.state == RunState.SKIPPED)  # metrics
         if signals.run_queued.has_listeners() or signals.run_skipped.has_listeners():
             self._send_created(rows)
         return queued
 
+    def _broadcast_targets(self, job: Job) -> list[str]:
+        """One copy per live node having the job's tags (a node joining later does not
+        get past fires)."""
+        from scheduler_app.backends import cluster as cluster_backend
+
+        required = job.routing_tags or []
+        return sorted(
+            n.name
+            for n in cluster_backend.live_nodes()
+            if n.state == "active" and cluster_rules.tags_match(required, n.tags or [])
+        )
+
     @staticmethod
-    def _new_run(job: Job, when: datetime, state: str, error: str = "") -> JobRun:
+    def _new_run(job: Job, when: datetime, state: str, error: str = "", target_node: str = "") -> JobRun:
         from django.utils import timezone
 
         run = JobRun(
+            target_node=target_node,
             job_id=job.pk,
             tenant_id=job.tenant_id,
             scheduled_for=when,
@@ -135,7 +172,12 @@ class DjangoRunStore:
     def _send_created(self, rows: Iterable[JobRun]) -> None:
         keys = Q()
         for row in rows:
-            keys |= Q(job_id=row.job_id, scheduled_for=row.scheduled_for, attempt=row.attempt)
+            keys |= Q(
+                job_id=row.job_id,
+                scheduled_for=row.scheduled_for,
+                attempt=row.attempt,
+                target_node=row.target_node,
+            )
         for run in JobRun.objects.filter(keys):
             if run.state == RunState.QUEUED:
                 signals.run_queued.send(sender=JobRun, run=run)
@@ -156,12 +198,13 @@ class DjangoRunStore:
         stop: list[int] = []
         left = 0  # due runs left queued (no room, or waiting for an overlap slot)
         with transaction.atomic():
-            qs = JobRun.objects.filter(
-                state=RunState.QUEUED, not_before__lte=now, executor__in=executors
-            ).order_by("-priority", "not_before", "id")
-            # Never a run of a disabled job; of a paused job only those started by hand.
-            qs = qs.filter(job__enabled=True).exclude(
-                Q(job__paused=True) & ~Q(reason__in=(RunReason.MANUAL, RunReason.RUN_AT))
+            qs = (
+                JobRun.objects.filter(state=RunState.QUEUED, not_before__lte=now, executor__in=executors)
+                .filter(self._routing_filter(node))
+                # Never a run of a disabled job; of a paused job only those started by hand.
+                .filter(job__enabled=True)
+                .exclude(Q(job__paused=True) & ~Q(reason__in=(RunReason.MANUAL, RunReason.RUN_AT)))
+                .order_by("-priority", "not_before", "id")
             )
             if self._postgres:
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
@@ -169,26 +212,34 @@ class DjangoRunStore:
             if not candidates:
                 return ClaimResult()
             job_ids = sorted({c.job_id for c in candidates})
-            # The jobs with how many runs each has running, in one query; on PostgreSQL
-            # the job rows are locked, serialising max_instances checks across nodes.
-            running_count = (
-                JobRun.objects.filter(job_id=OuterRef("pk"), state=RunState.RUNNING)
-                .order_by()
-                .values("job_id")
-                .annotate(n=Count("id"))
-                .values("n")
-            )
-            jobs_qs = (
-                Job.objects.filter(pk__in=job_ids)
-                .annotate(_running=Coalesce(Subquery(running_count), 0))
-                .order_by("pk")
-            )
+            jobs_qs = Job.objects.filter(pk__in=job_ids).order_by("pk")
             if self._postgres:
+                # The job rows are locked, serialising max_instances checks across nodes.
                 # NO KEY UPDATE: does not conflict with the key-share lock that inserting
                 # a run for the job takes, so claims and enqueues cannot deadlock.
                 jobs_qs = jobs_qs.select_for_update(of=("self",), no_key=True)
             jobs = {j.pk: j for j in jobs_qs}
-            running = {pk: j._running for pk, j in jobs.items()}
+            # Counted AFTER the lock, in a fresh statement: under READ COMMITTED a count
+            # taken in the locking statement uses that statement's snapshot, from before
+            # the lock wait, and misses runs another node committed meanwhile.
+            running = dict(
+                JobRun.objects.filter(job_id__in=list(jobs), state=RunState.RUNNING)
+                .order_by()
+                .values_list("job_id")
+                .annotate(n=Count("id"))
+            )
+            broadcast = [pk for pk, j in jobs.items() if j.routing == Routing.BROADCAST]
+            if broadcast:
+                # A broadcast job's max_instances holds per node: its copies run side by side.
+                running.update(
+                    {pk: 0 for pk in broadcast}
+                    | dict(
+                        JobRun.objects.filter(job_id__in=broadcast, state=RunState.RUNNING, node=node)
+                        .order_by()
+                        .values_list("job_id")
+                        .annotate(n=Count("id"))
+                    )
+                )
             for run in candidates:
                 job = jobs.get(run.job_id)
                 if job is None:
@@ -228,8 +279,9 @@ class DjangoRunStore:
                 room[run.executor] -= 1
                 total_left -= 1
             if claimed:
+                token = f"{self.incarnation()}:{next(self._claims)}"
                 JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).update(
-                    state=RunState.RUNNING, node=node, started_at=now, heartbeat_at=now
+                    state=RunState.RUNNING, node=node, started_at=now, heartbeat_at=now, claim_token=token
                 )
             for run, reason in skipped:
                 JobRun.objects.filter(pk=run.pk).update(
@@ -242,12 +294,25 @@ class DjangoRunStore:
             signals.run_skipped.send(sender=JobRun, run=run)
         result = []
         for run, job in claimed:
-            run.state, run.node, run.started_at = RunState.RUNNING, node, now
+            run.state, run.node, run.started_at, run.claim_token = RunState.RUNNING, node, now, token
             signals.run_started.send(sender=JobRun, run=run)
             result.append(self._claimed(run, job))
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
+
+    def _routing_filter(self, node: str) -> Q:
+        """Runs this node may claim: not a broadcast copy for another node, and not of a
+        job routed to tags this node lacks (those wait for a node that has them)."""
+        blocked = [
+            pk
+            for pk, tags in Job.objects.filter(routing=Routing.TAGS).values_list("pk", "routing_tags")
+            if not cluster_rules.tags_match(tags or [], self.tags)
+        ]
+        allowed = Q(target_node="") | Q(target_node=node)
+        if blocked:
+            allowed &= ~Q(job_id__in=blocked)
+        return allowed
 
     @staticmethod
     def _misfired_at_claim(run: JobRun, job: Job, now: datetime, batch: list[JobRun]) -> str:
@@ -317,6 +382,7 @@ class DjangoRunStore:
             memory_limit_mb=job.memory_limit_mb,
             setup_error=setup_error,
             secret_values=hidden,
+            claim_token=run.claim_token,
         )
 
     # -- record ---------------------------------------------------------------------------
@@ -335,11 +401,19 @@ class DjangoRunStore:
             qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related("job")
             if self._postgres:
                 qs = qs.select_for_update(of=("self",))
-            runs = list(qs)
+            found = list(qs)
+            gone = sorted(set(by_id) - {r.pk for r in found})
+            if gone:
+                # Never silently: e.g. a cut-off node's outcomes for runs already declared lost.
+                logger.warning(
+                    "outcomes not recorded: the runs are no longer running here (finished, or lost and retried)",
+                    extra={"count": len(gone), "run_ids": ",".join(map(str, gone[:20]))},
+                )
+            runs = [r for r in found if self._token_ok(r, by_id[r.pk])]
             released = [r.pk for r in runs if by_id[r.pk].state == "released"]
             if released:
                 JobRun.objects.filter(pk__in=released).update(
-                    state=RunState.QUEUED, node="", heartbeat_at=None, started_at=None
+                    state=RunState.QUEUED, node="", heartbeat_at=None, started_at=None, claim_token=""
                 )
             done = [r for r in runs if by_id[r.pk].state != "released"]
             follow: list[tuple[JobRun, bool]] = []
@@ -392,6 +466,23 @@ class DjangoRunStore:
                 },
             )
         return queued
+
+    @staticmethod
+    def _token_ok(run: JobRun, outcome: Outcome) -> bool:
+        """Fencing: an outcome from an earlier claim of this run (a node declared dead,
+        a frozen process, a re-claimed run) never overwrites the current one."""
+        if not outcome.claim_token or outcome.claim_token == run.claim_token:
+            return True
+        logger.warning(
+            "outcome refused: stale claim token (the run was re-claimed or its node declared dead)",
+            extra={
+                "run_id": run.pk,
+                "state": outcome.state,
+                "token": outcome.claim_token,
+                "current": run.claim_token,
+            },
+        )
+        return False
 
     @staticmethod
     def _write_outcomes(runs: list[JobRun]) -> None:
@@ -456,6 +547,7 @@ class DjangoRunStore:
             kwargs_override=run.kwargs_override,
             triggered_by_id=run.triggered_by_id,
             executor=run.job.executor,
+            target_node=run.target_node,
         )
 
     def _enqueue_dependents(self, run: JobRun, now: datetime, edges: list[tuple[int, str]]) -> int:
@@ -511,27 +603,36 @@ class DjangoRunStore:
     def heartbeat(self, node: str, run_ids: Sequence[int], now: datetime) -> list[int]:
         if not run_ids:
             return []
-        JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING).update(heartbeat_at=now)
-        return list(
-            JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING, stop_requested=True).values_list(
-                "pk", flat=True
-            )
-        )
+        mine = JobRun.objects.filter(pk__in=run_ids, state=RunState.RUNNING, node=node)
+        if self.incarnation():
+            mine = mine.filter(claim_token__startswith=f"{self.incarnation()}:")
+        mine.update(heartbeat_at=now)
+        return list(mine.filter(stop_requested=True).values_list("pk", flat=True))
 
     def recover(self, node: str, now: datetime) -> RecoveryReport:
         """Runs this node left ``running`` in an earlier life become lost (retried per
         policy); interrupted runs are re-queued as a new attempt."""
         host = node.rsplit(":", 1)[0]
+        current = self.incarnation()
         stale_ids = []
-        for run_id, run_node in JobRun.objects.filter(state=RunState.RUNNING).values_list("pk", "node"):
+        for run_id, run_node, token in JobRun.objects.filter(state=RunState.RUNNING).values_list(
+            "pk", "node", "claim_token"
+        ):
+            if current and token.startswith(f"{current}:"):
+                continue
             if run_node == node or _dead_local_process(run_node, host):
                 stale_ids.append(run_id)
         lost = self._mark_lost(
             stale_ids, now, "the node running it stopped without finishing it (crash or kill)"
         )
+        return RecoveryReport(lost=lost, requeued=self.requeue_interrupted(now))
+
+    def requeue_interrupted(self, now: datetime) -> int:
+        """Interrupted runs (SIGTERM, self-fence) are queued again as a new attempt, by
+        whichever live node gets here first (each at most once)."""
         requeued = 0
         interrupted = JobRun.objects.filter(state=RunState.INTERRUPTED, is_final=False).select_related("job")
-        for run in interrupted:
+        for run in interrupted[:500]:
             with transaction.atomic():
                 if not JobRun.objects.filter(pk=run.pk, is_final=False).update(is_final=True):
                     continue
@@ -544,16 +645,55 @@ class DjangoRunStore:
                     ignore_conflicts=True,
                 )
                 requeued += 1
-        return RecoveryReport(lost=lost, requeued=requeued)
+        return requeued
 
     def reap_lost(self, now: datetime, lost_after: float, exclude: Sequence[int] = ()) -> int:
+        """Running runs whose node is not a live registered node (dead, stopped, never
+        registered) and whose heartbeat is older than ``lost_after``. Runs of live nodes
+        are never reaped here: a slow node is not a dead one (see ``fail_over``)."""
         cutoff = now - timedelta(seconds=lost_after)
         ids = list(
             JobRun.objects.filter(state=RunState.RUNNING, heartbeat_at__lt=cutoff)
             .exclude(pk__in=list(exclude))
+            .exclude(node__in=self.live_node_names())
             .values_list("pk", flat=True)[:500]
         )
-        return self._mark_lost(ids, now, f"no heartbeat for more than {lost_after:g} s; its node is gone")
+        found = self._mark_lost(ids, now, f"no heartbeat for more than {lost_after:g} s; its node is gone")
+        return found + self.requeue_interrupted(now)
+
+    def fail_over(self, dead_nodes: Sequence[str], now: datetime) -> int:
+        """The work of nodes just declared dead: running runs become lost (retried per
+        policy on a live node); broadcast copies meant for them are cancelled."""
+        gone = "node gone: its node was declared dead"
+        running = JobRun.objects.filter(state=RunState.RUNNING, node__in=list(dead_nodes))
+        lost_ids = list(running.filter(target_node="").values_list("pk", flat=True))
+        copies = list(running.exclude(target_node="").values("pk", "started_at"))
+        count = self._mark_lost(
+            lost_ids, now, "its node was declared dead (no heartbeat); retried per policy"
+        )
+        if copies:
+            self.record(
+                [
+                    Outcome(
+                        run_id=c["pk"],
+                        state=RunState.CANCELLED,
+                        started_at=c["started_at"] or now,
+                        finished_at=now,
+                        error_type="NodeGone",
+                        error=gone,
+                    )
+                    for c in copies
+                ]
+            )
+        cancelled = JobRun.objects.filter(state=RunState.QUEUED, target_node__in=list(dead_nodes)).update(
+            state=RunState.CANCELLED, finished_at=now, error=gone, error_type="NodeGone", is_final=True
+        )
+        if lost_ids or copies or cancelled:
+            logger.warning(
+                "failed over the runs of dead nodes",
+                extra={"nodes": ",".join(dead_nodes), "lost": count, "cancelled": len(copies) + cancelled},
+            )
+        return count
 
     def _mark_lost(self, run_ids: list[int], now: datetime, reason: str) -> int:
         if not run_ids:

@@ -142,6 +142,12 @@ def live_runs(now: datetime | None = None) -> Any:
 
 
 def live_scheduler_problem() -> str | None:
+    from scheduler_app.backends import cluster as cluster_backend
+
+    live = cluster_backend.live_nodes()
+    if live:
+        names = ", ".join(f"{n.name} (host {n.host}, pid {n.pid})" for n in live[:10])
+        return f"a scheduler is running against this database: live node(s) {names}; stop them first"
     runs = live_runs().select_related("job__tenant").order_by("-heartbeat_at")
     count = runs.count()
     if not count:

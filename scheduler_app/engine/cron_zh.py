@@ -354,6 +354,9 @@ def describe_trigger(spec: TriggerSpec, *, hash_key: str | None = None) -> str:
         if spec.jitter:
             text += f"，随机延后最多 {spec.jitter} 秒"
         return text
+    if isinstance(spec, ts.PluginSpec):
+        # A plugin's own describe() speaks its language; the type name is the fallback.
+        return ts.describe(spec, hash_key=hash_key)
     word = "同时满足以下全部条件时" if spec.type == "all" else "满足以下任一条件时"
     joiner = "且" if spec.type == "all" else "或"
     return f"{word}：" + joiner.join(f"（{describe_trigger(t, hash_key=hash_key)}）" for t in spec.triggers)

@@ -23,6 +23,7 @@ import inspect
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import queue
 import threading
 import time
@@ -140,6 +141,7 @@ class _BaseExecutor:
         fields = entry.redactor.fields(fields)
         outcome = Outcome(
             run_id=entry.run.run_id,
+            claim_token=entry.run.claim_token,
             state=state,
             started_at=entry.started_at,
             finished_at=utcnow(),
@@ -340,7 +342,7 @@ class _ProcessSlot:
         parent, child = self.owner._ctx.Pipe()
         self.process = self.owner._ctx.Process(
             target=procworker.worker_main,
-            args=(child, self.owner._initializer),
+            args=(child, self.owner._initializer, os.getpid()),
             name=f"scheduler-worker-{self.index}",
             daemon=True,
         )

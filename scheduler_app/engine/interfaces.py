@@ -46,6 +46,8 @@ class ClaimedRun:
     # The revealed secret values (any JSON value) to mask in whatever the run reports
     # (result, error, traceback) and prints; see scheduler_app.engine.redaction.
     secret_values: tuple[Any, ...] = field(default=(), repr=False)
+    # The claim that handed it out: "<node incarnation>:<claim number>" (fencing).
+    claim_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Outcome:
     cpu_seconds: float | None = None
     peak_memory_mb: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The claim token of the run it reports; "" for judgements made by the store itself.
+    claim_token: str = ""
 
     @property
     def duration(self) -> float:
@@ -100,16 +104,21 @@ class RunStore(Protocol):
       as skipped, ``queue`` leaves it queued, ``replace`` asks for the oldest running
       run to be stopped (returned in ``ClaimResult.stop``) and starts the new one.
     * ``record`` writes outcomes exactly once per run (a run already finished is left
-      alone), then enqueues retries (attempt + 1 after the job's backoff) and
+      alone, and an outcome whose claim token is not the run's current one is refused
+      and logged: fencing), then enqueues retries (attempt + 1 after the job's backoff) and
       dependents whose conditions are met, each at most once; it returns how many
       runs it queued, so the caller knows whether to claim again.
     * ``heartbeat`` marks this node's running runs alive and returns the ids of those
       an operator asked to stop.
+    * ``claim`` honours routing: a broadcast copy only on its node, a job routed by
+      tags only on a node having all of them; the job's running runs are counted after
+      its row is locked, in a statement of their own (READ COMMITTED).
     * ``recover`` runs at start-up: runs left ``running`` by this node's previous
       life become ``lost`` (retried per policy); ``interrupted`` runs are re-queued.
-    * ``reap_lost`` marks ``running`` runs of any node whose heartbeat is older than
-      ``lost_after`` seconds as lost (except ``exclude``, the caller's own live runs),
-      and retries them per policy.
+    * ``reap_lost`` marks ``running`` runs of nodes that are not live (by the node
+      registry) and whose heartbeat is older than ``lost_after`` seconds as lost
+      (except ``exclude``, the caller's own live runs), retries them per policy, and
+      re-queues interrupted runs of any node.
     """
 
     def enqueue(self, fires: Sequence[Fire]) -> int: ...

@@ -87,6 +87,11 @@ class Node:
         self._db_down_since: float | None = None
         self._last_db_failure = float("-inf")
         self.stats = {"enqueued": 0, "claimed": 0, "recorded": 0}
+        # Reasons not to claim (draining, self-fenced, overloaded): claims only when empty.
+        self._holds: set[str] = set()
+        # With other live nodes, claim only what can start now: runs prefetched here
+        # would wait while another node's workers sit idle.
+        self.prefetch = True
 
     # -- public API ---------------------------------------------------------------------
 
@@ -118,6 +123,35 @@ class Node:
     def running_ids(self) -> list[int]:
         return [rid for ex in self.executors.values() for rid in ex.running_ids()]
 
+    def hold(self, reason: str, on: bool = True) -> None:
+        """Stop (``on``) or resume claiming for ``reason``; running runs go on."""
+        if on and reason not in self._holds:
+            self._holds.add(reason)
+            logger.info("claiming paused", extra={"why": reason})
+        elif not on and reason in self._holds:
+            self._holds.discard(reason)
+            logger.info("claiming resumed", extra={"why": reason})
+            self.wake()
+
+    @property
+    def holds(self) -> frozenset[str]:
+        return frozenset(self._holds)
+
+    def self_fence(self, reason: str) -> int:
+        """Stop every in-flight run at once (process runs killed, asyncio runs
+        cancelled, thread runs flagged so their outcome is discarded) and claim nothing
+        until ``hold("fenced", False)``: by the time the cluster declares this node
+        dead and retries its runs elsewhere, they no longer execute here."""
+        self.hold("fenced")
+        released = sum(ex.release_waiting() for ex in self.executors.values())
+        stopped = 0
+        for executor in self.executors.values():
+            for run_id in executor.running_ids():
+                if executor.stop(run_id, "interrupted", reason):
+                    stopped += 1
+        logger.error("self-fenced", extra={"stopped": stopped, "released": released, "why": reason})
+        return stopped
+
     def problems(self) -> list[str]:
         """Dead or stalled loops; empty when healthy."""
         found = []
@@ -129,12 +163,19 @@ class Node:
                 found.append(f"the {name} loop stalled for {now - self._beats[name]:.0f} s")
         return found
 
-    def shutdown(self, grace: float, reason: str = "scheduler shut down") -> None:
+    def shutdown(
+        self,
+        grace: float,
+        reason: str = "scheduler shut down",
+        fires_written: Callable[[], None] = lambda: None,
+    ) -> None:
         """Stop claiming, flush fires, let runs finish for ``grace`` seconds, then stop
-        the rest as ``interrupted``, record every outcome and stop the loops."""
+        the rest as ``interrupted``, record every outcome and stop the loops.
+        ``fires_written`` is called once the fires are written (to hand the lease on)."""
         self._stopping.set()
         self._wake.set()
         self._wait_written(self._fires, self._pending_fires, "fires", timeout=30)
+        fires_written()
         released = sum(ex.release_waiting() for ex in self.executors.values())
         if released:
             logger.info("released runs that had not started", extra={"count": released})
@@ -254,7 +295,10 @@ class Node:
             )
 
     def capacity(self) -> Capacity:
-        per = {name: ex.free_slots() for name, ex in self.executors.items()}
+        per = {
+            name: ex.free_slots() - (0 if self.prefetch else min(ex.prefetch, ex.free_slots()))
+            for name, ex in self.executors.items()
+        }
         busy = sum(len(ex.running_ids()) for ex in self.executors.values())
         total = max(self.config.max_concurrent - busy, 0)
         return Capacity(per_executor={k: min(v, total) for k, v in per.items()}, total=total)
@@ -297,7 +341,7 @@ class Node:
         return False
 
     def _dispatch_once(self) -> bool:
-        if not self._maybe_due:
+        if not self._maybe_due or self._holds:
             return False
         capacity = self.capacity()
         if capacity.total <= 0 or not self._worth_claiming(capacity):

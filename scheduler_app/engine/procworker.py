@@ -16,9 +16,12 @@ import asyncio
 import importlib
 import inspect
 import math
+import os
 import resource
 import signal
 import sys
+import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -72,7 +75,34 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 3)
 
 
-def worker_main(conn: Connection, initializer: str) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """A worker whose node is gone must not go on executing a run that the cluster
+    will mark lost and retry elsewhere: on Linux the kernel kills it
+    (``PR_SET_PDEATHSIG``) when the thread that started it dies with its process;
+    elsewhere (or if the parent died before this ran) a watcher thread notices the
+    parent pid change within 0.5 s and kills the process."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.5)
+
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def worker_main(conn: Connection, initializer: str, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     module_name, _, func_name = initializer.partition(":")
     resolve = getattr(importlib.import_module(module_name), func_name)()
     signal.signal(signal.SIGXCPU, _on_sigxcpu)

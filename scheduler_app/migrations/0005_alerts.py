@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scheduler_app', '0003_apikeys'),
+        ('scheduler_app', '0004_cluster'),
     ]
 
     operations = [

@@ -20,6 +20,7 @@ from scheduler_app.models.jobs import (
     OverlapPolicy,
     Routing,
 )
+from scheduler_app.models.nodes import Lease, Node, NodeState
 from scheduler_app.models.runs import ConfigVersion, JobRun, RunReason, RunState
 from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
@@ -45,6 +46,9 @@ __all__ = [
     "JobGroup",
     "JobRun",
     "JobVersion",
+    "Lease",
+    "Node",
+    "NodeState",
     "Membership",
     "Role",
     "MisfirePolicy",

@@ -88,6 +88,11 @@ class JobRun(models.Model):
         verbose_name=_("triggered by"),
     )
     node = models.CharField(_("node"), max_length=200, blank=True)
+    # Broadcast copies name the node that must run them; empty: any node may.
+    target_node = models.CharField(_("for node"), max_length=200, blank=True, default="")
+    # The claim that runs it: "<node incarnation>:<claim number>". Outcomes and
+    # heartbeats carrying another token are refused (fencing).
+    claim_token = models.CharField(_("claim token"), max_length=80, blank=True, default="")
     executor = models.CharField(_("executor"), max_length=16, blank=True)
     queued_at = models.DateTimeField(_("queued at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
@@ -112,7 +117,9 @@ class JobRun(models.Model):
     class Meta:
         ordering = ["-scheduled_for", "-attempt"]
         constraints = [
-            models.UniqueConstraint(fields=["job", "scheduled_for", "attempt"], name="jobrun_unique_attempt")
+            models.UniqueConstraint(
+                fields=["job", "scheduled_for", "attempt", "target_node"], name="jobrun_unique_attempt_node"
+            )
         ]
         indexes = [
             # Serves "claim the highest-priority due run": a partial index holding only

@@ -93,7 +93,7 @@ def scheduler_health() -> tuple[bool, dict[str, Any]]:
         problems.append(
             f"no scheduler node has shown a heartbeat within {float(app_settings.LOST_AFTER):g} s"
         )
-    if state.has_lease and state.leader is None:
+    if alive and state.has_lease and state.leader is None:
         problems.append("no node holds the leader lease")
     body = {
         "status": "ok" if not problems else "unavailable",

@@ -139,13 +139,26 @@ def collect_gauges() -> list[Metric]:
         "Seconds since each node's last sign of life.",
         labels=["node"],
     )
+    load = GaugeMetricFamily(
+        "scheduler_node_load_per_cpu", "1-minute load average per CPU of each node.", labels=["node"]
+    )
+    leader = GaugeMetricFamily(
+        "scheduler_node_leader", "1 for the node holding the leader lease.", labels=["node"]
+    )
+    node_state = GaugeMetricFamily(
+        "scheduler_node_state", "1 for each node's registered state.", labels=["node", "state"]
+    )
     for node in state.nodes:
+        leader.add_metric([node.name], 1.0 if node.leader else 0.0)
+        node_state.add_metric([node.name, node.state], 1.0)
+        if node.load is not None:
+            load.add_metric([node.name], node.load)
         used.add_metric([node.name], node.running)
         if node.capacity is not None:
             capacity.add_metric([node.name], node.capacity)
         if node.heartbeat_at is not None:
             age.add_metric([node.name], max((now - node.heartbeat_at).total_seconds(), 0.0))
-    return [depth, running, lag, jobs, alive, used, capacity, age]
+    return [depth, running, lag, jobs, alive, used, capacity, age, load, leader, node_state]
 
 
 class SchedulerCollector:

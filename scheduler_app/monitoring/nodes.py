@@ -1,23 +1,16 @@
 """Which scheduler nodes are alive: the one seam the health check, the metrics and the
-API read the cluster through.
-
-Today there is no table of nodes, so the state is derived from the runs, as
-``migratejobs`` does (:func:`scheduler_app.backends.storemigration.live_scheduler_problem`):
-a node is seen through the heartbeats of the runs it is running and the runs it
-finished lately. An idle node is therefore not seen, its capacity is unknown, and there
-is no leader lease yet. This module is replaced by reads of the ``Node`` table and the
-leader lease when the cluster branch lands; callers only use :func:`cluster_state`."""
+API read the cluster through. Read from the ``Node`` table (registration, heartbeat,
+capacity, state) and the leader ``Lease``; judged by the database's clock. Callers only
+use :func:`cluster_state`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db.models import Count, Max
 from django.utils import timezone
 
-from scheduler_app.conf import app_settings
-from scheduler_app.models import JobRun, RunState
+from scheduler_app.models import Node
 
 
 @dataclass(frozen=True)
@@ -27,17 +20,18 @@ class NodeState:
     fresh: bool
     state: str = "active"
     running: int = 0
-    capacity: int | None = None  # unknown until nodes register
+    capacity: int | None = None
     tags: tuple[str, ...] = ()
     leader: bool = False
+    load: float | None = None
 
 
 @dataclass(frozen=True)
 class ClusterState:
     nodes: tuple[NodeState, ...] = field(default_factory=tuple)
     leader: str | None = None
-    #: whether this installation has a leader lease to check (not yet)
-    has_lease: bool = False
+    #: whether this installation has a leader lease to check
+    has_lease: bool = True
     checked_at: datetime | None = None
 
     @property
@@ -46,33 +40,27 @@ class ClusterState:
 
 
 def cluster_state(now: datetime | None = None) -> ClusterState:
-    """The nodes seen within ``LOST_AFTER`` seconds, with their last sign of life: two
-    grouped queries over indexed columns (running runs by heartbeat, runs finished
-    lately), whatever the size of the run history."""
+    """Every registered node that is live or died lately (not long-stopped ones), with
+    whether it is fresh (active or draining, heartbeat within NODE_DEAD_AFTER by the
+    database's clock) and which one leads: three small indexed queries."""
+    from scheduler_app.backends import cluster as cluster_backend
+
     now = now or timezone.now()
-    window = timedelta(seconds=float(app_settings.LOST_AFTER))
-    seen: dict[str, tuple[datetime | None, int]] = {}
-    for name, last, running in (
-        JobRun.objects.filter(state=RunState.RUNNING)
-        .exclude(node="")
-        .order_by()
-        .values_list("node")
-        .annotate(last=Max("heartbeat_at"), n=Count("id"))
-    ):
-        seen[name] = (last, running)
-    for name, last in (
-        JobRun.objects.filter(finished_at__gte=now - window)
-        .exclude(node="")
-        .order_by()
-        .values_list("node")
-        .annotate(last=Max("finished_at"))
-    ):
-        previous, running = seen.get(name, (None, 0))
-        seen[name] = (max((t for t in (previous, last) if t is not None), default=None), running)
+    dead_after = cluster_backend.timings().node_dead_after
+    fresh = set(Node.objects.live(dead_after).values_list("pk", flat=True))
+    leader = cluster_backend.leader()
     nodes = tuple(
         NodeState(
-            name=name, heartbeat_at=last, fresh=last is not None and now - last <= window, running=running
+            name=n.name,
+            heartbeat_at=n.heartbeat_at,
+            fresh=n.pk in fresh,
+            state=n.state,
+            running=n.running,
+            capacity=sum(int(v) for v in (n.capacity or {}).values()) or None,
+            tags=tuple(n.tags or ()),
+            leader=n.name == leader,
+            load=n.load,
         )
-        for name, (last, running) in sorted(seen.items())
+        for n in Node.objects.exclude(state="stopped").order_by("name")[:1000]
     )
-    return ClusterState(nodes=nodes, checked_at=now)
+    return ClusterState(nodes=nodes, leader=leader if leader else None, checked_at=now)

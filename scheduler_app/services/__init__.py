@@ -51,6 +51,7 @@ from scheduler_app.services.jobs import (
     save_job,
 )
 from scheduler_app.services.keys import create_key, revoke_key
+from scheduler_app.services.nodes import drain_nodes, resume_nodes
 from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, stop_runs
 
 __all__ = [
@@ -59,6 +60,8 @@ __all__ = [
     "save_channel",
     "save_rule",
     "send_test_alert",
+    "drain_nodes",
+    "resume_nodes",
     "FLAG_ACTIONS",
     "GRANTABLE",
     "GROUP_OPERATIONS",

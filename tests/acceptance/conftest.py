@@ -18,6 +18,7 @@ FAST = {
     "POLL_INTERVAL": 0.2,
     "HEARTBEAT_INTERVAL": 0.5,
     "LOST_AFTER": 4.0,
+    "LEADER_LEASE": 3.0,
     "SHUTDOWN_GRACE": 2.0,
     "RECONCILE_INTERVAL": 1.0,
 }
@@ -40,7 +41,7 @@ class SchedulerProcess:
         store: str | None,
         overrides: dict,
         extra_env: dict | None = None,
-        args: list[str] | None = None,
+        extra_args: list[str] | None = None,
     ):
         env = os.environ.copy()
         env.update(
@@ -55,7 +56,7 @@ class SchedulerProcess:
         self.node = node
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runscheduler", "--node", node, *(args or [])],
+            [sys.executable, "manage.py", "runscheduler", "--node", node, *(extra_args or [])],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -108,10 +109,10 @@ def scheduler(transactional_db):
         node: str = "node-a",
         store: str | None = None,
         extra_env: dict | None = None,
-        args: list[str] | None = None,
+        extra_args: list[str] | None = None,
         **overrides,
     ):
-        proc = SchedulerProcess(node, store, overrides, extra_env, args)
+        proc = SchedulerProcess(node, store, overrides, extra_env, extra_args)
         started.append(proc)
         proc.wait_for("scheduler started", 60)
         return proc

@@ -95,7 +95,7 @@ def test_live_and_ready_follow_the_process_and_its_database(scheduler):
     port = free_port()
     try:
         url = f"postgres://{settings.get('USER') or 'postgres'}@127.0.0.1:{proxy.port}/{settings['NAME']}"
-        node = scheduler("probed", extra_env={"DATABASE_URL": url}, args=["--health-port", str(port)])
+        node = scheduler("probed", extra_env={"DATABASE_URL": url}, extra_args=["--health-port", str(port)])
         assert get(port, "/live") == (200, {"status": "ok"})
         status, body = wait_until(lambda: (r := get(port, "/ready"))[0] == 200 and r, 20)
         assert body["status"] == "ok" and body["node"] == "probed" and body["problems"] == []

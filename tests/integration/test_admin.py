@@ -146,6 +146,11 @@ def scenario(tenant, other_tenant):
     from scheduler_app.services import keys
 
     keys.create_key(member, name="ci")  # the API keys admin lists it
+    from scheduler_app.models import Node
+
+    Node.objects.create(  # the nodes admin lists it
+        name="node-a", incarnation="i1", started_at=timezone.now(), heartbeat_at=timezone.now(), tags=["gpu"]
+    )
 
     def save(name, t=tenant, calendars=None, **fields):
         fields.setdefault("task", "demo.noop")
@@ -248,12 +253,14 @@ def test_every_registered_model_has_a_working_changelist(admin_client, scenario)
 
 
 def test_every_registered_model_has_working_add_and_change_pages(admin_client, scenario):
+    from scheduler_app.models import Node
+
     for model in (m for m in admin.site._registry if m._meta.app_label == "scheduler_app"):
         name = model._meta.model_name
         obj = model.objects.order_by("pk").first()
         assert admin_client.get(url(name, "change", obj.pk)).status_code == 200, model
-        # Runs are made by the scheduler, alerts by rules.
-        expected = 403 if model in (JobRun, AlertOutbox) else 200
+        # Runs are made by the scheduler, alerts by rules, nodes register themselves.
+        expected = 403 if model in (JobRun, AlertOutbox, Node) else 200
         assert admin_client.get(url(name, "add")).status_code == expected, model
 
 

@@ -91,13 +91,21 @@ def test_scheduler_health_follows_the_nodes_heartbeats(client, make_job):
     response = client.get("/api/health/scheduler")
     assert response.status_code == 503
     assert response.json()["problems"] == ["no scheduler node has shown a heartbeat within 30 s"]
-    job = make_job("j")
-    run = services.enqueue_run(job, scheduled_for=timezone.now())
-    JobRun.objects.filter(pk=run.pk).update(state="running", node="host-1:42", heartbeat_at=timezone.now())
+    from scheduler_app.models import Lease, Node
+
+    now = timezone.now()
+    Node.objects.create(
+        name="host-1:42", incarnation="i1", started_at=now, heartbeat_at=now, used={"thread": 1}, tags=["gpu"]
+    )
     body = client.get("/api/health/scheduler").json()
-    assert body["status"] == "ok"
+    assert body["problems"] == ["no node holds the leader lease"]
+    Lease.objects.create(
+        name="triggers/0", holder="host-1:42", incarnation="i1", expires_at=now + dt.timedelta(seconds=10)
+    )
+    body = client.get("/api/health/scheduler").json()
+    assert body["status"] == "ok" and body["leader"] == "host-1:42"
     assert [(n["name"], n["fresh"], n["running"]) for n in body["nodes"]] == [("host-1:42", True, 1)]
-    JobRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - dt.timedelta(minutes=5))
+    Node.objects.update(heartbeat_at=now - dt.timedelta(minutes=5))
     response = client.get("/api/health/scheduler")
     assert response.status_code == 503
     assert response.json()["nodes"][0]["fresh"] is False
@@ -203,6 +211,9 @@ def test_gauges(client, make_job):
     services.enqueue_run(job, scheduled_for=now + dt.timedelta(hours=1))
     running = services.enqueue_run(job, scheduled_for=now - dt.timedelta(seconds=60))
     JobRun.objects.filter(pk=running.pk).update(state="running", node="n1", heartbeat_at=now)
+    from scheduler_app.models import Node
+
+    Node.objects.create(name="n1", incarnation="i1", started_at=now, heartbeat_at=now, used={"thread": 1})
     families = scrape(client)
     assert value(families, "scheduler_queue_depth", kind="due") == 1
     assert value(families, "scheduler_queue_depth", kind="delayed") == 1

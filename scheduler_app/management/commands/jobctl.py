@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from scheduler_app import display, services
 from scheduler_app.documents import limits
-from scheduler_app.models import Job, JobGroup, JobRun, Tenant
+from scheduler_app.models import Job, JobGroup, JobRun, Node, Tenant
 
 #: what ``jobctl list --state`` filters on: the job's own switches.
 JOB_STATES = ["enabled", "paused", "disabled"]
@@ -21,6 +21,10 @@ JOB_ACTIONS = {
     "resume": gettext_lazy("Let the trigger fire again; missed fire times follow the misfire policy."),
     "enable": gettext_lazy("Enable jobs."),
     "disable": gettext_lazy("Disable jobs (no trigger, no run now)."),
+}
+NODE_ACTIONS = {
+    "drain": "finish what it runs, claim nothing new, give up the leader lease",
+    "resume": "claim again",
 }
 RUN_ACTIONS = {
     "cancel": gettext_lazy("Cancel queued runs (by run id)."),
@@ -97,6 +101,10 @@ class Command(BaseCommand):
         p.add_argument("--dry-run", action="store_true", help=gettext("Count and list, queue nothing."))
         p.add_argument("--yes", action="store_true", help=gettext("Do not ask for confirmation."))
         p.add_argument("--priority", type=int, help=gettext("Priority of the runs (default: the job's)."))
+        text = gettext_lazy("Drain nodes (finish what they run, claim nothing new) or resume them.")
+        p = sub.add_parser("node", help=str(text), description=str(text))
+        p.add_argument("verb", choices=list(NODE_ACTIONS))
+        p.add_argument("names", nargs="+", metavar="NAME", help=gettext("Node names."))
         self._add_list_parser(sub)
         self._add_status_parser(sub)
 
@@ -105,6 +113,8 @@ class Command(BaseCommand):
             return self.handle_list(tenant=opts.get("tenant"), states=opts.get("state") or [])
         if action == "status":
             return self.handle_status(opts["job"])
+        if action == "node":
+            return self._nodes([opts["verb"], *opts["names"]])
         if action == "backfill":
             self._backfill(targets, **opts)
             return
@@ -314,6 +324,31 @@ class Command(BaseCommand):
         if tenant is None:
             raise CommandError(f"{target!r}: no such tenant")
         return tenant
+
+    def _nodes(self, targets):
+        verb, names = targets[0], targets[1:]
+        if verb not in NODE_ACTIONS:
+            raise CommandError(
+                f"node {verb!r}: use one of {', '.join(NODE_ACTIONS)} (jobctl node drain NAME)"
+            )
+        if not names:
+            raise CommandError(f"node {verb}: name at least one node")
+        nodes = []
+        for name in names:
+            node = Node.objects.filter(name=name).first()
+            if node is None:
+                known = ", ".join(Node.objects.values_list("name", flat=True)[:20]) or "none registered"
+                raise CommandError(f"node {name!r}: no such node (known: {known})")
+            nodes.append(node)
+        result = getattr(services, f"{verb}_nodes")(nodes)
+        for node in result.done:
+            self.stdout.write(f"{verb}: node {node.name}")
+        for warning in result.warnings:
+            self.stderr.write(f"warning: {warning}")
+        for node, reason in result.refused:
+            self.stderr.write(f"refused node {node.name}: {reason}")
+        if result.refused:
+            raise CommandError(f"{len(result.refused)} of {len(names)} refused")
 
     def _jobs(self, targets):
         jobs = []

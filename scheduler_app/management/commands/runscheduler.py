@@ -31,6 +31,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--node", help="Node name (default: host name and process id).")
         parser.add_argument(
+            "--tags",
+            metavar="TAG,TAG",
+            help="This node's tags, comma-separated (added to SCHEDULER_APP['NODE_TAGS']); jobs "
+            "routed by tags run only on nodes having all of them.",
+        )
+        parser.add_argument(
             "--job-store",
             choices=["memory", "django", "sqlalchemy", "redis"],
             help="APScheduler job store (default: SCHEDULER_APP['JOB_STORE']).",
@@ -55,11 +61,24 @@ class Command(BaseCommand):
         for line in report.lines():
             self.stdout.write(f"code jobs: {line}")
 
-    def handle(self, *args, node=None, job_store=None, log_level="INFO", health_port=None, **opts):
+    def handle(self, *args, node=None, tags=None, job_store=None, log_level="INFO", health_port=None, **opts):
         errors = [e for e in checks.run_checks(include_deployment_checks=False) if e.level >= checks.ERROR]
         if errors:
             lines = "\n".join(f"  {e.id}: {e.msg}" + (f" ({e.hint})" if e.hint else "") for e in errors)
             raise CommandError(f"refusing to start; fix the configuration first:\n{lines}")
+        from scheduler_app.backends import cluster as cluster_backend
+        from scheduler_app.engine.cluster import ClusterError, NodeNameTaken
+
+        try:
+            node_tags = cluster_backend.node_tags(tags)
+            cluster_backend.timings()
+        except ClusterError as exc:
+            raise CommandError(str(exc)) from None
+        if node is not None and not node.strip():
+            raise CommandError("--node: the node name must not be empty")
+        from scheduler_app.backends.service import harden_connections
+
+        harden_connections()
         self._check_database()
         self._sync_code_jobs()
         # Before any executor starts: what tasks print or log, in this process and in
@@ -78,7 +97,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        service = SchedulerService(node or default_node_name(), job_store=job_store)
+        service = SchedulerService(node or default_node_name(), job_store=job_store, tags=node_tags)
         if health_port is not None:  # bound before anything starts: a taken port stops here
             from scheduler_app.monitoring.probe import HealthProbe
 
@@ -88,6 +107,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--health-port {health_port}: cannot listen: {exc}") from None
         try:
             service.start()
+        except NodeNameTaken as exc:
+            raise CommandError(str(exc)) from None
         except Exception as exc:
             logger.exception("scheduler failed to start")
             raise CommandError(f"the scheduler could not start: {exc}") from exc

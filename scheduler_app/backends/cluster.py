@@ -1,0 +1,198 @@
+"""The engine's cluster :class:`~scheduler_app.engine.cluster.Registry` on the Django
+ORM: ``Node`` rows and leader ``Lease`` rows, judged by the database's clock.
+
+Why a lease *row* and not a PostgreSQL advisory lock: a session-level advisory lock is
+tied to one connection, so a black-holed connection keeps the lock on the server for as
+long as the server thinks the session lives (minutes, until TCP gives up), and the
+lock cannot say *until when* it is valid; a row with an expiry set by the database's
+clock can be taken over after exactly ``LEADER_LEASE`` seconds, is visible to operators
+(admin, API), works on SQLite too, and splits into one row per shard of jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from scheduler_app import __version__
+from scheduler_app.conf import app_settings
+from scheduler_app.engine import cluster
+from scheduler_app.models import Lease, Node, NodeState
+from scheduler_app.models.nodes import LIVE_NODE_STATES, db_now_minus, db_now_plus
+
+logger = logging.getLogger(__name__)
+
+
+def timings() -> cluster.Timings:
+    dead = app_settings.NODE_DEAD_AFTER
+    dead = float(app_settings.LOST_AFTER if dead is None else dead)
+    fence = app_settings.SELF_FENCE_AFTER
+    fence = dead * 2 / 3 if fence is None else float(fence)
+    return cluster.Timings(
+        heartbeat_interval=float(app_settings.HEARTBEAT_INTERVAL),
+        self_fence_after=fence,
+        node_dead_after=dead,
+        leader_lease=float(app_settings.LEADER_LEASE),
+    )
+
+
+def node_tags(extra: str | None = None) -> tuple[str, ...]:
+    """Tags from SCHEDULER_APP['NODE_TAGS'] and ``--tags``, validated."""
+    configured = cluster.parse_tags(app_settings.NODE_TAGS or (), "SCHEDULER_APP['NODE_TAGS']")
+    given = cluster.parse_tags(extra, "--tags") if extra else ()
+    return tuple(sorted(set(configured) | set(given)))
+
+
+def db_now() -> datetime:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement_timestamp()")
+            return cursor.fetchone()[0]
+    return timezone.now()
+
+
+def live_nodes(dead_after: float | None = None) -> list[Node]:
+    return list(Node.objects.live(timings().node_dead_after if dead_after is None else dead_after))
+
+
+class DjangoRegistry:
+    def __init__(self, dead_after: float) -> None:
+        self.dead_after = dead_after
+
+    def register(self, info: Mapping[str, Any]) -> str:
+        name = str(info["name"])
+        incarnation = uuid.uuid4().hex
+        fields = {
+            "host": info.get("host") or socket.gethostname(),
+            "pid": info.get("pid") or os.getpid(),
+            "version": __version__,
+            "incarnation": incarnation,
+            "tags": list(info.get("tags") or ()),
+            "capacity": dict(info.get("capacity") or {}),
+            "used": {},
+            "state": NodeState.ACTIVE,
+            "started_at": Now(),
+            "heartbeat_at": Now(),
+            "stopped_at": None,
+        }
+        try:
+            with transaction.atomic():
+                taken = (
+                    Node.objects.select_for_update()
+                    .live(self.dead_after)
+                    .filter(name=name)
+                    .exclude(incarnation=info.get("previous", ""))
+                    .first()
+                )
+                if taken is not None:
+                    age = (db_now() - taken.heartbeat_at).total_seconds()
+                    raise cluster.NodeNameTaken(
+                        name, f"host {taken.host}, pid {taken.pid}, last heartbeat {age:.1f} s ago"
+                    )
+                if not Node.objects.filter(name=name).update(**fields):
+                    Node.objects.create(name=name, **fields)
+        except IntegrityError:  # registered at the same moment by another process
+            raise cluster.NodeNameTaken(name, "registered at the same moment") from None
+        logger.info(
+            "node registered",
+            extra={"node": name, "incarnation": incarnation, "tags": ",".join(fields["tags"])},
+        )
+        return incarnation
+
+    def beat(self, incarnation: str, report: Mapping[str, Any]) -> cluster.Beat:
+        changed = Node.objects.filter(incarnation=incarnation, state__in=LIVE_NODE_STATES).update(
+            heartbeat_at=Now(),
+            **{
+                k: v
+                for k, v in report.items()
+                if k in ("used", "load", "free_memory_mb", "overloaded", "capacity")
+            },
+        )
+        if not changed:
+            return cluster.Beat(None)
+        state = Node.objects.filter(incarnation=incarnation).values_list("state", flat=True).first()
+        peers = Node.objects.live(self.dead_after).exclude(incarnation=incarnation).count()
+        return cluster.Beat(state, peers)
+
+    def hold_lease(self, name: str, incarnation: str, seconds: float) -> bool:
+        holder = Node.objects.filter(incarnation=incarnation).values_list("name", flat=True).first() or ""
+        if Lease.objects.filter(name=name, incarnation=incarnation).update(expires_at=db_now_plus(seconds)):
+            return True
+        taken = Lease.objects.filter(name=name, expires_at__lt=Now()).update(
+            holder=holder,
+            incarnation=incarnation,
+            acquired_at=Now(),
+            expires_at=db_now_plus(seconds),
+            term=F("term") + 1,
+        )
+        if taken:
+            return True
+        if Lease.objects.filter(name=name).exists():
+            return False
+        try:
+            with transaction.atomic():
+                Lease.objects.create(
+                    name=name,
+                    holder=holder,
+                    incarnation=incarnation,
+                    acquired_at=Now(),
+                    expires_at=db_now_plus(seconds),
+                    term=1,
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def release_lease(self, name: str, incarnation: str) -> None:
+        Lease.objects.filter(name=name, incarnation=incarnation).update(expires_at=db_now_minus(0.001))
+
+    def stopped(self, incarnation: str) -> None:
+        Node.objects.filter(incarnation=incarnation).update(
+            state=NodeState.STOPPED, stopped_at=Now(), used={}
+        )
+
+    def judge_dead(self, node_dead_after: float) -> list[str]:
+        """Declare overdue nodes dead, then fail their work over: running runs become
+        lost (retried per policy), broadcast copies for them are cancelled (node gone)."""
+        dead = []
+        with transaction.atomic():
+            for node in Node.objects.select_for_update(skip_locked=True).overdue(node_dead_after):
+                Node.objects.filter(pk=node.pk).update(state=NodeState.DEAD)
+                dead.append(node.name)
+        if dead:
+            from scheduler_app.backends.runstore import DjangoRunStore
+
+            DjangoRunStore().fail_over(dead, timezone.now())
+        return dead
+
+
+def holds_lease(name: str, incarnation: str, lock: bool = False) -> bool:
+    """Whether ``incarnation`` holds lease ``name`` now (database clock). With
+    ``lock``, the row is locked until the end of the transaction, so nobody can take
+    the lease over before what the caller writes is committed."""
+    qs = Lease.objects.filter(name=name, incarnation=incarnation, expires_at__gt=Now())
+    if lock and connection.vendor == "postgresql":
+        qs = qs.select_for_update(no_key=True)
+    return bool(list(qs.values_list("pk", flat=True)))
+
+
+def leader(name: str | None = None) -> str | None:
+    row = (
+        Lease.objects.filter(name=name or cluster.lease_name(), expires_at__gt=Now())
+        .values_list("holder", flat=True)
+        .first()
+    )
+    return row or None
+
+
+__all__ = ["DjangoRegistry", "holds_lease", "leader", "live_nodes", "node_tags", "timings"]

@@ -1,0 +1,59 @@
+"""Cluster operations: draining and resuming nodes. Nodes are shared by all tenants,
+so only superusers (or the system: ``actor=None``, a shell operator) may change them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from scheduler_app import audit
+from scheduler_app.models import Node, NodeState
+from scheduler_app.services.bulk import BulkResult
+
+
+@dataclass
+class NodeResult(BulkResult):
+    warnings: list[str] = field(default_factory=list)
+
+
+def _may_manage(actor: Any) -> bool:
+    return actor is None or bool(getattr(actor, "is_superuser", False))
+
+
+def drain_nodes(nodes: Iterable[Node], *, actor: Any = None) -> NodeResult:
+    """A draining node finishes what it runs, claims nothing new and gives up the
+    leader lease. Draining the last active node is allowed (``warnings`` says so):
+    queued runs then wait until a node is resumed or started."""
+    return _set_state(nodes, NodeState.DRAINING, "drain", actor)
+
+
+def resume_nodes(nodes: Iterable[Node], *, actor: Any = None) -> NodeResult:
+    return _set_state(nodes, NodeState.ACTIVE, "resume", actor)
+
+
+def _set_state(nodes: Iterable[Node], state: str, operation: str, actor: Any) -> NodeResult:
+    result = NodeResult()
+    for node in nodes:
+        if not _may_manage(actor):
+            result.refused.append((node, _("only superusers may drain or resume nodes")))
+            continue
+        with transaction.atomic():
+            live_from = NodeState.ACTIVE if state == NodeState.DRAINING else NodeState.DRAINING
+            if not Node.objects.filter(pk=node.pk, state__in=[live_from, state]).update(state=state):
+                result.refused.append((node, _("the node is %(state)s, not running") % {"state": node.state}))
+                continue
+            node.state = state
+            audit.record(node, operation, actor=actor)
+        result.done.append(node)
+    if state == NodeState.DRAINING and result.done:
+        from scheduler_app.backends import cluster as cluster_backend
+
+        if not any(n.state == NodeState.ACTIVE for n in cluster_backend.live_nodes()):
+            result.warnings.append(
+                _("no active node is left: queued runs wait until a node is resumed or started")
+            )
+    return result

@@ -1,0 +1,155 @@
+"""The node registry, leases, drain/resume (service, jobctl, admin) and the cluster
+rules the run store keeps (routing, fencing), on the test database."""
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from scheduler_app import services
+from scheduler_app.backends import cluster as cluster_backend
+from scheduler_app.backends.runstore import DjangoRunStore
+from scheduler_app.engine import cluster
+from scheduler_app.engine.interfaces import Capacity, Outcome
+from scheduler_app.models import Job, JobRun, Lease, Node
+
+
+@pytest.fixture
+def registry(db):
+    return cluster_backend.DjangoRegistry(dead_after=15)
+
+
+def register(registry, name, **info):
+    return registry.register({"name": name, **info})
+
+
+def test_a_live_name_is_refused_naming_the_live_node(registry):
+    first = register(registry, "n1", host="h1", pid=7)
+    with pytest.raises(
+        cluster.NodeNameTaken, match=r"a live node is already called 'n1' \(host h1, pid 7, last heartbeat"
+    ):
+        register(registry, "n1", host="h2", pid=8)
+    # once it is dead (heartbeat older than NODE_DEAD_AFTER by the database's clock), the name is free
+    Node.objects.update(heartbeat_at=timezone.now() - dt.timedelta(seconds=60))
+    assert registry.judge_dead(15) == ["n1"]
+    assert registry.beat(first, {}).state is None  # the old incarnation is fenced
+    second = register(registry, "n1", host="h2", pid=8)
+    assert second != first and registry.beat(second, {"used": {"thread": 2}}).state == "active"
+    assert Node.objects.get(name="n1").running == 2
+
+
+def test_one_lease_holder_until_it_expires(registry):
+    a, b = register(registry, "a"), register(registry, "b")
+    assert registry.hold_lease("triggers/0", a, 10)
+    assert not registry.hold_lease("triggers/0", b, 10)
+    assert registry.hold_lease("triggers/0", a, 10)  # renewal
+    assert cluster_backend.holds_lease("triggers/0", a) and not cluster_backend.holds_lease("triggers/0", b)
+    Lease.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert not cluster_backend.holds_lease("triggers/0", a)
+    assert registry.hold_lease("triggers/0", b, 10)
+    assert Lease.objects.get().holder == "b" and Lease.objects.get().term == 2
+    assert not registry.hold_lease("triggers/0", a, 10)
+
+
+def test_runscheduler_refuses_bad_tags_before_starting(db):
+    with pytest.raises(CommandError, match=r"--tags: 'g pu' is not a valid tag"):
+        call_command("runscheduler", "--node", "x", "--tags", "gpu,g pu")
+
+
+def test_system_checks_name_bad_tags_and_timings(settings):
+    from django.test import override_settings
+
+    from scheduler_app.checks import check_cluster
+
+    with override_settings(SCHEDULER_APP={**settings.SCHEDULER_APP, "NODE_TAGS": ["ok", "bad tag"]}):
+        [error] = check_cluster()
+        assert error.id == "scheduler_app.E050" and "'bad tag' is not a valid tag" in error.msg
+    with override_settings(
+        SCHEDULER_APP={**settings.SCHEDULER_APP, "SELF_FENCE_AFTER": 60, "NODE_DEAD_AFTER": 30}
+    ):
+        [error] = check_cluster()
+        assert error.id == "scheduler_app.E051" and "SELF_FENCE_AFTER < NODE_DEAD_AFTER" in error.msg
+
+
+def test_tags_are_validated():
+    assert cluster.parse_tags("gpu, eu,gpu") == ("eu", "gpu")
+    with pytest.raises(cluster.ClusterError, match=r"--tags: 'g pu' is not a valid tag"):
+        cluster.parse_tags("g pu", "--tags")
+    with pytest.raises(cluster.ClusterError, match="SELF_FENCE_AFTER < NODE_DEAD_AFTER"):
+        cluster.Timings(heartbeat_interval=1, self_fence_after=20, node_dead_after=15)
+
+
+def test_claims_honour_tags_and_stale_outcomes_are_refused(registry, tenant):
+    job = services.save_job(
+        Job(
+            tenant=tenant,
+            name="g",
+            task="demo.noop",
+            trigger={"type": "manual"},
+            routing="tags",
+            routing_tags=["gpu"],
+        )
+    )
+    run = JobRun.objects.create(job=job, scheduled_for=timezone.now(), reason="manual", executor="thread")
+    store = DjangoRunStore()
+    cap = Capacity(per_executor={"thread": 5}, total=5)
+    assert store.claim("plain", cap, timezone.now()).runs == ()
+    store.tags = ("eu", "gpu")
+    store.incarnation = lambda: "inc1"
+    claimed = store.claim("gpu-node", cap, timezone.now()).runs
+    assert [c.run_id for c in claimed] == [run.pk] and claimed[0].claim_token.startswith("inc1:")
+    stale = Outcome(
+        run_id=run.pk,
+        state="succeeded",
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        claim_token="old:1",
+    )
+    store.record([stale])
+    assert JobRun.objects.get(pk=run.pk).state == "running"  # refused: another claim's token
+    store.record(
+        [
+            Outcome(
+                run_id=run.pk,
+                state="succeeded",
+                started_at=timezone.now(),
+                finished_at=timezone.now(),
+                claim_token=claimed[0].claim_token,
+            )
+        ]
+    )
+    assert JobRun.objects.get(pk=run.pk).state == "succeeded"
+
+
+def test_drain_and_resume_through_jobctl_and_the_admin(registry, client):
+    register(registry, "n1")
+    out, err = StringIO(), StringIO()
+    call_command("jobctl", "node", "drain", "n1", stdout=out, stderr=err)
+    assert "drain: node n1" in out.getvalue()
+    assert "warning: no active node is left" in err.getvalue()  # allowed, but warned
+    assert Node.objects.get(name="n1").state == "draining"
+    call_command("jobctl", "node", "resume", "n1", stdout=out)
+    assert Node.objects.get(name="n1").state == "active"
+    with pytest.raises(CommandError, match=r"node 'nope': no such node \(known: n1\)"):
+        call_command("jobctl", "node", "drain", "nope")
+    with pytest.raises(CommandError, match="node 'halt': use one of drain, resume"):
+        call_command("jobctl", "node", "halt", "n1")
+    staff = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
+    refused = services.drain_nodes(list(Node.objects.all()), actor=staff)
+    assert refused.refused and not refused.done
+    client.force_login(staff)
+    page = client.get(reverse("admin:scheduler_app_node_changelist"))
+    assert page.status_code == 200 and "n1" in page.text and "Drain the selected" not in page.text
+    boss = get_user_model().objects.create_superuser("boss", password="pw")
+    client.force_login(boss)
+    page = client.get(reverse("admin:scheduler_app_node_changelist"))
+    assert "Drain the selected" in page.text
+    client.post(
+        reverse("admin:scheduler_app_node_changelist"),
+        {"action": "drain", "_selected_action": [Node.objects.get().pk]},
+    )
+    assert Node.objects.get().state == "draining"

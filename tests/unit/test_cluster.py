@@ -1,0 +1,85 @@
+"""The member loop's rules with a fake registry and a fake clock: no Django."""
+
+from scheduler_app.engine import cluster
+
+
+class FakeRegistry:
+    def __init__(self):
+        self.fail = False
+        self.holder = None
+        self.dead = False
+        self.incarnations = 0
+
+    def register(self, info):
+        self.incarnations += 1
+        self.dead = False
+        return f"i{self.incarnations}"
+
+    def beat(self, incarnation, report):
+        if self.fail:
+            raise OSError("database unreachable")
+        return cluster.Beat(None if self.dead else "active")
+
+    def hold_lease(self, name, incarnation, seconds):
+        if self.holder in (None, incarnation):
+            self.holder = incarnation
+            return True
+        return False
+
+    def release_lease(self, name, incarnation):
+        if self.holder == incarnation:
+            self.holder = None
+
+    def judge_dead(self, node_dead_after):
+        return []
+
+    def stopped(self, incarnation):
+        pass
+
+
+def member(registry, clock, events):
+    return cluster.Member(
+        registry=registry,
+        info={"name": "n1"},
+        timings=cluster.Timings(heartbeat_interval=1, self_fence_after=4, node_dead_after=6, leader_lease=3),
+        report=dict,
+        on_lead=lambda: events.append("lead"),
+        on_follow=lambda: events.append("follow"),
+        on_fence=lambda why: events.append("fence"),
+        clock=lambda: clock[0],
+    )
+
+
+def test_a_leader_that_cannot_renew_stops_firing_at_its_local_deadline_then_fences():
+    clock, events, registry = [100.0], [], FakeRegistry()
+    m = member(registry, clock, events)
+    m.join()
+    m.tick()
+    assert events == ["lead"] and m.is_leader()
+    registry.fail = True
+    clock[0] = 102.9
+    m.tick()  # fails: the lease is not renewed
+    m.check_deadlines()
+    assert m.is_leader()
+    clock[0] = 103.0  # lease taken at 100 for 3 s: stop before the database lets others in
+    assert not m.is_leader()
+    m.check_deadlines()
+    assert events == ["lead", "follow"]
+    clock[0] = 104.0  # SELF_FENCE_AFTER (4 s) without a heartbeat
+    m.check_deadlines()
+    assert events == ["lead", "follow", "fence"]
+    registry.fail = False
+    m.tick()
+    assert not m.fenced and events[-1] == "lead"
+
+
+def test_a_node_declared_dead_fences_and_rejoins_as_a_new_incarnation():
+    clock, events, registry = [0.0], [], FakeRegistry()
+    m = member(registry, clock, events)
+    first = m.join()
+    registry.holder = "someone-else"
+    m.tick()
+    assert events == [] and not m.is_leader()
+    registry.dead = True
+    m.tick()
+    assert events == ["fence"] and m.incarnation != first and not m.fenced
