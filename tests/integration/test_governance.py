@@ -189,10 +189,12 @@ class TestViewer:
 class TestOperator:
     def test_actions_offered_are_run_and_pause_only(self, client, users):
         login(client, users["operator"])
+        # A backfill queues runs: the run permission, like run now.
         assert offered_actions(client, "job") == [
             "pause_selected",
             "resume_selected",
             "run_selected_now",
+            "backfill_selected",
         ]
         assert offered_actions(client, "jobrun") == ["cancel_selected", "stop_selected"]
 
