@@ -558,3 +558,81 @@ def test_claim_signals_the_runs_it_skips_and_starts(store, make_job):
 def test_claim_with_nothing_due(store, make_job):
     queued(make_job(), timezone.now() + timedelta(hours=1))
     assert store.claim("n1", ROOM, timezone.now()).runs == ()
+
+
+# -- liveness: heartbeats, lost runs, recovery, pruning -----------------------------------
+
+
+def test_heartbeat_marks_running_runs_and_returns_stop_requests(store, make_job):
+    job = make_job(max_instances=3)
+    a, b = running(job), running(job, scheduled_for=timezone.now())
+    done = queued(make_job("other"), timezone.now())
+    JobRun.objects.filter(pk=b.pk).update(stop_requested=True)
+    now = timezone.now()
+    assert store.heartbeat("n1", [], now) == []
+    assert store.heartbeat("n1", [a.pk, b.pk, done.pk], now) == [b.pk]
+    assert {r.pk: r.heartbeat_at for r in JobRun.objects.filter(job=job)} == {a.pk: now, b.pk: now}
+    assert JobRun.objects.get(pk=done.pk).heartbeat_at is None
+
+
+def test_reap_lost_marks_silent_runs_lost_and_retries_them(store, make_job):
+    job = make_job(retry_max_attempts=2, retry_backoff_seconds=0, max_instances=3)
+    now = timezone.now()
+    silent, alive, mine = running(job), running(job, scheduled_for=now), running(job, scheduled_for=now + US)
+    JobRun.objects.filter(pk=silent.pk).update(heartbeat_at=now - timedelta(seconds=31))
+    JobRun.objects.filter(pk=alive.pk).update(heartbeat_at=now - timedelta(seconds=29))
+    JobRun.objects.filter(pk=mine.pk).update(heartbeat_at=now - timedelta(seconds=60))
+    assert store.reap_lost(now, 30, exclude=[mine.pk]) == 1
+    lost = JobRun.objects.get(pk=silent.pk)
+    assert (lost.state, lost.error_type, lost.finished_at) == ("lost", "Lost", now)
+    assert lost.error == "no heartbeat for more than 30 s; its node is gone"  # retried: not final
+    assert JobRun.objects.get(pk=alive.pk).state == "running"
+    assert JobRun.objects.get(pk=mine.pk).state == "running"
+    assert JobRun.objects.filter(job=job, attempt=2, reason=RunReason.RETRY).count() == 1
+    assert store.reap_lost(now, 30, exclude=[mine.pk]) == 0
+
+
+def test_recover_marks_this_nodes_old_runs_lost_and_requeues_interrupted(store, make_job):
+    import os
+    import socket
+
+    job = make_job(max_instances=5)
+    now = timezone.now()
+    host = socket.gethostname()
+    mine, other_host, live = (
+        running(job),
+        running(job, scheduled_for=now),
+        running(job, scheduled_for=now + US),
+    )
+    dead_pid = running(job, scheduled_for=now + 2 * US)
+    JobRun.objects.filter(pk=mine.pk).update(node=f"{host}:1")
+    JobRun.objects.filter(pk=other_host.pk).update(node="elsewhere:1")
+    JobRun.objects.filter(pk=live.pk).update(node=f"{host}:{os.getpid()}")  # alive, not a runscheduler
+    JobRun.objects.filter(pk=dead_pid.pk).update(node=f"{host}:999999999")
+    stopped = running(make_job("stopped"))
+    store.record([outcome(stopped, RunState.INTERRUPTED)])
+    report = store.recover(f"{host}:1", now)
+    assert (report.lost, report.requeued) == (3, 1)
+    assert {r.pk: r.state for r in JobRun.objects.filter(job=job)} == {
+        mine.pk: "lost",
+        other_host.pk: "running",
+        live.pk: "lost",
+        dead_pid.pk: "lost",
+    }
+    again = JobRun.objects.get(job=stopped.job, attempt=2)
+    assert (again.reason, again.state, again.not_before) == (RunReason.RECOVERY, "queued", now)
+    assert JobRun.objects.get(pk=stopped.pk).is_final is True
+    assert store.recover(f"{host}:1", now).requeued == 0
+
+
+def test_prune_deletes_finished_runs_older_than_the_cutoff(store, make_job):
+    job = make_job(max_instances=5)
+    now = timezone.now()
+    old, recent = running(job), running(job, scheduled_for=now)
+    store.record([outcome(old, RunState.SUCCEEDED), outcome(recent, RunState.SUCCEEDED)])
+    JobRun.objects.filter(pk=old.pk).update(finished_at=now - timedelta(days=8))
+    waiting = queued(job, now + timedelta(seconds=1))
+    JobRun.objects.filter(pk=waiting.pk).update(finished_at=now - timedelta(days=9))  # never pruned
+    assert store.prune(now, None) == 0
+    assert store.prune(now, 7) == 1
+    assert set(JobRun.objects.filter(job=job).values_list("pk", flat=True)) == {recent.pk, waiting.pk}
