@@ -230,6 +230,29 @@ def test_enqueue_caps_run_all_and_records_what_it_dropped(store, make_job, setti
     assert "over the cap of 3 missed runs" in skipped.error
 
 
+def test_enqueued_runs_carry_the_jobs_queue_fields_and_can_be_claimed(store, make_job):
+    job = make_job(priority=5, executor="asyncio", misfire_policy="skip", misfire_grace_seconds=30)
+    noticed = timezone.now()
+    missed, due = noticed - timedelta(minutes=5), noticed - timedelta(seconds=1)
+    before = timezone.now()
+    assert store.enqueue([Fire(job.pk, (missed, due), noticed)]) == 1
+    run = JobRun.objects.get(job=job, state="queued")
+    assert (run.attempt, run.reason, run.priority, run.executor, run.not_before, run.tenant_id) == (
+        1,
+        RunReason.SCHEDULE,
+        5,
+        "asyncio",
+        due,
+        job.tenant_id,
+    )
+    assert (run.finished_at, run.is_final) == (None, False)
+    skipped = JobRun.objects.get(job=job, state="skipped")
+    assert skipped.attempt == 1 and skipped.is_final is True
+    assert before <= skipped.finished_at <= timezone.now()
+    room = Capacity(per_executor={"asyncio": 1}, total=1)
+    assert [r.run_id for r in store.claim("n1", room, noticed).runs] == [run.pk]
+
+
 @pytest.mark.parametrize("change", [{"enabled": False}, {"paused": True}])
 def test_enqueue_ignores_jobs_that_cannot_be_scheduled(store, make_job, change):
     job = make_job(**change)
@@ -332,6 +355,21 @@ def test_coalesce_at_claim_sees_a_newer_run_outside_the_batch(store, make_job):
     queued(job, t0 + timedelta(minutes=1), executor="process")
     assert store.claim("n1", ROOM, t0 + timedelta(minutes=5)).runs == ()
     assert JobRun.objects.get(pk=late.pk).state == "skipped"
+
+
+def test_coalesce_at_claim_looks_only_at_waiting_runs_of_the_same_job(store, make_job):
+    """Newer runs of other jobs (in the batch and outside it) and a newer run of the
+    same job that is no longer waiting do not make a late run coalesce."""
+    t0 = timezone.now() - timedelta(minutes=10)
+    late_jobs = [make_job(f"late{i}", misfire_policy="coalesce", misfire_grace_seconds=60) for i in range(2)]
+    late = [queued(job, t0) for job in late_jobs]
+    newer = make_job("newer")
+    queued(newer, t0 + timedelta(minutes=1))  # in the batch
+    queued(newer, t0 + timedelta(minutes=2), executor="process")  # outside it
+    ran = queued(late_jobs[1], t0 + timedelta(minutes=3))
+    JobRun.objects.filter(pk=ran.pk).update(state=RunState.SUCCEEDED, not_before=t0 + timedelta(hours=1))
+    claimed = {r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(minutes=5)).runs}
+    assert {late[0].pk, late[1].pk} <= claimed
 
 
 def test_coalesce_ignores_newer_runs_that_are_not_scheduled_first_attempts(store, make_job):
