@@ -503,6 +503,29 @@ def test_a_join_needs_fresh_ends_after_the_last_dependency_run(store, make_job):
     assert JobRun.objects.filter(job=down).count() == 2
 
 
+def test_a_join_counts_only_its_own_upstreams_since_its_own_last_dependency_run(store, make_job):
+    ok, bad, down = make_job("ok"), make_job("bad"), make_job("down")
+    services.add_dependency(ok, down, condition="success")
+    services.add_dependency(bad, down, condition="failure")
+    up2, other = make_job("up2"), make_job("other")
+    services.add_dependency(up2, other, condition="success")
+    # another job's success does not stand in for ok's
+    store.record([outcome(running(other), RunState.SUCCEEDED)])
+    store.record([outcome(running(bad), RunState.FAILED, error="x")])
+    assert not JobRun.objects.filter(job=down).exists()
+    # ok succeeds: the join completes (bad's failure is still fresh for down)
+    store.record([outcome(running(ok), RunState.SUCCEEDED)])
+    assert JobRun.objects.filter(job=down).count() == 1
+    # ok succeeds again; then another job's dependency run and a manual run of down
+    # do not move down's "since": bad's next failure completes the join again
+    store.record([outcome(running(ok, scheduled_for=timezone.now()), RunState.SUCCEEDED)])
+    store.record([outcome(running(up2), RunState.SUCCEEDED)])
+    assert JobRun.objects.filter(job=other, reason=RunReason.DEPENDENCY).count() == 1
+    services.run_jobs_now([down])
+    store.record([outcome(running(bad, scheduled_for=timezone.now()), RunState.FAILED, error="x")])
+    assert JobRun.objects.filter(job=down, reason=RunReason.DEPENDENCY).count() == 2
+
+
 @pytest.mark.parametrize(
     ("condition", "state", "final", "met"),
     [
