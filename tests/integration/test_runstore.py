@@ -697,3 +697,27 @@ def test_prune_deletes_finished_runs_older_than_the_cutoff(store, make_job):
     assert store.prune(now, None) == 0
     assert store.prune(now, 7) == 1
     assert set(JobRun.objects.filter(job=job).values_list("pk", flat=True)) == {recent.pk, waiting.pk}
+
+
+def test_a_completion_join_needs_a_final_success_or_failure_of_each_upstream(store, make_job):
+    u1, u2, down = make_job("u1"), make_job("u2", retry_max_attempts=2), make_job("down")
+    services.add_dependency(u1, down, condition="completion")
+    services.add_dependency(u2, down, condition="completion")
+    skipped = queued(u2, timezone.now() - timedelta(minutes=1))
+    JobRun.objects.filter(pk=skipped.pk).update(
+        state=RunState.SKIPPED, is_final=True, finished_at=timezone.now()
+    )
+    store.record([outcome(running(u2), RunState.FAILED, error="x")])  # will be retried
+    store.record([outcome(running(u1), RunState.SUCCEEDED)])
+    assert not JobRun.objects.filter(job=down).exists()
+
+
+def test_one_upstream_feeds_each_of_its_downstreams(store, make_job):
+    up, waiting, on_failure, on_success = make_job("up"), make_job("w"), make_job("f"), make_job("s")
+    services.add_dependency(up, waiting, condition="success")
+    services.add_dependency(make_job("never"), waiting, condition="success")  # join incomplete
+    services.add_dependency(up, on_failure, condition="failure")
+    services.add_dependency(up, on_success, condition="success")
+    assert store.record([outcome(running(up), RunState.SUCCEEDED)]) == 1
+    assert JobRun.objects.filter(job=on_success).count() == 1
+    assert not JobRun.objects.filter(job__in=[waiting, on_failure]).exists()
