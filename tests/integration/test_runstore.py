@@ -713,11 +713,16 @@ def test_a_completion_join_needs_a_final_success_or_failure_of_each_upstream(sto
 
 
 def test_one_upstream_feeds_each_of_its_downstreams(store, make_job):
-    up, waiting, on_failure, on_success = make_job("up"), make_job("w"), make_job("f"), make_job("s")
-    services.add_dependency(up, waiting, condition="success")
-    services.add_dependency(make_job("never"), waiting, condition="success")  # join incomplete
+    up, never = make_job("up"), make_job("never")
+    waiting = [make_job("a-waits"), make_job("z-waits")]
+    on_failure, on_success = make_job("b-fails"), make_job("m-succeeds")
+    # incomplete joins on both sides of the one that completes, whatever the edge order
+    services.add_dependency(up, waiting[0], condition="success")
     services.add_dependency(up, on_failure, condition="failure")
     services.add_dependency(up, on_success, condition="success")
+    services.add_dependency(up, waiting[1], condition="success")
+    for job in waiting:
+        services.add_dependency(never, job, condition="success")
     assert store.record([outcome(running(up), RunState.SUCCEEDED)]) == 1
     assert JobRun.objects.filter(job=on_success).count() == 1
-    assert not JobRun.objects.filter(job__in=[waiting, on_failure]).exists()
+    assert not JobRun.objects.filter(job__in=[*waiting, on_failure]).exists()
