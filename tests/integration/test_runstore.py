@@ -230,6 +230,29 @@ def test_enqueue_caps_run_all_and_records_what_it_dropped(store, make_job, setti
     assert "over the cap of 3 missed runs" in skipped.error
 
 
+def test_enqueued_runs_carry_the_jobs_queue_fields_and_can_be_claimed(store, make_job):
+    job = make_job(priority=5, executor="asyncio", misfire_policy="skip", misfire_grace_seconds=30)
+    noticed = timezone.now()
+    missed, due = noticed - timedelta(minutes=5), noticed - timedelta(seconds=1)
+    before = timezone.now()
+    assert store.enqueue([Fire(job.pk, (missed, due), noticed)]) == 1
+    run = JobRun.objects.get(job=job, state="queued")
+    assert (run.attempt, run.reason, run.priority, run.executor, run.not_before, run.tenant_id) == (
+        1,
+        RunReason.SCHEDULE,
+        5,
+        "asyncio",
+        due,
+        job.tenant_id,
+    )
+    assert (run.finished_at, run.is_final) == (None, False)
+    skipped = JobRun.objects.get(job=job, state="skipped")
+    assert skipped.attempt == 1 and skipped.is_final is True
+    assert before <= skipped.finished_at <= timezone.now()
+    room = Capacity(per_executor={"asyncio": 1}, total=1)
+    assert [r.run_id for r in store.claim("n1", room, noticed).runs] == [run.pk]
+
+
 @pytest.mark.parametrize("change", [{"enabled": False}, {"paused": True}])
 def test_enqueue_ignores_jobs_that_cannot_be_scheduled(store, make_job, change):
     job = make_job(**change)
@@ -332,6 +355,21 @@ def test_coalesce_at_claim_sees_a_newer_run_outside_the_batch(store, make_job):
     queued(job, t0 + timedelta(minutes=1), executor="process")
     assert store.claim("n1", ROOM, t0 + timedelta(minutes=5)).runs == ()
     assert JobRun.objects.get(pk=late.pk).state == "skipped"
+
+
+def test_coalesce_at_claim_looks_only_at_waiting_runs_of_the_same_job(store, make_job):
+    """Newer runs of other jobs (in the batch and outside it) and a newer run of the
+    same job that is no longer waiting do not make a late run coalesce."""
+    t0 = timezone.now() - timedelta(minutes=10)
+    late_jobs = [make_job(f"late{i}", misfire_policy="coalesce", misfire_grace_seconds=60) for i in range(2)]
+    late = [queued(job, t0) for job in late_jobs]
+    newer = make_job("newer")
+    queued(newer, t0 + timedelta(minutes=1))  # in the batch
+    queued(newer, t0 + timedelta(minutes=2), executor="process")  # outside it
+    ran = queued(late_jobs[1], t0 + timedelta(minutes=3))
+    JobRun.objects.filter(pk=ran.pk).update(state=RunState.SUCCEEDED, not_before=t0 + timedelta(hours=1))
+    claimed = {r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(minutes=5)).runs}
+    assert {late[0].pk, late[1].pk} <= claimed
 
 
 def test_coalesce_ignores_newer_runs_that_are_not_scheduled_first_attempts(store, make_job):
@@ -465,6 +503,29 @@ def test_a_join_needs_fresh_ends_after_the_last_dependency_run(store, make_job):
     assert JobRun.objects.filter(job=down).count() == 2
 
 
+def test_a_join_counts_only_its_own_upstreams_since_its_own_last_dependency_run(store, make_job):
+    ok, bad, down = make_job("ok"), make_job("bad"), make_job("down")
+    services.add_dependency(ok, down, condition="success")
+    services.add_dependency(bad, down, condition="failure")
+    up2, other = make_job("up2"), make_job("other")
+    services.add_dependency(up2, other, condition="success")
+    # another job's success does not stand in for ok's
+    store.record([outcome(running(other), RunState.SUCCEEDED)])
+    store.record([outcome(running(bad), RunState.FAILED, error="x")])
+    assert not JobRun.objects.filter(job=down).exists()
+    # ok succeeds: the join completes (bad's failure is still fresh for down)
+    store.record([outcome(running(ok), RunState.SUCCEEDED)])
+    assert JobRun.objects.filter(job=down).count() == 1
+    # ok succeeds again; then another job's dependency run and a manual run of down
+    # do not move down's "since": bad's next failure completes the join again
+    store.record([outcome(running(ok, scheduled_for=timezone.now()), RunState.SUCCEEDED)])
+    store.record([outcome(running(up2), RunState.SUCCEEDED)])
+    assert JobRun.objects.filter(job=other, reason=RunReason.DEPENDENCY).count() == 1
+    services.run_jobs_now([down])
+    store.record([outcome(running(bad, scheduled_for=timezone.now()), RunState.FAILED, error="x")])
+    assert JobRun.objects.filter(job=down, reason=RunReason.DEPENDENCY).count() == 2
+
+
 @pytest.mark.parametrize(
     ("condition", "state", "final", "met"),
     [
@@ -558,3 +619,110 @@ def test_claim_signals_the_runs_it_skips_and_starts(store, make_job):
 def test_claim_with_nothing_due(store, make_job):
     queued(make_job(), timezone.now() + timedelta(hours=1))
     assert store.claim("n1", ROOM, timezone.now()).runs == ()
+
+
+# -- liveness: heartbeats, lost runs, recovery, pruning -----------------------------------
+
+
+def test_heartbeat_marks_running_runs_and_returns_stop_requests(store, make_job):
+    job = make_job(max_instances=3)
+    a, b = running(job), running(job, scheduled_for=timezone.now())
+    done = queued(make_job("other"), timezone.now())
+    JobRun.objects.filter(pk=b.pk).update(stop_requested=True)
+    now = timezone.now()
+    assert store.heartbeat("n1", [], now) == []
+    assert store.heartbeat("n1", [a.pk, b.pk, done.pk], now) == [b.pk]
+    assert {r.pk: r.heartbeat_at for r in JobRun.objects.filter(job=job)} == {a.pk: now, b.pk: now}
+    assert JobRun.objects.get(pk=done.pk).heartbeat_at is None
+
+
+def test_reap_lost_marks_silent_runs_lost_and_retries_them(store, make_job):
+    job = make_job(retry_max_attempts=2, retry_backoff_seconds=0, max_instances=3)
+    now = timezone.now()
+    silent, alive, mine = running(job), running(job, scheduled_for=now), running(job, scheduled_for=now + US)
+    JobRun.objects.filter(pk=silent.pk).update(heartbeat_at=now - timedelta(seconds=31))
+    JobRun.objects.filter(pk=alive.pk).update(heartbeat_at=now - timedelta(seconds=29))
+    JobRun.objects.filter(pk=mine.pk).update(heartbeat_at=now - timedelta(seconds=60))
+    assert store.reap_lost(now, 30, exclude=[mine.pk]) == 1
+    lost = JobRun.objects.get(pk=silent.pk)
+    assert (lost.state, lost.error_type, lost.finished_at) == ("lost", "Lost", now)
+    assert lost.error == "no heartbeat for more than 30 s; its node is gone"  # retried: not final
+    assert JobRun.objects.get(pk=alive.pk).state == "running"
+    assert JobRun.objects.get(pk=mine.pk).state == "running"
+    assert JobRun.objects.filter(job=job, attempt=2, reason=RunReason.RETRY).count() == 1
+    assert store.reap_lost(now, 30, exclude=[mine.pk]) == 0
+
+
+def test_recover_marks_this_nodes_old_runs_lost_and_requeues_interrupted(store, make_job):
+    import os
+    import socket
+
+    job = make_job(max_instances=5)
+    now = timezone.now()
+    host = socket.gethostname()
+    mine, other_host, live = (
+        running(job),
+        running(job, scheduled_for=now),
+        running(job, scheduled_for=now + US),
+    )
+    dead_pid = running(job, scheduled_for=now + 2 * US)
+    JobRun.objects.filter(pk=mine.pk).update(node=f"{host}:1")
+    JobRun.objects.filter(pk=other_host.pk).update(node="elsewhere:1")
+    JobRun.objects.filter(pk=live.pk).update(node=f"{host}:{os.getpid()}")  # alive, not a runscheduler
+    JobRun.objects.filter(pk=dead_pid.pk).update(node=f"{host}:999999999")
+    stopped = running(make_job("stopped"))
+    store.record([outcome(stopped, RunState.INTERRUPTED)])
+    report = store.recover(f"{host}:1", now)
+    assert (report.lost, report.requeued) == (3, 1)
+    assert {r.pk: r.state for r in JobRun.objects.filter(job=job)} == {
+        mine.pk: "lost",
+        other_host.pk: "running",
+        live.pk: "lost",
+        dead_pid.pk: "lost",
+    }
+    again = JobRun.objects.get(job=stopped.job, attempt=2)
+    assert (again.reason, again.state, again.not_before) == (RunReason.RECOVERY, "queued", now)
+    assert JobRun.objects.get(pk=stopped.pk).is_final is True
+    assert store.recover(f"{host}:1", now).requeued == 0
+
+
+def test_prune_deletes_finished_runs_older_than_the_cutoff(store, make_job):
+    job = make_job(max_instances=5)
+    now = timezone.now()
+    old, recent = running(job), running(job, scheduled_for=now)
+    store.record([outcome(old, RunState.SUCCEEDED), outcome(recent, RunState.SUCCEEDED)])
+    JobRun.objects.filter(pk=old.pk).update(finished_at=now - timedelta(days=8))
+    waiting = queued(job, now + timedelta(seconds=1))
+    JobRun.objects.filter(pk=waiting.pk).update(finished_at=now - timedelta(days=9))  # never pruned
+    assert store.prune(now, None) == 0
+    assert store.prune(now, 7) == 1
+    assert set(JobRun.objects.filter(job=job).values_list("pk", flat=True)) == {recent.pk, waiting.pk}
+
+
+def test_a_completion_join_needs_a_final_success_or_failure_of_each_upstream(store, make_job):
+    u1, u2, down = make_job("u1"), make_job("u2", retry_max_attempts=2), make_job("down")
+    services.add_dependency(u1, down, condition="completion")
+    services.add_dependency(u2, down, condition="completion")
+    skipped = queued(u2, timezone.now() - timedelta(minutes=1))
+    JobRun.objects.filter(pk=skipped.pk).update(
+        state=RunState.SKIPPED, is_final=True, finished_at=timezone.now()
+    )
+    store.record([outcome(running(u2), RunState.FAILED, error="x")])  # will be retried
+    store.record([outcome(running(u1), RunState.SUCCEEDED)])
+    assert not JobRun.objects.filter(job=down).exists()
+
+
+def test_one_upstream_feeds_each_of_its_downstreams(store, make_job):
+    up, never = make_job("up"), make_job("never")
+    waiting = [make_job("a-waits"), make_job("z-waits")]
+    on_failure, on_success = make_job("b-fails"), make_job("m-succeeds")
+    # incomplete joins on both sides of the one that completes, whatever the edge order
+    services.add_dependency(up, waiting[0], condition="success")
+    services.add_dependency(up, on_failure, condition="failure")
+    services.add_dependency(up, on_success, condition="success")
+    services.add_dependency(up, waiting[1], condition="success")
+    for job in waiting:
+        services.add_dependency(never, job, condition="success")
+    assert store.record([outcome(running(up), RunState.SUCCEEDED)]) == 1
+    assert JobRun.objects.filter(job=on_success).count() == 1
+    assert not JobRun.objects.filter(job__in=[*waiting, on_failure]).exists()
