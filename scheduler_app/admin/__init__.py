@@ -663,7 +663,8 @@ class JobAdmin(TenantScopedAdmin):
         ]
 
     class Media:
-        js = ["scheduler_app/cron_preview.js"]
+        js = ["scheduler_app/cron_preview.js", "scheduler_app/job_form.js"]
+        css = {"all": ["scheduler_app/scheduler.css"]}
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -816,3 +817,26 @@ class MembershipAdmin(UserByNameMixin, TenantScopedAdmin):
 
 from scheduler_app.admin import alerts, apikeys  # noqa: E402,F401  (register their admins)
 from scheduler_app.admin import nodes as _nodes  # noqa: E402,F401  (registers the nodes admin)
+
+
+def _hide_unless_django_store() -> None:
+    """django-apscheduler registers its tables in the admin; they are empty unless its
+    job store is in use, so the index lists them only when JOB_STORE is "django" (read
+    per request, not at import)."""
+    try:
+        from django_apscheduler.models import DjangoJob, DjangoJobExecution
+    except ImportError:  # pragma: no cover - django-apscheduler is a dependency
+        return
+    for model in (DjangoJob, DjangoJobExecution):
+        model_admin = admin.site._registry.get(model)
+        if model_admin is None:
+            continue
+        original = model_admin.has_module_permission
+
+        def has_module_permission(request: HttpRequest, _original: Any = original) -> bool:
+            return app_settings.JOB_STORE == "django" and _original(request)
+
+        model_admin.has_module_permission = has_module_permission  # type: ignore[method-assign]
+
+
+_hide_unless_django_store()

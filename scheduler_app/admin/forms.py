@@ -3,9 +3,13 @@ expression, time zone, ...) and reports every error on the field it concerns."""
 
 from __future__ import annotations
 
+import json
+import zoneinfo
+from functools import cache
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 from django.utils.translation import gettext_lazy as _
@@ -127,6 +131,75 @@ TRIGGER_TYPE_CHOICES = [
     ("any", _("Any of several triggers (OR)")),
 ]
 
+#: the form fields each trigger type uses; the others are hidden (by job_form.js) and
+#: ignored on save, so a browser without JavaScript saves only the chosen type.
+FIELDS_BY_TYPE = {
+    "cron": {"cron_expression", "cron_dialect", "trigger_timezone"},
+    "date": {"run_at", "trigger_timezone"},
+    "interval": {"interval_seconds", "interval_start", "interval_end", "interval_jitter", "trigger_timezone"},
+    "manual": set(),
+    "all": {"combination"},
+    "any": {"combination"},
+}
+TRIGGER_FORM_FIELDS = set().union(*FIELDS_BY_TYPE.values())
+
+
+@cache
+def zone_choices() -> list[tuple[str, str]]:
+    """Every IANA zone name the system knows (``zoneinfo.available_timezones()``)."""
+    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+
+
+class ZoneSelect(forms.Select):
+    """A select of zone names with a search box in front (``job_form.js``); without
+    JavaScript it is a plain select, in which typing a name also jumps to it."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs={"data-zone-select": "1", **(attrs or {})})
+
+
+class TenantOptionSelect(forms.Select):
+    """Options carry their tenant (``data-tenant``) so that job_form.js shows only the
+    chosen tenant's groups."""
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        instance = getattr(value, "instance", None)
+        if instance is not None and getattr(instance, "tenant_id", None) is not None:
+            option["attrs"]["data-tenant"] = str(instance.tenant_id)
+        return option
+
+
+class TagsField(forms.CharField):
+    """Routing tags as comma-separated text (``gpu, eu-west``); stored as a list."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                return ", ".join(str(v) for v in json.loads(value))
+            except ValueError:
+                return value
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        parts: list[Any] = text.split(",")
+        if text.startswith("["):  # the JSON list the field used to take
+            try:
+                loaded = json.loads(text)
+            except ValueError:
+                loaded = None
+            if isinstance(loaded, list):
+                parts = [str(t) for t in loaded]
+        tags: list[str] = []
+        for tag in (t.strip() for t in parts):
+            if tag and tag not in tags:
+                tags.append(tag)
+        return tags
+
+
 #: trigger document key -> form field, for putting errors where they belong.
 TRIGGER_FIELDS = {
     "type": "trigger_type",
@@ -163,10 +236,14 @@ class JobAdminForm(forms.ModelForm):
         required=False,
         initial="crontab",
     )
-    trigger_timezone = forms.CharField(
+    trigger_timezone = forms.ChoiceField(
         label=_("Time zone"),
         required=False,
-        initial="UTC",
+        choices=(),
+        widget=ZoneSelect(),
+        error_messages={
+            "invalid_choice": _("Unknown time zone %(value)s: choose an IANA name from the list.")
+        },
         help_text=_("IANA name, e.g. Europe/Berlin. Times on this page are shown in it."),
     )
     run_at = forms.CharField(
@@ -199,6 +276,13 @@ class JobAdminForm(forms.ModelForm):
         ),
     )
 
+    routing_tags = TagsField(
+        label=_("Routing tags"),
+        required=False,
+        widget=forms.TextInput(attrs={"class": "vTextField", "placeholder": "gpu, eu-west"}),
+        help_text=_("Comma-separated, e.g. gpu, eu-west. Used when routing is by tags."),
+    )
+
     class Meta:
         model = Job
         exclude = ["trigger"]  # noqa: DJ006 - the trigger is built from the fields above
@@ -210,7 +294,6 @@ class JobAdminForm(forms.ModelForm):
         widgets = {
             "args": forms.Textarea(attrs={"rows": 2, "cols": 80}),
             "kwargs": forms.Textarea(attrs={"rows": 3, "cols": 80}),
-            "routing_tags": forms.Textarea(attrs={"rows": 1, "cols": 80}),
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
         }
 
@@ -228,12 +311,57 @@ class JobAdminForm(forms.ModelForm):
             self.fields[
                 "secret_kwargs"
             ].help_text = f"{self.fields['secret_kwargs'].help_text} Current: {masked}."
+        default_zone = settings.TIME_ZONE or "UTC"
+        self.fields["trigger_timezone"].choices = [("", "—"), *zone_choices()]
+        self.fields["trigger_timezone"].initial = default_zone
         if self.instance.pk:
             self._load_trigger(self.instance.trigger or {"type": "manual"})
         else:
             self.initial.setdefault("trigger_type", "cron")
-        if "group" in self.fields and self.instance.tenant_id:
-            self.fields["group"].queryset = JobGroup.objects.filter(tenant_id=self.instance.tenant_id)
+            self.initial.setdefault("trigger_timezone", default_zone)
+        current_zone = self.initial.get("trigger_timezone")
+        if current_zone and current_zone not in zoneinfo.available_timezones():
+            # a stored zone this system no longer lists stays selectable (and is checked on save)
+            self.fields["trigger_timezone"].choices.append((current_zone, current_zone))
+        self._follow_tenant()
+
+    def _follow_tenant(self) -> None:
+        """Group and calendar choices follow the tenant: the job's, or the one chosen in
+        the submitted form. With no tenant yet, every permitted one is listed and
+        job_form.js hides the other tenants' groups once a tenant is chosen."""
+        tenant_id: Any = self.instance.tenant_id
+        if self.is_bound and "tenant" in self.fields:
+            tenant_id = self.data.get(self.add_prefix("tenant")) or tenant_id
+        if tenant_id is not None and not str(tenant_id).isdigit():
+            tenant_id = None
+        group = self.fields.get("group")
+        # Only the choices shown are narrowed; a submitted group or calendar of another
+        # tenant is reported by clean() with a message that says so.
+        narrow = bool(tenant_id) and not self.is_bound
+        if group is not None:
+            if narrow:
+                group.queryset = group.queryset.filter(tenant_id=tenant_id)
+            widget = getattr(group.widget, "widget", group.widget)  # inside the related-object wrapper
+            if isinstance(widget, forms.Select) and not isinstance(widget, TenantOptionSelect):
+                replacement = TenantOptionSelect(attrs=widget.attrs)
+                replacement.choices = widget.choices
+                if widget is group.widget:
+                    group.widget = replacement
+                else:
+                    group.widget.widget = replacement
+        calendars = self.fields.get("calendars")
+        if calendars is not None and narrow:
+            calendars.queryset = calendars.queryset.filter(tenant_id=tenant_id)
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        # Fields of the trigger types not chosen are hidden: their values are ignored,
+        # so their errors (e.g. letters typed into "Every (seconds)" before switching to
+        # cron) must not block the save either.
+        kind = self.data.get(self.add_prefix("trigger_type")) if self.is_bound else None
+        if kind in FIELDS_BY_TYPE and self._errors:
+            for name in TRIGGER_FORM_FIELDS - FIELDS_BY_TYPE[kind]:
+                self._errors.pop(name, None)
 
     def _load_trigger(self, doc: dict[str, Any]) -> None:
         kind = doc.get("type", "manual")
@@ -265,7 +393,7 @@ class JobAdminForm(forms.ModelForm):
                 "type": "cron",
                 "expression": data.get("cron_expression") or "",
                 "dialect": data.get("cron_dialect") or "crontab",
-                "timezone": tz or "UTC",
+                "timezone": tz or settings.TIME_ZONE or "UTC",
             }
         if kind == "date":
             doc: dict[str, Any] = {"type": "date", "run_at": (data.get("run_at") or "").strip()}
@@ -351,6 +479,8 @@ class JobAdminForm(forms.ModelForm):
         # Model validation runs on the instance even for fields whose form value was
         # rejected (e.g. kwargs that are not JSON are checked as {}): drop those follow-on
         # messages so each field shows only its real error.
+        if field in TRIGGER_FORM_FIELDS and field in (self._errors or {}):
+            return  # "Enter a whole number." says it; "... is required" would only follow on
         if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
             rejected = {f for f in (self._errors or {}) if f in self.fields}
             kept = {k: v for k, v in error.error_dict.items() if k not in rejected}

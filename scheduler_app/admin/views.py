@@ -128,14 +128,11 @@ class JobHistoryView(ObjectView):
         by_number = {v.number: v for v in versions}
         changes = []
         if a in by_number and b in by_number:
-            changes = [
-                (path, _show(old), _show(new))
-                for path, old, new in versioning.diff(by_number[a].snapshot, by_number[b].snapshot)
-            ]
+            changes = readable_diff(versioning.diff(by_number[a].snapshot, by_number[b].snapshot))
         return self.render(
             request,
             job,
-            _("History of %(job)s") % {"job": job},
+            _("Versions of %(job)s") % {"job": job},
             versions=versions,
             a=a,
             b=b,
@@ -184,13 +181,14 @@ class JobAuditView(ObjectView):
             .order_by("-timestamp")[:200]
         )
         rows = []
+        names = _RelatedNames()
         for entry in entries:
             data = entry.additional_data or {}
             rows.append(
                 {
                     "entry": entry,
                     "operation": data.get("operation") or entry.get_action_display(),
-                    "changes": _changes(entry),
+                    "changes": _changes(entry, names),
                     "details": {k: v for k, v in data.items() if k != "operation"},
                 }
             )
@@ -342,10 +340,67 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _changes(entry: Any) -> list[tuple[str, str, str]]:
-    changes = entry.changes if isinstance(entry.changes, dict) else {}
+def readable_diff(changes: list[tuple[str, Any, Any]]) -> list[tuple[str, str, str]]:
+    """The version diff for people: a key added inside ``kwargs`` is a change of
+    ``kwargs.key``, not also "kwargs {} → —" (the empty object it replaced)."""
+    paths = {path for path, _old, _new in changes}
     out = []
-    for field, pair in (changes or {}).items():
-        if isinstance(pair, list | tuple) and len(pair) == 2:
-            out.append((field, str(pair[0]), str(pair[1])))
+    for path, old, new in changes:
+        emptied = (old == {} and new is None) or (new == {} and old is None)
+        if emptied and any(p.startswith(path + ".") for p in paths):
+            continue
+        out.append((path, _show(old), _show(new)))
+    return out
+
+
+def _when(text: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return display.when(moment)
+
+
+class _RelatedNames:
+    """Names of related objects for the audit trail, looked up once per (model, pk)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[Any, str], str] = {}
+
+    def __call__(self, model: Any, pk: str) -> str:
+        key = (model, pk)
+        if key not in self.cache:
+            obj = model._default_manager.filter(pk=pk).first() if str(pk).isdigit() else None
+            self.cache[key] = str(obj) if obj is not None else _("%(pk)s (deleted)") % {"pk": pk}
+        return self.cache[key]
+
+
+def _changes(entry: Any, names: _RelatedNames | None = None) -> list[tuple[str, str, str]]:
+    """An audit entry's changes with names, not ids, for related objects, and without
+    reverse relations (``runs: None → scheduler_app.JobRun.None``)."""
+    changes = entry.changes if isinstance(entry.changes, dict) else {}
+    model = entry.content_type.model_class() if entry.content_type_id else None
+    out = []
+    for name, pair in (changes or {}).items():
+        if not (isinstance(pair, list | tuple) and len(pair) == 2):
+            continue
+        field = None
+        if model is not None:
+            try:
+                field = model._meta.get_field(name)
+            except Exception:  # a field since removed: show it as recorded
+                field = None
+        if field is not None and (field.auto_created and not field.concrete):
+            continue  # a reverse relation: not a change of this object
+        old, new = (str(v) for v in pair)
+        if old.endswith(".None") or new.endswith(".None"):
+            continue
+        if field is not None and getattr(field, "primary_key", False):
+            continue  # the object's own id, on creation
+        if field is not None and field.get_internal_type() == "DateTimeField":
+            old, new = (_when(v) for v in (old, new))
+        if field is not None and field.many_to_one and names is not None:
+            old, new = (names(field.related_model, v) if v not in ("None", "") else "—" for v in (old, new))
+        label = str(field.verbose_name) if field is not None and hasattr(field, "verbose_name") else name
+        out.append((label, "—" if old == "None" else old, "—" if new == "None" else new))
     return out

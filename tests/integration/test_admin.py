@@ -588,7 +588,10 @@ def escape(text):
             {"cron_dialect": ["quartz"], "cron_expression": ["0 2 L * *"]},
             {"cron_expression": ["'0 2 L * *' has 5 fields; the quartz dialect expects 6 or 7"]},
         ),
-        ({"trigger_timezone": ["Mars/Olympus"]}, {"trigger_timezone": ["unknown time zone 'Mars/Olympus'"]}),
+        (
+            {"trigger_timezone": ["Mars/Olympus"]},
+            {"trigger_timezone": ["Unknown time zone Mars/Olympus: choose an IANA name from the list."]},
+        ),
         ({"kwargs": ["{}"]}, {"kwargs": ["task demo.sleep is missing required argument 'seconds'"]}),
         (
             {"kwargs": ['{"seconds": 1, "loud": true}']},

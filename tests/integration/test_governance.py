@@ -1004,7 +1004,7 @@ class TestVersions:
         ]
         html = html_of(response)
         assert "Changes from v1 to v3" in html
-        assert '<code>group</code></td><td style="background:#fee2e2">etl</td>' in html
+        assert '<code>group</code></th><td class="old">etl</td>' in html
         response = client.get(object_url("job", "history", job.pk) + "?a=2&b=2")
         assert response.context["changes"] == [] and "No differences." in html_of(response)
 

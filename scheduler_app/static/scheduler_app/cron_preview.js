@@ -10,15 +10,17 @@
     var dialect = document.getElementById("id_cron_dialect");
     var zone = document.getElementById("id_trigger_timezone");
     var out = document.createElement("div");
-    out.className = "help";
+    out.className = "help cron-preview";
     out.setAttribute("aria-live", "polite");
-    input.parentNode.appendChild(out);
+    // Under the field (after the label + input line), so the input keeps its width.
+    var line = input.closest(".flex-container") || input;
+    line.parentNode.insertBefore(out, line.nextSibling);
     var url = input.getAttribute("data-cron-preview-url");
     var timer = null;
     function render(data) {
       out.textContent = "";
-      if (!data.ok) { out.style.color = "#b91c1c"; out.textContent = data.error; return; }
-      out.style.color = "";
+      if (!data.ok) { out.classList.add("errornote-inline"); out.textContent = data.error; return; }
+      out.classList.remove("errornote-inline");
       var p = document.createElement("strong");
       p.textContent = data.description;
       out.appendChild(p);
