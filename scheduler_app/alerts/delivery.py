@@ -41,6 +41,13 @@ def retry_delay(attempts: int) -> float:
 def lease(node: str, now: datetime, limit: int) -> list[AlertOutbox]:
     """Lease up to ``limit`` due rows to ``node``."""
     until = now + timedelta(seconds=app_settings.ALERTS_LEASE_SECONDS)
+    due = AlertOutbox.objects.filter(state=OutboxState.PENDING, next_attempt_at__lte=now).filter(
+        Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+    )
+    # A plain read first: on SQLite every transaction takes the write lock (IMMEDIATE),
+    # and an idle poll must not compete with the run engine for it.
+    if not due.exists():
+        return []
     with transaction.atomic():
         qs = (
             AlertOutbox.objects.filter(state=OutboxState.PENDING, next_attempt_at__lte=now)
@@ -252,6 +259,9 @@ class DeliveryLoop:
                     pass
                 self._stop.wait(1.0)
             if not busy:
-                evaluate.delivery_wanted.wait(app_settings.ALERTS_POLL_INTERVAL)
+                # SQLite (one node): alerts this process writes wake the loop; polling
+                # slowly keeps readers from holding up the run engine's writes.
+                poll = app_settings.ALERTS_POLL_INTERVAL
+                evaluate.delivery_wanted.wait(poll if connection.vendor != "sqlite" else max(poll, 2.0))
             evaluate.delivery_wanted.clear()
         connection.close()
