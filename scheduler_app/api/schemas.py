@@ -154,6 +154,13 @@ def _document(required: list[str]) -> dict[str, Any]:
                 },
                 additionalProperties=False,
             ),
+            "pause_after_failures": nullable(
+                {
+                    **INT,
+                    "minimum": 1,
+                    "description": "Pause the job after this many consecutive final failures (null: never).",
+                }
+            ),
             "depends_on": {
                 "type": "array",
                 "description": "The job's complete list of upstream jobs (by name, same tenant).",
