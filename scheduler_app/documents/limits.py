@@ -22,6 +22,7 @@ pass their own.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -134,32 +135,24 @@ def check_args(args: Any, kwargs: Any, secret_kwargs: Any = None) -> dict[str, s
     return errors
 
 
+#: A JSON string (skipped whole) or a bracket: what the depth pre-scan looks at.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+
+
 def scan_json_depth(text: str, *, depth: int | None = None, field: str = "document") -> None:
     """Refuse JSON text whose brackets nest deeper than ``depth``, without parsing it
-    (strings and escapes are skipped), so the parser never recurses that far."""
+    (strings and their escapes are skipped), so the parser never recurses that far."""
     limit = max_depth() if depth is None else depth
     level = 0
-    in_string = False
-    escaped = False
-    line = 1
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
             level += 1
             if level > limit:
+                line = text.count("\n", 0, match.start()) + 1
                 raise LimitError(field, f"nested more than {limit} levels deep (line {line})")
-        elif char in "]}":
+        elif token in ("]", "}"):
             level -= 1
-        if char == "\n":
-            line += 1
 
 
 #: Levels a jobs file or backup adds above a job's values (document, list, entry,
