@@ -117,7 +117,9 @@ def report_scope_operation(
             messages.SUCCESS if not result.refused else messages.WARNING,
         )
         for job, reason in result.refused:
-            modeladmin.message_user(request, f"Refused {job}: {reason}.", messages.WARNING)
+            modeladmin.message_user(
+                request, _("Refused %(obj)s: %(reason)s.") % {"obj": job, "reason": reason}, messages.WARNING
+            )
 
 
 class ScopeOperationActions:

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import services
 from scheduler_app.admin.base import ScopedInlineMixin, ScopedRelatedFilter, TenantScopedAdmin
-from scheduler_app.models import AlertChannel, AlertDelivery, AlertOutbox, AlertRule, ChannelType
+from scheduler_app.models import AlertChannel, AlertDelivery, AlertEvent, AlertOutbox, AlertRule, ChannelType
 from scheduler_app.services import alerts as alert_services
 
 
@@ -147,7 +147,7 @@ class AlertChannelAdmin(TenantScopedAdmin):
 class AlertRuleForm(forms.ModelForm):
     events = forms.MultipleChoiceField(
         label=_("events"),
-        choices=[(e, e) for e in alert_services.RULE_EVENTS],
+        choices=[(e.value, e.label) for e in AlertEvent if e.value in alert_services.RULE_EVENTS],
         widget=forms.CheckboxSelectMultiple,
     )
 
@@ -219,7 +219,8 @@ class AlertRuleAdmin(TenantScopedAdmin):
 
     @admin.display(description=_("events"))
     def events_text(self, obj: AlertRule) -> str:
-        return ", ".join(obj.events or [])
+        labels = dict(AlertEvent.choices)
+        return ", ".join(str(labels.get(e, e)) for e in obj.events or [])
 
     def save_model(self, request: HttpRequest, obj: AlertRule, form: Any, change: bool) -> None:
         services.save_rule(obj, channels=list(form.cleaned_data.get("channels") or []), actor=request.user)

@@ -65,6 +65,19 @@ def live_nodes(dead_after: float | None = None) -> list[Node]:
     return list(Node.objects.live(timings().node_dead_after if dead_after is None else dead_after))
 
 
+def _same_host_process_gone(node: Node, host: str) -> bool:
+    """True when ``node`` was registered by a process of this host that has exited."""
+    if node.host != host or not node.pid or node.pid == os.getpid():
+        return False
+    try:
+        os.kill(node.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 class DjangoRegistry:
     def __init__(self, dead_after: float) -> None:
         self.dead_after = dead_after
@@ -94,6 +107,15 @@ class DjangoRegistry:
                     .exclude(incarnation=info.get("previous", ""))
                     .first()
                 )
+                if taken is not None and _same_host_process_gone(taken, fields["host"]):
+                    # Restarted after a crash (kill -9, OOM) before the heartbeat aged:
+                    # the name's holder was a process of this machine that no longer
+                    # exists. Take the name over; recovery deals with its runs.
+                    logger.warning(
+                        "replacing the registration of a process that is gone",
+                        extra={"node": name, "pid": taken.pid, "host": taken.host},
+                    )
+                    taken = None
                 if taken is not None:
                     age = (db_now() - taken.heartbeat_at).total_seconds()
                     raise cluster.NodeNameTaken(

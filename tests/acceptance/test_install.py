@@ -121,7 +121,15 @@ def test_fresh_project_migrates_and_checks(site):
     out = run(python, "manage.py", "makemigrations", "--check", "--dry-run", "scheduler_app", cwd=project)
     assert "No changes detected" in out
     out = run(python, "manage.py", "exportjobs", cwd=project)
-    assert json.loads(out) == {"version": 1, "tenants": [], "groups": [], "calendars": [], "jobs": []}
+    assert json.loads(out) == {
+        "version": 1,
+        "tenants": [],
+        "groups": [],
+        "calendars": [],
+        "jobs": [],
+        "alert_channels": [],
+        "alert_rules": [],
+    }
 
 
 def test_installed_package_has_migrations_and_templates_but_not_the_demo(site):

@@ -63,6 +63,15 @@ def test_misfire_policies_across_a_restart(scheduler, clean_redis, store):
             ),
             15,
         )
+    # Every fire time missed while down has been dealt with before the node stops.
+    wait_until(
+        lambda: (
+            not JobRun.objects.filter(
+                job__in=jobs.values(), state__in=["queued", "running"], scheduled_for__lt=_dt(restarted - 1.5)
+            ).exists()
+        ),
+        15,
+    )
     proc2.stop()
 
     def window(policy):
