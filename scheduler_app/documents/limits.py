@@ -171,6 +171,111 @@ def loads_json(text: str | bytes, *, depth: int | None = None, field: str = "doc
     return json.loads(text)
 
 
+def loads_stored_json(text: str) -> Any:
+    """Decode JSON text read back from the database: ``json.loads`` when it nests within
+    the limits (plus :data:`DOCUMENT_SLACK`), else :func:`loads_json_flat`, so a stored
+    value deeper than the stack allows (old data, or written past the checks) still loads
+    -- and is then shown as "not shown" by the admin, refused on save -- instead of failing
+    with ``RecursionError`` wherever it is read."""
+    try:
+        scan_json_depth(text, depth=max_depth() + DOCUMENT_SLACK)
+    except LimitError:
+        return loads_json_flat(text)
+    return json.loads(text)
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_LITERALS = {
+    "true": True,
+    "false": False,
+    "null": None,
+    "NaN": float("nan"),
+    "Infinity": float("inf"),
+    "-Infinity": float("-inf"),
+}
+
+
+def loads_json_flat(text: str) -> Any:
+    """``json.loads`` without recursion, however deep the text nests (same results and
+    :class:`json.JSONDecodeError` on bad text); slower, so for deep values only."""
+    from json.decoder import scanstring
+    from json.scanner import NUMBER_RE
+
+    def skip(i: int) -> int:
+        return _WHITESPACE.match(text, i).end()  # type: ignore[union-attr]
+
+    def key_at(i: int) -> tuple[str, int]:
+        if text[i : i + 1] != '"':
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+        key, i = scanstring(text, i + 1)
+        i = skip(i)
+        if text[i : i + 1] != ":":
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+        return key, skip(i + 1)
+
+    # Open containers, innermost last: [container, key of the value being read (dicts)].
+    stack: list[list[Any]] = []
+    i = skip(0)
+    while True:
+        char = text[i : i + 1]
+        if char == "{":
+            i = skip(i + 1)
+            if text[i : i + 1] == "}":
+                value, i = {}, i + 1
+            else:
+                key, i = key_at(i)
+                stack.append([{}, key])
+                continue
+        elif char == "[":
+            i = skip(i + 1)
+            if text[i : i + 1] == "]":
+                value, i = [], i + 1
+            else:
+                stack.append([[], None])
+                continue
+        elif char == '"':
+            value, i = scanstring(text, i + 1)
+        else:
+            for word, literal in _LITERALS.items():
+                if text.startswith(word, i):
+                    value, i = literal, i + len(word)
+                    break
+            else:
+                match = NUMBER_RE.match(text, i)
+                if match is None:
+                    raise json.JSONDecodeError("Expecting value", text, i)
+                integer, fraction, exponent = match.groups()
+                value = (
+                    float(integer + (fraction or "") + (exponent or ""))
+                    if fraction or exponent
+                    else int(integer)
+                )
+                i = match.end()
+        # A value is complete: put it in its container, closing those that end here.
+        while True:
+            i = skip(i)
+            if not stack:
+                if i != len(text):
+                    raise json.JSONDecodeError("Extra data", text, i)
+                return value
+            container, key = stack[-1]
+            if isinstance(container, dict):
+                container[key] = value
+            else:
+                container.append(value)
+            char = text[i : i + 1]
+            if char == ",":
+                i = skip(i + 1)
+                if isinstance(container, dict):
+                    stack[-1][1], i = key_at(i)
+                break
+            if char == ("}" if isinstance(container, dict) else "]"):
+                stack.pop()
+                value, i = container, i + 1
+                continue
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+
+
 class GuardedSafeLoader(yaml.SafeLoader):
     """PyYAML's safe loader without aliases and with bounded nesting."""
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -11,6 +12,25 @@ from scheduler_app.documents import limits
 from scheduler_app.engine import triggerspec
 from scheduler_app.engine.results import MASK
 from scheduler_app.registry import TaskArgumentsError, TaskNotRegistered, registry
+
+
+class StoredJSONField(models.JSONField):
+    """A JSONField whose stored text is decoded through the limits
+    (:func:`~scheduler_app.documents.limits.loads_stored_json`): a row nested deeper than
+    the stack allows (old data) loads instead of raising ``RecursionError`` on every page
+    that reads it. Migrations see a plain ``models.JSONField``."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if isinstance(value, str) and self.decoder is None:
+            try:
+                return limits.loads_stored_json(value)
+            except json.JSONDecodeError:
+                return value
+        return super().from_db_value(value, expression, connection)
+
+    def deconstruct(self) -> Any:
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.JSONField", args, kwargs
 
 
 class JobGroup(models.Model):
@@ -89,14 +109,14 @@ class Job(models.Model):
     task = models.CharField(
         _("task"), max_length=200, help_text=_("A task registered in code with @scheduler_app.task.")
     )
-    args = models.JSONField(_("args"), default=list, blank=True)
-    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
+    args = StoredJSONField(_("args"), default=list, blank=True)
+    kwargs = StoredJSONField(_("kwargs"), default=dict, blank=True)
     # Secret kwargs are stored only as ciphertext (Fernet); their names and keyed
     # fingerprints are kept in clear so forms, versions and audits work without them.
     secrets_token = models.TextField(_("encrypted secret kwargs"), blank=True, editable=False)
     secret_names = models.JSONField(_("secret names"), default=list, blank=True, editable=False)
     secret_fingerprints = models.JSONField(_("secret fingerprints"), default=dict, blank=True, editable=False)
-    trigger = models.JSONField(_("trigger"), default=_default_trigger)
+    trigger = StoredJSONField(_("trigger"), default=_default_trigger)
     calendars = models.ManyToManyField(
         "scheduler_app.Calendar",
         blank=True,

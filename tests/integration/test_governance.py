@@ -46,6 +46,7 @@ ALL_JOB_ACTIONS = [
     "resume_selected",
     "run_selected_now",
     "move_selected_to_group",
+    "backfill_selected",
     "delete_selected",
 ]
 
@@ -788,7 +789,7 @@ class TestAudit:
         client.post(object_url("job", "history", job.pk), {"rollback": "1"})
         client.post(
             object_url("job", "permissions", job.pk),
-            {"user": users["viewer"].pk, "actions": ["view"]},
+            {"user": users["viewer"].username, "actions": ["view"]},
         )
         assert operations(job) == [
             "run_now",
@@ -1108,7 +1109,7 @@ class TestVersions:
                 enabled=True,
                 paused=False,
                 priority=1,
-                executor="thread",
+                executor="process",  # enforces the CPU and memory limits below
                 max_instances=1,
                 overlap_policy="skip",
                 misfire_policy="skip",
@@ -1122,6 +1123,7 @@ class TestVersions:
                 memory_limit_mb=256,
                 routing="any",
                 routing_tags=[],
+                pause_after_failures=3,
             ),
             actor=editor,
             calendars=[a["calendar"]],
@@ -1140,7 +1142,7 @@ class TestVersions:
             "enabled": False,
             "paused": True,
             "priority": 7,
-            "executor": "process",
+            "executor": "isolated",
             "max_instances": 3,
             "overlap_policy": "queue",
             "misfire_policy": "run_all",
@@ -1154,6 +1156,7 @@ class TestVersions:
             "memory_limit_mb": 512,
             "routing": "tags",
             "routing_tags": ["gpu"],
+            "pause_after_failures": 5,
         }.items():
             setattr(job, field, value)
         services.save_job(job, actor=editor, calendars=[])
@@ -1440,7 +1443,7 @@ def test_membership_and_tenant_changes_are_audited(client, users, a):
     login(client, users["admin"])
     client.post(
         object_url("membership", "change", a["membership"].pk),
-        {"tenant": a["tenant"].pk, "user": users["viewer"].pk, "role": "editor"},
+        {"tenant": a["tenant"].pk, "user": users["viewer"].username, "role": "editor"},
     )
     entry = entries_for(a["membership"], action=LogEntry.Action.UPDATE).get()
     assert (entry.actor, entry.changes) == (users["admin"], {"role": ["viewer", "editor"]})

@@ -155,7 +155,9 @@ def test_celery_fields_interval_clocked_and_flags(tenant):
     assert fires(once, 2) == [clocked.clocked_time]
     assert "2 created" in out
     # idempotent
-    assert "0 created, 0 changed, 0 deleted, 2 unchanged" in run("--from", "celery-beat", "--tenant", "acme")
+    assert "jobs 0 created, 0 changed, 2 unchanged, 0 deleted" in run(
+        "--from", "celery-beat", "--tenant", "acme"
+    )
     versions = sync.versions.all()
     assert versions.count() == 1 and versions[0].summary == "imported from django-celery-beat"
 
