@@ -172,6 +172,10 @@ class Member:
     lease_until: float = float("-inf")
     last_beat_ok: float = field(default=0.0)
     fenced: bool = False
+    #: other live nodes at the last heartbeat written: with none, nobody can take this
+    #: node's runs over while it is cut off, so it does not fence itself (a lone node
+    #: riding out a database outage keeps its runs and records them afterwards).
+    peers: int = 0
     beat_at: float = field(default=0.0)  # monotonic time of the last loop pass (liveness)
     _closed: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -225,6 +229,7 @@ class Member:
                 self._declared_dead()
                 return
             self.last_beat_ok = started
+            self.peers = beat.peers
             if self.fenced:
                 logger.warning(
                     "heartbeat written again; claiming resumes", extra={"node": self.info.get("name")}
@@ -265,7 +270,7 @@ class Member:
         now = self.clock()
         if self.leading and now >= self.lease_until:
             self._step_down("could not renew the leader lease in time")
-        if not self.fenced and now - self.last_beat_ok >= self.timings.self_fence_after:
+        if not self.fenced and self.peers and now - self.last_beat_ok >= self.timings.self_fence_after:
             self.fenced = True
             reason = f"no heartbeat written for {now - self.last_beat_ok:.1f} s (self-fence)"
             logger.error("self-fencing: stopping in-flight runs", extra={"node": self.info.get("name")})

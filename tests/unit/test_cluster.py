@@ -9,6 +9,7 @@ class FakeRegistry:
         self.holder = None
         self.dead = False
         self.incarnations = 0
+        self.peers = 1
 
     def register(self, info):
         self.incarnations += 1
@@ -18,7 +19,7 @@ class FakeRegistry:
     def beat(self, incarnation, report):
         if self.fail:
             raise OSError("database unreachable")
-        return cluster.Beat(None if self.dead else "active")
+        return cluster.Beat(None if self.dead else "active", self.peers)
 
     def hold_lease(self, name, incarnation, seconds):
         if self.holder in (None, incarnation):
@@ -71,6 +72,29 @@ def test_a_leader_that_cannot_renew_stops_firing_at_its_local_deadline_then_fenc
     registry.fail = False
     m.tick()
     assert not m.fenced and events[-1] == "lead"
+
+
+def test_a_lone_node_cut_off_keeps_its_runs():
+    """No other live node at the last heartbeat: nobody can re-run this node's work, so
+    a database outage does not make it stop its runs (they are recorded afterwards)."""
+    clock, events, registry = [100.0], [], FakeRegistry()
+    registry.peers = 0
+    m = member(registry, clock, events)
+    m.join()
+    m.tick()
+    registry.fail = True
+    clock[0] = 110.0  # far past SELF_FENCE_AFTER
+    m.tick()
+    m.check_deadlines()
+    assert "fence" not in events and not m.fenced
+    assert not m.is_leader()  # it still stops firing: the lease is not renewed
+    registry.peers = 1  # a peer appeared before the next outage
+    registry.fail = False
+    m.tick()
+    registry.fail = True
+    clock[0] = 115.0
+    m.check_deadlines()
+    assert events[-1] == "fence"
 
 
 def test_a_node_declared_dead_fences_and_rejoins_as_a_new_incarnation():
