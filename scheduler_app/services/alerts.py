@@ -19,22 +19,11 @@ from scheduler_app.alerts import evaluate
 from scheduler_app.models import AlertChannel, AlertEvent, AlertOutbox, AlertRule
 from scheduler_app.services import permissions
 from scheduler_app.services.bulk import BulkResult
+from scheduler_app.services.groups import check_tenant_change
 
 RULE_EVENTS = [e.value for e in AlertEvent if e != AlertEvent.TEST]
 #: Channel types whose secret is required (apprise: the URL itself).
 SECRET_REQUIRED = {"apprise"}
-
-
-def _check_tenant_change(obj: Any, actor: Any, model: type) -> None:
-    if obj.pk is None:
-        permissions.require(actor, "add", tenant_id=obj.tenant_id)
-        return
-    stored = model.objects.filter(pk=obj.pk).first()
-    if stored is None:
-        return
-    permissions.require(actor, "change", stored)
-    if stored.tenant_id != obj.tenant_id:
-        raise ValidationError({"tenant": f"an {model._meta.verbose_name} cannot move to another tenant"})
 
 
 def validate_channel(channel: AlertChannel, secret: str | None) -> None:
@@ -83,7 +72,7 @@ def validate_channel(channel: AlertChannel, secret: str | None) -> None:
 def save_channel(channel: AlertChannel, *, secret: str | None = None, actor: Any = None) -> AlertChannel:
     """Create or change a channel. ``secret``: a new webhook secret / apprise URL
     (``""`` removes it, None keeps the stored one)."""
-    _check_tenant_change(channel, actor, AlertChannel)
+    check_tenant_change(channel, actor, AlertChannel)
     validate_channel(channel, secret)
     if secret is not None:
         channel.set_secret(secret)
@@ -141,7 +130,7 @@ def save_rule(
     rule: AlertRule, *, channels: Sequence[AlertChannel] | None = None, actor: Any = None
 ) -> AlertRule:
     """Create or change a rule; ``channels`` replaces its channels (None keeps them)."""
-    _check_tenant_change(rule, actor, AlertRule)
+    check_tenant_change(rule, actor, AlertRule)
     if channels is None:
         channels = list(rule.channels.all()) if rule.pk else []
     validate_rule(rule, channels)

@@ -18,8 +18,9 @@ from scheduler_app.services.bulk import BulkResult
 from scheduler_app.services.jobs import notify_job_changed
 
 
-def _check_tenant_change(obj: Any, actor: Any, model: type) -> None:
-    """Editors create and change; a stored object keeps its tenant."""
+def check_tenant_change(obj: Any, actor: Any, model: type) -> None:
+    """Editors create and change; a stored object keeps its tenant (groups, calendars,
+    alert channels and rules)."""
     if obj.pk is None:
         permissions.require(actor, "add", tenant_id=obj.tenant_id)
         return
@@ -28,11 +29,11 @@ def _check_tenant_change(obj: Any, actor: Any, model: type) -> None:
         return
     permissions.require(actor, "change", stored)
     if stored.tenant_id != obj.tenant_id:
-        raise ValidationError({"tenant": f"a {model._meta.verbose_name} cannot move to another tenant"})
+        raise ValidationError({"tenant": f"the {model._meta.verbose_name} cannot move to another tenant"})
 
 
 def save_group(group: JobGroup, *, actor: Any = None) -> JobGroup:
-    _check_tenant_change(group, actor, JobGroup)
+    check_tenant_change(group, actor, JobGroup)
     group.full_clean()
     with transaction.atomic(), audit.acting_as(actor):
         renamed = group.pk is not None and not JobGroup.objects.filter(pk=group.pk, name=group.name).exists()
@@ -70,7 +71,7 @@ def save_calendar(
 ) -> Calendar:
     """Save a calendar; ``dates`` (date, label) pairs, when given, become its complete
     list of dates. Jobs using it get a new version and reach the scheduler."""
-    _check_tenant_change(calendar, actor, Calendar)
+    check_tenant_change(calendar, actor, Calendar)
     calendar.full_clean()
     if dates is not None:
         seen = set()
