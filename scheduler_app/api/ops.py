@@ -59,7 +59,7 @@ def _node_doc(verb: str, what: str) -> Any:
 
 
 @extend_schema_view(
-    list=doc(summary="Scheduler nodes", responses=schemas.paged(schemas.Node)),
+    list=doc(summary="Scheduler nodes", responses={200: schemas.Node}),
     retrieve=doc(summary="A scheduler node", responses={200: schemas.Node}),
 )
 class NodeViewSet(ApiViewSet):
@@ -156,7 +156,7 @@ CHANNEL_FIELDS = {
     list=doc(
         summary="Alert channels",
         parameters=[OpenApiParameter("tenant", str, description="Tenant slug.")],
-        responses=schemas.paged(schemas.AlertChannel),
+        responses={200: schemas.AlertChannel},
     ),
     retrieve=doc(summary="An alert channel", responses={200: schemas.AlertChannel}),
     create=doc(
@@ -312,7 +312,7 @@ def _seconds(data: dict[str, Any], name: str, default: Any, *, whole: bool) -> A
     list=doc(
         summary="Alert rules",
         parameters=[OpenApiParameter("tenant", str, description="Tenant slug.")],
-        responses=schemas.paged(schemas.AlertRule),
+        responses={200: schemas.AlertRule},
     ),
     retrieve=doc(summary="An alert rule", responses={200: schemas.AlertRule}),
     create=doc(
