@@ -5,6 +5,7 @@ Every write goes through :mod:`scheduler_app.services`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -374,7 +375,7 @@ class AlertRuleViewSet(TenantScopedWrites):
             raise errors.FieldError([(name, _("no such %(what)s among your tenants'") % {"what": name})])
         return found
 
-    def _channels(self, data: dict[str, Any]) -> list[AlertChannel] | None:
+    def _channels(self, data: dict[str, Any]) -> Sequence[AlertChannel] | None:
         if "channels" not in data:
             return None
         raw = data["channels"]
