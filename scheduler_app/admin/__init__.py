@@ -818,7 +818,10 @@ class MembershipAdmin(UserByNameMixin, TenantScopedAdmin):
 
 
 from scheduler_app.admin import alerts, apikeys  # noqa: E402,F401  (register their admins)
+from scheduler_app.admin import dashboard as _dashboard  # noqa: E402
 from scheduler_app.admin import nodes as _nodes  # noqa: E402,F401  (registers the nodes admin)
+
+_dashboard.install(admin.site)
 
 
 def _hide_unless_django_store() -> None:

@@ -11,7 +11,18 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter
 
-from scheduler_app.models import Executor, MisfirePolicy, OverlapPolicy, Role, Routing, RunReason, RunState
+from scheduler_app.models import (
+    AlertEvent,
+    ChannelType,
+    Executor,
+    MisfirePolicy,
+    NodeState,
+    OverlapPolicy,
+    Role,
+    Routing,
+    RunReason,
+    RunState,
+)
 from scheduler_app.models.jobs import DependencyCondition
 
 
@@ -287,6 +298,87 @@ ERROR = obj(
     ["errors"],
 )
 
+NODE_KEYS = (
+    "id",
+    "name",
+    "host",
+    "pid",
+    "version",
+    "state",
+    "tags",
+    "capacity",
+    "used",
+    "running",
+    "load",
+    "free_memory_mb",
+    "overloaded",
+    "started_at",
+    "heartbeat_at",
+    "stopped_at",
+)
+CHANNEL_KEYS = (
+    "id",
+    "tenant",
+    "name",
+    "type",
+    "config",
+    "has_secret",
+    "secret_fingerprint",
+    "language",
+    "subject_template",
+    "body_template",
+    "enabled",
+    "updated_at",
+)
+CHANNEL_WRITE = {
+    "tenant": STR,
+    "name": {**STR, "maxLength": 200},
+    "type": {"type": "string", "enum": list(ChannelType.values)},
+    "config": {**ANY_OBJECT, "description": "email: {to: [addresses]}; webhook: {url, timeout}."},
+    "secret": nullable(
+        {**STR, "writeOnly": True, "description": "webhook HMAC secret or apprise URL; '' removes it."}
+    ),
+    "language": {**STR, "maxLength": 16},
+    "subject_template": STR,
+    "body_template": STR,
+    "enabled": BOOL,
+}
+RULE_KEYS = (
+    "id",
+    "tenant",
+    "name",
+    "job",
+    "group",
+    "events",
+    "channels",
+    "missed_after_seconds",
+    "late_after_seconds",
+    "slow_after_seconds",
+    "throttle_seconds",
+    "digest",
+    "muted_until",
+    "enabled",
+    "updated_at",
+)
+RULE_WRITE = {
+    "tenant": STR,
+    "name": {**STR, "maxLength": 200},
+    "job": nullable({**INT, "description": "Scope: one job (id)."}),
+    "group": nullable({**INT, "description": "Scope: one group (id)."}),
+    "events": {
+        "type": "array",
+        "items": {"type": "string", "enum": [e for e in AlertEvent.values if e != "test"]},
+    },
+    "channels": {"type": "array", "items": INT},
+    "missed_after_seconds": nullable({**INT, "minimum": 1}),
+    "late_after_seconds": nullable({**INT, "minimum": 1}),
+    "slow_after_seconds": nullable({**NUM, "minimum": 0.001}),
+    "throttle_seconds": {**INT, "minimum": 0},
+    "digest": BOOL,
+    "muted_until": nullable(TIME),
+    "enabled": BOOL,
+}
+
 COMPONENTS: dict[str, Any] = {
     **TRIGGERS,
     "Trigger": TRIGGER,
@@ -491,6 +583,72 @@ COMPONENTS: dict[str, Any] = {
         },
         ["expression", "dialect", "timezone", "description", "next"],
     ),
+    "Node": obj(
+        {
+            "id": INT,
+            "name": STR,
+            "host": STR,
+            "pid": nullable(INT),
+            "version": STR,
+            "state": {"type": "string", "enum": list(NodeState.values)},
+            "tags": {"type": "array", "items": {}},
+            "capacity": ANY_OBJECT,
+            "used": ANY_OBJECT,
+            "running": INT,
+            "load": nullable(NUM),
+            "free_memory_mb": nullable(NUM),
+            "overloaded": BOOL,
+            "started_at": TIME,
+            "heartbeat_at": TIME,
+            "stopped_at": nullable(TIME),
+        },
+        list(NODE_KEYS),
+    ),
+    "NodeAction": obj(
+        {"node": ref("Node"), "warnings": {"type": "array", "items": STR}}, ["node", "warnings"]
+    ),
+    "AlertChannel": obj(
+        {
+            "id": INT,
+            "tenant": STR,
+            "name": STR,
+            "type": {"type": "string", "enum": list(ChannelType.values)},
+            "config": ANY_OBJECT,
+            "has_secret": {**BOOL, "description": "Whether a secret is stored (it is never shown)."},
+            "secret_fingerprint": STR,
+            "language": STR,
+            "subject_template": STR,
+            "body_template": STR,
+            "enabled": BOOL,
+            "updated_at": TIME,
+        },
+        list(CHANNEL_KEYS),
+    ),
+    "AlertChannelWrite": obj(CHANNEL_WRITE, ["tenant", "name", "type"]),
+    "AlertChannelPatch": obj(CHANNEL_WRITE),
+    "AlertTest": obj({"alert_id": {"type": "string", "format": "uuid"}}, ["alert_id"]),
+    "AlertRule": obj(
+        {
+            "id": INT,
+            "tenant": STR,
+            "name": STR,
+            "job": nullable(INT),
+            "group": nullable(INT),
+            "events": {"type": "array", "items": STR},
+            "channels": {"type": "array", "items": INT},
+            "missed_after_seconds": nullable(INT),
+            "late_after_seconds": nullable(INT),
+            "slow_after_seconds": nullable(NUM),
+            "throttle_seconds": INT,
+            "digest": BOOL,
+            "muted_until": nullable(TIME),
+            "enabled": BOOL,
+            "updated_at": TIME,
+        },
+        list(RULE_KEYS),
+    ),
+    "AlertRuleWrite": obj(RULE_WRITE, ["tenant", "name", "events", "channels"]),
+    "AlertRulePatch": obj(RULE_WRITE),
     "Error": ERROR,
 }
 
@@ -520,6 +678,15 @@ CalendarPatch = {"application/json": ref("CalendarPatch")}  # a request body
 Dependency = ref("Dependency")
 DependencyWrite = {"application/json": ref("DependencyWrite")}  # a request body
 CronPreview = ref("CronPreview")
+Node = ref("Node")
+NodeAction = ref("NodeAction")
+AlertChannel = ref("AlertChannel")
+AlertChannelWrite = {"application/json": ref("AlertChannelWrite")}  # a request body
+AlertChannelPatch = {"application/json": ref("AlertChannelPatch")}  # a request body
+AlertTest = ref("AlertTest")
+AlertRule = ref("AlertRule")
+AlertRuleWrite = {"application/json": ref("AlertRuleWrite")}  # a request body
+AlertRulePatch = {"application/json": ref("AlertRulePatch")}  # a request body
 
 IF_MATCH = OpenApiParameter(
     "If-Match",

@@ -6,7 +6,7 @@ Resources are registered in :data:`RESOURCES`, the one place to add one."""
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from scheduler_app.api import docs, jobs, resources, runs
+from scheduler_app.api import docs, jobs, ops, resources, runs
 
 app_name = "scheduler_api"
 
@@ -18,6 +18,9 @@ RESOURCES = [
     ("jobs", jobs.JobViewSet, "job"),
     ("dependencies", resources.DependencyViewSet, "dependency"),
     ("runs", runs.RunViewSet, "run"),
+    ("nodes", ops.NodeViewSet, "node"),
+    ("alert-channels", ops.AlertChannelViewSet, "alert-channel"),
+    ("alert-rules", ops.AlertRuleViewSet, "alert-rule"),
 ]
 
 router = SimpleRouter()

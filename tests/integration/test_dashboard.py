@@ -1,0 +1,96 @@
+"""Scheduler › Dashboard through the test client: figures computed from real rows,
+tenant scoping (a member sees only his tenants' runs), the JSON endpoint."""
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from scheduler_app.models import JobRun, Membership
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/scheduler_app/dashboard/"
+DATA = "/admin/scheduler_app/dashboard/data/"
+
+
+def finished(job, state, minutes_ago, duration, error=""):
+    now = timezone.now()
+    at = now - dt.timedelta(minutes=minutes_ago)
+    return JobRun.objects.create(
+        job=job,
+        scheduled_for=at - dt.timedelta(seconds=duration),
+        started_at=at - dt.timedelta(seconds=duration),
+        finished_at=at,
+        duration=duration,
+        state=state,
+        error=error,
+        is_final=True,
+    )
+
+
+@pytest.fixture
+def rows(make_job, other_tenant):
+    from scheduler_app import services
+    from scheduler_app.models import Job
+
+    mine = make_job("billing")
+    theirs = services.save_job(Job(name="secret-job", tenant=other_tenant, task="demo.noop"))
+    finished(mine, "succeeded", 5, 2.0)
+    finished(mine, "succeeded", 4, 4.0)
+    finished(mine, "failed", 3, 1.0, error="ValueError: bad invoice\n  more")
+    finished(theirs, "failed", 2, 9.0, error="globex broke")
+    JobRun.objects.create(job=mine, scheduled_for=timezone.now(), state="running", started_at=timezone.now())
+    return mine, theirs
+
+
+def member(tenant):
+    user = get_user_model().objects.create_user("ann", password="x", is_staff=True)
+    Membership.objects.create(user=user, tenant=tenant, role="viewer")
+    return user
+
+
+def test_json_figures_come_from_the_rows_and_are_scoped(client, rows, tenant):
+    client.force_login(member(tenant))
+    data = client.get(DATA, {"window": "1h"}).json()
+    assert data["totals"]["running"] == 1
+    assert data["totals"]["failed_24h"] == 1 and data["totals"]["succeeded_24h"] == 2
+    assert sum(sum(v) for v in data["series"]["counts"].values()) == 3
+    assert [f["error"] for f in data["recent_failures"]] == ["ValueError: bad invoice"]
+    assert [f["job"] for f in data["failing_jobs"]] == ["billing"]
+    slow = data["slowest_jobs"][0]
+    assert slow["job"] == "billing" and slow["p50"] == pytest.approx(2.0)
+    assert "secret-job" not in str(data) and "globex" not in str(data)
+
+
+def test_superuser_sees_every_tenant(admin_client, rows):
+    data = admin_client.get(DATA).json()
+    assert data["totals"]["failed_24h"] == 2
+
+
+def test_page_renders_charts_and_is_listed_in_the_index(client, rows, tenant):
+    client.force_login(member(tenant))
+    page = client.get(URL)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<svg" in html and 'data-state="failed"' in html and "secret-job" not in html
+    assert "bad invoice" in html
+    assert URL in client.get("/admin/").content.decode()
+    assert URL in client.get("/admin/scheduler_app/").content.decode()
+
+
+def test_unknown_window_is_a_clear_error(admin_client, rows):
+    response = admin_client.get(DATA, {"window": "2y"})
+    assert response.status_code == 400 and "window" in response.json()["error"]
+
+
+def test_html_fragment_for_live_updates(admin_client, rows):
+    data = admin_client.get(DATA, {"html": "1"}).json()
+    assert "sa-tiles" in data["html"] and "<svg" in data["html"]
+
+
+def test_non_member_is_refused(client, rows):
+    user = get_user_model().objects.create_user("bob", password="x", is_staff=True)
+    client.force_login(user)
+    assert client.get(DATA).status_code == 403
