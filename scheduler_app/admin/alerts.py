@@ -163,6 +163,7 @@ class AlertRuleForm(forms.ModelForm):
             "late_after_seconds",
             "missed_after_seconds",
             "slow_after_seconds",
+            "slow_factor",
             "throttle_seconds",
             "digest",
             "muted_until",

@@ -87,6 +87,8 @@ def _late(rule: AlertRule, now: datetime) -> list[AlertOutbox]:
     runs = JobRun.objects.filter(pk__in=list(firsts.values())).select_related("job", "job__group")
     rows: list[AlertOutbox] = []
     for run in runs:
+        if evaluate._muted(rule, now, run.job):
+            continue
         if evaluate._open_or_remind(rule, run.job, "late", now, incidents):
             late_by = (now - run.scheduled_for).total_seconds()
             rows += evaluate.outbox_rows(
@@ -107,7 +109,7 @@ def _missed(rule: AlertRule, now: datetime) -> list[AlertOutbox]:
     rows: list[AlertOutbox] = []
     for job in jobs:
         since = job.last_success or max(job.created_at, rule.updated_at)
-        if now - since < window:
+        if now - since < window or evaluate._muted(rule, now, job):
             continue
         if evaluate._open_or_remind(rule, job, "missed", now, incidents):
             extra = {

@@ -69,8 +69,59 @@ def applies(rule: AlertRule, job: Job) -> bool:
     return True
 
 
-def _muted(rule: AlertRule, now: datetime) -> bool:
-    return rule.muted_until is not None and rule.muted_until > now
+def _muted(rule: AlertRule, now: datetime, job: Job | None = None) -> bool:
+    """Whether the rule, or (per job) ``job``, is muted at ``now``."""
+    if rule.muted_until is not None and rule.muted_until > now:
+        return True
+    return job is not None and job.alerts_muted_until is not None and job.alerts_muted_until > now
+
+
+#: How many recent successful runs of a job the ``slow`` p95 is taken over, and how many
+#: it needs before a factor applies (a job's first runs set its baseline).
+SLOW_SAMPLE = 50
+SLOW_MIN_SAMPLES = 5
+
+
+def p95(values: Sequence[float]) -> float | None:
+    """Nearest-rank 95th percentile (None without values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
+
+
+def recent_p95(job_ids: Iterable[int], exclude: Iterable[int]) -> dict[int, float]:
+    """The p95 duration of each job's last ``SLOW_SAMPLE`` successful runs (other than
+    ``exclude``), for jobs with at least ``SLOW_MIN_SAMPLES`` of them: one query per job,
+    only for jobs under a rule with a ``slow_factor``."""
+    skip = set(exclude)
+    result: dict[int, float] = {}
+    for job_id in set(job_ids):
+        durations = [
+            d
+            for pk, d in JobRun.objects.filter(
+                job_id=job_id, state=RunState.SUCCEEDED, duration__isnull=False
+            )
+            .order_by("-finished_at", "-id")
+            .values_list("pk", "duration")[: SLOW_SAMPLE + len(skip)]
+            if pk not in skip
+        ][:SLOW_SAMPLE]
+        if len(durations) >= SLOW_MIN_SAMPLES:
+            value = p95(durations)
+            if value is not None:
+                result[job_id] = value
+    return result
+
+
+def slow_threshold(rule: AlertRule, job_id: int, baselines: dict[int, float]) -> float | None:
+    """The duration above which a run of the job is slow under ``rule`` (the lower of
+    the absolute threshold and factor × p95), or None."""
+    limits = []
+    if rule.slow_after_seconds:
+        limits.append(float(rule.slow_after_seconds))
+    if rule.slow_factor and job_id in baselines:
+        limits.append(float(rule.slow_factor) * baselines[job_id])
+    return min(limits) if limits else None
 
 
 def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
@@ -98,13 +149,21 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
             closed_at__isnull=True,
         )
     }
+    baselines = recent_p95(
+        {
+            run.job_id
+            for rule, run in pairs
+            if run.state == RunState.SUCCEEDED and rule.slow_factor and "slow" in rule.events
+        },
+        exclude=[run.pk for run in runs],
+    )
     rows: list[AlertOutbox] = []
     for rule, run in pairs:
         if run.state == RunState.SUCCEEDED:
-            rows += _on_success(rule, run, now, open_incidents)
+            rows += _on_success(rule, run, now, open_incidents, baselines)
             continue
         events = [e for e in run_events(run) if e in rule.events]
-        if not events or _muted(rule, now):
+        if not events or _muted(rule, now, run.job):
             continue
         event = events[0]
         kind = FAILURE if event in FAILURE_EVENTS else event
@@ -137,7 +196,11 @@ def _load_jobs(runs: Sequence[JobRun]) -> None:
 
 
 def _on_success(
-    rule: AlertRule, run: JobRun, now: datetime, open_incidents: dict[tuple[int, int, str], AlertIncident]
+    rule: AlertRule,
+    run: JobRun,
+    now: datetime,
+    open_incidents: dict[tuple[int, int, str], AlertIncident],
+    baselines: dict[int, float],
 ) -> list[AlertOutbox]:
     rows: list[AlertOutbox] = []
     mine = [i for key, i in open_incidents.items() if key[0] == rule.pk and key[1] == run.job_id]
@@ -145,16 +208,19 @@ def _on_success(
         AlertIncident.objects.filter(pk__in=[i.pk for i in mine]).update(closed_at=now)
         for incident in mine:
             open_incidents.pop((incident.rule_id, incident.job_id, incident.kind), None)
-        if "recovered" in rule.events and not _muted(rule, now):
+        if "recovered" in rule.events and not _muted(rule, now, run.job):
             rows += outbox_rows(rule, "recovered", run.job, run, now)
+    limit = slow_threshold(rule, run.job_id, baselines) if "slow" in rule.events else None
     if (
-        "slow" in rule.events
-        and rule.slow_after_seconds
-        and (run.duration or 0.0) > rule.slow_after_seconds
-        and not _muted(rule, now)
+        limit is not None
+        and (run.duration or 0.0) > limit
+        and not _muted(rule, now, run.job)
         and _open_or_remind(rule, run.job, "slow", now, open_incidents)
     ):
-        rows += outbox_rows(rule, "slow", run.job, run, now)
+        extra: dict[str, Any] = {"slow_after_seconds": round(limit, 3)}
+        if run.job_id in baselines:
+            extra["p95_seconds"] = round(baselines[run.job_id], 3)
+        rows += outbox_rows(rule, "slow", run.job, run, now, extra=extra)
     return rows
 
 
@@ -219,3 +285,37 @@ def outbox_rows(
         row.payload = payloads.build(row, rule, job, run, now, extra)
         rows.append(row)
     return rows
+
+
+def on_nodes_dead(names: Sequence[str], now: datetime | None = None) -> int:
+    """Write ``node_down`` alerts for nodes just declared dead, in the caller's
+    transaction (the one marking them dead). Nodes serve every tenant, so every enabled
+    tenant-wide rule with the ``node_down`` event gets one alert per node; the
+    transition to dead happens once per node incarnation, so there is nothing to
+    deduplicate."""
+    if not names:
+        return 0
+    now = now or timezone.now()
+    rules = [
+        r
+        for r in AlertRule.objects.active()
+        .filter(scope_job__isnull=True, scope_group__isnull=True)
+        .select_related("tenant")
+        .prefetch_related("channels")
+        if "node_down" in (r.events or []) and not _muted(r, now)
+    ]
+    rows: list[AlertOutbox] = []
+    for rule in rules:
+        for name in names:
+            rows += outbox_rows(
+                rule,
+                "node_down",
+                None,
+                None,
+                now,
+                extra={"node": name, "error": f"node {name} declared dead"},
+            )
+    if rows:
+        AlertOutbox.objects.bulk_create(rows)
+        transaction.on_commit(wake_delivery)
+    return len(rows)

@@ -191,6 +191,11 @@ class DjangoRegistry:
             for node in Node.objects.select_for_update(skip_locked=True).overdue(node_dead_after):
                 Node.objects.filter(pk=node.pk).update(state=NodeState.DEAD)
                 dead.append(node.name)
+            if dead:
+                # node_down alerts commit with the state change, or not at all.
+                from scheduler_app.alerts.evaluate import on_nodes_dead
+
+                on_nodes_dead(dead)
         if dead:
             from scheduler_app.backends.runstore import DjangoRunStore
 

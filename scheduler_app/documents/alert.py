@@ -15,7 +15,7 @@ Rule::
 
     {"tenant": "acme", "name": "billing failures", "scope": {"group": "billing"},
      "events": ["failed", "missed"], "channels": ["ops-hook"], "missed_after_seconds": 3600,
-     "late_after_seconds": 300, "slow_after_seconds": null, "throttle_seconds": 3600,
+     "late_after_seconds": 300, "slow_after_seconds": null, "slow_factor": null, "throttle_seconds": 3600,
      "digest": false, "muted_until": null, "enabled": true}
 
 ``scope`` is ``{"job": NAME}``, ``{"group": NAME}`` or ``{"tenant": true}``.
@@ -56,6 +56,7 @@ RULE_KEYS = {
     "missed_after_seconds",
     "late_after_seconds",
     "slow_after_seconds",
+    "slow_factor",
     "throttle_seconds",
     "digest",
     "muted_until",
@@ -159,6 +160,7 @@ def export_rule(rule: AlertRule) -> dict[str, Any]:
         "missed_after_seconds": rule.missed_after_seconds,
         "late_after_seconds": rule.late_after_seconds,
         "slow_after_seconds": rule.slow_after_seconds,
+        "slow_factor": rule.slow_factor,
         "throttle_seconds": rule.throttle_seconds,
         "digest": rule.digest,
         "muted_until": rule.muted_until.isoformat() if rule.muted_until else None,
@@ -201,7 +203,7 @@ def apply_rule_document(
                 f"{where}: channels[{index}]: no alert channel {name!r} in tenant {tenant.slug}"
             )
     rule.events = item.get("events", [])
-    for name in ("missed_after_seconds", "late_after_seconds", "slow_after_seconds"):
+    for name in ("missed_after_seconds", "late_after_seconds", "slow_after_seconds", "slow_factor"):
         setattr(rule, name, item.get(name))
     rule.throttle_seconds = item.get("throttle_seconds", 3600)
     for name, default in (("digest", False), ("enabled", True)):

@@ -32,6 +32,7 @@ class AlertEvent(models.TextChoices):
     MISSED = "missed", _("missed (no success in time)")
     SLOW = "slow", _("slow")
     RECOVERED = "recovered", _("recovered")
+    NODE_DOWN = "node_down", _("node declared dead")
     TEST = "test", _("test")
 
 
@@ -110,6 +111,13 @@ class AlertRule(models.Model):
     )
     slow_after_seconds = models.FloatField(
         _("slow after (s)"), null=True, blank=True, validators=[MinValueValidator(0.001)]
+    )
+    slow_factor = models.FloatField(
+        _("slow above × p95"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1.0)],
+        help_text=_("A run taking longer than this many times the p95 of the job's recent runs is slow."),
     )
     throttle_seconds = models.PositiveIntegerField(
         _("throttle (s)"),

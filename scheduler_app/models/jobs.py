@@ -126,6 +126,12 @@ class Job(models.Model):
     )
     enabled = models.BooleanField(_("enabled"), default=True)
     paused = models.BooleanField(_("paused"), default=False)
+    alerts_muted_until = models.DateTimeField(
+        _("alerts muted until"),
+        null=True,
+        blank=True,
+        help_text=_("No alert rule sends anything about this job until this time."),
+    )
     priority = models.IntegerField(_("priority"), default=0, help_text=_("Higher runs first."))
     executor = models.CharField(
         _("executor"), max_length=16, choices=executor_choices, default=Executor.THREAD

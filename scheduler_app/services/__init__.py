@@ -16,6 +16,7 @@ public function is re-exported here, so ``services.save_job(...)`` is the way to
 
 from scheduler_app.services.alerts import (
     delete_alert_objects,
+    mute_job_alerts,
     mute_rule,
     save_channel,
     save_rule,
@@ -56,6 +57,7 @@ from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, 
 
 __all__ = [
     "delete_alert_objects",
+    "mute_job_alerts",
     "mute_rule",
     "save_channel",
     "save_rule",

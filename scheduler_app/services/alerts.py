@@ -95,6 +95,9 @@ def validate_rule(rule: AlertRule, channels: Sequence[AlertChannel]) -> None:
             errors["events"] = [
                 f"unknown event(s) {', '.join(map(repr, unknown))}; known: {', '.join(RULE_EVENTS)}"
             ]
+    factor = rule.slow_factor
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1):
+        errors["slow_factor"] = [f"must be a number of at least 1 (times the job's p95), not {factor!r}"]
     for name in ("missed_after_seconds", "late_after_seconds", "slow_after_seconds"):
         value = getattr(rule, name)
         if value is not None and (
@@ -105,10 +108,20 @@ def validate_rule(rule: AlertRule, channels: Sequence[AlertChannel]) -> None:
         for event, field in (
             ("missed", "missed_after_seconds"),
             ("late", "late_after_seconds"),
-            ("slow", "slow_after_seconds"),
         ):
             if event in events and getattr(rule, field) is None and field not in errors:
                 errors[field] = [f"required for the {event!r} event"]
+        if (
+            "slow" in events
+            and rule.slow_after_seconds is None
+            and rule.slow_factor is None
+            and not {"slow_after_seconds", "slow_factor"} & set(errors)
+        ):
+            errors["slow_after_seconds"] = [
+                "the 'slow' event needs slow_after_seconds or slow_factor (× the job's p95)"
+            ]
+        if "node_down" in events and (rule.scope_job_id or rule.scope_group_id):
+            errors["scope"] = ["the 'node_down' event needs a tenant-wide rule (nodes serve every job)"]
     if rule.throttle_seconds is None or isinstance(rule.throttle_seconds, bool) or rule.throttle_seconds < 0:
         errors["throttle_seconds"] = ["must be 0 or a positive number of seconds"]
     if rule.scope_job_id and rule.scope_group_id:
@@ -148,6 +161,23 @@ def mute_rule(rule: AlertRule, until: datetime | None, *, actor: Any = None) -> 
         rule.muted_until = until
         rule.save(update_fields=["muted_until", "updated_at"])
     return rule
+
+
+def mute_job_alerts(job: Any, until: datetime | None, *, actor: Any = None) -> Any:
+    """Mute every alert about ``job`` until a time (None: unmute), audited."""
+    permissions.require(actor, "change", job)
+    if until is not None and until <= timezone.now():
+        raise ValidationError({"alerts_muted_until": "must be in the future"})
+    with transaction.atomic(), audit.acting_as(actor):
+        type(job).objects.filter(pk=job.pk).update(alerts_muted_until=until)
+        job.alerts_muted_until = until
+        audit.record(
+            job,
+            "mute_alerts" if until else "unmute_alerts",
+            actor,
+            until=until.isoformat() if until else None,
+        )
+    return job
 
 
 def delete_alert_objects(objects: Iterable[AlertRule | AlertChannel], *, actor: Any = None) -> BulkResult:
