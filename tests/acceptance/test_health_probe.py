@@ -10,14 +10,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
-from django.db import connection
 
 from tests.acceptance.conftest import ROOT, database_url, wait_until
+from tests.netfaults import CuttableProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 
@@ -36,66 +35,15 @@ def get(port: int, path: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-class CuttableProxy:
-    """Forwards TCP connections to the database until :meth:`cut`, which closes every
-    connection and refuses new ones, as a database that went away would."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cut_off = threading.Event()
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.cut_off.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self.cut_off.set()
-        for s in self.sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-
-
 def test_live_and_ready_follow_the_process_and_its_database(scheduler):
-    settings = connection.settings_dict
-    proxy = CuttableProxy((settings.get("HOST") or "127.0.0.1", int(settings.get("PORT") or 5432)))
+    proxy = CuttableProxy.for_test_database()
     port = free_port()
     try:
-        url = f"postgres://{settings.get('USER') or 'postgres'}@127.0.0.1:{proxy.port}/{settings['NAME']}"
-        node = scheduler("probed", extra_env={"DATABASE_URL": url}, extra_args=["--health-port", str(port)])
+        node = scheduler(
+            "probed",
+            extra_env={"DATABASE_URL": proxy.database_url()},
+            extra_args=["--health-port", str(port)],
+        )
         assert get(port, "/live") == (200, {"status": "ok"})
         status, body = wait_until(lambda: (r := get(port, "/ready"))[0] == 200 and r, 20)
         assert body["status"] == "ok" and body["node"] == "probed" and body["problems"] == []
