@@ -20,7 +20,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -251,7 +251,12 @@ class DeliveryLoop:
                     failing = False
             except Exception as exc:
                 if not failing:
-                    logger.error("alert delivery failed; retrying", extra={"error": str(exc)}, exc_info=True)
+                    # The database away is expected (one line, like the other loops);
+                    # anything else gets its traceback.
+                    transient = isinstance(exc, OperationalError | InterfaceError)
+                    logger.error(
+                        "alert delivery failed; retrying", extra={"error": str(exc)}, exc_info=not transient
+                    )
                 failing = True
                 try:
                     connection.close()

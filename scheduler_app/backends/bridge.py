@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -146,8 +146,11 @@ class JobSync:
     the last fire time recorded in the database, so fire times missed while the
     scheduler was down or the job was paused reach the misfire policy."""
 
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Any, unwritten: Callable[[], Mapping[int, datetime]] = dict) -> None:
         self.scheduler = scheduler
+        # The latest fire time per job taken by this node but not yet written (the
+        # database was away): resuming must start after them too.
+        self.unwritten = unwritten
         self.known: dict[int, str] = {}
         self.version = -1
         self.loaded = False
@@ -176,11 +179,16 @@ class JobSync:
             cursor.execute(FINGERPRINT_SQL)
             return str(cursor.fetchone()[0])
 
-    def reconcile(self) -> dict[str, int]:
+    def reconcile(self, resume: bool = False) -> dict[str, int]:
+        """Make APScheduler's jobs equal to the schedulable rows. ``resume`` (a new
+        trigger side, after leading again): jobs the store already holds unchanged also
+        resume from the recorded fire times when those are earlier than the stored
+        next-run time, since a persistent store may have moved past fires that the
+        fire gate refused while this node was not leading."""
         if not self.loaded:
             self.load_from_store()
         desired = self._desired()
-        counts = {"added": 0, "updated": 0, "removed": 0, "failed": 0}
+        counts = {"added": 0, "updated": 0, "removed": 0, "failed": 0, "rewound": 0}
         for pk in set(self.known) - set(desired):
             try:
                 self.scheduler.remove_job(aps_job_id(pk), jobstore=STORE_ALIAS)
@@ -188,13 +196,18 @@ class JobSync:
                 pass
             del self.known[pk]
             counts["removed"] += 1
-        todo = [pk for pk, (fp, _) in desired.items() if self.known.get(pk) != fp]
+        todo = [pk for pk, (fp, _) in desired.items() if resume or self.known.get(pk) != fp]
         if todo:
-            resume = self._last_fire_times(todo)
+            last_fires = self._last_fire_times(todo)
             for pk in todo:
                 fp, job = desired[pk]
+                if self.known.get(pk) == fp and self._rewind(job, last_fires.get(pk)):
+                    counts["rewound"] += 1
+                    continue
+                if self.known.get(pk) == fp:
+                    continue
                 try:
-                    self._schedule(job, fp, resume.get(pk))
+                    self._schedule(job, fp, last_fires.get(pk))
                 except (ValueError, OverflowError) as exc:
                     # An invalid stored trigger (old data): one warning naming the job, no
                     # traceback; not retried until its definition changes.
@@ -258,32 +271,67 @@ class JobSync:
             desired[job.pk] = (hashlib.sha256(payload.encode()).hexdigest()[:32], job)
         return desired
 
-    @staticmethod
-    def _last_fire_times(pks: list[int]) -> dict[int, datetime]:
+    def _last_fire_times(self, pks: list[int]) -> dict[int, datetime]:
+        """The last fire time per job: taken but not yet written (read first, so that
+        a fire written meanwhile is in the rows read next), or recorded."""
+        latest = {pk: t for pk, t in self.unwritten().items() if pk in set(pks)}
         rows = (
             JobRun.objects.filter(job_id__in=pks, reason=RunReason.SCHEDULE)
             .values("job_id")
             .annotate(last=Max("scheduled_for"))
         )
-        return {row["job_id"]: row["last"] for row in rows}
+        for row in rows:
+            if row["job_id"] not in latest or row["last"] > latest[row["job_id"]]:
+                latest[row["job_id"]] = row["last"]
+        return latest
 
-    def _schedule(self, job: Job, fingerprint: str, last_fire: datetime | None) -> None:
+    @staticmethod
+    def _trigger(job: Job) -> Any:
         from datetime import date
 
         from scheduler_app.engine import triggerspec
 
-        trigger = triggerspec.build_trigger(
+        return triggerspec.build_trigger(
             job.trigger_spec,
             hash_key=job.hash_key,
             anchor=job.created_at,
             excluded_dates=[date.fromisoformat(d) for d in job._excluded],
         )
+
+    @staticmethod
+    def _resume_after(job: Job, trigger: Any, last_fire: datetime | None) -> datetime | None:
+        """The first fire time after the last one recorded (None: none recorded since
+        the trigger last changed, or the trigger has no more)."""
+        if last_fire is None or (job.trigger_changed_at is not None and last_fire < job.trigger_changed_at):
+            return None
+        return trigger.get_next_fire_time(last_fire, last_fire + timedelta(microseconds=1))
+
+    def _rewind(self, job: Job, last_fire: datetime | None) -> bool:
+        """A stored job whose next-run time lies past the first fire time after the
+        last recorded one: set it back there (the times between fire at once and meet
+        the misfire policy). True when it was moved."""
+        try:
+            existing = self.scheduler.get_job(aps_job_id(job.pk), jobstore=STORE_ALIAS)
+            if existing is None or existing.next_run_time is None:
+                return False
+            first = self._resume_after(job, self._trigger(job), last_fire)
+        except (ValueError, OverflowError):
+            return False
+        if first is None or first >= existing.next_run_time:
+            return False
+        self.scheduler.modify_job(aps_job_id(job.pk), jobstore=STORE_ALIAS, next_run_time=first)
+        logger.info(
+            "job resumes from its last recorded fire time",
+            extra={"job_id": job.pk, "job": job.name, "next_run_time": first.isoformat()},
+        )
+        return True
+
+    def _schedule(self, job: Job, fingerprint: str, last_fire: datetime | None) -> None:
+        trigger = self._trigger(job)
         now = datetime.now(UTC)
-        next_run = None
-        if last_fire is not None and (job.trigger_changed_at is None or last_fire >= job.trigger_changed_at):
-            # Resume after the last fire time we recorded: times missed while down or
-            # paused fire at once and meet the misfire policy.
-            next_run = trigger.get_next_fire_time(last_fire, last_fire + timedelta(microseconds=1))
+        # Resume after the last fire time we recorded: times missed while down or
+        # paused fire at once and meet the misfire policy.
+        next_run = self._resume_after(job, trigger, last_fire)
         if next_run is None:
             next_run = trigger.get_next_fire_time(None, now)
         existing = self.scheduler.get_job(aps_job_id(job.pk), jobstore=STORE_ALIAS)

@@ -158,9 +158,11 @@ class SchedulerService:
 
     def _lead(self) -> None:
         """This node took the lease: start the trigger side. A fresh APScheduler whose
-        jobs resume from the last fire times recorded in the database, so fire times
-        the previous leader did not write are computed again (and meet the misfire
-        policy), while those it wrote are not enqueued twice."""
+        jobs resume from the last fire times recorded in the database (or taken by this
+        node and not yet written, after an outage), also when a persistent job store
+        holds a later next-run time, so fire times the previous leader did not write are
+        computed again (and meet the misfire policy), while those it wrote are not
+        enqueued twice."""
         assert self.node is not None
         with self._aps_lock:
             scheduler = BackgroundScheduler(
@@ -169,11 +171,11 @@ class SchedulerService:
                 executors={bridge.EXECUTOR_ALIAS: bridge.EnqueueExecutor(self._on_fire)},
             )
             scheduler.start(paused=True)
-            sync = bridge.JobSync(scheduler)
+            sync = bridge.JobSync(scheduler, unwritten=self.node.unwritten_fire_times)
             try:
                 sync.changed()
                 sync.last_digest = sync.digest()
-                sync.reconcile()
+                sync.reconcile(resume=True)
             except Exception:
                 scheduler.shutdown(wait=False)
                 raise

@@ -243,6 +243,12 @@ class Member:
             if want:
                 held = self.registry.hold_lease(lease_name(), self.incarnation, self.timings.leader_lease)
                 if held:
+                    if self.leading and self.clock() >= self.lease_until:
+                        # The renewal ended past the local deadline (a slow or hung
+                        # statement): the fire gate refused fires meanwhile, and the
+                        # trigger side has moved past them. Restart it, so it resumes
+                        # from the fire times recorded in the database.
+                        self._step_down("the lease was renewed after its local deadline")
                     # Counted from before the statement was sent: the database's expiry
                     # is at least this late, so we stop firing first.
                     self.lease_until = started + self.timings.leader_lease

@@ -111,6 +111,21 @@ class Node:
         """Called by the trigger side (APScheduler's thread); never blocks."""
         self._fires.put(fire)
 
+    def unwritten_fire_times(self) -> dict[int, datetime]:
+        """The latest fire time per job among the fires taken but not yet written (the
+        database was away): a new trigger side resumes after them, not before. Read
+        the queue before the batch in hand, so a fire moving between them is seen."""
+        with self._fires.mutex:
+            fires = list(self._fires.queue)
+        fires += list(self._pending_fires)
+        latest: dict[int, datetime] = {}
+        for fire in fires:
+            if fire.run_times:
+                last = max(fire.run_times)
+                if fire.job_id not in latest or last > latest[fire.job_id]:
+                    latest[fire.job_id] = last
+        return latest
+
     def outcome(self, outcome: Outcome) -> None:
         """Executors report here; never blocks."""
         self._outcomes.put(outcome)

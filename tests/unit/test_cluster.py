@@ -107,3 +107,46 @@ def test_a_node_declared_dead_fences_and_rejoins_as_a_new_incarnation():
     registry.dead = True
     m.tick()
     assert events == ["fence"] and m.incarnation != first and not m.fenced
+
+
+def test_a_renewal_that_ends_past_the_deadline_restarts_the_trigger_side():
+    """The beat blocked (a slow or hung statement) past the local lease deadline, then
+    the renewal succeeded: fires were refused meanwhile (``is_leader`` was false), so the
+    trigger side must restart from the recorded fire times, not carry on past them."""
+    clock, events, registry = [100.0], [], FakeRegistry()
+    m = member(registry, clock, events)
+    m.join()
+    m.tick()
+    assert events == ["lead"]
+    slow_beat = registry.beat
+
+    def beat(incarnation, report):
+        clock[0] += 2.5  # lease taken at 100 for 3 s; the renewal runs from 101 to 103.5
+        return slow_beat(incarnation, report)
+
+    registry.beat = beat
+    clock[0] = 101.0
+    m.tick()
+    assert events == ["lead", "follow", "lead"]
+    assert m.is_leader()
+    registry.beat = slow_beat
+    clock[0] = 103.6  # lease until 104 (renewal sent at 101)
+    m.tick()  # a renewal in time changes nothing
+    assert events == ["lead", "follow", "lead"]
+
+
+def test_a_renewal_in_time_keeps_the_trigger_side():
+    clock, events, registry = [100.0], [], FakeRegistry()
+    m = member(registry, clock, events)
+    m.join()
+    m.tick()
+    slow_beat = registry.beat
+
+    def beat(incarnation, report):
+        clock[0] += 1.9  # started at 101, ends at 102.9: before the deadline of 103
+        return slow_beat(incarnation, report)
+
+    registry.beat = beat
+    clock[0] = 101.0
+    m.tick()
+    assert events == ["lead"] and m.is_leader()

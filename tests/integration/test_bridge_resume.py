@@ -1,0 +1,97 @@
+"""A new trigger side (leading again) resumes every job after its last fire time: the one
+recorded in the database, or one taken by this node and not yet written (the database
+was away), and also when the job store holds a later next-run time (a persistent store
+that moved past fires the fire gate refused while the node was not leading)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from scheduler_app.backends import bridge
+from scheduler_app.models import JobRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def aps():
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        jobstores={bridge.STORE_ALIAS: bridge.make_job_store("memory")},
+        executors={bridge.EXECUTOR_ALIAS: bridge.EnqueueExecutor(lambda fire: None)},
+    )
+    scheduler.start(paused=True)
+    yield scheduler
+    scheduler.shutdown(wait=False)
+
+
+def stored(scheduler, job):
+    return scheduler.get_job(bridge.aps_job_id(job.pk), jobstore=bridge.STORE_ALIAS)
+
+
+def a_fire_time(scheduler, job, hours_ago=2):
+    """A fire time of the job's trigger some hours back."""
+    trigger = stored(scheduler, job).trigger
+    since = datetime.now(UTC) - timedelta(hours=hours_ago)
+    return trigger.get_next_fire_time(None, since)
+
+
+def record_fire(job, at):
+    JobRun.objects.create(
+        job=job, tenant=job.tenant, scheduled_for=at, not_before=at, state="succeeded", reason="schedule"
+    )
+
+
+def test_leading_again_rewinds_a_stored_next_run_time_past_the_recorded_fires(make_job, aps):
+    job = make_job("every-minute")
+    bridge.JobSync(aps).reconcile()
+    last = a_fire_time(aps, job)
+    record_fire(job, last)
+    later = datetime.now(UTC) + timedelta(minutes=30)
+    aps.modify_job(bridge.aps_job_id(job.pk), jobstore=bridge.STORE_ALIAS, next_run_time=later)
+
+    routine = bridge.JobSync(aps)  # the periodic reconcile: the store's time stands
+    assert routine.reconcile()["rewound"] == 0
+    assert stored(aps, job).next_run_time == later
+
+    leading = bridge.JobSync(aps)  # a new trigger side over the same (persistent) store
+    counts = leading.reconcile(resume=True)
+    assert counts["rewound"] == 1 and counts["added"] == counts["updated"] == 0
+    assert stored(aps, job).next_run_time == last + timedelta(minutes=1)
+    assert leading.reconcile(resume=True)["rewound"] == 0  # nothing to move twice
+
+
+def test_a_stored_time_before_the_recorded_fires_is_kept(make_job, aps):
+    job = make_job("every-minute")
+    bridge.JobSync(aps).reconcile()
+    earlier = a_fire_time(aps, job, hours_ago=3)
+    record_fire(job, a_fire_time(aps, job, hours_ago=2))
+    aps.modify_job(bridge.aps_job_id(job.pk), jobstore=bridge.STORE_ALIAS, next_run_time=earlier)
+    assert bridge.JobSync(aps).reconcile(resume=True)["rewound"] == 0
+    assert stored(aps, job).next_run_time == earlier
+
+
+def test_fires_taken_but_not_written_count_as_the_last_fire(make_job, aps):
+    """The database was away: the node holds fires it took before stepping down. The new
+    trigger side resumes after them, not from now (nothing recorded) nor from an older
+    recorded fire."""
+    job = make_job("every-minute")
+    other = make_job("other")
+    bridge.JobSync(aps).reconcile()
+    recorded = a_fire_time(aps, job, hours_ago=3)
+    record_fire(job, recorded)
+    taken = recorded + timedelta(minutes=5)
+    for pk in (job.pk, other.pk):
+        aps.remove_job(bridge.aps_job_id(pk), jobstore=bridge.STORE_ALIAS)
+
+    sync = bridge.JobSync(aps, unwritten=lambda: {job.pk: taken, 10**9: taken})
+    sync.reconcile(resume=True)
+    assert stored(aps, job).next_run_time == taken + timedelta(minutes=1)
+    assert stored(aps, other).next_run_time > datetime.now(UTC)  # nothing known: from now
+
+    newer = recorded + timedelta(minutes=9)
+    record_fire(job, newer)  # written meanwhile and later than the one in hand
+    aps.remove_job(bridge.aps_job_id(job.pk), jobstore=bridge.STORE_ALIAS)
+    bridge.JobSync(aps, unwritten=lambda: {job.pk: taken}).reconcile(resume=True)
+    assert stored(aps, job).next_run_time == newer + timedelta(minutes=1)
