@@ -1,0 +1,120 @@
+"""One node of two cut off from PostgreSQL (a TCP proxy in front of the database for
+that process only is black-holed for 20 s, as a dropped route would be) while the other
+keeps its connection: the cut-off leader stops firing and the other takes over with no
+fire time lost or run twice; a cut-off worker stops its in-flight runs itself before the
+other node declares it dead and retries them, so each run completes exactly once
+(counted from the task's side effects, not from rows alone)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scheduler_app import services
+from scheduler_app.models import Job, JobRun, Node, Tenant
+from tests.acceptance.conftest import wait_until
+from tests.acceptance.test_cluster import leader, lines
+from tests.acceptance.test_cluster_faults import queue_runs, spans
+from tests.netfaults import CuttableProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
+
+
+@pytest.fixture
+def acme(transactional_db):
+    return Tenant.objects.create(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def proxy():
+    p = CuttableProxy.for_test_database()
+    yield p
+    p.close()
+
+
+def test_a_leader_cut_off_for_20_s_is_replaced_and_no_fire_is_lost_or_doubled(
+    acme, scheduler, proxy, tmp_path
+):
+    out = tmp_path / "ticks.txt"
+    tick = services.save_job(
+        Job(
+            tenant=acme,
+            name="tick",
+            task="tests.append",
+            kwargs={"path": str(out)},
+            trigger={"type": "interval", "seconds": 1},
+            misfire_policy="run_all",
+            misfire_grace_seconds=3600,
+            overlap_policy="queue",
+            max_instances=5,
+        )
+    )
+    a = scheduler("node-a", extra_env={"DATABASE_URL": proxy.database_url()})
+    wait_until(lambda: leader() is not None, 10)
+    b = scheduler("node-b")
+    assert "this node now leads" in a.output and "this node now leads" not in b.output
+    wait_until(lambda: JobRun.objects.filter(job=tick, state="succeeded").count() >= 3, 20)
+
+    proxy.blackhole(detect_after=5.0)
+    cut_at = time.time()
+    wait_until(lambda: "this node now leads" in b.output, 15, message="node-b did not take over")
+    took_over = time.time() - cut_at
+    wait_until(lambda: "stopped leading" in a.output, 15)
+    time.sleep(max(0.0, 20 - (time.time() - cut_at)))
+    proxy.restore()
+    wait_until(lambda: "heartbeat written again" in a.output or "rejoining" in a.output, 30)
+    time.sleep(4)
+    assert a.stop() == 0 and b.stop() == 0
+
+    assert took_over <= 3.0 + 5.0, f"took {took_over:.1f} s"  # LEADER_LEASE 3 s, detected within 5 s
+    # Leading again was not node-a's to do while node-b held the lease.
+    assert a.output.count("this node now leads") == 1, a.output
+    times = sorted(JobRun.objects.filter(job=tick).values_list("scheduled_for", flat=True))
+    assert len(times) == len(set(times))
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps).total_seconds() == 1.0, f"fire times lost: largest gap {max(gaps)}"
+    assert times[-1].timestamp() - times[0].timestamp() >= 22
+    # Every run executed exactly once: one line per run, as many as rows.
+    assert len(lines(out)) == JobRun.objects.filter(job=tick, state="succeeded").count() == len(times)
+
+
+def test_a_worker_cut_off_stops_its_runs_before_the_other_node_retries_them(acme, scheduler, proxy, tmp_path):
+    slow = services.save_job(
+        Job(
+            tenant=acme,
+            name="slow",
+            task="tests.append",
+            executor="process",
+            kwargs={"path": str(tmp_path / "slow.txt"), "sleep": 8},
+            trigger={"type": "manual"},
+            max_instances=10,
+            retry_max_attempts=2,
+            retry_backoff_seconds=0,
+        )
+    )
+    b = scheduler("node-b")  # leads, and stays connected
+    a = scheduler("node-a", extra_env={"DATABASE_URL": proxy.database_url()})
+    services.drain_nodes([Node.objects.get(name="node-b")])
+    wait_until(lambda: "claiming paused" in b.output, 10)
+    queue_runs(slow, 4, executor="process")
+    wait_until(lambda: JobRun.objects.filter(job=slow, state="running", node="node-a").count() == 4, 30)
+    services.resume_nodes([Node.objects.get(name="node-b")])
+
+    proxy.blackhole(detect_after=5.0)
+    cut_at = time.time()
+    wait_until(lambda: "self-fencing" in a.output, 15, message="node-a did not fence itself")
+    wait_until(lambda: JobRun.objects.filter(job=slow, state="succeeded", attempt=2).count() == 4, 40)
+    assert JobRun.objects.filter(job=slow, attempt=1, state="lost").count() == 4
+    assert set(JobRun.objects.filter(job=slow, attempt=2).values_list("node", flat=True)) == {"node-b"}
+    time.sleep(max(0.0, 20 - (time.time() - cut_at)))
+    proxy.restore()
+    wait_until(lambda: "rejoining" in a.output or "heartbeat written again" in a.output, 30)
+    time.sleep(2)
+    assert a.stop() == 0 and b.stop() == 0
+    finished = spans(tmp_path / "slow.txt")
+    # Only the retries wrote their line: the cut-off node's runs were stopped, not
+    # finished behind the retries' backs, and its late outcomes changed nothing.
+    assert len(finished) == 4 and all(start > cut_at for start, _ in finished), finished
+    assert JobRun.objects.filter(job=slow, attempt=1, state="lost").count() == 4
+    assert JobRun.objects.filter(job=slow).count() == 8
