@@ -25,6 +25,7 @@ class NodeAdmin(admin.ModelAdmin):
         "load_shown",
         "running_runs",
         "heartbeat_shown",
+        "clock_shown",
         "host",
         "pid",
         "version",
@@ -69,6 +70,13 @@ class NodeAdmin(admin.ModelAdmin):
     @admin.display(description=_("load per CPU"))
     def load_shown(self, obj: Node) -> str:
         return "-" if obj.load is None else f"{obj.load:.2f}"
+
+    @admin.display(description=_("clock offset"), ordering="clock_offset")
+    def clock_shown(self, obj: Node) -> str:
+        """The node's clock against the database's: a few milliseconds is normal."""
+        if obj.clock_offset is None:
+            return "-"
+        return f"{obj.clock_offset:+.3f} s"
 
     @admin.display(description=_("running"))
     def running_runs(self, obj: Node) -> int:

@@ -43,6 +43,7 @@ def node(item: Node) -> dict[str, Any]:
         "load": item.load,
         "free_memory_mb": item.free_memory_mb,
         "overloaded": item.overloaded,
+        "clock_offset": item.clock_offset,
         "started_at": iso(item.started_at),
         "heartbeat_at": iso(item.heartbeat_at),
         "stopped_at": iso(item.stopped_at),

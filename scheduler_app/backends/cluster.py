@@ -137,14 +137,23 @@ class DjangoRegistry:
             **{
                 k: v
                 for k, v in report.items()
-                if k in ("used", "load", "free_memory_mb", "overloaded", "capacity")
+                if k in ("used", "load", "free_memory_mb", "overloaded", "capacity", "clock_offset")
             },
         )
         if not changed:
             return cluster.Beat(None)
-        state = Node.objects.filter(incarnation=incarnation).values_list("state", flat=True).first()
+        sent = timezone.now()
+        state, db_time = (
+            Node.objects.filter(incarnation=incarnation)
+            .annotate(db_time=Now())
+            .values_list("state", "db_time")
+            .first()
+        ) or (None, None)
+        answered = timezone.now()
+        # Our clock minus the database's, taken at the middle of the round trip.
+        offset = None if db_time is None else ((sent + (answered - sent) / 2) - db_time).total_seconds()
         peers = Node.objects.live(self.dead_after).exclude(incarnation=incarnation).count()
-        return cluster.Beat(state, peers)
+        return cluster.Beat(state, peers, offset)
 
     def hold_lease(self, name: str, incarnation: str, seconds: float) -> bool:
         holder = Node.objects.filter(incarnation=incarnation).values_list("name", flat=True).first() or ""

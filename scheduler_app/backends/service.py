@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -51,6 +51,9 @@ class SchedulerService:
         self._sync_beat = time.monotonic()
         self._database_ok_at: float | None = None  # monotonic time of the last good round trip
         self.alerts: DeliveryLoop | None = None
+        # This node's clock minus the database's (seconds), measured at each heartbeat.
+        self.clock_offset = 0.0
+        self._clock_warned = False
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class SchedulerService:
             ],
             is_transient=is_transient,
             reset_connection=_reset_connection,
+            clock=self.database_now,
         )
         size = app_settings.RESULT_MAX_BYTES
         node.executors = {
@@ -207,7 +211,30 @@ class SchedulerService:
         if self.node is not None:
             self.node.self_fence(reason)
 
+    def database_now(self) -> datetime:
+        """The database's clock, as this node's clock corrected by the offset measured
+        at the last heartbeat."""
+        return datetime.now(UTC) - timedelta(seconds=self.clock_offset)
+
+    def _measure_clock(self, offset: float | None) -> None:
+        if offset is None:
+            return
+        self.clock_offset = offset
+        off = abs(self.clock_offset) > CLOCK_WARN_SECONDS
+        if off and not self._clock_warned:
+            logger.warning(
+                "this node's clock is %+.1f s off the database's; claims, heartbeats and "
+                "leases follow the database's clock, but this node fires by its own when it "
+                "leads: keep clocks synchronised (NTP)",
+                self.clock_offset,
+                extra={"node": self.node_name, "clock_offset": round(self.clock_offset, 3)},
+            )
+        elif not off and self._clock_warned:
+            logger.info("this node's clock agrees with the database's again", extra={"node": self.node_name})
+        self._clock_warned = off
+
     def _on_beat(self, beat: cluster.Beat) -> None:
+        self._measure_clock(beat.clock_offset)
         if self.node is None:
             return
         self.node.hold("fenced", False)
@@ -239,7 +266,13 @@ class SchedulerService:
         )
         if node is not None:
             node.hold("overloaded", overloaded)
-        return {"used": used, "load": load, "free_memory_mb": free, "overloaded": overloaded}
+        return {
+            "used": used,
+            "load": load,
+            "free_memory_mb": free,
+            "overloaded": overloaded,
+            "clock_offset": round(self.clock_offset, 3),
+        }
 
     def is_leader(self) -> bool:
         return self.member is not None and self.member.is_leader()
@@ -365,6 +398,10 @@ SCHEDULER_CONNECTION_OPTIONS = {
 SCHEDULER_SERVER_OPTIONS = (
     "-c statement_timeout=60000 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000"
 )
+
+
+#: A node whose clock differs from the database's by more than this is warned about.
+CLOCK_WARN_SECONDS = 2.0
 
 
 def _available_memory_mb() -> float | None:

@@ -114,6 +114,8 @@ class Beat:
 
     state: str | None  # active | draining; None: this incarnation is no longer registered (declared dead)
     peers: int = 0  # other live nodes
+    #: this node's clock minus the database's, in seconds (None: not measured)
+    clock_offset: float | None = None
 
 
 class Registry(Protocol):

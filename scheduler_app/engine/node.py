@@ -16,13 +16,14 @@ Threads (each a loop that reports liveness; see :meth:`Node.problems`):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scheduler_app.engine.interfaces import Capacity, ClaimedRun, Fire, Outcome, RunStore
@@ -30,6 +31,10 @@ from scheduler_app.engine.interfaces import Capacity, ClaimedRun, Fire, Outcome,
 logger = logging.getLogger(__name__)
 
 Executors = Mapping[str, Any]
+
+
+#: Clock differences below this are not corrected (measurement noise).
+CLOCK_TOLERANCE = timedelta(milliseconds=50)
 
 
 def utcnow() -> datetime:
@@ -64,8 +69,13 @@ class Node:
         periodic: Sequence[Periodic] = (),
         is_transient: Callable[[BaseException], bool] = lambda exc: True,
         reset_connection: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
+        # "Now" for claims, heartbeats and the reaper: the shared database's clock as
+        # seen from here (a node whose clock is off claims what is due by the database's
+        # time, not its own).
+        self.clock = clock
         self.store = store
         self.executors = dict(executors)
         self.periodic = list(periodic)
@@ -127,7 +137,13 @@ class Node:
         return latest
 
     def outcome(self, outcome: Outcome) -> None:
-        """Executors report here; never blocks."""
+        """Executors report here; never blocks. Their times, taken by this machine's
+        clock, are moved onto the database's (see ``clock``)."""
+        offset = self.clock() - utcnow()
+        if abs(offset) > CLOCK_TOLERANCE:
+            outcome = dataclasses.replace(
+                outcome, started_at=outcome.started_at + offset, finished_at=outcome.finished_at + offset
+            )
         self._outcomes.put(outcome)
         self._wake.set()  # a slot is free
 
@@ -362,7 +378,7 @@ class Node:
         if capacity.total <= 0 or not self._worth_claiming(capacity):
             return False
         self._maybe_due = False  # set again by anything that queues runs meanwhile
-        result = self.store.claim(self.config.name, capacity, utcnow())
+        result = self.store.claim(self.config.name, capacity, self.clock())
         if result.more or result.left_queued:
             self._maybe_due = True
         for run_id in result.stop:
@@ -415,14 +431,14 @@ class Node:
             try:
                 if now_m - last_heartbeat >= self.config.heartbeat_interval:
                     last_heartbeat = now_m
-                    for run_id in self.store.heartbeat(self.config.name, self.running_ids(), utcnow()):
+                    for run_id in self.store.heartbeat(self.config.name, self.running_ids(), self.clock()):
                         self.stop_local(run_id, "cancelled", "stopped by an operator")
                 # After a database outage every heartbeat is stale; give live nodes
                 # lost_after seconds to beat again before judging any run lost.
                 quiet = now_m - self._last_db_failure > self.config.lost_after
                 if quiet and now_m - last_reap >= max(self.config.lost_after / 3, 1.0):
                     last_reap = now_m
-                    if self.store.reap_lost(utcnow(), self.config.lost_after, self.running_ids()):
+                    if self.store.reap_lost(self.clock(), self.config.lost_after, self.running_ids()):
                         self._wake.set()
                 for job in self.periodic:
                     if now_m - job.last >= job.interval:

@@ -56,6 +56,12 @@ class Node(models.Model):
     load = models.FloatField(_("load per CPU"), null=True, blank=True)
     free_memory_mb = models.FloatField(_("free memory (MB)"), null=True, blank=True)
     overloaded = models.BooleanField(_("overloaded"), default=False)
+    clock_offset = models.FloatField(
+        _("clock offset (s)"),
+        null=True,
+        blank=True,
+        help_text=_("The node's clock minus the database's, at its last heartbeat."),
+    )
     state = models.CharField(_("state"), max_length=16, choices=NodeState.choices, default=NodeState.ACTIVE)
     started_at = models.DateTimeField(_("started at"))
     heartbeat_at = models.DateTimeField(_("last heartbeat"))

@@ -142,6 +142,11 @@ def collect_gauges() -> list[Metric]:
     load = GaugeMetricFamily(
         "scheduler_node_load_per_cpu", "1-minute load average per CPU of each node.", labels=["node"]
     )
+    clock = GaugeMetricFamily(
+        "scheduler_node_clock_offset_seconds",
+        "Each node's clock minus the database's, at its last heartbeat.",
+        labels=["node"],
+    )
     leader = GaugeMetricFamily(
         "scheduler_node_leader", "1 for the node holding the leader lease.", labels=["node"]
     )
@@ -153,12 +158,14 @@ def collect_gauges() -> list[Metric]:
         node_state.add_metric([node.name, node.state], 1.0)
         if node.load is not None:
             load.add_metric([node.name], node.load)
+        if node.clock_offset is not None:
+            clock.add_metric([node.name], node.clock_offset)
         used.add_metric([node.name], node.running)
         if node.capacity is not None:
             capacity.add_metric([node.name], node.capacity)
         if node.heartbeat_at is not None:
             age.add_metric([node.name], max((now - node.heartbeat_at).total_seconds(), 0.0))
-    return [depth, running, lag, jobs, alive, used, capacity, age, load, leader, node_state]
+    return [depth, running, lag, jobs, alive, used, capacity, age, load, clock, leader, node_state]
 
 
 class SchedulerCollector:

@@ -24,6 +24,7 @@ class NodeState:
     tags: tuple[str, ...] = ()
     leader: bool = False
     load: float | None = None
+    clock_offset: float | None = None  # the node's clock minus the database's (s)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def cluster_state(now: datetime | None = None) -> ClusterState:
             tags=tuple(n.tags or ()),
             leader=n.name == leader,
             load=n.load,
+            clock_offset=n.clock_offset,
         )
         for n in Node.objects.exclude(state="stopped").order_by("name")[:1000]
     )

@@ -7,9 +7,12 @@ other node declares it dead and retries them, so each run completes exactly once
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from scheduler_app import services
 from scheduler_app.models import Job, JobRun, Node, Tenant
@@ -118,3 +121,58 @@ def test_a_worker_cut_off_stops_its_runs_before_the_other_node_retries_them(acme
     assert len(finished) == 4 and all(start > cut_at for start, _ in finished), finished
     assert JobRun.objects.filter(job=slow, attempt=1, state="lost").count() == 4
     assert JobRun.objects.filter(job=slow).count() == 8
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def test_a_node_whose_clock_is_30_s_ahead_follows_the_database_clock(acme, scheduler, tmp_path):
+    """node-b's wall clock runs 30 s ahead (libfaketime; its monotonic clock is left
+    alone, as NTP would). Nobody is declared dead and leadership does not flap (leases
+    and heartbeats use the database's clock); when node-b leads after node-a's kill -9,
+    its trigger side fires 30 s of fire times early, but no run starts before its time
+    by the database's clock, and the times node-b records are on that clock too."""
+    if not os.path.exists(FAKETIME_LIB):
+        pytest.fail("libfaketime is missing: apt-get install faketime (.ci/run installs it)")
+    tick = services.save_job(
+        Job(
+            tenant=acme,
+            name="tick",
+            task="tests.append",
+            kwargs={"path": str(tmp_path / "ticks.txt")},
+            trigger={"type": "interval", "seconds": 1},
+            misfire_policy="run_all",
+            misfire_grace_seconds=3600,
+            overlap_policy="queue",
+            max_instances=50,
+        )
+    )
+    a = scheduler("node-a")
+    skewed = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "+30s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    b = scheduler("node-b", extra_env=skewed)
+    b.wait_for("clock is +30", 10)
+    wait_until(lambda: abs((Node.objects.get(name="node-b").clock_offset or 0) - 30) < 1, 10)
+    assert abs(Node.objects.get(name="node-a").clock_offset) < 1
+    time.sleep(6)  # longer than NODE_DEAD_AFTER (4 s) and LEADER_LEASE (3 s)
+    assert set(Node.objects.values_list("state", flat=True)) == {"active"}
+    assert leader() == "node-a" and "now leads" not in b.output
+    assert "declared dead" not in a.output + b.output
+    # node-b works too, on the database's clock: what it ran started on time
+    wait_until(lambda: JobRun.objects.filter(job=tick, node="node-b", state="succeeded").exists(), 20)
+
+    a.kill9()
+    wait_until(lambda: leader() == "node-b", 3 + 3, message="no failover within the lease")
+    killed_at = timezone.now()
+    wait_until(
+        lambda: JobRun.objects.filter(job=tick, state="succeeded", started_at__gt=killed_at).count() >= 5, 20
+    )
+    assert b.stop() == 0
+    runs = list(JobRun.objects.filter(job=tick, state="succeeded", node="node-b"))
+    early = [r for r in runs if r.started_at < r.scheduled_for - timedelta(milliseconds=100)]
+    assert not early, (
+        f"{len(early)} runs started before their time, e.g. {early[0].started_at} < {early[0].scheduled_for}"
+    )
+    late = max((r.started_at - r.scheduled_for).total_seconds() for r in runs if r.scheduled_for < killed_at)
+    assert late < 5, f"a run of node-b started {late:.1f} s late"  # its times are not 30 s off
+    times = sorted(JobRun.objects.filter(job=tick).values_list("scheduled_for", flat=True))
+    assert len(times) == len(set(times))

@@ -213,7 +213,9 @@ def test_gauges(client, make_job):
     JobRun.objects.filter(pk=running.pk).update(state="running", node="n1", heartbeat_at=now)
     from scheduler_app.models import Node
 
-    Node.objects.create(name="n1", incarnation="i1", started_at=now, heartbeat_at=now, used={"thread": 1})
+    Node.objects.create(
+        name="n1", incarnation="i1", started_at=now, heartbeat_at=now, used={"thread": 1}, clock_offset=-1.25
+    )
     families = scrape(client)
     assert value(families, "scheduler_queue_depth", kind="due") == 1
     assert value(families, "scheduler_queue_depth", kind="delayed") == 1
@@ -221,6 +223,7 @@ def test_gauges(client, make_job):
     assert 29 < value(families, "scheduler_loop_lag_seconds") < 120
     assert value(families, "scheduler_nodes_alive") == 1
     assert value(families, "scheduler_node_used_slots", node="n1") == 1
+    assert value(families, "scheduler_node_clock_offset_seconds", node="n1") == -1.25
     assert value(families, "scheduler_jobs", status="active") == 1
 
 
