@@ -28,8 +28,35 @@ SKIP = "skip"
 POLICIES = (WAIT, SKIP)
 
 
-class RateError(ValueError):
-    """A rate that cannot be parsed; the message quotes it and says what is wrong."""
+#: the messages of :class:`ThrottleError`, by code (faces translate them by the same code)
+MESSAGES = {
+    "type": "must be text like '10/m', not %(type)s",
+    "syntax": "%(text)r: write N/unit, e.g. 10/m (units: %(units)s)",
+    "count": "%(text)r: the count %(count)r is not a whole number",
+    "unit": "%(text)r: unknown unit %(unit)r (use one of %(units)s)",
+    "range": "%(text)r: the count %(count)s is outside 1-%(max)s",
+    "key_tenant": (
+        "%(key)r: keys are per tenant and cannot name another tenant (no '/'); "
+        "jobs of one tenant share a key by using the same name"
+    ),
+    "key_chars": (
+        "%(key)r: use letters, digits and . _ : - (at most 100 characters, starting with a letter or digit)"
+    ),
+}
+
+
+class ThrottleError(ValueError):
+    """A rate or key that is not valid: ``code`` (a key of :data:`MESSAGES`) and the
+    ``params`` of its message, which quotes the input and says what is wrong."""
+
+    def __init__(self, code: str, **params: object) -> None:
+        self.code = code
+        self.params = {"units": ", ".join(UNITS), "max": MAX_COUNT, **params}
+        super().__init__(MESSAGES[code] % self.params)
+
+
+class RateError(ThrottleError):
+    """A rate that cannot be parsed or built."""
 
 
 @dataclass(frozen=True, order=True)
@@ -40,12 +67,13 @@ class Rate:
     unit: str
 
     def __post_init__(self) -> None:
+        text = f"{self.count}/{self.unit}"
         if self.unit not in UNITS:
-            raise RateError(f"unknown unit {self.unit!r}: use one of {', '.join(UNITS)}")
+            raise RateError("unit", text=text, unit=self.unit)
         if isinstance(self.count, bool) or not isinstance(self.count, int):
-            raise RateError(f"the count must be a whole number, not {self.count!r}")
+            raise RateError("count", text=text, count=str(self.count))
         if not 1 <= self.count <= MAX_COUNT:
-            raise RateError(f"the count {self.count} is outside 1-{MAX_COUNT}")
+            raise RateError("range", text=text, count=self.count)
 
     def __str__(self) -> str:
         return f"{self.count}/{self.unit}"
@@ -59,18 +87,18 @@ def parse_rate(text: str) -> Rate:
     """``"10/m"`` → ``Rate(10, "m")``. Spaces around the parts are allowed; anything
     else is a :class:`RateError` quoting the text: ``'10/x': unknown unit 'x' ...``."""
     if not isinstance(text, str):
-        raise RateError(f"must be text like '10/m', not {type(text).__name__}")
+        raise RateError("type", type=type(text).__name__)
     count_text, slash, unit = text.strip().partition("/")
     count_text, unit = count_text.strip(), unit.strip()
     if not slash or not count_text or not unit:
-        raise RateError(f"{text!r}: write N/unit, e.g. 10/m (units: {', '.join(UNITS)})")
+        raise RateError("syntax", text=text)
     if not count_text.isascii() or not count_text.isdigit():
-        raise RateError(f"{text!r}: the count {count_text!r} is not a whole number")
+        raise RateError("count", text=text, count=count_text)
     if unit not in UNITS:
-        raise RateError(f"{text!r}: unknown unit {unit!r} (use one of {', '.join(UNITS)})")
+        raise RateError("unit", text=text, unit=unit)
     count = int(count_text)
     if not 1 <= count <= MAX_COUNT:
-        raise RateError(f"{text!r}: the count {count} is outside 1-{MAX_COUNT}")
+        raise RateError("range", text=text, count=count)
     return Rate(count, unit)
 
 
@@ -91,23 +119,13 @@ def next_start(starts: Sequence[datetime], rate: Rate, now: datetime) -> datetim
 
 
 def check_key(key: str) -> str:
-    """A concurrency key as stored (stripped), or ValueError saying why not."""
+    """A concurrency key as stored (stripped), or :class:`ThrottleError` saying why not."""
     key = key.strip()
     if key and "/" in key:
-        raise ValueError(
-            f"{key!r}: keys are per tenant and cannot name another tenant (no '/'); "
-            "jobs of one tenant share a key by using the same name"
-        )
+        raise ThrottleError("key_tenant", key=key)
     if key and not KEY_PATTERN.fullmatch(key):
-        raise ValueError(
-            f"{key!r}: use letters, digits and . _ : - (at most 100 characters, starting "
-            "with a letter or digit)"
-        )
+        raise ThrottleError("key_chars", key=key)
     return key
-
-
-def concurrency_full(running: int, limit: int) -> bool:
-    return running >= limit
 
 
 __all__ = [
@@ -117,10 +135,11 @@ __all__ = [
     "SKIP",
     "UNITS",
     "WAIT",
+    "MESSAGES",
     "Rate",
     "RateError",
+    "ThrottleError",
     "check_key",
-    "concurrency_full",
     "next_start",
     "normalise_rate",
     "parse_rate",
