@@ -43,6 +43,7 @@ JOB_KEYS = {
     "routing",
     "depends_on",
     "pause_after_failures",
+    "throttle",
 }
 NESTED = {
     "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
@@ -54,6 +55,12 @@ NESTED = {
     },
     "limits": {"cpu_seconds": "cpu_limit_seconds", "memory_mb": "memory_limit_mb"},
     "routing": {"mode": "routing", "tags": "routing_tags"},
+    "throttle": {
+        "rate_limit": "rate_limit",
+        "concurrency_key": "concurrency_key",
+        "concurrency_limit": "concurrency_limit",
+        "policy": "throttle_policy",
+    },
 }
 FLAT = (
     "description",
@@ -295,6 +302,12 @@ def export_job(
             "limits": {"cpu_seconds": job.cpu_limit_seconds, "memory_mb": job.memory_limit_mb},
             "routing": {"mode": job.routing, "tags": job.routing_tags},
             "pause_after_failures": job.pause_after_failures,
+            "throttle": {
+                "rate_limit": job.rate_limit,
+                "concurrency_key": job.concurrency_key,
+                "concurrency_limit": job.concurrency_limit,
+                "policy": job.throttle_policy,
+            },
         }
     )
     if depends_on is not None:
