@@ -173,23 +173,24 @@ def _document(required: list[str]) -> dict[str, Any]:
                     "description": "Pause the job after this many consecutive final failures (null: never).",
                 }
             ),
-            "throttle": obj(
-                {
-                    "rate_limit": {
-                        **STR,
-                        "description": 'At most N runs started per period: "10/m", "1000/h" (s, m, h, d); "": none.',
-                        "example": "10/m",
-                    },
-                    "concurrency_key": {
-                        **STR,
-                        "maxLength": 100,
-                        "description": "Jobs of the tenant with the same key share the concurrency limit.",
-                    },
-                    "concurrency_limit": nullable({**INT, "minimum": 1, "description": "null: 1."}),
-                    "policy": {"type": "string", "enum": list(ThrottlePolicy.values)},
-                },
-                additionalProperties=False,
+            "rate_limit": {
+                **STR,
+                "description": 'At most N runs started per period: "10/m", "1000/h" (s, m, h, d); "": none.',
+                "example": "10/m",
+            },
+            "concurrency_key": {
+                **STR,
+                "maxLength": 100,
+                "description": "Jobs of the tenant with the same key share the concurrency limit.",
+            },
+            "concurrency_limit": nullable(
+                {**INT, "minimum": 1, "description": "Runs holding the key at once; null: 1."}
             ),
+            "throttle_policy": {
+                "type": "string",
+                "enum": list(ThrottlePolicy.values),
+                "description": "What a run due over a limit does: wait for a slot, or is skipped.",
+            },
             "depends_on": {
                 "type": "array",
                 "description": "The job's complete list of upstream jobs (by name, same tenant).",
