@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='job',
             name='throttle_policy',
-            field=models.CharField(choices=[('wait', 'wait for the next free slot'), ('skip', 'skip the run')], default='wait', help_text='What a run due while a rate or concurrency limit is reached does.', max_length=16, verbose_name='over a limit'),
+            field=models.CharField(choices=[('wait', 'wait for the next free slot'), ('skip', 'skip the run')], default='wait', help_text='What happens to a run that is due while a rate or concurrency limit is reached.', max_length=16, verbose_name='over a limit'),
         ),
         migrations.AddField(
             model_name='jobgroup',

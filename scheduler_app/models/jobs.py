@@ -220,7 +220,7 @@ class Job(models.Model):
         max_length=16,
         choices=ThrottlePolicy.choices,
         default=ThrottlePolicy.WAIT,
-        help_text=_("What a run due while a rate or concurrency limit is reached does."),
+        help_text=_("What happens to a run that is due while a rate or concurrency limit is reached."),
     )
     pause_after_failures = models.PositiveIntegerField(
         _("pause after failures"),
