@@ -483,3 +483,20 @@ def test_admin_run_list_shows_the_wait_reason(admin_client, limited_job):
     waiting = JobRun.objects.get(job=job, state=RunState.QUEUED)
     detail = admin_client.get(url("jobrun", "change", waiting.pk))
     assert b"waiting: concurrency key erp (1 of 1 running)" in detail.content
+
+
+def test_errors_are_in_the_active_language(tenant):
+    from django.core.exceptions import ValidationError
+    from django.utils import translation
+
+    job = Job(tenant=tenant, name="j", task="demo.noop", rate_limit="10/x", concurrency_key="a/b")
+    with translation.override("zh-hans"), pytest.raises(ValidationError) as info:
+        job.full_clean()
+    assert info.value.message_dict["rate_limit"] == ["'10/x'：未知单位 'x'（请使用 s, m, h, d 之一）"]
+    assert info.value.message_dict["concurrency_key"][0].startswith("'a/b'：并发键按租户划分")
+    group = JobGroup(tenant=tenant, name="g", rate_limit="5/week")
+    with pytest.raises(ValidationError) as info:
+        group.full_clean()
+    assert info.value.message_dict == {
+        "rate_limit": ["'5/week': unknown unit 'week' (use one of s, m, h, d)"]
+    }
