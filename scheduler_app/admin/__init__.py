@@ -200,7 +200,7 @@ class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
 
 @admin.register(JobGroup)
 class JobGroupAdmin(ScopeOperationActions, TenantScopedAdmin):
-    list_display = ["name", "tenant", "job_count", "permissions_link"]
+    list_display = ["name", "tenant", "rate_limit", "job_count", "permissions_link"]
     list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
 
@@ -419,6 +419,16 @@ class JobAdmin(TenantScopedAdmin):
                     "timeout_seconds",
                     ("cpu_limit_seconds", "memory_limit_mb"),
                     ("routing", "routing_tags"),
+                ]
+            },
+        ),
+        (
+            _("Rate and concurrency limits"),
+            {
+                "fields": [
+                    "rate_limit",
+                    ("concurrency_key", "concurrency_limit"),
+                    "throttle_policy",
                 ]
             },
         ),
@@ -721,6 +731,7 @@ class JobRunAdmin(TenantScopedAdmin):
         "attempt",
         "state_display",
         "reason",
+        "wait_reason",
         "duration_display",
         "node",
     ]

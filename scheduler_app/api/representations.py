@@ -164,6 +164,7 @@ RUN_LIST_FIELDS = (
     "duration",
     "error_type",
     "error",
+    "wait_reason",
     "stop_requested",
     "is_final",
     "triggered_by_id",
@@ -200,6 +201,7 @@ def run(item: JobRun, *, detail: bool = False) -> dict[str, Any]:
         "duration": item.duration,
         "error_type": item.error_type,
         "error": item.error,
+        "wait_reason": item.wait_reason,
         "stop_requested": item.stop_requested,
         "is_final": item.is_final,
         "triggered_by": item.triggered_by_id,
@@ -245,7 +247,13 @@ def member(item: Membership) -> dict[str, Any]:
 
 
 def group(item: JobGroup) -> dict[str, Any]:
-    return {"id": item.pk, "tenant": item.tenant.slug, "name": item.name, "description": item.description}
+    return {
+        "id": item.pk,
+        "tenant": item.tenant.slug,
+        "name": item.name,
+        "description": item.description,
+        "rate_limit": item.rate_limit,
+    }
 
 
 def calendar(item: Calendar) -> dict[str, Any]:

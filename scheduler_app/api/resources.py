@@ -220,13 +220,14 @@ class GroupViewSet(TenantScopedWrites):
         return self.update(request, pk)
 
     def _save(self, request: Any, group: JobGroup, code: int) -> Response:
-        data = body_object(request, {"id", "tenant", "name", "description"})
+        data = body_object(request, {"id", "tenant", "name", "description", "rate_limit"})
         tenant = self.tenant_from(data, group.tenant if group.pk else None)
         if group.pk is None:
             self.require("add", tenant_id=tenant.pk)
         group.tenant = tenant
         group.name = _text(data, "name", required=group.pk is None, default=group.name)
         group.description = _text(data, "description", required=False, default=group.description)
+        group.rate_limit = _text(data, "rate_limit", required=False, default=group.rate_limit)
         if JobGroup.objects.filter(tenant=tenant, name=group.name).exclude(pk=group.pk).exists():
             raise errors.FieldError(
                 [

@@ -22,6 +22,7 @@ from scheduler_app.models import (
     Routing,
     RunReason,
     RunState,
+    ThrottlePolicy,
 )
 from scheduler_app.models.jobs import DependencyCondition
 
@@ -172,6 +173,24 @@ def _document(required: list[str]) -> dict[str, Any]:
                     "description": "Pause the job after this many consecutive final failures (null: never).",
                 }
             ),
+            "rate_limit": {
+                **STR,
+                "description": 'At most N runs started per period: "10/m", "1000/h" (s, m, h, d); "": none.',
+                "example": "10/m",
+            },
+            "concurrency_key": {
+                **STR,
+                "maxLength": 100,
+                "description": "Jobs of the tenant with the same key share the concurrency limit.",
+            },
+            "concurrency_limit": nullable(
+                {**INT, "minimum": 1, "description": "Runs holding the key at once; null: 1."}
+            ),
+            "throttle_policy": {
+                "type": "string",
+                "enum": list(ThrottlePolicy.values),
+                "description": "What a run due over a limit does: wait for a slot, or is skipped.",
+            },
             "depends_on": {
                 "type": "array",
                 "description": "The job's complete list of upstream jobs (by name, same tenant).",
@@ -245,6 +264,10 @@ def _with(schema: dict[str, Any], properties: dict[str, Any], required: list[str
     return {**schema, "properties": {**schema["properties"], **properties}, "required": required}
 
 
+GROUP_RATE = {
+    **STR,
+    "description": 'At most N runs of the group\'s jobs started per period, together: "10/m"; "": none.',
+}
 RUN_PROPERTIES = {
     "id": INT,
     "job": INT,
@@ -266,6 +289,10 @@ RUN_PROPERTIES = {
     "duration": nullable(NUM),
     "error_type": STR,
     "error": STR,
+    "wait_reason": {
+        **STR,
+        "description": "Why a queued run has not started (a rate limit, a concurrency key); empty otherwise.",
+    },
     "stop_requested": BOOL,
     "is_final": BOOL,
     "triggered_by": nullable(INT),
@@ -513,12 +540,16 @@ COMPONENTS: dict[str, Any] = {
         additionalProperties=False,
     ),
     "Group": obj(
-        {"id": INT, "tenant": STR, "name": STR, "description": STR}, ["id", "tenant", "name", "description"]
+        {"id": INT, "tenant": STR, "name": STR, "description": STR, "rate_limit": GROUP_RATE},
+        ["id", "tenant", "name", "description", "rate_limit"],
     ),
     "GroupWrite": obj(
-        {"tenant": STR, "name": {**STR, "maxLength": 200}, "description": STR}, ["tenant", "name"]
+        {"tenant": STR, "name": {**STR, "maxLength": 200}, "description": STR, "rate_limit": GROUP_RATE},
+        ["tenant", "name"],
     ),
-    "GroupPatch": obj({"tenant": STR, "name": {**STR, "maxLength": 200}, "description": STR}),
+    "GroupPatch": obj(
+        {"tenant": STR, "name": {**STR, "maxLength": 200}, "description": STR, "rate_limit": GROUP_RATE}
+    ),
     "CalendarDate": obj({"date": {"type": "string", "format": "date"}, "label": STR}, ["date", "label"]),
     "Calendar": obj(
         {

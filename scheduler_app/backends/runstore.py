@@ -6,11 +6,12 @@ Claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.db.models import Count, Max, Q
 from scheduler_app import alerts, signals
 from scheduler_app.conf import app_settings
 from scheduler_app.engine import cluster as cluster_rules
-from scheduler_app.engine import rules
+from scheduler_app.engine import rules, throttle
 from scheduler_app.engine.interfaces import (
     Capacity,
     ClaimedRun,
@@ -29,7 +30,15 @@ from scheduler_app.engine.interfaces import (
     Outcome,
     RecoveryReport,
 )
-from scheduler_app.models import Job, JobDependency, JobRun, Routing, RunReason, RunState
+from scheduler_app.models import (
+    Job,
+    JobDependency,
+    JobRun,
+    Routing,
+    RunReason,
+    RunState,
+    ThrottlePolicy,
+)
 from scheduler_app.monitoring import counters
 
 logger = logging.getLogger(__name__)
@@ -195,6 +204,7 @@ class DjangoRunStore:
         total_left = capacity.total
         claimed: list[tuple[JobRun, Job]] = []
         skipped: list[tuple[JobRun, str]] = []
+        waiting: list[tuple[JobRun, _Wait]] = []  # held back by a rate limit or concurrency key
         stop: list[int] = []
         left = 0  # due runs left queued (no room, or waiting for an overlap slot)
         with transaction.atomic():
@@ -212,7 +222,7 @@ class DjangoRunStore:
             if not candidates:
                 return ClaimResult()
             job_ids = sorted({c.job_id for c in candidates})
-            jobs_qs = Job.objects.filter(pk__in=job_ids).order_by("pk")
+            jobs_qs = Job.objects.filter(pk__in=job_ids).select_related("tenant", "group").order_by("pk")
             if self._postgres:
                 # The job rows are locked, serialising max_instances checks across nodes.
                 # NO KEY UPDATE: does not conflict with the key-share lock that inserting
@@ -240,6 +250,9 @@ class DjangoRunStore:
                         .annotate(n=Count("id"))
                     )
                 )
+            # Rate limits and concurrency keys: serialised per scope across nodes, counted
+            # after the locks (see _Throttle).
+            gate = _Throttle(jobs.values(), now, postgres=self._postgres)
             for run in candidates:
                 job = jobs.get(run.job_id)
                 if job is None:
@@ -264,6 +277,15 @@ class DjangoRunStore:
                         )
                     )
                     continue
+                wait = gate.check(job)
+                if wait is not None:
+                    if job.throttle_policy == ThrottlePolicy.SKIP:
+                        skipped.append((run, f"{wait.reason} (over a limit: skip)"))
+                    else:
+                        waiting.append((run, wait))
+                        if wait.until is None:
+                            left += 1  # due again as soon as a run holding the key ends
+                    continue
                 if action == rules.OVERLAP_REPLACE:
                     oldest = (
                         JobRun.objects.filter(job_id=job.pk, state=RunState.RUNNING)
@@ -275,14 +297,21 @@ class DjangoRunStore:
                         stop.append(oldest.pk)
                         JobRun.objects.filter(pk=oldest.pk).update(stop_requested=True)
                 claimed.append((run, job))
+                gate.started(job)
                 running[job.pk] = running.get(job.pk, 0) + 1
                 room[run.executor] -= 1
                 total_left -= 1
             if claimed:
                 token = f"{self.incarnation()}:{next(self._claims)}"
                 JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).update(
-                    state=RunState.RUNNING, node=node, started_at=now, heartbeat_at=now, claim_token=token
+                    state=RunState.RUNNING,
+                    node=node,
+                    started_at=now,
+                    heartbeat_at=now,
+                    claim_token=token,
+                    wait_reason="",
                 )
+            self._hold_back(waiting)
             for run, reason in skipped:
                 JobRun.objects.filter(pk=run.pk).update(
                     state=RunState.SKIPPED, finished_at=now, error=reason, is_final=True
@@ -300,6 +329,22 @@ class DjangoRunStore:
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
+
+    @staticmethod
+    def _hold_back(waiting: list[tuple[JobRun, _Wait]]) -> None:
+        """Throttled runs stay queued and say why; a rate limit moves ``not_before`` to
+        the next free slot (so they are not claimed again before it, and the misfire
+        check measures lateness from it)."""
+        updates: dict[tuple[str, datetime | None], list[int]] = {}
+        for run, wait in waiting:
+            if wait.reason == run.wait_reason and (wait.until is None or wait.until == run.not_before):
+                continue  # already recorded: no write on every poll
+            updates.setdefault((wait.reason, wait.until), []).append(run.pk)
+        for (reason, until), ids in updates.items():
+            fields: dict[str, Any] = {"wait_reason": reason}
+            if until is not None:
+                fields["not_before"] = until
+            JobRun.objects.filter(pk__in=ids, state=RunState.QUEUED).update(**fields)
 
     def _routing_filter(self, node: str) -> Q:
         """Runs this node may claim: not a broadcast copy for another node, and not of a
@@ -321,9 +366,12 @@ class DjangoRunStore:
         newer scheduled run of the job is waiting, run_all runs it."""
         if run.reason != RunReason.SCHEDULE or run.attempt != 1:
             return ""
+        if run.wait_reason:
+            return ""  # held back by its limits on purpose, not late because nodes were busy
         # Lateness counts from when the run was queued: a fire time already judged by
-        # the misfire policy at enqueue (after downtime) is not judged twice.
-        late = (now - max(run.scheduled_for, run.queued_at)).total_seconds()
+        # the misfire policy at enqueue (after downtime) is not judged twice; and from
+        # the slot a rate limit moved it to.
+        late = (now - max(run.scheduled_for, run.queued_at, run.not_before)).total_seconds()
         if late <= job.misfire_grace_seconds:
             return ""
         if job.misfire_policy == rules.SKIP:
@@ -734,6 +782,131 @@ class DjangoRunStore:
             .delete()
         )
         return deleted
+
+
+class _Wait:
+    """Why a run may not start now; ``until``: when it may (a rate limit), or None
+    (a concurrency key: when a run holding it ends)."""
+
+    __slots__ = ("reason", "until")
+
+    def __init__(self, reason: str, until: datetime | None) -> None:
+        self.reason = reason
+        self.until = until
+
+
+def advisory_key(scope: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_xact_lock``."""
+    digest = hashlib.blake2b(f"scheduler_app:{scope}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class _Throttle:
+    """The rate limits (job, group, tenant) and concurrency keys of the jobs of one
+    claim, inside its transaction.
+
+    On PostgreSQL a scope shared by several jobs (a group's or tenant's rate, a
+    concurrency key) is serialised with ``pg_advisory_xact_lock`` taken after the job
+    rows are locked (a job's own rate is serialised by its row lock), in a fixed order
+    so claims cannot deadlock; the counts are read after the locks, in fresh
+    statements, so they include what another node's claim just committed. On SQLite
+    the single writer serialises claims anyway."""
+
+    def __init__(self, jobs: Iterable[Job], now: datetime, *, postgres: bool) -> None:
+        self.now = now
+        self.rates: dict[str, tuple[throttle.Rate, str]] = {}  # scope -> (rate, label)
+        self.starts: dict[str, list[datetime]] = {}
+        self.running: dict[str, int] = {}  # concurrency scope -> runs holding the key
+        members: dict[str, Q] = {}
+        shared: set[str] = set()
+        for job in jobs:
+            for scope, text, label, where in self._rate_scopes(job):
+                if scope in self.rates:
+                    continue
+                try:
+                    rate = throttle.parse_rate(text)
+                except throttle.RateError as exc:  # stored before validation existed
+                    logger.warning("invalid rate limit ignored", extra={"scope": label, "error": str(exc)})
+                    continue
+                self.rates[scope] = (rate, label)
+                members[scope] = where
+                if not scope.startswith("job:"):
+                    shared.add(scope)
+            key = self._key_scope(job)
+            if key is not None and key not in self.running:
+                self.running[key] = 0
+                shared.add(key)
+        if postgres and shared:
+            with connection.cursor() as cursor:
+                for lock in sorted(advisory_key(scope) for scope in shared):
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
+        for scope, (rate, _label) in self.rates.items():
+            since = now - rate.period
+            self.starts[scope] = list(
+                JobRun.objects.filter(
+                    job_id__in=Job.objects.filter(members[scope]).values("pk"), started_at__gt=since
+                )
+                .order_by("-started_at")
+                .values_list("started_at", flat=True)[: rate.count]
+            )
+        for scope in self.running:
+            _kind, tenant_id, key = scope.split(":", 2)
+            self.running[scope] = JobRun.objects.filter(
+                state=RunState.RUNNING, tenant_id=int(tenant_id), job__concurrency_key=key
+            ).count()
+
+    @staticmethod
+    def _rate_scopes(job: Job) -> Iterator[tuple[str, str, str, Q]]:
+        if job.rate_limit:
+            yield f"job:{job.pk}", job.rate_limit, f"job {job.tenant.slug}/{job.name}", Q(pk=job.pk)
+        if job.group_id and job.group.rate_limit:
+            yield (
+                f"group:{job.group_id}",
+                job.group.rate_limit,
+                f"group {job.tenant.slug}/{job.group.name}",
+                Q(group_id=job.group_id),
+            )
+        if job.tenant.rate_limit:
+            yield (
+                f"tenant:{job.tenant_id}",
+                job.tenant.rate_limit,
+                f"tenant {job.tenant.slug}",
+                Q(tenant_id=job.tenant_id),
+            )
+
+    @staticmethod
+    def _key_scope(job: Job) -> str | None:
+        return f"key:{job.tenant_id}:{job.concurrency_key}" if job.concurrency_key else None
+
+    def check(self, job: Job) -> _Wait | None:
+        """None if a run of ``job`` may start now, else why not."""
+        key = self._key_scope(job)
+        if key is not None:
+            limit = job.concurrency_limit or 1
+            if self.running[key] >= limit:
+                return _Wait(
+                    f"waiting: concurrency key {job.concurrency_key} ({self.running[key]} of {limit} running)",
+                    None,
+                )
+        latest: tuple[datetime, str] | None = None
+        for scope, _text, _label, _where in self._rate_scopes(job):
+            if scope not in self.rates:
+                continue
+            rate, label = self.rates[scope]
+            slot = throttle.next_start(self.starts[scope], rate, self.now)
+            if slot is not None and (latest is None or slot > latest[0]):
+                latest = (slot, f"waiting: rate limit {rate} of {label} reached")
+        if latest is not None:
+            return _Wait(latest[1], latest[0])
+        return None
+
+    def started(self, job: Job) -> None:
+        key = self._key_scope(job)
+        if key is not None:
+            self.running[key] += 1
+        for scope, _text, _label, _where in self._rate_scopes(job):
+            if scope in self.starts:
+                self.starts[scope].append(self.now)
 
 
 def _dead_local_process(run_node: str, host: str) -> bool:

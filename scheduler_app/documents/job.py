@@ -43,6 +43,10 @@ JOB_KEYS = {
     "routing",
     "depends_on",
     "pause_after_failures",
+    "rate_limit",
+    "concurrency_key",
+    "concurrency_limit",
+    "throttle_policy",
 }
 NESTED = {
     "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
@@ -69,6 +73,10 @@ FLAT = (
     "overlap_policy",
     "timeout_seconds",
     "pause_after_failures",
+    "rate_limit",
+    "concurrency_key",
+    "concurrency_limit",
+    "throttle_policy",
 )
 #: model field -> path in the document, to report model validation errors where they are.
 FIELD_PATHS = {model: f"{outer}.{inner}" for outer, m in NESTED.items() for inner, model in m.items()}
@@ -295,6 +303,10 @@ def export_job(
             "limits": {"cpu_seconds": job.cpu_limit_seconds, "memory_mb": job.memory_limit_mb},
             "routing": {"mode": job.routing, "tags": job.routing_tags},
             "pause_after_failures": job.pause_after_failures,
+            "rate_limit": job.rate_limit,
+            "concurrency_key": job.concurrency_key,
+            "concurrency_limit": job.concurrency_limit,
+            "throttle_policy": job.throttle_policy,
         }
     )
     if depends_on is not None:

@@ -34,8 +34,8 @@ from scheduler_app.models import (
 )
 
 TOP_LEVEL_KEYS = {"version", "tenants", "groups", "calendars", "jobs", "alert_channels", "alert_rules"}
-TENANT_KEYS = {"slug", "name"}
-GROUP_KEYS = {"tenant", "name", "description"}
+TENANT_KEYS = {"slug", "name", "rate_limit"}
+GROUP_KEYS = {"tenant", "name", "description", "rate_limit"}
 CALENDAR_KEYS = {"tenant", "name", "description", "dates"}
 
 
@@ -238,17 +238,28 @@ def _import_tenants(items: list[dict[str, Any]], report: ImportReport) -> dict[s
         tenant = Tenant.objects.filter(slug=item["slug"]).first()
         name = item.get("name") or item["slug"]
         if tenant is None:
-            tenant = Tenant(slug=item["slug"], name=name)
+            tenant = Tenant(slug=item["slug"], name=name, rate_limit=item.get("rate_limit") or "")
             _full_clean(tenant, where)
             tenant.save()
             report.created.append(f"tenant {tenant.slug}")
-        elif tenant.name != name:
-            tenant.name = name
-            _full_clean(tenant, where)
-            tenant.save()
-            report.changed.append(f"tenant {tenant.slug} (name)")
         else:
-            report.unchanged.append(f"tenant {tenant.slug}")
+            before = (tenant.name, tenant.rate_limit)
+            tenant.name = name
+            if "rate_limit" in item:  # left out: keeps the current limit
+                tenant.rate_limit = item["rate_limit"] or ""
+            _full_clean(tenant, where)
+            changed = [
+                f
+                for f, a, b in zip(
+                    ("name", "rate_limit"), before, (tenant.name, tenant.rate_limit), strict=True
+                )
+                if a != b
+            ]
+            if changed:
+                tenant.save()
+                report.changed.append(f"tenant {tenant.slug} ({', '.join(changed)})")
+            else:
+                report.unchanged.append(f"tenant {tenant.slug}")
         result[tenant.slug] = tenant
     return result
 
@@ -271,17 +282,30 @@ def _import_groups(
         description = item.get("description", "")
         label = f"group {tenant.slug}/{item['name']}"
         if group is None:
-            group = JobGroup(tenant=tenant, name=item["name"], description=description)
+            group = JobGroup(
+                tenant=tenant,
+                name=item["name"],
+                description=description,
+                rate_limit=item.get("rate_limit") or "",
+            )
             _full_clean(group, where)
             group.save()
             report.created.append(label)
-        elif group.description != description:
-            group.description = description
-            _full_clean(group, where)
-            group.save()
-            report.changed.append(f"{label} (description)")
         else:
-            report.unchanged.append(label)
+            before = (group.description, group.rate_limit)
+            group.description = description
+            if "rate_limit" in item:  # left out: keeps the current limit
+                group.rate_limit = item["rate_limit"] or ""
+            _full_clean(group, where)
+            after = (group.description, group.rate_limit)
+            changed = [
+                f for f, a, b in zip(("description", "rate_limit"), before, after, strict=True) if a != b
+            ]
+            if changed:
+                group.save()
+                report.changed.append(f"{label} ({', '.join(changed)})")
+            else:
+                report.unchanged.append(label)
         result[(tenant.pk, group.name)] = group
     return result
 
@@ -498,8 +522,16 @@ def export_document(
     )
     return {
         "version": FORMAT_VERSION,
-        "tenants": [{"slug": t.slug, "name": t.name} for t in tenants],
-        "groups": [{"tenant": g.tenant.slug, "name": g.name, "description": g.description} for g in groups],
+        # rate_limit only when set: documents of tenants and groups without one keep their shape
+        "tenants": [
+            {"slug": t.slug, "name": t.name} | ({"rate_limit": t.rate_limit} if t.rate_limit else {})
+            for t in tenants
+        ],
+        "groups": [
+            {"tenant": g.tenant.slug, "name": g.name, "description": g.description}
+            | ({"rate_limit": g.rate_limit} if g.rate_limit else {})
+            for g in groups
+        ],
         "calendars": [
             {
                 "tenant": c.tenant.slug,

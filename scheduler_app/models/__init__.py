@@ -19,6 +19,7 @@ from scheduler_app.models.jobs import (
     MisfirePolicy,
     OverlapPolicy,
     Routing,
+    ThrottlePolicy,
 )
 from scheduler_app.models.nodes import Lease, Node, NodeState
 from scheduler_app.models.runs import ConfigVersion, JobRun, RunReason, RunState
@@ -54,6 +55,7 @@ __all__ = [
     "MisfirePolicy",
     "OverlapPolicy",
     "Routing",
+    "ThrottlePolicy",
     "RunReason",
     "RunState",
     "Tenant",

@@ -37,6 +37,15 @@ class JobGroup(models.Model):
     tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.CASCADE, related_name="groups")
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
+    rate_limit = models.CharField(
+        _("rate limit"),
+        max_length=32,
+        blank=True,
+        help_text=_(
+            'At most N runs of the group\'s jobs started per period, together: "10/m", "1000/h" '
+            "(units s, m, h, d); empty: no limit."
+        ),
+    )
 
     class Meta:
         ordering = ["tenant__slug", "name"]
@@ -51,6 +60,11 @@ class JobGroup(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from scheduler_app.documents import throttle as throttle_document
+
+        throttle_document.clean_rate(self)
 
 
 class Executor(models.TextChoices):
@@ -77,6 +91,11 @@ class MisfirePolicy(models.TextChoices):
     SKIP = "skip", _("skip missed times")
     COALESCE = "coalesce", _("run once for all missed times")
     RUN_ALL = "run_all", _("run every missed time")
+
+
+class ThrottlePolicy(models.TextChoices):
+    WAIT = "wait", _("wait for the next free slot")
+    SKIP = "skip", _("skip the run")
 
 
 class Routing(models.TextChoices):
@@ -172,6 +191,37 @@ class Job(models.Model):
     )
     routing = models.CharField(_("routing"), max_length=16, choices=Routing.choices, default=Routing.ANY)
     routing_tags = models.JSONField(_("routing tags"), default=list, blank=True)
+    rate_limit = models.CharField(
+        _("rate limit"),
+        max_length=32,
+        blank=True,
+        help_text=_(
+            'At most N runs started per period: "10/m", "1000/h" (units s, m, h, d); empty: no limit.'
+        ),
+    )
+    concurrency_key = models.CharField(
+        _("concurrency key"),
+        max_length=100,
+        blank=True,
+        help_text=_(
+            "Jobs of the tenant with the same key share the concurrency limit, across nodes "
+            '(e.g. "erp"); empty: none.'
+        ),
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        _("concurrency limit"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("At most this many runs holding the key at once (empty: 1)."),
+    )
+    throttle_policy = models.CharField(
+        _("over a limit"),
+        max_length=16,
+        choices=ThrottlePolicy.choices,
+        default=ThrottlePolicy.WAIT,
+        help_text=_("What happens to a run that is due while a rate or concurrency limit is reached."),
+    )
     pause_after_failures = models.PositiveIntegerField(
         _("pause after failures"),
         null=True,
@@ -380,6 +430,10 @@ class Job(models.Model):
             add("routing_tags", "Must be a list of non-empty strings.")
         elif self.routing == Routing.TAGS and not tags:
             add("routing_tags", "Routing by tags needs at least one tag.")
+        from scheduler_app.documents import throttle as throttle_document
+
+        for field, message in throttle_document.job_errors(self).items():
+            add(field, message)
         if errors:
             raise ValidationError(errors)
 

@@ -111,6 +111,9 @@ class JobRun(models.Model):
     is_final = models.BooleanField(
         _("final"), default=False, help_text=_("No further retry will follow this run.")
     )
+    # Why a queued run has not started yet (a rate limit, a concurrency key); cleared
+    # when it starts.
+    wait_reason = models.CharField(_("waiting because"), max_length=300, blank=True, default="")
 
     objects = JobRunQuerySet.as_manager()
 
@@ -134,6 +137,8 @@ class JobRun(models.Model):
             models.Index(fields=["job", "state"], name="jobrun_job_state_idx"),
             models.Index(fields=["state", "heartbeat_at"], name="jobrun_state_heartbeat_idx"),
             models.Index(fields=["finished_at"], name="jobrun_finished_idx"),
+            # Serves the rate limits' "runs of these jobs started since t".
+            models.Index(fields=["job", "started_at"], name="jobrun_job_started_idx"),
         ]
         verbose_name = _("job run")
         verbose_name_plural = _("job runs")

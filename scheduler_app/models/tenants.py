@@ -9,6 +9,15 @@ class Tenant(models.Model):
     slug = models.SlugField(_("slug"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=200)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    rate_limit = models.CharField(
+        _("rate limit"),
+        max_length=32,
+        blank=True,
+        help_text=_(
+            'At most N runs of the tenant\'s jobs started per period, together: "10/m", "1000/h" '
+            "(units s, m, h, d); empty: no limit."
+        ),
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -17,6 +26,11 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.slug
+
+    def clean(self) -> None:
+        from scheduler_app.documents import throttle as throttle_document
+
+        throttle_document.clean_rate(self)
 
 
 class Role(models.TextChoices):

@@ -429,6 +429,10 @@ def test_export_document_shape(tmp_path):
         "limits": {"cpu_seconds": None, "memory_mb": None},
         "routing": {"mode": "any", "tags": []},
         "pause_after_failures": None,
+        "rate_limit": "",
+        "concurrency_key": "",
+        "concurrency_limit": None,
+        "throttle_policy": "wait",
         "depends_on": [{"job": "extract", "condition": "success"}],
     }
 
