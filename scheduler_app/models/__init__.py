@@ -21,7 +21,7 @@ from scheduler_app.models.jobs import (
     Routing,
 )
 from scheduler_app.models.nodes import Lease, Node, NodeState
-from scheduler_app.models.runs import ConfigVersion, JobRun, RunReason, RunState
+from scheduler_app.models.runs import ConfigVersion, JobRun, JobRunLog, RunReason, RunState
 from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
 
@@ -45,6 +45,7 @@ __all__ = [
     "JobDependency",
     "JobGroup",
     "JobRun",
+    "JobRunLog",
     "JobVersion",
     "Lease",
     "Node",
