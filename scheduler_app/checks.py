@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core import checks
 
 from scheduler_app.conf import DEFAULTS, SETTING_NAME, app_settings
+from scheduler_app.engine.runlog import MIN_MAX_BYTES as MIN_RUN_LOG_BYTES
 
 JOB_STORES = ("memory", "django", "sqlalchemy", "redis")
 POSITIVE_NUMBERS = (
@@ -21,6 +22,7 @@ POSITIVE_NUMBERS = (
     "LOST_AFTER",
     "MISFIRE_RUN_ALL_CAP",
     "RESULT_MAX_BYTES",
+    "RUN_LOG_FLUSH_INTERVAL",
     "PREVIEW_COUNT",
     "ROTATE_BATCH_SIZE",
 )
@@ -100,6 +102,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 "encoding such values may exhaust Python's recursion limit.",
                 hint=f"Use at most {MAX_SAFE_DEPTH} (the default is {DEFAULTS['MAX_JSON_DEPTH']}).",
                 id="scheduler_app.E021",
+            )
+        )
+    log_bytes = raw.get("MAX_RUN_LOG_BYTES", DEFAULTS["MAX_RUN_LOG_BYTES"])
+    if (
+        isinstance(log_bytes, bool)
+        or not isinstance(log_bytes, int)
+        or (log_bytes != 0 and log_bytes < MIN_RUN_LOG_BYTES)
+    ):
+        errors.append(
+            checks.Error(
+                f"{SETTING_NAME}['MAX_RUN_LOG_BYTES'] must be 0 (no captured logs) or a whole "
+                f"number of at least {MIN_RUN_LOG_BYTES}, not {log_bytes!r}.",
+                hint=f"The default is {DEFAULTS['MAX_RUN_LOG_BYTES']!r}.",
+                id="scheduler_app.E022",
             )
         )
     from scheduler_app import crypto

@@ -85,6 +85,13 @@ DEFAULTS: dict[str, Any] = {
     "BACKFILL_MAX_RUNS": 1000,
     # Largest JSON result (bytes) stored on a run; larger results are replaced by a note.
     "RESULT_MAX_BYTES": 65536,
+    # Largest captured log (bytes, UTF-8) kept per run: what a task logs (and prints, on
+    # the process and isolated executors) while it runs; beyond it the oldest lines are
+    # dropped and a marker line says how many. 0 turns capture off; else at least 1024.
+    "MAX_RUN_LOG_BYTES": 65536,
+    # Seconds between writes of running runs' logs (only those that changed), so that a
+    # running run's log can be followed.
+    "RUN_LOG_FLUSH_INTERVAL": 2.0,
     # Days finished runs are kept; None keeps them forever.
     "RUN_RETENTION_DAYS": 30,
     # How many upcoming fire times the admin shows.

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 EMPTY = "—"
 
@@ -84,3 +85,15 @@ def megabytes(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return EMPTY
     return _("%(n)s MB") % {"n": f"{float(value):.1f}"}
+
+
+def run_log_text(text: str, lines_dropped: int) -> str:
+    """A captured run log for people: its marker line (stored in English, like every
+    engine message) in the reader's language."""
+    if not lines_dropped or not text:
+        return text
+    _marker, newline, rest = text.partition("\n")
+    marker = ngettext(
+        "… %(count)d earlier line dropped …", "… %(count)d earlier lines dropped …", lines_dropped
+    ) % {"count": lines_dropped}
+    return marker + newline + rest

@@ -251,7 +251,11 @@ def executor_factories() -> dict[str, ExecutorFactory]:
             no_network=app_settings.ISOLATED_NO_NETWORK,
         )
         return IsolatedExecutor(
-            app_settings.ISOLATED_POOL_SIZE, context.sink, context.result_max_bytes, config
+            app_settings.ISOLATED_POOL_SIZE,
+            context.sink,
+            context.result_max_bytes,
+            config,
+            log_max_bytes=app_settings.MAX_RUN_LOG_BYTES,
         )
 
     factories: dict[str, ExecutorFactory] = {"isolated": isolated}

@@ -120,3 +120,36 @@ def isolation_probe(token: str = "", allocate_mb: int = 0) -> dict:
         "token_length": len(token),
         "allocated": len(block),
     }
+
+
+# -- captured run logs (tests/integration/test_run_logs.py) -----------------------------
+
+# As a project's LOGGING would: without a level the root's WARNING applies, and INFO
+# records would never be made, so never captured.
+_run_log = logging.getLogger("tests.tasks.logs")
+_run_log.setLevel(logging.INFO)
+
+
+@scheduler_app.task(name="tests.log_lines")
+def log_lines(
+    label: str = "line", count: int = 5, pause: float = 0, printed: bool = True, gate: str = "", **secrets
+) -> int:
+    """Logs ``count`` numbered lines (and prints one after each, if ``printed``), with a
+    pause between them; each line also quotes the secret kwargs. With ``gate``, logs
+    "waiting" and waits (up to 60 s) for that file to exist before it returns."""
+    shown = " ".join(f"{name}={value}" for name, value in sorted(secrets.items()))
+    for n in range(int(count)):
+        _run_log.info("%s %d logged %s", label, n, shown)
+        if printed:
+            print(f"{label} {n} printed {shown}", flush=True)
+        if pause:
+            time.sleep(float(pause))
+    if secrets:
+        _run_log.warning("repr of the secrets: %r", secrets)
+        sys.stderr.write(f"stderr {secrets}\n")
+    if gate:
+        _run_log.info("%s waiting", label)
+        deadline = time.monotonic() + 60
+        while not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return int(count)

@@ -32,6 +32,7 @@ from scheduler_app.models import (
     JobDependency,
     JobGroup,
     JobRun,
+    JobRunLog,
     Membership,
     RunState,
     Tenant,
@@ -746,7 +747,7 @@ class JobRunAdmin(TenantScopedAdmin):
     search_fields = ["job__name", "error", "node"]
     date_hierarchy = "scheduled_for"
     actions = ["cancel_selected", "stop_selected"]
-    readonly_fields = [f.name for f in JobRun._meta.fields] + ["chain"]
+    readonly_fields = [f.name for f in JobRun._meta.fields] + ["chain", "log_display"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("job__tenant")
@@ -796,6 +797,19 @@ class JobRunAdmin(TenantScopedAdmin):
             " ← ",
             "<a href='{}'>{}</a>",
             ((reverse("admin:scheduler_app_jobrun_change", args=[r.pk]), str(r)) for r in links),
+        )
+
+    @admin.display(description=_("log"))
+    def log_display(self, obj: JobRun) -> str:
+        """What the run logged, monospaced (secrets were masked before it was stored)."""
+        log = JobRunLog.objects.filter(run_id=obj.pk).first()
+        if log is None or not log.text:
+            return display.EMPTY
+        return format_html(
+            '<pre class="sa-run-log" style="font-family: var(--font-family-monospace, monospace); '
+            'white-space: pre-wrap; word-break: break-word; max-height: 40em; overflow: auto; margin: 0;">'
+            "{}</pre>",
+            display.run_log_text(log.text, log.lines_dropped),
         )
 
     @admin.action(description=_("Cancel selected queued runs"), permissions=["run"])

@@ -22,6 +22,7 @@ from scheduler_app.models import (
     JobDependency,
     JobGroup,
     JobRun,
+    JobRunLog,
     JobVersion,
     Membership,
     RunState,
@@ -176,7 +177,34 @@ def runs_queryset(queryset: QuerySet) -> QuerySet:
     return queryset.select_related("job__tenant", "job__group")
 
 
-def run(item: JobRun, *, detail: bool = False) -> dict[str, Any]:
+def run_log(item: JobRun) -> JobRunLog | None:
+    """The run's captured log: from ``select_related("captured_log")`` when the query
+    had it, else one query."""
+    if "captured_log" in item._state.fields_cache:
+        return item._state.fields_cache["captured_log"]
+    return JobRunLog.objects.filter(run_id=item.pk).first()
+
+
+def log_fields(log: JobRunLog | None, offset: int | None = None) -> dict[str, Any]:
+    """``log``: the stored text (the marker first if lines were dropped), or with an
+    ``offset`` only the lines numbered from it (from the first kept line if it is
+    older), to follow a running run: call again with ``log_next_offset``."""
+    if log is None:
+        return {"log": "", "log_offset": 0, "log_next_offset": 0, "log_lines_dropped": 0}
+    if offset is None:
+        text, first = log.text, int(log.lines_dropped)
+    else:
+        lines, first = log.lines_from(offset)
+        text = "\n".join(lines)
+    return {
+        "log": text,
+        "log_offset": first,
+        "log_next_offset": int(log.lines_total),
+        "log_lines_dropped": int(log.lines_dropped),
+    }
+
+
+def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) -> dict[str, Any]:
     job = item.job
     secret = set(job.secret_names or [])
     override = {k: (MASK if k in secret else v) for k, v in (item.kwargs_override or {}).items()}
@@ -213,6 +241,7 @@ def run(item: JobRun, *, detail: bool = False) -> dict[str, Any]:
             peak_memory_mb=item.peak_memory_mb,
             result=item.result,
             traceback=item.traceback,
+            **log_fields(run_log(item), log_offset),
         )
     return out
 

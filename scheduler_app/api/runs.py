@@ -16,7 +16,14 @@ from rest_framework.response import Response
 from scheduler_app import services
 from scheduler_app.api import errors, schemas
 from scheduler_app.api import representations as rep
-from scheduler_app.api.base import ApiViewSet, RunCursorPagination, aware_time, doc, id_param
+from scheduler_app.api.base import (
+    ApiViewSet,
+    RunCursorPagination,
+    aware_time,
+    doc,
+    id_param,
+    whole_number,
+)
 from scheduler_app.api.jobs import body_object, bulk_ids, bulk_report
 from scheduler_app.models import JobRun, RunState
 
@@ -55,7 +62,19 @@ def _id(name: str, raw: str) -> int:
         ],
         responses={200: schemas.Run},
     ),
-    retrieve=doc(summary="A run with its result and traceback", responses={200: schemas.RunDetail}),
+    retrieve=doc(
+        summary="A run with its result, traceback and captured log",
+        parameters=[
+            OpenApiParameter(
+                "log_offset",
+                int,
+                description="Only the log lines numbered from this one (0 is the first line "
+                "ever written); to follow a running run, pass the log_next_offset of the "
+                "previous answer.",
+            )
+        ],
+        responses={200: schemas.RunDetail},
+    ),
 )
 class RunViewSet(ApiViewSet):
     pagination_class = RunCursorPagination
@@ -96,11 +115,17 @@ class RunViewSet(ApiViewSet):
     def retrieve(self, request: Any, pk: str) -> Response:
         run = self.get_object()
         self.require("view", run)
-        return Response(rep.run(run, detail=True))
+        raw = request.query_params.get("log_offset")
+        offset = None
+        if raw is not None:
+            offset = whole_number(raw)
+            if offset is None:
+                raise errors.FieldError([("log_offset", _("must be a whole number (a line number)"))])
+        return Response(rep.run(run, detail=True, log_offset=offset))
 
     def get_object(self) -> JobRun:
         obj = super().get_object()
-        return rep.runs_queryset(JobRun.objects.filter(pk=obj.pk)).get()
+        return rep.runs_queryset(JobRun.objects.filter(pk=obj.pk)).select_related("captured_log").get()
 
     def _act(self, request: Any, name: str) -> Response:
         run = self.get_object()

@@ -303,6 +303,19 @@ RUN_DETAIL_PROPERTIES = {
     "peak_memory_mb": nullable(NUM),
     "result": {"nullable": True, "description": "What the task returned (JSON; secrets masked)."},
     "traceback": STR,
+    "log": {
+        **STR,
+        "description": "What the task logged (and printed, on the process and isolated executors) "
+        "while it ran, secrets masked: lines 'HH:MM:SS.mmm LEVEL logger: message' (UTC), "
+        "written while it runs. Oldest lines beyond MAX_RUN_LOG_BYTES are dropped, and the "
+        "line '… N earlier lines dropped …' comes first (not with ?log_offset=).",
+    },
+    "log_offset": {**INT, "description": "The number of the first line in log."},
+    "log_next_offset": {
+        **INT,
+        "description": "Lines written so far: pass it as ?log_offset= to get only newer lines.",
+    },
+    "log_lines_dropped": {**INT, "description": "How many of the oldest lines were dropped."},
 }
 
 VERSION_PROPERTIES = {"number": INT, "created_at": TIME, "author": nullable(STR), "summary": STR}

@@ -11,7 +11,7 @@ import itertools
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,11 +29,13 @@ from scheduler_app.engine.interfaces import (
     Fire,
     Outcome,
     RecoveryReport,
+    RunLog,
 )
 from scheduler_app.models import (
     Job,
     JobDependency,
     JobRun,
+    JobRunLog,
     Routing,
     RunReason,
     RunState,
@@ -470,6 +472,8 @@ class DjangoRunStore:
                 follow.append((run, retry))
             if done:
                 self._write_outcomes(done)
+                logs = {r.pk: by_id[r.pk].log for r in done if by_id[r.pk].log is not None}
+                write_logs(logs, now)  # one statement for the batch, whatever the lines
                 counters.count_finished(done)  # metrics: in the transaction that records them
                 alerts.on_outcome(done)  # alert outbox rows: in the same transaction
             edges = self._edges({r.job_id for r in done})
@@ -657,6 +661,16 @@ class DjangoRunStore:
         mine.update(heartbeat_at=now)
         return list(mine.filter(stop_requested=True).values_list("pk", flat=True))
 
+    def save_logs(self, node: str, logs: Mapping[int, RunLog], now: datetime) -> None:
+        """Live logs: only of runs still running here, under this incarnation."""
+        if not logs:
+            return
+        mine = JobRun.objects.filter(pk__in=list(logs), state=RunState.RUNNING, node=node)
+        if self.incarnation():
+            mine = mine.filter(claim_token__startswith=f"{self.incarnation()}:")
+        live = set(mine.values_list("pk", flat=True))
+        write_logs({pk: log for pk, log in logs.items() if pk in live}, now)
+
     def recover(self, node: str, now: datetime) -> RecoveryReport:
         """Runs this node left ``running`` in an earlier life become lost (retried per
         policy); interrupted runs are re-queued as a new attempt."""
@@ -776,12 +790,35 @@ class DjangoRunStore:
         if days is None:
             return 0
         cutoff = now - timedelta(days=days)
-        deleted, _ = (
+        _, per_model = (
             JobRun.objects.filter(finished_at__lt=cutoff)
             .exclude(state__in=[RunState.QUEUED, RunState.RUNNING])
             .delete()
         )
-        return deleted
+        return per_model.get(JobRun._meta.label, 0)  # their logs go along, uncounted
+
+
+def write_logs(logs: Mapping[int, RunLog], now: datetime) -> None:
+    """Insert or update the runs' log rows in one statement (executemany, pipelined by
+    psycopg 3). A log never replaces one with more lines: a live write that lost the
+    race with the outcome's final log leaves the final one in place."""
+    if not logs:
+        return
+    meta = JobRunLog._meta
+    q = connection.ops.quote_name
+    table = q(meta.db_table)
+    columns = [meta.get_field(name) for name in ("run", "text", "lines_total", "lines_dropped", "updated_at")]
+    names = [q(f.column) for f in columns]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+    total = q(meta.get_field("lines_total").column)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
+        f"ON CONFLICT ({names[0]}) DO UPDATE SET {updates} WHERE {table}.{total} <= excluded.{total}"
+    )
+    stamp = meta.get_field("updated_at").get_db_prep_save(now, connection)
+    params = [[pk, log.text, log.lines_total, log.lines_dropped, stamp] for pk, log in sorted(logs.items())]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 class _Wait:

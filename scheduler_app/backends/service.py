@@ -102,6 +102,7 @@ class SchedulerService:
             poll_interval=app_settings.POLL_INTERVAL,
             heartbeat_interval=app_settings.HEARTBEAT_INTERVAL,
             lost_after=app_settings.LOST_AFTER,
+            log_flush_interval=app_settings.RUN_LOG_FLUSH_INTERVAL,
         )
         self._timings = timings
         node = Node(
@@ -117,6 +118,7 @@ class SchedulerService:
             clock=self.database_now,
         )
         size = app_settings.RESULT_MAX_BYTES
+        log_size = app_settings.MAX_RUN_LOG_BYTES
         node.executors = {
             "thread": ThreadExecutor(
                 app_settings.THREAD_POOL_SIZE,
@@ -124,6 +126,7 @@ class SchedulerService:
                 node.outcome,
                 size,
                 prefetch=3 * app_settings.THREAD_POOL_SIZE,
+                log_max_bytes=log_size,
             ),
             "asyncio": AsyncioExecutor(
                 app_settings.ASYNCIO_CONCURRENCY,
@@ -131,9 +134,14 @@ class SchedulerService:
                 resolve_task,
                 node.outcome,
                 size,
+                log_max_bytes=log_size,
             ),
             "process": ProcessExecutor(
-                app_settings.PROCESS_POOL_SIZE, "scheduler_app.backends.procinit:setup", node.outcome, size
+                app_settings.PROCESS_POOL_SIZE,
+                "scheduler_app.backends.procinit:setup",
+                node.outcome,
+                size,
+                log_max_bytes=log_size,
             ),
         }
         node.executors.update(plugins.build_executors(node.outcome, size))  # isolated + plugins

@@ -37,6 +37,7 @@ from scheduler_app.engine.interfaces import ClaimedRun, Outcome
 from scheduler_app.engine.outputguard import ACTIVE
 from scheduler_app.engine.redaction import NO_SECRETS, Redactor
 from scheduler_app.engine.results import describe_exception, storable_result
+from scheduler_app.engine.runlog import DEFAULT_MAX_BYTES, RunLog, RunLogBuffer, capturing
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,22 @@ class _Inflight:
     extra: dict[str, Any] = field(default_factory=dict)
     redactor: Redactor = NO_SECRETS
     output_token: int | None = None  # the run's secrets held in ACTIVE
+    log: RunLogBuffer | None = None  # what the run logs (None: capture is off)
 
 
 class _BaseExecutor:
     name = "base"
 
-    def __init__(self, size: int, sink: Sink, result_max_bytes: int, prefetch: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        sink: Sink,
+        result_max_bytes: int,
+        prefetch: int = 0,
+        log_max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.size = size
+        self.log_max_bytes = log_max_bytes
         # Runs accepted beyond the pool size wait in the executor's own queue, so the
         # next one starts the moment a worker frees up instead of after a database
         # round trip. Their timeout and start time count from when they really start.
@@ -94,6 +104,18 @@ class _BaseExecutor:
         with self._lock:
             return [rid for rid, e in self._inflight.items() if not e.finished]
 
+    def take_logs(self) -> dict[int, RunLog]:
+        """The logs of the runs executing here that changed since the last call (for
+        the node to write while they run)."""
+        with self._lock:
+            entries = [e for e in self._inflight.values() if e.started and not e.finished and e.log]
+        logs = {}
+        for entry in entries:
+            log = entry.log.take() if entry.log is not None else None
+            if log is not None:
+                logs[entry.run.run_id] = log
+        return logs
+
     def overdue(self, monotonic_now: float) -> list[ClaimedRun]:
         with self._lock:
             return [
@@ -107,6 +129,8 @@ class _BaseExecutor:
         if run.secret_values:
             entry.redactor = Redactor(run.secret_values)
             entry.output_token = ACTIVE.hold(run.secret_values)
+        if self.log_max_bytes > 0:
+            entry.log = RunLogBuffer(self.log_max_bytes, entry.redactor)
         with self._lock:
             self._inflight[run.run_id] = entry
         return entry
@@ -139,6 +163,9 @@ class _BaseExecutor:
         # Everything reported is masked here, whichever way it was made (the process
         # executor's worker masked it already; stop reasons and setup errors too).
         fields = entry.redactor.fields(fields)
+        if entry.log is not None and entry.started:
+            # Masked line by line already; what the run logs after this is dropped.
+            fields["log"] = entry.log.snapshot()
         outcome = Outcome(
             run_id=entry.run.run_id,
             claim_token=entry.run.claim_token,
@@ -195,9 +222,15 @@ class ThreadExecutor(_BaseExecutor):
     name = "thread"
 
     def __init__(
-        self, size: int, resolve: Resolver, sink: Sink, result_max_bytes: int, prefetch: int = 0
+        self,
+        size: int,
+        resolve: Resolver,
+        sink: Sink,
+        result_max_bytes: int,
+        prefetch: int = 0,
+        log_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        super().__init__(size, sink, result_max_bytes, prefetch)
+        super().__init__(size, sink, result_max_bytes, prefetch, log_max_bytes)
         self._resolve = resolve
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="run-thread")
 
@@ -216,9 +249,10 @@ class ThreadExecutor(_BaseExecutor):
         cpu0 = time.thread_time()
         try:
             func = self._resolve(run.task)
-            value = func(*run.args, **run.kwargs)
-            if inspect.isawaitable(value):
-                value = asyncio.run(_await(value))
+            with capturing(entry.log):
+                value = func(*run.args, **run.kwargs)
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_await(value))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a task is a failure too
             if self._claim_report(run.run_id):
                 self._failure(entry, exc, cpu_seconds=time.thread_time() - cpu0)
@@ -240,9 +274,15 @@ class AsyncioExecutor(_BaseExecutor):
     name = "asyncio"
 
     def __init__(
-        self, size: int, thread_pool_size: int, resolve: Resolver, sink: Sink, result_max_bytes: int
+        self,
+        size: int,
+        thread_pool_size: int,
+        resolve: Resolver,
+        sink: Sink,
+        result_max_bytes: int,
+        log_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        super().__init__(size, sink, result_max_bytes)
+        super().__init__(size, sink, result_max_bytes, log_max_bytes=log_max_bytes)
         self._resolve = resolve
         self._threads = ThreadPoolExecutor(max_workers=thread_pool_size, thread_name_prefix="run-async")
         self._loop = asyncio.new_event_loop()
@@ -264,12 +304,15 @@ class AsyncioExecutor(_BaseExecutor):
         self._begin(entry)
         try:
             func = self._resolve(run.task)
-            if inspect.iscoroutinefunction(func):
-                value = await func(*run.args, **run.kwargs)
-            else:
-                value = await self._loop.run_in_executor(None, _holding(run, func))
-                if inspect.isawaitable(value):
-                    value = await value
+            # The context variable is set in this task's own context: other tasks on
+            # the loop do not see it.
+            with capturing(entry.log):
+                if inspect.iscoroutinefunction(func):
+                    value = await func(*run.args, **run.kwargs)
+                else:
+                    value = await self._loop.run_in_executor(None, _holding(run, func, entry.log))
+                    if inspect.isawaitable(value):
+                        value = await value
         except asyncio.CancelledError:
             if self._claim_report(run.run_id):  # cancelled by shutdown of the loop
                 self._report(entry, "interrupted", error_type="Cancelled", error="task cancelled")
@@ -300,8 +343,15 @@ class ProcessExecutor(_BaseExecutor):
 
     name = "process"
 
-    def __init__(self, size: int, initializer: str, sink: Sink, result_max_bytes: int) -> None:
-        super().__init__(size, sink, result_max_bytes)
+    def __init__(
+        self,
+        size: int,
+        initializer: str,
+        sink: Sink,
+        result_max_bytes: int,
+        log_max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        super().__init__(size, sink, result_max_bytes, log_max_bytes=log_max_bytes)
         self._initializer = initializer
         self._queue: queue.Queue[_Inflight | None] = queue.Queue()
         self._ctx = multiprocessing.get_context("spawn")
@@ -392,6 +442,7 @@ class _ProcessSlot:
                 run.memory_limit_mb,
                 owner._result_max_bytes,
                 tuple(run.secret_values),
+                owner.log_max_bytes,
             )
         )
         while True:
@@ -419,11 +470,17 @@ class _ProcessSlot:
                             error=_exit_message(code),
                         )
                     return
+                if _is_log_message(message):  # the run goes on: keep its log
+                    if entry.log is not None:
+                        entry.log.extend(message["log"], int(message.get("dropped") or 0))
+                    continue
                 self._deliver(entry, message)
                 return
 
     def _deliver(self, entry: _Inflight, message: dict[str, Any]) -> None:
         owner = self.owner
+        if entry.log is not None and not entry.finished:
+            entry.log.extend(message.get("log") or (), int(message.get("log_dropped") or 0))
         if not owner._claim_report(entry.run.run_id):
             return
         fields = {"cpu_seconds": message.get("cpu_seconds"), "peak_memory_mb": message.get("peak_memory_mb")}
@@ -444,18 +501,25 @@ class _ProcessSlot:
             self.terminate()  # memory limit hit: start clean next time
 
 
-def _holding(run: ClaimedRun, func: Callable[..., Any]) -> Callable[[], Any]:
+def _holding(run: ClaimedRun, func: Callable[..., Any], log: RunLogBuffer | None = None) -> Callable[[], Any]:
     """``func`` bound to the run's arguments, holding its secrets in ACTIVE for as long
-    as it really runs: a cancelled asyncio run's thread goes on until it returns."""
+    as it really runs (a cancelled asyncio run's thread goes on until it returns), and
+    capturing its log in that thread (``run_in_executor`` does not copy the context)."""
 
     def call() -> Any:
         token = ACTIVE.hold(run.secret_values)
         try:
-            return func(*run.args, **run.kwargs)
+            with capturing(log):
+                return func(*run.args, **run.kwargs)
         finally:
             ACTIVE.release(token)
 
     return call
+
+
+def _is_log_message(message: Any) -> bool:
+    """A child's live log lines (``{"log": [...], "dropped": n}``), not its reply."""
+    return isinstance(message, dict) and "ok" not in message and isinstance(message.get("log"), list)
 
 
 def _log_failure(message: str, entry: _Inflight, exc: BaseException) -> None:

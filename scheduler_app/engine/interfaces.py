@@ -51,6 +51,19 @@ class ClaimedRun:
 
 
 @dataclass(frozen=True)
+class RunLog:
+    """What a run logged, as stored (:mod:`scheduler_app.engine.runlog` captures it,
+    secrets masked, capped): ``text`` holds the kept lines, the marker
+    ``… N earlier lines dropped …`` first when lines were dropped; ``lines_total``
+    counts every line written, so the kept lines are numbers ``lines_dropped`` to
+    ``lines_total - 1`` (what ``?log_offset=`` counts in)."""
+
+    text: str = ""
+    lines_dropped: int = 0
+    lines_total: int = 0
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How an execution ended. ``state`` is one of succeeded, failed, timed_out,
     cancelled, interrupted, or ``released`` (never started: back to the queue).
@@ -69,6 +82,8 @@ class Outcome:
     extra: Mapping[str, Any] = field(default_factory=dict)
     # The claim token of the run it reports; "" for judgements made by the store itself.
     claim_token: str = ""
+    # What the run logged (None: nothing captured, e.g. it never started).
+    log: RunLog | None = None
 
     @property
     def duration(self) -> float:
@@ -110,6 +125,10 @@ class RunStore(Protocol):
       runs it queued, so the caller knows whether to claim again.
     * ``heartbeat`` marks this node's running runs alive and returns the ids of those
       an operator asked to stop.
+    * ``save_logs`` writes the logs of runs executing on this node so far (live), only
+      for runs still ``running`` on it with its current incarnation, in a bounded
+      number of statements whatever the number of lines; a log never replaces one with
+      more lines (the outcome's final log may have been written meanwhile).
     * ``claim`` honours routing: a broadcast copy only on its node, a job routed by
       tags only on a node having all of them; the job's running runs are counted after
       its row is locked, in a statement of their own (READ COMMITTED).
@@ -128,6 +147,8 @@ class RunStore(Protocol):
     def record(self, outcomes: Sequence[Outcome]) -> int: ...
 
     def heartbeat(self, node: str, run_ids: Sequence[int], now: datetime) -> list[int]: ...
+
+    def save_logs(self, node: str, logs: Mapping[int, RunLog], now: datetime) -> None: ...
 
     def recover(self, node: str, now: datetime) -> RecoveryReport: ...
 

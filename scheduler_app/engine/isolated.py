@@ -37,7 +37,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler_app.engine.executors import Sink, _BaseExecutor, _exit_message, _Inflight, _log_failure
+from scheduler_app.engine.executors import (
+    Sink,
+    _BaseExecutor,
+    _exit_message,
+    _Inflight,
+    _is_log_message,
+    _log_failure,
+)
+from scheduler_app.engine.runlog import DEFAULT_MAX_BYTES
 
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -96,9 +104,14 @@ class IsolatedExecutor(_BaseExecutor):
     name = "isolated"
 
     def __init__(
-        self, size: int, sink: Sink, result_max_bytes: int, config: IsolationConfig | None = None
+        self,
+        size: int,
+        sink: Sink,
+        result_max_bytes: int,
+        config: IsolationConfig | None = None,
+        log_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        super().__init__(size, sink, result_max_bytes)
+        super().__init__(size, sink, result_max_bytes, log_max_bytes=log_max_bytes)
         self.config = config or IsolationConfig()
         self._queue: queue.Queue[_Inflight | None] = queue.Queue()
         self._threads = [
@@ -174,6 +187,7 @@ class IsolatedExecutor(_BaseExecutor):
                 "memory_limit_mb": run.memory_limit_mb,
                 "max_open_files": cfg.max_open_files,
                 "result_max_bytes": self._result_max_bytes,
+                "log_max_bytes": self.log_max_bytes,
             }
             command = [sys.executable, "-m", "scheduler_app.engine.isolated_runner", str(write_fd)]
             if namespaces & CLONE_NEWPID:
@@ -209,6 +223,8 @@ class IsolatedExecutor(_BaseExecutor):
             shutil.rmtree(workdir, ignore_errors=True)
         if reply is None:
             return
+        if entry.log is not None and not entry.finished:
+            entry.log.extend(reply.get("log") or (), int(reply.get("log_dropped") or 0))
         if not self._claim_report(run.run_id):
             return
         fields = {"cpu_seconds": reply.get("cpu_seconds"), "peak_memory_mb": reply.get("peak_memory_mb")}
@@ -231,6 +247,17 @@ class IsolatedExecutor(_BaseExecutor):
         outcome is then reported here or by stop())."""
         process = entry.handle
         chunks: list[bytes] = []
+        reply: Any = None
+
+        def messages() -> None:
+            """Take in the complete lines read so far: live log lines, or the reply."""
+            nonlocal reply
+            data = b"".join(chunks)
+            *lines, rest = data.split(b"\n")
+            chunks[:] = [rest] if rest else []
+            for line in lines:
+                reply = self._message(entry, line, reply)
+
         os.set_blocking(read_fd, False)
         while True:
             if entry.extra.get("kill"):
@@ -242,6 +269,8 @@ class IsolatedExecutor(_BaseExecutor):
                 data = None
             if data:
                 chunks.append(data)
+                if b"\n" in data:
+                    messages()
                 continue
             if data == b"" and process.poll() is not None:
                 break  # writer closed and the child ended
@@ -258,14 +287,28 @@ class IsolatedExecutor(_BaseExecutor):
             time.sleep(0.02)
         code = process.wait()
         _kill_group(process)
-        try:
-            reply = json.loads(b"".join(chunks).decode() or "null")
-        except ValueError:
-            reply = None
+        chunks.append(b"\n")
+        messages()
         if isinstance(reply, dict):
             return reply
         self._died(entry, code)
         return None
+
+    @staticmethod
+    def _message(entry: _Inflight, line: bytes, reply: Any) -> Any:
+        """One line from the child: log lines go to the run's log; returns the reply
+        (this line if it is one, else the reply seen before)."""
+        if not line.strip():
+            return reply
+        try:
+            message = json.loads(line.decode())
+        except ValueError:
+            return reply
+        if _is_log_message(message):
+            if entry.log is not None and not entry.finished:
+                entry.log.extend(message["log"], int(message.get("dropped") or 0))
+            return reply
+        return message
 
     def _died(self, entry: _Inflight, code: int | None) -> None:
         if code is not None and code > 128 and self.config.pid_namespace and can_unshare():

@@ -6,12 +6,15 @@ The parent writes one JSON document to this process's stdin and closes it::
 
     {"initializer": "module:function", "task": ..., "args": [...], "kwargs": {...},
      "secret_values": [...], "cpu_limit": s, "memory_limit_mb": n, "max_open_files": n,
-     "result_max_bytes": n}
+     "result_max_bytes": n, "log_max_bytes": n}
 
 so that secrets travel in memory (a pipe), never in the environment or on the command
 line. The process prepares itself (the initializer, e.g. ``django.setup()``), then sets
 its limits (so that they bound the run, not the start-up), runs the task and writes one
 JSON reply to ``RESULT_FD``. CPU and peak memory are measured around the task alone.
+What the task logs and prints is captured (:mod:`scheduler_app.engine.runlog`) and
+written to ``RESULT_FD`` too while it runs: every message is one line of JSON, the log
+lines as ``{"log": [...], "dropped": n}``, the reply last.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import os
 import resource
 import signal
 import sys
+import threading
 from typing import Any
 
 from scheduler_app.engine import procworker
 from scheduler_app.engine.redaction import Redactor
 from scheduler_app.engine.results import describe_exception, storable_result
+from scheduler_app.engine.runlog import LiveSender, RunLogBuffer, capturing_process
 
 
 def _limit(which: int, soft: int) -> None:
@@ -45,8 +50,20 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+def run(spec: dict[str, Any], live: Any = None) -> dict[str, Any]:
     redactor = Redactor(tuple(spec.get("secret_values") or ()))
+    max_bytes = int(spec.get("log_max_bytes") or 0)
+    log = RunLogBuffer(max_bytes, redactor) if max_bytes > 0 else None
+    sender = LiveSender(log, live).start()  # before the limits: a thread needs memory
+    try:
+        with capturing_process(log):
+            reply = _run(spec, redactor)
+    finally:
+        rest = sender.stop()
+    return {**reply, **rest}
+
+
+def _run(spec: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     module_name, _, func_name = spec["initializer"].partition(":")
     resolve = getattr(importlib.import_module(module_name), func_name)()
     func = resolve(spec["task"])
@@ -101,16 +118,24 @@ def main() -> None:
     result_fd = int(sys.argv[1])
     spec = json.loads(sys.stdin.buffer.read() or b"{}")
     sys.stdin.close()
+    # Opened now: descriptors above the open-file limit cannot be opened any more.
+    out = os.fdopen(result_fd, "w")
+    lock = threading.Lock()
+
+    def send(message: dict[str, Any]) -> None:
+        with lock:
+            out.write(json.dumps(message, default=str) + "\n")
+            out.flush()
+
     try:
-        reply = run(spec)
+        reply = run(spec, send)
     except BaseException as exc:  # noqa: BLE001 - set-up failed (task unknown, initializer)
         kind, text, tb = describe_exception(exc, Redactor(tuple(spec.get("secret_values") or ())))
         reply = {"ok": False, "error_type": kind, "error": text, "traceback": tb}
     sys.stdout.flush()
     sys.stderr.flush()
-    # Descriptors above the limit cannot be opened any more, but RESULT_FD is open already.
-    with os.fdopen(result_fd, "w") as out:
-        json.dump(reply, out, default=str)
+    send(reply)
+    out.close()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scheduler_app.engine.interfaces import Capacity, ClaimedRun, Fire, Outcome, RunStore
+from scheduler_app.engine.interfaces import Capacity, ClaimedRun, Fire, Outcome, RunLog, RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class NodeConfig:
     lost_after: float = 30.0
     stall_after: float = 60.0
     batch_size: int = 500
+    # Seconds between writes of the logs of running runs that changed.
+    log_flush_interval: float = 2.0
 
 
 @dataclass
@@ -97,6 +99,7 @@ class Node:
         self._db_down_since: float | None = None
         self._last_db_failure = float("-inf")
         self.stats = {"enqueued": 0, "claimed": 0, "recorded": 0}
+        self._unsaved_logs: dict[int, RunLog] = {}  # taken from executors, not written yet
         # Reasons not to claim (draining, self-fenced, overloaded): claims only when empty.
         self._holds: set[str] = set()
         # With other live nodes, claim only what can start now: runs prefetched here
@@ -414,6 +417,21 @@ class Node:
         )
         executor.submit(run)
 
+    def _save_logs(self) -> None:
+        """Write the logs of running runs that changed since the last write (one batch
+        for all of them); kept for the next try while the database is away."""
+        for executor in self.executors.values():
+            take = getattr(executor, "take_logs", None)  # plugin executors may not have it
+            if callable(take):
+                self._unsaved_logs.update(take())
+        if self._unsaved_logs:
+            logs, self._unsaved_logs = self._unsaved_logs, {}
+            try:
+                self.store.save_logs(self.config.name, logs, utcnow())
+            except Exception:
+                self._unsaved_logs = {**logs, **self._unsaved_logs}
+                raise
+
     def stop_local(self, run_id: int, state: str, reason: str) -> bool:
         for executor in self.executors.values():
             if run_id in executor.running_ids():
@@ -421,7 +439,7 @@ class Node:
         return False
 
     def _maintenance_loop(self) -> None:
-        last_heartbeat = last_reap = 0.0
+        last_heartbeat = last_reap = last_logs = 0.0
         while not self._closed.is_set():
             self._beat("maintenance")
             now_m = time.monotonic()
@@ -433,6 +451,9 @@ class Node:
                     last_heartbeat = now_m
                     for run_id in self.store.heartbeat(self.config.name, self.running_ids(), self.clock()):
                         self.stop_local(run_id, "cancelled", "stopped by an operator")
+                if now_m - last_logs >= self.config.log_flush_interval:
+                    last_logs = now_m
+                    self._save_logs()
                 # After a database outage every heartbeat is stale; give live nodes
                 # lost_after seconds to beat again before judging any run lost.
                 quiet = now_m - self._last_db_failure > self.config.lost_after

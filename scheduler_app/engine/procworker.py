@@ -1,11 +1,14 @@
 """The body of a process-executor worker. Runs in a spawned child process.
 
 The parent sends ``(run_id, task, args, kwargs, cpu_limit, memory_limit_mb,
-result_max_bytes, secret_values)``; the worker answers with a dict, the secrets masked
-in it (the result is masked before an oversized one is cut to a preview, so that only
-the worker can do it; the parent masks what it reports once more). What the task
-prints goes to the descriptors the worker inherited from the parent, where the
-parent's output guard masks it. ``initializer`` is a
+result_max_bytes, secret_values, log_max_bytes)``; the worker answers with a dict, the
+secrets masked in it (the result is masked before an oversized one is cut to a preview,
+so that only the worker can do it; the parent masks what it reports once more). What the
+task prints goes to the descriptors the worker inherited from the parent, where the
+parent's output guard masks it. What it logs and prints through ``sys.stdout`` /
+``sys.stderr`` is also captured (:mod:`scheduler_app.engine.runlog`): sent to the
+parent as ``{"log": [lines], "dropped": n}`` messages every half second while the run
+goes on, the rest in the reply (``"log"``, ``"log_dropped"``). ``initializer`` is a
 ``"module:function"`` reference fixed in code by the backend (never user input); the
 function prepares the process (e.g. ``django.setup()``) and returns the task resolver.
 """
@@ -27,6 +30,7 @@ from typing import Any
 
 from scheduler_app.engine.redaction import Redactor
 from scheduler_app.engine.results import describe_exception, storable_result
+from scheduler_app.engine.runlog import LiveSender, RunLogBuffer, capturing_process
 
 
 class CpuLimitExceeded(Exception):
@@ -107,6 +111,12 @@ def worker_main(conn: Connection, initializer: str, parent_pid: int | None = Non
     resolve = getattr(importlib.import_module(module_name), func_name)()
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    lock = threading.Lock()
+
+    def send(message: Any) -> None:
+        with lock:  # the live log sender and the reply share the pipe
+            conn.send(message)
+
     while True:
         try:
             message = conn.recv()
@@ -114,12 +124,12 @@ def worker_main(conn: Connection, initializer: str, parent_pid: int | None = Non
             return
         if message is None:
             return
-        reply = execute(resolve, *message)
+        reply = execute(resolve, *message, live=send)
         # What the run printed reaches the parent's output guard before the parent
         # learns that the run ended (and stops masking its secrets).
         sys.stdout.flush()
         sys.stderr.flush()
-        conn.send(reply)
+        send(reply)
 
 
 def execute(
@@ -132,8 +142,34 @@ def execute(
     memory_limit_mb: int | None,
     result_max_bytes: int,
     secret_values: tuple[Any, ...] = (),
+    log_max_bytes: int = 0,
+    *,
+    live: Any = None,
 ) -> dict[str, Any]:
     redactor = Redactor(secret_values)
+    log = RunLogBuffer(log_max_bytes, redactor) if log_max_bytes > 0 else None
+    # Started before the limits are set: a thread needs memory for its stack.
+    sender = LiveSender(log, live).start()
+    try:
+        with capturing_process(log):
+            reply = _execute(
+                resolve, task, args, kwargs, cpu_limit, memory_limit_mb, result_max_bytes, redactor
+            )
+    finally:
+        rest = sender.stop()
+    return {**reply, **rest}
+
+
+def _execute(
+    resolve: Any,
+    task: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    cpu_limit: float | None,
+    memory_limit_mb: int | None,
+    result_max_bytes: int,
+    redactor: Redactor,
+) -> dict[str, Any]:
     reset_peak_memory()  # the run's own peak, not the worker's lifetime peak
     cpu0 = _cpu_seconds()
     old_cpu = resource.getrlimit(resource.RLIMIT_CPU)

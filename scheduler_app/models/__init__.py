@@ -22,7 +22,7 @@ from scheduler_app.models.jobs import (
     ThrottlePolicy,
 )
 from scheduler_app.models.nodes import Lease, Node, NodeState
-from scheduler_app.models.runs import ConfigVersion, JobRun, RunReason, RunState
+from scheduler_app.models.runs import ConfigVersion, JobRun, JobRunLog, RunReason, RunState
 from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
 
@@ -46,6 +46,7 @@ __all__ = [
     "JobDependency",
     "JobGroup",
     "JobRun",
+    "JobRunLog",
     "JobVersion",
     "Lease",
     "Node",

@@ -158,6 +158,45 @@ class JobRun(models.Model):
         return self.state in FINISHED_STATES
 
 
+class JobRunLog(models.Model):
+    """What a run logged (and printed, on the process and isolated executors) while it
+    executed: captured by its executor with the secrets masked, capped by
+    ``MAX_RUN_LOG_BYTES`` (oldest lines dropped), written while it runs and with its
+    outcome. A table of its own, one row per run that logged anything, so that the run
+    table's rows stay small for the claim and list queries that read them by the
+    thousand, and live writes touch only this row."""
+
+    run = models.OneToOneField(
+        JobRun,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="captured_log",
+        verbose_name=_("run"),
+    )
+    text = models.TextField(_("log"), blank=True)
+    # Every line ever written, and how many of the oldest were dropped: the kept lines
+    # are numbers lines_dropped .. lines_total - 1 (the API's ?log_offset= counts so).
+    lines_total = models.PositiveBigIntegerField(_("lines written"), default=0)
+    lines_dropped = models.PositiveBigIntegerField(_("lines dropped"), default=0)
+    updated_at = models.DateTimeField(_("updated at"))
+
+    class Meta:
+        verbose_name = _("run log")
+        verbose_name_plural = _("run logs")
+
+    def __str__(self) -> str:
+        return f"log of run {self.run_id}"
+
+    def lines_from(self, offset: int) -> tuple[list[str], int]:
+        """(the kept lines numbered ``offset`` and after, the number of the first one).
+        Dropped lines are gone: an offset before them starts at the first kept line."""
+        lines = self.text.split("\n") if self.text else []
+        if self.lines_dropped and lines:
+            lines = lines[1:]  # the marker
+        first = max(int(offset), self.lines_dropped)
+        return lines[first - self.lines_dropped :], first
+
+
 class ConfigVersion(models.Model):
     """A single counter bumped whenever job definitions change through services, so a
     running scheduler notices changes within a second without re-reading every job."""

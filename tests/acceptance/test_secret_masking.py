@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from scheduler_app import services
 from scheduler_app.engine.results import MASK
-from scheduler_app.models import Job, JobRun, Tenant
+from scheduler_app.models import Job, JobRun, JobRunLog, Tenant
 from tests.acceptance.conftest import wait_until
 from tests.secret_forms import find_leaks, text_forms
 
@@ -36,18 +36,23 @@ EXECUTORS = {
 
 
 def raw_rows() -> dict[str, str]:
-    """Every column of every run, as the database returns its text."""
-    table = JobRun._meta.db_table
-    with connection.cursor() as cursor:
-        columns = [c.name for c in connection.introspection.get_table_description(cursor, table)]
-        select = ", ".join(f"CAST({connection.ops.quote_name(c)} AS TEXT)" for c in columns)
-        cursor.execute(f"SELECT {select} FROM {connection.ops.quote_name(table)}")
-        rows = cursor.fetchall()
-    return {
-        f"row {i} {col}": value or ""
-        for i, row in enumerate(rows)
-        for col, value in zip(columns, row, strict=True)
-    }
+    """Every column of every run and of its captured log, as the database returns its text."""
+    found = {}
+    for model in (JobRun, JobRunLog):
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            columns = [c.name for c in connection.introspection.get_table_description(cursor, table)]
+            select = ", ".join(f"CAST({connection.ops.quote_name(c)} AS TEXT)" for c in columns)
+            cursor.execute(f"SELECT {select} FROM {connection.ops.quote_name(table)}")
+            rows = cursor.fetchall()
+        found.update(
+            {
+                f"{table} row {i} {col}": value or ""
+                for i, row in enumerate(rows)
+                for col, value in zip(columns, row, strict=True)
+            }
+        )
+    return found
 
 
 @pytest.fixture
@@ -109,6 +114,11 @@ def test_secrets_are_masked_everywhere_on_every_executor(careless_jobs, schedule
     for line in ("print s1=" + MASK, "log s2=" + MASK, "fd {'s1': " + repr(MASK), "stderr {'s1': "):
         assert output.count(line) >= len(EXECUTORS), (line, output[-3000:])
     assert "caught inside the task" in output and "ValueError: inner {'s1': " in output
+    # ... and the runs' captured logs, masked.
+    for executor in EXECUTORS:
+        log = JobRunLog.objects.get(run=runs[executor, "leak"]).text
+        assert "log s2=" + MASK in log and "ValueError: inner {'s1': " + repr(MASK) in log, (executor, log)
+    assert "STDOUT stdout: print s1=" + MASK in JobRunLog.objects.get(run=runs["process", "leak"]).text
 
     user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(user)

@@ -16,6 +16,7 @@ class MemoryStore:
     def __init__(self):
         self.queue = []
         self.outcomes = []
+        self.logs = []
         self.fail_claims = False
         self.lock = threading.Lock()
 
@@ -50,6 +51,9 @@ class MemoryStore:
 
     def heartbeat(self, node, run_ids, now):
         return []
+
+    def save_logs(self, node, logs, now):
+        self.logs.append(dict(logs))
 
     def recover(self, node, now):
         return RecoveryReport()

@@ -1,0 +1,201 @@
+"""Captured run logs through the real engine: a node (its real loops, the real run store
+on the test database) executes registered tasks on the thread executor and in real
+process-executor workers; what they log (and print, in a worker) is stored with the
+run, capped, secrets masked, written while the run goes on, and shown by the API and
+the run page."""
+
+from __future__ import annotations
+
+import gc
+import re
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from scheduler_app import services
+from scheduler_app.backends.runstore import DjangoRunStore, is_transient
+from scheduler_app.backends.service import resolve_task
+from scheduler_app.engine.executors import ProcessExecutor, ThreadExecutor
+from scheduler_app.engine.node import Node, NodeConfig
+from scheduler_app.engine.redaction import MASK
+from scheduler_app.models import JobRun, JobRunLog, RunState
+from tests.integration.api_support import client_for, key_for
+from tests.secret_forms import find_leaks
+
+SECRET = "Pässwörd-Ω"
+TOKEN = "tok-Ω-98765"
+LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (INFO|WARNING|STDOUT|STDERR) [\w.]+: ")
+
+
+@pytest.fixture
+def engine(transactional_db):
+    """start(max_bytes=...) -> a running node with a thread and a process executor."""
+    nodes: list[Node] = []
+
+    def start(max_bytes: int = 65_536, flush: float = 0.2) -> Node:
+        config = NodeConfig(
+            name="logs-node", poll_interval=0.1, heartbeat_interval=0.2, log_flush_interval=flush
+        )
+        node = Node(config, DjangoRunStore(), {}, is_transient=is_transient)
+        node.executors = {
+            "thread": ThreadExecutor(4, resolve_task, node.outcome, 65_536, log_max_bytes=max_bytes),
+            "process": ProcessExecutor(
+                1, "scheduler_app.backends.procinit:setup", node.outcome, 65_536, log_max_bytes=max_bytes
+            ),
+        }
+        node.start()
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        node.shutdown(2)
+    # The loops' database connections belong to their threads, which have ended: let
+    # them go now, before the test database is flushed or dropped.
+    nodes.clear()
+    gc.collect()
+
+
+def wait_for(predicate, timeout: float = 60.0, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(message or f"not within {timeout} s")
+
+
+def run_once(job) -> JobRun:
+    run = services.run_jobs_now([job]).done[0]
+    wait_for(lambda: JobRun.objects.get(pk=run.pk).finished_at, message=f"run of {job.name} did not finish")
+    return JobRun.objects.get(pk=run.pk)
+
+
+def stored(run: JobRun) -> JobRunLog:
+    return JobRunLog.objects.get(run=run)
+
+
+def messages(log: JobRunLog) -> list[str]:
+    """The lines without their time stamps (the marker line kept as it is)."""
+    return [line[13:] if LINE.match(line) else line for line in log.text.split("\n")]
+
+
+def test_a_process_run_keeps_what_it_logged_and_printed_in_order(engine, make_job):
+    engine()
+    job = make_job("proc", task="tests.log_lines", executor="process", kwargs={"label": "p", "count": 4})
+    run = run_once(job)
+    assert run.state == RunState.SUCCEEDED, run.error
+    log = stored(run)
+    assert all(LINE.match(line) for line in log.text.split("\n")), log.text
+    assert messages(log) == [
+        line
+        for n in range(4)
+        for line in (f"INFO tests.tasks.logs: p {n} logged ", f"STDOUT stdout: p {n} printed ")
+    ]
+    assert (log.lines_total, log.lines_dropped) == (8, 0)
+
+
+def test_two_concurrent_thread_runs_do_not_mix_their_lines(engine, make_job):
+    engine()
+    jobs = [
+        make_job(name, task="tests.log_lines", kwargs={"label": name, "count": 60, "pause": 0.005})
+        for name in ("alpha", "beta")
+    ]
+    runs = services.run_jobs_now(jobs).done
+    wait_for(
+        lambda: JobRun.objects.filter(pk__in=[r.pk for r in runs], finished_at__isnull=False).count() == 2
+    )
+    a, b = (JobRun.objects.get(pk=r.pk) for r in runs)
+    assert a.started_at < b.finished_at and b.started_at < a.finished_at  # they overlapped
+    for run, name in ((a, "alpha"), (b, "beta")):
+        assert run.state == RunState.SUCCEEDED
+        # the thread executor captures records, not the process's shared stdout
+        assert messages(stored(run)) == [f"INFO tests.tasks.logs: {name} {n} logged " for n in range(60)]
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_the_cap_keeps_the_newest_lines_under_a_marker(engine, make_job, executor):
+    engine(max_bytes=2048)
+    job = make_job(
+        "chatty",
+        task="tests.log_lines",
+        executor=executor,
+        kwargs={"label": "c", "count": 400, "printed": False},
+    )
+    run = run_once(job)
+    log = stored(run)
+    lines = messages(log)
+    assert len(log.text.encode()) <= 2048
+    assert log.lines_total == 400 and log.lines_dropped == 400 - (len(lines) - 1) > 300
+    assert lines[0] == f"… {log.lines_dropped} earlier lines dropped …"
+    numbers = [int(line.split()[3]) for line in lines[1:]]
+    assert numbers == list(range(400 - len(numbers), 400))  # the newest, in order
+
+
+def test_a_running_runs_log_can_be_followed(engine, make_job, tmp_path):
+    engine(flush=0.1)
+    gate = tmp_path / "go"
+    job = make_job(
+        "slow",
+        task="tests.log_lines",
+        executor="process",
+        kwargs={"label": "s", "count": 2, "gate": str(gate)},
+    )
+    run = services.run_jobs_now([job]).done[0]
+    log = wait_for(
+        lambda: JobRunLog.objects.filter(run=run, text__contains="s waiting").first(),
+        message="the running run's log was not written",
+    )
+    assert JobRun.objects.get(pk=run.pk).state == RunState.RUNNING
+    assert messages(log)[-1] == "INFO tests.tasks.logs: s waiting"
+
+    api = client_for(key_for(get_user_model().objects.create_superuser("root", "r@example.com", "pw")))
+    first = api.get(f"/api/runs/{run.pk}/").json()
+    assert first["state"] == "running" and "s waiting" in first["log"]
+    assert first["log_next_offset"] == 5 and first["log_lines_dropped"] == 0
+    gate.touch()
+    wait_for(lambda: JobRun.objects.get(pk=run.pk).finished_at)
+    newer = api.get(f"/api/runs/{run.pk}/?log_offset={first['log_next_offset']}").json()
+    assert newer["state"] == "succeeded" and newer["log_offset"] == 5
+    assert newer["log"] == ""  # nothing was written after "waiting"
+    whole = api.get(f"/api/runs/{run.pk}/?log_offset=3").json()
+    assert [line[13:] for line in whole["log"].split("\n")] == [
+        "STDOUT stdout: s 1 printed ",
+        "INFO tests.tasks.logs: s waiting",
+    ]
+    bad = api.get(f"/api/runs/{run.pk}/?log_offset=-1")
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "log_offset"
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_secrets_never_reach_the_stored_log_the_api_or_the_page(engine, make_job, executor, client):
+    engine()
+    job = make_job(
+        "secretive",
+        task="tests.log_lines",
+        executor=executor,
+        kwargs={"label": "x", "count": 2},
+        secret_kwargs={"password": SECRET, "token": TOKEN},
+    )
+    run = run_once(job)
+    assert run.state == RunState.SUCCEEDED, run.error
+    log = stored(run)
+    assert f"x 0 logged password={MASK} token={MASK}" in log.text
+    assert f"repr of the secrets: {{'password': '{MASK}', 'token': '{MASK}'}}" in log.text
+    if executor == "process":
+        assert f"x 1 printed password={MASK} token={MASK}" in log.text
+        assert f"STDERR stderr: stderr {{'password': '{MASK}'" in log.text
+
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    api = client_for(key_for(root)).get(f"/api/runs/{run.pk}/")
+    assert api.status_code == 200 and MASK in api.json()["log"]
+    client.force_login(root)
+    page = client.get(reverse("admin:scheduler_app_jobrun_change", args=[run.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<pre class="sa-run-log"' in html and "x 1 logged password=" in html
+    places = {"stored log": log.text, "api": api.content.decode(), "page": html}
+    assert find_leaks(places, [SECRET, TOKEN]) == []
