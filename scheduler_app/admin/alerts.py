@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import services
@@ -227,9 +227,22 @@ class AlertRuleAdmin(TenantScopedAdmin):
     ]
     list_filter = [("tenant", ScopedRelatedFilter), "enabled"]
     search_fields = ["name"]
+    actions = ["mute_selected", "unmute_selected"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("tenant", "scope_job", "scope_group")
+
+    @admin.action(description=_("Mute selected rules until…"), permissions=["change"])
+    def mute_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        from scheduler_app.admin import mutes
+
+        return mutes.mute(self, request, queryset, action="mute_selected")
+
+    @admin.action(description=_("Unmute selected rules"), permissions=["change"])
+    def unmute_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from scheduler_app.admin import mutes
+
+        mutes.unmute(self, request, queryset, jobs=False)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "channels":

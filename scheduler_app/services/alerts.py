@@ -218,20 +218,55 @@ def save_rule(
     return rule
 
 
+def _check_mute_until(until: datetime | None, field: str) -> None:
+    if until is None:
+        return
+    if timezone.is_naive(until):
+        raise ValidationError({field: "must carry a UTC offset"})
+    if until <= timezone.now():
+        raise ValidationError({field: "must be in the future"})
+
+
 def mute_rule(rule: AlertRule, until: datetime | None, *, actor: Any = None) -> AlertRule:
-    """Mute a rule until a time (None: unmute)."""
+    """Mute a rule until a time (None: unmute), audited."""
     permissions.require(actor, "change", rule)
+    _check_mute_until(until, "muted_until")
     with transaction.atomic(), audit.acting_as(actor):
         rule.muted_until = until
         rule.save(update_fields=["muted_until", "updated_at"])
     return rule
 
 
+def mute_rules(rules: Iterable[AlertRule], until: datetime | None, *, actor: Any = None) -> BulkResult:
+    """Mute (or with None unmute) each rule the actor may change; the others are refused."""
+    _check_mute_until(until, "muted_until")
+    result = BulkResult()
+    with transaction.atomic():
+        for rule in rules:
+            if not permissions.can(actor, "change", rule):
+                result.refused.append((rule, "you may not change this alert rule"))
+                continue
+            result.done.append(mute_rule(rule, until, actor=actor))
+    return result
+
+
+def mute_jobs_alerts(jobs: Iterable[Any], until: datetime | None, *, actor: Any = None) -> BulkResult:
+    """Mute (or with None unmute) every alert about each job the actor may change."""
+    _check_mute_until(until, "alerts_muted_until")
+    result = BulkResult()
+    with transaction.atomic():
+        for job in jobs:
+            if not permissions.can(actor, "change", job):
+                result.refused.append((job, "you may not change this job"))
+                continue
+            result.done.append(mute_job_alerts(job, until, actor=actor))
+    return result
+
+
 def mute_job_alerts(job: Any, until: datetime | None, *, actor: Any = None) -> Any:
     """Mute every alert about ``job`` until a time (None: unmute), audited."""
     permissions.require(actor, "change", job)
-    if until is not None and until <= timezone.now():
-        raise ValidationError({"alerts_muted_until": "must be in the future"})
+    _check_mute_until(until, "alerts_muted_until")
     with transaction.atomic(), audit.acting_as(actor):
         type(job).objects.filter(pk=job.pk).update(alerts_muted_until=until)
         job.alerts_muted_until = until
