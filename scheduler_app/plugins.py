@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "scheduler_app.plugins"
 BUILTIN_EXECUTORS = ("asyncio", "thread", "process", "isolated")
 BUILTIN_TRIGGERS = ("cron", "date", "interval", "manual", "all", "any")
+BUILTIN_CHANNELS = ("email", "webhook", "apprise")
 
 __all__ = ["API_VERSION", "AlertChannelType", "ExecutorType", "PluginError", "PluginRegistry", "registry"]
 
@@ -53,15 +54,19 @@ class ExecutorType:
 
 @dataclass(frozen=True)
 class AlertChannelType:
-    """An alert channel kind (the alerting rooms wire it): ``config_schema`` (JSON schema
-    of its configuration), ``secret_fields`` (configuration keys stored encrypted), and
-    ``send(config, message)`` which delivers one alert or raises."""
+    """An alert channel kind: ``config_schema`` (JSON schema of its configuration),
+    ``secret_fields`` (configuration keys stored encrypted, never shown), optional
+    ``validate(config)`` (returns the canonical configuration or raises
+    ``ChannelConfigError(key, message)``), and ``send(config, message)`` which delivers
+    one alert or raises. See :mod:`scheduler_app.engine.extensions`."""
 
     name: str
     config_schema: Mapping[str, Any]
-    send: Callable[[Mapping[str, Any], Mapping[str, Any]], None]
+    send: Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
     secret_fields: tuple[str, ...] = ()
     plugin: str = ""
+    validate: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    label: str = ""
 
 
 @dataclass
@@ -115,14 +120,30 @@ class PluginRegistry:
         name: str,
         *,
         config_schema: Mapping[str, Any],
-        send: Callable[[Mapping[str, Any], Mapping[str, Any]], None],
+        send: Callable[[Mapping[str, Any], Mapping[str, Any]], Any],
         secret_fields: tuple[str, ...] = (),
+        validate: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        label: str = "",
     ) -> None:
-        self._check_name(name, "alert channel", ("email", "webhook", "apprise"), self.alert_channels)
+        self._check_name(name, "alert channel", BUILTIN_CHANNELS, self.alert_channels)
+        if len(name) > 16:
+            raise PluginError(f"alert channel {name!r}: names are at most 16 characters")
         if not callable(send):
             raise PluginError(f"alert channel {name!r}: send must be callable")
+        if validate is not None and not callable(validate):
+            raise PluginError(f"alert channel {name!r}: validate must be callable")
+        if not isinstance(config_schema, Mapping):
+            raise PluginError(f"alert channel {name!r}: config_schema must be a JSON schema object")
+        if isinstance(secret_fields, str) or not all(isinstance(f, str) for f in secret_fields):
+            raise PluginError(f"alert channel {name!r}: secret_fields must be a tuple of key names")
         self.alert_channels[name] = AlertChannelType(
-            name, dict(config_schema), send, tuple(secret_fields), self._current
+            name,
+            dict(config_schema),
+            send,
+            tuple(secret_fields),
+            self._current,
+            validate,
+            label or name,
         )
 
     def _check_name(self, name: Any, kind: str, builtin: tuple[str, ...], taken: Mapping[str, Any]) -> None:
@@ -294,3 +315,92 @@ def enforces_limits(executor: str) -> bool:
         return True
     kind = registry.load().executors.get(executor)
     return bool(kind and kind.enforces_limits)
+
+
+# -- alert channels --------------------------------------------------------------------
+
+
+def alert_channel_choices() -> list[tuple[str, str]]:
+    """The plugins' alert channel types as choices (value, label)."""
+    return [(k.name, k.label or k.name) for k in registry.load().alert_channels.values()]
+
+
+def alert_channel_type(name: str) -> AlertChannelType | None:
+    return registry.load().alert_channels.get(name)
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def _type_ok(value: Any, wanted: Any) -> bool:
+    names = wanted if isinstance(wanted, list) else [wanted]
+    for name in names:
+        kinds = _JSON_TYPES.get(name)
+        if kinds is None:
+            return True  # a type we do not know: the plugin's validate() decides
+        if isinstance(value, bool) and name in ("integer", "number"):
+            continue
+        if isinstance(value, kinds):
+            return True
+    return False
+
+
+def schema_problems(schema: Mapping[str, Any], config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for what ``config`` breaks of the top level of ``schema``: unknown
+    keys (``additionalProperties: false``), ``required`` keys, each property's ``type``,
+    ``enum``, ``minLength`` and ``minimum``/``maximum``."""
+    problems: list[tuple[str, str]] = []
+    properties = schema.get("properties") or {}
+    for key in schema.get("required") or []:
+        if key not in config:
+            problems.append((key, "required"))
+    if schema.get("additionalProperties") is False:
+        for key in sorted(set(config) - set(properties)):
+            problems.append((key, f"unknown key; known: {', '.join(sorted(properties)) or '(none)'}"))
+    for key, rules in properties.items():
+        if key not in config or not isinstance(rules, Mapping):
+            continue
+        value = config[key]
+        if "type" in rules and not _type_ok(value, rules["type"]):
+            problems.append((key, f"must be of type {rules['type']}, not {value!r}"))
+            continue
+        if "enum" in rules and value not in rules["enum"]:
+            problems.append((key, f"must be one of {', '.join(map(repr, rules['enum']))}"))
+        if isinstance(value, str) and len(value) < int(rules.get("minLength", 0)):
+            problems.append((key, "must not be empty" if rules["minLength"] == 1 else "is too short"))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if "minimum" in rules and value < rules["minimum"]:
+                problems.append((key, f"must be at least {rules['minimum']}"))
+            if "maximum" in rules and value > rules["maximum"]:
+                problems.append((key, f"must be at most {rules['maximum']}"))
+    return problems
+
+
+def clean_channel_config(
+    kind: AlertChannelType, config: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The canonical configuration and its problems as (key, message): the declared
+    schema, then the plugin's ``validate`` (whose returned mapping, if any, is the
+    canonical form). A ``validate`` that raises anything but ChannelConfigError is
+    reported as a problem too (never a crash of the page or the API)."""
+    problems = schema_problems(kind.config_schema, config)
+    if problems or kind.validate is None:
+        return dict(config), problems
+    try:
+        cleaned = kind.validate(dict(config))
+    except extensions.ChannelConfigError as exc:
+        return dict(config), [(exc.field, exc.message)]
+    except Exception as exc:  # noqa: BLE001 - a plugin bug: name it, do not crash
+        logger.warning("plugin channel validate raised", extra={"channel_type": kind.name}, exc_info=True)
+        return dict(config), [
+            ("", f"the {kind.name} plugin could not check the settings: {type(exc).__name__}: {exc}")
+        ]
+    return (dict(cleaned) if isinstance(cleaned, Mapping) else dict(config)), []

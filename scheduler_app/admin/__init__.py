@@ -363,6 +363,8 @@ class JobAdmin(TenantScopedAdmin):
         "resume_selected",
         "run_selected_now",
         "move_selected_to_group",
+        "mute_alerts_selected",
+        "unmute_alerts_selected",
         backfill_selected,
         "delete_selected",
     ]
@@ -374,6 +376,7 @@ class JobAdmin(TenantScopedAdmin):
         "updated_at",
         "paused_reason",
         "code_badge",
+        "alerts_muted",
     ]
     fieldsets = [
         (
@@ -388,6 +391,7 @@ class JobAdmin(TenantScopedAdmin):
                     "enabled",
                     "paused",
                     "paused_reason",
+                    "alerts_muted",
                 ]
             },
         ),
@@ -447,6 +451,17 @@ class JobAdmin(TenantScopedAdmin):
     ]
 
     # -- columns ------------------------------------------------------------------------
+
+    @admin.display(description=_("alerts muted until"))
+    def alerts_muted(self, obj: Job) -> str:
+        from django.utils import timezone
+
+        from scheduler_app import display
+
+        until = obj.alerts_muted_until
+        if until is None or until <= timezone.now():
+            return _("not muted (use the action “Mute alerts of selected jobs until…”)")
+        return display.when(until)
 
     @admin.display(description=_("code"))
     def code_badge(self, obj: Job) -> str:
@@ -625,6 +640,18 @@ class JobAdmin(TenantScopedAdmin):
         if not allowed:
             return None
         return confirm_and_delete(self, request, queryset.filter(pk__in=allowed))
+
+    @admin.action(description=_("Mute alerts of selected jobs until…"), permissions=["change"])
+    def mute_alerts_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        from scheduler_app.admin import mutes
+
+        return mutes.mute(self, request, queryset, action="mute_alerts_selected")
+
+    @admin.action(description=_("Unmute alerts of selected jobs"), permissions=["change"])
+    def unmute_alerts_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from scheduler_app.admin import mutes
+
+        mutes.unmute(self, request, queryset, jobs=True)
 
     @admin.action(description=_("Move selected jobs to a group"), permissions=["change"])
     def move_selected_to_group(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

@@ -10,12 +10,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import services
 from scheduler_app.admin.base import ScopedInlineMixin, ScopedRelatedFilter, TenantScopedAdmin
 from scheduler_app.models import AlertChannel, AlertDelivery, AlertEvent, AlertOutbox, AlertRule, ChannelType
+from scheduler_app.models.alerts import channel_type_choices
 from scheduler_app.services import alerts as alert_services
 
 
@@ -41,6 +42,15 @@ class AlertChannelForm(forms.ModelForm):
         ),
     )
     clear_secret = forms.BooleanField(label=_("remove the stored secret"), required=False)
+    settings = forms.JSONField(
+        label=_("plugin settings"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        help_text=_(
+            'A channel type from a plugin: its settings as a JSON object, e.g. {"path": "/var/alerts.jsonl"}. '
+            "Its secret fields go in the secret field."
+        ),
+    )
 
     class Meta:
         model = AlertChannel
@@ -52,6 +62,9 @@ class AlertChannelForm(forms.ModelForm):
         self.fields["to"].initial = ", ".join(config.get("to") or [])
         self.fields["url"].initial = config.get("url", "")
         self.fields["timeout"].initial = config.get("timeout")
+        self.fields["type"].choices = channel_type_choices()
+        if self.instance.type not in ChannelType.values and self.instance.pk:
+            self.fields["settings"].initial = config
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -65,14 +78,28 @@ class AlertChannelForm(forms.ModelForm):
             channel.config = {"url": (data.get("url") or "").strip()}
             if data.get("timeout") is not None:
                 channel.config["timeout"] = data["timeout"]
-        else:
+        elif data.get("type") == ChannelType.APPRISE:
             channel.config = {}
+        else:  # a plugin's type
+            settings = data.get("settings")
+            if settings is None:
+                settings = {}
+            if not isinstance(settings, dict):
+                self.add_error("settings", _("must be a JSON object"))
+                return data
+            channel.config = settings
         self.new_secret = "" if data.get("clear_secret") else (data.get("secret") or None)
         if channel.tenant_id is not None:
             try:
                 alert_services.validate_channel(channel, self.new_secret)
             except ValidationError as exc:
-                _apply_errors(self, exc, {"url": "secret" if data.get("type") == "apprise" else "url"})
+                mapping = {"url": "secret" if data.get("type") == "apprise" else "url", "config": "settings"}
+                for key, messages_ in exc.message_dict.items():
+                    if key.startswith("config."):
+                        self.add_error("settings", [f"{key[len('config.') :]}: {m}" for m in messages_])
+                    else:
+                        field = mapping.get(key, key)
+                        self.add_error(field if field in self.fields else None, messages_)
         return data
 
 
@@ -110,7 +137,9 @@ class AlertChannelAdmin(TenantScopedAdmin):
             return ", ".join(obj.config.get("to") or [])
         if obj.type == ChannelType.WEBHOOK:
             return obj.config.get("url", "")
-        return _("(apprise URL, encrypted)")
+        if obj.type == ChannelType.APPRISE:
+            return _("(apprise URL, encrypted)")
+        return ", ".join(f"{k}: {v}" for k, v in sorted((obj.config or {}).items()))
 
     @admin.display(description=_("secret"), boolean=True)
     def has_secret(self, obj: AlertChannel) -> bool:
@@ -198,9 +227,22 @@ class AlertRuleAdmin(TenantScopedAdmin):
     ]
     list_filter = [("tenant", ScopedRelatedFilter), "enabled"]
     search_fields = ["name"]
+    actions = ["mute_selected", "unmute_selected"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("tenant", "scope_job", "scope_group")
+
+    @admin.action(description=_("Mute selected rules until…"), permissions=["change"])
+    def mute_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        from scheduler_app.admin import mutes
+
+        return mutes.mute(self, request, queryset, action="mute_selected")
+
+    @admin.action(description=_("Unmute selected rules"), permissions=["change"])
+    def unmute_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from scheduler_app.admin import mutes
+
+        mutes.unmute(self, request, queryset, jobs=False)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "channels":

@@ -200,8 +200,23 @@ def send_apprise(channel: Any, payload: Mapping[str, Any], timeout: float) -> st
 SENDERS = {"email": send_email, "webhook": send_webhook, "apprise": send_apprise}
 
 
+def send_plugin(channel: Any, payload: Mapping[str, Any], timeout: float) -> str:
+    """A plugin channel: its ``send(config, message)`` with the secret fields decrypted
+    into ``config``; ``message`` is the payload plus the rendered ``subject`` and ``body``."""
+    from scheduler_app import plugins
+
+    kind = plugins.alert_channel_type(channel.type)
+    if kind is None:
+        raise DeliveryError(
+            f"unknown channel type {channel.type!r} (is the plugin that provides it installed?)",
+            status="config",
+        )
+    subject, body = render(channel, payload)
+    config = {**(channel.config or {}), **channel.reveal_secrets()}
+    answer = kind.send(config, {**payload, "subject": subject, "body": body})
+    return f"sent by the {kind.plugin or kind.name} plugin" + (f": {str(answer)[:200]}" if answer else "")
+
+
 def send(channel: Any, payload: Mapping[str, Any], timeout: float) -> str:
-    sender = SENDERS.get(channel.type)
-    if sender is None:
-        raise DeliveryError(f"unknown channel type {channel.type!r}", status="config")
+    sender = SENDERS.get(channel.type, send_plugin)
     return sender(channel, payload, timeout)

@@ -241,8 +241,10 @@ class AlertChannelViewSet(TenantScopedWrites):
         item.enabled = _bool(data, "enabled", item.enabled)
         secret = None
         if "secret" in data:
-            if data["secret"] is not None and not isinstance(data["secret"], str):
-                raise errors.FieldError([("secret", _("must be a string (empty removes it) or null"))])
+            if data["secret"] is not None and not isinstance(data["secret"], str | dict):
+                raise errors.FieldError(
+                    [("secret", _("must be a string (empty removes it), an object of secret fields or null"))]
+                )
             secret = data["secret"]
         _unique_name(AlertChannel, item)
         _call(lambda: services.save_channel(item, secret=secret, actor=self.actor))

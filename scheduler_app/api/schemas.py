@@ -357,6 +357,11 @@ NODE_KEYS = (
     "heartbeat_at",
     "stopped_at",
 )
+CHANNEL_TYPE = {
+    "type": "string",
+    "maxLength": 16,
+    "description": f"{', '.join(ChannelType.values)}, or an alert channel type registered by a plugin.",
+}
 CHANNEL_KEYS = (
     "id",
     "tenant",
@@ -374,11 +379,24 @@ CHANNEL_KEYS = (
 CHANNEL_WRITE = {
     "tenant": STR,
     "name": {**STR, "maxLength": 200},
-    "type": {"type": "string", "enum": list(ChannelType.values)},
-    "config": {**ANY_OBJECT, "description": "email: {to: [addresses]}; webhook: {url, timeout}."},
-    "secret": nullable(
-        {**STR, "writeOnly": True, "description": "webhook HMAC secret or apprise URL; '' removes it."}
-    ),
+    "type": CHANNEL_TYPE,
+    "config": {
+        **ANY_OBJECT,
+        "description": "email: {to: [addresses]}; webhook: {url, timeout}; a plugin type: its "
+        "settings (its secret fields given here are stored encrypted and never shown).",
+    },
+    "secret": {
+        "oneOf": [
+            {
+                **STR,
+                "description": "webhook HMAC secret, apprise URL, or the one secret field of a "
+                "plugin type; '' removes it.",
+            },
+            {**ANY_OBJECT, "description": "a plugin type's secret fields by name."},
+        ],
+        "nullable": True,
+        "writeOnly": True,
+    },
     "language": {**STR, "maxLength": 16},
     "subject_template": STR,
     "body_template": STR,
@@ -658,7 +676,7 @@ COMPONENTS: dict[str, Any] = {
             "id": INT,
             "tenant": STR,
             "name": STR,
-            "type": {"type": "string", "enum": list(ChannelType.values)},
+            "type": CHANNEL_TYPE,
             "config": ANY_OBJECT,
             "has_secret": {**BOOL, "description": "Whether a secret is stored (it is never shown)."},
             "secret_fingerprint": STR,

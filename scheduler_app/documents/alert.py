@@ -42,6 +42,7 @@ CHANNEL_KEYS = {
     "timeout",
     "secret",
     "secret_encrypted",
+    "config",
     "language",
     "subject_template",
     "body_template",
@@ -88,6 +89,8 @@ def export_channel(channel: AlertChannel, *, secrets: str = "omit") -> dict[str,
         doc["url"] = config.get("url", "")
         if config.get("timeout") is not None:
             doc["timeout"] = config["timeout"]
+    elif channel.type != "apprise":  # a plugin's type: its settings, without the secret fields
+        doc["config"] = dict(config)
     if secrets == "encrypted" and channel.secret_token:
         doc["secret_encrypted"] = channel.secret_token
     for name in ("language", "subject_template", "body_template"):
@@ -102,9 +105,16 @@ def apply_channel_document(
 ) -> tuple[str | None, bool]:
     """Set ``item``'s fields on ``channel`` (unsaved). Returns the new secret to store
     (None: keep the stored one) and whether an encrypted secret was given."""
+    from scheduler_app import plugins
+
     kind = item.get("type")
-    if kind not in ("email", "webhook", "apprise"):
-        raise DocumentError(f"{where}: type: must be email, webhook or apprise, not {kind!r}")
+    if kind not in plugins.BUILTIN_CHANNELS:
+        if not isinstance(kind, str) or plugins.alert_channel_type(kind) is None:
+            known = [*plugins.BUILTIN_CHANNELS, *(n for n, _ in plugins.alert_channel_choices())]
+            raise DocumentError(f"{where}: type: must be {', '.join(known)}, not {kind!r}")
+        return _apply_plugin_channel(channel, item, where=where)
+    if "config" in item:
+        raise DocumentError(f"{where}: config: not a field of {kind} channels")
     channel.type = kind
     allowed = {"email": {"to"}, "webhook": {"url", "timeout", "secret"}, "apprise": {"url"}}[kind]
     for name in ("to", "url", "timeout", "secret"):
@@ -147,6 +157,51 @@ def apply_channel_document(
         raise DocumentError(f"{where}: {'url' if kind == 'apprise' else 'secret'}: must be a string")
     if kind == "apprise" and secret is None and not channel.secret_token:
         raise DocumentError(f"{where}: url: required for apprise channels")
+    return secret, False
+
+
+def _common_fields(channel: AlertChannel, item: Mapping[str, Any], *, where: str) -> None:
+    for name in ("language", "subject_template", "body_template"):
+        value = item.get(name, "")
+        if not isinstance(value, str):
+            raise DocumentError(f"{where}: {name}: must be a string")
+        setattr(channel, name, value)
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise DocumentError(f"{where}: enabled: must be true or false")
+    channel.enabled = enabled
+
+
+def _apply_plugin_channel(channel: AlertChannel, item: Mapping[str, Any], *, where: str) -> tuple[Any, bool]:
+    """A plugin channel type: ``config`` (its settings; secret fields in it are stored
+    encrypted), ``secret`` (a string, or an object of secret fields) or
+    ``secret_encrypted``."""
+    channel.type = item["type"]
+    for name in ("to", "url", "timeout"):
+        if name in item:
+            raise DocumentError(f"{where}: {name}: not a field of {channel.type} channels; use config")
+    config = item.get("config", {})
+    if not isinstance(config, dict):
+        raise DocumentError(f"{where}: config: must be an object")
+    channel.config = dict(config)
+    _common_fields(channel, item, where=where)
+    if "secret_encrypted" in item:
+        if "secret" in item:
+            raise DocumentError(f"{where}: secret_encrypted: give the secret in clear or encrypted, not both")
+        from scheduler_app import crypto
+
+        token = item["secret_encrypted"]
+        try:
+            if not isinstance(token, str):
+                raise crypto.SecretsError(
+                    "must be the encrypted text written by exportjobs --include-secrets"
+                )
+            return crypto.decrypt(token), True
+        except crypto.SecretsError as exc:
+            raise DocumentError(f"{where}: secret_encrypted: {exc}") from None
+    secret = item.get("secret")
+    if secret is not None and not isinstance(secret, str | dict):
+        raise DocumentError(f"{where}: secret: must be a string or an object of secret fields")
     return secret, False
 
 

@@ -20,6 +20,14 @@ Trigger types
     schema of the other keys, shown in the API), ``validate(doc, path)`` returns the
     canonical document or raises ``TriggerSpecError(path_of_key, message)``,
     ``build(doc, context)`` returns an APScheduler 3 trigger, ``describe(doc)`` plain words.
+
+Alert channels
+    ``config_schema`` (a JSON schema object: ``properties`` with ``type``, ``required``,
+    ``additionalProperties``) is checked first; then the plugin's own
+    ``validate(config)``, if given, returns the canonical configuration or raises
+    :class:`ChannelConfigError` naming the key. ``send(config, message)`` delivers one
+    alert (``config`` with the secret fields decrypted; ``message`` is the webhook
+    payload plus ``subject`` and ``body`` rendered in the channel's language) or raises.
 """
 
 from __future__ import annotations
@@ -70,6 +78,15 @@ class TriggerType:
     build: Callable[[Mapping[str, Any], TriggerContext], Any]
     describe: Callable[[Mapping[str, Any]], str]
     plugin: str = ""
+
+
+class ChannelConfigError(ValueError):
+    """A plugin alert channel's configuration is invalid: ``field`` names the key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
 
 
 #: Trigger types contributed by plugins, by name; filled by scheduler_app.plugins.

@@ -3,7 +3,8 @@
 A backup holds tenants, the users and Django groups that memberships, object
 permissions and job versions refer to, memberships, job groups, calendars with their
 dates, jobs (every field), dependencies, job versions, django-guardian object
-permissions on jobs and job groups and, with ``with_runs``, the run history. Objects are
+permissions on jobs and job groups, alert channels and alert rules and, with
+``with_runs``, the run history (per-job alert mutes are a field of the job). Objects are
 keyed by natural keys (tenant slug + name, username, group name), never by database ids,
 so a backup restores into any database.
 
@@ -12,9 +13,10 @@ so a backup restores into any database.
   a deferred read transaction, which in WAL mode (the project's setting) is a snapshot
   that does not block the scheduler's writes; other databases get Django's default
   isolation inside ``transaction.atomic()``.
-* **Secrets** are written only as the existing ciphertext (``secrets_token``) with their
-  names and fingerprints; nothing is decrypted to back up. Restore checks that every
-  ciphertext still decrypts with a configured key and refuses otherwise.
+* **Secrets** are written only as the existing ciphertext (a job's ``secrets_token``
+  with the names and fingerprints, an alert channel's ``secret_token`` with its
+  fingerprint); nothing is decrypted to back up. Restore checks that every ciphertext
+  still decrypts with a configured key and refuses otherwise.
 * **Users.** Password hashes are never written. A restored user who does not exist yet
   is created with an unusable password (set one with ``changepassword`` or log in
   through SSO); an existing user (same username) keeps its password and account fields
@@ -60,6 +62,8 @@ from scheduler_app import documents
 from scheduler_app.documents import job as job_document
 from scheduler_app.documents import limits
 from scheduler_app.models import (
+    AlertChannel,
+    AlertRule,
     Calendar,
     CalendarDate,
     ConfigVersion,
@@ -86,6 +90,8 @@ SECTIONS = (
     "dependencies",
     "job_versions",
     "object_permissions",
+    "alert_channels",
+    "alert_rules",
     "runs",
 )
 HEADER_KEYS = ("format", "version", "created_at", "with_runs")
@@ -296,6 +302,30 @@ def _sections(with_runs: bool) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]
     )
     yield "job_versions", _versions()
     yield "object_permissions", _object_permissions(user_perms, group_perms, content_types)
+    yield (
+        "alert_channels",
+        (
+            _entry(c, {"tenant": c.tenant.slug})
+            for c in AlertChannel.objects.select_related("tenant").order_by("tenant__slug", "name")
+        ),
+    )
+    yield (
+        "alert_rules",
+        (
+            _entry(
+                r,
+                {
+                    "tenant": r.tenant.slug,
+                    "name": r.name,
+                    "scope": r.scope,
+                    "channels": sorted(c.name for c in r.channels.all()),
+                },
+            )
+            for r in AlertRule.objects.select_related("tenant", "scope_job", "scope_group")
+            .prefetch_related("channels")
+            .order_by("tenant__slug", "name")
+        ),
+    )
     if with_runs:
         yield "runs", _runs()
 
@@ -574,6 +604,7 @@ class _Restorer:
         self.groups: dict[tuple[int, str], JobGroup] = {}
         self.calendars: dict[tuple[int, str], Calendar] = {}
         self.jobs: dict[tuple[int, str], Job] = {}
+        self.channels: dict[tuple[int, str], AlertChannel] = {}
 
     def run(self) -> dict[str, int]:
         for name in SECTIONS:
@@ -960,6 +991,94 @@ class _Restorer:
             "object_permissions",
         )
         self.counts["object_permissions"] = len(items)
+
+    def _restore_alert_channels(self, items: list[dict[str, Any]]) -> None:
+        from scheduler_app import crypto
+        from scheduler_app.services import alerts as alert_services
+
+        objs = []
+        for index, entry in enumerate(items):
+            where = f"alert_channels[{index}] ({entry.get('tenant')}/{entry.get('name')})"
+            tenant = self._tenant(entry, where)
+            name = _text(entry, "name", where)
+            if (tenant.pk, name) in self.channels:
+                raise BackupError(
+                    f"{where}: name: alert channel {name!r} appears twice in tenant {tenant.slug}"
+                )
+            channel = self._build(AlertChannel, entry, where, ("tenant",))
+            channel.tenant = tenant
+            if channel.secret_token:
+                try:
+                    crypto.decrypt(channel.secret_token)
+                except crypto.SecretsError:
+                    raise BackupError(
+                        f"{where}: secret_token: the channel's secret cannot be decrypted with any "
+                        "configured key; configure the key that encrypted it "
+                        "(SCHEDULER_APP['ENCRYPTION_KEYS']) and restore again"
+                    ) from None
+            try:
+                alert_services.validate_channel(channel, None)
+            except ValidationError as exc:
+                field, messages = next(iter(exc.message_dict.items()))
+                raise BackupError(f"{where}: {field}: {'; '.join(messages)}") from None
+            self.channels[(tenant.pk, name)] = channel
+            objs.append(channel)
+        self._insert(AlertChannel, objs, "alert_channels")
+        self.counts["alert_channels"] = len(objs)
+
+    def _restore_alert_rules(self, items: list[dict[str, Any]]) -> None:
+        from scheduler_app.services import alerts as alert_services
+
+        objs, links, seen = [], [], set()
+        for index, entry in enumerate(items):
+            where = f"alert_rules[{index}] ({entry.get('tenant')}/{entry.get('name')})"
+            tenant = self._tenant(entry, where)
+            name = _text(entry, "name", where)
+            if (tenant.pk, name) in seen:
+                raise BackupError(f"{where}: name: alert rule {name!r} appears twice in tenant {tenant.slug}")
+            seen.add((tenant.pk, name))
+            rule = self._build(AlertRule, entry, where, ("tenant", "scope", "channels"))
+            rule.tenant = tenant
+            scope = entry.get("scope", {"tenant": True})
+            key, value = (
+                next(iter(scope.items())) if isinstance(scope, dict) and len(scope) == 1 else ("", None)
+            )
+            if key == "job":
+                rule.scope_job = self._job(tenant, value, where, "scope.job")
+            elif key == "group":
+                rule.scope_group = self.groups.get((tenant.pk, value)) if isinstance(value, str) else None
+                if rule.scope_group is None:
+                    raise BackupError(
+                        f"{where}: scope.group: unknown group {value!r} in tenant {tenant.slug}"
+                    )
+            elif key != "tenant" or value is not True:
+                raise BackupError(
+                    f'{where}: scope: must be {{"job": NAME}}, {{"group": NAME}} or {{"tenant": true}}'
+                )
+            names = entry.get("channels", [])
+            if not isinstance(names, list):
+                raise BackupError(f"{where}: channels: must be a list of channel names")
+            channels = []
+            for c_index, c_name in enumerate(names):
+                found = self.channels.get((tenant.pk, c_name)) if isinstance(c_name, str) else None
+                if found is None:
+                    raise BackupError(
+                        f"{where}: channels[{c_index}]: unknown alert channel {c_name!r} in tenant {tenant.slug}"
+                    )
+                channels.append(found)
+            try:
+                alert_services.validate_rule(rule, channels)
+            except ValidationError as exc:
+                field, messages = next(iter(exc.message_dict.items()))
+                raise BackupError(f"{where}: {field}: {'; '.join(messages)}") from None
+            objs.append(rule)
+            links.extend((rule, c) for c in channels)
+        self._insert(AlertRule, objs, "alert_rules")
+        through = AlertRule.channels.through
+        through.objects.bulk_create(
+            [through(alertrule_id=r.pk, alertchannel_id=c.pk) for r, c in links], batch_size=BATCH_SIZE
+        )
+        self.counts["alert_rules"] = len(objs)
 
     def _restore_runs(self, items: list[dict[str, Any]]) -> None:
         when_field = JobRun._meta.get_field("scheduled_for")

@@ -56,14 +56,28 @@ class ImportReport:
 
     #: the kinds of object a jobs file holds, in the order they are reported.
     KINDS = ("tenant", "group", "calendar", "job")
+    #: reported after those, only when the file had any of them.
+    ALERT_KINDS = ("alert channel", "alert rule")
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per kind (tenant, group, calendar, job): how many were created, changed,
-        unchanged and deleted. Every kind is present, with zeros, on every run."""
-        out = {kind: dict.fromkeys(("created", "changed", "unchanged", "deleted"), 0) for kind in self.KINDS}
+        unchanged and deleted. Every kind is present, with zeros, on every run; alert
+        channels and rules when the file had any alert entries."""
+        labels = [
+            label
+            for outcome in ("created", "changed", "unchanged", "deleted")
+            for label in getattr(self, outcome)
+        ]
+        kinds = list(self.KINDS)
+        if any(label.startswith("alert ") for label in labels):
+            kinds += self.ALERT_KINDS
+        out = {kind: dict.fromkeys(("created", "changed", "unchanged", "deleted"), 0) for kind in kinds}
         for outcome in ("created", "changed", "unchanged", "deleted"):
             for label in getattr(self, outcome):
-                out[label.split(" ", 1)[0]][outcome] += 1
+                kind = next(
+                    (k for k in self.ALERT_KINDS if label.startswith(f"{k} ")), label.split(" ", 1)[0]
+                )
+                out[kind][outcome] += 1
         return out
 
     def lines(self) -> list[str]:

@@ -20,6 +20,14 @@ class ChannelType(models.TextChoices):
     APPRISE = "apprise", _("apprise URL (Slack, Teams, …)")
 
 
+def channel_type_choices() -> list[tuple[str, Any]]:
+    """The built-in channel types and those registered by plugins (evaluated when used,
+    so installing a plugin needs no migration)."""
+    from scheduler_app import plugins
+
+    return [*ChannelType.choices, *plugins.alert_channel_choices()]
+
+
 class AlertEvent(models.TextChoices):
     FAILED = "failed", _("failed (final, after retries)")
     RETRYING = "retrying", _("failed, retrying")
@@ -41,10 +49,12 @@ class AlertChannel(models.Model):
         "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="alert_channels"
     )
     name = models.CharField(_("name"), max_length=200)
-    type = models.CharField(_("type"), max_length=16, choices=ChannelType.choices)
-    #: email: ``to`` (list of addresses); webhook: ``url``, ``timeout``.
+    type = models.CharField(_("type"), max_length=16, choices=channel_type_choices)
+    #: email: ``to`` (list of addresses); webhook: ``url``, ``timeout``; a plugin type:
+    #: its configuration without the secret fields.
     config = models.JSONField(_("settings"), default=dict, blank=True)
-    # webhook: the HMAC secret; apprise: the URL (it holds tokens). Ciphertext only.
+    # webhook: the HMAC secret; apprise: the URL (it holds tokens); a plugin type: its
+    # secret fields, as one encrypted object. Ciphertext only.
     secret_token = models.TextField(_("encrypted secret"), blank=True, editable=False)
     secret_fingerprint = models.CharField(_("secret fingerprint"), max_length=32, blank=True, editable=False)
     language = models.CharField(_("language"), max_length=16, blank=True)
@@ -66,6 +76,23 @@ class AlertChannel(models.Model):
         from scheduler_app import crypto
 
         return str(crypto.decrypt(self.secret_token).get("secret", "")) if self.secret_token else ""
+
+    def reveal_secrets(self) -> dict[str, Any]:
+        """A plugin channel's secret fields, decrypted (only for sending)."""
+        from scheduler_app import crypto
+
+        return crypto.decrypt(self.secret_token) if self.secret_token else {}
+
+    def set_secrets(self, values: dict[str, Any]) -> None:
+        """Store a plugin channel's secret fields (an empty dict removes them)."""
+        from scheduler_app import crypto
+
+        values = {k: v for k, v in values.items() if v not in (None, "")}
+        if not values:
+            self.secret_token, self.secret_fingerprint = "", ""
+            return
+        self.secret_token = crypto.encrypt(values)
+        self.secret_fingerprint = crypto.fingerprint(f"channel:{self.name}", values)
 
     def set_secret(self, value: str | None) -> None:
         from scheduler_app import crypto

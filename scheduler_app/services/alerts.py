@@ -13,7 +13,7 @@ from django.core.validators import URLValidator, validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from scheduler_app import audit
+from scheduler_app import audit, plugins
 from scheduler_app.alerts import channels as channel_types
 from scheduler_app.alerts import evaluate
 from scheduler_app.models import AlertChannel, AlertEvent, AlertOutbox, AlertRule
@@ -26,13 +26,64 @@ RULE_EVENTS = [e.value for e in AlertEvent if e != AlertEvent.TEST]
 SECRET_REQUIRED = {"apprise"}
 
 
-def validate_channel(channel: AlertChannel, secret: str | None) -> None:
+def _plugin_parts(
+    channel: AlertChannel, kind: plugins.AlertChannelType, secret: str | dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """A plugin channel's configuration without its secret fields, the secret fields to
+    store (the stored ones, updated by secret keys given in ``config`` and by
+    ``secret``), and whether they change. ``secret``: a string for a type with one
+    secret field (``""`` removes every secret), or an object of secret fields."""
+    config = dict(channel.config)
+    given = {k: config.pop(k) for k in kind.secret_fields if k in config}
+    if isinstance(secret, str):
+        if secret and len(kind.secret_fields) != 1:
+            raise ValidationError(
+                {
+                    "secret": f"the {kind.name} channel has the secret fields "
+                    f"{', '.join(kind.secret_fields) or '(none)'}: give an object of them"
+                }
+            )
+        given = {**({k: None for k in kind.secret_fields} if not secret else {}), **given}
+        if secret:
+            given[kind.secret_fields[0]] = secret
+    elif isinstance(secret, dict):
+        unknown = sorted(set(secret) - set(kind.secret_fields))
+        if unknown:
+            raise ValidationError(
+                {
+                    "secret": f"{unknown[0]}: not a secret field of {kind.name} channels "
+                    f"(they are: {', '.join(kind.secret_fields) or 'none'})"
+                }
+            )
+        given = {**secret, **given}
+    elif secret is not None:
+        raise ValidationError({"secret": "must be a string or an object of secret fields"})
+    for key, value in given.items():
+        if value is not None and not isinstance(value, str):
+            raise ValidationError({f"config.{key}": "a secret field must be a string"})
+    try:
+        stored = channel.reveal_secrets() if channel.secret_token else {}
+    except Exception:  # noqa: BLE001 - a key problem: the secrets must be given again
+        stored = {}
+    merged = {k: v for k, v in {**stored, **given}.items() if v not in (None, "")}
+    return config, merged, bool(given)
+
+
+def validate_channel(channel: AlertChannel, secret: str | dict[str, Any] | None) -> None:
     """Field errors of a channel (``secret``: the new one, None keeps the stored one)."""
     errors: dict[str, list[str]] = {}
     config = channel.config if isinstance(channel.config, dict) else None
     if config is None:
         raise ValidationError({"config": "must be an object"})
-    if channel.type == "email":
+    kind = plugins.alert_channel_type(channel.type) if channel.type not in plugins.BUILTIN_CHANNELS else None
+    if kind is None and isinstance(secret, dict):
+        raise ValidationError({"secret": f"{channel.type} channels take one secret (a string)"})
+    if kind is not None:
+        public, secrets, _changed = _plugin_parts(channel, kind, secret)
+        _cleaned, problems = plugins.clean_channel_config(kind, {**public, **secrets})
+        for key, message in problems:
+            errors.setdefault(f"config.{key}" if key else "config", []).append(message)
+    elif channel.type == "email":
         to = config.get("to")
         if not isinstance(to, list) or not to:
             errors["to"] = ["list at least one e-mail address"]
@@ -60,7 +111,8 @@ def validate_channel(channel: AlertChannel, secret: str | None) -> None:
             if problems:
                 errors["url"] = problems
     else:
-        errors["type"] = [f"unknown channel type {channel.type!r}; use email, webhook or apprise"]
+        known = [*plugins.BUILTIN_CHANNELS, *(n for n, _ in plugins.alert_channel_choices())]
+        errors["type"] = [f"unknown channel type {channel.type!r}; use {', '.join(known)}"]
     for name in ("subject_template", "body_template"):
         problems = channel_types.template_problems(getattr(channel, name) or "")
         if problems:
@@ -69,17 +121,29 @@ def validate_channel(channel: AlertChannel, secret: str | None) -> None:
         raise ValidationError(errors)
 
 
-def save_channel(channel: AlertChannel, *, secret: str | None = None, actor: Any = None) -> AlertChannel:
+def save_channel(
+    channel: AlertChannel, *, secret: str | dict[str, Any] | None = None, actor: Any = None
+) -> AlertChannel:
     """Create or change a channel. ``secret``: a new webhook secret / apprise URL
-    (``""`` removes it, None keeps the stored one)."""
+    (``""`` removes it, None keeps the stored one); for a plugin type, its secret
+    fields (see :func:`_plugin_parts`; secret fields in ``config`` are taken out of it
+    and stored encrypted too)."""
     check_tenant_change(channel, actor, AlertChannel)
     validate_channel(channel, secret)
-    if secret is not None:
+    kind = plugins.alert_channel_type(channel.type) if channel.type not in plugins.BUILTIN_CHANNELS else None
+    changed = secret is not None
+    if kind is not None:
+        public, secrets, changed = _plugin_parts(channel, kind, secret)
+        cleaned, _problems = plugins.clean_channel_config(kind, {**public, **secrets})
+        channel.config = {k: v for k, v in cleaned.items() if k not in kind.secret_fields}
+        if changed:
+            channel.set_secrets(secrets)
+    elif isinstance(secret, str):
         channel.set_secret(secret)
     channel.full_clean()
     with transaction.atomic(), audit.acting_as(actor):
         channel.save()
-        if secret is not None:
+        if changed:
             audit.record(channel, "set_channel_secret", actor, fingerprint=channel.secret_fingerprint or None)
     return channel
 
@@ -154,20 +218,55 @@ def save_rule(
     return rule
 
 
+def _check_mute_until(until: datetime | None, field: str) -> None:
+    if until is None:
+        return
+    if timezone.is_naive(until):
+        raise ValidationError({field: "must carry a UTC offset"})
+    if until <= timezone.now():
+        raise ValidationError({field: "must be in the future"})
+
+
 def mute_rule(rule: AlertRule, until: datetime | None, *, actor: Any = None) -> AlertRule:
-    """Mute a rule until a time (None: unmute)."""
+    """Mute a rule until a time (None: unmute), audited."""
     permissions.require(actor, "change", rule)
+    _check_mute_until(until, "muted_until")
     with transaction.atomic(), audit.acting_as(actor):
         rule.muted_until = until
         rule.save(update_fields=["muted_until", "updated_at"])
     return rule
 
 
+def mute_rules(rules: Iterable[AlertRule], until: datetime | None, *, actor: Any = None) -> BulkResult:
+    """Mute (or with None unmute) each rule the actor may change; the others are refused."""
+    _check_mute_until(until, "muted_until")
+    result = BulkResult()
+    with transaction.atomic():
+        for rule in rules:
+            if not permissions.can(actor, "change", rule):
+                result.refused.append((rule, "you may not change this alert rule"))
+                continue
+            result.done.append(mute_rule(rule, until, actor=actor))
+    return result
+
+
+def mute_jobs_alerts(jobs: Iterable[Any], until: datetime | None, *, actor: Any = None) -> BulkResult:
+    """Mute (or with None unmute) every alert about each job the actor may change."""
+    _check_mute_until(until, "alerts_muted_until")
+    result = BulkResult()
+    with transaction.atomic():
+        for job in jobs:
+            if not permissions.can(actor, "change", job):
+                result.refused.append((job, "you may not change this job"))
+                continue
+            result.done.append(mute_job_alerts(job, until, actor=actor))
+    return result
+
+
 def mute_job_alerts(job: Any, until: datetime | None, *, actor: Any = None) -> Any:
     """Mute every alert about ``job`` until a time (None: unmute), audited."""
     permissions.require(actor, "change", job)
-    if until is not None and until <= timezone.now():
-        raise ValidationError({"alerts_muted_until": "must be in the future"})
+    _check_mute_until(until, "alerts_muted_until")
     with transaction.atomic(), audit.acting_as(actor):
         type(job).objects.filter(pk=job.pk).update(alerts_muted_until=until)
         job.alerts_muted_until = until

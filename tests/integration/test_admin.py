@@ -1018,6 +1018,8 @@ def test_actions_offered(admin_client, scenario):
         "resume_selected",
         "run_selected_now",
         "move_selected_to_group",
+        "mute_alerts_selected",
+        "unmute_alerts_selected",
         "backfill_selected",
         "delete_selected",
     ]

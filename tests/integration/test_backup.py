@@ -229,7 +229,8 @@ def test_round_trip_through_an_empty_database(tmp_path, configuration):
     out, err = run_backup(first, "--with-runs")
     assert out.strip() == (
         f"Backed up 1 auth groups, 3 users, 2 tenants, 3 memberships, 2 groups, 1 calendars, "
-        f"3 jobs, 1 dependencies, 5 job versions, 4 object permissions, 4 runs to {first}."
+        f"3 jobs, 1 dependencies, 5 job versions, 4 object permissions, 0 alert channels, "
+        f"0 alert rules, 4 runs to {first}."
     )
     assert err == ""  # progress only for large sections
     text = first.read_text(encoding="utf-8")
@@ -244,7 +245,7 @@ def test_round_trip_through_an_empty_database(tmp_path, configuration):
     assert out.strip() == (
         f"Restored {first}: 1 auth groups, 3 users, 2 tenants, 3 memberships, 2 groups, "
         "1 calendars, 2 calendar dates, 3 jobs, 1 dependencies, 5 job versions, "
-        "4 object permissions, 4 runs (3 user(s) and 1 Django group(s) created; new users "
+        "4 object permissions, 0 alert channels, 0 alert rules, 4 runs (3 user(s) and 1 Django group(s) created; new users "
         "have no usable password)."
     )
     assert err == ""

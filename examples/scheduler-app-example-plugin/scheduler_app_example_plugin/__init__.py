@@ -6,7 +6,9 @@
   calendars skip dates as for any trigger.
 * executor ``serial``: runs one run at a time in its own thread (a plain reference
   implementation of the Executor protocol, timeouts and stop included).
-* alert channel ``jsonfile``: appends each alert as one JSON line to ``config["path"]``.
+* alert channel ``jsonfile``: appends each alert as one JSON line to ``config["path"]``
+  (an absolute path in an existing directory; ``token`` is a secret field, stored
+  encrypted; the line says only whether it was set).
 """
 
 from __future__ import annotations
@@ -198,6 +200,28 @@ class SerialExecutor:
 # -- alert channel ----------------------------------------------------------------------
 
 
+JSONFILE_SCHEMA = {
+    "type": "object",
+    "properties": {"path": {"type": "string", "minLength": 1}, "token": {"type": "string"}},
+    "required": ["path"],
+    "additionalProperties": False,
+}
+
+
+def validate_jsonfile(config):
+    """The file must be given by an absolute path in an existing directory."""
+    import os
+
+    from scheduler_app.engine.extensions import ChannelConfigError
+
+    path = config["path"]
+    if not os.path.isabs(path):
+        raise ChannelConfigError("path", f"{path!r} is not an absolute path")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ChannelConfigError("path", f"the directory {os.path.dirname(path)!r} does not exist")
+    return {**config, "path": os.path.normpath(path)}
+
+
 def send_jsonfile(config, message):
     with open(config["path"], "a", encoding="utf-8") as fh:
         fh.write(json.dumps({**message, "token_set": bool(config.get("token"))}) + "\n")
@@ -217,12 +241,11 @@ class ExamplePlugin:
         registry.add_executor("serial", SerialExecutor, label="serial (example plugin)")
         registry.add_alert_channel(
             "jsonfile",
-            config_schema={
-                "type": "object",
-                "properties": {"path": {"type": "string"}, "token": {"type": "string"}},
-            },
+            config_schema=JSONFILE_SCHEMA,
             send=send_jsonfile,
             secret_fields=("token",),
+            validate=validate_jsonfile,
+            label="JSON lines file (example plugin)",
         )
 
 

@@ -10,7 +10,7 @@ class Command(BaseCommand):
         return _(
             "Write the whole scheduler_app configuration (tenants, users and Django groups they "
             "refer to, memberships, groups, calendars, jobs, dependencies, versions, object "
-            "permissions; with --with-runs the run history too) as one JSON document, read in "
+            "permissions, alert channels and rules; with --with-runs the run history too) as one JSON document, read in "
             "one consistent snapshot. Secrets stay encrypted; password hashes are not written. "
             "Restore it with 'restore'."
         )

@@ -91,7 +91,14 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"{done}: {summary}."))
 
 
-PLURALS = {"tenant": "tenants", "group": "groups", "calendar": "calendars", "job": "jobs"}
+PLURALS = {
+    "tenant": "tenants",
+    "group": "groups",
+    "calendar": "calendars",
+    "job": "jobs",
+    "alert channel": "alert channels",
+    "alert rule": "alert rules",
+}
 
 
 def summarize(report: jobsfile.ImportReport) -> str:
