@@ -30,7 +30,8 @@ def test_switching_type_after_cron_fields_saves_only_the_chosen_type(admin_clien
 def test_without_javascript_hidden_fields_are_ignored_even_when_invalid(admin_client, add_form):
     # Every field is shown without JavaScript: junk in the fields of other types is ignored.
     add_form.update(interval_seconds=["every minute"], interval_jitter=["-3"], run_at=["soon"])
-    add_form["combination"] = ["[not json"]
+    add_form.update({"child-0-trigger_type": ["json"], "child-0-document": ["[not json"]})
+    add_form.update({"child-1-cron_expression": ["nonsense"], "child-1-interval_seconds": ["soon"]})
     response = post_add(admin_client, add_form)
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert saved().trigger == {
