@@ -306,15 +306,6 @@ class ChildTriggerForm(forms.Form):
         required=False,
         initial="crontab",
     )
-    trigger_timezone = forms.ChoiceField(
-        label=_("Time zone"),
-        required=False,
-        choices=(),
-        widget=ZoneSelect(),
-        error_messages={
-            "invalid_choice": _("Unknown time zone %(value)s: choose an IANA name from the list.")
-        },
-    )
     run_at = forms.CharField(
         label=_("Run at"),
         required=False,
@@ -324,6 +315,15 @@ class ChildTriggerForm(forms.Form):
     interval_start = forms.CharField(label=_("Start"), required=False, help_text=_("ISO 8601; optional."))
     interval_end = forms.CharField(label=_("End"), required=False, help_text=_("ISO 8601; optional."))
     interval_jitter = forms.IntegerField(label=_("Jitter (seconds)"), required=False, min_value=0)
+    trigger_timezone = forms.ChoiceField(
+        label=_("Time zone"),
+        required=False,
+        choices=(),
+        widget=ZoneSelect(),
+        error_messages={
+            "invalid_choice": _("Unknown time zone %(value)s: choose an IANA name from the list.")
+        },
+    )
     document = _BlankJSONField(
         label=_("Trigger (JSON)"),
         required=False,
