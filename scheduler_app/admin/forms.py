@@ -58,7 +58,7 @@ class LimitedJSONField(forms.JSONField):
         try:
             limits.check_value(value, "value")
         except limits.LimitError as exc:
-            return f"(not shown: {exc.message})"
+            return _("(not shown: %(reason)s)") % {"reason": exc.message}
         return super().prepare_value(value)
 
 
@@ -155,7 +155,15 @@ class ZoneSelect(forms.Select):
     JavaScript it is a plain select, in which typing a name also jumps to it."""
 
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(attrs={"data-zone-select": "1", **(attrs or {})})
+        super().__init__(
+            attrs={
+                "data-zone-select": "1",
+                "data-search-label": _("Search time zones"),
+                "data-search-placeholder": _("Search…"),
+                "data-no-match": _("No time zone matches."),
+                **(attrs or {}),
+            }
+        )
 
 
 class TenantOptionSelect(forms.Select):
@@ -410,9 +418,12 @@ class ChildTriggerFormSet(forms.BaseFormSet):
             doc = form.trigger_document()
             path = f"trigger.triggers[{number - 1}]"
             field = "document" if form.cleaned_data.get("trigger_type") == "json" else None
+            if doc is None:
+                message = str(_("a trigger document is required"))
+                errors.append(child_error(number, form.label_of(field), message))
+                form.add_error(field, message)
+                continue
             try:
-                if doc is None:
-                    raise triggerspec.TriggerSpecError(path, "a trigger document is required")
                 limits.check_value(doc, path)
                 spec = triggerspec.parse_trigger(
                     doc, path, max_children=max_children, max_depth=max_depth, _depth=1
@@ -593,14 +604,15 @@ class JobAdminForm(forms.ModelForm):
         current = self.instance.task if self.instance.pk else None
         choices = [("", "---------")] + [(n, str(registry.get(n))) for n in names]
         if current and current not in registry:
-            choices.append((current, f"{current} (not registered)"))
+            choices.append((current, _("%(task)s (not registered)") % {"task": current}))
         self.fields["task"].choices = choices
         names = self.instance.secret_names if self.instance.pk else []
         if names:
             masked = ", ".join(f"{n}={MASK}" for n in names)
-            self.fields[
-                "secret_kwargs"
-            ].help_text = f"{self.fields['secret_kwargs'].help_text} Current: {masked}."
+            self.fields["secret_kwargs"].help_text = _("%(help)s Current: %(names)s.") % {
+                "help": self.fields["secret_kwargs"].help_text,
+                "names": masked,
+            }
         default_zone = settings.TIME_ZONE or "UTC"
         self.fields["trigger_timezone"].choices = [("", "—"), *zone_choices()]
         self.fields["trigger_timezone"].initial = default_zone
@@ -751,7 +763,11 @@ class JobAdminForm(forms.ModelForm):
         if tenant and name:
             same = Job.objects.filter(tenant=tenant, name=name).exclude(pk=self.instance.pk)
             if same.exists():
-                self.add_error("name", f"Tenant {tenant} already has a job named {name!r}.")
+                self.add_error(
+                    "name",
+                    _("Tenant %(tenant)s already has a job named %(name)s.")
+                    % {"tenant": tenant, "name": repr(name)},
+                )
         group = data.get("group")
         if tenant and group and group.tenant_id != tenant.pk:
             self.add_error("group", _("The group belongs to another tenant."))
@@ -759,7 +775,10 @@ class JobAdminForm(forms.ModelForm):
         if tenant and calendars:
             foreign = [c.name for c in calendars if c.tenant_id != tenant.pk]
             if foreign:
-                self.add_error("calendars", f"Calendar(s) of another tenant: {', '.join(foreign)}.")
+                self.add_error(
+                    "calendars",
+                    _("Calendar(s) of another tenant: %(names)s.") % {"names": ", ".join(foreign)},
+                )
         return data
 
     def add_error(self, field: str | None, error: Any) -> None:
@@ -857,7 +876,8 @@ class DependencyFormSet(BaseInlineFormSet):
                         refused.append(str(other))
             if refused:
                 raise ValidationError(
-                    f"You may not change {', '.join(sorted(set(refused)))}, so you cannot change what it depends on."
+                    _("You may not change %(jobs)s, so you cannot change what it depends on.")
+                    % {"jobs": ", ".join(sorted(set(refused)))}
                 )
         if job.tenant_id is None:
             return
@@ -867,7 +887,10 @@ class DependencyFormSet(BaseInlineFormSet):
             up, down = (other, job) if self.chosen_field == "upstream" else (job, other)
             form.add_error(
                 self.chosen_field,
-                f"Dependencies cannot cross tenants: {up} is in {up.tenant}, {down} is in {down.tenant}.",
+                _(
+                    "Dependencies cannot cross tenants: %(up)s is in %(up_tenant)s, %(down)s is in %(down_tenant)s."
+                )
+                % {"up": up, "up_tenant": up.tenant, "down": down, "down_tenant": down.tenant},
             )
         upstream_rows = (self.siblings or {}).get("downstream")
         if self.fk.name != "upstream" or upstream_rows is None or not upstream_rows.is_valid():
@@ -888,7 +911,9 @@ class DependencyFormSet(BaseInlineFormSet):
             if path:
                 names = dict(Job.objects.filter(pk__in=path).values_list("pk", "name"))
                 chain = " → ".join([str(job.name), *(names[pk] for pk in path), str(job.name)])
-                form.add_error("downstream", f"This dependency would create a cycle: {chain}.")
+                form.add_error(
+                    "downstream", _("This dependency would create a cycle: %(chain)s.") % {"chain": chain}
+                )
 
 
 def _path_to_any(start: int, goals: set[int], edges: dict[int, list[int]]) -> list[int]:
