@@ -512,7 +512,7 @@ class JobAdmin(TenantScopedAdmin):
         try:
             times = obj.upcoming_fire_times(timezone.now(), app_settings.PREVIEW_COUNT)
         except ValueError as exc:
-            return f"invalid trigger: {exc}"
+            return _("invalid trigger: %(error)s") % {"error": exc}
         items = format_html_join("", "<li>{}</li>", ((local(t, tz),) for t in times))
         if not times:
             items = format_html("<li>{}</li>", _("no upcoming fire time"))

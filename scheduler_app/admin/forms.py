@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import zoneinfo
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from django import forms
@@ -58,7 +58,7 @@ class LimitedJSONField(forms.JSONField):
         try:
             limits.check_value(value, "value")
         except limits.LimitError as exc:
-            return f"(not shown: {exc.message})"
+            return _("(not shown: %(reason)s)") % {"reason": exc.message}
         return super().prepare_value(value)
 
 
@@ -155,7 +155,15 @@ class ZoneSelect(forms.Select):
     JavaScript it is a plain select, in which typing a name also jumps to it."""
 
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(attrs={"data-zone-select": "1", **(attrs or {})})
+        super().__init__(
+            attrs={
+                "data-zone-select": "1",
+                "data-search-label": _("Search time zones"),
+                "data-search-placeholder": _("Search…"),
+                "data-no-match": _("No time zone matches."),
+                **(attrs or {}),
+            }
+        )
 
 
 class TenantOptionSelect(forms.Select):
@@ -214,6 +222,301 @@ TRIGGER_FIELDS = {
 }
 
 
+def trigger_initial(doc: dict[str, Any]) -> dict[str, Any]:
+    """The form values (initial data) showing the single trigger ``doc`` (cron, date,
+    interval): the same field names in the job form and in a child trigger form."""
+    kind = doc.get("type", "manual")
+    values: dict[str, Any] = {"trigger_type": kind}
+    if kind == "cron":
+        values.update(
+            cron_expression=doc.get("expression", ""),
+            cron_dialect=doc.get("dialect", "crontab"),
+            trigger_timezone=doc.get("timezone", "UTC"),
+        )
+    elif kind == "date":
+        values.update(run_at=doc.get("run_at"), trigger_timezone=doc.get("timezone") or "")
+    elif kind == "interval":
+        values.update(
+            interval_seconds=doc.get("seconds"),
+            interval_start=doc.get("start") or "",
+            interval_end=doc.get("end") or "",
+            interval_jitter=doc.get("jitter"),
+            trigger_timezone=doc.get("timezone") or "",
+        )
+    return values
+
+
+def single_trigger_document(data: dict[str, Any]) -> dict[str, Any]:
+    """The trigger document of cleaned form values for a cron, date or interval trigger
+    (anything else: manual). Parsing it (``triggerspec.parse_trigger``) checks it."""
+    kind = data.get("trigger_type")
+    tz = (data.get("trigger_timezone") or "").strip()
+    if kind == "cron":
+        return {
+            "type": "cron",
+            "expression": data.get("cron_expression") or "",
+            "dialect": data.get("cron_dialect") or "crontab",
+            "timezone": tz or settings.TIME_ZONE or "UTC",
+        }
+    if kind == "date":
+        doc: dict[str, Any] = {"type": "date", "run_at": (data.get("run_at") or "").strip()}
+    elif kind == "interval":
+        doc = {
+            "type": "interval",
+            "seconds": data.get("interval_seconds"),
+            "start": (data.get("interval_start") or "").strip() or None,
+            "end": (data.get("interval_end") or "").strip() or None,
+            "jitter": data.get("interval_jitter") or None,
+        }
+    else:
+        return {"type": "manual"}
+    if tz:
+        doc["timezone"] = tz
+    return doc
+
+
+# -- combined triggers: a formset of child triggers -------------------------------------
+
+#: A child's types: the single triggers with their own fields, and "json" for a child
+#: the fields cannot show (a combination nested inside the combination, a plugin's
+#: trigger type), edited as its trigger document. "manual" cannot be combined.
+CHILD_TYPE_CHOICES = [
+    ("cron", _("Cron expression")),
+    ("interval", _("Every N seconds")),
+    ("date", _("Once, at a date and time")),
+    ("json", _("Advanced: a trigger document (JSON), e.g. a nested combination")),
+]
+CHILD_FIELDS_BY_TYPE = {
+    "cron": {"cron_expression", "cron_dialect", "trigger_timezone"},
+    "date": {"run_at", "trigger_timezone"},
+    "interval": {"interval_seconds", "interval_start", "interval_end", "interval_jitter", "trigger_timezone"},
+    "json": {"document"},
+}
+CHILD_TRIGGER_FIELDS = set().union(*CHILD_FIELDS_BY_TYPE.values())
+#: Empty forms always rendered after the children, so that a browser without
+#: JavaScript can add children too (two at a time); with it, "Add another" clones more.
+CHILD_EXTRA = 2
+
+
+class ChildTriggerForm(forms.Form):
+    """One child of an all/any trigger, with the job form's widgets for a single trigger
+    (the same field names, so cron_preview.js and job_form.js treat both alike)."""
+
+    trigger_type = forms.ChoiceField(label=_("Type"), choices=CHILD_TYPE_CHOICES, initial="cron")
+    cron_expression = forms.CharField(
+        label=_("Cron expression"),
+        required=False,
+        widget=forms.TextInput(attrs={"class": "vTextField", "data-cron-preview": "1"}),
+    )
+    cron_dialect = forms.ChoiceField(
+        label=_("Dialect"),
+        choices=[("crontab", "crontab"), ("quartz", "Quartz")],
+        required=False,
+        initial="crontab",
+    )
+    run_at = forms.CharField(
+        label=_("Run at"),
+        required=False,
+        help_text=_("ISO 8601, e.g. 2026-12-01T09:00:00 (in the time zone) or with an offset."),
+    )
+    interval_seconds = forms.IntegerField(label=_("Every (seconds)"), required=False, min_value=1)
+    interval_start = forms.CharField(label=_("Start"), required=False, help_text=_("ISO 8601; optional."))
+    interval_end = forms.CharField(label=_("End"), required=False, help_text=_("ISO 8601; optional."))
+    interval_jitter = forms.IntegerField(label=_("Jitter (seconds)"), required=False, min_value=0)
+    trigger_timezone = forms.ChoiceField(
+        label=_("Time zone"),
+        required=False,
+        choices=(),
+        widget=ZoneSelect(),
+        error_messages={
+            "invalid_choice": _("Unknown time zone %(value)s: choose an IANA name from the list.")
+        },
+    )
+    document = _BlankJSONField(
+        label=_("Trigger (JSON)"),
+        required=False,
+        help_text=_(
+            'A trigger document, e.g. {"type": "all", "triggers": [{"type": "cron", '
+            '"expression": "0 9 * * *"}, {"type": "interval", "seconds": 3600}]}.'
+        ),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+    def __init__(self, *args: Any, preview_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        zone = self.fields["trigger_timezone"]
+        zone.choices = [("", "—"), *zone_choices()]
+        zone.initial = settings.TIME_ZONE or "UTC"
+        current = self.initial.get("trigger_timezone")
+        if current and current not in zoneinfo.available_timezones():
+            zone.choices.append((current, current))  # a stored zone stays (checked on save)
+        if preview_url:
+            self.fields["cron_expression"].widget.attrs["data-cron-preview-url"] = preview_url
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        # As in the job form: the fields of the types not chosen are hidden and ignored.
+        kind = self.data.get(self.add_prefix("trigger_type")) if self.is_bound else None
+        if kind in CHILD_FIELDS_BY_TYPE and self._errors:
+            for name in CHILD_TRIGGER_FIELDS - CHILD_FIELDS_BY_TYPE[kind]:
+                self._errors.pop(name, None)
+
+    @staticmethod
+    def initial_for(doc: Any) -> dict[str, Any]:
+        """Initial values showing the child trigger ``doc``."""
+        if isinstance(doc, dict) and doc.get("type") in ("cron", "date", "interval"):
+            return trigger_initial(doc)
+        return {"trigger_type": "json", "document": doc}
+
+    def trigger_document(self) -> Any:
+        """The child's trigger document (after ``is_valid()``)."""
+        data = self.cleaned_data
+        if data.get("trigger_type") == "json":
+            return data.get("document")
+        return single_trigger_document(data)
+
+    def label_of(self, name: str | None) -> str:
+        field = self.fields.get(name or "")
+        label = str(field.label) if field is not None else str(_("trigger"))
+        return label[:1].lower() + label[1:]
+
+
+class ChildTriggerFormSet(forms.BaseFormSet):
+    """The children of an all/any trigger. :meth:`children` gives their documents, each
+    checked on its own, or the errors, each naming its child and field."""
+
+    default_error_messages = {
+        "too_many_forms": _("a combination may have at most %(num)d triggers"),
+    }
+
+    def kept_forms(self) -> list[tuple[int, ChildTriggerForm]]:
+        """(number shown, form) of the children to save: the stored ones and the extra
+        forms filled in, not those ticked for deletion."""
+        kept = []
+        for index, form in enumerate(self.forms):
+            if index >= self.initial_form_count() and not form.has_changed():
+                continue  # an extra form left empty
+            if self.can_delete and self._should_delete_form(form):
+                continue
+            kept.append((index + 1, form))
+        return kept
+
+    def children(self, *, max_children: int, max_depth: int) -> tuple[list[Any], list[str]]:
+        """(child documents, errors). Each child is parsed as it will be inside the
+        combination (depth 1), so the errors of every child are reported at once."""
+        errors = [str(e) for e in self.non_form_errors()] if self.is_bound else []
+        if not self.is_bound or not self.management_form.is_valid():
+            return [], errors or [str(_("The child triggers are missing from the form; reload the page."))]
+        documents = []
+        for number, form in self.kept_forms():
+            form_errors = dict(form.errors)
+            for name, messages in form_errors.items():
+                for message in messages:
+                    errors.append(child_error(number, form.label_of(name), message))
+            if form_errors:
+                continue
+            doc = form.trigger_document()
+            path = f"trigger.triggers[{number - 1}]"
+            field = "document" if form.cleaned_data.get("trigger_type") == "json" else None
+            if doc is None:
+                message = str(_("a trigger document is required"))
+                errors.append(child_error(number, form.label_of(field), message))
+                form.add_error(field, message)
+                continue
+            try:
+                limits.check_value(doc, path)
+                spec = triggerspec.parse_trigger(
+                    doc, path, max_children=max_children, max_depth=max_depth, _depth=1
+                )
+                if isinstance(spec, triggerspec.ManualSpec):
+                    raise triggerspec.TriggerSpecError(f"{path}.type", "a manual trigger cannot be combined")
+            except limits.LimitError as exc:
+                errors.append(child_error(number, form.label_of(field), exc.message))
+                form.add_error(field, exc.message)
+            except triggerspec.TriggerSpecError as exc:
+                message = i18n.trigger_error(exc)
+                if field is None:
+                    field = TRIGGER_FIELDS.get(exc.key)
+                    field = field if field in form.fields else None
+                else:
+                    inner = exc.path[len(path) :].lstrip(".")  # the key inside the document
+                    message = f"{inner}: {message}" if inner else message
+                errors.append(child_error(number, form.label_of(field), message))
+                form.add_error(field, message)
+            else:
+                documents.append(doc)
+        return documents, errors
+
+
+def child_error(number: int, field: str, message: str) -> str:
+    return _("child %(number)s — %(field)s: %(message)s") % {
+        "number": number,
+        "field": field,
+        "message": message,
+    }
+
+
+def child_trigger_formset(
+    data: Any = None, *, children: list[Any] | None = None, preview_url: str | None = None
+) -> ChildTriggerFormSet:
+    """The child formset (prefix ``child``) with the configured caps, read now, not at
+    import: at most ``TRIGGER_MAX_CHILDREN`` children; more forms posted are refused
+    before they are built."""
+    limit = int(app_settings.TRIGGER_MAX_CHILDREN)
+    formset_class = forms.formset_factory(
+        ChildTriggerForm,
+        formset=ChildTriggerFormSet,
+        extra=CHILD_EXTRA,
+        can_delete=True,
+        max_num=max(limit, len(children or ())),
+        absolute_max=max(limit, len(children or ())) + CHILD_EXTRA,
+    )
+    initial = [ChildTriggerForm.initial_for(doc) for doc in children or ()]
+    return formset_class(
+        data, initial=initial or None, prefix="child", form_kwargs={"preview_url": preview_url}
+    )
+
+
+class ChildErrors(Exception):
+    """The children of a combined trigger have errors (``errors``: one message each)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class ChildTriggersWidget(forms.Widget):
+    """Renders the job form's child formset (``formset``, set by the form) in place of the
+    "combined triggers" field; the formset reads its own data."""
+
+    template_name = "admin/scheduler_app/job/child_triggers.html"
+    formset: ChildTriggerFormSet | None = None
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        context["formset"] = self.formset
+        return context
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> None:
+        return None
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return False
+
+
+class ChildTriggersField(forms.Field):
+    """The "combined triggers" row: its value lives in the child formset."""
+
+    widget = ChildTriggersWidget
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return False  # the form asks the formset (JobAdminForm.changed_data)
+
+
 class WriteOnlyTextarea(forms.Textarea):
     """Never renders a value, not even the one just submitted: it is a secret."""
 
@@ -255,14 +558,12 @@ class JobAdminForm(forms.ModelForm):
     interval_start = forms.CharField(label=_("Start"), required=False, help_text=_("ISO 8601; optional."))
     interval_end = forms.CharField(label=_("End"), required=False, help_text=_("ISO 8601; optional."))
     interval_jitter = forms.IntegerField(label=_("Jitter (seconds)"), required=False, min_value=0)
-    combination = _BlankJSONField(
+    combination = ChildTriggersField(
         label=_("Combined triggers"),
-        required=False,
         help_text=_(
-            'For AND/OR: a JSON list of triggers, e.g. [{"type": "cron", "expression": '
-            '"0 9 * * *"}, {"type": "interval", "seconds": 3600}].'
+            "For AND/OR: the triggers to combine (at least 2), each with the fields of a single "
+            "trigger. Empty children are ignored; tick Delete to remove one."
         ),
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
     )
 
     secret_kwargs = forms.CharField(
@@ -303,17 +604,19 @@ class JobAdminForm(forms.ModelForm):
         current = self.instance.task if self.instance.pk else None
         choices = [("", "---------")] + [(n, str(registry.get(n))) for n in names]
         if current and current not in registry:
-            choices.append((current, f"{current} (not registered)"))
+            choices.append((current, _("%(task)s (not registered)") % {"task": current}))
         self.fields["task"].choices = choices
         names = self.instance.secret_names if self.instance.pk else []
         if names:
             masked = ", ".join(f"{n}={MASK}" for n in names)
-            self.fields[
-                "secret_kwargs"
-            ].help_text = f"{self.fields['secret_kwargs'].help_text} Current: {masked}."
+            self.fields["secret_kwargs"].help_text = _("%(help)s Current: %(names)s.") % {
+                "help": self.fields["secret_kwargs"].help_text,
+                "names": masked,
+            }
         default_zone = settings.TIME_ZONE or "UTC"
         self.fields["trigger_timezone"].choices = [("", "—"), *zone_choices()]
         self.fields["trigger_timezone"].initial = default_zone
+        self._stored_children: list[Any] = []
         if self.instance.pk:
             self._load_trigger(self.instance.trigger or {"type": "manual"})
         else:
@@ -324,6 +627,8 @@ class JobAdminForm(forms.ModelForm):
             # a stored zone this system no longer lists stays selectable (and is checked on save)
             self.fields["trigger_timezone"].choices.append((current_zone, current_zone))
         self._follow_tenant()
+        self.child_triggers = self._child_triggers()
+        self.fields["combination"].widget.formset = self.child_triggers
 
     def _follow_tenant(self) -> None:
         """Group and calendar choices follow the tenant: the job's, or the one chosen in
@@ -350,8 +655,14 @@ class JobAdminForm(forms.ModelForm):
                 else:
                     group.widget.widget = replacement
         calendars = self.fields.get("calendars")
-        if calendars is not None and narrow:
-            calendars.queryset = calendars.queryset.filter(tenant_id=tenant_id)
+        if calendars is not None:
+            if narrow:
+                calendars.queryset = calendars.queryset.filter(tenant_id=tenant_id)
+            # {calendar id: tenant id}, for job_form.js to keep only the chosen tenant's
+            # calendars in SelectFilter2's boxes (SelectBox's caches).
+            owners = {str(pk): str(t) for pk, t in calendars.queryset.values_list("pk", "tenant_id")}
+            widget = getattr(calendars.widget, "widget", calendars.widget)
+            widget.attrs["data-calendar-tenants"] = json.dumps(owners)
 
     def full_clean(self) -> None:
         super().full_clean()
@@ -365,53 +676,39 @@ class JobAdminForm(forms.ModelForm):
 
     def _load_trigger(self, doc: dict[str, Any]) -> None:
         kind = doc.get("type", "manual")
-        self.initial["trigger_type"] = kind
-        if kind == "cron":
-            self.initial.update(
-                cron_expression=doc.get("expression", ""),
-                cron_dialect=doc.get("dialect", "crontab"),
-                trigger_timezone=doc.get("timezone", "UTC"),
-            )
-        elif kind == "date":
-            self.initial.update(run_at=doc.get("run_at"), trigger_timezone=doc.get("timezone") or "")
-        elif kind == "interval":
-            self.initial.update(
-                interval_seconds=doc.get("seconds"),
-                interval_start=doc.get("start") or "",
-                interval_end=doc.get("end") or "",
-                interval_jitter=doc.get("jitter"),
-                trigger_timezone=doc.get("timezone") or "",
-            )
-        elif kind in ("all", "any"):
-            self.initial["combination"] = doc.get("triggers", [])
+        self.initial.update(trigger_initial(doc))
+        if kind in ("all", "any"):
+            self._stored_children = list(doc.get("triggers") or [])
+
+    def _child_triggers(self) -> ChildTriggerFormSet:
+        """The child formset: bound to the submitted data when there is some (always when
+        all/any is chosen), else showing the stored children."""
+        data = None
+        if self.is_bound:
+            kind = self.data.get(self.add_prefix("trigger_type"))
+            if kind in ("all", "any") or "child-TOTAL_FORMS" in self.data:
+                data = self.data
+        preview_url = self.fields["cron_expression"].widget.attrs.get("data-cron-preview-url")
+        return child_trigger_formset(data, children=self._stored_children, preview_url=preview_url)
+
+    @cached_property
+    def changed_data(self) -> list[str]:
+        names = [n for n in super().changed_data if n != "combination"]
+        kind = self.data.get(self.add_prefix("trigger_type")) if self.is_bound else None
+        if kind in ("all", "any") and self.child_triggers.is_bound and self.child_triggers.has_changed():
+            names.append("combination")
+        return names
 
     def _trigger_document(self, data: dict[str, Any]) -> dict[str, Any]:
         kind = data.get("trigger_type")
-        tz = (data.get("trigger_timezone") or "").strip()
-        if kind == "cron":
-            return {
-                "type": "cron",
-                "expression": data.get("cron_expression") or "",
-                "dialect": data.get("cron_dialect") or "crontab",
-                "timezone": tz or settings.TIME_ZONE or "UTC",
-            }
-        if kind == "date":
-            doc: dict[str, Any] = {"type": "date", "run_at": (data.get("run_at") or "").strip()}
-        elif kind == "interval":
-            doc = {
-                "type": "interval",
-                "seconds": data.get("interval_seconds"),
-                "start": (data.get("interval_start") or "").strip() or None,
-                "end": (data.get("interval_end") or "").strip() or None,
-                "jitter": data.get("interval_jitter") or None,
-            }
-        elif kind in ("all", "any"):
-            return {"type": kind, "triggers": data.get("combination")}
-        else:
-            return {"type": "manual"}
-        if tz:
-            doc["timezone"] = tz
-        return doc
+        if kind in ("all", "any"):
+            children, errors = self.child_triggers.children(
+                max_children=app_settings.TRIGGER_MAX_CHILDREN, max_depth=app_settings.TRIGGER_MAX_DEPTH
+            )
+            if errors:
+                raise ChildErrors(errors)
+            return {"type": kind, "triggers": children}
+        return single_trigger_document(data)
 
     def clean_secret_kwargs(self) -> dict[str, Any] | None:
         text = self.cleaned_data.get("secret_kwargs") or ""
@@ -444,12 +741,14 @@ class JobAdminForm(forms.ModelForm):
             )
         if "trigger_type" not in data:
             return data
-        doc = self._trigger_document(data)
         try:
+            doc = self._trigger_document(data)
             limits.check_value(doc, "trigger")
             spec = triggerspec.parse_trigger(
                 doc, max_children=app_settings.TRIGGER_MAX_CHILDREN, max_depth=app_settings.TRIGGER_MAX_DEPTH
             )
+        except ChildErrors as exc:
+            self.add_error("combination", ValidationError(exc.errors))
         except limits.LimitError as exc:
             self.add_error("combination" if data["trigger_type"] in ("all", "any") else None, exc.message)
         except triggerspec.TriggerSpecError as exc:
@@ -464,7 +763,11 @@ class JobAdminForm(forms.ModelForm):
         if tenant and name:
             same = Job.objects.filter(tenant=tenant, name=name).exclude(pk=self.instance.pk)
             if same.exists():
-                self.add_error("name", f"Tenant {tenant} already has a job named {name!r}.")
+                self.add_error(
+                    "name",
+                    _("Tenant %(tenant)s already has a job named %(name)s.")
+                    % {"tenant": tenant, "name": repr(name)},
+                )
         group = data.get("group")
         if tenant and group and group.tenant_id != tenant.pk:
             self.add_error("group", _("The group belongs to another tenant."))
@@ -472,7 +775,10 @@ class JobAdminForm(forms.ModelForm):
         if tenant and calendars:
             foreign = [c.name for c in calendars if c.tenant_id != tenant.pk]
             if foreign:
-                self.add_error("calendars", f"Calendar(s) of another tenant: {', '.join(foreign)}.")
+                self.add_error(
+                    "calendars",
+                    _("Calendar(s) of another tenant: %(names)s.") % {"names": ", ".join(foreign)},
+                )
         return data
 
     def add_error(self, field: str | None, error: Any) -> None:
@@ -570,7 +876,8 @@ class DependencyFormSet(BaseInlineFormSet):
                         refused.append(str(other))
             if refused:
                 raise ValidationError(
-                    f"You may not change {', '.join(sorted(set(refused)))}, so you cannot change what it depends on."
+                    _("You may not change %(jobs)s, so you cannot change what it depends on.")
+                    % {"jobs": ", ".join(sorted(set(refused)))}
                 )
         if job.tenant_id is None:
             return
@@ -580,7 +887,10 @@ class DependencyFormSet(BaseInlineFormSet):
             up, down = (other, job) if self.chosen_field == "upstream" else (job, other)
             form.add_error(
                 self.chosen_field,
-                f"Dependencies cannot cross tenants: {up} is in {up.tenant}, {down} is in {down.tenant}.",
+                _(
+                    "Dependencies cannot cross tenants: %(up)s is in %(up_tenant)s, %(down)s is in %(down_tenant)s."
+                )
+                % {"up": up, "up_tenant": up.tenant, "down": down, "down_tenant": down.tenant},
             )
         upstream_rows = (self.siblings or {}).get("downstream")
         if self.fk.name != "upstream" or upstream_rows is None or not upstream_rows.is_valid():
@@ -601,7 +911,9 @@ class DependencyFormSet(BaseInlineFormSet):
             if path:
                 names = dict(Job.objects.filter(pk__in=path).values_list("pk", "name"))
                 chain = " → ".join([str(job.name), *(names[pk] for pk in path), str(job.name)])
-                form.add_error("downstream", f"This dependency would create a cycle: {chain}.")
+                form.add_error(
+                    "downstream", _("This dependency would create a cycle: %(chain)s.") % {"chain": chain}
+                )
 
 
 def _path_to_any(start: int, goals: set[int], edges: dict[int, list[int]]) -> list[int]:

@@ -46,7 +46,10 @@ class AlertEvent(models.TextChoices):
 
 class AlertChannel(models.Model):
     tenant = models.ForeignKey(
-        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="alert_channels"
+        "scheduler_app.Tenant",
+        on_delete=models.CASCADE,
+        related_name="alert_channels",
+        verbose_name=_("tenant"),
     )
     name = models.CharField(_("name"), max_length=200)
     type = models.CharField(_("type"), max_length=16, choices=channel_type_choices)
@@ -110,7 +113,9 @@ class AlertRuleQuerySet(models.QuerySet):
 
 
 class AlertRule(models.Model):
-    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.CASCADE, related_name="alert_rules")
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="alert_rules", verbose_name=_("tenant")
+    )
     name = models.CharField(_("name"), max_length=200)
     scope_job = models.ForeignKey(
         "scheduler_app.Job",
@@ -185,8 +190,12 @@ class AlertIncident(models.Model):
     of the job send nothing (until a reminder is due); a success closes it with a
     ``recovered`` alert."""
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
-    job = models.ForeignKey("scheduler_app.Job", on_delete=models.CASCADE, related_name="alert_incidents")
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.CASCADE, related_name="incidents", verbose_name=_("rule")
+    )
+    job = models.ForeignKey(
+        "scheduler_app.Job", on_delete=models.CASCADE, related_name="alert_incidents", verbose_name=_("job")
+    )
     kind = models.CharField(_("kind"), max_length=16, default="failure")
     opened_at = models.DateTimeField(_("opened"))
     last_alert_at = models.DateTimeField(_("last alert"))
@@ -216,15 +225,31 @@ class OutboxState(models.TextChoices):
 
 class AlertOutbox(models.Model):
     alert_id = models.UUIDField(_("alert id"), default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.CASCADE, related_name="+")
-    rule = models.ForeignKey(AlertRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="outbox")
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("rule")
+    )
+    channel = models.ForeignKey(
+        AlertChannel, on_delete=models.CASCADE, related_name="outbox", verbose_name=_("channel")
+    )
     event = models.CharField(_("event"), max_length=16, choices=AlertEvent.choices)
     job = models.ForeignKey(
-        "scheduler_app.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "scheduler_app.Job",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("job"),
     )
     run = models.ForeignKey(
-        "scheduler_app.JobRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "scheduler_app.JobRun",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("run"),
     )
     payload = models.JSONField(_("payload"), default=dict)
     state = models.CharField(
@@ -256,7 +281,9 @@ class AlertOutbox(models.Model):
 
 
 class AlertDelivery(models.Model):
-    outbox = models.ForeignKey(AlertOutbox, on_delete=models.CASCADE, related_name="deliveries")
+    outbox = models.ForeignKey(
+        AlertOutbox, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("outbox")
+    )
     attempted_at = models.DateTimeField(_("attempted"))
     node = models.CharField(_("node"), max_length=200, blank=True)
     ok = models.BooleanField(_("ok"), default=False)

@@ -79,9 +79,13 @@ class RunRequest(models.Model):
     with the same key for the same job gets the run the first one queued. The unique
     constraint decides between two identical requests racing."""
 
-    job = models.ForeignKey("scheduler_app.Job", on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(
+        "scheduler_app.Job", on_delete=models.CASCADE, related_name="+", verbose_name=_("job")
+    )
     key = models.CharField(_("idempotency key"), max_length=200)
-    run = models.ForeignKey("scheduler_app.JobRun", on_delete=models.SET_NULL, null=True, related_name="+")
+    run = models.ForeignKey(
+        "scheduler_app.JobRun", on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("run")
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

@@ -5,7 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class Calendar(models.Model):
     """An exclusion calendar (Quartz style): dates on which referencing jobs do not fire."""
 
-    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.CASCADE, related_name="calendars")
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="calendars", verbose_name=_("tenant")
+    )
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
 
@@ -23,7 +25,9 @@ class Calendar(models.Model):
 
 
 class CalendarDate(models.Model):
-    calendar = models.ForeignKey(Calendar, on_delete=models.CASCADE, related_name="dates")
+    calendar = models.ForeignKey(
+        Calendar, on_delete=models.CASCADE, related_name="dates", verbose_name=_("calendar")
+    )
     date = models.DateField(_("date"))
     label = models.CharField(_("label"), max_length=200, blank=True)
 

@@ -34,7 +34,9 @@ class StoredJSONField(models.JSONField):
 
 
 class JobGroup(models.Model):
-    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.CASCADE, related_name="groups")
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="groups", verbose_name=_("tenant")
+    )
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
     rate_limit = models.CharField(
@@ -121,8 +123,17 @@ def _default_trigger() -> dict[str, Any]:
 
 
 class Job(models.Model):
-    tenant = models.ForeignKey("scheduler_app.Tenant", on_delete=models.PROTECT, related_name="jobs")
-    group = models.ForeignKey(JobGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    tenant = models.ForeignKey(
+        "scheduler_app.Tenant", on_delete=models.PROTECT, related_name="jobs", verbose_name=_("tenant")
+    )
+    group = models.ForeignKey(
+        JobGroup,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="jobs",
+        verbose_name=_("group"),
+    )
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
     task = models.CharField(
@@ -480,9 +491,14 @@ class JobDependency(models.Model):
         on_delete=models.CASCADE,
         related_name="dependencies",
         editable=False,
+        verbose_name=_("tenant"),
     )
-    upstream = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="downstream_edges")
-    downstream = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="upstream_edges")
+    upstream = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="downstream_edges", verbose_name=_("upstream")
+    )
+    downstream = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="upstream_edges", verbose_name=_("downstream")
+    )
     condition = models.CharField(
         _("condition"),
         max_length=16,

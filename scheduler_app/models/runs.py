@@ -66,9 +66,15 @@ class JobRun(models.Model):
     State = RunState
     Reason = RunReason
 
-    job = models.ForeignKey("scheduler_app.Job", on_delete=models.CASCADE, related_name="runs")
+    job = models.ForeignKey(
+        "scheduler_app.Job", on_delete=models.CASCADE, related_name="runs", verbose_name=_("job")
+    )
     tenant = models.ForeignKey(
-        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="runs", editable=False
+        "scheduler_app.Tenant",
+        on_delete=models.CASCADE,
+        related_name="runs",
+        editable=False,
+        verbose_name=_("tenant"),
     )
     scheduled_for = models.DateTimeField(_("scheduled for"))
     attempt = models.PositiveIntegerField(_("attempt"), default=1)

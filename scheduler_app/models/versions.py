@@ -9,9 +9,15 @@ class JobVersion(models.Model):
     """A numbered snapshot of a job's configuration after a change (fields, trigger,
     dependencies, calendars and secrets' fingerprints — never their values)."""
 
-    job = models.ForeignKey("scheduler_app.Job", on_delete=models.CASCADE, related_name="versions")
+    job = models.ForeignKey(
+        "scheduler_app.Job", on_delete=models.CASCADE, related_name="versions", verbose_name=_("job")
+    )
     tenant = models.ForeignKey(
-        "scheduler_app.Tenant", on_delete=models.CASCADE, related_name="job_versions", editable=False
+        "scheduler_app.Tenant",
+        on_delete=models.CASCADE,
+        related_name="job_versions",
+        editable=False,
+        verbose_name=_("tenant"),
     )
     number = models.PositiveIntegerField(_("version"))
     author = models.ForeignKey(

@@ -163,3 +163,76 @@ def test_job_form_shows_only_the_chosen_trigger_fields(site, browser):
     search.send_keys("Mars/Olympus")
     assert "No time zone matches" in browser.find_element("css selector", ".zone-search-note").text
     browser.save_screenshot(str(SHOTS / "job-form-light.png"))
+
+
+def test_combined_trigger_children_and_tenant_calendars(site, browser, tenant, other_tenant):
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from scheduler_app.models import Calendar, Job
+
+    Calendar.objects.create(tenant=tenant, name="holidays")
+    Calendar.objects.create(tenant=other_tenant, name="closures")
+    base, _job = site
+    browser.get(base + "/admin/scheduler_app/job/add/")
+    wait = WebDriverWait(browser, 10)
+
+    def visible(element_id):
+        return browser.find_element("id", element_id).is_displayed()
+
+    # the calendar boxes (SelectFilter2) follow the tenant
+    def available():
+        wait.until(lambda d: d.find_elements("id", "id_calendars_from"))
+        return [o.text for o in Select(browser.find_element("id", "id_calendars_from")).options]
+
+    assert sorted(available()) == ["closures", "holidays"]  # no tenant chosen yet
+    Select(browser.find_element("id", "id_tenant")).select_by_value(str(tenant.pk))
+    assert available() == ["holidays"]
+    Select(browser.find_element("id", "id_tenant")).select_by_value(str(other_tenant.pk))
+    assert available() == ["closures"]
+    Select(browser.find_element("id", "id_tenant")).select_by_value(str(tenant.pk))
+    assert available() == ["holidays"]
+
+    # all/any: the children, each showing only its type's fields, with the live preview
+    Select(browser.find_element("id", "id_trigger_type")).select_by_value("any")
+    assert visible("id_combination") and not visible("id_cron_expression")
+    assert visible("id_child-0-cron_expression") and not visible("id_child-0-interval_seconds")
+    browser.find_element("id", "id_child-0-cron_expression").send_keys("0 9 * * MON-FRI")
+    Select(browser.find_element("id", "id_child-0-trigger_timezone")).select_by_value("Asia/Shanghai")
+    preview = "#id_child-0-cron_expression ~ .cron-preview, [data-child-trigger] .cron-preview"
+    wait.until(lambda d: "+08:00 (Asia/Shanghai)" in d.find_element("css selector", preview).text)
+    Select(browser.find_element("id", "id_child-1-trigger_type")).select_by_value("interval")
+    assert visible("id_child-1-interval_seconds") and not visible("id_child-1-cron_expression")
+    browser.find_element("id", "id_child-1-interval_seconds").send_keys("3600")
+    # "Add another child trigger" clones the empty form, with its own preview
+    browser.find_element("css selector", "button.sa-add-child").click()
+    assert browser.find_element("id", "id_child-TOTAL_FORMS").get_attribute("value") == "3"
+    third = browser.find_element("id", "id_child-2-cron_expression")
+    third.send_keys("30 6 * * *")
+    wait.until(
+        lambda d: (
+            len([p for p in d.find_elements("css selector", "[data-child-trigger] .cron-preview") if p.text])
+            >= 2
+        )
+    )
+    browser.save_screenshot(str(SHOTS / "job-form-combined-light.png"))
+
+    browser.find_element("id", "id_name").send_keys("combined")
+    Select(browser.find_element("id", "id_task")).select_by_value("demo.noop")
+    kwargs = browser.find_element("id", "id_kwargs")
+    kwargs.clear()
+    kwargs.send_keys("{}")
+    browser.find_element("css selector", "input[name=_save]").click()
+    wait.until(lambda d: Job.objects.filter(name="combined").exists())
+    assert Job.objects.get(name="combined").trigger == {
+        "type": "any",
+        "triggers": [
+            {
+                "type": "cron",
+                "expression": "0 9 * * MON-FRI",
+                "dialect": "crontab",
+                "timezone": "Asia/Shanghai",
+            },
+            {"type": "interval", "seconds": 3600, "timezone": "UTC"},
+            {"type": "cron", "expression": "30 6 * * *", "dialect": "crontab", "timezone": "UTC"},
+        ],
+    }

@@ -426,6 +426,21 @@ def post_add(admin_client, data):
     return admin_client.post(url("job", "add"), data)
 
 
+def child_forms(*children, initial=0):
+    """POST data of the job form's child triggers (formset prefix ``child``): one dict of
+    field values per child, as a browser submits them."""
+    data = {
+        "child-TOTAL_FORMS": [str(len(children))],
+        "child-INITIAL_FORMS": [str(initial)],
+        "child-MIN_NUM_FORMS": ["0"],
+        "child-MAX_NUM_FORMS": ["20"],
+    }
+    for index, child in enumerate(children):
+        for name, value in child.items():
+            data[f"child-{index}-{name}"] = [value]
+    return data
+
+
 def test_add_job_with_every_section(admin_client, scenario, add_form):
     jobs = scenario["jobs"]
     add_form.update(
@@ -536,9 +551,10 @@ def test_add_job_with_every_section(admin_client, scenario, add_form):
         (
             {
                 "trigger_type": ["any"],
-                "combination": [
-                    '[{"type": "cron", "expression": "0 9 * * FRI#3"}, {"type": "interval", "seconds": 3600}]'
-                ],
+                **child_forms(
+                    {"trigger_type": "cron", "cron_expression": "0 9 * * FRI#3", "trigger_timezone": ""},
+                    {"trigger_type": "interval", "interval_seconds": "3600", "trigger_timezone": ""},
+                ),
             },
             {
                 "type": "any",
@@ -620,7 +636,7 @@ def escape(text):
             {"run_at": ["'next tuesday' is not an ISO 8601 date-time (e.g. 2026-12-01T09:00:00+01:00)"]},
         ),
         (
-            {"trigger_type": ["all"], "combination": ['[{"type": "interval", "seconds": 60}]']},
+            {"trigger_type": ["all"], **child_forms({"trigger_type": "interval", "interval_seconds": "60"})},
             {"combination": ["trigger.triggers: a combination needs a list of at least 2 triggers"]},
         ),
         ({"name": ["invoices"]}, {"name": ["Tenant Acme already has a job named 'invoices'."]}),

@@ -1,19 +1,22 @@
-// Live preview of a cron expression on the job page: description and next fire times.
+// Live preview of a cron expression on the job page (the job's own and each child
+// trigger's): description and next fire times, under the field.
 (function () {
   "use strict";
   function ready(fn) {
     if (document.readyState !== "loading") { fn(); } else { document.addEventListener("DOMContentLoaded", fn); }
   }
-  ready(function () {
-    var input = document.querySelector("input[data-cron-preview]");
-    if (!input) { return; }
-    var dialect = document.getElementById("id_cron_dialect");
-    var zone = document.getElementById("id_trigger_timezone");
+  function attach(input) {
+    if (input.dataset.cronPreviewAttached) { return; }
+    input.dataset.cronPreviewAttached = "1";
+    // A child trigger's dialect and zone are in its own fieldset; the job's have fixed ids.
+    var scope = input.closest("[data-child-trigger]");
+    var dialect = scope ? scope.querySelector("[name$='-cron_dialect']") : document.getElementById("id_cron_dialect");
+    var zone = scope ? scope.querySelector("select[name$='-trigger_timezone']") : document.getElementById("id_trigger_timezone");
     var out = document.createElement("div");
     out.className = "help cron-preview";
     out.setAttribute("aria-live", "polite");
     // Under the field (after the label + input line), so the input keeps its width.
-    var line = input.closest(".flex-container") || input;
+    var line = input.closest(".sa-child-field, .flex-container") || input;
     line.parentNode.insertBefore(out, line.nextSibling);
     var url = input.getAttribute("data-cron-preview-url");
     var timer = null;
@@ -29,7 +32,7 @@
       out.appendChild(list);
     }
     function update() {
-      if (!input.value.trim()) { out.textContent = ""; return; }
+      if (!input.value.trim() || !url) { out.textContent = ""; return; }
       var q = "?expression=" + encodeURIComponent(input.value) +
         "&dialect=" + encodeURIComponent(dialect ? dialect.value : "crontab") +
         "&timezone=" + encodeURIComponent(zone && zone.value ? zone.value : "UTC");
@@ -39,5 +42,13 @@
     function schedule() { clearTimeout(timer); timer = setTimeout(update, 250); }
     [input, dialect, zone].forEach(function (el) { if (el) { el.addEventListener("input", schedule); el.addEventListener("change", schedule); } });
     update();
+  }
+  function attachAll(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("input[data-cron-preview]"), attach);
+  }
+  ready(function () {
+    attachAll(document);
+    // a child trigger added by job_form.js
+    document.addEventListener("scheduler:child-added", function (event) { attachAll(event.target); });
   });
 })();
