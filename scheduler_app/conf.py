@@ -109,6 +109,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ARGS_BYTES": 262_144,
     # Largest JSON encoding (bytes) of one entry of a jobs file or backup.
     "MAX_JOBS_FILE_ENTRY_BYTES": 1_048_576,
+    # Largest jobs file (bytes) importjobs reads; a larger file (or stream) is refused
+    # before it is read.
+    "MAX_JOBS_FILE_BYTES": 16_777_216,
     # Most children of one "all"/"any" trigger combination, and deepest nesting of them.
     "TRIGGER_MAX_CHILDREN": 20,
     "TRIGGER_MAX_DEPTH": 3,

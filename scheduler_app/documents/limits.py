@@ -58,7 +58,14 @@ def max_entry_bytes() -> int:
     return int(app_settings.MAX_JOBS_FILE_ENTRY_BYTES)
 
 
-def _size_text(size: int) -> str:
+def max_jobs_file_bytes() -> int:
+    from scheduler_app.conf import app_settings
+
+    return int(app_settings.MAX_JOBS_FILE_BYTES)
+
+
+def size_text(size: int) -> str:
+    """``16 MB``, ``256 KB``, ``1000 bytes``: a limit as people write it."""
     if size >= 1024 * 1024 and size % (1024 * 1024) == 0:
         return f"{size // (1024 * 1024)} MB"
     if size >= 1024 and size % 1024 == 0:
@@ -101,7 +108,7 @@ def check_value(
     if max_bytes is not None:
         size = encoded_size(value)
         if size > max_bytes:
-            raise LimitError(field, f"is {size:,} bytes as JSON; at most {_size_text(max_bytes)} allowed")
+            raise LimitError(field, f"is {size:,} bytes as JSON; at most {size_text(max_bytes)} allowed")
 
 
 def encoded_size(value: Any) -> int:
@@ -131,7 +138,7 @@ def check_args(args: Any, kwargs: Any, secret_kwargs: Any = None) -> dict[str, s
     limit = max_args_bytes()
     if not errors and total > limit:
         field = "kwargs" if kwargs else "args"
-        errors[field] = f"args and kwargs are {total:,} bytes as JSON; at most {_size_text(limit)} allowed"
+        errors[field] = f"args and kwargs are {total:,} bytes as JSON; at most {size_text(limit)} allowed"
     return errors
 
 
@@ -360,4 +367,4 @@ def check_entry(
         return
     size = encoded_size(item)
     if size > limit:
-        raise LimitError(where, f"the entry is {size:,} bytes as JSON; at most {_size_text(limit)} allowed")
+        raise LimitError(where, f"the entry is {size:,} bytes as JSON; at most {size_text(limit)} allowed")

@@ -9,6 +9,8 @@ field). See the README for the schema.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from scheduler_app import documents, services
 from scheduler_app.documents import alert as alert_document
@@ -94,7 +97,7 @@ def load_document(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML (.yaml/.yml) jobs file; raise JobsFileError if unreadable."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_capped(path).decode("utf-8")
     except OSError as exc:
         raise JobsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -115,6 +118,29 @@ def load_document(path: str | Path) -> dict[str, Any]:
             ) from None
     if not isinstance(data, dict):
         raise JobsFileError(f"{path}: the document must be an object with a 'version'")
+    return data
+
+
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes, at most ``MAX_JOBS_FILE_BYTES``: a regular file is measured
+    before anything is read; a stream (``/dev/stdin``, a pipe) is read up to one byte past
+    the limit."""
+    limit = limits.max_jobs_file_bytes()
+    with path.open("rb") as fh:
+        info = os.fstat(fh.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise JobsFileError(
+                _("%(path)s is %(size)s bytes; a jobs file may be at most %(limit)s (MAX_JOBS_FILE_BYTES)")
+                % {"path": path, "size": f"{info.st_size:,}", "limit": limits.size_text(limit)}
+            )
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise JobsFileError(
+            _(
+                "%(path)s holds more than %(limit)s; a jobs file may be at most %(limit)s (MAX_JOBS_FILE_BYTES)"
+            )
+            % {"path": path, "limit": limits.size_text(limit)}
+        )
     return data
 
 

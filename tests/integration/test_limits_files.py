@@ -8,12 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.test import override_settings
 
 from scheduler_app.models import Job, Tenant
 
@@ -47,6 +50,16 @@ def import_refused(path):
     return message
 
 
+def database_url():
+    """The test database, for a command run in a process of its own (so that a command
+    that wrongly goes ahead writes where the test looks, not into DATABASE_URL's database)."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(s['NAME']).resolve()}"
+    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
+    return f"postgres://{s.get('USER') or 'postgres'}@{host}:{port}/{s['NAME']}"
+
+
 def run_command(*args):
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -54,7 +67,7 @@ def run_command(*args):
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url()},
     )
 
 
@@ -119,6 +132,86 @@ def test_nul_in_tenant_refused(tmp_path):
 )
 def test_bad_trigger_in_a_jobs_file_refused(tmp_path, trigger, key):
     assert f"jobs[0] (acme/j): {key}:" in import_refused(jobs_file(tmp_path, [job(trigger=trigger)]))
+
+
+def sized_jobs_file(tmp_path, size, name="jobs.json"):
+    """A valid jobs file of exactly ``size`` bytes (padded with trailing whitespace)."""
+    text = json.dumps({"version": 1, "tenants": [{"slug": "acme", "name": "Acme"}], "jobs": [job()]})
+    assert len(text) < size
+    path = tmp_path / name
+    path.write_text(text + " " * (size - len(text) - 1) + "\n", encoding="utf-8")
+    assert path.stat().st_size == size
+    return path
+
+
+@pytest.mark.parametrize("name", ["jobs.json", "jobs.yaml"])
+def test_jobs_file_over_the_size_limit_refused_before_reading(tmp_path, name):
+    with override_settings(SCHEDULER_APP={"MAX_JOBS_FILE_BYTES": 2048}):
+        path = sized_jobs_file(tmp_path, 2049, name)
+        message = import_refused(path)
+        assert message == (
+            f"{path}: {path} is 2,049 bytes; a jobs file may be at most 2 KB (MAX_JOBS_FILE_BYTES); "
+            "nothing was changed"
+        )
+        # Refused on its size alone: the content does not matter, not even whether it parses.
+        path.write_bytes(b"\xff" * 2049)
+        assert "is 2,049 bytes" in import_refused(path)
+
+
+@pytest.mark.parametrize("size", [2047, 2048])
+def test_jobs_file_at_or_under_the_size_limit_imported(tmp_path, size):
+    with override_settings(SCHEDULER_APP={"MAX_JOBS_FILE_BYTES": 2048}):
+        call_command("importjobs", str(sized_jobs_file(tmp_path, size)), stdout=io.StringIO())
+    assert list(Job.objects.values_list("tenant__slug", "name")) == [("acme", "j")]
+
+
+def feed_fifo(tmp_path, data):
+    """A named pipe (no size to stat) that a thread writes ``data`` into."""
+    path = tmp_path / "jobs.fifo"
+    os.mkfifo(path)
+
+    def write():
+        try:
+            with open(path, "wb") as fh:
+                fh.write(data)
+        except BrokenPipeError:  # the reader stopped at the limit
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return path, writer
+
+
+@pytest.mark.parametrize("extra", [1, 100_000])
+def test_streamed_jobs_file_over_the_size_limit_refused(tmp_path, extra):
+    data = sized_jobs_file(tmp_path, 2048).read_bytes() + b" " * extra
+    path, writer = feed_fifo(tmp_path, data)
+    with override_settings(SCHEDULER_APP={"MAX_JOBS_FILE_BYTES": 2048}):
+        message = import_refused(path)
+    writer.join(10)
+    assert message == (
+        f"{path}: {path} holds more than 2 KB; a jobs file may be at most 2 KB (MAX_JOBS_FILE_BYTES); "
+        "nothing was changed"
+    )
+
+
+def test_streamed_jobs_file_at_the_size_limit_imported(tmp_path):
+    path, writer = feed_fifo(tmp_path, sized_jobs_file(tmp_path, 2048).read_bytes())
+    with override_settings(SCHEDULER_APP={"MAX_JOBS_FILE_BYTES": 2048}):
+        call_command("importjobs", str(path), stdout=io.StringIO())
+    writer.join(10)
+    assert Job.objects.filter(tenant__slug="acme", name="j").exists()
+
+
+def test_importjobs_refuses_a_file_over_the_default_size_limit_in_one_line(tmp_path):
+    path = sized_jobs_file(tmp_path, 16 * 1024 * 1024 + 1)
+    done = run_command("importjobs", str(path))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        f"CommandError: {path}: {path} is 16,777,217 bytes; a jobs file may be at most 16 MB "
+        "(MAX_JOBS_FILE_BYTES); nothing was changed"
+    )
+    assert not Job.objects.exists()
 
 
 def test_commands_print_one_line_and_no_traceback(tmp_path):

@@ -13,16 +13,19 @@ import itertools
 import json
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from scheduler_app import services
 from scheduler_app.backends.runstore import DjangoRunStore
 from scheduler_app.backends.service import resolve_task
 from scheduler_app.engine.executors import ThreadExecutor
-from scheduler_app.engine.interfaces import Capacity, Fire, Outcome
+from scheduler_app.engine.interfaces import Capacity, ClaimResult, Fire, Outcome
 from scheduler_app.engine.redaction import MASK
-from scheduler_app.models import JobRun, RunReason, RunState
+from scheduler_app.models import AlertChannel, AlertOutbox, AlertRule, Job, JobRun, RunReason, RunState
 
 pytestmark = pytest.mark.django_db
 
@@ -433,6 +436,284 @@ def test_max_instances_with_each_overlap_policy(store, make_job, policy, second)
         )
 
 
+# -- claim: what it reads, room per executor and overall, the batch, routing -------------
+# Written against the survivors of `./dev mutate '...claim*'` (README, "Mutation testing").
+
+
+@pytest.mark.parametrize(
+    "capacity",
+    [
+        pytest.param(Capacity(per_executor={"thread": 0}, total=0), id="no-room-anywhere"),
+        pytest.param(Capacity(per_executor={"thread": 2}, total=0), id="node-wide-cap-reached"),
+        pytest.param(Capacity(per_executor={"thread": 0, "process": 0}, total=4), id="every-executor-full"),
+        pytest.param(Capacity(per_executor={}, total=4), id="no-executor"),
+    ],
+)
+def test_claim_without_room_reads_nothing_and_reports_nothing(
+    store, make_job, capacity, django_assert_num_queries
+):
+    """Either limit at zero is no room: the claim does not touch the database (a busy
+    node polls often) and reports no runs left queued (it saw none)."""
+    t0 = timezone.now() - timedelta(seconds=5)
+    run = queued(make_job(), t0)
+    with django_assert_num_queries(0):
+        assert store.claim("n1", capacity, t0 + timedelta(seconds=1)) == ClaimResult()
+    assert JobRun.objects.get(pk=run.pk).state == "queued"
+
+
+def test_runs_of_full_or_absent_executors_do_not_crowd_out_a_run_with_room(store, make_job):
+    """More higher-priority runs than one batch holds wait for a full executor
+    (``process``) and one this node does not offer (``isolated``): they are not even
+    read, so the one ``thread`` run is claimed, and nothing is reported left queued."""
+    t0 = timezone.now() - timedelta(seconds=30)
+    busy = make_job("busy", priority=9, max_instances=50, overlap_policy="queue", misfire_grace_seconds=3600)
+    for i in range(12):
+        queued(busy, t0 + i * US, executor="process")
+        queued(busy, t0 + i * US, executor="isolated", attempt=2)
+    mine = queued(make_job("mine"), t0 + timedelta(seconds=1))
+    one = Capacity(per_executor={"thread": 1, "process": 0}, total=1)
+    result = store.claim("n1", one, t0 + timedelta(seconds=2))
+    assert [r.run_id for r in result.runs] == [mine.pk]
+    assert (result.left_queued, result.more) == (0, False)
+
+
+@pytest.mark.parametrize(
+    ("due", "more", "left"),
+    [
+        pytest.param(9, False, 8, id="batch-not-full"),
+        pytest.param(10, True, 9, id="batch-exactly-full"),
+        pytest.param(11, True, 9, id="more-than-a-batch"),
+    ],
+)
+def test_more_is_set_exactly_when_the_batch_was_full(store, make_job, due, more, left):
+    """A claim reads at most twice its room plus 8 runs (10 for one slot); when it read
+    that many it says ``more`` (claim again at once), and it counts the runs it read
+    but could not start."""
+    job = make_job(max_instances=50, overlap_policy="queue", misfire_grace_seconds=3600)
+    t0 = timezone.now() - timedelta(seconds=30)
+    runs = [queued(job, t0 + i * US) for i in range(due)]
+    result = store.claim("n1", Capacity(per_executor={"thread": 1}, total=1), t0 + timedelta(seconds=1))
+    assert [r.run_id for r in result.runs] == [runs[0].pk]
+    assert (result.more, result.left_queued) == (more, left)
+
+
+def test_claim_takes_the_earliest_due_run_whatever_its_id(store, make_job):
+    t0 = timezone.now() - timedelta(seconds=30)
+    later = queued(make_job("later"), t0 + timedelta(seconds=2))  # created first: the lower id
+    earlier = queued(make_job("earlier"), t0)
+    one = Capacity(per_executor={"thread": 1}, total=1)
+    assert [r.run_id for r in store.claim("n1", one, t0 + timedelta(seconds=3)).runs] == [earlier.pk]
+    assert JobRun.objects.get(pk=later.pk).state == "queued"
+
+
+def test_claim_takes_equal_runs_in_the_order_they_were_queued(store, make_job):
+    """Same priority, same due time: the first queued (lowest id) first, even when the
+    database holds its row after the other's (an update moved it, as PostgreSQL does)."""
+    t0 = timezone.now() - timedelta(seconds=30)
+    first, second = queued(make_job("first"), t0), queued(make_job("second"), t0)
+    JobRun.objects.filter(pk=first.pk).update(priority=F("priority"))  # a new row version
+    one = Capacity(per_executor={"thread": 1}, total=1)
+    assert [r.run_id for r in store.claim("n1", one, t0 + timedelta(seconds=1)).runs] == [first.pk]
+    assert JobRun.objects.get(pk=second.pk).state == "queued"
+
+
+def test_each_executors_room_and_the_node_wide_room_hold_within_one_claim(store, make_job):
+    t0 = timezone.now() - timedelta(seconds=30)
+    job = make_job(max_instances=50, overlap_policy="queue", misfire_grace_seconds=3600)
+    threads = [queued(job, t0 + i * US) for i in range(3)]
+    process = queued(job, t0 + timedelta(seconds=1), executor="process")
+    # one thread slot (of six overall): one thread run, and the process run after them
+    result = store.claim(
+        "n1", Capacity(per_executor={"thread": 1, "process": 5}, total=6), t0 + timedelta(seconds=2)
+    )
+    assert [r.run_id for r in result.runs] == [threads[0].pk, process.pk] and result.left_queued == 2
+    JobRun.objects.filter(job=job).update(state=RunState.QUEUED, node="", started_at=None)
+    # plenty per executor, two overall: the first two by due time
+    result = store.claim(
+        "n1", Capacity(per_executor={"thread": 5, "process": 5}, total=2), t0 + timedelta(seconds=2)
+    )
+    assert [r.run_id for r in result.runs] == [threads[0].pk, threads[1].pk] and result.left_queued == 2
+
+
+@pytest.mark.parametrize(
+    ("max_instances", "already_running", "due", "started"),
+    [
+        pytest.param(1, 0, 2, 1, id="max-1-none-running"),
+        pytest.param(2, 0, 3, 2, id="max-2-none-running"),
+        pytest.param(2, 1, 2, 1, id="max-2-one-running"),
+        pytest.param(3, 3, 1, 0, id="max-3-all-running"),
+    ],
+)
+def test_max_instances_counts_the_runs_started_in_the_same_claim(
+    store, make_job, max_instances, already_running, due, started
+):
+    job = make_job(max_instances=max_instances, overlap_policy="queue", misfire_grace_seconds=3600)
+    t0 = timezone.now() - timedelta(seconds=30)
+    for i in range(already_running):
+        running(job, scheduled_for=t0 - timedelta(seconds=i + 1))
+    runs = [queued(job, t0 + i * US) for i in range(due)]
+    result = store.claim("n1", ROOM, t0 + timedelta(seconds=1))
+    assert [r.run_id for r in result.runs] == [r.pk for r in runs[:started]]
+    assert result.left_queued == due - started
+    assert JobRun.objects.filter(job=job, state=RunState.RUNNING).count() == max(
+        already_running, max_instances
+    )
+
+
+def test_runs_held_back_by_their_job_do_not_stop_the_claim_of_later_runs(store, make_job):
+    """A job at its max_instances (queue: they stay queued and are counted; skip: they
+    are skipped) is passed over; the runs after them are still claimed."""
+    t0 = timezone.now() - timedelta(seconds=30)
+    waits = make_job("waits", priority=9, overlap_policy="queue", misfire_grace_seconds=3600)
+    skips = make_job("skips", priority=8, overlap_policy="skip", misfire_grace_seconds=3600)
+    for job in (waits, skips):
+        running(job, scheduled_for=t0 - timedelta(seconds=10))
+    waiting = [queued(waits, t0 + i * US) for i in range(2)]
+    skipped = queued(skips, t0)
+    after = queued(make_job("after"), t0 + timedelta(seconds=1))
+    result = store.claim("n1", ROOM, t0 + timedelta(seconds=2))
+    assert [r.run_id for r in result.runs] == [after.pk] and result.left_queued == 2
+    assert [JobRun.objects.get(pk=r.pk).state for r in waiting] == ["queued", "queued"]
+    assert JobRun.objects.get(pk=skipped.pk).state == "skipped"
+
+
+def test_replace_stops_the_jobs_own_earliest_started_running_run(store, make_job):
+    """Not a run of another job, not a finished run of its own, not the lowest id."""
+    t0 = timezone.now() - timedelta(minutes=10)
+    job = make_job(max_instances=2, overlap_policy="replace", misfire_grace_seconds=3600)
+    done = running(job, scheduled_for=t0 - timedelta(hours=2))
+    JobRun.objects.filter(pk=done.pk).update(state=RunState.SUCCEEDED, finished_at=t0)
+    other = running(make_job("other", max_instances=5), scheduled_for=t0 - timedelta(hours=1))
+    newer = running(job, scheduled_for=t0 + timedelta(minutes=2))  # the lower id, started later
+    older = running(job, scheduled_for=t0 + timedelta(minutes=1))
+    new = queued(job, t0 + timedelta(minutes=3))
+    result = store.claim("n1", ROOM, t0 + timedelta(minutes=3, seconds=1))
+    assert result.stop == (older.pk,) and [r.run_id for r in result.runs] == [new.pk]
+    flagged = set(JobRun.objects.filter(stop_requested=True).values_list("pk", flat=True))
+    assert flagged == {older.pk}, {done.pk: "finished", other.pk: "other job", newer.pk: "newer"}
+
+
+def test_replace_among_runs_started_together_stops_the_first_queued(store, make_job):
+    """Runs claimed in one batch share their start time: the lowest id goes first, even
+    when the database holds its row after the other's."""
+    t0 = timezone.now() - timedelta(minutes=10)
+    job = make_job(max_instances=2, overlap_policy="replace", misfire_grace_seconds=3600)
+    a, b = running(job, scheduled_for=t0), running(job, scheduled_for=t0 + US)
+    JobRun.objects.filter(pk__in=[a.pk, b.pk]).update(started_at=t0)
+    JobRun.objects.filter(pk=a.pk).update(priority=F("priority"))  # a new row version
+    queued(job, t0 + timedelta(minutes=1))
+    assert store.claim("n1", ROOM, t0 + timedelta(minutes=1, seconds=1)).stop == (a.pk,)
+
+
+@pytest.mark.parametrize(
+    ("reason", "claimed"),
+    [
+        (RunReason.MANUAL, True),
+        (RunReason.RUN_AT, True),
+        (RunReason.SCHEDULE, False),
+        (RunReason.RETRY, False),
+        (RunReason.DEPENDENCY, False),
+        (RunReason.BACKFILL, False),
+    ],
+)
+def test_a_paused_job_starts_only_the_runs_started_by_hand(store, make_job, reason, claimed):
+    job = make_job(misfire_grace_seconds=3600)
+    active = make_job("active", misfire_grace_seconds=3600)
+    t0 = timezone.now() - timedelta(seconds=30)
+    run, control = queued(job, t0, reason=reason), queued(active, t0, reason=reason)
+    Job.objects.filter(pk=job.pk).update(paused=True)
+    result = {r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(seconds=1)).runs}
+    assert result == ({run.pk, control.pk} if claimed else {control.pk})
+    assert JobRun.objects.get(pk=run.pk).state == ("running" if claimed else "queued")
+
+
+def test_broadcast_copies_are_claimed_only_by_their_node(store, make_job):
+    job = make_job(routing="broadcast", misfire_grace_seconds=3600)
+    t0 = timezone.now() - timedelta(seconds=30)
+    copies = {}
+    for node in ("n1", "n2"):
+        copies[node] = queued(job, t0)
+        JobRun.objects.filter(pk=copies[node].pk).update(target_node=node)
+    anywhere = queued(make_job("anywhere"), t0)
+    result = store.claim("n1", ROOM, t0 + timedelta(seconds=1))
+    assert {r.run_id for r in result.runs} == {copies["n1"].pk, anywhere.pk}
+    assert JobRun.objects.get(pk=copies["n2"].pk).state == "queued"
+    assert [r.run_id for r in store.claim("n2", ROOM, t0 + timedelta(seconds=1)).runs] == [copies["n2"].pk]
+
+
+def test_claim_writes_who_runs_it_and_since_when_and_a_skip_its_end(store, make_job):
+    t0 = timezone.now() - timedelta(minutes=5)
+    late = queued(make_job("late", misfire_policy="skip", misfire_grace_seconds=1), t0)
+    fresh = queued(make_job("fresh"), t0 + timedelta(minutes=4, seconds=50))
+    now = t0 + timedelta(minutes=5)
+    (claimed,) = store.claim("n1", ROOM, now).runs
+    stored = JobRun.objects.get(pk=fresh.pk)
+    assert (stored.state, stored.node, stored.started_at, stored.heartbeat_at) == ("running", "n1", now, now)
+    assert stored.claim_token and stored.claim_token == claimed.claim_token
+    stored = JobRun.objects.get(pk=late.pk)
+    assert (stored.state, stored.finished_at, stored.is_final, stored.node) == ("skipped", now, True, "")
+
+
+def test_a_run_skipped_at_claim_writes_its_alert_in_the_claim(store, make_job, tenant):
+    channel = services.save_channel(
+        AlertChannel(tenant=tenant, name="hook", type="webhook", config={"url": "http://127.0.0.1:9/x"}),
+        secret="s",
+    )
+    services.save_rule(AlertRule(tenant=tenant, name="skips", events=["skipped"]), channels=[channel])
+    t0 = timezone.now() - timedelta(minutes=5)
+    late = queued(make_job("late", misfire_policy="skip", misfire_grace_seconds=1), t0)
+    assert store.claim("n1", ROOM, t0 + timedelta(minutes=5)).runs == ()
+    assert list(AlertOutbox.objects.values_list("run_id", "event", "channel_id")) == [
+        (late.pk, "skipped", channel.pk)
+    ]
+
+
+# -- claim against another transaction's locks (PostgreSQL: several nodes) ---------------
+
+
+@pytest.fixture
+def other_session():
+    """A second connection to the test database, as another node's transaction."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks between sessions: PostgreSQL")
+    s = connection.settings_dict
+    conn = psycopg.connect(
+        dbname=s["NAME"],
+        user=s.get("USER") or "postgres",
+        host=s.get("HOST") or "127.0.0.1",
+        port=s.get("PORT") or 5432,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '2s'")  # a claim that waits fails instead of hanging
+    yield conn
+    conn.rollback()
+    conn.close()
+    with connection.cursor() as cursor:
+        cursor.execute("RESET lock_timeout")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_skips_a_run_another_transaction_holds_and_takes_the_next(store, make_job, other_session):
+    t0 = timezone.now() - timedelta(seconds=30)
+    held, free = queued(make_job("held", priority=5), t0), queued(make_job("free"), t0)
+    other_session.execute(f"SELECT id FROM {JobRun._meta.db_table} WHERE id = %s FOR UPDATE", [held.pk])
+    result = store.claim("n1", ROOM, t0 + timedelta(seconds=1))
+    assert [r.run_id for r in result.runs] == [free.pk]
+    assert JobRun.objects.get(pk=held.pk).state == "queued"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_is_not_held_up_by_a_run_being_queued_for_the_same_job(store, make_job, other_session):
+    """Queueing a run takes a key-share lock on its job's row (the foreign key); the
+    claim locks only run rows in its first statement (and the job row without the key),
+    so it neither waits for nor skips the run already queued."""
+    t0 = timezone.now() - timedelta(seconds=30)
+    job = make_job(max_instances=5, overlap_policy="queue")
+    run = queued(job, t0)
+    other_session.execute(f"SELECT id FROM {Job._meta.db_table} WHERE id = %s FOR KEY SHARE", [job.pk])
+    assert [r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(seconds=1)).runs] == [run.pk]
+
+
 # -- (d) joins: one success edge and one failure edge -----------------------------------
 
 UPSTREAM_ENDS = {
@@ -596,22 +877,23 @@ def test_claim_signals_the_runs_it_skips_and_starts(store, make_job):
     seen = []
 
     def receiver(signal, sender, run, **kwargs):
-        seen.append((signal, run.pk, run.state))
+        seen.append((signal, sender, run.pk, run.state))
 
     skip = make_job("late", misfire_policy="skip", misfire_grace_seconds=1)
     ok = make_job("ok")
     t0 = timezone.now() - timedelta(minutes=1)
     late, fresh = queued(skip, t0 - timedelta(minutes=1)), queued(ok, t0)
-    signals.run_skipped.connect(receiver)
-    signals.run_started.connect(receiver)
+    # connected as receivers usually are: for the JobRun sender only
+    signals.run_skipped.connect(receiver, sender=JobRun)
+    signals.run_started.connect(receiver, sender=JobRun)
     try:
         result = store.claim("n1", ROOM, t0 + timedelta(seconds=1))
     finally:
-        signals.run_skipped.disconnect(receiver)
-        signals.run_started.disconnect(receiver)
-    assert sorted(seen, key=lambda s: s[1]) == [
-        (signals.run_skipped, late.pk, "skipped"),
-        (signals.run_started, fresh.pk, "running"),
+        signals.run_skipped.disconnect(receiver, sender=JobRun)
+        signals.run_started.disconnect(receiver, sender=JobRun)
+    assert sorted(seen, key=lambda s: s[2]) == [
+        (signals.run_skipped, JobRun, late.pk, "skipped"),
+        (signals.run_started, JobRun, fresh.pk, "running"),
     ]
     assert [(r.run_id, r.job_name, r.attempt) for r in result.runs] == [(fresh.pk, "ok", 1)]
 
