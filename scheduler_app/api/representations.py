@@ -15,6 +15,7 @@ from django.utils import timezone
 from scheduler_app.documents import job as job_document
 from scheduler_app.engine import triggerspec
 from scheduler_app.engine.results import MASK
+from scheduler_app.monitoring import waiting
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -229,7 +230,7 @@ def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) ->
         "duration": item.duration,
         "error_type": item.error_type,
         "error": item.error,
-        "wait_reason": item.wait_reason,
+        "wait_reason": waiting.wait_reason(item),
         "stop_requested": item.stop_requested,
         "is_final": item.is_final,
         "triggered_by": item.triggered_by_id,
