@@ -60,6 +60,14 @@ DEFAULTS: dict[str, Any] = {
     # (None: no limit).
     "MAX_LOAD": None,
     "MIN_FREE_MEMORY_MB": None,
+    # The cluster is overloaded while every live active node is above MAX_LOAD (or below
+    # MIN_FREE_MEMORY_MB), or more due runs are queued than LOAD_QUEUE_FACTOR × the live
+    # nodes' slots; jobs with load policy defer / shed then wait / skip their scheduled
+    # runs (judged at most every LOAD_CHECK_INTERVAL seconds).
+    "LOAD_QUEUE_FACTOR": 4.0,
+    "LOAD_CHECK_INTERVAL": 2.0,
+    # How far a deferred run's start moves each time it is found overloaded (seconds).
+    "LOAD_DEFER_STEP": 5.0,
     # Seconds the leader lease lasts; renewed every min(HEARTBEAT_INTERVAL, lease / 3).
     "LEADER_LEASE": 10.0,
     # Seconds that running runs get to finish after SIGTERM before they are interrupted.

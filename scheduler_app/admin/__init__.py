@@ -434,6 +434,7 @@ class JobAdmin(TenantScopedAdmin):
                     "rate_limit",
                     ("concurrency_key", "concurrency_limit"),
                     "throttle_policy",
+                    ("load_policy", "load_max_delay_seconds"),
                 ]
             },
         ),

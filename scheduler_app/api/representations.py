@@ -15,7 +15,6 @@ from django.utils import timezone
 from scheduler_app.documents import job as job_document
 from scheduler_app.engine import triggerspec
 from scheduler_app.engine.results import MASK
-from scheduler_app.monitoring import waiting
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
@@ -29,6 +28,7 @@ from scheduler_app.models import (
     RunState,
     Tenant,
 )
+from scheduler_app.monitoring import waiting
 
 #: Keys of a job's representation that are not part of its document (ignored on write).
 JOB_READ_ONLY = ("id", "version", "next_fire_time", "last_run", "secret_kwarg_names")

@@ -15,6 +15,7 @@ from scheduler_app.models import (
     AlertEvent,
     ChannelType,
     Executor,
+    LoadPolicy,
     MisfirePolicy,
     NodeState,
     OverlapPolicy,
@@ -191,6 +192,17 @@ def _document(required: list[str]) -> dict[str, Any]:
                 "enum": list(ThrottlePolicy.values),
                 "description": "What a run due over a limit does: wait for a slot, or is skipped.",
             },
+            "load": obj(
+                {
+                    "policy": {
+                        "type": "string",
+                        "enum": list(LoadPolicy.values),
+                        "description": "Scheduled runs while the cluster is overloaded: run, defer or shed.",
+                    },
+                    "max_delay_seconds": {**INT, "minimum": 1, "maximum": 7 * 24 * 3600},
+                },
+                additionalProperties=False,
+            ),
             "depends_on": {
                 "type": "array",
                 "description": "The job's complete list of upstream jobs (by name, same tenant).",

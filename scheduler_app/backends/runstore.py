@@ -19,6 +19,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Max, Q
 
 from scheduler_app import alerts, signals
+from scheduler_app.backends.load import LoadJudge
 from scheduler_app.conf import app_settings
 from scheduler_app.engine import cluster as cluster_rules
 from scheduler_app.engine import rules, throttle
@@ -36,6 +37,7 @@ from scheduler_app.models import (
     JobDependency,
     JobRun,
     JobRunLog,
+    LoadPolicy,
     Routing,
     RunReason,
     RunState,
@@ -89,6 +91,7 @@ class DjangoRunStore:
         # the leader lease, so a deposed or frozen leader writes no fire.
         self.fire_guard: Callable[[], bool] | None = None
         self.live_node_names: Callable[[], list[str]] = lambda: []
+        self.load = LoadJudge()  # is the cluster overloaded (load policies defer / shed)
         self._claims = itertools.count(1)
 
     # -- enqueue --------------------------------------------------------------------------
@@ -117,6 +120,13 @@ class DjangoRunStore:
                 first_t, first_reason = skipped[0]
                 skipped[0] = (first_t, f"{first_reason}; {dropped} earlier missed times not recorded")
                 logger.warning("many missed fire times", extra={"job": job.name, "missed": len(plan.skipped)})
+            if plan.run and job.load_policy == LoadPolicy.SHED:
+                state = self.load.state(fire.noticed_at)
+                if state.overloaded:
+                    skipped.extend(
+                        (when, f"load: the cluster is overloaded ({state.why}); shed") for when in plan.run
+                    )
+                    plan = rules.FirePlan(run=(), skipped=plan.skipped, capped=plan.capped)
             targets = self._broadcast_targets(job) if job.routing == Routing.BROADCAST else [""]
             if not targets:
                 logger.warning(
@@ -279,6 +289,10 @@ class DjangoRunStore:
                         )
                     )
                     continue
+                deferred = self._deferred_by_load(run, job, now)
+                if deferred is not None:
+                    waiting.append((run, deferred))
+                    continue
                 wait = gate.check(job)
                 if wait is not None:
                     if job.throttle_policy == ThrottlePolicy.SKIP:
@@ -331,6 +345,21 @@ class DjangoRunStore:
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
+
+    def _deferred_by_load(self, run: JobRun, job: Job, now: datetime) -> _Wait | None:
+        """A scheduled run of a job whose load policy is ``defer`` waits while the
+        cluster is overloaded, at most ``load_max_delay_seconds`` past its time; its
+        start moves by ``LOAD_DEFER_STEP`` each time (re-judged then)."""
+        if job.load_policy != LoadPolicy.DEFER or run.reason != RunReason.SCHEDULE:
+            return None
+        latest = run.scheduled_for + timedelta(seconds=job.load_max_delay_seconds)
+        if now >= latest:
+            return None
+        state = self.load.state(now)
+        if not state.overloaded:
+            return None
+        until = min(now + timedelta(seconds=float(app_settings.LOAD_DEFER_STEP)), latest)
+        return _Wait(f"deferred: the cluster is overloaded ({state.why})", until)
 
     @staticmethod
     def _hold_back(waiting: list[tuple[JobRun, _Wait]]) -> None:

@@ -47,6 +47,7 @@ JOB_KEYS = {
     "concurrency_key",
     "concurrency_limit",
     "throttle_policy",
+    "load",
 }
 NESTED = {
     "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
@@ -58,6 +59,7 @@ NESTED = {
     },
     "limits": {"cpu_seconds": "cpu_limit_seconds", "memory_mb": "memory_limit_mb"},
     "routing": {"mode": "routing", "tags": "routing_tags"},
+    "load": {"policy": "load_policy", "max_delay_seconds": "load_max_delay_seconds"},
 }
 FLAT = (
     "description",
@@ -307,6 +309,7 @@ def export_job(
             "concurrency_key": job.concurrency_key,
             "concurrency_limit": job.concurrency_limit,
             "throttle_policy": job.throttle_policy,
+            "load": {"policy": job.load_policy, "max_delay_seconds": job.load_max_delay_seconds},
         }
     )
     if depends_on is not None:

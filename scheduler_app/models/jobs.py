@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -98,6 +98,12 @@ class MisfirePolicy(models.TextChoices):
 class ThrottlePolicy(models.TextChoices):
     WAIT = "wait", _("wait for the next free slot")
     SKIP = "skip", _("skip the run")
+
+
+class LoadPolicy(models.TextChoices):
+    RUN = "run", _("run as scheduled")
+    DEFER = "defer", _("defer while the cluster is overloaded")
+    SHED = "shed", _("skip fires while the cluster is overloaded")
 
 
 class Routing(models.TextChoices):
@@ -232,6 +238,23 @@ class Job(models.Model):
         choices=ThrottlePolicy.choices,
         default=ThrottlePolicy.WAIT,
         help_text=_("What happens to a run that is due while a rate or concurrency limit is reached."),
+    )
+    load_policy = models.CharField(
+        _("under overload"),
+        max_length=16,
+        choices=LoadPolicy.choices,
+        default=LoadPolicy.RUN,
+        help_text=_(
+            "What this job's scheduled runs do while the cluster is overloaded (every live node "
+            "above MAX_LOAD, or more due runs queued than LOAD_QUEUE_FACTOR × the nodes' slots): "
+            "run anyway, wait (at most the maximum delay), or be skipped with reason load."
+        ),
+    )
+    load_max_delay_seconds = models.PositiveIntegerField(
+        _("maximum deferral (s)"),
+        default=300,
+        validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 3600)],
+        help_text=_("A deferred run starts after at most this long past its time, overloaded or not."),
     )
     pause_after_failures = models.PositiveIntegerField(
         _("pause after failures"),

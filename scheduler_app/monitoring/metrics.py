@@ -165,7 +165,28 @@ def collect_gauges() -> list[Metric]:
             capacity.add_metric([node.name], node.capacity)
         if node.heartbeat_at is not None:
             age.add_metric([node.name], max((now - node.heartbeat_at).total_seconds(), 0.0))
-    return [depth, running, lag, jobs, alive, used, capacity, age, load, clock, leader, node_state]
+    from scheduler_app.backends import load as cluster_load
+
+    overloaded = GaugeMetricFamily(
+        "scheduler_cluster_overloaded",
+        "1 while the cluster is overloaded (jobs with load policy defer / shed hold back).",
+    )
+    overloaded.add_metric([], 1.0 if cluster_load.judge(now).overloaded else 0.0)
+    return [
+        depth,
+        running,
+        lag,
+        jobs,
+        alive,
+        used,
+        capacity,
+        age,
+        load,
+        clock,
+        leader,
+        node_state,
+        overloaded,
+    ]
 
 
 class SchedulerCollector:

@@ -224,6 +224,10 @@ def test_gauges(client, make_job):
     assert value(families, "scheduler_nodes_alive") == 1
     assert value(families, "scheduler_node_used_slots", node="n1") == 1
     assert value(families, "scheduler_node_clock_offset_seconds", node="n1") == -1.25
+    assert value(families, "scheduler_cluster_overloaded") == 0
+    Node.objects.filter(name="n1").update(overloaded=True)
+    metrics.collector.forget()
+    assert value(scrape(client), "scheduler_cluster_overloaded") == 1
     assert value(families, "scheduler_jobs", status="active") == 1
 
 
