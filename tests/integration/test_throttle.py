@@ -500,3 +500,16 @@ def test_errors_are_in_the_active_language(tenant):
     assert info.value.message_dict == {
         "rate_limit": ["'5/week': unknown unit 'week' (use one of s, m, h, d)"]
     }
+
+
+def test_jobctl_status_shows_the_limits_and_why_runs_wait(limited_job, tenant):
+    Tenant.objects.filter(pk=tenant.pk).update(rate_limit="100/h")
+    job = limited_job("erp", concurrency_key="erp", concurrency_limit=1, rate_limit="5/m")
+    now = timezone.now()
+    queue(job, 2, now=now)
+    DjangoRunStore().claim("n1", ROOM, now)
+    out = io.StringIO()
+    call_command("jobctl", "status", "acme/erp", stdout=out, no_color=True)
+    text = out.getvalue()
+    assert "limits:     rate 5/m; tenant rate 100/h; key erp (at most 1 at once); over a limit: wait" in text
+    assert "queued  —  waiting: concurrency key erp (1 of 1 running)" in text
