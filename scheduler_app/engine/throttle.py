@@ -23,10 +23,6 @@ MAX_COUNT = 1_000_000
 #: what a concurrency key may be made of (no "/": keys are per tenant)
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
-WAIT = "wait"
-SKIP = "skip"
-POLICIES = (WAIT, SKIP)
-
 
 #: the messages of :class:`ThrottleError`, by code (faces translate them by the same code)
 MESSAGES = {
@@ -131,10 +127,7 @@ def check_key(key: str) -> str:
 __all__ = [
     "KEY_PATTERN",
     "MAX_COUNT",
-    "POLICIES",
-    "SKIP",
     "UNITS",
-    "WAIT",
     "MESSAGES",
     "Rate",
     "RateError",
