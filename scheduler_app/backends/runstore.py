@@ -216,6 +216,11 @@ class DjangoRunStore:
                 .exclude(Q(job__paused=True) & ~Q(reason__in=(RunReason.MANUAL, RunReason.RUN_AT)))
                 .order_by("-priority", "not_before", "id")
             )
+            held = self._held_by_full_keys(now)
+            if held:
+                # Not candidates: runs waiting for a key would otherwise fill every batch
+                # and starve the runs behind them (checked again after the locks anyway).
+                qs = qs.exclude(job_id__in=held)
             if self._postgres:
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
             candidates = list(qs[:limit])
@@ -329,6 +334,45 @@ class DjangoRunStore:
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
+
+    def _held_by_full_keys(self, now: datetime) -> list[int]:
+        """Jobs whose concurrency key is full (by a count taken before any lock: only a
+        filter; the claim counts again after its locks). Their due runs that do not say
+        so yet get their ``wait_reason``."""
+        keyed = list(
+            Job.objects.exclude(concurrency_key="").values_list(
+                "pk", "tenant_id", "concurrency_key", "concurrency_limit"
+            )
+        )
+        if not keyed:
+            return []
+        running = {
+            (tenant_id, key): n
+            for tenant_id, key, n in JobRun.objects.filter(
+                state=RunState.RUNNING, job_id__in=[pk for pk, *_ in keyed]
+            )
+            .order_by()
+            .values_list("tenant_id", "job__concurrency_key")
+            .annotate(n=Count("id"))
+        }
+        held: dict[str, list[int]] = {}
+        for pk, tenant_id, key, limit in keyed:
+            n = running.get((tenant_id, key), 0)
+            if n >= (limit or 1):
+                held.setdefault(f"waiting: concurrency key {key} ({n} of {limit or 1} running)", []).append(
+                    pk
+                )
+        for reason, pks in held.items():
+            stale = JobRun.objects.filter(state=RunState.QUEUED, job_id__in=pks, not_before__lte=now).exclude(
+                wait_reason=reason
+            )
+            if self._postgres:
+                # Never wait for (or deadlock with) another node's claim of these rows.
+                stale = stale.select_for_update(skip_locked=True, of=("self",))
+            ids = list(stale.values_list("pk", flat=True)[:1000])
+            if ids:
+                JobRun.objects.filter(pk__in=ids).update(wait_reason=reason)
+        return [pk for pks in held.values() for pk in pks]
 
     @staticmethod
     def _hold_back(waiting: list[tuple[JobRun, _Wait]]) -> None:
