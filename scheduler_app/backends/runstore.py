@@ -257,7 +257,7 @@ class DjangoRunStore:
                 )
             # Rate limits and concurrency keys: serialised per scope across nodes, counted
             # after the locks (see _Throttle).
-            gate = _Throttle(jobs.values(), now, postgres=self._postgres)
+            gate = _Throttle(jobs.values(), now, batch=len(candidates), postgres=self._postgres)
             for run in candidates:
                 job = jobs.get(run.job_id)
                 if job is None:
@@ -856,10 +856,10 @@ class _Throttle:
     statements, so they include what another node's claim just committed. On SQLite
     the single writer serialises claims anyway."""
 
-    def __init__(self, jobs: Iterable[Job], now: datetime, *, postgres: bool) -> None:
+    def __init__(self, jobs: Iterable[Job], now: datetime, *, batch: int, postgres: bool) -> None:
         self.now = now
         self.rates: dict[str, tuple[throttle.Rate, str]] = {}  # scope -> (rate, label)
-        self.starts: dict[str, list[datetime]] = {}
+        self.windows: dict[str, throttle.RateWindow] = {}
         self.running: dict[str, int] = {}  # concurrency scope -> runs holding the key
         members: dict[str, Q] = {}
         shared: set[str] = set()
@@ -885,13 +885,23 @@ class _Throttle:
                 for lock in sorted(advisory_key(scope) for scope in shared):
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
         for scope, (rate, _label) in self.rates.items():
-            since = now - rate.period
-            self.starts[scope] = list(
-                JobRun.objects.filter(
-                    job_id__in=Job.objects.filter(members[scope]).values("pk"), started_at__gt=since
+            started = JobRun.objects.filter(
+                job_id__in=Job.objects.filter(members[scope]).values("pk"), started_at__gt=now - rate.period
+            )
+            in_window = started.count()
+            # Only the starts whose leaving the window can matter to this batch.
+            ranks = throttle.RateWindow.ranks_needed(rate, in_window, batch)
+            times = (
+                list(
+                    started.order_by("-started_at").values_list("started_at", flat=True)[
+                        ranks.start - 1 : ranks.stop - 1
+                    ]
                 )
-                .order_by("-started_at")
-                .values_list("started_at", flat=True)[: rate.count]
+                if ranks
+                else []
+            )
+            self.windows[scope] = throttle.RateWindow(
+                rate, in_window, dict(zip(ranks, times, strict=False)), []
             )
         for scope in self.running:
             _kind, tenant_id, key = scope.split(":", 2)
@@ -937,7 +947,7 @@ class _Throttle:
             if scope not in self.rates:
                 continue
             rate, label = self.rates[scope]
-            slot = throttle.next_start(self.starts[scope], rate, self.now)
+            slot = self.windows[scope].next_start(self.now)
             if slot is not None and (latest is None or slot > latest[0]):
                 latest = (slot, f"waiting: rate limit {rate} of {label} reached")
         if latest is not None:
@@ -949,8 +959,8 @@ class _Throttle:
         if key is not None:
             self.running[key] += 1
         for scope, _text, _label, _where in self._rate_scopes(job):
-            if scope in self.starts:
-                self.starts[scope].append(self.now)
+            if scope in self.windows:
+                self.windows[scope].add(self.now)
 
 
 def _dead_local_process(run_node: str, host: str) -> bool:
