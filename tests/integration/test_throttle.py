@@ -532,3 +532,18 @@ def test_jobctl_status_shows_the_limits_and_why_runs_wait(limited_job, tenant):
     text = out.getvalue()
     assert "limits:     rate 5/m; tenant rate 100/h; key erp (at most 1 at once); over a limit: wait" in text
     assert "queued  —  waiting: concurrency key erp (1 of 1 running)" in text
+
+
+def test_admin_group_page_refuses_a_bad_rate(admin_client, tenant):
+    from tests.integration.test_admin import url
+
+    data = {"tenant": str(tenant.pk), "name": "erp", "description": "", "rate_limit": "10/fortnight"}
+    response = admin_client.post(url("jobgroup", "add"), data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["rate_limit"] == [
+        "'10/fortnight': unknown unit 'fortnight' (use one of s, m, h, d)"
+    ]
+    assert not JobGroup.objects.exists()
+    response = admin_client.post(url("jobgroup", "add"), {**data, "rate_limit": " 10 / m"})
+    assert response.status_code == 302
+    assert JobGroup.objects.get(name="erp").rate_limit == "10/m"
