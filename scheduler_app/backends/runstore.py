@@ -228,6 +228,11 @@ class DjangoRunStore:
                 .exclude(Q(job__paused=True) & ~Q(reason__in=(RunReason.MANUAL, RunReason.RUN_AT)))
                 .order_by("-priority", "not_before", "id")
             )
+            held = self._held_by_full_keys(now)
+            if held:
+                # Not candidates: runs waiting for a key would otherwise fill every batch
+                # and starve the runs behind them (checked again after the locks anyway).
+                qs = qs.exclude(job_id__in=held)
             if self._postgres:
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
             candidates = list(qs[:limit])
@@ -264,7 +269,7 @@ class DjangoRunStore:
                 )
             # Rate limits and concurrency keys: serialised per scope across nodes, counted
             # after the locks (see _Throttle).
-            gate = _Throttle(jobs.values(), now, postgres=self._postgres)
+            gate = _Throttle(jobs.values(), now, batch=len(candidates), postgres=self._postgres)
             for run in candidates:
                 job = jobs.get(run.job_id)
                 if job is None:
@@ -360,6 +365,45 @@ class DjangoRunStore:
             return None
         until = min(now + timedelta(seconds=float(app_settings.LOAD_DEFER_STEP)), latest)
         return _Wait(f"deferred: the cluster is overloaded ({state.why})", until)
+
+    def _held_by_full_keys(self, now: datetime) -> list[int]:
+        """Jobs whose concurrency key is full (by a count taken before any lock: only a
+        filter; the claim counts again after its locks). Their due runs that do not say
+        so yet get their ``wait_reason``."""
+        keyed = list(
+            Job.objects.exclude(concurrency_key="").values_list(
+                "pk", "tenant_id", "concurrency_key", "concurrency_limit"
+            )
+        )
+        if not keyed:
+            return []
+        running = {
+            (tenant_id, key): n
+            for tenant_id, key, n in JobRun.objects.filter(
+                state=RunState.RUNNING, job_id__in=[pk for pk, *_ in keyed]
+            )
+            .order_by()
+            .values_list("tenant_id", "job__concurrency_key")
+            .annotate(n=Count("id"))
+        }
+        held: dict[str, list[int]] = {}
+        for pk, tenant_id, key, limit in keyed:
+            n = running.get((tenant_id, key), 0)
+            if n >= (limit or 1):
+                held.setdefault(f"waiting: concurrency key {key} ({n} of {limit or 1} running)", []).append(
+                    pk
+                )
+        for reason, pks in held.items():
+            stale = JobRun.objects.filter(state=RunState.QUEUED, job_id__in=pks, not_before__lte=now).exclude(
+                wait_reason=reason
+            )
+            if self._postgres:
+                # Never wait for (or deadlock with) another node's claim of these rows.
+                stale = stale.select_for_update(skip_locked=True, of=("self",))
+            ids = list(stale.values_list("pk", flat=True)[:1000])
+            if ids:
+                JobRun.objects.filter(pk__in=ids).update(wait_reason=reason)
+        return [pk for pks in held.values() for pk in pks]
 
     @staticmethod
     def _hold_back(waiting: list[tuple[JobRun, _Wait]]) -> None:
@@ -878,10 +922,10 @@ class _Throttle:
     statements, so they include what another node's claim just committed. On SQLite
     the single writer serialises claims anyway."""
 
-    def __init__(self, jobs: Iterable[Job], now: datetime, *, postgres: bool) -> None:
+    def __init__(self, jobs: Iterable[Job], now: datetime, *, batch: int, postgres: bool) -> None:
         self.now = now
         self.rates: dict[str, tuple[throttle.Rate, str]] = {}  # scope -> (rate, label)
-        self.starts: dict[str, list[datetime]] = {}
+        self.windows: dict[str, throttle.RateWindow] = {}
         self.running: dict[str, int] = {}  # concurrency scope -> runs holding the key
         members: dict[str, Q] = {}
         shared: set[str] = set()
@@ -907,13 +951,23 @@ class _Throttle:
                 for lock in sorted(advisory_key(scope) for scope in shared):
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
         for scope, (rate, _label) in self.rates.items():
-            since = now - rate.period
-            self.starts[scope] = list(
-                JobRun.objects.filter(
-                    job_id__in=Job.objects.filter(members[scope]).values("pk"), started_at__gt=since
+            started = JobRun.objects.filter(
+                job_id__in=Job.objects.filter(members[scope]).values("pk"), started_at__gt=now - rate.period
+            )
+            in_window = started.count()
+            # Only the starts whose leaving the window can matter to this batch.
+            ranks = throttle.RateWindow.ranks_needed(rate, in_window, batch)
+            times = (
+                list(
+                    started.order_by("-started_at").values_list("started_at", flat=True)[
+                        ranks.start - 1 : ranks.stop - 1
+                    ]
                 )
-                .order_by("-started_at")
-                .values_list("started_at", flat=True)[: rate.count]
+                if ranks
+                else []
+            )
+            self.windows[scope] = throttle.RateWindow(
+                rate, in_window, dict(zip(ranks, times, strict=False)), []
             )
         for scope in self.running:
             _kind, tenant_id, key = scope.split(":", 2)
@@ -959,7 +1013,7 @@ class _Throttle:
             if scope not in self.rates:
                 continue
             rate, label = self.rates[scope]
-            slot = throttle.next_start(self.starts[scope], rate, self.now)
+            slot = self.windows[scope].next_start(self.now)
             if slot is not None and (latest is None or slot > latest[0]):
                 latest = (slot, f"waiting: rate limit {rate} of {label} reached")
         if latest is not None:
@@ -971,8 +1025,8 @@ class _Throttle:
         if key is not None:
             self.running[key] += 1
         for scope, _text, _label, _where in self._rate_scopes(job):
-            if scope in self.starts:
-                self.starts[scope].append(self.now)
+            if scope in self.windows:
+                self.windows[scope].add(self.now)
 
 
 def _dead_local_process(run_node: str, host: str) -> bool:

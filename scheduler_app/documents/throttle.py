@@ -72,3 +72,23 @@ def job_errors(job: Any) -> dict[str, str]:
     if job.concurrency_limit is not None and not job.concurrency_key and "concurrency_key" not in errors:
         errors["concurrency_limit"] = gettext("a concurrency limit needs a concurrency key")
     return errors
+
+
+def describe_job(job: Any) -> str:
+    """The limits that apply to a job's runs, in words (``""``: none)."""
+    parts = []
+    if job.rate_limit:
+        parts.append(gettext("rate %(rate)s") % {"rate": job.rate_limit})
+    if job.group_id and job.group.rate_limit:
+        parts.append(gettext("group rate %(rate)s") % {"rate": job.group.rate_limit})
+    if job.tenant.rate_limit:
+        parts.append(gettext("tenant rate %(rate)s") % {"rate": job.tenant.rate_limit})
+    if job.concurrency_key:
+        parts.append(
+            gettext("key %(key)s (at most %(limit)s at once)")
+            % {"key": job.concurrency_key, "limit": job.concurrency_limit or 1}
+        )
+    if not parts:
+        return ""
+    policy = gettext("over a limit: skip") if job.throttle_policy == "skip" else gettext("over a limit: wait")
+    return "; ".join([*parts, policy])

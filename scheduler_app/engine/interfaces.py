@@ -132,6 +132,17 @@ class RunStore(Protocol):
     * ``claim`` honours routing: a broadcast copy only on its node, a job routed by
       tags only on a node having all of them; the job's running runs are counted after
       its row is locked, in a statement of their own (READ COMMITTED).
+    * ``claim`` honours rate limits (job, group, tenant: at most N starts per sliding
+      period, see :mod:`scheduler_app.engine.throttle`) and concurrency keys (at most
+      the job's limit of runs of the tenant's jobs with the key running, on any node),
+      after ``max_instances``. A run over a limit is never dropped silently: with the
+      job's throttle policy ``wait`` it stays queued with ``wait_reason`` set and, for a
+      rate, ``not_before`` moved to the next free slot; with ``skip`` it is recorded as
+      skipped with the reason. A run with a ``wait_reason`` is not judged a misfire, and
+      lateness counts from its ``not_before`` too. Scopes shared by several jobs are
+      serialised across nodes (an advisory lock per scope, taken after the job rows'
+      locks, in a fixed order) and counted after the lock; ``wait_reason`` is cleared
+      when the run starts.
     * ``recover`` runs at start-up: runs left ``running`` by this node's previous
       life become ``lost`` (retried per policy); ``interrupted`` runs are re-queued.
     * ``reap_lost`` marks ``running`` runs of nodes that are not live (by the node
@@ -162,7 +173,8 @@ class ClaimResult:
     stop: tuple[int, ...] = ()
     # True when the claim was cut short by its batch size: claim again at once.
     more: bool = False
-    # Due runs it saw but left queued (no room, or waiting for an overlap slot).
+    # Due runs it saw but left queued (no room, waiting for an overlap slot or a
+    # concurrency key).
     left_queued: int = 0
 
 

@@ -201,6 +201,25 @@ def test_a_key_shared_by_two_jobs_with_limit_1_never_runs_two(limited_job):
     assert JobRun.objects.get(pk=second.runs[0].run_id).wait_reason == ""
 
 
+def test_runs_waiting_for_a_key_do_not_starve_the_runs_behind_them(limited_job):
+    keyed = limited_job("erp", concurrency_key="erp", priority=10)
+    other = limited_job("report", priority=0)
+    store = DjangoRunStore()
+    now = timezone.now()
+    queue(keyed, 1, now=now)
+    assert len(store.claim("n1", ROOM, now).runs) == 1  # the key is now full
+    # More runs than one claim's batch (2 * 2 + 8), all ahead of the other job's run.
+    queue(keyed, 30, now=now, since=4)
+    queue(other, 1, now=now, since=3)
+    small = Capacity(per_executor={"thread": 2}, total=2)
+    result = store.claim("n1", small, now)
+    assert [r.job_id for r in result.runs] == [other.pk]
+    assert not result.more
+    # The runs queued while the key was full say why they wait.
+    reasons = JobRun.objects.filter(job=keyed, state=RunState.QUEUED).values_list("wait_reason", flat=True)
+    assert set(reasons) == {"waiting: concurrency key erp (1 of 1 running)"}
+
+
 def test_a_key_limit_of_2_runs_two_and_keys_are_per_tenant(limited_job, other_tenant):
     a = limited_job("a", concurrency_key="erp", concurrency_limit=2)
     b = limited_job("b", concurrency_key="erp", concurrency_limit=2)
@@ -500,3 +519,31 @@ def test_errors_are_in_the_active_language(tenant):
     assert info.value.message_dict == {
         "rate_limit": ["'5/week': unknown unit 'week' (use one of s, m, h, d)"]
     }
+
+
+def test_jobctl_status_shows_the_limits_and_why_runs_wait(limited_job, tenant):
+    Tenant.objects.filter(pk=tenant.pk).update(rate_limit="100/h")
+    job = limited_job("erp", concurrency_key="erp", concurrency_limit=1, rate_limit="5/m")
+    now = timezone.now()
+    queue(job, 2, now=now)
+    DjangoRunStore().claim("n1", ROOM, now)
+    out = io.StringIO()
+    call_command("jobctl", "status", "acme/erp", stdout=out, no_color=True)
+    text = out.getvalue()
+    assert "limits:     rate 5/m; tenant rate 100/h; key erp (at most 1 at once); over a limit: wait" in text
+    assert "queued  —  waiting: concurrency key erp (1 of 1 running)" in text
+
+
+def test_admin_group_page_refuses_a_bad_rate(admin_client, tenant):
+    from tests.integration.test_admin import url
+
+    data = {"tenant": str(tenant.pk), "name": "erp", "description": "", "rate_limit": "10/fortnight"}
+    response = admin_client.post(url("jobgroup", "add"), data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["rate_limit"] == [
+        "'10/fortnight': unknown unit 'fortnight' (use one of s, m, h, d)"
+    ]
+    assert not JobGroup.objects.exists()
+    response = admin_client.post(url("jobgroup", "add"), {**data, "rate_limit": " 10 / m"})
+    assert response.status_code == 302
+    assert JobGroup.objects.get(name="erp").rate_limit == "10/m"

@@ -113,6 +113,29 @@ class TestNextStart:
         assert next_start(starts, rate, slot - timedelta(microseconds=1)) is not None
 
 
+@given(
+    st.lists(st.integers(0, 119), max_size=30),
+    st.integers(1, 12),
+    st.integers(0, 15),
+    st.integers(0, 15),
+)
+def test_a_rate_window_answers_as_next_start_over_every_start(offsets, count, batch, starting):
+    """What a claim sees through RateWindow (a count and a few ranked starts) gives the
+    same slots as next_start over the full list, for every start it adds."""
+    rate = Rate(count, "m")
+    stored = sorted((ago(s) for s in offsets), reverse=True)
+    in_window = [t for t in stored if t > NOW - rate.period]
+    ranks = throttle.RateWindow.ranks_needed(rate, len(in_window), batch)
+    window = throttle.RateWindow(rate, len(in_window), {r: in_window[r - 1] for r in ranks}, [])
+    every = list(stored)
+    for _ in range(min(starting, batch)):
+        assert window.next_start(NOW) == next_start(every, rate, NOW)
+        window.add(NOW)
+        every.append(NOW)
+    if starting <= batch:
+        assert window.next_start(NOW) == next_start(every, rate, NOW)
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [

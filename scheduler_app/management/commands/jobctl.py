@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 
 from scheduler_app import display, services
 from scheduler_app.documents import limits
+from scheduler_app.documents import throttle as throttle_document
 from scheduler_app.models import Job, JobGroup, JobRun, Node, Tenant
 
 #: what ``jobctl list --state`` filters on: the job's own switches.
@@ -208,6 +209,9 @@ class Command(BaseCommand):
             (_("state"), job_state(job)),
             (_("next fire"), next_fire(job, now)),
         ]
+        limits = throttle_document.describe_job(job)
+        if limits:
+            lines.append((_("limits"), limits))
         for label, value in lines:
             self.stdout.write(f"{label + ':':<12}{value}")
         try:
@@ -221,7 +225,7 @@ class Command(BaseCommand):
         for run in runs:
             self.stdout.write(
                 f"  #{run.pk}  {display.when(run.scheduled_for, tz)}  {run.state}  "
-                f"{display.seconds(run.duration)}  {(run.error or '').splitlines()[0][:80] if run.error else ''}".rstrip()
+                f"{display.seconds(run.duration)}  {(run.error or run.wait_reason).splitlines()[0][:80] if run.error or run.wait_reason else ''}".rstrip()
             )
 
     def _scope(self, scope, targets):
