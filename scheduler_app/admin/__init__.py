@@ -372,8 +372,8 @@ class JobAdmin(TenantScopedAdmin):
         "schedule_preview",
         "recent_runs",
         "secret_names_masked",
-        "created_at",
-        "updated_at",
+        "created_display",
+        "updated_display",
         "paused_reason",
         "code_badge",
         "alerts_muted",
@@ -448,7 +448,7 @@ class JobAdmin(TenantScopedAdmin):
                 ]
             },
         ),
-        (_("Recent runs"), {"fields": ["recent_runs", "created_at", "updated_at"]}),
+        (_("Recent runs"), {"fields": ["recent_runs", "created_display", "updated_display"]}),
     ]
 
     # -- columns ------------------------------------------------------------------------
@@ -498,6 +498,14 @@ class JobAdmin(TenantScopedAdmin):
         if state is None:
             return "—"
         return format_html("{} {}", state_badge(state), local(obj._last_scheduled, job_timezone(obj)))
+
+    @admin.display(description=_("created"))
+    def created_display(self, obj: Job) -> str:
+        return local(obj.created_at, job_timezone(obj)) if obj.pk else "—"
+
+    @admin.display(description=_("updated"))
+    def updated_display(self, obj: Job) -> str:
+        return local(obj.updated_at, job_timezone(obj)) if obj.pk else "—"
 
     @admin.display(description=_("stored secrets"))
     def secret_names_masked(self, obj: Job) -> str:

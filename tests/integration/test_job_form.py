@@ -318,3 +318,16 @@ def test_child_cron_gets_the_live_preview(admin_client, scenario):
     # the empty form that "Add another child trigger" clones
     assert 'name="child-__prefix__-cron_expression"' in html
     assert "Add another child trigger" in html
+
+
+def test_job_page_shows_created_and_updated_with_seconds_and_offset(admin_client, scenario):
+    from scheduler_app import display
+    from scheduler_app.admin import job_timezone
+
+    job = Job.objects.get(name="invoices")
+    html = admin_client.get(url("job", "change", job.pk)).content.decode()
+    zone = job_timezone(job)
+    for moment in (job.created_at, job.updated_at):
+        shown = display.when(moment, zone)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d( \(.+\))?", shown)
+        assert escape(shown) in html
