@@ -8,6 +8,7 @@ other node declares it dead and retries them, so each run completes exactly once
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import timedelta
 
@@ -223,3 +224,65 @@ def test_max_instances_holds_over_1000_contended_claims_and_an_outage(acme, sche
     # Each of the 1,000 runs ended succeeded (in its first attempt or a retry).
     assert succeeded.count() == 1000
     assert not JobRun.objects.filter(job__in=jobs, state="failed").exists()
+
+
+def test_a_leader_frozen_for_30_s_fires_nothing_stale_and_records_over_nothing(acme, scheduler, tmp_path):
+    """SIGSTOP the leader for 30 s while it runs slow thread runs, then SIGCONT: the other
+    node took the lease and retried the frozen node's runs; the woken node writes no fire
+    (its trigger side wakes up past its lease), its late outcomes are refused, and it
+    rejoins as a follower."""
+    tick = services.save_job(
+        Job(
+            tenant=acme,
+            name="tick",
+            task="demo.noop",
+            trigger={"type": "interval", "seconds": 1},
+            misfire_policy="run_all",
+            misfire_grace_seconds=3600,
+            overlap_policy="queue",
+            max_instances=5,
+        )
+    )
+    slow = services.save_job(
+        Job(
+            tenant=acme,
+            name="slow",
+            task="tests.append",
+            kwargs={"path": str(tmp_path / "slow.txt"), "sleep": 3},
+            trigger={"type": "manual"},
+            max_instances=10,
+            retry_max_attempts=2,
+            retry_backoff_seconds=0,
+        )
+    )
+    a = scheduler("node-a")
+    wait_until(lambda: leader() == "node-a", 10)
+    b = scheduler("node-b")
+    services.drain_nodes([Node.objects.get(name="node-b")])
+    wait_until(lambda: "claiming paused" in b.output, 10)
+    queue_runs(slow, 3)
+    wait_until(lambda: JobRun.objects.filter(job=slow, state="running", node="node-a").count() == 3, 20)
+    services.resume_nodes([Node.objects.get(name="node-b")])
+
+    a.signal(signal.SIGSTOP)
+    frozen_at = timezone.now()
+    wait_until(lambda: leader() == "node-b", 10, message="no failover from the frozen leader")
+    wait_until(lambda: JobRun.objects.filter(job=slow, state="succeeded", attempt=2).count() == 3, 30)
+    time.sleep(max(0.0, 30 - (timezone.now() - frozen_at).total_seconds()))
+    a.signal(signal.SIGCONT)
+    a.wait_for("declared dead by the cluster; rejoining", 20)
+    wait_until(lambda: Node.objects.get(name="node-a").state == "active", 15)
+    time.sleep(5)
+    assert leader() == "node-b"
+    assert a.stop() == 0 and b.stop() == 0
+
+    # The frozen node's runs stay lost (its outcomes refused); the retries stand.
+    assert JobRun.objects.filter(job=slow, attempt=1, state="lost").count() == 3
+    assert JobRun.objects.filter(job=slow, attempt=2, state="succeeded", node="node-b").count() == 3
+    assert "outcomes not recorded: the runs are no longer running here" in a.output, a.output[-3000:]
+    assert "fire dropped: not the leader" in a.output  # the stale fires, refused at the gate
+    # No stale fire: every fire time once, none lost, and node-a led only before the freeze.
+    times = sorted(JobRun.objects.filter(job=tick).values_list("scheduled_for", flat=True))
+    assert len(times) == len(set(times))
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) == timedelta(seconds=1)
+    assert a.output.count("this node now leads") == 1
