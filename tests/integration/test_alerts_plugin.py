@@ -242,3 +242,13 @@ def test_jobs_file_round_trip_with_the_secret_field_encrypted(tenant, tmp_path):
     with pytest.raises(CommandError) as info:
         call_command("importjobs", str(source), stdout=io.StringIO(), stderr=io.StringIO())
     assert "alert_channels[0] (acme/file): config.path: 'x' is not an absolute path" in str(info.value)
+
+
+def test_a_channel_whose_plugin_is_gone_fails_its_deliveries_naming_the_type(tenant):
+    # As a restore leaves it when the plugin is not installed (the row, not a save).
+    channel = AlertChannel.objects.create(tenant=tenant, name="old", type="pigeon", config={})
+    row = services.send_test_alert(channel)
+    deliver_all()
+    row.refresh_from_db()
+    assert row.state == "pending" and row.attempts == 1
+    assert row.last_error == "unknown channel type 'pigeon' (is the plugin that provides it installed?)"
