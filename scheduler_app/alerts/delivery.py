@@ -44,7 +44,9 @@ logger = logging.getLogger(__name__)
 
 def retry_delay(attempts: int) -> float:
     base = float(app_settings.ALERTS_RETRY_BASE_SECONDS)
-    return min(base * (2 ** max(attempts - 1, 0)), float(app_settings.ALERTS_RETRY_MAX_SECONDS))
+    # The exponent is capped: 2**1024 does not fit a float (a row retried that often
+    # is at the maximum anyway).
+    return min(base * (2 ** min(max(attempts - 1, 0), 60)), float(app_settings.ALERTS_RETRY_MAX_SECONDS))
 
 
 def lease(node: str, now: datetime, limit: int) -> list[AlertOutbox]:

@@ -130,3 +130,10 @@ def test_idle_wait_is_bounded_by_the_next_retry(tenant):
         assert loop.idle_wait(now) == pytest.approx(3.0, abs=0.01)  # another node's lease ends
         AlertOutbox.objects.filter(pk=row.pk).update(state="sent")
         assert loop.idle_wait(now) == 5.0
+
+
+def test_retry_delay_of_a_row_retried_very_often_stays_at_the_maximum(settings):
+    assert delivery.retry_delay(1) == 5.0 and delivery.retry_delay(2) == 10.0
+    assert delivery.retry_delay(5000) == 300.0  # 2**4999 would not fit a float
+    with override_settings(SCHEDULER_APP={**settings.SCHEDULER_APP, "ALERTS_RETRY_BASE_SECONDS": 0.0}):
+        assert delivery.retry_delay(5000) == 0.0
