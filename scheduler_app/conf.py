@@ -154,8 +154,14 @@ DEFAULTS: dict[str, Any] = {
     # -- alerts (scheduler_app.alerts) --
     # Base of the links to run pages in alerts, e.g. "https://scheduler.example.com".
     "ALERTS_BASE_URL": "",
-    # Seconds between the delivery loop's looks at the outbox when it is idle.
+    # Seconds between the delivery loop's looks at the outbox when it is idle and has no
+    # wake-up from other processes (PostgreSQL with its LISTEN connection down). On
+    # SQLite the loop looks at most once a second (alerts this process writes wake it).
     "ALERTS_POLL_INTERVAL": 0.25,
+    # PostgreSQL: every outbox insert sends NOTIFY in its transaction and each node's
+    # delivery loop LISTENs, so it wakes on commit; it still looks at the outbox every
+    # this many seconds (and when a retry falls due) as a safety net.
+    "ALERTS_IDLE_POLL_SECONDS": 5.0,
     # Seconds a node holds the alerts it is sending; after that, another node resends them.
     "ALERTS_LEASE_SECONDS": 30.0,
     # Retries back off from this many seconds, doubling, up to the maximum.

@@ -54,6 +54,7 @@ def run_periodic_checks(now: datetime) -> int:
                 rows += _missed(rule, now)
             if rows:
                 AlertOutbox.objects.bulk_create(rows)
+                evaluate.announce()
                 written += len(rows)
     return written
 

@@ -9,7 +9,16 @@ sends it again with the same ``alert_id``: delivery is at least once.
 Failures retry with exponential backoff (``ALERTS_RETRY_BASE_SECONDS`` doubling up to
 ``ALERTS_RETRY_MAX_SECONDS``) until ``ALERTS_GIVE_UP_AFTER_SECONDS`` after the alert was
 written; then the row becomes ``dead`` (visible in the admin, ``alert_failed`` sent).
-A rule with ``digest`` sends the alerts that piled up for one channel as one message."""
+A rule with ``digest`` sends the alerts that piled up for one channel as one message.
+
+Waking up: the loop sends what is due, then waits. Alerts written by this process wake
+it when their transaction commits; on PostgreSQL every outbox insert also sends
+``NOTIFY scheduler_app_alerts`` in its transaction and a :class:`NotifyListener` thread
+(its own connection, ``LISTEN``) wakes the loop of every node, so an alert written by
+any process is sent at once. The wait is then bounded by ``ALERTS_IDLE_POLL_SECONDS``
+and by when the next retry falls due (no busy polling); while the LISTEN connection is
+down, by ``ALERTS_POLL_INTERVAL``. SQLite has no notifications: the loop looks every
+``max(ALERTS_POLL_INTERVAL, 1)`` seconds."""
 
 from __future__ import annotations
 
@@ -35,7 +44,9 @@ logger = logging.getLogger(__name__)
 
 def retry_delay(attempts: int) -> float:
     base = float(app_settings.ALERTS_RETRY_BASE_SECONDS)
-    return min(base * (2 ** max(attempts - 1, 0)), float(app_settings.ALERTS_RETRY_MAX_SECONDS))
+    # The exponent is capped: 2**1024 does not fit a float (a row retried that often
+    # is at the maximum anyway).
+    return min(base * (2 ** min(max(attempts - 1, 0), 60)), float(app_settings.ALERTS_RETRY_MAX_SECONDS))
 
 
 def lease(node: str, now: datetime, limit: int) -> list[AlertOutbox]:
@@ -200,17 +211,78 @@ def prune(now: datetime, days: float | None) -> int:
     return deleted
 
 
+def next_due_in(now: datetime) -> float | None:
+    """Seconds until the first pending alert falls due (its next attempt, or the end of
+    the lease another node holds on it); None if nothing is pending."""
+    from django.db.models import Min
+    from django.db.models.functions import Coalesce, Greatest
+
+    first = AlertOutbox.objects.filter(state=OutboxState.PENDING).aggregate(
+        at=Min(Greatest("next_attempt_at", Coalesce("leased_until", "next_attempt_at")))
+    )["at"]
+    return None if first is None else max((first - now).total_seconds(), 0.0)
+
+
+class NotifyListener:
+    """A thread with its own PostgreSQL connection that ``LISTEN``s on
+    ``scheduler_app_alerts`` and sets ``evaluate.delivery_wanted`` on each notification
+    (and once after each (re)connect, for what was written while it was down). A lost
+    connection is retried with backoff; ``healthy`` says whether it listens now."""
+
+    def __init__(self) -> None:
+        self.healthy = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._params: dict | None = None
+
+    def start(self) -> None:
+        # The connection parameters are Django's (read here, in the loop's thread).
+        self._params = connection.get_connection_params()
+        self._thread = threading.Thread(target=self._run, name="alert-listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**(self._params or {}), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {evaluate.NOTIFY_CHANNEL}")
+                    self.healthy, backoff = True, 0.5
+                    evaluate.wake_delivery()
+                    while not self._stop.is_set():
+                        for _note in conn.notifies(timeout=1.0, stop_after=1):
+                            evaluate.wake_delivery()
+            except Exception as exc:  # noqa: BLE001 - down: the loop polls meanwhile
+                if self.healthy:
+                    logger.warning("alert LISTEN connection lost; polling", extra={"error": str(exc)})
+                self.healthy = False
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        self.healthy = False
+
+
 class DeliveryLoop:
-    """The thread inside ``runscheduler``: delivers due alerts every
-    ``ALERTS_POLL_INTERVAL`` seconds and runs the late/missed checks."""
+    """The thread inside ``runscheduler``: delivers due alerts as soon as it is woken
+    (see the module doc for how long it waits otherwise) and runs the late/missed checks."""
 
     def __init__(self, node: str) -> None:
         self.node = node
         self.beat = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.listener: NotifyListener | None = None
 
     def start(self) -> None:
+        if connection.vendor == "postgresql":
+            self.listener = NotifyListener()
+            self.listener.start()
         self._thread = threading.Thread(target=self._run, name="alert-delivery", daemon=True)
         self._thread.start()
 
@@ -219,6 +291,19 @@ class DeliveryLoop:
         evaluate.wake_delivery()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.listener is not None:
+            self.listener.stop()
+
+    def idle_wait(self, now: datetime) -> float:
+        """How long to wait for a wake-up when nothing was due (see the module doc)."""
+        poll = float(app_settings.ALERTS_POLL_INTERVAL)
+        if connection.vendor == "sqlite":
+            return max(poll, 1.0)
+        if self.listener is None or not self.listener.healthy:
+            return poll
+        wait = float(app_settings.ALERTS_IDLE_POLL_SECONDS)
+        due = next_due_in(now)
+        return max(min(wait, due if due is not None else wait), 0.05)
 
     def problems(self) -> list[str]:
         if self._thread is None or self._stop.is_set():
@@ -238,6 +323,9 @@ class DeliveryLoop:
         while not self._stop.is_set():
             self.beat = time.monotonic()
             busy = False
+            wait = float(app_settings.ALERTS_POLL_INTERVAL)
+            # Cleared before looking, so a wake-up during deliver() is not lost.
+            evaluate.delivery_wanted.clear()
             try:
                 busy = deliver(self.node) > 0
                 if time.monotonic() - last_check >= app_settings.ALERTS_CHECK_INTERVAL:
@@ -246,6 +334,8 @@ class DeliveryLoop:
                 if time.monotonic() - last_prune >= 3600.0:
                     last_prune = time.monotonic()
                     prune(timezone.now(), app_settings.RUN_RETENTION_DAYS)
+                if not busy:
+                    wait = self.idle_wait(timezone.now())
                 if failing:
                     logger.warning("alert delivery recovered")
                     failing = False
@@ -264,9 +354,5 @@ class DeliveryLoop:
                     pass
                 self._stop.wait(1.0)
             if not busy:
-                # SQLite (one node): alerts this process writes wake the loop; polling
-                # slowly keeps readers from holding up the run engine's writes.
-                poll = app_settings.ALERTS_POLL_INTERVAL
-                evaluate.delivery_wanted.wait(poll if connection.vendor != "sqlite" else max(poll, 2.0))
-            evaluate.delivery_wanted.clear()
+                evaluate.delivery_wanted.wait(min(wait, float(app_settings.ALERTS_CHECK_INTERVAL)))
         connection.close()

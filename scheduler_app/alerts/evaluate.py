@@ -172,17 +172,32 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
         rows += outbox_rows(rule, event, run.job, run, now)
     if rows:
         AlertOutbox.objects.bulk_create(rows)
-        transaction.on_commit(wake_delivery)
+        announce()
     return len(rows)
 
 
-#: Set when this process wrote alerts: its delivery loop sends them without waiting
-#: for its next poll.
+#: Set when this process wrote alerts (or, on PostgreSQL, when the delivery loop's
+#: LISTEN connection hears that any process did): the loop sends them at once.
 delivery_wanted = threading.Event()
+
+#: The PostgreSQL notification channel of new outbox rows.
+NOTIFY_CHANNEL = "scheduler_app_alerts"
 
 
 def wake_delivery() -> None:
     delivery_wanted.set()
+
+
+def announce() -> None:
+    """Call after writing outbox rows, in their transaction: this process's delivery
+    loop is woken when the transaction commits, and on PostgreSQL a NOTIFY (sent by the
+    server on commit only, so never for rows that were rolled back) wakes every node's."""
+    from django.db import connection
+
+    transaction.on_commit(wake_delivery)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
 
 
 def _load_jobs(runs: Sequence[JobRun]) -> None:
@@ -317,5 +332,5 @@ def on_nodes_dead(names: Sequence[str], now: datetime | None = None) -> int:
             )
     if rows:
         AlertOutbox.objects.bulk_create(rows)
-        transaction.on_commit(wake_delivery)
+        announce()
     return len(rows)

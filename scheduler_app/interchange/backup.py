@@ -993,7 +993,7 @@ class _Restorer:
         self.counts["object_permissions"] = len(items)
 
     def _restore_alert_channels(self, items: list[dict[str, Any]]) -> None:
-        from scheduler_app import crypto
+        from scheduler_app import crypto, plugins
         from scheduler_app.services import alerts as alert_services
 
         objs = []
@@ -1005,7 +1005,25 @@ class _Restorer:
                 raise BackupError(
                     f"{where}: name: alert channel {name!r} appears twice in tenant {tenant.slug}"
                 )
-            channel = self._build(AlertChannel, entry, where, ("tenant",))
+            kind = entry.get("type")
+            missing_plugin = (
+                isinstance(kind, str)
+                and kind not in plugins.BUILTIN_CHANNELS
+                and plugins.alert_channel_type(kind) is None
+            )
+            if missing_plugin:
+                # As for an unregistered task: restored, with a warning; it cannot be
+                # checked or delivered until the plugin is installed.
+                if len(kind) > AlertChannel._meta.get_field("type").max_length:
+                    raise BackupError(f"{where}: type: {kind!r} is longer than 16 characters")
+                channel = self._build(AlertChannel, {**entry, "type": "email"}, where, ("tenant",))
+                channel.type = kind
+                self.warn(
+                    f"{where}: alert channel type {kind!r} is not provided by any installed plugin; "
+                    "its alerts will fail until it is"
+                )
+            else:
+                channel = self._build(AlertChannel, entry, where, ("tenant",))
             channel.tenant = tenant
             if channel.secret_token:
                 try:
@@ -1017,7 +1035,8 @@ class _Restorer:
                         "(SCHEDULER_APP['ENCRYPTION_KEYS']) and restore again"
                     ) from None
             try:
-                alert_services.validate_channel(channel, None)
+                if not missing_plugin:
+                    alert_services.validate_channel(channel, None)
             except ValidationError as exc:
                 field, messages = next(iter(exc.message_dict.items()))
                 raise BackupError(f"{where}: {field}: {'; '.join(messages)}") from None

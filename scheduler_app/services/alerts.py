@@ -310,5 +310,6 @@ def send_test_alert(channel: AlertChannel, *, actor: Any = None) -> AlertOutbox:
             extra={"error": "this is a test alert", "job": "(test)"},
         )
         row.save()
+        evaluate.announce()
         audit.record(channel, "test_alert", actor, alert_id=str(row.alert_id))
     return row

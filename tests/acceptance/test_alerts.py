@@ -104,3 +104,38 @@ def test_killed_while_delivering_the_next_node_resends_with_the_same_alert_id(ac
     assert ids == [str(row.alert_id)] * 2  # at least once: the duplicate carries the same id
     attempts = list(AlertDelivery.objects.values_list("node", "ok"))
     assert attempts == [("node-b", True)]
+
+
+def test_an_alert_written_by_another_process_wakes_the_delivery_loop(acme, scheduler, hook):
+    """The test process (not the scheduler) writes the outbox rows. With the polls set to
+    30 s, only the wake-up can bring them out promptly: PostgreSQL's NOTIFY, sent in the
+    transaction of the insert and heard by the node's LISTEN connection. (SQLite has no
+    notifications: its loop looks every second.)"""
+    from django.db import connection, transaction
+
+    web = services.save_channel(
+        AlertChannel(tenant=acme, name="ops-hook", type="webhook", config={"url": hook.url}), secret="k"
+    )
+    postgres = connection.vendor == "postgresql"
+    polls = {"ALERTS_POLL_INTERVAL": 30.0, "ALERTS_IDLE_POLL_SECONDS": 30.0} if postgres else {}
+    proc = scheduler("node-a", ALERTS_CHECK_INTERVAL=30.0, **polls)
+    services.send_test_alert(web)  # the first one also proves the node's loop is up
+    wait_until(lambda: len(hook.accepted()) == 1, 35, message=proc.output)
+    time.sleep(1.5)  # the loop is idle again, waiting
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.send_test_alert(web)  # rolled back: no row, and no NOTIFY either
+        raise RuntimeError
+    latencies = []
+    for _ in range(5):
+        written = time.time()
+        row = services.send_test_alert(web)
+        wait_until(
+            lambda row=row: any(r["json"]["alert_id"] == str(row.alert_id) for r in hook.accepted()),
+            35,
+            interval=0.01,
+            message=proc.output,
+        )
+        latencies.append(time.time() - written)
+        time.sleep(0.3)
+    assert len(hook.accepted()) == 6 and AlertOutbox.objects.count() == 6
+    assert max(latencies) < (1.0 if postgres else 2.5), latencies  # far below the 30 s polls

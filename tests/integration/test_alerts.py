@@ -329,22 +329,24 @@ def test_email_channel_plain_and_html_through_real_smtp(tenant, make_job, smtp, 
     EMAIL_HOST="127.0.0.1",
     SCHEDULER_APP={**__import__("django.conf").conf.settings.SCHEDULER_APP, **FAST},
 )
-def test_smtp_refusal_is_recorded_and_retried(tenant, make_job, settings):
+def test_smtp_refusal_is_recorded_and_retried(tenant, make_job):
+    # Not pytest-django's ``settings`` fixture: its teardown, after this decorator's,
+    # would put the decorator's settings (FAST retries) back for every later test.
     smtp = SmtpReceiver(refuse=True)
     try:
-        settings.EMAIL_PORT = smtp.port
-        job = make_job("j")
-        channel = services.save_channel(
-            AlertChannel(tenant=tenant, name="mail", type="email", config={"to": ["ops@example.com"]})
-        )
-        rule(tenant, [channel])
-        finish(job, "failed")
-        delivery.deliver("test-node")
-        attempt = AlertDelivery.objects.get()
-        assert not attempt.ok and "550" in attempt.error
-        smtp.refuse = False
-        deliver_all()
-        assert len(smtp.messages) == 1
+        with override_settings(EMAIL_PORT=smtp.port):
+            job = make_job("j")
+            channel = services.save_channel(
+                AlertChannel(tenant=tenant, name="mail", type="email", config={"to": ["ops@example.com"]})
+            )
+            rule(tenant, [channel])
+            finish(job, "failed")
+            delivery.deliver("test-node")
+            attempt = AlertDelivery.objects.get()
+            assert not attempt.ok and "550" in attempt.error
+            smtp.refuse = False
+            deliver_all()
+            assert len(smtp.messages) == 1
     finally:
         smtp.close()
 

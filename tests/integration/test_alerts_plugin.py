@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from scheduler_app import plugins, services
+from scheduler_app.alerts import delivery
 from scheduler_app.models import AlertChannel, AlertDelivery, AlertOutbox, AlertRule, Membership
 from tests.integration.api_support import client_for, errors_of, key_for
 from tests.integration.test_alerts import deliver_all, finish
@@ -80,7 +81,7 @@ def test_a_failing_plugin_send_is_retried_and_recorded(tenant, make_job, tmp_pat
     services.save_rule(AlertRule(tenant=tenant, name="r", events=["failed"]), channels=[channel])
     (tmp_path / "gone").rmdir()  # the directory disappears after the channel was saved
     finish(make_job("a"), "failed")
-    deliver_all()
+    assert delivery.deliver("test-node") == 1
     row = AlertOutbox.objects.get()
     assert row.state == "pending" and row.attempts == 1
     attempt = AlertDelivery.objects.get(outbox=row)
@@ -178,6 +179,10 @@ def test_api_accepts_plugin_channels_and_refuses_bad_settings_naming_the_field(e
     assert body["type"] == "jsonfile" and body["config"] == {"path": str(path)} and body["has_secret"]
     assert TOKEN not in made.content.decode()
     assert AlertChannel.objects.get().reveal_secrets() == {"token": TOKEN}
+    from auditlog.models import LogEntry
+
+    entries = list(LogEntry.objects.values_list("changes", "additional_data"))
+    assert entries and TOKEN not in repr(entries)  # the audit trail has only the fingerprint
     # A PATCH of the settings keeps the stored secret field.
     other = tmp_path / "b.jsonl"
     changed = api.patch(f"/api/alert-channels/{body['id']}/", {"config": {"path": str(other)}}, format="json")
@@ -242,3 +247,13 @@ def test_jobs_file_round_trip_with_the_secret_field_encrypted(tenant, tmp_path):
     with pytest.raises(CommandError) as info:
         call_command("importjobs", str(source), stdout=io.StringIO(), stderr=io.StringIO())
     assert "alert_channels[0] (acme/file): config.path: 'x' is not an absolute path" in str(info.value)
+
+
+def test_a_channel_whose_plugin_is_gone_fails_its_deliveries_naming_the_type(tenant):
+    # As a restore leaves it when the plugin is not installed (the row, not a save).
+    channel = AlertChannel.objects.create(tenant=tenant, name="old", type="pigeon", config={})
+    row = services.send_test_alert(channel)
+    assert delivery.deliver("test-node") == 1
+    row.refresh_from_db()
+    assert row.state == "pending" and row.attempts == 1
+    assert row.last_error == "unknown channel type 'pigeon' (is the plugin that provides it installed?)"

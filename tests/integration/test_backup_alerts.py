@@ -250,3 +250,46 @@ def test_bad_alert_entries_are_named_and_change_nothing(tmp_path, alerting, muta
         list(AlertRule.objects.order_by("pk").values()),
     )
     assert after == before
+
+
+def test_a_plugin_channel_round_trips_with_its_secret_field_and_still_delivers(tmp_path, tenant, make_job):
+    target = tmp_path / "alerts.jsonl"
+    services.save_channel(
+        AlertChannel(
+            tenant=tenant, name="file", type="jsonfile", config={"path": str(target), "token": "pl-s3cret"}
+        )
+    )
+    services.save_rule(
+        AlertRule(tenant=tenant, name="r", scope_job=make_job("a"), events=["failed"]),
+        channels=list(AlertChannel.objects.all()),
+    )
+    path = tmp_path / "b.json"
+    run_backup(path)
+    assert b"pl-s3cret" not in path.read_bytes()
+    (entry,) = json.loads(path.read_text())["alert_channels"]
+    assert entry["type"] == "jsonfile" and entry["config"] == {"path": str(target)}
+    backup.delete_configuration()
+    run_restore(path)
+    channel = AlertChannel.objects.get()
+    assert channel.reveal_secrets() == {"token": "pl-s3cret"}
+    finish(Job.objects.get(name="a"), "failed")
+    deliver_all()
+    (line,) = target.read_text().splitlines()
+    assert json.loads(line)["event"] == "failed" and json.loads(line)["token_set"] is True
+
+
+def test_a_channel_of_a_plugin_not_installed_is_restored_with_a_warning(tmp_path, alerting):
+    path = tmp_path / "b.json"
+    run_backup(path)
+    doc = json.loads(path.read_text())
+    entry = next(c for c in doc["alert_channels"] if c["name"] == "ops-mail")
+    entry.update(type="pigeon", config={"loft": "north"})
+    path.write_text(json.dumps(doc))
+    err = io.StringIO()
+    call_command("restore", str(path), "--replace", stdout=io.StringIO(), stderr=err, no_color=True)
+    assert (
+        "warning: alert_channels[2] (acme/ops-mail): alert channel type 'pigeon' is not provided by any "
+        "installed plugin; its alerts will fail until it is"
+    ) in err.getvalue()
+    restored = AlertChannel.objects.get(name="ops-mail")
+    assert (restored.type, restored.config) == ("pigeon", {"loft": "north"})
