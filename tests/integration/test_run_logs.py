@@ -135,6 +135,19 @@ def test_the_cap_keeps_the_newest_lines_under_a_marker(engine, make_job, executo
     assert numbers == list(range(400 - len(numbers), 400))  # the newest, in order
 
 
+def test_the_run_page_shows_the_marker_in_the_readers_language(engine, make_job, client):
+    engine(max_bytes=1024)
+    run = run_once(make_job("chatty", task="tests.log_lines", kwargs={"count": 100, "printed": False}))
+    dropped = stored(run).lines_dropped
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    url = reverse("admin:scheduler_app_jobrun_change", args=[run.pk])
+    assert f"… {dropped} earlier lines dropped …" in client.get(url).content.decode()
+    client.cookies["django_language"] = "zh-hans"
+    html = client.get(url).content.decode()
+    assert f"… 已丢弃之前的 {dropped} 行 …" in html and "earlier lines dropped" not in html
+    assert "line 99 logged" in html
+
+
 def test_a_running_runs_log_can_be_followed(engine, make_job, tmp_path):
     engine(flush=0.1)
     gate = tmp_path / "go"
