@@ -99,6 +99,16 @@ def test_a_process_run_keeps_what_it_logged_and_printed_in_order(engine, make_jo
     assert (log.lines_total, log.lines_dropped) == (8, 0)
 
 
+def test_a_run_that_logs_nothing_has_no_log_row(engine, make_job):
+    engine()
+    run = run_once(make_job("quiet", task="tests.log_lines", kwargs={"count": 0}))
+    assert run.state == RunState.SUCCEEDED
+    assert not JobRunLog.objects.filter(run=run).exists()
+    api = client_for(key_for(get_user_model().objects.create_superuser("root", "r@example.com", "pw")))
+    body = api.get(f"/api/runs/{run.pk}/").json()
+    assert (body["log"], body["log_next_offset"], body["log_lines_dropped"]) == ("", 0, 0)
+
+
 def test_two_concurrent_thread_runs_do_not_mix_their_lines(engine, make_job):
     engine()
     jobs = [
