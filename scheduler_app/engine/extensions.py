@@ -14,6 +14,10 @@ Executors
     * ``stop(run_id, state, reason)`` ends a run (``timed_out`` when the run's
       ``timeout`` passed: the node calls it; the executor reports nothing more for it).
     * ``running_ids()`` and ``shutdown(wait)`` as for the built-in executors.
+    * optional: ``take_logs()`` -> ``{run_id: RunLog}``, the captured logs of its running
+      runs that changed since the last call (the node writes them while the runs go on);
+      the final log travels in ``Outcome.log``. Masking the run's secrets in them is the
+      executor's job (:class:`~.runlog.RunLogBuffer` does it).
 
 Trigger types
     A :class:`TriggerType` names a document ``{"type": name, ...}``: ``schema`` (JSON
