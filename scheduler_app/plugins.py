@@ -276,7 +276,7 @@ def executor_factories() -> dict[str, ExecutorFactory]:
             context.sink,
             context.result_max_bytes,
             config,
-            log_max_bytes=app_settings.MAX_RUN_LOG_BYTES,
+            log_max_bytes=context.run_log_max_bytes,
         )
 
     factories: dict[str, ExecutorFactory] = {"isolated": isolated}
@@ -297,7 +297,9 @@ def build_executors(sink: Callable[[Any], None], result_max_bytes: int) -> dict[
     built: dict[str, Any] = {}
     for name, factory in executor_factories().items():
         plugin = registry.executors[name].plugin if name in registry.executors else ""
-        context = extensions.ExecutorContext(sink, result_max_bytes, options.get(plugin, {}), resolve)
+        context = extensions.ExecutorContext(
+            sink, result_max_bytes, options.get(plugin, {}), resolve, app_settings.MAX_RUN_LOG_BYTES
+        )
         made, _failed = extensions.build_executors({name: factory}, context)
         built.update(made)
     return built

@@ -545,7 +545,7 @@ class DjangoRunStore:
                 follow.append((run, retry))
             if done:
                 self._write_outcomes(done)
-                logs = {r.pk: by_id[r.pk].log for r in done if by_id[r.pk].log is not None}
+                logs = {r.pk: log for r in done if (log := by_id[r.pk].log) is not None and log.lines_total}
                 write_logs(logs, now)  # one statement for the batch, whatever the lines
                 counters.count_finished(done)  # metrics: in the transaction that records them
                 alerts.on_outcome(done)  # alert outbox rows: in the same transaction

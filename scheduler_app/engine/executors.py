@@ -163,7 +163,7 @@ class _BaseExecutor:
         # Everything reported is masked here, whichever way it was made (the process
         # executor's worker masked it already; stop reasons and setup errors too).
         fields = entry.redactor.fields(fields)
-        if entry.log is not None and entry.started:
+        if entry.log is not None and entry.started and entry.log.total:
             # Masked line by line already; what the run logs after this is dropped.
             fields["log"] = entry.log.snapshot()
         outcome = Outcome(

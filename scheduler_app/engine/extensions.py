@@ -14,6 +14,10 @@ Executors
     * ``stop(run_id, state, reason)`` ends a run (``timed_out`` when the run's
       ``timeout`` passed: the node calls it; the executor reports nothing more for it).
     * ``running_ids()`` and ``shutdown(wait)`` as for the built-in executors.
+    * optional: ``take_logs()`` -> ``{run_id: RunLog}``, the captured logs of its running
+      runs that changed since the last call (the node writes them while the runs go on);
+      the final log travels in ``Outcome.log`` (capped at ``context.run_log_max_bytes``). Masking the run's secrets in them is the
+      executor's job (:class:`~.runlog.RunLogBuffer` does it).
 
 Trigger types
     A :class:`TriggerType` names a document ``{"type": name, ...}``: ``schema`` (JSON
@@ -56,6 +60,8 @@ class ExecutorContext:
     result_max_bytes: int
     options: Mapping[str, Any] = field(default_factory=dict)
     resolve: Callable[[str], Callable[..., Any]] | None = None
+    # The cap of a run's captured log (MAX_RUN_LOG_BYTES; 0: capture off).
+    run_log_max_bytes: int = 65_536
 
 
 ExecutorFactory = Callable[[ExecutorContext], Executor]
@@ -118,6 +124,7 @@ def build_executors(
                     result_max_bytes=context.result_max_bytes,
                     options=context.options,
                     resolve=context.resolve,
+                    run_log_max_bytes=context.run_log_max_bytes,
                 )
             )
             check_executor(inner, name)

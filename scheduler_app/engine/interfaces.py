@@ -122,7 +122,8 @@ class RunStore(Protocol):
       alone, and an outcome whose claim token is not the run's current one is refused
       and logged: fencing), then enqueues retries (attempt + 1 after the job's backoff) and
       dependents whose conditions are met, each at most once; it returns how many
-      runs it queued, so the caller knows whether to claim again.
+      runs it queued, so the caller knows whether to claim again. The outcomes' logs
+      are written in the same transaction, in one statement per batch.
     * ``heartbeat`` marks this node's running runs alive and returns the ids of those
       an operator asked to stop.
     * ``save_logs`` writes the logs of runs executing on this node so far (live), only

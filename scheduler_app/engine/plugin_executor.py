@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from scheduler_app.engine.interfaces import ClaimedRun, Executor, Outcome
+from scheduler_app.engine.interfaces import ClaimedRun, Executor, Outcome, RunLog
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,25 @@ class GuardedExecutor:
     def release_waiting(self) -> int:
         check = getattr(self._inner, "release_waiting", None)
         return int(check()) if callable(check) else 0
+
+    def take_logs(self) -> dict[int, RunLog]:
+        """The live logs of the inner executor's running runs, if it captures them
+        (optional for a plugin: ``take_logs()`` -> {run id: RunLog}, as the built-in
+        executors have); anything else it returns is ignored."""
+        check = getattr(self._inner, "take_logs", None)
+        if not callable(check):
+            return {}
+        try:
+            logs = dict(check())
+        except Exception:  # noqa: BLE001
+            logger.exception("executor plugin failed to give its runs' logs", extra={"executor": self.name})
+            return {}
+        with self._lock:
+            return {
+                k: v
+                for k, v in logs.items()
+                if isinstance(k, int) and isinstance(v, RunLog) and k not in self._reported
+            }
 
     def overdue(self, monotonic_now: float) -> list[Any]:
         check = getattr(self._inner, "overdue", None)

@@ -320,7 +320,7 @@ def capturing_process(buffer: RunLogBuffer | None) -> Iterator[None]:
     saved = sys.stdout, sys.stderr
     _PROCESS.append(buffer)
     _attach()
-    sys.stdout, sys.stderr = streams  # type: ignore[assignment]
+    sys.stdout, sys.stderr = streams
     try:
         yield
     finally:

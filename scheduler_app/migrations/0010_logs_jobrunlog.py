@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                         related_name="captured_log",
                         serialize=False,
                         to="scheduler_app.jobrun",
-                        verbose_name="run",
+                        verbose_name="job run",
                     ),
                 ),
                 ("text", models.TextField(blank=True, verbose_name="log")),

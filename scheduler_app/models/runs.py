@@ -177,7 +177,7 @@ class JobRunLog(models.Model):
         on_delete=models.CASCADE,
         primary_key=True,
         related_name="captured_log",
-        verbose_name=_("run"),
+        verbose_name=_("job run"),
     )
     text = models.TextField(_("log"), blank=True)
     # Every line ever written, and how many of the oldest were dropped: the kept lines

@@ -95,6 +95,7 @@ def test_django_store_needs_django_apscheduler_e003(settings):
         ("MISFIRE_RUN_ALL_CAP", 0),
         ("RESULT_MAX_BYTES", -65536),
         ("PREVIEW_COUNT", "ten"),
+        ("RUN_LOG_FLUSH_INTERVAL", 0),
     ],
 )
 def test_bad_numbers_are_e004(key, value):
@@ -119,6 +120,26 @@ def test_good_numbers_pass():
     with override_settings(SCHEDULER_APP=good):
         assert check_settings() == []
         assert app_settings.POLL_INTERVAL == 0.25  # and the values are read back
+
+
+@pytest.mark.parametrize("value", [-1, 1, 1023, 64.5, "64KB", True, None])
+def test_a_bad_run_log_cap_is_e022(value):
+    with override_settings(SCHEDULER_APP={"MAX_RUN_LOG_BYTES": value}):
+        assert check_settings() == [
+            Error(
+                "SCHEDULER_APP['MAX_RUN_LOG_BYTES'] must be 0 (no captured logs) or a whole number of "
+                f"at least 1024, not {value!r}.",
+                hint="The default is 65536.",
+                id="scheduler_app.E022",
+            )
+        ]
+
+
+@pytest.mark.parametrize("value", [0, 1024, 10_000_000])
+def test_good_run_log_caps_pass(value):
+    with override_settings(SCHEDULER_APP={"MAX_RUN_LOG_BYTES": value, "RUN_LOG_FLUSH_INTERVAL": 0.5}):
+        assert check_settings() == []
+        assert app_settings.MAX_RUN_LOG_BYTES == value
 
 
 def test_task_modules_must_be_a_list_of_paths_e005():

@@ -15,9 +15,10 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from scheduler_app import services
-from scheduler_app.backends.runstore import DjangoRunStore, is_transient
+from scheduler_app.backends.runstore import DjangoRunStore, is_transient, write_logs
 from scheduler_app.backends.service import resolve_task
 from scheduler_app.engine.executors import ProcessExecutor, ThreadExecutor
+from scheduler_app.engine.interfaces import Outcome, RunLog
 from scheduler_app.engine.node import Node, NodeConfig
 from scheduler_app.engine.redaction import MASK
 from scheduler_app.models import JobRun, JobRunLog, RunState
@@ -98,6 +99,16 @@ def test_a_process_run_keeps_what_it_logged_and_printed_in_order(engine, make_jo
     assert (log.lines_total, log.lines_dropped) == (8, 0)
 
 
+def test_a_run_that_logs_nothing_has_no_log_row(engine, make_job):
+    engine()
+    run = run_once(make_job("quiet", task="tests.log_lines", kwargs={"count": 0}))
+    assert run.state == RunState.SUCCEEDED
+    assert not JobRunLog.objects.filter(run=run).exists()
+    api = client_for(key_for(get_user_model().objects.create_superuser("root", "r@example.com", "pw")))
+    body = api.get(f"/api/runs/{run.pk}/").json()
+    assert (body["log"], body["log_next_offset"], body["log_lines_dropped"]) == ("", 0, 0)
+
+
 def test_two_concurrent_thread_runs_do_not_mix_their_lines(engine, make_job):
     engine()
     jobs = [
@@ -133,6 +144,19 @@ def test_the_cap_keeps_the_newest_lines_under_a_marker(engine, make_job, executo
     assert lines[0] == f"… {log.lines_dropped} earlier lines dropped …"
     numbers = [int(line.split()[3]) for line in lines[1:]]
     assert numbers == list(range(400 - len(numbers), 400))  # the newest, in order
+
+
+def test_the_run_page_shows_the_marker_in_the_readers_language(engine, make_job, client):
+    engine(max_bytes=1024)
+    run = run_once(make_job("chatty", task="tests.log_lines", kwargs={"count": 100, "printed": False}))
+    dropped = stored(run).lines_dropped
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    url = reverse("admin:scheduler_app_jobrun_change", args=[run.pk])
+    assert f"… {dropped} earlier lines dropped …" in client.get(url).content.decode()
+    client.cookies["django_language"] = "zh-hans"
+    html = client.get(url).content.decode()
+    assert f"… 已丢弃之前的 {dropped} 行 …" in html and "earlier lines dropped" not in html
+    assert "line 99 logged" in html
 
 
 def test_a_running_runs_log_can_be_followed(engine, make_job, tmp_path):
@@ -199,3 +223,74 @@ def test_secrets_never_reach_the_stored_log_the_api_or_the_page(engine, make_job
     assert '<pre class="sa-run-log"' in html and "x 1 logged password=" in html
     places = {"stored log": log.text, "api": api.content.decode(), "page": html}
     assert find_leaks(places, [SECRET, TOKEN]) == []
+
+
+# -- the store: fencing, the race with the outcome, a bounded number of statements -------
+
+
+def running_run(job, node="logs-node"):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    when = timezone.now() - timedelta(seconds=5)
+    return JobRun.objects.create(
+        job=job,
+        tenant_id=job.tenant_id,
+        scheduled_for=when,
+        not_before=when,
+        state=RunState.RUNNING,
+        node=node,
+        started_at=when,
+        executor="thread",
+    )
+
+
+def a_log(total: int) -> RunLog:
+    return RunLog("\n".join(f"line {n}" for n in range(total)), 0, total)
+
+
+@pytest.mark.django_db
+def test_live_logs_are_written_only_for_runs_running_on_that_node(make_job):
+    from django.utils import timezone
+
+    store = DjangoRunStore()
+    mine, theirs = running_run(make_job("a")), running_run(make_job("b"), node="other-node")
+    store.save_logs("logs-node", {mine.pk: a_log(2), theirs.pk: a_log(2)}, timezone.now())
+    assert stored(mine).text == "line 0\nline 1"
+    assert not JobRunLog.objects.filter(run=theirs).exists()
+
+
+@pytest.mark.django_db
+def test_a_late_live_write_never_replaces_the_final_log(make_job):
+    from django.utils import timezone
+
+    run = running_run(make_job())
+    write_logs({run.pk: a_log(5)}, timezone.now())  # the outcome's final log
+    write_logs({run.pk: a_log(3)}, timezone.now())  # a live write that lost the race
+    assert stored(run).lines_total == 5 and stored(run).text.endswith("line 4")
+    write_logs({run.pk: a_log(7)}, timezone.now())
+    assert stored(run).lines_total == 7
+
+
+@pytest.mark.django_db
+def test_recording_outcomes_costs_the_same_statements_whatever_the_lines(make_job):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    store = DjangoRunStore()
+
+    def record(lines: int) -> tuple[int, int]:
+        runs = [running_run(make_job(f"j{lines}-{i}")) for i in range(10)]
+        now = timezone.now()
+        outcomes = [
+            Outcome(run_id=r.pk, state="succeeded", started_at=now, finished_at=now, log=a_log(lines))
+            for r in runs
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            store.record(outcomes)
+        assert [stored(r).lines_total for r in runs] == [lines] * 10
+        return len(queries)
+
+    assert record(1) == record(1000)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from scheduler_app.engine.executors import AsyncioExecutor, ProcessExecutor, ThreadExecutor
+from scheduler_app.engine.extensions import ExecutorContext, build_executors
 from scheduler_app.engine.interfaces import ClaimedRun
 from scheduler_app.engine.isolated import IsolatedExecutor, IsolationConfig
 from scheduler_app.engine.redaction import MASK
@@ -66,8 +67,20 @@ def build():
             ex = AsyncioExecutor(8, 2, runlog_tasks.TASKS.__getitem__, sink, 65536, log_max_bytes=max_bytes)
         elif kind == "process":
             ex = ProcessExecutor(1, INIT, sink, 65536, log_max_bytes=max_bytes)
-        else:
+        elif kind == "isolated":
             ex = IsolatedExecutor(1, sink, 65536, IsolationConfig(initializer=INIT), log_max_bytes=max_bytes)
+        else:  # as a node gets it: built by its factory, behind the plugin guard
+            config = IsolationConfig(initializer=INIT)
+            built, failed = build_executors(
+                {
+                    "isolated": lambda ctx: IsolatedExecutor(
+                        1, ctx.sink, 65536, config, log_max_bytes=max_bytes
+                    )
+                },
+                ExecutorContext(sink=sink, result_max_bytes=65536),
+            )
+            assert not failed
+            ex = built["isolated"]
         made.append(ex)
         return ex
 
@@ -94,7 +107,7 @@ def test_child_processes_capture_records_and_output_in_order_masked(build, kind)
     assert SECRET not in outcome.log.text
 
 
-@pytest.mark.parametrize("kind", ["process", "isolated", "thread"])
+@pytest.mark.parametrize("kind", ["process", "isolated", "guarded-isolated", "thread"])
 def test_the_log_of_a_running_run_is_there_before_it_ends(build, kind, tmp_path):
     sink = Sink()
     executor = build(kind, sink)
