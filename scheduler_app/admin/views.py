@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from django.views import View
 
 from scheduler_app import display, i18n, services
@@ -195,11 +196,21 @@ class JobAuditView(ObjectView):
         return self.render(request, job, _("Audit trail of %(job)s") % {"job": job}, rows=rows)
 
 
+#: What each grantable permission allows, as shown on the permissions page.
+ACTION_LABELS = {
+    "view": pgettext_lazy("permission", "view"),
+    "change": pgettext_lazy("permission", "change"),
+    "delete": pgettext_lazy("permission", "delete"),
+    "run": pgettext_lazy("permission", "run"),
+    "pause": pgettext_lazy("permission", "pause"),
+}
+
+
 class PermissionForm(forms.Form):
     user = forms.ModelChoiceField(label=_("user"), queryset=get_user_model().objects.none(), required=False)
     group = forms.ModelChoiceField(label=_("group"), queryset=Group.objects.order_by("name"), required=False)
     actions = forms.MultipleChoiceField(
-        choices=[(a, a) for a in services.GRANTABLE],
+        choices=[(a, ACTION_LABELS.get(a, a)) for a in services.GRANTABLE],
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text=_("Exactly these are kept; unticked ones are revoked."),

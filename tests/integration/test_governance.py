@@ -46,6 +46,8 @@ ALL_JOB_ACTIONS = [
     "resume_selected",
     "run_selected_now",
     "move_selected_to_group",
+    "mute_alerts_selected",
+    "unmute_alerts_selected",
     "backfill_selected",
     "delete_selected",
 ]
@@ -1124,6 +1126,12 @@ class TestVersions:
                 routing="any",
                 routing_tags=[],
                 pause_after_failures=3,
+                rate_limit="10/m",
+                concurrency_key="erp",
+                concurrency_limit=2,
+                throttle_policy="wait",
+                load_policy="defer",
+                load_max_delay_seconds=60,
             ),
             actor=editor,
             calendars=[a["calendar"]],
@@ -1157,6 +1165,12 @@ class TestVersions:
             "routing": "tags",
             "routing_tags": ["gpu"],
             "pause_after_failures": 5,
+            "rate_limit": "5/h",
+            "concurrency_key": "crm",
+            "concurrency_limit": 3,
+            "throttle_policy": "skip",
+            "load_policy": "shed",
+            "load_max_delay_seconds": 120,
         }.items():
             setattr(job, field, value)
         services.save_job(job, actor=editor, calendars=[])

@@ -433,6 +433,7 @@ def test_export_document_shape(tmp_path):
         "concurrency_key": "",
         "concurrency_limit": None,
         "throttle_policy": "wait",
+        "load": {"policy": "run", "max_delay_seconds": 300},
         "depends_on": [{"job": "extract", "condition": "success"}],
     }
 
