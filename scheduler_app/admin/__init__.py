@@ -24,6 +24,8 @@ from scheduler_app.admin.forms import (
     MoveToGroupForm,
     UpstreamEdgeForm,
 )
+from scheduler_app.admin.joblist import OperatorJobListMixin
+from scheduler_app.admin.runs import OperatorRunAdminMixin
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     Calendar,
@@ -326,7 +328,7 @@ class TriggerTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(TenantScopedAdmin):
+class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
     form = JobAdminForm
     change_form_template = "admin/scheduler_app/job/change_form.html"
     list_display = [
@@ -341,7 +343,7 @@ class JobAdmin(TenantScopedAdmin):
         "paused_reason",
         "priority",
         "executor",
-        "last_run",
+        *OperatorJobListMixin.operator_columns,
     ]
     list_filter = [
         ("tenant", ScopedRelatedFilter),
@@ -368,6 +370,7 @@ class JobAdmin(TenantScopedAdmin):
     readonly_fields = [
         "schedule_preview",
         "recent_runs",
+        "run_chart",
         "secret_names_masked",
         "created_at",
         "updated_at",
@@ -432,7 +435,7 @@ class JobAdmin(TenantScopedAdmin):
                 ]
             },
         ),
-        (_("Recent runs"), {"fields": ["recent_runs", "created_at", "updated_at"]}),
+        (_("Recent runs"), {"fields": ["run_chart", "recent_runs", "created_at", "updated_at"]}),
     ]
 
     # -- columns ------------------------------------------------------------------------
@@ -451,26 +454,6 @@ class JobAdmin(TenantScopedAdmin):
     @admin.display(description=_("trigger"))
     def trigger_text(self, obj: Job) -> str:
         return obj.describe_trigger()
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        from django.db.models import OuterRef, Subquery
-
-        last = JobRun.objects.filter(job=OuterRef("pk")).order_by("-queued_at")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                _last_state=Subquery(last.values("state")[:1]),
-                _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
-            )
-        )
-
-    @admin.display(description=_("last run"))
-    def last_run(self, obj: Job) -> str:
-        state = getattr(obj, "_last_state", None)
-        if state is None:
-            return "—"
-        return format_html("{} {}", state_badge(state), local(obj._last_scheduled, job_timezone(obj)))
 
     @admin.display(description=_("stored secrets"))
     def secret_names_masked(self, obj: Job) -> str:
@@ -712,30 +695,22 @@ class JobDependencyAdmin(TenantScopedAdmin):
 
 
 @admin.register(JobRun)
-class JobRunAdmin(TenantScopedAdmin):
-    list_display = [
-        "id",
-        "job",
-        "tenant",
-        "scheduled_local",
-        "attempt",
-        "state_display",
-        "reason",
-        "duration_display",
-        "node",
-    ]
+class JobRunAdmin(OperatorRunAdminMixin, TenantScopedAdmin):
+    list_display = OperatorRunAdminMixin.operator_columns
     list_filter = [
         "state",
         "reason",
         ("tenant", ScopedRelatedFilter),
+        ("job", ScopedRelatedFilter),
         ("job__group", ScopedRelatedFilter),
+        *OperatorRunAdminMixin.operator_filters[2:],
         "executor",
     ]
     list_select_related = ["job", "tenant"]
     search_fields = ["job__name", "error", "node"]
     date_hierarchy = "scheduled_for"
     actions = ["cancel_selected", "stop_selected"]
-    readonly_fields = [f.name for f in JobRun._meta.fields] + ["chain"]
+    readonly_fields = [f.name for f in JobRun._meta.fields] + OperatorRunAdminMixin.panel_fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("job__tenant")
@@ -760,10 +735,6 @@ class JobRunAdmin(TenantScopedAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.display(description=_("scheduled for"), ordering="scheduled_for")
-    def scheduled_local(self, obj: JobRun) -> str:
-        return local(obj.scheduled_for, job_timezone(obj.job))
-
     @admin.display(description=_("state"), ordering="state")
     def state_display(self, obj: JobRun) -> str:
         return state_badge(obj.state)
@@ -771,21 +742,6 @@ class JobRunAdmin(TenantScopedAdmin):
     @admin.display(description=_("duration"), ordering="duration")
     def duration_display(self, obj: JobRun) -> str:
         return display.seconds(obj.duration)
-
-    @admin.display(description=_("caused by"))
-    def chain(self, obj: JobRun) -> str:
-        links = []
-        current = obj.triggered_by
-        while current is not None and len(links) < 20:
-            links.append(current)
-            current = current.triggered_by
-        if not links:
-            return "—"
-        return format_html_join(
-            " ← ",
-            "<a href='{}'>{}</a>",
-            ((reverse("admin:scheduler_app_jobrun_change", args=[r.pk]), str(r)) for r in links),
-        )
 
     @admin.action(description=_("Cancel selected queued runs"), permissions=["run"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
