@@ -19,7 +19,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
@@ -158,7 +158,8 @@ class OperatorJobListMixin:
             return display.EMPTY
         return display.when(obj._next_fire, job_zone(obj))
 
-    @admin.display(description=_("last run"), ordering="_last_scheduled")
+    # Jobs that never ran sort before the oldest last run on either database.
+    @admin.display(description=_("last run"), ordering=F("_last_scheduled").asc(nulls_first=True))
     def last_run(self, obj: Job) -> str:
         from scheduler_app.admin import state_badge
 
