@@ -214,6 +214,7 @@ class OperatorRunAdminMixin:
     ]
     #: Read-only displays of the run page (added to the admin's readonly_fields).
     panel_fields = [
+        "state_display",
         "timeline_panel",
         "duration_display",
         "cpu_display",
@@ -272,14 +273,20 @@ class OperatorRunAdminMixin:
 
     # -- the run page -----------------------------------------------------------------
 
+    #: What an operator reads first on a run's page.
+    summary_fields = ["job", "tenant", "state_display", "reason", "attempt", "node", "executor"]
+
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
-        first = [f.name for f in JobRun._meta.fields if f.name not in self.shown_in_panels and f.name != "id"]
+        # Every other model field (including ones added later) under "Details".
+        placed = self.shown_in_panels | set(self.summary_fields) | {"id", "state"}
+        details = [f.name for f in JobRun._meta.fields if f.name not in placed]
         return [
-            (None, {"fields": first}),
+            (None, {"fields": self.summary_fields}),
             (_("Timeline"), {"fields": ["timeline_panel"]}),
-            (_("Resources"), {"fields": ["duration_display", "cpu_display", "memory_display"]}),
             (_("Error"), {"fields": ["error_type", "error", "traceback_display"]}),
+            (_("Resources"), {"fields": ["duration_display", "cpu_display", "memory_display"]}),
             (_("Chain"), {"fields": ["upstream_chain", "downstream_runs"]}),
+            (_("Details"), {"fields": details}),
         ]
 
     @admin.display(description=_("timeline"))
