@@ -324,3 +324,18 @@ def test_retry_service_refuses_without_run_permission(tenant, jobs):
     assert result.done == [] and result.refused == [(source, "you may not run this job")]
     result = services.rerun_runs([source], actor=viewer)
     assert result.done == [] and result.refused == [(source, "you may not run this job")]
+
+
+def test_next_fire_comes_from_the_django_job_store_when_it_holds_one(admin_client, jobs, settings):
+    from django_apscheduler.models import DjangoJob
+
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "JOB_STORE": "django"}
+    stored = dt.datetime(2030, 1, 2, 1, 0, 5, tzinfo=dt.UTC)
+    DjangoJob.objects.create(id=f"job-{jobs['daily'].pk}", next_run_time=stored, job_state=b"")
+    with CaptureQueriesContext(connection) as captured:
+        rows = rows_of(admin_client.get(url("job")))
+    sqls = [q["sql"] for q in captured]  # before the next request resets the query log
+    assert rows["daily-report"]._next_fire == stored
+    assert "2030-01-02 09:00:05 +08:00 (Asia/Shanghai)" in admin_client.get(url("job")).content.decode()
+    assert rows["flaky"]._next_fire > timezone.now()  # not in the store: computed from its trigger
+    assert sum(DjangoJob._meta.db_table in sql for sql in sqls) == 1  # one query for the page
