@@ -24,6 +24,8 @@ from scheduler_app.admin.forms import (
     MoveToGroupForm,
     UpstreamEdgeForm,
 )
+from scheduler_app.admin.joblist import OperatorJobListMixin
+from scheduler_app.admin.runs import OperatorRunAdminMixin
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     Calendar,
@@ -38,6 +40,7 @@ from scheduler_app.models import (
     Tenant,
 )
 from scheduler_app.models.jobs import MASK
+from scheduler_app.monitoring.waiting import wait_reason as waiting_reason
 from scheduler_app.services import permissions
 
 STATE_COLOURS = {
@@ -327,7 +330,7 @@ class TriggerTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(TenantScopedAdmin):
+class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
     form = JobAdminForm
     change_form_template = "admin/scheduler_app/job/change_form.html"
     list_display = [
@@ -342,7 +345,7 @@ class JobAdmin(TenantScopedAdmin):
         "paused_reason",
         "priority",
         "executor",
-        "last_run",
+        *OperatorJobListMixin.operator_columns,
     ]
     list_filter = [
         ("tenant", ScopedRelatedFilter),
@@ -371,6 +374,7 @@ class JobAdmin(TenantScopedAdmin):
     readonly_fields = [
         "schedule_preview",
         "recent_runs",
+        "run_chart",
         "secret_names_masked",
         "created_display",
         "updated_display",
@@ -448,7 +452,7 @@ class JobAdmin(TenantScopedAdmin):
                 ]
             },
         ),
-        (_("Recent runs"), {"fields": ["recent_runs", "created_display", "updated_display"]}),
+        (_("Recent runs"), {"fields": ["run_chart", "recent_runs", "created_display", "updated_display"]}),
     ]
 
     # -- columns ------------------------------------------------------------------------
@@ -478,26 +482,6 @@ class JobAdmin(TenantScopedAdmin):
     @admin.display(description=_("trigger"))
     def trigger_text(self, obj: Job) -> str:
         return obj.describe_trigger()
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        from django.db.models import OuterRef, Subquery
-
-        last = JobRun.objects.filter(job=OuterRef("pk")).order_by("-queued_at")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                _last_state=Subquery(last.values("state")[:1]),
-                _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
-            )
-        )
-
-    @admin.display(description=_("last run"))
-    def last_run(self, obj: Job) -> str:
-        state = getattr(obj, "_last_state", None)
-        if state is None:
-            return "—"
-        return format_html("{} {}", state_badge(state), local(obj._last_scheduled, job_timezone(obj)))
 
     @admin.display(description=_("created"))
     def created_display(self, obj: Job) -> str:
@@ -759,31 +743,26 @@ class JobDependencyAdmin(TenantScopedAdmin):
 
 
 @admin.register(JobRun)
-class JobRunAdmin(TenantScopedAdmin):
-    list_display = [
-        "id",
-        "job",
-        "tenant",
-        "scheduled_local",
-        "attempt",
-        "state_display",
-        "reason",
-        "wait_reason",
-        "duration_display",
-        "node",
-    ]
+class JobRunAdmin(OperatorRunAdminMixin, TenantScopedAdmin):
+    list_display = [*OperatorRunAdminMixin.operator_columns, "waiting"]
     list_filter = [
         "state",
         "reason",
         ("tenant", ScopedRelatedFilter),
+        ("job", ScopedRelatedFilter),
         ("job__group", ScopedRelatedFilter),
+        *OperatorRunAdminMixin.operator_filters[2:],
         "executor",
     ]
     list_select_related = ["job", "tenant"]
     search_fields = ["job__name", "error", "node"]
     date_hierarchy = "scheduled_for"
     actions = ["cancel_selected", "stop_selected"]
-    readonly_fields = [f.name for f in JobRun._meta.fields] + ["chain", "log_display"]
+    readonly_fields = [f.name for f in JobRun._meta.fields] + [
+        *OperatorRunAdminMixin.panel_fields,
+        "log_display",
+        "waiting",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("job__tenant")
@@ -808,10 +787,6 @@ class JobRunAdmin(TenantScopedAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.display(description=_("scheduled for"), ordering="scheduled_for")
-    def scheduled_local(self, obj: JobRun) -> str:
-        return local(obj.scheduled_for, job_timezone(obj.job))
-
     @admin.display(description=_("state"), ordering="state")
     def state_display(self, obj: JobRun) -> str:
         return state_badge(obj.state)
@@ -819,21 +794,6 @@ class JobRunAdmin(TenantScopedAdmin):
     @admin.display(description=_("duration"), ordering="duration")
     def duration_display(self, obj: JobRun) -> str:
         return display.seconds(obj.duration)
-
-    @admin.display(description=_("caused by"))
-    def chain(self, obj: JobRun) -> str:
-        links = []
-        current = obj.triggered_by
-        while current is not None and len(links) < 20:
-            links.append(current)
-            current = current.triggered_by
-        if not links:
-            return "—"
-        return format_html_join(
-            " ← ",
-            "<a href='{}'>{}</a>",
-            ((reverse("admin:scheduler_app_jobrun_change", args=[r.pk]), str(r)) for r in links),
-        )
 
     @admin.display(description=_("log"))
     def log_display(self, obj: JobRun) -> str:
@@ -847,6 +807,20 @@ class JobRunAdmin(TenantScopedAdmin):
             "{}</pre>",
             display.run_log_text(log.text, log.lines_dropped),
         )
+
+    @admin.display(description=_("waiting because"))
+    def waiting(self, obj: JobRun) -> str:
+        """Why a queued run does not start: a limit the claim recorded, or no live node
+        with the job's tags (monitoring.waiting)."""
+        return waiting_reason(obj) or display.EMPTY
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        at = next((i + 1 for i, (name, _opts) in enumerate(fieldsets) if name == _("Error")), len(fieldsets))
+        fieldsets.insert(at, (_("Log"), {"fields": ["log_display"]}))
+        if obj is not None and obj.state == "queued":
+            fieldsets.insert(1, (_("Waiting"), {"fields": ["waiting"]}))
+        return fieldsets
 
     @admin.action(description=_("Cancel selected queued runs"), permissions=["run"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

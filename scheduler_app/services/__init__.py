@@ -55,7 +55,14 @@ from scheduler_app.services.jobs import (
 )
 from scheduler_app.services.keys import create_key, revoke_key
 from scheduler_app.services.nodes import drain_nodes, resume_nodes
-from scheduler_app.services.runs import cancel_runs, enqueue_run, run_jobs_now, stop_runs
+from scheduler_app.services.runs import (
+    cancel_runs,
+    enqueue_run,
+    rerun_runs,
+    retry_runs,
+    run_jobs_now,
+    stop_runs,
+)
 
 __all__ = [
     "delete_alert_objects",
@@ -94,7 +101,9 @@ __all__ = [
     "put_dependencies",
     "remove_membership",
     "revoke_key",
+    "rerun_runs",
     "resume_jobs",
+    "retry_runs",
     "rollback_job",
     "run_jobs_now",
     "save_calendar",

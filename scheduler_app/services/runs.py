@@ -197,3 +197,62 @@ def stop_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
         else:
             result.refused.append((run, f"run is {run.state}, not queued or running"))
     return result
+
+
+#: States a run may be retried from by hand: it ended without success.
+RETRYABLE_STATES = frozenset(
+    {RunState.FAILED, RunState.TIMED_OUT, RunState.LOST, RunState.INTERRUPTED, RunState.CANCELLED}
+)
+
+
+def rerun_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
+    """Queue a new run now of each run's job with the same inputs (the run's kwargs
+    override), through :func:`run_jobs_now` (permission-checked and audited there)."""
+    result = BulkResult()
+    for run in runs:
+        queued = run_jobs_now([run.job], actor=actor, kwargs_override=run.kwargs_override)
+        result.done.extend(queued.done)
+        result.refused.extend((run, reason) for _job, reason in queued.refused)
+    return result
+
+
+def retry_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
+    """Queue the next attempt of each run that ended without success: same scheduled
+    time and inputs, attempt number one above the highest so far, reason ``retry``,
+    due now. Runs still queued or running, or that succeeded, are refused."""
+    result = BulkResult()
+    for run in runs:
+        if not permissions.can(actor, "run", run.job):
+            result.refused.append((run, "you may not run this job"))
+            continue
+        if run.state not in RETRYABLE_STATES:
+            result.refused.append(
+                (run, f"run is {run.state}; only runs that ended without success are retried")
+            )
+            continue
+        if not run.job.enabled:
+            result.refused.append((run, "job is disabled"))
+            continue
+        with transaction.atomic():
+            highest = (
+                JobRun.objects.filter(job=run.job, scheduled_for=run.scheduled_for)
+                .order_by("-attempt")
+                .values_list("attempt", flat=True)
+                .first()
+            ) or run.attempt
+            retry = enqueue_run(
+                run.job,
+                scheduled_for=run.scheduled_for,
+                attempt=highest + 1,
+                reason=RunReason.RETRY,
+                not_before=timezone.now(),
+                kwargs_override=run.kwargs_override,
+                triggered_by=run.triggered_by,
+                priority=run.priority,
+            )
+            if retry is None:
+                result.refused.append((run, "a retry of this run was queued at the same moment"))
+                continue
+            audit.record(run.job, "retry_run", actor, run_id=retry.pk, retry_of=run.pk)
+        result.done.append(retry)
+    return result

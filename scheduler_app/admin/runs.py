@@ -1,0 +1,408 @@
+"""The operator's run list and run page.
+
+List: every time in one zone (the admin's current time zone, with its offset), columns
+started, finished, duration, node, attempt and the error's first line; filters by state,
+job, group, node and time range; ``scheduler_app/runlist.js`` reloads the result table
+every few seconds while "auto-refresh" is ticked.
+
+Page: a timeline with seconds, offsets and the durations between steps, the job's zone,
+CPU and memory rounded, the traceback in monospace, the chain of upstream and downstream
+runs, and POST buttons "Re-run (same inputs)" and "Retry" that go through
+:mod:`scheduler_app.services`. A running or queued run's page reloads itself."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+
+from scheduler_app import display, services
+from scheduler_app.models import JobRun, RunState
+from scheduler_app.monitoring import stats
+from scheduler_app.services import permissions
+
+REFRESH_SECONDS = 5
+#: Downstream runs listed on a run's page at most.
+DOWNSTREAM_LIMIT = 50
+#: Upstream steps followed at most.
+UPSTREAM_LIMIT = 20
+
+
+def list_zone() -> Any:
+    """The one zone of the whole run list: the admin's current time zone."""
+    return timezone.get_current_timezone()
+
+
+def in_list_zone(moment: datetime | None) -> str:
+    return display.when(moment, list_zone())
+
+
+def job_zone(run: JobRun) -> Any:
+    try:
+        return display.zone(run.job.trigger_spec.timezone_name)
+    except Exception:  # an invalid stored trigger still gets a page
+        return display.zone("UTC")
+
+
+class StartedWithinFilter(admin.SimpleListFilter):
+    title = _("started")
+    parameter_name = "started_within"
+    WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("1h", _("in the last hour")),
+            ("24h", _("in the last 24 hours")),
+            ("7d", _("in the last 7 days")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        window = self.WINDOWS.get(self.value() or "")
+        if window is None:
+            return queryset
+        return queryset.filter(started_at__gte=timezone.now() - window)
+
+
+class NodeFilter(admin.SimpleListFilter):
+    """Nodes that appear in the (tenant-scoped) run list."""
+
+    title = _("node")
+    parameter_name = "node"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        nodes = (
+            model_admin.get_queryset(request)
+            .exclude(node="")
+            .order_by("node")
+            .values_list("node", flat=True)
+            .distinct()[:200]
+        )
+        return [(n, n) for n in nodes]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(node=self.value())
+        return queryset
+
+
+def _step_rows(run: JobRun) -> list[tuple[str, datetime | None, str, bool]]:
+    """(label, moment, note, is a step) of the run's timeline, in order; the heartbeat
+    is shown but the next step's delta is measured from the step before it."""
+    claimed_note = (
+        gettext("by %(node)s (claim %(token)s); the claim is recorded as the start")
+        % {"node": run.node, "token": run.claim_token or display.EMPTY}
+        if run.node
+        else ""
+    )
+    return [
+        (gettext("scheduled for"), run.scheduled_for, "", True),
+        (gettext("queued"), run.queued_at, "", True),
+        (gettext("not before"), run.not_before, "", True),
+        (gettext("claimed"), None, claimed_note, True),
+        (gettext("started"), run.started_at, "", True),
+        (gettext("last heartbeat"), run.heartbeat_at, "", False),
+        (gettext("finished"), run.finished_at, "", True),
+    ]
+
+
+def _between(earlier: datetime | None, later: datetime | None) -> str:
+    if earlier is None or later is None:
+        return ""
+    delta = (later - earlier).total_seconds()
+    if delta < 0:
+        return gettext("%(d)s earlier") % {"d": display.seconds(-delta)}
+    return "+" + display.seconds(delta)
+
+
+def timeline(run: JobRun) -> SafeString:
+    tz = list_zone()
+    rows = []
+    previous: datetime | None = None
+    for label, moment, note, step in _step_rows(run):
+        rows.append(
+            (
+                label,
+                in_list_zone(moment) if moment is not None else display.EMPTY,
+                _between(previous, moment),
+                note,
+            )
+        )
+        if moment is not None and step:
+            previous = moment
+    summary = []
+    if run.started_at and run.scheduled_for:
+        summary.append(
+            gettext("started %(d)s after its scheduled time")
+            % {"d": display.seconds(max((run.started_at - run.scheduled_for).total_seconds(), 0))}
+        )
+    if run.started_at and run.queued_at:
+        summary.append(
+            gettext("waited %(d)s in the queue")
+            % {"d": display.seconds(max((run.started_at - run.queued_at).total_seconds(), 0))}
+        )
+    if run.duration is not None:
+        summary.append(gettext("ran %(d)s") % {"d": display.seconds(run.duration)})
+    elif run.state == RunState.RUNNING and run.started_at:
+        summary.append(
+            gettext("running for %(d)s")
+            % {"d": display.seconds((timezone.now() - run.started_at).total_seconds())}
+        )
+    body = format_html_join(
+        "",
+        '<tr><th scope="row">{}</th><td class="sa-time">{}</td><td class="sa-delta">{}</td><td>{}</td></tr>',
+        rows,
+    )
+    return format_html(
+        '<table class="sa-timeline"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead>'
+        "<tbody>{}</tbody></table><p>{}</p><p>{}</p>",
+        gettext("step"),
+        gettext("time (%(zone)s)") % {"zone": display.zone_name(tz) or str(tz)},
+        gettext("since the step before"),
+        body,
+        "; ".join(summary),
+        gettext("The job's zone: %(zone)s; scheduled for %(when)s there.")
+        % {
+            "zone": display.zone_name(job_zone(run)) or "UTC",
+            "when": display.when(run.scheduled_for, job_zone(run)),
+        },
+    )
+
+
+def _run_link(run: JobRun) -> tuple[str, str, str, str]:
+    return (
+        reverse("admin:scheduler_app_jobrun_change", args=[run.pk]),
+        f"#{run.pk} {run.job.name}",
+        in_list_zone(run.scheduled_for),
+        RunState(run.state).label if run.state in RunState.values else run.state,
+    )
+
+
+class OperatorRunAdminMixin:
+    """Columns, filters, the run page and its buttons for JobRunAdmin."""
+
+    operator_columns = [
+        "id",
+        "job",
+        "tenant",
+        "scheduled_local",
+        "started_local",
+        "finished_local",
+        "duration_display",
+        "state_display",
+        "reason",
+        "attempt",
+        "node",
+        "error_line",
+    ]
+    operator_filters = [
+        "state",
+        "reason",
+        StartedWithinFilter,
+        NodeFilter,
+    ]
+    #: Read-only displays of the run page (added to the admin's readonly_fields).
+    panel_fields = [
+        "state_display",
+        "timeline_panel",
+        "duration_display",
+        "cpu_display",
+        "memory_display",
+        "traceback_display",
+        "upstream_chain",
+        "downstream_runs",
+    ]
+    refresh_seconds = REFRESH_SECONDS
+    change_list_template = "admin/scheduler_app/jobrun/change_list.html"
+    change_form_template = "admin/scheduler_app/jobrun/change_form.html"
+    #: Model fields the run page shows in its own panels instead of raw.
+    shown_in_panels = {
+        "scheduled_for",
+        "queued_at",
+        "not_before",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "duration",
+        "cpu_seconds",
+        "peak_memory_mb",
+        "traceback",
+        "error",
+        "error_type",
+        "triggered_by",
+    }
+
+    # -- list columns -----------------------------------------------------------------
+
+    @property
+    def zone_label(self) -> str:
+        """The list's zone as people read it: ``Asia/Shanghai (+08:00)``."""
+        tz = list_zone()
+        return f"{display.zone_name(tz) or tz} ({display.offset(timezone.now().astimezone(tz))})"
+
+    @admin.display(description=_("scheduled for"), ordering="scheduled_for")
+    def scheduled_local(self, obj: JobRun) -> str:
+        return in_list_zone(obj.scheduled_for)
+
+    @admin.display(description=_("started"), ordering="started_at")
+    def started_local(self, obj: JobRun) -> str:
+        return in_list_zone(obj.started_at)
+
+    @admin.display(description=_("finished"), ordering="finished_at")
+    def finished_local(self, obj: JobRun) -> str:
+        return in_list_zone(obj.finished_at)
+
+    @admin.display(description=_("error"))
+    def error_line(self, obj: JobRun) -> str:
+        if not obj.error:
+            return ""
+        return format_html(
+            '<span class="sa-error-line" title="{}">{}</span>', obj.error, stats.first_line(obj.error, 80)
+        )
+
+    # -- the run page -----------------------------------------------------------------
+
+    #: What an operator reads first on a run's page.
+    summary_fields = ["job", "tenant", "state_display", "reason", "attempt", "node", "executor"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # Every other model field (including ones added later) under "Details".
+        placed = self.shown_in_panels | set(self.summary_fields) | {"id", "state"}
+        details = [f.name for f in JobRun._meta.fields if f.name not in placed]
+        return [
+            (None, {"fields": self.summary_fields}),
+            (_("Timeline"), {"fields": ["timeline_panel"]}),
+            (_("Error"), {"fields": ["error_type", "error", "traceback_display"]}),
+            (_("Resources"), {"fields": ["duration_display", "cpu_display", "memory_display"]}),
+            (_("Chain"), {"fields": ["upstream_chain", "downstream_runs"]}),
+            (_("Details"), {"fields": details}),
+        ]
+
+    @admin.display(description=_("timeline"))
+    def timeline_panel(self, obj: JobRun) -> SafeString:
+        return timeline(obj)
+
+    @admin.display(description=_("CPU"))
+    def cpu_display(self, obj: JobRun) -> str:
+        return display.seconds(obj.cpu_seconds)
+
+    @admin.display(description=_("peak memory"))
+    def memory_display(self, obj: JobRun) -> str:
+        return display.megabytes(obj.peak_memory_mb)
+
+    @admin.display(description=_("traceback"))
+    def traceback_display(self, obj: JobRun) -> str:
+        if not obj.traceback:
+            return display.EMPTY
+        return format_html('<pre class="sa-traceback">{}</pre>', obj.traceback)
+
+    @admin.display(description=_("upstream (caused by)"))
+    def upstream_chain(self, obj: JobRun) -> str:
+        links = []
+        current = obj.triggered_by
+        while current is not None and len(links) < UPSTREAM_LIMIT:
+            links.append(current)
+            current = current.triggered_by
+        if not links:
+            return display.EMPTY
+        return format_html_join(
+            " ← ", "<a href='{}'>{}</a> <span class='sa-nowrap'>{} ({})</span>", (_run_link(r) for r in links)
+        )
+
+    @admin.display(description=_("downstream (started by this run)"))
+    def downstream_runs(self, obj: JobRun) -> str:
+        runs = list(
+            JobRun.objects.filter(triggered_by=obj)
+            .select_related("job")
+            .order_by("scheduled_for", "pk")[:DOWNSTREAM_LIMIT]
+        )
+        if not runs:
+            return display.EMPTY
+        return format_html(
+            "<ul class='sa-plain-list'>{}</ul>",
+            format_html_join(
+                "",
+                "<li><a href='{}'>{}</a> <span class='sa-nowrap'>{} ({})</span></li>",
+                (_run_link(r) for r in runs),
+            ),
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        run = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
+        extra = dict(extra_context or {})
+        if run is not None:
+            extra.update(
+                run_is_live=run.state in (RunState.QUEUED, RunState.RUNNING),
+                refresh_seconds=REFRESH_SECONDS,
+                may_run=permissions.can(request.user, "run", run.job),
+                may_retry=run.state in services.runs.RETRYABLE_STATES,
+            )
+        return super().change_view(request, object_id, form_url, extra)  # type: ignore[misc]
+
+    def get_urls(self) -> list[Any]:
+        site = self.admin_site  # type: ignore[attr-defined]
+        return [
+            path(
+                "<path:object_id>/rerun/", site.admin_view(self.rerun_view), name="scheduler_app_jobrun_rerun"
+            ),
+            path(
+                "<path:object_id>/retry/", site.admin_view(self.retry_view), name="scheduler_app_jobrun_retry"
+            ),
+            *super().get_urls(),  # type: ignore[misc]
+        ]
+
+    def _run_or_404(self, request: HttpRequest, object_id: str) -> JobRun:
+        run = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
+        if run is None:
+            raise Http404("job run not found")
+        return run
+
+    def _act(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
+        run = self._run_or_404(request, object_id)
+        if not permissions.can(request.user, "run", run.job):
+            raise PermissionDenied("you may not run this job")
+        try:
+            if verb == "rerun":
+                result = services.rerun_runs([run], actor=request.user)
+            else:
+                result = services.retry_runs([run], actor=request.user)
+        except ValidationError as exc:
+            result = services.BulkResult()
+            result.refused.append((run, "; ".join(exc.messages)))
+        target = reverse("admin:scheduler_app_jobrun_change", args=[run.pk])
+        for new in result.done:
+            text = (
+                gettext("Queued a new run with the same inputs: %(run)s.")
+                if verb == "rerun"
+                else gettext("Queued attempt %(attempt)s: %(run)s.")
+            ) % {"run": f"#{new.pk}", "attempt": new.attempt}
+            self.message_user(request, text, messages.SUCCESS)  # type: ignore[attr-defined]
+            target = reverse("admin:scheduler_app_jobrun_change", args=[new.pk])
+        for _obj, reason in result.refused:
+            self.message_user(  # type: ignore[attr-defined]
+                request, gettext("Refused: %(reason)s.") % {"reason": reason}, messages.WARNING
+            )
+        return HttpResponseRedirect(target)
+
+    def rerun_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return require_POST(lambda r: self._act(r, object_id, "rerun"))(request)
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return require_POST(lambda r: self._act(r, object_id, "retry"))(request)
+
+    class Media:
+        js = ["scheduler_app/runlist.js"]
+        css = {"all": ["scheduler_app/scheduler.css"]}

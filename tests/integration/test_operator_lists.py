@@ -1,0 +1,341 @@
+"""The operator's job list, run list and run page through the test client, on real rows:
+columns and their values, ordering, bounded queries per page, one time zone for the run
+list, the timeline, the chain of runs, and re-run / retry through the services."""
+
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from scheduler_app import services
+from scheduler_app.models import Job, JobRun, Membership
+
+pytestmark = pytest.mark.django_db
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: A time with seconds and an offset, as every time on these pages must be written.
+TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d")
+
+
+def url(model, view="changelist", *args):
+    return reverse(f"admin:scheduler_app_{model}_{view}", args=args)
+
+
+def finished(job, state, minutes_ago, duration, error="", **fields):
+    at = timezone.now() - dt.timedelta(minutes=minutes_ago)
+    return JobRun.objects.create(
+        job=job,
+        scheduled_for=at - dt.timedelta(seconds=duration, milliseconds=250),
+        started_at=at - dt.timedelta(seconds=duration),
+        finished_at=at,
+        duration=duration,
+        state=state,
+        error=error,
+        is_final=True,
+        **fields,
+    )
+
+
+def user_with(tenant, role, name="ann"):
+    user = get_user_model().objects.create_user(name, password="x", is_staff=True)
+    Membership.objects.create(user=user, tenant=tenant, role=role)
+    return user
+
+
+@pytest.fixture
+def jobs(make_job):
+    daily = make_job(
+        "daily-report",
+        trigger={"type": "cron", "expression": "0 9 * * *", "timezone": "Asia/Shanghai"},
+    )
+    flaky = make_job("flaky", task="demo.echo")
+    idle = make_job("idle", trigger={"type": "manual"})
+    for minutes, duration in ((50, 1.0), (40, 2.0), (30, 3.0), (20, 4.0)):
+        finished(daily, "succeeded", minutes, duration)
+    finished(daily, "succeeded", 60 * 30, 100.0)  # older than 24 h: not counted in "24 h"
+    finished(flaky, "failed", 10, 0.5, error="ValueError: bad row 7\n  at line 2")
+    finished(flaky, "timed_out", 5, 9.0, error="timed out after 9 s")
+    finished(flaky, "succeeded", 3, 0.25)
+    return {"daily": daily, "flaky": flaky, "idle": idle}
+
+
+def rows_of(response):
+    assert response.status_code == 200
+    return {job.name: job for job in response.context["cl"].result_list}
+
+
+# -- job list -------------------------------------------------------------------------
+
+
+def test_job_list_columns_come_from_the_rows(admin_client, jobs):
+    response = admin_client.get(url("job"))
+    rows = rows_of(response)
+    daily, flaky, idle = rows["daily-report"], rows["flaky"], rows["idle"]
+    assert (daily._ok_24h, daily._failed_24h) == (4, 0)
+    assert (flaky._ok_24h, flaky._failed_24h) == (1, 2)  # failed and timed out both count
+    assert (idle._ok_24h, idle._failed_24h) == (0, 0)
+    # p50 / p95 over the last runs, linear interpolation: 1, 2, 3, 4, 100
+    assert daily._p50 == pytest.approx(3.0)
+    assert daily._p95 == pytest.approx(4 + (100 - 4) * 0.8)
+    assert idle._p50 is None and idle._next_fire is None
+    # next fire: 09:00 in Shanghai, after now
+    nxt = daily._next_fire.astimezone(SHANGHAI)
+    assert (nxt.hour, nxt.minute, nxt.second) == (9, 0, 0) and daily._next_fire > timezone.now()
+    html = response.content.decode()
+    assert f"{nxt:%Y-%m-%d} 09:00:00 +08:00 (Asia/Shanghai)" in html
+    assert "3.00 s / 80.80 s" in html
+    assert ">succeeded</span>" in html  # flaky's last run
+
+
+def test_job_list_sorts_by_failures_and_last_run(admin_client, jobs):
+    changelist = admin_client.get(url("job")).context["cl"]
+    columns = list(changelist.list_display)
+    by_failures = columns.index("outcomes_24h")
+    by_last = columns.index("last_run")
+    failing_first = admin_client.get(url("job") + f"?o={by_failures}").context["cl"].result_list
+    assert [j.name for j in failing_first][0] == "flaky"
+    newest_last = admin_client.get(url("job") + f"?o={by_last}").context["cl"].result_list
+    assert [j.name for j in newest_last] == ["idle", "daily-report", "flaky"]  # never ran: first
+    newest_first = admin_client.get(url("job") + f"?o=-{by_last}").context["cl"].result_list
+    assert [j.name for j in newest_first] == ["flaky", "daily-report", "idle"]
+
+
+@pytest.mark.parametrize("count", [5, 30])
+def test_job_list_queries_are_bounded(admin_client, make_job, count):
+    for i in range(count):
+        job = make_job(f"job-{i:02d}", trigger={"type": "cron", "expression": f"{i % 60} * * * *"})
+        finished(job, "succeeded", 5, 1.0 + i)
+        finished(job, "failed", 4, 2.0, error="boom")
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(url("job") + "?all=")
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == count
+    assert len(captured) <= 20, [q["sql"][:120] for q in captured]
+
+
+def test_job_list_query_count_is_the_same_for_5_and_30_jobs(admin_client, make_job):
+    counts = {}
+    made = 0
+    for count in (5, 30):
+        while made < count:
+            job = make_job(f"job-{made:02d}", trigger={"type": "cron", "expression": f"{made % 60} * * * *"})
+            finished(job, "succeeded", 5, 1.0 + made)
+            finished(job, "failed", 4, 2.0, error="boom")
+            made += 1
+        admin_client.get(url("job") + "?all=")  # warm caches (sessions, content types)
+        with CaptureQueriesContext(connection) as captured:
+            response = admin_client.get(url("job") + "?all=")
+        assert len(response.context["cl"].result_list) == count
+        counts[count] = len(captured)
+    assert counts[5] == counts[30], counts
+
+
+def test_job_page_has_a_chart_of_recent_runs(admin_client, jobs):
+    html = admin_client.get(url("job", "change", jobs["flaky"].pk)).content.decode()
+    chart = html[html.index('<svg class="sa-chart sa-chart-history"') :]
+    chart = chart[: chart.index("</svg>")]
+    # oldest first: failed, timed out, succeeded; colours are the state colours
+    assert re.findall(r'data-state="(\w+)"', chart) == ["failed", "timed_out", "succeeded"]
+    assert "currentColor" in chart
+    assert "Duration and outcome of the last 3 finished runs" in html
+    assert "p50 0.500 s, p95 8.15 s over 3 runs" in html
+
+
+# -- run list -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runs(jobs):
+    flaky = jobs["flaky"]
+    failed = JobRun.objects.get(job=flaky, state="failed")
+    JobRun.objects.filter(pk=failed.pk).update(node="node-a", cpu_seconds=0.000016044000000000214)
+    running = JobRun.objects.create(
+        job=jobs["daily"],
+        scheduled_for=timezone.now() - dt.timedelta(seconds=3),
+        started_at=timezone.now() - dt.timedelta(seconds=2),
+        state="running",
+        node="node-b",
+    )
+    return {"failed": JobRun.objects.get(pk=failed.pk), "running": running}
+
+
+def test_run_list_shows_every_time_in_the_admins_zone(admin_client, runs, settings):
+    settings.TIME_ZONE = "Asia/Shanghai"
+    response = admin_client.get(url("jobrun"))
+    html = response.content.decode()
+    failed = runs["failed"]
+    local = failed.finished_at.astimezone(SHANGHAI)
+    assert f"{local:%Y-%m-%d %H:%M:%S} +08:00 (Asia/Shanghai)" in html
+    assert "Times in Asia/Shanghai (+08:00)." in html
+    # started, finished, scheduled: all three columns in the one zone
+    cells = re.findall(r'<td class="field-(?:scheduled|started|finished)_local[^"]*">([^<]*)</td>', html)
+    assert cells and all(c == "—" or c.endswith("+08:00 (Asia/Shanghai)") for c in cells), cells
+    assert "Asia/Shanghai" in html and "+00:00" not in "".join(cells)
+
+
+def test_run_list_columns_and_error_first_line(admin_client, runs):
+    html = admin_client.get(url("jobrun")).content.decode()
+    assert 'title="ValueError: bad row 7\n  at line 2">ValueError: bad row 7</span>' in html
+    assert '<td class="field-node">node-a</td>' in html
+    assert '<td class="field-attempt">1</td>' in html
+    assert "0.500 s" in html
+    assert 'id="sa-runlist-auto"' in html and "scheduler_app/runlist.js" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("state__exact=failed", {"flaky"}),
+        ("node=node-b", {"daily-report"}),
+        ("started_within=1h", {"daily-report", "flaky"}),
+        ("started_within=24h&job__id__exact={flaky}", {"flaky"}),
+    ],
+)
+def test_run_list_filters(admin_client, runs, jobs, query, expected):
+    response = admin_client.get(url("jobrun") + "?" + query.format(flaky=jobs["flaky"].pk))
+    assert {r.job.name for r in response.context["cl"].result_list} == expected
+
+
+def test_started_within_leaves_out_older_runs(admin_client, runs, jobs):
+    response = admin_client.get(url("jobrun") + f"?started_within=1h&job__id__exact={jobs['daily'].pk}")
+    durations = sorted(r.duration for r in response.context["cl"].result_list if r.duration)
+    assert durations == [1.0, 2.0, 3.0, 4.0]  # the run 30 hours ago is left out
+
+
+# -- run page -------------------------------------------------------------------------
+
+
+def test_run_page_timeline_resources_and_traceback(admin_client, runs, jobs):
+    failed = runs["failed"]
+    JobRun.objects.filter(pk=failed.pk).update(
+        peak_memory_mb=12.345678,
+        traceback='Traceback (most recent call last):\n  File "t.py", line 2, in f\n    raise ValueError',
+    )
+    html = admin_client.get(url("jobrun", "change", failed.pk)).content.decode()
+    assert "0.000 s" in html and "0.000016044" not in html
+    assert "12.3 MB" in html
+    assert '<pre class="sa-traceback">Traceback (most recent call last):\n  File &quot;t.py&quot;' in html
+    timeline = html[html.index('<table class="sa-timeline">') :]
+    timeline = timeline[: timeline.index("</table>")]
+    assert len(TIME.findall(timeline)) >= 5  # scheduled, queued, not before, started, finished
+    assert "+0.250 s" in timeline  # started 0.25 s after its scheduled time... after not before
+    assert "+0.500 s" in timeline  # finished after started
+    assert "The job&#x27;s zone: UTC" in html or "The job's zone: UTC" in html
+    assert 'http-equiv="refresh"' not in html  # finished: no reload
+
+
+def test_running_run_page_reloads_itself(admin_client, runs):
+    html = admin_client.get(url("jobrun", "change", runs["running"].pk)).content.decode()
+    assert '<meta http-equiv="refresh" content="5">' in html
+    assert "running for" in html
+    assert "Asia/Shanghai" in html  # the job's zone is named on the page
+
+
+def test_run_page_shows_upstream_and_downstream_runs(admin_client, jobs):
+    root = finished(jobs["daily"], "succeeded", 9, 1.0)
+    middle = finished(jobs["flaky"], "succeeded", 8, 1.0, triggered_by=root)
+    leaf = finished(jobs["idle"], "failed", 7, 1.0, triggered_by=middle)
+    html = admin_client.get(url("jobrun", "change", middle.pk)).content.decode()
+    upstream = html[html.index("field-upstream_chain") :]
+    upstream = upstream[: upstream.index("</div>\n")]
+    assert url("jobrun", "change", root.pk) in upstream
+    downstream = html[html.index("field-downstream_runs") :]
+    assert url("jobrun", "change", leaf.pk) in downstream[: downstream.index("</ul>")]
+    leaf_html = admin_client.get(url("jobrun", "change", leaf.pk)).content.decode()
+    chain = leaf_html[leaf_html.index("field-upstream_chain") :]
+    chain = chain[: chain.index("</div>\n")]
+    assert chain.index(url("jobrun", "change", middle.pk)) < chain.index(url("jobrun", "change", root.pk))
+
+
+# -- re-run and retry -----------------------------------------------------------------
+
+
+def test_rerun_queues_a_run_with_the_same_inputs(client, tenant, jobs):
+    flaky = jobs["flaky"]
+    source = finished(flaky, "failed", 2, 1.0, kwargs_override={"rows": 7})
+    client.force_login(user_with(tenant, "operator"))
+    page = client.get(url("jobrun", "change", source.pk)).content.decode()
+    assert "Re-run (same inputs)" in page and "Retry" in page and "csrfmiddlewaretoken" in page
+    assert client.get(url("jobrun", "rerun", source.pk)).status_code == 405  # POST only
+    before = set(JobRun.objects.values_list("pk", flat=True))
+    response = client.post(url("jobrun", "rerun", source.pk), follow=True)
+    new = JobRun.objects.exclude(pk__in=before).get()
+    assert (new.job, new.state, new.reason, new.kwargs_override) == (flaky, "queued", "manual", {"rows": 7})
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Queued a new run with the same inputs: #{new.pk}."
+    ]
+    from auditlog.models import LogEntry
+
+    entry = LogEntry.objects.filter(object_pk=str(flaky.pk)).order_by("-pk").first()
+    assert entry.additional_data["operation"] == "run_now" and entry.actor.username == "ann"
+
+
+def test_retry_queues_the_next_attempt(admin_client, jobs):
+    flaky = jobs["flaky"]
+    source = JobRun.objects.get(job=flaky, state="timed_out")
+    JobRun.objects.filter(pk=source.pk).update(kwargs_override={"rows": 1})
+    response = admin_client.post(url("jobrun", "retry", source.pk), follow=True)
+    retry = JobRun.objects.get(job=flaky, scheduled_for=source.scheduled_for, attempt=2)
+    assert (retry.state, retry.reason, retry.kwargs_override) == ("queued", "retry", {"rows": 1})
+    assert retry.not_before <= timezone.now()
+    assert [str(m) for m in response.context["messages"]] == [f"Queued attempt 2: #{retry.pk}."]
+    response = admin_client.post(url("jobrun", "retry", source.pk), follow=True)
+    third = JobRun.objects.get(job=flaky, scheduled_for=source.scheduled_for, attempt=3)
+    assert [str(m) for m in response.context["messages"]] == [f"Queued attempt 3: #{third.pk}."]
+    succeeded = JobRun.objects.filter(job=flaky, state="succeeded").first()
+    response = admin_client.post(url("jobrun", "retry", succeeded.pk), follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        "Refused: run is succeeded; only runs that ended without success are retried."
+    ]
+
+
+def test_viewer_may_not_rerun_or_retry(client, tenant, jobs):
+    source = JobRun.objects.get(job=jobs["flaky"], state="failed")
+    client.force_login(user_with(tenant, "viewer"))
+    page = client.get(url("jobrun", "change", source.pk)).content.decode()
+    assert "Re-run (same inputs)" not in page
+    count = JobRun.objects.count()
+    assert client.post(url("jobrun", "rerun", source.pk)).status_code == 403
+    assert client.post(url("jobrun", "retry", source.pk)).status_code == 403
+    assert JobRun.objects.count() == count
+
+
+def test_another_tenants_run_is_404(client, tenant, other_tenant, jobs):
+    theirs = services.save_job(Job(name="theirs", tenant=other_tenant, task="demo.noop"))
+    run = finished(theirs, "failed", 1, 1.0)
+    client.force_login(user_with(tenant, "operator"))
+    count = JobRun.objects.count()
+    assert client.get(url("jobrun", "change", run.pk)).status_code == 404
+    assert client.post(url("jobrun", "rerun", run.pk)).status_code == 404
+    assert client.post(url("jobrun", "retry", run.pk)).status_code == 404
+    assert JobRun.objects.count() == count
+
+
+def test_retry_service_refuses_without_run_permission(tenant, jobs):
+    source = JobRun.objects.get(job=jobs["flaky"], state="failed")
+    viewer = user_with(tenant, "viewer")
+    result = services.retry_runs([source], actor=viewer)
+    assert result.done == [] and result.refused == [(source, "you may not run this job")]
+    result = services.rerun_runs([source], actor=viewer)
+    assert result.done == [] and result.refused == [(source, "you may not run this job")]
+
+
+def test_next_fire_comes_from_the_django_job_store_when_it_holds_one(admin_client, jobs, settings):
+    from django_apscheduler.models import DjangoJob
+
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "JOB_STORE": "django"}
+    stored = dt.datetime(2030, 1, 2, 1, 0, 5, tzinfo=dt.UTC)
+    DjangoJob.objects.create(id=f"job-{jobs['daily'].pk}", next_run_time=stored, job_state=b"")
+    with CaptureQueriesContext(connection) as captured:
+        rows = rows_of(admin_client.get(url("job")))
+    sqls = [q["sql"] for q in captured]  # before the next request resets the query log
+    assert rows["daily-report"]._next_fire == stored
+    assert "2030-01-02 09:00:05 +08:00 (Asia/Shanghai)" in admin_client.get(url("job")).content.decode()
+    assert rows["flaky"]._next_fire > timezone.now()  # not in the store: computed from its trigger
+    assert sum(DjangoJob._meta.db_table in sql for sql in sqls) == 1  # one query for the page
