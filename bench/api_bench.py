@@ -199,7 +199,7 @@ def seed(cfg: Config) -> Seeded:
                 ],
                 name=f"job-{i:06d}",
                 task=tasks[i % len(tasks)],
-                kwargs={"n": i} if i % 3 == 1 else {},
+                kwargs=[{}, {"n": i}, {"seconds": 0.01}][i % len(tasks)],
                 trigger=triggers[i % len(triggers)],
             )
         )
@@ -583,6 +583,11 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         seeded = seed(cfg)
         seed_seconds = time.perf_counter() - t
         log(f"seeded in {seed_seconds:.1f} s")
+        if args.seed_only:
+            print(
+                json.dumps({"database": DB_URL, "api_key": seeded.keys[0], "session": seeded.admin_session})
+            )
+            return 0
         heartbeats.start()
         server = Server(cfg, logdir)
         log(f"gunicorn -w {cfg.workers} --threads {cfg.threads} on port {server.port} (DJANGO_DB_POOL=1)")
@@ -697,7 +702,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             connections.close_all()
         except Exception:
             pass
-        if not args.keep_db:
+        if not (args.keep_db or args.seed_only):
             drop_database()
             log(f"dropped {PG_DB}")
 
@@ -788,6 +793,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, help="requests per latency figure")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look with psql")
+    parser.add_argument(
+        "--seed-only", action="store_true", help="seed, print the database URL and a key, keep it"
+    )
     args = parser.parse_args()
     cfg = Config()
     if args.quick:
