@@ -23,6 +23,7 @@ from scheduler_app.api.jobs import body_object
 from scheduler_app.api.representations import iso
 from scheduler_app.api.resources import TenantScopedWrites, _text
 from scheduler_app.models import AlertChannel, AlertRule, Job, JobGroup, Node
+from scheduler_app.services import nodes as nodes_service
 from scheduler_app.services import permissions
 
 # -- nodes --------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ class NodeViewSet(ApiViewSet):
         body_object(request, set())
         target = self.get_object()
         if not permissions.sees_everything(self.actor):
-            raise exceptions.PermissionDenied(_("only superusers may drain or resume nodes"))
+            raise exceptions.PermissionDenied(str(nodes_service.NOT_ALLOWED))
         result = getattr(services, f"{verb}_nodes")([target], actor=self.actor)
         if result.refused:
             raise errors.Conflict(str(result.refused[0][1]))

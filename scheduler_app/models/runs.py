@@ -145,6 +145,11 @@ class JobRun(models.Model):
             models.Index(fields=["finished_at"], name="jobrun_finished_idx"),
             # Serves the rate limits' "runs of these jobs started since t".
             models.Index(fields=["job", "started_at"], name="jobrun_job_started_idx"),
+            # The run lists' time filters and orderings (API scheduled_after/before,
+            # ordering=[-]scheduled_for or [-]queued_at with id as tie-breaker, the
+            # admin's default order): without them each is a sort of the whole table.
+            models.Index(fields=["scheduled_for", "id"], name="jobrun_scheduled_idx"),
+            models.Index(fields=["queued_at", "id"], name="jobrun_queued_at_idx"),
         ]
         verbose_name = _("job run")
         verbose_name_plural = _("job runs")

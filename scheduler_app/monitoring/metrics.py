@@ -190,20 +190,40 @@ def collect_gauges() -> list[Metric]:
 
 
 class SchedulerCollector:
-    """prometheus-client collector of every ``scheduler_*`` metric, cached briefly."""
+    """prometheus-client collector of every ``scheduler_*`` metric, cached briefly.
+
+    :meth:`exposition` also keeps the text rendering of what it collected: with a few
+    thousand label sets (tenants × groups × tasks × states) rendering costs more than
+    reading the counters, and every scrape within ``METRICS_CACHE_SECONDS`` would
+    otherwise render the same text again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cached: list[Metric] = []
+        self._text: bytes | None = None
         self._at = float("-inf")
+
+    def _fresh(self) -> list[Metric]:
+        """The collected metrics, read again once they are older than the cache time;
+        call with the lock held."""
+        if time.monotonic() - self._at >= float(app_settings.METRICS_CACHE_SECONDS):
+            self._cached = collect_counters(bool(app_settings.METRICS_JOB_LABELS)) + collect_gauges()
+            self._text = None
+            self._at = time.monotonic()
+        return self._cached
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            if time.monotonic() - self._at >= float(app_settings.METRICS_CACHE_SECONDS):
-                self._cached = collect_counters(bool(app_settings.METRICS_JOB_LABELS)) + collect_gauges()
-                self._at = time.monotonic()
-            cached = self._cached
+            cached = self._fresh()
         yield from cached
+
+    def exposition(self) -> bytes:
+        """These metrics in Prometheus' text format, rendered once per collection."""
+        with self._lock:
+            cached = self._fresh()
+            if self._text is None:
+                self._text = generate_latest(_Fixed(cached))
+            return self._text
 
     def describe(self) -> list[Metric]:
         return []  # collected lazily (no database access at registration)
@@ -211,6 +231,17 @@ class SchedulerCollector:
     def forget(self) -> None:
         with self._lock:
             self._at = float("-inf")
+            self._text = None
+
+
+class _Fixed:
+    """A registry-like object of already collected metrics, for ``generate_latest``."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._metrics
 
 
 collector = SchedulerCollector()
@@ -250,4 +281,5 @@ class MetricsView(View):
             response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = challenge
             return response
-        return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        # registry holds only our collector; its cached rendering is the same text.
+        return HttpResponse(collector.exposition(), content_type=CONTENT_TYPE_LATEST)

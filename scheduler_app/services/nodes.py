@@ -1,5 +1,10 @@
-"""Cluster operations: draining and resuming nodes. Nodes are shared by all tenants,
-so only superusers (or the system: ``actor=None``, a shell operator) may change them."""
+"""Cluster operations: draining and resuming nodes.
+
+Nodes are cluster-wide, not a tenant's: every node claims every tenant's runs, and the
+leader fires every tenant's triggers. Draining one takes capacity (and perhaps the
+leader lease) away from all tenants at once, so a tenant admin, whose rights end at their
+tenant, may not do it; only superusers (or the system: ``actor=None``, a shell operator)
+may change nodes. Tenant members still see the nodes (read-only)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from scheduler_app import audit
 from scheduler_app.models import Node, NodeState
@@ -18,6 +24,13 @@ from scheduler_app.services.bulk import BulkResult
 @dataclass
 class NodeResult(BulkResult):
     warnings: list[str] = field(default_factory=list)
+
+
+#: Why a non-superuser is refused (the API's 403 body, the admin's and jobctl's report).
+NOT_ALLOWED = gettext_lazy(
+    "only superusers may drain or resume nodes: nodes are shared by every tenant "
+    "(each one runs all tenants' jobs), so draining one affects every tenant"
+)
 
 
 def _may_manage(actor: Any) -> bool:
@@ -39,7 +52,7 @@ def _set_state(nodes: Iterable[Node], state: str, operation: str, actor: Any) ->
     result = NodeResult()
     for node in nodes:
         if not _may_manage(actor):
-            result.refused.append((node, _("only superusers may drain or resume nodes")))
+            result.refused.append((node, str(NOT_ALLOWED)))
             continue
         with transaction.atomic():
             live_from = NodeState.ACTIVE if state == NodeState.DRAINING else NodeState.DRAINING

@@ -48,6 +48,25 @@ def foreign_channel(other_tenant):
     )
 
 
+def test_a_tenant_admin_may_not_drain_a_node_and_is_told_why(node, tenant):
+    """Nodes are cluster-wide: a tenant admin's rights end at their tenant."""
+    from scheduler_app import services
+
+    boss = get_user_model().objects.create_user("boss")
+    Membership.objects.create(tenant=tenant, user=boss, role="admin")
+    api = client_for(key_for(boss))
+    for verb in ("drain", "resume"):
+        refused = api.post(f"/api/nodes/{node.pk}/{verb}/")
+        assert refused.status_code == 403, refused.content
+        assert "nodes are shared by every tenant" in refused.json()["errors"][0]["message"]
+    node.refresh_from_db()
+    assert node.state == "active"
+    # the same reason from the service the admin and jobctl use
+    result = services.drain_nodes([node], actor=boss)
+    assert not result.done
+    assert "nodes are shared by every tenant" in result.refused[0][1]
+
+
 def test_nodes_are_read_by_members_and_drained_by_superusers_only(api, node, editor):
     listed = api.get("/api/nodes/")
     assert listed.status_code == 200
@@ -61,6 +80,10 @@ def test_nodes_are_read_by_members_and_drained_by_superusers_only(api, node, edi
     assert api.get(f"/api/nodes/{node.pk}/").json()["name"] == "n1"
     refused = api.post(f"/api/nodes/{node.pk}/drain/")
     assert refused.status_code == 403
+    assert refused.json()["errors"][0]["message"] == (
+        "only superusers may drain or resume nodes: nodes are shared by every tenant "
+        "(each one runs all tenants' jobs), so draining one affects every tenant"
+    )
     node.refresh_from_db()
     assert node.state == "active"
 

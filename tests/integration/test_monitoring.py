@@ -4,6 +4,9 @@ tests/acceptance/test_monitoring_process.py)."""
 import base64
 import datetime as dt
 import json
+import os
+import shutil
+import subprocess
 import urllib.request
 
 import pytest
@@ -235,6 +238,69 @@ def test_scrapes_are_cached_briefly(client, make_job, django_assert_max_num_quer
     scrape(client)
     with django_assert_max_num_queries(0):
         scrape(client)
+
+
+def test_the_rendered_text_is_reused_within_the_cache_time(client, make_job):
+    job = make_job("j")
+    services.enqueue_run(job, scheduled_for=timezone.now() - dt.timedelta(seconds=5))
+    first = client.get("/metrics").content
+    services.enqueue_run(job, scheduled_for=timezone.now() - dt.timedelta(seconds=1))
+    assert client.get("/metrics").content == first  # cached: the second run is not seen yet
+    metrics.collector.forget()
+    fresh = scrape(client)
+    assert value(fresh, "scheduler_queue_depth", kind="due") == 2
+    # the cached rendering is exactly what prometheus-client renders from the registry
+    from prometheus_client import generate_latest
+
+    assert client.get("/metrics").content == generate_latest(metrics.registry)
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None and not os.environ.get("CI"),
+    reason="promtool is not installed (Debian: apt-get install prometheus)",
+)
+def test_live_metrics_pass_promtool_check_metrics(live_server, transactional_db, tenant, make_job):
+    """The real /metrics of a running server, with counters, histograms, gauges and nodes
+    from real rows, checked by Prometheus' own promtool (format and lint). Skipped only
+    on a developer machine without promtool; in CI (CI set) a missing promtool fails."""
+    assert PROMTOOL, "promtool is missing: .ci/run installs Debian's prometheus package for it"
+    from scheduler_app.models import Node
+
+    group = JobGroup.objects.create(tenant=tenant, name="etl")
+    etl = make_job("etl-job", group=group, task="demo.noop")
+    echo = make_job("echo-job", task="demo.echo")
+    t0 = timezone.now() - dt.timedelta(hours=2)
+    runs = [services.enqueue_run(etl, scheduled_for=t0 + dt.timedelta(minutes=i)) for i in range(5)]
+    finish(runs[:3])
+    finish(runs[3:], state="failed", duration=20.0, late=2.0)
+    finish([services.enqueue_run(echo, scheduled_for=t0)], state="timed_out", duration=61.0)
+    services.enqueue_run(echo, scheduled_for=t0 + dt.timedelta(minutes=1), state="skipped", error="overlap")
+    services.enqueue_run(echo, scheduled_for=timezone.now() - dt.timedelta(seconds=30))
+    services.enqueue_run(echo, scheduled_for=timezone.now() + dt.timedelta(hours=1))
+    now = timezone.now()
+    Node.objects.create(
+        name="n1",
+        incarnation="i1",
+        started_at=now,
+        heartbeat_at=now,
+        capacity={"thread": 4},
+        used={"thread": 1},
+    )
+    with urllib.request.urlopen(f"{live_server.url}/metrics", timeout=30) as response:
+        body = response.read()
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+    checked = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+    assert not (checked.stdout + checked.stderr).strip(), (checked.stdout + checked.stderr).decode()
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    etl_labels = {"tenant": "acme", "group": "etl", "task": "demo.noop"}
+    assert value(families, "scheduler_runs_total", state="failed", **etl_labels) == 2
+    assert value(families, "scheduler_run_duration_seconds_count", **etl_labels) == 5
+    assert value(families, "scheduler_queue_depth", kind="delayed") == 1
+    assert value(families, "scheduler_node_capacity_slots", node="n1") == 4
 
 
 @override_settings(SCHEDULER_APP={"METRICS_AUTH": {"username": "prom", "password": "s3cret"}})
