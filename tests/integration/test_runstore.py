@@ -159,9 +159,12 @@ def test_an_outcome_is_recorded_once(store, make_job):
 def test_a_released_run_goes_back_to_the_queue_unchanged(store, make_job):
     job = make_job(retry_max_attempts=3)
     run = running(job)
-    assert store.record([outcome(run, "released")]) == 1
+    JobRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), claim_token="i1:1")
+    assert store.record([outcome(run, "released", claim_token="i1:1")]) == 1
     stored = JobRun.objects.get(pk=run.pk)
     assert (stored.state, stored.node, stored.started_at, stored.attempt) == ("queued", "", None, 1)
+    # nothing of the claim it came back from is left on it
+    assert (stored.heartbeat_at, stored.claim_token) == (None, "")
     assert JobRun.objects.filter(job=job).count() == 1
 
 
@@ -920,6 +923,56 @@ def test_claim_signals_the_runs_it_skips_and_starts(store, make_job):
         (signals.run_started, JobRun, fresh.pk, "running"),
     ]
     assert [(r.run_id, r.job_name, r.attempt) for r in result.runs] == [(fresh.pk, "ok", 1)]
+
+
+def test_record_signals_each_outcome_and_a_coming_retry_by_sender(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(signal, sender, run, **kwargs):
+        seen.append((signal, run.pk, run.state))
+
+    retried, done = make_job("retried", retry_max_attempts=2), make_job("done")
+    first, ok = running(retried), running(done)
+    connected = (signals.run_failed, signals.run_succeeded, signals.run_retrying)
+    for signal in connected:
+        signal.connect(receiver, sender=JobRun)
+    try:
+        store.record([outcome(first, RunState.FAILED, error="boom"), outcome(ok, RunState.SUCCEEDED)])
+        final = JobRun.objects.get(job=retried, attempt=2)
+        JobRun.objects.filter(pk=final.pk).update(state=RunState.RUNNING)
+        store.record([outcome(final, RunState.FAILED, error="boom")])
+    finally:
+        for signal in connected:
+            signal.disconnect(receiver, sender=JobRun)
+    assert sorted(seen, key=lambda s: (s[1], str(s[0]))) == sorted(
+        [
+            (signals.run_failed, first.pk, "failed"),
+            (signals.run_retrying, first.pk, "failed"),
+            (signals.run_succeeded, ok.pk, "succeeded"),
+            (signals.run_failed, final.pk, "failed"),  # final: no run_retrying
+        ],
+        key=lambda s: (s[1], str(s[0])),
+    )
+
+
+def test_enqueue_signals_the_runs_it_queues_to_receivers_for_jobrun(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(sender, run, **kwargs):
+        seen.append((sender, run.state))
+
+    job = make_job()
+    due = timezone.now() - timedelta(seconds=1)
+    signals.run_queued.connect(receiver, sender=JobRun)
+    try:
+        assert store.enqueue([Fire(job.pk, (due,), timezone.now())]) == 1
+    finally:
+        signals.run_queued.disconnect(receiver, sender=JobRun)
+    assert seen == [(JobRun, "queued")]
 
 
 def test_claim_with_nothing_due(store, make_job):
