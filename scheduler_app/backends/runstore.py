@@ -152,7 +152,7 @@ class DjangoRunStore:
                 return 0
             JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
             counters.count_finished(r for r in rows if r.state == RunState.SKIPPED)  # metrics
-        if signals.run_queued.has_listeners() or signals.run_skipped.has_listeners():
+        if signals.run_queued.has_listeners(JobRun) or signals.run_skipped.has_listeners(JobRun):
             self._send_created(rows)
         return queued
 
@@ -576,7 +576,8 @@ class DjangoRunStore:
             queued += len(retries) + len(released)
         for run in finished:
             sender = OUTCOME_SIGNALS.get(run.state)
-            if sender is not None and sender.has_listeners():
+            # has_listeners() without a sender sees only receivers connected for any sender.
+            if sender is not None and sender.has_listeners(JobRun):
                 sender.send(sender=JobRun, run=run)
             if run.state in FAILED_STATES and not run.is_final:
                 signals.run_retrying.send(sender=JobRun, run=run)

@@ -16,7 +16,6 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.db import connection
-from django.db.models import F
 from django.utils import timezone
 
 from scheduler_app import services
@@ -160,9 +159,12 @@ def test_an_outcome_is_recorded_once(store, make_job):
 def test_a_released_run_goes_back_to_the_queue_unchanged(store, make_job):
     job = make_job(retry_max_attempts=3)
     run = running(job)
-    assert store.record([outcome(run, "released")]) == 1
+    JobRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), claim_token="i1:1")
+    assert store.record([outcome(run, "released", claim_token="i1:1")]) == 1
     stored = JobRun.objects.get(pk=run.pk)
     assert (stored.state, stored.node, stored.started_at, stored.attempt) == ("queued", "", None, 1)
+    # nothing of the claim it came back from is left on it
+    assert (stored.heartbeat_at, stored.claim_token) == (None, "")
     assert JobRun.objects.filter(job=job).count() == 1
 
 
@@ -507,11 +509,9 @@ def test_claim_takes_the_earliest_due_run_whatever_its_id(store, make_job):
 
 
 def test_claim_takes_equal_runs_in_the_order_they_were_queued(store, make_job):
-    """Same priority, same due time: the first queued (lowest id) first, even when the
-    database holds its row after the other's (an update moved it, as PostgreSQL does)."""
+    """Same priority, same due time: the first queued (lowest id) first."""
     t0 = timezone.now() - timedelta(seconds=30)
     first, second = queued(make_job("first"), t0), queued(make_job("second"), t0)
-    JobRun.objects.filter(pk=first.pk).update(priority=F("priority"))  # a new row version
     one = Capacity(per_executor={"thread": 1}, total=1)
     assert [r.run_id for r in store.claim("n1", one, t0 + timedelta(seconds=1)).runs] == [first.pk]
     assert JobRun.objects.get(pk=second.pk).state == "queued"
@@ -594,13 +594,11 @@ def test_replace_stops_the_jobs_own_earliest_started_running_run(store, make_job
 
 
 def test_replace_among_runs_started_together_stops_the_first_queued(store, make_job):
-    """Runs claimed in one batch share their start time: the lowest id goes first, even
-    when the database holds its row after the other's."""
+    """Runs claimed in one batch share their start time: the lowest id goes first."""
     t0 = timezone.now() - timedelta(minutes=10)
     job = make_job(max_instances=2, overlap_policy="replace", misfire_grace_seconds=3600)
     a, b = running(job, scheduled_for=t0), running(job, scheduled_for=t0 + US)
     JobRun.objects.filter(pk__in=[a.pk, b.pk]).update(started_at=t0)
-    JobRun.objects.filter(pk=a.pk).update(priority=F("priority"))  # a new row version
     queued(job, t0 + timedelta(minutes=1))
     assert store.claim("n1", ROOM, t0 + timedelta(minutes=1, seconds=1)).stop == (a.pk,)
 
@@ -639,6 +637,35 @@ def test_broadcast_copies_are_claimed_only_by_their_node(store, make_job):
     assert {r.run_id for r in result.runs} == {copies["n1"].pk, anywhere.pk}
     assert JobRun.objects.get(pk=copies["n2"].pk).state == "queued"
     assert [r.run_id for r in store.claim("n2", ROOM, t0 + timedelta(seconds=1)).runs] == [copies["n2"].pk]
+
+
+def test_a_broadcast_jobs_max_instances_holds_per_node(store, make_job):
+    """Counted on the claiming node only: a copy running on another node or a finished
+    copy here does not hold a copy back, one running here does; and another job's
+    count in the same claim stays the count over every node."""
+    t0 = timezone.now() - timedelta(minutes=5)
+    every = make_job("every", routing="broadcast", overlap_policy="queue", misfire_grace_seconds=3600)
+    spread = make_job("spread", max_instances=2, overlap_policy="queue", misfire_grace_seconds=3600)
+    for job, node, when in ((every, "n2", t0), (spread, "n1", t0), (spread, "n2", t0 + US)):
+        run = running(job, scheduled_for=when)
+        JobRun.objects.filter(pk=run.pk).update(node=node, target_node=node if job == every else "")
+    done = running(every, scheduled_for=t0 + US)
+    JobRun.objects.filter(pk=done.pk).update(state=RunState.SUCCEEDED, target_node="n1", finished_at=t0)
+
+    def copy_for_n1(when):
+        run = queued(every, when)
+        JobRun.objects.filter(pk=run.pk).update(target_node="n1")
+        return run
+
+    first = copy_for_n1(t0 + timedelta(minutes=1))
+    third = queued(spread, t0 + timedelta(minutes=1))
+    result = store.claim("n1", ROOM, t0 + timedelta(minutes=1, seconds=1))
+    assert [r.run_id for r in result.runs] == [first.pk] and result.left_queued == 1
+    assert JobRun.objects.get(pk=third.pk).state == "queued"
+    second = copy_for_n1(t0 + timedelta(minutes=2))
+    result = store.claim("n1", ROOM, t0 + timedelta(minutes=2, seconds=1))
+    assert result.runs == () and result.left_queued == 2
+    assert JobRun.objects.get(pk=second.pk).state == "queued"
 
 
 def test_claim_writes_who_runs_it_and_since_when_and_a_skip_its_end(store, make_job):
@@ -896,6 +923,56 @@ def test_claim_signals_the_runs_it_skips_and_starts(store, make_job):
         (signals.run_started, JobRun, fresh.pk, "running"),
     ]
     assert [(r.run_id, r.job_name, r.attempt) for r in result.runs] == [(fresh.pk, "ok", 1)]
+
+
+def test_record_signals_each_outcome_and_a_coming_retry_by_sender(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(signal, sender, run, **kwargs):
+        seen.append((signal, run.pk, run.state))
+
+    retried, done = make_job("retried", retry_max_attempts=2), make_job("done")
+    first, ok = running(retried), running(done)
+    connected = (signals.run_failed, signals.run_succeeded, signals.run_retrying)
+    for signal in connected:
+        signal.connect(receiver, sender=JobRun)
+    try:
+        store.record([outcome(first, RunState.FAILED, error="boom"), outcome(ok, RunState.SUCCEEDED)])
+        final = JobRun.objects.get(job=retried, attempt=2)
+        JobRun.objects.filter(pk=final.pk).update(state=RunState.RUNNING)
+        store.record([outcome(final, RunState.FAILED, error="boom")])
+    finally:
+        for signal in connected:
+            signal.disconnect(receiver, sender=JobRun)
+    assert sorted(seen, key=lambda s: (s[1], str(s[0]))) == sorted(
+        [
+            (signals.run_failed, first.pk, "failed"),
+            (signals.run_retrying, first.pk, "failed"),
+            (signals.run_succeeded, ok.pk, "succeeded"),
+            (signals.run_failed, final.pk, "failed"),  # final: no run_retrying
+        ],
+        key=lambda s: (s[1], str(s[0])),
+    )
+
+
+def test_enqueue_signals_the_runs_it_queues_to_receivers_for_jobrun(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(sender, run, **kwargs):
+        seen.append((sender, run.state))
+
+    job = make_job()
+    due = timezone.now() - timedelta(seconds=1)
+    signals.run_queued.connect(receiver, sender=JobRun)
+    try:
+        assert store.enqueue([Fire(job.pk, (due,), timezone.now())]) == 1
+    finally:
+        signals.run_queued.disconnect(receiver, sender=JobRun)
+    assert seen == [(JobRun, "queued")]
 
 
 def test_claim_with_nothing_due(store, make_job):
