@@ -90,6 +90,9 @@ class Node:
         # set by new runs, follow-ups, poll ticks and outside wake-ups. Freed slots alone
         # do not make runs due, so they only cause a claim while this is set.
         self._maybe_due = True
+        # The executors (with room) a claim last found nothing for: not claimed for again
+        # until something may have queued runs (a wake-up, a poll tick).
+        self._found_nothing_for: frozenset[str] = frozenset()
         self._stopping = threading.Event()  # no more claiming
         self._closed = threading.Event()  # loops exit
         self._beats: dict[str, float] = {}
@@ -152,6 +155,7 @@ class Node:
 
     def wake(self) -> None:
         self._maybe_due = True
+        self._found_nothing_for = frozenset()
         self._wake.set()
 
     def running_ids(self) -> list[int]:
@@ -347,6 +351,7 @@ class Node:
                 continue
             if not self._wake.wait(backoff or self.config.poll_interval):
                 self._maybe_due = True  # poll tick: delayed runs, other nodes' runs
+                self._found_nothing_for = frozenset()
             self._wake.clear()
             if self._stopping.is_set():
                 continue
@@ -380,9 +385,18 @@ class Node:
         capacity = self.capacity()
         if capacity.total <= 0 or not self._worth_claiming(capacity):
             return False
+        room = frozenset(name for name, free in capacity.per_executor.items() if free > 0)
+        if room <= self._found_nothing_for:
+            return False  # the same executors found nothing since the last wake-up or poll
         self._maybe_due = False  # set again by anything that queues runs meanwhile
         result = self.store.claim(self.config.name, capacity, self.clock())
-        if result.more or result.left_queued:
+        nothing = not result.runs and not result.more and not result.left_queued
+        self._found_nothing_for = room if nothing else frozenset()
+        # A claim only sees the runs of executors with room: finding nothing for those
+        # says nothing about the runs queued for a full one, which a freed slot (an
+        # outcome wakes this loop) must then claim at once, not a poll interval later.
+        excluded = any(free <= 0 for free in capacity.per_executor.values())
+        if result.more or result.left_queued or excluded:
             self._maybe_due = True
         for run_id in result.stop:
             self.stop_local(run_id, "cancelled", "replaced by a newer run (overlap policy: replace)")
