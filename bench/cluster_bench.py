@@ -87,7 +87,7 @@ class Config:
     scaleout_runs: int = 20_000
     scaleout_sleep: float = 0.05
     scaleout_nodes: tuple[int, ...] = (1, 2, 3)
-    scaleout_timeout: float = 900.0
+    scaleout_timeout: float = 1800.0
     failover_jobs: int = 1000
     failover_interval: int = 1
     failover_steady: float = 20.0  # both nodes up and firing this long before the kill
@@ -134,12 +134,17 @@ def drop_db(name: str) -> None:
     admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# SCHEDULER_APP keys set on every node with --set (for diagnosis; the README's figures
+# use the product defaults).
+OVERRIDES: dict[str, Any] = {}
+
+
 def node_env(settings: dict | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url(),
         DJANGO_SETTINGS_MODULE="bench.cluster_settings",
-        BENCH_SCHEDULER_APP=json.dumps(settings or {}),
+        BENCH_SCHEDULER_APP=json.dumps({**OVERRIDES, **(settings or {})}),
         PYTHONUNBUFFERED="1",
         SCHEDULER_JOB_STORE="memory",
     )
@@ -540,8 +545,8 @@ def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
     fired: dict[int, list[int]] = defaultdict(list)
     dup_rows = Counter()
     late_after: list[float] = []
-    for name, sched, queued, *_rest in runs:
-        attempt, target = _rest[5], _rest[7]
+    for r in runs:
+        name, sched, queued, attempt, target = r[0], r[1], r[2], r[7], r[9]
         if not name.startswith("tick-") or attempt != 1:
             continue
         i = int(name.split("-")[1])
@@ -1025,6 +1030,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller numbers for a smoke run")
     parser.add_argument("--only", default=",".join(PHASES), help=f"comma-separated: {','.join(PHASES)}")
+    parser.add_argument(
+        "--nodes",
+        default="1,2,3",
+        help="scaleout: the node counts to measure, comma-separated (default 1,2,3)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="what-if: a SCHEDULER_APP setting for every node (VALUE as JSON, e.g. POLL_INTERVAL=0.1); "
+        "the figures then do not describe the defaults",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the log directory")
     parser.add_argument(
         "--code",
@@ -1040,6 +1058,20 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     cfg = Config.quick() if args.quick else Config()
+    try:
+        cfg.scaleout_nodes = tuple(int(n) for n in args.nodes.split(",") if n.strip())
+    except ValueError:
+        parser.error(f"--nodes: not a list of whole numbers: {args.nodes!r}")
+    if not cfg.scaleout_nodes or min(cfg.scaleout_nodes) < 1:
+        parser.error("--nodes: give at least one node count, each 1 or more")
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            OVERRIDES[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            OVERRIDES[key.strip()] = value
     logdir = Path(tempfile.mkdtemp(prefix="cluster_bench-"))
     global SRC
     version = code_version()
@@ -1086,6 +1118,8 @@ def main() -> int:
         for n in res.notes:
             print(f"   note: {n}")
     print(f"\ncode under test: {version}")
+    if OVERRIDES:
+        print(f"WHAT-IF settings on every node (not the defaults): {OVERRIDES}")
     print(f"machine: {load_start} at start; {load()} at the end")
     if failed:
         print("\nScenarios that could not be measured:")
