@@ -92,6 +92,7 @@ class Config:
     failover_interval: int = 1
     failover_steady: float = 20.0  # both nodes up and firing this long before the kill
     failover_after: float = 25.0  # observed this long after fires resume
+    failover_catchup: float = 120.0  # then at most this long for the fires to be written
     failover_timeout: float = 90.0
     worker_runs: int = 100
     worker_task_seconds: float = 20.0
@@ -109,6 +110,7 @@ class Config:
             failover_jobs=100,
             failover_steady=10.0,
             failover_after=15.0,
+            failover_catchup=60.0,
             burst_runs=1000,
             burst_timeout=120.0,
             pgbench_seconds=5,
@@ -478,6 +480,15 @@ def scaleout(cfg: Config, logdir: Path) -> Result:
 # -- 2. failover --------------------------------------------------------------------------------
 
 
+def _due(jobs: int, step_s: float, base: float, a: float, b: float) -> int:
+    """Fire times in [a, b) of jobs i = 0..jobs-1 firing at base + i*step/jobs + k*step."""
+    total = 0
+    for i in range(jobs):
+        start = base + i * step_s / jobs
+        total += max(math.ceil((b - start) / step_s) - max(math.ceil((a - start) / step_s), 0), 0)
+    return total
+
+
 def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
     jobs, step_s = cfg.failover_jobs, cfg.failover_interval
     log(
@@ -536,6 +547,28 @@ def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
             f"after {t_lease - t_kill:.1f} s); observing {cfg.failover_after:g} s more"
         )
         time.sleep(max(cfg.failover_after - (time.time() - t_resume), 0))
+        a, b = t_up + 3.0, time.time() - 5.0  # the window of fire times checked
+        want = _due(jobs, step_s, base, a, b)
+        count_sql = (
+            "SELECT count(*) FROM scheduler_app_jobrun WHERE attempt = 1 AND target_node = '' "
+            "AND scheduled_for >= to_timestamp(%s) AND scheduled_for < to_timestamp(%s)"
+        )
+        at_end = scalar(count_sql, (a, b))
+        log(
+            f"  {at_end:,} of {want:,} fire times in the window written by the end of the observation; "
+            f"letting {survivor.name} catch up (until all are written, no progress for 20 s, "
+            f"or {cfg.failover_catchup:g} s)"
+        )
+        t_c0 = last_change = time.time()
+        seen = at_end
+        while time.time() - t_c0 < cfg.failover_catchup and time.time() - last_change < 20:
+            now_seen = scalar(count_sql, (a, b))
+            if now_seen != seen:
+                seen, last_change = now_seen, time.time()
+            if seen >= want:
+                break
+            time.sleep(1.0)
+        f.update(written_at_observation_end=at_end, catchup_s=round(time.time() - t_c0, 1))
         survivor.stop()
     finally:
         for n in nodes:
@@ -556,7 +589,6 @@ def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
         dup_rows[(i, k, target)] += 1
         if queued > t_resume and sched > t_kill:
             late_after.append(queued - sched)
-    a, b = t_up + 3.0, t_resume + cfg.failover_after - 5.0  # window of fire times checked
     expected = lost = interior = 0
     lost_jobs = set()
     for i in range(jobs):
@@ -573,6 +605,15 @@ def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
         interior += sum(y - x - 1 for x, y in zip(ks, ks[1:], strict=False) if y - x > 1)
     duplicated = sum(c - 1 for c in dup_rows.values() if c > 1)
     states = Counter(r[5] for r in runs)
+    text = survivor.text().split(" scheduler stopping ")[0]  # before the SIGTERM
+    f["survivor_lost_lease"] = text.count("this node stopped leading")
+    f["survivor_lease_renewal_errors"] = text.count("cluster heartbeat failed")
+    f["survivor_fires_not_written"] = sum(
+        int(m)
+        for m in re.findall(
+            r"fires not written: this node no longer holds the leader lease.*?fires=(\d+)", text
+        )
+    )
     f.update(
         leader=leader,
         survivor=survivor.name,
@@ -598,12 +639,21 @@ def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
             ["lease taken by the other node", f"{f['lease_taken_s']:.1f} s after the kill"],
             ["fires resume (first run row queued after the kill)", f"{f['resume_s']:.1f} s after the kill"],
             ["fire times checked (window)", f"{expected:,} over {f['window_s']} s"],
-            ["lost fire times (missing in the window)", f"{lost:,} ({len(lost_jobs)} jobs)"],
+            [
+                "written by the end of the observation",
+                f"{f['written_at_observation_end']:,} (then {f['catchup_s']:g} s of catch-up)",
+            ],
+            ["lost fire times (still missing after the catch-up)", f"{lost:,} ({len(lost_jobs)} jobs)"],
             ["gaps inside each job's recorded sequence", f"{interior:,}"],
             ["duplicated fire times", f"{duplicated:,}"],
             [
                 "enqueue lag after resume p50 / p99",
                 f"{_s(f['enqueue_lag_p50_s'])} / {_s(f['enqueue_lag_p99_s'])} s",
+            ],
+            [
+                "new leader: lease lost / renewal errors / fires refused",
+                f"{f['survivor_lost_lease']} / {f['survivor_lease_renewal_errors']} / "
+                f"{f['survivor_fires_not_written']:,} (its log)",
             ],
             ["run states", ", ".join(f"{k} {v:,}" for k, v in states.most_common())],
         ]
@@ -876,7 +926,8 @@ def procrastinate_burst(cfg: Config, logdir: Path, kind: str) -> dict:
     admin(f'CREATE DATABASE "{PROCRASTINATE_DB}"')
     try:
         m0 = machine_ticks()
-        done = subprocess.run(
+        limit = cfg.burst_timeout + 120
+        proc = subprocess.Popen(
             [
                 str(PROCRASTINATE_PY),
                 str(SRC / "bench" / "procrastinate_bench.py"),
@@ -889,22 +940,52 @@ def procrastinate_burst(cfg: Config, logdir: Path, kind: str) -> dict:
                 "--kind",
                 kind,
             ],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=cfg.burst_timeout + 120,
         )
+        CHILDREN.append(proc)
+        try:
+            stdout, stderr = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            # Stopped: the rate over the jobs that finished, from its events table.
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            busy = machine_busy(m0)
+            import psycopg
+
+            with psycopg.connect(db_url(PROCRASTINATE_DB)) as conn:
+                first, last, succeeded = conn.execute(
+                    "SELECT extract(epoch FROM min(at) FILTER (WHERE type = 'started')),"
+                    " extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded')),"
+                    " count(*) FILTER (WHERE type = 'succeeded') FROM procrastinate_events"
+                ).fetchone()
+            version = subprocess.run(
+                [str(PROCRASTINATE_PY), "-c", "import procrastinate; print(procrastinate.__version__)"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            span = float(last or 0) - float(first or 0)
+            return {
+                "version": version,
+                "kind": kind,
+                "succeeded": succeeded,
+                "span_s": span,
+                "rate": succeeded / span if span > 0 else 0.0,
+                "machine_busy_pct": round(busy),
+                "stopped": f"stopped after {limit:g} s with {succeeded:,} of {cfg.burst_runs:,} done; "
+                "rate over those",
+            }
         busy = machine_busy(m0)
-        (logdir / f"procrastinate-{kind}.txt").write_text(done.stdout + done.stderr)
-        if done.returncode != 0:
-            return {"skipped": f"Procrastinate run failed ({done.returncode}): {done.stderr.strip()[-500:]}"}
-        out = json.loads(done.stdout.strip().splitlines()[-1])
+        (logdir / f"procrastinate-{kind}.txt").write_text(stdout + stderr)
+        if proc.returncode != 0:
+            return {"skipped": f"Procrastinate run failed ({proc.returncode}): {stderr.strip()[-500:]}"}
+        out = json.loads(stdout.strip().splitlines()[-1])
         span = (out["last_succeeded"] or 0) - (out["first_started"] or 0)
         out.update(
             span_s=span, rate=out["succeeded"] / span if span > 0 else 0.0, machine_busy_pct=round(busy)
         )
         return out
-    except subprocess.TimeoutExpired:
-        return {"skipped": f"Procrastinate did not finish within {cfg.burst_timeout + 120:g} s"}
     finally:
         drop_db(PROCRASTINATE_DB)
 
@@ -929,7 +1010,11 @@ def burst(cfg: Config, logdir: Path) -> Result:
         if "skipped" in p:
             log(f"  → Procrastinate not measured: {p['skipped']}")
             res.notes.append(f"Procrastinate ({kind}) not measured: {p['skipped']}")
-            break
+            if not PROCRASTINATE_PY.exists():
+                break
+            continue
+        if "stopped" in p:
+            res.notes.append(f"Procrastinate ({kind}): {p['stopped']}")
         log(
             f"  → Procrastinate {p['version']} ({kind}): {p['succeeded']:,} in {p['span_s']:.1f} s = {p['rate']:,.0f} runs/s"
         )
