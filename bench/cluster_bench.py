@@ -608,6 +608,9 @@ def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
     text = survivor.text().split(" scheduler stopping ")[0]  # before the SIGTERM
     f["survivor_lost_lease"] = text.count("this node stopped leading")
     f["survivor_lease_renewal_errors"] = text.count("cluster heartbeat failed")
+    f["survivor_fires_dropped"] = sum(
+        int(m) for m in re.findall(r"fire dropped: not the leader.*?times=(\d+)", text)
+    )
     f["survivor_fires_not_written"] = sum(
         int(m)
         for m in re.findall(
@@ -651,9 +654,9 @@ def failover_leader(cfg: Config, logdir: Path, res: Result) -> None:
                 f"{_s(f['enqueue_lag_p50_s'])} / {_s(f['enqueue_lag_p99_s'])} s",
             ],
             [
-                "new leader: lease lost / renewal errors / fires refused",
+                "new leader before SIGTERM: lease lost / renewal errors / fires dropped / not written",
                 f"{f['survivor_lost_lease']} / {f['survivor_lease_renewal_errors']} / "
-                f"{f['survivor_fires_not_written']:,} (its log)",
+                f"{f['survivor_fires_dropped']:,} / {f['survivor_fires_not_written']:,} (its log)",
             ],
             ["run states", ", ".join(f"{k} {v:,}" for k, v in states.most_common())],
         ]
