@@ -2,6 +2,7 @@
 tests and benchmarks refer to them."""
 
 import asyncio
+import os
 import time
 
 import scheduler_app
@@ -23,6 +24,26 @@ def sleep(seconds: float) -> float:
     """Sleep in a thread for the given seconds."""
     time.sleep(float(seconds))
     return seconds
+
+
+@scheduler_app.task(name="demo.append_line")
+def append_line(path: str, line: str, seconds: float = 0) -> str:
+    """Sleep for the given seconds, then append one line to the file at ``path``:
+    ``line``, the start and the end time (Unix seconds). Counts real executions from
+    their side effects: a run killed before it returns leaves no line, a run executed
+    twice leaves two. One ``write`` on an ``O_APPEND`` descriptor, so lines of
+    concurrent runs (threads or processes) never interleave."""
+    if "\n" in line:
+        raise ValueError("line: must not contain a newline")
+    start = time.time()
+    if seconds:
+        time.sleep(float(seconds))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line} {start:.6f} {time.time():.6f}\n".encode())
+    finally:
+        os.close(fd)
+    return line
 
 
 @scheduler_app.task(name="demo.async_sleep")
