@@ -94,3 +94,20 @@ def test_the_run_list_computes_it_in_a_bounded_number_of_queries(
     assert few == 3 and len(body["results"]) > 3
     assert len(large) == len(small)
     assert {r["wait_reason"] for r in body["results"]} == {"waiting for a node with tags gpu"}
+
+
+def test_the_admin_run_list_and_page_say_it(admin_client, make_job):
+    gpu = make_job("train", routing="tags", routing_tags=["gpu"])
+    run = services.enqueue_run(gpu, scheduled_for=timezone.now())
+    waiting.forget()
+    listing = admin_client.get("/admin/scheduler_app/jobrun/")
+    assert listing.status_code == 200
+    assert "waiting for a node with tags gpu" in listing.content.decode()
+    page = admin_client.get(f"/admin/scheduler_app/jobrun/{run.pk}/change/")
+    assert page.status_code == 200 and "waiting for a node with tags gpu" in page.content.decode()
+    node("gpu-1", ["gpu"])
+    waiting.forget()
+    assert (
+        "waiting for a node with tags gpu"
+        not in admin_client.get("/admin/scheduler_app/jobrun/").content.decode()
+    )
