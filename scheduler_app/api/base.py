@@ -122,7 +122,7 @@ class LimitedJSONParser(parsers.JSONParser):
         except limits.LimitError as exc:
             raise errors.FieldError([(None, str(exc))]) from None
         try:
-            return json.loads(text, parse_constant=refuse)
+            body = json.loads(text, parse_constant=refuse)
         except json.JSONDecodeError as exc:
             raise exceptions.ParseError(
                 _("Malformed JSON: %(msg)s at line %(line)s column %(col)s")
@@ -130,6 +130,22 @@ class LimitedJSONParser(parsers.JSONParser):
             ) from None
         except ValueError as exc:
             raise exceptions.ParseError(_("Malformed JSON: %(msg)s") % {"msg": exc}) from None
+        refuse_nul(body)
+        return body
+
+
+def refuse_nul(body: Any) -> None:
+    """No NUL character anywhere in a body (PostgreSQL refuses it in text, SQLite would
+    store it): a 400 naming the top-level field that holds it, before any query."""
+    items = body.items() if isinstance(body, dict) else [(None, body)]
+    for key, value in items:
+        field = key if isinstance(key, str) and limits.NUL not in key else None
+        try:
+            if key is not None:
+                limits.check_text(key, "body")
+            limits.check_value(value, field or "body", depth=limits.max_depth() + limits.DOCUMENT_SLACK)
+        except limits.LimitError as exc:
+            raise errors.FieldError([(field, exc.message)]) from None
 
 
 class PagePagination(PageNumberPagination):

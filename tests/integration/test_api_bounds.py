@@ -127,3 +127,21 @@ def test_the_key_of_one_request_is_not_in_the_next_ones_audit_entries(api, admin
 def test_add_extra_outside_a_block_is_an_error():
     with pytest.raises(RuntimeError):
         audit.add_extra(x=1)
+
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/api/calendars/", {"tenant": "ac\x00me", "name": "holidays"}, "tenant"),
+        ("/api/groups/", {"tenant": "acme", "name": "etl\x00"}, "name"),
+        ("/api/jobs/", {**JOB, "description": "x\x00y"}, "description"),
+        ("/api/calendars/", {"tenant": "acme", "name": "h", "dates": ["2026-01-01\x00"]}, "dates"),
+    ],
+)
+def test_nul_anywhere_in_a_body_is_400_naming_the_field(api, tenant, path, body, field):
+    """A NUL reaching a PostgreSQL query is a DataError (found by the schema fuzzing: PUT
+    /api/calendars/{id}/ with a NUL in the tenant slug answered 500)."""
+    response = api.post(path, body, format="json")
+    assert response.status_code == 400, response.content
+    assert fields(response) == [field]
+    assert "NUL" in errors_of(response)[0][1]
