@@ -230,6 +230,12 @@ class ApiViewSet(viewsets.GenericViewSet):
         limit = app_settings.API_MAX_REQUEST_BYTES
         if length.isdigit() and int(length) > limit:
             raise errors.PayloadTooLarge(_("The request body is larger than %(n)s bytes.") % {"n": limit})
+        # A NUL in a query parameter would reach a filter as a PostgreSQL DataError.
+        bad = sorted(
+            {name for name, values in request.GET.lists() for v in [name, *values] if limits.NUL in v}
+        )
+        if bad:
+            raise errors.FieldError([(name, _("must not contain NUL characters (\\u0000)")) for name in bad])
         super().initial(request, *args, **kwargs)
         key = request.auth if isinstance(request.auth, ApiKey) else None
         if key is not None:

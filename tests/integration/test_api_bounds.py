@@ -145,3 +145,19 @@ def test_nul_anywhere_in_a_body_is_400_naming_the_field(api, tenant, path, body,
     assert response.status_code == 400, response.content
     assert fields(response) == [field]
     assert "NUL" in errors_of(response)[0][1]
+
+
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("/api/runs/?node=a%00b", "node"),
+        ("/api/runs/?tenant=a%00", "tenant"),
+        ("/api/jobs/?tenant=a%00", "tenant"),
+        ("/api/groups/?tenant=%00", "tenant"),
+        ("/api/calendars/?tenant=%00", "tenant"),
+    ],
+)
+def test_nul_in_a_query_parameter_is_400_naming_it(api, query, field):
+    response = api.get(query)
+    assert response.status_code == 400, response.content
+    assert fields(response) == [field]
