@@ -146,8 +146,16 @@ class JobSync:
     the last fire time recorded in the database, so fire times missed while the
     scheduler was down or the job was paused reach the misfire policy."""
 
-    def __init__(self, scheduler: Any, unwritten: Callable[[], Mapping[int, datetime]] = dict) -> None:
+    def __init__(
+        self,
+        scheduler: Any,
+        unwritten: Callable[[], Mapping[int, datetime]] = dict,
+        refused: Mapping[int, datetime] | None = None,
+    ) -> None:
         self.scheduler = scheduler
+        # The earliest fire time per job this node fired but could not write (it had
+        # lost the lease meanwhile): a new trigger side starts there at the latest.
+        self.refused = dict(refused or {})
         # The latest fire time per job taken by this node but not yet written (the
         # database was away): resuming must start after them too.
         self.unwritten = unwritten
@@ -298,13 +306,22 @@ class JobSync:
             excluded_dates=[date.fromisoformat(d) for d in job._excluded],
         )
 
-    @staticmethod
-    def _resume_after(job: Job, trigger: Any, last_fire: datetime | None) -> datetime | None:
-        """The first fire time after the last one recorded (None: none recorded since
-        the trigger last changed, or the trigger has no more)."""
-        if last_fire is None or (job.trigger_changed_at is not None and last_fire < job.trigger_changed_at):
-            return None
-        return trigger.get_next_fire_time(last_fire, last_fire + timedelta(microseconds=1))
+    def _resume_after(self, job: Job, trigger: Any, last_fire: datetime | None) -> datetime | None:
+        """The first fire time after the last one recorded, or the earliest one this
+        node could not write, whichever comes first (None: neither since the trigger
+        last changed, or the trigger has no more)."""
+        changed = job.trigger_changed_at
+        after = None
+        if last_fire is not None and (changed is None or last_fire >= changed):
+            after = trigger.get_next_fire_time(last_fire, last_fire + timedelta(microseconds=1))
+        refused = self.refused.get(job.pk)
+        if (
+            refused is not None
+            and (changed is None or refused >= changed)
+            and (after is None or refused < after)
+        ):
+            return refused
+        return after
 
     def _rewind(self, job: Job, last_fire: datetime | None) -> bool:
         """A stored job whose next-run time lies past the first fire time after the

@@ -92,6 +92,8 @@ class DjangoRunStore:
         self.fire_guard: Callable[[], bool] | None = None
         self.live_node_names: Callable[[], list[str]] = lambda: []
         self.load = LoadJudge()  # is the cluster overloaded (load policies defer / shed)
+        # The earliest fire time per job that the fire guard refused to write (see enqueue).
+        self.refused_fires: dict[int, datetime] = {}
         self._claims = itertools.count(1)
 
     # -- enqueue --------------------------------------------------------------------------
@@ -149,6 +151,13 @@ class DjangoRunStore:
                     "recomputes them from the last recorded fire times)",
                     extra={"fires": len(fires)},
                 )
+                # Should this node lead again, its trigger side fires them again (a lone
+                # leader back from an outage: nothing else recorded them).
+                for fire in fires:
+                    if fire.run_times:
+                        first = min(fire.run_times)
+                        known = self.refused_fires.get(fire.job_id)
+                        self.refused_fires[fire.job_id] = first if known is None else min(known, first)
                 return 0
             JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
             counters.count_finished(r for r in rows if r.state == RunState.SKIPPED)  # metrics

@@ -183,7 +183,8 @@ class SchedulerService:
                 executors={bridge.EXECUTOR_ALIAS: bridge.EnqueueExecutor(self._on_fire)},
             )
             scheduler.start(paused=True)
-            sync = bridge.JobSync(scheduler, unwritten=self.node.unwritten_fire_times)
+            refused = dict(self.store.refused_fires)
+            sync = bridge.JobSync(scheduler, unwritten=self.node.unwritten_fire_times, refused=refused)
             try:
                 sync.changed()
                 sync.last_digest = sync.digest()
@@ -193,6 +194,9 @@ class SchedulerService:
                 raise
             scheduler.resume()
             self.scheduler, self.sync = scheduler, sync
+            for pk, first in refused.items():  # fired again by this trigger side
+                if self.store.refused_fires.get(pk) == first:
+                    del self.store.refused_fires[pk]
         logger.info("trigger side started (leader)", extra={"node": self.node_name, "jobs": len(sync.known)})
 
     def _follow(self) -> None:

@@ -95,3 +95,22 @@ def test_fires_taken_but_not_written_count_as_the_last_fire(make_job, aps):
     aps.remove_job(bridge.aps_job_id(job.pk), jobstore=bridge.STORE_ALIAS)
     bridge.JobSync(aps, unwritten=lambda: {job.pk: taken}).reconcile(resume=True)
     assert stored(aps, job).next_run_time == newer + timedelta(minutes=1)
+
+
+def test_fires_the_lease_guard_refused_are_fired_again(make_job, aps):
+    """A lone leader back from an outage: its buffered fires were refused by the lease
+    guard (the lease had lapsed) before it led again, and nothing recorded them. The new
+    trigger side starts at the earliest refused fire time, unless the first fire after the
+    last recorded one comes earlier."""
+    job = make_job("every-minute")
+    fresh = make_job("never-recorded")
+    bridge.JobSync(aps).reconcile()
+    refused = a_fire_time(aps, fresh, hours_ago=1)
+    recorded = a_fire_time(aps, job, hours_ago=3)
+    record_fire(job, recorded)
+    for pk in (job.pk, fresh.pk):
+        aps.remove_job(bridge.aps_job_id(pk), jobstore=bridge.STORE_ALIAS)
+    sync = bridge.JobSync(aps, refused={fresh.pk: refused, job.pk: recorded + timedelta(minutes=30)})
+    sync.reconcile(resume=True)
+    assert stored(aps, fresh).next_run_time == refused
+    assert stored(aps, job).next_run_time == recorded + timedelta(minutes=1)  # the recorded one is earlier
