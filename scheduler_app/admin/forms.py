@@ -22,6 +22,9 @@ from scheduler_app.models import Job, JobDependency, JobGroup
 from scheduler_app.models.jobs import MASK
 from scheduler_app.registry import registry
 
+#: The cron dialects, as both the job form and a combined trigger's children offer them.
+DIALECT_CHOICES = [("crontab", "crontab"), ("quartz", "Quartz")]
+
 
 class LimitedJSONField(forms.JSONField):
     """A JSON form field within the input limits (:mod:`scheduler_app.documents.limits`):
@@ -310,7 +313,7 @@ class ChildTriggerForm(forms.Form):
     )
     cron_dialect = forms.ChoiceField(
         label=_("Dialect"),
-        choices=[("crontab", "crontab"), ("quartz", "Quartz")],
+        choices=DIALECT_CHOICES,
         required=False,
         initial="crontab",
     )
@@ -535,7 +538,7 @@ class JobAdminForm(forms.ModelForm):
     )
     cron_dialect = forms.ChoiceField(
         label=_("Dialect"),
-        choices=[("crontab", "crontab"), ("quartz", "Quartz")],
+        choices=DIALECT_CHOICES,
         required=False,
         initial="crontab",
     )
