@@ -62,3 +62,8 @@ if os.environ.get("SCHEDULER_TEST_SMTP_PORT"):
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = "127.0.0.1"
     EMAIL_PORT = int(os.environ["SCHEDULER_TEST_SMTP_PORT"])
+
+# SCHEDULER_TEST_SQL_LOG=FILE: this process logs every SQL statement to FILE (tests/sqllog.py).
+from tests import sqllog  # noqa: E402
+
+sqllog.install()
