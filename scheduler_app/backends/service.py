@@ -427,9 +427,17 @@ def _available_memory_mb() -> float | None:
     return None
 
 
-def harden_connections() -> None:
+def application_name(node: str) -> str:
+    """What a node's connections call themselves on PostgreSQL (``pg_stat_activity``
+    shows which node holds which connection, lock or long query); the server keeps 63
+    bytes of it."""
+    return f"scheduler_app node {node}".encode()[:63].decode(errors="ignore")
+
+
+def harden_connections(node: str | None = None) -> None:
     """Apply :data:`SCHEDULER_CONNECTION_OPTIONS` to the default database (what the
-    project set itself wins). Call before the scheduler's threads connect."""
+    project set itself wins), and name the connections after ``node``. Call before the
+    scheduler's threads connect."""
     from django.db import connections
 
     db = connections.settings["default"]
@@ -438,6 +446,8 @@ def harden_connections() -> None:
     options = db.setdefault("OPTIONS", {})
     for key, value in SCHEDULER_CONNECTION_OPTIONS.items():
         options.setdefault(key, value)
+    if node:
+        options.setdefault("application_name", application_name(node))
     options["options"] = f"{SCHEDULER_SERVER_OPTIONS} {options.get('options', '')}".strip()
     db["CONN_HEALTH_CHECKS"] = True
     connection.close()  # reconnect with them

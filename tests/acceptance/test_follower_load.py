@@ -7,6 +7,7 @@ import re
 from collections import Counter
 
 import pytest
+from django.db import connection
 
 from scheduler_app import services
 from scheduler_app.models import Job, JobRun, Tenant
@@ -49,6 +50,13 @@ def test_the_follower_only_claims_records_and_heartbeats(transactional_db, sched
     follower_start = len(statements(follower_log))
     # Every node works: wait until the follower has run a good share of the fires.
     wait_until(lambda: JobRun.objects.filter(node="node-b", state="succeeded").count() >= 3 * JOBS, 60)
+    # Each node's connections carry its name, so pg_stat_activity says whose they are.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        names = {row[0] for row in cursor.fetchall()}
+    assert {"scheduler_app node node-a", "scheduler_app node node-b"} <= names, names
     b.stop()
     assert leader() == "node-a", "the lease moved: the test is about a stable leader"
 

@@ -78,7 +78,8 @@ class Command(BaseCommand):
             raise CommandError("--node: the node name must not be empty")
         from scheduler_app.backends.service import harden_connections
 
-        harden_connections()
+        node = node or default_node_name()
+        harden_connections(node)
         self._check_database()
         self._sync_code_jobs()
         # Before any executor starts: what tasks print or log, in this process and in
@@ -97,7 +98,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        service = SchedulerService(node or default_node_name(), job_store=job_store, tags=node_tags)
+        service = SchedulerService(node, job_store=job_store, tags=node_tags)
         if health_port is not None:  # bound before anything starts: a taken port stops here
             from scheduler_app.monitoring.probe import HealthProbe
 
