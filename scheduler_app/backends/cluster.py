@@ -184,6 +184,15 @@ class DjangoRegistry:
             return False
         return True
 
+    def lease_expires_in(self, name: str) -> float | None:
+        """Seconds until lease ``name`` expires by the database's clock (negative: it has;
+        None: no lease row yet)."""
+        found = Lease.objects.filter(name=name).annotate(now=Now()).values_list("expires_at", "now").first()
+        if found is None:
+            return None
+        expires_at, now = found
+        return (expires_at - now).total_seconds()
+
     def release_lease(self, name: str, incarnation: str) -> None:
         Lease.objects.filter(name=name, incarnation=incarnation).update(expires_at=db_now_minus(0.001))
 

@@ -35,6 +35,12 @@ LIVE_STATES = (ACTIVE, DRAINING)
 TRIGGER_LEASE = "triggers"
 
 
+#: A follower tries the lease this long after it expires (the database's clock moves on
+#: while the answer travels), and never sooner than LEASE_RETRY_MIN from its last try.
+LEASE_RETRY_SLACK = 0.05
+LEASE_RETRY_MIN = 0.2
+
+
 class ClusterError(ValueError):
     """Bad cluster input (tags, timings), with a message naming the field."""
 
@@ -131,6 +137,9 @@ class Registry(Protocol):
       ``seconds`` from the statement's time.
     * ``judge_dead`` declares nodes dead whose heartbeat is older than
       ``node_dead_after`` (database clock) and fails over their runs.
+    * ``lease_expires_in`` (optional) says in how many seconds lease ``name`` expires by
+      the database's clock (None: no lease row), so a follower tries to take it at
+      that moment rather than at its next heartbeat.
     """
 
     def register(self, info: Mapping[str, Any]) -> str: ...
@@ -179,6 +188,9 @@ class Member:
     #: riding out a database outage keeps its runs and records them afterwards).
     peers: int = 0
     beat_at: float = field(default=0.0)  # monotonic time of the last loop pass (liveness)
+    #: monotonic time at which a follower tries the lease again, before its next
+    #: heartbeat: just after the holder's lease expires (None: at the next heartbeat)
+    lease_retry_at: float | None = None
     _closed: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -216,7 +228,9 @@ class Member:
         while not self._closed.is_set():
             now = self.clock()
             self.beat_at = now
-            if now >= next_beat:
+            retry = self.lease_retry_at
+            if now >= next_beat or (retry is not None and now >= retry):
+                self.lease_retry_at = None  # a failing tick must not make it retry at once
                 next_beat = now + self.timings.renew_every
                 self.tick()
             self.check_deadlines()
@@ -242,6 +256,7 @@ class Member:
             self.state = beat.state
             self.on_state(beat)
             want = self.may_lead and beat.state == ACTIVE
+            self.lease_retry_at = None
             if want:
                 held = self.registry.hold_lease(lease_name(), self.incarnation, self.timings.leader_lease)
                 if held:
@@ -263,8 +278,10 @@ class Member:
                             self._step_down("could not start the trigger side")
                             self.registry.release_lease(lease_name(), self.incarnation)
                             raise
-                elif self.leading:
-                    self._step_down("another node holds the lease")
+                else:
+                    self._retry_lease_when_it_expires(started)
+                    if self.leading:
+                        self._step_down("another node holds the lease")
             elif self.leading:
                 self._step_down(f"node is {beat.state}")
                 self.registry.release_lease(lease_name(), self.incarnation)
@@ -273,6 +290,20 @@ class Member:
                 logger.warning("nodes declared dead", extra={"nodes": ",".join(dead)})
         except Exception as exc:
             self.on_failure(exc)
+
+    def _retry_lease_when_it_expires(self, started: float) -> None:
+        """Another node holds the lease: try again the moment it expires (by the
+        database's clock, measured now), not up to a heartbeat later, so a dead leader
+        is replaced within ``LEADER_LEASE`` of its last renewal. Never sooner than
+        ``LEASE_RETRY_MIN`` from now (a takeover that had to give up, say), never later
+        than the next heartbeat."""
+        expires_in = getattr(self.registry, "lease_expires_in", None)
+        if expires_in is None:
+            return
+        seconds = expires_in(lease_name())
+        if seconds is None or seconds >= self.timings.renew_every:
+            return
+        self.lease_retry_at = started + max(seconds + LEASE_RETRY_SLACK, LEASE_RETRY_MIN)
 
     def check_deadlines(self) -> None:
         now = self.clock()

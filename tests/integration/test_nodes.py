@@ -83,6 +83,16 @@ def test_one_lease_holder_until_it_expires(registry):
     assert not registry.hold_lease("triggers/0", a, 10)
 
 
+def test_a_follower_learns_when_the_lease_expires_by_the_databases_clock(registry):
+    a = register(registry, "a")
+    assert registry.lease_expires_in("triggers/0") is None  # nobody has led yet
+    assert registry.hold_lease("triggers/0", a, 10)
+    left = registry.lease_expires_in("triggers/0")
+    assert 9 < left <= 10
+    Lease.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=3))
+    assert -4 < registry.lease_expires_in("triggers/0") < -2.9  # SQLite's clock has milliseconds
+
+
 def test_runscheduler_refuses_bad_tags_before_starting(db):
     with pytest.raises(CommandError, match=r"--tags: 'g pu' is not a valid tag"):
         call_command("runscheduler", "--node", "x", "--tags", "gpu,g pu")

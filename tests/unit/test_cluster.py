@@ -150,3 +150,74 @@ def test_a_renewal_in_time_keeps_the_trigger_side():
     clock[0] = 101.0
     m.tick()
     assert events == ["lead"] and m.is_leader()
+
+
+class ExpiringRegistry(FakeRegistry):
+    """A lease held by someone else that expires ``expires_in`` seconds from now."""
+
+    def __init__(self, expires_in):
+        super().__init__()
+        self.holder = "the-leader"
+        self.expires_in = expires_in
+        self.asked = 0
+
+    def lease_expires_in(self, name):
+        self.asked += 1
+        return self.expires_in
+
+
+def test_a_follower_tries_the_lease_the_moment_it_expires():
+    """Not up to a heartbeat later: a dead leader is replaced within LEADER_LEASE of its
+    last renewal."""
+    clock, events, registry = [100.0], [], ExpiringRegistry(expires_in=0.4)
+    m = member(registry, clock, events)  # heartbeat 1 s, lease 3 s: renewals every 1 s
+    m.join()
+    m.tick()
+    assert not m.is_leader() and registry.asked == 1
+    assert m.lease_retry_at == 100.0 + 0.4 + cluster.LEASE_RETRY_SLACK
+    # The loop's next pass at that time ticks again; the leader is gone by then.
+    registry.holder = None
+    clock[0] = m.lease_retry_at
+    m.tick()
+    assert events == ["lead"] and m.is_leader() and m.lease_retry_at is None
+
+
+def test_a_lease_far_from_expiry_waits_for_the_heartbeat_and_a_past_one_is_not_a_busy_loop():
+    clock, events, registry = [100.0], [], ExpiringRegistry(expires_in=2.5)
+    m = member(registry, clock, events)
+    m.join()
+    m.tick()
+    assert m.lease_retry_at is None  # beyond the next heartbeat (1 s): nothing sooner
+    registry.expires_in = -5.0  # expired, but the takeover did not succeed (a lock wait)
+    m.tick()
+    assert m.lease_retry_at == 100.0 + cluster.LEASE_RETRY_MIN
+
+
+def test_the_loop_ticks_at_the_retry_time(monkeypatch):
+    """The member thread runs a tick at ``lease_retry_at`` even when the next heartbeat
+    is later."""
+    registry = ExpiringRegistry(expires_in=0.3)
+    events = []
+    m = cluster.Member(
+        registry=registry,
+        info={"name": "n1"},
+        timings=cluster.Timings(heartbeat_interval=5, self_fence_after=10, node_dead_after=20, leader_lease=30),
+        report=dict,
+        on_lead=lambda: events.append("lead"),
+        on_follow=lambda: events.append("follow"),
+        on_fence=lambda why: events.append("fence"),
+    )
+    m.join()
+    m.start()
+    try:
+        import time
+
+        deadline = time.monotonic() + 3
+        while registry.asked < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        registry.holder = None  # the holder died; its lease expires 0.3 s after the first tick
+        while not m.is_leader() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert m.is_leader(), "the follower waited for its next heartbeat (5 s)"
+    finally:
+        m.close()
