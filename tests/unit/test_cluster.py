@@ -201,7 +201,9 @@ def test_the_loop_ticks_at_the_retry_time(monkeypatch):
     m = cluster.Member(
         registry=registry,
         info={"name": "n1"},
-        timings=cluster.Timings(heartbeat_interval=5, self_fence_after=10, node_dead_after=20, leader_lease=30),
+        timings=cluster.Timings(
+            heartbeat_interval=5, self_fence_after=10, node_dead_after=20, leader_lease=30
+        ),
         report=dict,
         on_lead=lambda: events.append("lead"),
         on_follow=lambda: events.append("follow"),
