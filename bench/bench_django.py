@@ -28,15 +28,12 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from scheduler_app.models import Job, JobRun, RunReason, RunState, Tenant  # noqa: E402
-
-
-def _tenant() -> Tenant:
-    tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Benchmark"})
-    return tenant
+from bench.rows import bench_tenant as _tenant  # noqa: E402
+from bench.rows import queue_runs  # noqa: E402
+from bench.rows import timestamp as _ts  # noqa: E402
+from scheduler_app.models import Job, JobRun, RunState  # noqa: E402
 
 
 def cmd_jobs(args: argparse.Namespace) -> dict:
@@ -87,25 +84,7 @@ def cmd_burst(args: argparse.Namespace) -> dict:
         if refused:
             print("refused:", result.refused[:3], file=sys.stderr)
     else:
-        now = timezone.now()
-        rows = [
-            JobRun(
-                job_id=j.pk,
-                tenant_id=j.tenant_id,
-                scheduled_for=now,
-                attempt=1,
-                reason=RunReason.MANUAL,
-                priority=j.priority,
-                not_before=now,
-                kwargs_override={},
-                state=RunState.QUEUED,
-                executor=j.executor,
-            )
-            for j in jobs
-        ]
-        with transaction.atomic():
-            JobRun.objects.bulk_create(rows, batch_size=2000)
-        queued, refused = len(rows), 0
+        queued, refused = queue_runs(jobs, timezone.now()), 0
     t2 = time.perf_counter()
     return {
         "jobs_seconds": round(t1 - t0, 3),
@@ -114,10 +93,6 @@ def cmd_burst(args: argparse.Namespace) -> dict:
         "refused": refused,
         "mode": args.mode,
     }
-
-
-def _ts(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 def cmd_runs(args: argparse.Namespace) -> dict:

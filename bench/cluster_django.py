@@ -32,15 +32,12 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from scheduler_app.models import Job, JobRun, RunReason, RunState, Tenant  # noqa: E402
-
-
-def _tenant() -> Tenant:
-    tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Benchmark"})
-    return tenant
+from bench.rows import bench_tenant as _tenant  # noqa: E402
+from bench.rows import queue_runs  # noqa: E402
+from bench.rows import timestamp as _ts  # noqa: E402
+from scheduler_app.models import Job, JobRun  # noqa: E402
 
 
 def cmd_backlog(args: argparse.Namespace) -> dict:
@@ -69,25 +66,7 @@ def cmd_backlog(args: argparse.Namespace) -> dict:
     queued = 0
     if not args.jobs_only:
         jobs = list(Job.objects.filter(tenant=tenant, name__startswith="backlog-").order_by("pk"))
-        now = timezone.now()
-        rows = [
-            JobRun(
-                job_id=j.pk,
-                tenant_id=j.tenant_id,
-                scheduled_for=now,
-                attempt=1,
-                reason=RunReason.MANUAL,
-                priority=j.priority,
-                not_before=now,
-                kwargs_override={},
-                state=RunState.QUEUED,
-                executor=j.executor,
-            )
-            for j in jobs
-        ]
-        with transaction.atomic():
-            JobRun.objects.bulk_create(rows, batch_size=2000)
-        queued = len(rows)
+        queued = queue_runs(jobs, timezone.now())
     return {
         "jobs_seconds": round(t1 - t0, 3),
         "queue_seconds": round(time.perf_counter() - t1, 3),
@@ -120,10 +99,6 @@ def cmd_interval(args: argparse.Namespace) -> dict:
         )
     Job.objects.bulk_create(jobs, batch_size=5000)
     return {"created": len(jobs), "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def _ts(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 def cmd_dump(args: argparse.Namespace) -> dict:
