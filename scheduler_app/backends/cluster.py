@@ -280,6 +280,15 @@ def holds_lease(name: str, incarnation: str, lock: bool = False) -> bool:
     return bool(list(qs.values_list("pk", flat=True)))
 
 
+def took_over(name: str, incarnation: str) -> bool:
+    """Whether ``incarnation`` holds lease ``name`` in a later term than the first: some
+    leader (another node, or an earlier life of this one) held it before, and may have
+    died before writing fires it had taken. False for the first leader of an
+    installation."""
+    term = Lease.objects.filter(name=name, incarnation=incarnation).values_list("term", flat=True).first()
+    return bool(term and term > 1)
+
+
 def leader(name: str | None = None) -> str | None:
     row = (
         Lease.objects.filter(name=name or cluster.lease_name(), expires_at__gt=Now())
@@ -289,4 +298,4 @@ def leader(name: str | None = None) -> str | None:
     return row or None
 
 
-__all__ = ["DjangoRegistry", "holds_lease", "leader", "live_nodes", "node_tags", "timings"]
+__all__ = ["DjangoRegistry", "holds_lease", "leader", "live_nodes", "node_tags", "timings", "took_over"]

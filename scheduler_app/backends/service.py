@@ -174,7 +174,9 @@ class SchedulerService:
         node and not yet written, after an outage), also when a persistent job store
         holds a later next-run time, so fire times the previous leader did not write are
         computed again (and meet the misfire policy), while those it wrote are not
-        enqueued twice."""
+        enqueued twice. Taking over from an earlier leader, jobs with no fire recorded
+        resume from their creation (or trigger change), at most their misfire grace
+        back, since that leader may have died before writing their first fire."""
         assert self.node is not None
         with self._aps_lock:
             scheduler = BackgroundScheduler(
@@ -184,7 +186,13 @@ class SchedulerService:
             )
             scheduler.start(paused=True)
             refused = dict(self.store.refused_fires)
-            sync = bridge.JobSync(scheduler, unwritten=self.node.unwritten_fire_times, refused=refused)
+            assert self.member is not None
+            sync = bridge.JobSync(
+                scheduler,
+                unwritten=self.node.unwritten_fire_times,
+                refused=refused,
+                catch_up=cluster_backend.took_over(cluster.lease_name(), self.member.incarnation),
+            )
             try:
                 sync.changed()
                 sync.last_digest = sync.digest()
