@@ -153,3 +153,22 @@ def test_a_node_that_lost_the_lease_writes_no_fire(registry, make_job, how):
     assert store.enqueue([fire]) == 0
     assert not JobRun.objects.filter(job=job).exists()
     assert store.refused_fires == {job.pk: fire.run_times[0]}  # fired again should it lead again
+
+
+def test_a_batch_left_idle_past_the_lease_loses_its_session_and_holds_up_no_takeover(
+    registry, make_job, settings
+):
+    """A leader frozen (or cut off) in the middle of a batch: the server ends its session
+    after LEADER_LEASE idle, which releases the guard's lock, so the other node takes
+    over then instead of after the 60 s session timeout; the batch writes nothing."""
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "LEADER_LEASE": 1.0}
+    a, b = registry.register({"name": "a"}), registry.register({"name": "b"})
+    assert registry.hold_lease(LEASE, a, 1.0)
+    job = make_job("tick", misfire_grace_seconds=3600)
+    batch = HeldBatch(DjangoRunStore(), a, [due_fire(job)])
+    assert batch.guard_said is True
+    time.sleep(2.0)  # frozen past its lease, and idle in its transaction as long
+    assert registry.hold_lease(LEASE, b, 10), "the stalled batch still holds the lease row"
+    with pytest.raises(Exception, match="idle-in-transaction|terminat|closed"):
+        batch.finish()
+    assert not JobRun.objects.filter(job=job).exists()
