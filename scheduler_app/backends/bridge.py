@@ -151,8 +151,15 @@ class JobSync:
         scheduler: Any,
         unwritten: Callable[[], Mapping[int, datetime]] = dict,
         refused: Mapping[int, datetime] | None = None,
+        catch_up: bool = False,
     ) -> None:
         self.scheduler = scheduler
+        # A trigger side taking over from an earlier leader (catch_up): a job with no
+        # fire recorded since its trigger was set may have had fire times that leader
+        # died before writing; it resumes from its anchor (or the misfire grace before
+        # now, whichever is later) instead of from now. Off for the first leader of an
+        # installation: jobs made before any scheduler ran start from now, as always.
+        self.catch_up = catch_up
         # The earliest fire time per job this node fired but could not write (it had
         # lost the lease meanwhile): a new trigger side starts there at the latest.
         self.refused = dict(refused or {})
@@ -252,6 +259,7 @@ class JobSync:
                 "trigger",
                 "created_at",
                 "trigger_changed_at",
+                "misfire_grace_seconds",
                 "tenant__slug",
                 "enabled",
                 "paused",
@@ -308,20 +316,38 @@ class JobSync:
 
     def _resume_after(self, job: Job, trigger: Any, last_fire: datetime | None) -> datetime | None:
         """The first fire time after the last one recorded, or the earliest one this
-        node could not write, whichever comes first (None: neither since the trigger
-        last changed, or the trigger has no more)."""
+        node could not write, whichever comes first. With nothing recorded since the
+        trigger last changed, and ``catch_up``: the first fire time after the job's
+        anchor or after the misfire grace before now, whichever is later (the times
+        between fire at once and meet the misfire policy). None: none of these (the
+        caller starts from now), or the trigger has no more."""
         changed = job.trigger_changed_at
-        after = None
-        if last_fire is not None and (changed is None or last_fire >= changed):
+        candidates = []
+        recorded = last_fire is not None and (changed is None or last_fire >= changed)
+        if recorded:
             after = trigger.get_next_fire_time(last_fire, last_fire + timedelta(microseconds=1))
+            if after is not None:
+                candidates.append(after)
+        elif self.catch_up:
+            first = self._first_unrecorded(job, trigger)
+            if first is not None:
+                candidates.append(first)
         refused = self.refused.get(job.pk)
-        if (
-            refused is not None
-            and (changed is None or refused >= changed)
-            and (after is None or refused < after)
-        ):
-            return refused
-        return after
+        if refused is not None and (changed is None or refused >= changed):
+            candidates.append(refused)
+        return min(candidates, default=None)
+
+    @staticmethod
+    def _first_unrecorded(job: Job, trigger: Any) -> datetime | None:
+        """For a job with no fire recorded since its trigger was set: the first fire
+        time strictly after max(anchor, now - misfire grace), where the anchor is when
+        the job was created or its trigger last changed (a trigger's own start is the
+        trigger's to respect). A fire time in the past means one an earlier leader may
+        have taken and died before writing."""
+        anchor = max(t for t in (job.created_at, job.trigger_changed_at) if t is not None)
+        floor = max(anchor, datetime.now(UTC) - timedelta(seconds=job.misfire_grace_seconds))
+        first: datetime | None = trigger.get_next_fire_time(None, floor + timedelta(microseconds=1))
+        return first
 
     def _rewind(self, job: Job, last_fire: datetime | None) -> bool:
         """A stored job whose next-run time lies past the first fire time after the

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -31,6 +31,11 @@ from scheduler_app.models import Lease, Node, NodeState
 from scheduler_app.models.nodes import LIVE_NODE_STATES, db_now_minus, db_now_plus
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a takeover waits for the last holder's fire-writing transactions to end
+#: before it gives up until the next heartbeat.
+TAKEOVER_LOCK_WAIT = 1.0
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's lock_timeout
 
 
 def timings() -> cluster.Timings:
@@ -157,16 +162,12 @@ class DjangoRegistry:
 
     def hold_lease(self, name: str, incarnation: str, seconds: float) -> bool:
         holder = Node.objects.filter(incarnation=incarnation).values_list("name", flat=True).first() or ""
+        # The renewal writes the expiry only: an UPDATE of no key column takes FOR NO KEY
+        # UPDATE, which does not conflict with the fire guard's FOR KEY SHARE, so it
+        # never waits for a batch of fires being written (see holds_lease).
         if Lease.objects.filter(name=name, incarnation=incarnation).update(expires_at=db_now_plus(seconds)):
             return True
-        taken = Lease.objects.filter(name=name, expires_at__lt=Now()).update(
-            holder=holder,
-            incarnation=incarnation,
-            acquired_at=Now(),
-            expires_at=db_now_plus(seconds),
-            term=F("term") + 1,
-        )
-        if taken:
+        if self._take_over(name, holder, incarnation, seconds):
             return True
         if Lease.objects.filter(name=name).exists():
             return False
@@ -192,6 +193,45 @@ class DjangoRegistry:
             return None
         expires_at, now = found
         return (expires_at - now).total_seconds()
+
+    @staticmethod
+    def _take_over(name: str, holder: str, incarnation: str, seconds: float) -> bool:
+        """Take an expired lease. The row is locked FOR UPDATE first, which conflicts
+        with the FOR KEY SHARE of every fire guard: the takeover waits until the
+        transactions writing fires under the last holder's lease have ended, so no fire
+        of the old leader commits after the new one started (it resumes from what it
+        can see). It waits at most ``TAKEOVER_LOCK_WAIT`` seconds, then gives up until
+        the next heartbeat (the membership loop must not hang on a stalled leader's
+        transaction; that one loses its session after ``LEADER_LEASE`` idle, see
+        holds_lease)."""
+        postgres = connection.vendor == "postgresql"
+        try:
+            with transaction.atomic():
+                if postgres:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT set_config('lock_timeout', %s, true)",
+                            [f"{int(TAKEOVER_LOCK_WAIT * 1000)}ms"],
+                        )
+                expired = Lease.objects.select_for_update().filter(name=name, expires_at__lt=Now())
+                if not list(expired.values_list("pk", flat=True)):
+                    return False
+                Lease.objects.filter(name=name).update(
+                    holder=holder,
+                    incarnation=incarnation,
+                    acquired_at=Now(),
+                    expires_at=db_now_plus(seconds),
+                    term=F("term") + 1,
+                )
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            logger.info(
+                "lease takeover waits for the last holder's fires being written",
+                extra={"lease": name},
+            )
+            return False
+        return True
 
     def release_lease(self, name: str, incarnation: str) -> None:
         Lease.objects.filter(name=name, incarnation=incarnation).update(expires_at=db_now_minus(0.001))
@@ -222,13 +262,40 @@ class DjangoRegistry:
 
 
 def holds_lease(name: str, incarnation: str, lock: bool = False) -> bool:
-    """Whether ``incarnation`` holds lease ``name`` now (database clock). With
-    ``lock``, the row is locked until the end of the transaction, so nobody can take
-    the lease over before what the caller writes is committed."""
-    qs = Lease.objects.filter(name=name, incarnation=incarnation, expires_at__gt=Now())
+    """Whether ``incarnation`` holds lease ``name`` now (database clock).
+
+    With ``lock`` (the fire guard, called in the transaction that writes fires), the
+    row is locked FOR KEY SHARE until the end of the transaction. That conflicts only
+    with FOR UPDATE, which a takeover takes (``DjangoRegistry._take_over``), so nobody
+    can take the lease over between this check and the commit of the fires it lets
+    through; and it does not conflict with the holder's renewal (an UPDATE of the
+    expiry alone), so a slow batch never makes the leader lose its lease. The check may
+    pass just before the expiry and the batch commit after it: no other node leads in
+    between, and the next one sees those fires. On PostgreSQL the transaction's
+    session is also ended by the server after ``LEADER_LEASE`` seconds idle, so a
+    frozen or cut-off leader holds the lease row no longer than that."""
     if lock and connection.vendor == "postgresql":
-        qs = qs.select_for_update(no_key=True)
+        idle_ms = int(max(1.0, float(app_settings.LEADER_LEASE)) * 1000)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, true) "
+                f"FROM {connection.ops.quote_name(Lease._meta.db_table)} "
+                "WHERE name = %s AND incarnation = %s AND expires_at > statement_timestamp() "
+                "FOR KEY SHARE",
+                [f"{idle_ms}ms", name, incarnation],
+            )
+            return cursor.fetchone() is not None
+    qs = Lease.objects.filter(name=name, incarnation=incarnation, expires_at__gt=Now())
     return bool(list(qs.values_list("pk", flat=True)))
+
+
+def took_over(name: str, incarnation: str) -> bool:
+    """Whether ``incarnation`` holds lease ``name`` in a later term than the first: some
+    leader (another node, or an earlier life of this one) held it before, and may have
+    died before writing fires it had taken. False for the first leader of an
+    installation."""
+    term = Lease.objects.filter(name=name, incarnation=incarnation).values_list("term", flat=True).first()
+    return bool(term and term > 1)
 
 
 def leader(name: str | None = None) -> str | None:
@@ -240,4 +307,4 @@ def leader(name: str | None = None) -> str | None:
     return row or None
 
 
-__all__ = ["DjangoRegistry", "holds_lease", "leader", "live_nodes", "node_tags", "timings"]
+__all__ = ["DjangoRegistry", "holds_lease", "leader", "live_nodes", "node_tags", "timings", "took_over"]

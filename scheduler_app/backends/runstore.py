@@ -11,9 +11,10 @@ import itertools
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Max, Q
@@ -33,6 +34,7 @@ from scheduler_app.engine.interfaces import (
     RunLog,
 )
 from scheduler_app.models import (
+    ConfigVersion,
     Job,
     JobDependency,
     JobRun,
@@ -95,6 +97,13 @@ class DjangoRunStore:
         # The earliest fire time per job that the fire guard refused to write (see enqueue).
         self.refused_fires: dict[int, datetime] = {}
         self._claims = itertools.count(1)
+        # The configuration version (ConfigVersion, bumped by every change of jobs made
+        # through the services). The claim's job filters (tag-routed jobs, keyed jobs)
+        # are read again only when it moved, or after RECONCILE_INTERVAL (changes made
+        # beside the services). A node's service passes the version its definition sync
+        # last read (every 0.25 s), so a claim reads nothing for them.
+        self.config_version: Callable[[], int] = ConfigVersion.current
+        self._job_filters: _JobFilters | None = None
 
     # -- enqueue --------------------------------------------------------------------------
 
@@ -375,22 +384,41 @@ class DjangoRunStore:
         until = min(now + timedelta(seconds=float(app_settings.LOAD_DEFER_STEP)), latest)
         return _Wait(f"deferred: the cluster is overloaded ({state.why})", until)
 
+    def _job_filter_inputs(self) -> _JobFilters:
+        """The jobs the claim's filters need (tag-routed, keyed), from one query made
+        once per configuration version (see ``config_version``)."""
+        version = self.config_version()  # before the jobs: a change after it is seen next time
+        cached = self._job_filters
+        if (
+            cached is not None
+            and cached.version == version
+            and cached.tags == self.tags
+            and time.monotonic() - cached.read_at < float(app_settings.RECONCILE_INTERVAL)
+        ):
+            return cached
+        blocked, keyed = [], []
+        for pk, routing, tags, tenant_id, key, limit in Job.objects.filter(
+            Q(routing=Routing.TAGS) | ~Q(concurrency_key="")
+        ).values_list("pk", "routing", "routing_tags", "tenant_id", "concurrency_key", "concurrency_limit"):
+            if routing == Routing.TAGS and not cluster_rules.tags_match(tags or [], self.tags):
+                blocked.append(pk)
+            if key:
+                keyed.append((pk, tenant_id, key, limit))
+        fresh = _JobFilters(version, time.monotonic(), self.tags, tuple(blocked), tuple(keyed))
+        self._job_filters = fresh
+        return fresh
+
     def _held_by_full_keys(self, now: datetime) -> list[int]:
         """Jobs whose concurrency key is full (by a count taken before any lock: only a
         filter; the claim counts again after its locks). Their due runs that do not say
         so yet get their ``wait_reason``."""
-        keyed = list(
-            Job.objects.exclude(concurrency_key="").values_list(
-                "pk", "tenant_id", "concurrency_key", "concurrency_limit"
-            )
-        )
+        keyed = self._job_filter_inputs().keyed
         if not keyed:
             return []
         running = {
             (tenant_id, key): n
-            for tenant_id, key, n in JobRun.objects.filter(
-                state=RunState.RUNNING, job_id__in=[pk for pk, *_ in keyed]
-            )
+            for tenant_id, key, n in JobRun.objects.filter(state=RunState.RUNNING)
+            .exclude(job__concurrency_key="")
             .order_by()
             .values_list("tenant_id", "job__concurrency_key")
             .annotate(n=Count("id"))
@@ -433,14 +461,10 @@ class DjangoRunStore:
     def _routing_filter(self, node: str) -> Q:
         """Runs this node may claim: not a broadcast copy for another node, and not of a
         job routed to tags this node lacks (those wait for a node that has them)."""
-        blocked = [
-            pk
-            for pk, tags in Job.objects.filter(routing=Routing.TAGS).values_list("pk", "routing_tags")
-            if not cluster_rules.tags_match(tags or [], self.tags)
-        ]
+        blocked = self._job_filter_inputs().blocked
         allowed = Q(target_node="") | Q(target_node=node)
         if blocked:
-            allowed &= ~Q(job_id__in=blocked)
+            allowed &= ~Q(job_id__in=list(blocked))
         return allowed
 
     @staticmethod
@@ -902,6 +926,16 @@ def write_logs(logs: Mapping[int, RunLog], now: datetime) -> None:
     params = [[pk, log.text, log.lines_total, log.lines_dropped, stamp] for pk, log in sorted(logs.items())]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+class _JobFilters(NamedTuple):
+    """What the claim's filters need from the job rows, as of a configuration version."""
+
+    version: int
+    read_at: float  # monotonic
+    tags: tuple[str, ...]  # this node's, when read
+    blocked: tuple[int, ...]  # jobs routed to tags this node lacks
+    keyed: tuple[tuple[int, int, str, int | None], ...]  # (job, tenant, concurrency key, limit)
 
 
 class _Wait:

@@ -43,6 +43,10 @@ class SchedulerService:
         self._aps_lock = threading.RLock()  # leadership changes vs the definition sync
         self.job_store = job_store or app_settings.JOB_STORE
         self.store = DjangoRunStore()
+        # The configuration version the definition sync last read: the claim's job
+        # filters follow it without a query of their own.
+        self._config_version: int | None = None
+        self.store.config_version = self._last_config_version
         self.node: Node | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.sync: bridge.JobSync | None = None
@@ -174,7 +178,9 @@ class SchedulerService:
         node and not yet written, after an outage), also when a persistent job store
         holds a later next-run time, so fire times the previous leader did not write are
         computed again (and meet the misfire policy), while those it wrote are not
-        enqueued twice."""
+        enqueued twice. Taking over from an earlier leader, jobs with no fire recorded
+        resume from their creation (or trigger change), at most their misfire grace
+        back, since that leader may have died before writing their first fire."""
         assert self.node is not None
         with self._aps_lock:
             scheduler = BackgroundScheduler(
@@ -184,7 +190,13 @@ class SchedulerService:
             )
             scheduler.start(paused=True)
             refused = dict(self.store.refused_fires)
-            sync = bridge.JobSync(scheduler, unwritten=self.node.unwritten_fire_times, refused=refused)
+            assert self.member is not None
+            sync = bridge.JobSync(
+                scheduler,
+                unwritten=self.node.unwritten_fire_times,
+                refused=refused,
+                catch_up=cluster_backend.took_over(cluster.lease_name(), self.member.incarnation),
+            )
             try:
                 sync.changed()
                 sync.last_digest = sync.digest()
@@ -286,6 +298,11 @@ class SchedulerService:
             "clock_offset": round(self.clock_offset, 3),
         }
 
+    def _last_config_version(self) -> int:
+        if self._config_version is None:
+            self._config_version = ConfigVersion.current()
+        return self._config_version
+
     def is_leader(self) -> bool:
         return self.member is not None and self.member.is_leader()
 
@@ -358,12 +375,13 @@ class SchedulerService:
                 with self._aps_lock:
                     sync = self.sync
                     if sync is None:  # a follower: no trigger side to keep in sync
-                        ConfigVersion.current()
+                        self._config_version = ConfigVersion.current()
                         self._database_ok_at = time.monotonic()
                         failing = False
                         continue
                     due = time.monotonic() - last_full >= app_settings.RECONCILE_INTERVAL
                     changed = sync.changed()
+                    self._config_version = sync.version
                     self._database_ok_at = time.monotonic()
                     if changed or due:
                         # Taken before reading the jobs: a change made meanwhile shows

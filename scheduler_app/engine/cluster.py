@@ -134,7 +134,10 @@ class Registry(Protocol):
       declared dead (its runs are lost by then: the node must fence itself).
     * ``hold_lease`` renews the lease held by this incarnation, or takes it when it has
       expired by the database's clock; True when this incarnation holds it for
-      ``seconds`` from the statement's time.
+      ``seconds`` from the statement's time. A renewal never waits for the holder's own
+      writes of fires; a takeover never completes while a write of fires that checked
+      the lease under the previous holder is still uncommitted (it waits, briefly, or
+      answers False and is tried again at the next heartbeat).
     * ``judge_dead`` declares nodes dead whose heartbeat is older than
       ``node_dead_after`` (database clock) and fails over their runs.
     * ``lease_expires_in`` (optional) says in how many seconds lease ``name`` expires by

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -164,3 +165,50 @@ def test_routing_tags_and_broadcast(acme, scheduler, tmp_path):
     wait_until(lambda: sum(1 for n in per_time().values() if n == 2) >= 3, 20)
     assert max(per_time().values()) == 2
     assert len(lines(bc_out)) == JobRun.objects.filter(job=bc, state="succeeded").count()
+
+
+def test_a_fire_the_killed_leader_never_wrote_for_a_new_job_is_fired_by_the_next_one(
+    acme, scheduler, tmp_path
+):
+    """A job created just before the leader is killed -9, before its first fire: nothing
+    is recorded for it, so the node taking over resumes it from its creation (within the
+    misfire grace) instead of from now, and its first fire time runs once."""
+    from datetime import UTC, datetime
+
+    from scheduler_app.engine import triggerspec
+
+    a = scheduler("node-a")
+    wait_until(lambda: leader() == "node-a", 10, message="no leader")
+    b = scheduler("node-b")
+    out = tmp_path / "ticks.txt"
+    tick = job(
+        acme,
+        "every-2s",
+        task="tests.append",
+        kwargs={"path": str(out)},
+        trigger={"type": "interval", "seconds": 2},
+        misfire_policy="run_all",
+        misfire_grace_seconds=60,
+        overlap_policy="queue",
+        max_instances=5,
+    )
+    tick.refresh_from_db()
+    trigger = triggerspec.build_trigger(tick.trigger_spec, hash_key=tick.hash_key, anchor=tick.created_at)
+    first = trigger.get_next_fire_time(None, tick.created_at + timedelta(microseconds=1))
+    time.sleep(0.5)  # node-a has seen the job (its sync runs every 0.25 s)
+    a.kill9()
+    # Its last renewal was at most a heartbeat (0.5 s) ago, so the lease (3 s) lasts
+    # past the first fire time: node-b cannot lead before it.
+    assert datetime.now(UTC) < first - timedelta(seconds=1), "killed too late to test anything"
+    wait_until(lambda: leader() == "node-b", 10, message="no failover")
+    assert datetime.now(UTC) > first, "node-b led before the first fire time"
+    wait_until(lambda: JobRun.objects.filter(job=tick, state="succeeded").count() >= 3, 20)
+    assert b.stop() == 0
+    runs = list(JobRun.objects.filter(job=tick, attempt=1).order_by("scheduled_for"))
+    times = [r.scheduled_for for r in runs]
+    assert times[0] == first, f"the first fire time {first} was lost: runs start at {times[0]}"
+    assert len(times) == len(set(times))
+    assert {(y - x).total_seconds() for x, y in zip(times, times[1:], strict=False)} == {2.0}
+    assert runs[0].state == "succeeded"
+    # each executed once (a run fired while node-b stopped may stay queued)
+    assert len(lines(out)) == JobRun.objects.filter(job=tick, state="succeeded").count()

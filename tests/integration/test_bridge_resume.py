@@ -114,3 +114,70 @@ def test_fires_the_lease_guard_refused_are_fired_again(make_job, aps):
     sync.reconcile(resume=True)
     assert stored(aps, fresh).next_run_time == refused
     assert stored(aps, job).next_run_time == recorded + timedelta(minutes=1)  # the recorded one is earlier
+
+
+def created_ago(job, **ago):
+    """The job as if created (and its trigger set) that long ago."""
+    from scheduler_app.models import Job
+
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(**ago)
+    Job.objects.filter(pk=job.pk).update(created_at=at, trigger_changed_at=at)
+    return at
+
+
+def test_taking_over_resumes_a_never_recorded_job_from_its_anchor(make_job, aps):
+    """The previous leader died before writing a job's first fire: a trigger side that
+    takes over (catch_up) resumes it from its creation, not from now; the first leader
+    of an installation still starts such a job from now."""
+    job = make_job("every-minute", misfire_grace_seconds=3600)
+    created = created_ago(job, minutes=10)
+    bridge.JobSync(aps, catch_up=True).reconcile(resume=True)
+    assert stored(aps, job).next_run_time == created + timedelta(minutes=1)  # the first after creation
+
+    aps.remove_job(bridge.aps_job_id(job.pk), jobstore=bridge.STORE_ALIAS)
+    bridge.JobSync(aps).reconcile(resume=True)  # first leader: from now, as before
+    assert stored(aps, job).next_run_time > datetime.now(UTC)
+
+
+def test_the_catch_up_reaches_back_at_most_the_misfire_grace(make_job, aps):
+    job = make_job("every-minute", misfire_grace_seconds=90)
+    created_ago(job, hours=2)
+    bridge.JobSync(aps, catch_up=True).reconcile(resume=True)
+    first = stored(aps, job).next_run_time
+    now = datetime.now(UTC)
+    assert now - timedelta(seconds=90) < first <= now  # a missed time within the grace
+
+
+def test_the_catch_up_starts_after_the_trigger_changed_and_not_before_a_recorded_fire(make_job, aps):
+    from scheduler_app.models import Job
+
+    changed = make_job("changed", misfire_grace_seconds=3600)
+    created_ago(changed, hours=1)
+    changed_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=150)
+    Job.objects.filter(pk=changed.pk).update(trigger_changed_at=changed_at)
+    record_fire(changed, changed_at - timedelta(minutes=20))  # under the old trigger
+    recorded = make_job("recorded", misfire_grace_seconds=3600)
+    created_ago(recorded, hours=1)
+    bridge.JobSync(aps).reconcile()
+    last = a_fire_time(aps, recorded, hours_ago=0.5)
+    record_fire(recorded, last)
+    for pk in (changed.pk, recorded.pk):
+        aps.remove_job(bridge.aps_job_id(pk), jobstore=bridge.STORE_ALIAS)
+
+    bridge.JobSync(aps, catch_up=True).reconcile(resume=True)
+    # the interval keeps the phase of its creation: the first fire after the change
+    first = stored(aps, changed).next_run_time
+    assert changed_at < first <= changed_at + timedelta(minutes=1)
+    assert stored(aps, recorded).next_run_time == last + timedelta(minutes=1)  # the record wins
+
+
+def test_a_persistent_store_past_a_never_recorded_fire_is_rewound_on_takeover(make_job, aps):
+    """A shared job store whose next-run time the dead leader had moved past the first
+    fire it never wrote: the new leader sets it back."""
+    job = make_job("every-minute", misfire_grace_seconds=3600)
+    created = created_ago(job, minutes=10)
+    bridge.JobSync(aps).reconcile()
+    assert stored(aps, job).next_run_time > datetime.now(UTC)  # as the first leader stored it
+    counts = bridge.JobSync(aps, catch_up=True).reconcile(resume=True)
+    assert counts["rewound"] == 1
+    assert stored(aps, job).next_run_time == created + timedelta(minutes=1)

@@ -93,6 +93,19 @@ def test_a_follower_learns_when_the_lease_expires_by_the_databases_clock(registr
     assert -4 < registry.lease_expires_in("triggers/0") < -2.9  # SQLite's clock has milliseconds
 
 
+def test_a_leader_took_over_when_someone_held_the_lease_before(registry):
+    """The first leader of an installation did not take over (its never-fired jobs start
+    from now); any later term did (they catch up, see bridge.JobSync.catch_up)."""
+    a, b = register(registry, "a"), register(registry, "b")
+    assert registry.hold_lease("triggers/0", a, 10)
+    assert not cluster_backend.took_over("triggers/0", a)
+    assert registry.hold_lease("triggers/0", a, 10)  # renewed: the same term
+    assert not cluster_backend.took_over("triggers/0", a)
+    registry.release_lease("triggers/0", a)
+    assert registry.hold_lease("triggers/0", b, 10)
+    assert cluster_backend.took_over("triggers/0", b) and not cluster_backend.took_over("triggers/0", a)
+
+
 def test_runscheduler_refuses_bad_tags_before_starting(db):
     with pytest.raises(CommandError, match=r"--tags: 'g pu' is not a valid tag"):
         call_command("runscheduler", "--node", "x", "--tags", "gpu,g pu")

@@ -1,0 +1,159 @@
+"""The claim's job filters (runs of jobs routed to tags this node lacks, runs of jobs
+whose concurrency key is full) read the job rows once per configuration version, not at
+every claim: counted with Django's CaptureQueriesContext; and a change made through the
+services (which bumps the version) is seen by the next claim."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from scheduler_app import services
+from scheduler_app.backends.runstore import DjangoRunStore
+from scheduler_app.engine.interfaces import Capacity
+from scheduler_app.models import ConfigVersion, Job, JobRun, RunReason
+
+pytestmark = pytest.mark.django_db
+
+ROOM = Capacity(per_executor={"thread": 8}, total=8)
+
+
+def due_run(job, seconds_ago=1.0):
+    when = timezone.now() - timedelta(seconds=seconds_ago)
+    return JobRun.objects.create(
+        job=job,
+        tenant_id=job.tenant_id,
+        scheduled_for=when,
+        not_before=when,
+        reason=RunReason.MANUAL,
+        executor="thread",
+    )
+
+
+def reads_job_configuration(sql: str) -> bool:
+    """A query of the job table itself (not of runs joined to jobs) selecting by routing
+    or concurrency key: what the filters used to run at every claim."""
+    head, _, where = sql.partition(" WHERE ")
+    return (
+        'FROM "scheduler_app_job"' in head
+        and 'FROM "scheduler_app_jobrun"' not in head
+        and ("routing" in where or "concurrency_key" in where)
+    )
+
+
+def claim(store, node="n1"):
+    with CaptureQueriesContext(connection) as ctx:
+        result = store.claim(node, ROOM, timezone.now())
+    return result, [q["sql"] for q in ctx.captured_queries]
+
+
+def routed_and_keyed(make_job, start, count):
+    for i in range(start, start + count):
+        make_job(f"gpu-{i}", routing="tags", routing_tags=["gpu"])
+        make_job(f"keyed-{i}", concurrency_key=f"k{i}", concurrency_limit=2)
+
+
+def test_a_claim_reads_no_job_configuration_when_nothing_changed(make_job):
+    plain = make_job("plain", max_instances=50)
+    routed_and_keyed(make_job, 0, 5)
+    store = DjangoRunStore()
+    due_run(plain)
+    _, cold = claim(store)
+    assert sum(map(reads_job_configuration, cold)) == 1  # read once, for both filters
+
+    due_run(plain)
+    result, warm = claim(store)
+    assert len(result.runs) == 1
+    assert not [sql for sql in warm if reads_job_configuration(sql)]
+
+    # Does not grow with the number of tag-routed and keyed jobs.
+    routed_and_keyed(make_job, 5, 45)
+    due_run(plain)
+    claim(store)  # the version moved: read again
+    due_run(plain)
+    result, warm_many = claim(store)
+    assert len(result.runs) == 1
+    assert len(warm_many) == len(warm), "\n".join(warm_many)
+    assert not [sql for sql in warm_many if reads_job_configuration(sql)]
+
+
+def test_with_the_version_the_service_last_read_a_claim_reads_neither(make_job):
+    """As in a running node: the service hands the store the version its definition
+    sync reads anyway, so a claim makes no query for the filters at all."""
+    plain = make_job("plain", max_instances=50)
+    routed_and_keyed(make_job, 0, 5)
+    store = DjangoRunStore()
+    seen = ConfigVersion.current()
+    store.config_version = lambda: seen
+    due_run(plain)
+    claim(store)
+    due_run(plain)
+    _, warm = claim(store)
+    version_table = ConfigVersion._meta.db_table
+    assert not [sql for sql in warm if reads_job_configuration(sql) or version_table in sql]
+
+
+def test_a_change_through_the_services_is_seen_by_the_next_claim(make_job):
+    job = make_job("job", max_instances=50)
+    store = DjangoRunStore()  # a node without tags
+    due_run(job)
+    assert len(claim(store)[0].runs) == 1
+
+    job.routing, job.routing_tags = "tags", ["gpu"]
+    services.save_job(job)
+    waiting = due_run(job)
+    assert claim(store)[0].runs == ()  # waits for a node with gpu
+    gpu = DjangoRunStore()
+    gpu.tags = ("gpu",)
+    assert [r.run_id for r in claim(gpu, "gpu-node")[0].runs] == [waiting.pk]
+
+    job.routing, job.routing_tags = "any", []
+    job.concurrency_key, job.concurrency_limit = "db", 1
+    services.save_job(job)
+    held = due_run(job)
+    result, _ = claim(store)  # the key is full: a run of the job is running (on gpu-node)
+    assert result.runs == ()
+    assert JobRun.objects.get(pk=held.pk).wait_reason.startswith("waiting: concurrency key db")
+
+
+def test_a_change_beside_the_services_is_seen_within_the_reconcile_interval(make_job, settings):
+    job = make_job("job", max_instances=50)
+    store = DjangoRunStore()
+    due_run(job)
+    assert len(claim(store)[0].runs) == 1
+    Job.objects.filter(pk=job.pk).update(routing="tags", routing_tags=["gpu"])  # no version bump
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "RECONCILE_INTERVAL": 0.0}
+    due_run(job)
+    assert claim(store)[0].runs == ()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_service_hands_the_store_the_version_its_sync_reads(make_job):
+    from scheduler_app.backends.service import SchedulerService
+
+    service = SchedulerService("n1")
+    before = service.store.config_version()
+
+    def follower_sync() -> None:
+        try:
+            service._sync_loop()  # with no trigger side: a follower's loop
+        finally:
+            connection.close()
+
+    loop = threading.Thread(target=follower_sync, daemon=True)
+    loop.start()
+    try:
+        make_job("new")  # bumps the version
+        deadline = time.monotonic() + 5
+        while service.store.config_version() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.store.config_version() == ConfigVersion.current() > before
+    finally:
+        service._stop_sync.set()
+        loop.join(5)
