@@ -61,6 +61,8 @@ RECORDED_FIELDS = [
     "traceback",
     "is_final",
 ]
+#: Outcomes written by one multi-row UPDATE (PostgreSQL).
+OUTCOME_STATEMENT_ROWS = 500
 OUTCOME_SIGNALS = {
     RunState.SUCCEEDED: signals.run_succeeded,
     RunState.FAILED: signals.run_failed,
@@ -621,18 +623,36 @@ class DjangoRunStore:
 
     @staticmethod
     def _write_outcomes(runs: list[JobRun]) -> None:
-        """One UPDATE per run, sent with executemany (pipelined by psycopg 3): much
-        cheaper than ``bulk_update``'s CASE expressions for hundreds of rows."""
+        """The batch's outcomes in one statement on PostgreSQL (``UPDATE ... FROM
+        (VALUES ...)``, one round trip and one plan for hundreds of rows); elsewhere one
+        UPDATE per run, sent with executemany. Both much cheaper than ``bulk_update``'s
+        CASE expressions."""
         fields = [JobRun._meta.get_field(name) for name in RECORDED_FIELDS]
-        table = connection.ops.quote_name(JobRun._meta.db_table)
-        assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
-        sql = f"UPDATE {table} SET {assignments} WHERE id = %s"
+        q = connection.ops.quote_name
+        table = q(JobRun._meta.db_table)
         params = [
             [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields] + [run.pk]
             for run in runs
         ]
         with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+            if connection.vendor != "postgresql":
+                assignments = ", ".join(f"{q(f.column)} = %s" for f in fields)
+                cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", params)
+                return
+            for start in range(0, len(params), OUTCOME_STATEMENT_ROWS):
+                chunk = params[start : start + OUTCOME_STATEMENT_ROWS]
+                names = [q(f.column) for f in fields]
+                # Each value cast to its column's type: a VALUES column of NULLs and
+                # untyped literals would otherwise be text.
+                assignments = ", ".join(
+                    f"{n} = v.{n}::{f.cast_db_type(connection)}" for n, f in zip(names, fields, strict=True)
+                )
+                row = f"({', '.join(['%s'] * (len(fields) + 1))})"
+                cursor.execute(
+                    f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([row] * len(chunk))}) "
+                    f"AS v({', '.join(names)}, id) WHERE {table}.id = v.id::bigint",
+                    [value for values in chunk for value in values],
+                )
 
     @staticmethod
     def _apply(run: JobRun, outcome: Outcome) -> bool:

@@ -156,6 +156,58 @@ def test_an_outcome_is_recorded_once(store, make_job):
     assert JobRun.objects.filter(job=job).count() == 2
 
 
+def test_a_batch_of_outcomes_writes_each_runs_own_fields_in_one_statement(store, make_job):
+    """Mixed outcomes (results of every JSON kind, NULLs beside values, quotes, NaN-free
+    floats, failures with tracebacks) each land on their own run; on PostgreSQL in one
+    UPDATE for the whole batch."""
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now()
+    jobs = [make_job(f"batch-{i}") for i in range(6)]
+    runs = [running(job) for job in jobs]
+    given = [
+        dict(state=RunState.SUCCEEDED, result={"n": 1, "s": "it's"}, cpu_seconds=0.125),
+        dict(state=RunState.SUCCEEDED, result=None, cpu_seconds=None),
+        dict(state=RunState.SUCCEEDED, result=[1, "two", None], cpu_seconds=3.0, peak_memory_mb=12.5),
+        dict(state=RunState.SUCCEEDED, result="text", cpu_seconds=0.0),
+        dict(
+            state=RunState.FAILED,
+            error_type="ValueError",
+            error='bad "input"\nline two',
+            traceback="Traceback (most recent call last):\n  ...",
+            peak_memory_mb=7.0,
+        ),
+        dict(state=RunState.TIMED_OUT, error_type="Timeout", error="exceeded its timeout of 1 s"),
+    ]
+    outcomes = [
+        Outcome(
+            run_id=run.pk,
+            started_at=now - timedelta(seconds=10 + i),
+            finished_at=now - timedelta(seconds=i),
+            **fields,
+        )
+        for i, (run, fields) in enumerate(zip(runs, given, strict=True))
+    ]
+    with CaptureQueriesContext(connection) as ctx:
+        store.record(outcomes)
+    updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "scheduler_app_jobrun"')]
+    if connection.vendor == "postgresql":
+        assert len(updates) == 1, updates
+    for i, (run, fields) in enumerate(zip(runs, given, strict=True)):
+        stored = JobRun.objects.get(pk=run.pk)
+        assert stored.state == fields["state"]
+        assert stored.started_at == now - timedelta(seconds=10 + i)
+        assert stored.finished_at == now - timedelta(seconds=i)
+        assert stored.result == fields.get("result")
+        assert stored.duration == 10.0
+        for name in ("cpu_seconds", "peak_memory_mb"):
+            assert getattr(stored, name) == fields.get(name), name
+        assert stored.error_type == fields.get("error_type", "")
+        assert stored.error.startswith(fields.get("error", "")), stored.error
+        assert stored.traceback == fields.get("traceback", "")
+        assert stored.is_final is True
+
+
 def test_a_released_run_goes_back_to_the_queue_unchanged(store, make_job):
     job = make_job(retry_max_attempts=3)
     run = running(job)
