@@ -415,7 +415,7 @@ class Node:
     @staticmethod
     def _ran_dry(executor: Any) -> bool:
         """No run waits in ``executor`` and some of its workers are idle."""
-        return executor.waiting() == 0 and len(executor.running_ids()) < executor.size
+        return bool(executor.waiting() == 0 and len(executor.running_ids()) < executor.size)
 
     def _start(self, run: ClaimedRun) -> None:
         executor = self.executors.get(run.executor)
