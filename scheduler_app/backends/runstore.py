@@ -519,7 +519,10 @@ class DjangoRunStore:
         finished: list[JobRun] = []
         queued = 0
         with transaction.atomic():
-            qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related("job")
+            # The job's tenant and group too: the metrics' labels (counters.count_finished).
+            qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related(
+                "job__tenant", "job__group"
+            )
             if self._postgres:
                 qs = qs.select_for_update(of=("self",))
             found = list(qs)

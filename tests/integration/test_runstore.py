@@ -162,6 +162,8 @@ def test_a_batch_of_outcomes_writes_each_runs_own_fields_in_one_statement(store,
     UPDATE for the whole batch."""
     from django.test.utils import CaptureQueriesContext
 
+    from scheduler_app.models import RunCounter
+
     now = timezone.now()
     jobs = [make_job(f"batch-{i}") for i in range(6)]
     runs = [running(job) for job in jobs]
@@ -193,6 +195,10 @@ def test_a_batch_of_outcomes_writes_each_runs_own_fields_in_one_statement(store,
     updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "scheduler_app_jobrun"')]
     if connection.vendor == "postgresql":
         assert len(updates) == 1, updates
+    # The metrics' labels come from the jobs read with the runs, not from another query.
+    assert not [
+        q["sql"] for q in ctx.captured_queries if q["sql"].startswith('SELECT "scheduler_app_job"."id"')
+    ]
     for i, (run, fields) in enumerate(zip(runs, given, strict=True)):
         stored = JobRun.objects.get(pk=run.pk)
         assert stored.state == fields["state"]
@@ -206,6 +212,9 @@ def test_a_batch_of_outcomes_writes_each_runs_own_fields_in_one_statement(store,
         assert stored.error.startswith(fields.get("error", "")), stored.error
         assert stored.traceback == fields.get("traceback", "")
         assert stored.is_final is True
+    counted = {(c.tenant, c.task, c.state): c.count for c in RunCounter.objects.all()}
+    slug, task = jobs[0].tenant.slug, jobs[0].task
+    assert counted == {(slug, task, "succeeded"): 4, (slug, task, "failed"): 1, (slug, task, "timed_out"): 1}
 
 
 def test_a_released_run_goes_back_to_the_queue_unchanged(store, make_job):
