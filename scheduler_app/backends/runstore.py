@@ -61,6 +61,34 @@ RECORDED_FIELDS = [
     "traceback",
     "is_final",
 ]
+#: What a claim reads of a candidate's job (its decisions, the throttles' scopes and
+#: what the executor needs): not the trigger, description, secrets' names, audit times.
+CLAIM_JOB_FIELDS = (
+    "tenant__slug",
+    "tenant__rate_limit",
+    "group__name",
+    "group__rate_limit",
+    "name",
+    "task",
+    "args",
+    "kwargs",
+    "secrets_token",
+    "executor",
+    "max_instances",
+    "overlap_policy",
+    "misfire_policy",
+    "misfire_grace_seconds",
+    "timeout_seconds",
+    "cpu_limit_seconds",
+    "memory_limit_mb",
+    "routing",
+    "rate_limit",
+    "concurrency_key",
+    "concurrency_limit",
+    "throttle_policy",
+    "load_policy",
+    "load_max_delay_seconds",
+)
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
 OUTCOME_STATEMENT_ROWS = 500
 OUTCOME_SIGNALS = {
@@ -250,7 +278,12 @@ class DjangoRunStore:
             if not candidates:
                 return ClaimResult()
             job_ids = sorted({c.job_id for c in candidates})
-            jobs_qs = Job.objects.filter(pk__in=job_ids).select_related("tenant", "group").order_by("pk")
+            jobs_qs = (
+                Job.objects.filter(pk__in=job_ids)
+                .select_related("tenant", "group")
+                .only(*CLAIM_JOB_FIELDS)
+                .order_by("pk")
+            )
             if self._postgres:
                 # The job rows are locked, serialising max_instances checks across nodes.
                 # NO KEY UPDATE: does not conflict with the key-share lock that inserting

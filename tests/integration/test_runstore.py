@@ -464,6 +464,40 @@ def test_only_first_scheduled_attempts_misfire_at_claim(store, make_job, reason,
 # -- claim: room, priority, overlap -----------------------------------------------------
 
 
+def test_a_claim_reads_each_job_once_whatever_the_batch(store, make_job, tenant):
+    """The claim loads only some of a job's columns: nothing it (or what it hands the
+    executor) uses may be left to a query per run."""
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler_app.models import JobGroup
+
+    group = JobGroup.objects.create(tenant=tenant, name="g", rate_limit="1000/m")
+    counts = []
+    for n in (1, 5):
+        t0 = timezone.now() - timedelta(seconds=1)
+        jobs = [
+            make_job(
+                f"only-{n}-{i}",
+                task="demo.echo",
+                group=group,
+                kwargs={"x": i},
+                secret_kwargs={"pw": "s3cret"},
+                timeout_seconds=9,
+            )
+            for i in range(n)
+        ]
+        for job in jobs:
+            queued(job, t0)
+        with CaptureQueriesContext(connection) as ctx:
+            result = store.claim("n1", Capacity(per_executor={"thread": 10}, total=10), timezone.now())
+        assert len(result.runs) == n
+        assert {r.kwargs["x"] for r in result.runs} == set(range(n))
+        assert {(r.kwargs["pw"], r.timeout) for r in result.runs} == {("s3cret", 9)}
+        counts.append(len(ctx.captured_queries))
+        JobRun.objects.filter(state=RunState.RUNNING).update(state=RunState.SUCCEEDED)
+    assert counts[0] == counts[1], counts
+
+
 def test_claim_takes_priority_then_due_time_within_the_room(store, make_job):
     t0 = timezone.now() - timedelta(seconds=10)
     low, high = make_job("low", priority=0), make_job("high", priority=5)
