@@ -61,8 +61,11 @@ SRC = ROOT  # replaced by a snapshot of the checkout at start (see engine_bench)
 PY = sys.executable
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("BENCH_CLUSTER_DB", "bench_cluster")
-PGBENCH_DB = "bench_pgbench"
-PROCRASTINATE_DB = "bench_procrastinate"
+PGBENCH_DB = os.environ.get("BENCH_PGBENCH_DB", "bench_pgbench")
+PROCRASTINATE_DB = os.environ.get("BENCH_PROCRASTINATE_DB", "bench_procrastinate")
+#: The engine the burst is also compared with, measured in the same run (the issue's
+#: "≥ 3× the engine of commit d039118"); ``--baseline none`` skips it.
+BASELINE_COMMIT = "d039118"
 PGBENCH = os.environ.get("BENCH_PGBENCH", shutil.which("pgbench") or "/usr/bin/pgbench")
 PROCRASTINATE_PY = Path(
     os.environ.get("BENCH_PROCRASTINATE_PY", ROOT / "var" / "bench-procrastinate-venv" / "bin" / "python")
@@ -917,6 +920,87 @@ def engine_burst(cfg: Config, logdir: Path) -> dict:
     return res
 
 
+def baseline_burst(cfg: Config, logdir: Path, commit: str) -> dict:
+    """The same burst on the engine of an earlier commit: its product files and bench/
+    taken with the read-only ``git archive``, its own migrations and its own burst step
+    (``bench/bench_django.py burst --mode bulk``), one ``runscheduler`` on the same
+    database server with that commit's defaults (``project.settings``)."""
+    src = Path(tempfile.mkdtemp(prefix="cluster_bench-baseline-"))
+    try:
+        archive = subprocess.run(
+            ["git", "archive", commit, *engine_bench.SNAPSHOT_PARTS, "bench"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        (src / "var").mkdir(exist_ok=True)
+        env = node_env()
+        env.update(DJANGO_SETTINGS_MODULE="project.settings")
+        env.pop("BENCH_SCHEDULER_APP", None)
+        drop_db(PG_DB)
+        admin(f'CREATE DATABASE "{PG_DB}"')
+        subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=src, env=env, check=True, capture_output=True)
+        made = subprocess.run(
+            [PY, "bench/bench_django.py", "burst", "--count", str(cfg.burst_runs), "--mode", "bulk"],
+            cwd=src,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        n = json.loads(made.stdout.strip().splitlines()[-1])["queued"]
+        log_path = logdir / f"baseline-{commit}.log"
+        with open(log_path, "ab") as fh:
+            proc = subprocess.Popen(
+                [PY, "manage.py", "runscheduler", "--node", "baseline-node"],
+                cwd=src,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        CHILDREN.append(proc)
+        try:
+            deadline = time.time() + 120
+            while " scheduler started" not in log_path.read_text(errors="replace"):
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"the {commit} engine did not start; see {log_path}")
+                time.sleep(0.1)
+            t0, m0 = proc_status(proc.pid).get("ticks", 0), machine_ticks()
+            deadline = time.time() + cfg.burst_timeout
+            while time.time() < deadline:
+                if scalar("SELECT count(*) FROM scheduler_app_jobrun WHERE finished_at IS NOT NULL") >= n:
+                    break
+                time.sleep(0.25)
+            cpu_s = (proc_status(proc.pid).get("ticks", 0) - t0) / CLK_TCK
+            busy = machine_busy(m0)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=90)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        first, last, done = query(
+            "SELECT extract(epoch FROM min(started_at)), extract(epoch FROM max(finished_at)), count(*)"
+            " FROM scheduler_app_jobrun WHERE state = 'succeeded' AND finished_at IS NOT NULL"
+        )[0]
+        span = float(last) - float(first) if done else math.nan
+        return {
+            "commit": commit,
+            "runs": n,
+            "done": done,
+            "span_s": span,
+            "rate": done / span if done else 0.0,
+            "cpu_s": cpu_s,
+            "cpu_ms_per_run": cpu_s / max(done, 1) * 1000,
+            "machine_busy_pct": round(busy),
+        }
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+
+
 def procrastinate_burst(cfg: Config, logdir: Path, kind: str) -> dict:
     if not PROCRASTINATE_PY.exists():
         return {
@@ -993,7 +1077,9 @@ def procrastinate_burst(cfg: Config, logdir: Path, kind: str) -> dict:
         drop_db(PROCRASTINATE_DB)
 
 
-def burst(cfg: Config, logdir: Path) -> Result:
+def burst(
+    cfg: Config, logdir: Path, baseline: str | None = BASELINE_COMMIT, procrastinate: bool = True
+) -> Result:
     res = Result("burst")
     RESULTS.append(res)
     f: dict[str, Any] = {}
@@ -1007,7 +1093,16 @@ def burst(cfg: Config, logdir: Path) -> Result:
     log(
         f"  → scheduler_app: {eng['done']:,}/{eng['runs']:,} in {_s(eng['span_s'])} s = {eng['rate']:,.0f} runs/s"
     )
-    for kind in ("sync", "async"):
+    if baseline:
+        log(f"burst: the engine of commit {baseline}, same burst, one node")
+        try:
+            f["baseline"] = b = baseline_burst(cfg, logdir, baseline)
+            log(
+                f"  → commit {baseline}: {b['done']:,}/{b['runs']:,} in {_s(b['span_s'])} s = {b['rate']:,.0f} runs/s"
+            )
+        except Exception as exc:
+            res.notes.append(f"engine of commit {baseline} not measured: {str(exc).strip()[-300:]}")
+    for kind in ("sync", "async") if procrastinate else ():
         log(f"burst: Procrastinate worker (concurrency 10), {cfg.burst_runs:,} {kind} no-op jobs")
         f[f"procrastinate_{kind}"] = p = procrastinate_burst(cfg, logdir, kind)
         if "skipped" in p:
@@ -1039,6 +1134,19 @@ def burst(cfg: Config, logdir: Path) -> Result:
             "",
         ]
     )
+    b = f.get("baseline")
+    if b:
+        rows.append(
+            [
+                f"scheduler_app at commit {b['commit']} (1 node)",
+                f"{b['done']:,}/{b['runs']:,}",
+                _s(b["span_s"]),
+                f"{b['rate']:,.0f} runs/s",
+                f"{b['cpu_ms_per_run']:.2f} ms/run",
+                f"{b['machine_busy_pct']}%",
+                f"{eng['rate'] / b['rate']:.2f}×" if b["rate"] else "—",
+            ]
+        )
     for label in ("pgbench_before", "pgbench_after"):
         if label in f:
             p = f[label]
@@ -1081,6 +1189,16 @@ def burst(cfg: Config, logdir: Path) -> Result:
         ratio >= 1.0 and eng["done"] == eng["runs"],
         f"{eng['rate']:,.0f} runs/s ÷ {tps:,.0f} tps = {ratio:.2f}×",
     )
+    if b:
+        r = eng["rate"] / b["rate"] if b["rate"] else math.nan
+        check(
+            res,
+            f"burst runs/s ≥ 3× the engine of commit {b['commit']}",
+            r >= 3.0 and eng["done"] == eng["runs"],
+            f"{eng['rate']:,.0f} ÷ {b['rate']:,.0f} = {r:.2f}×",
+        )
+    elif baseline:
+        check(res, f"burst runs/s ≥ 3× the engine of commit {baseline}", None, "not measured (see note)")
     if best_p is not None:
         r = eng["rate"] / best_p["rate"]
         check(
@@ -1140,6 +1258,14 @@ def main() -> int:
     )
     parser.add_argument("--in-place", action="store_true", help="run the checkout itself, not a copy")
     parser.add_argument("--json", help="also write all figures to this JSON file")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE_COMMIT,
+        help=f"burst: also measure the engine of this commit (default {BASELINE_COMMIT}; 'none' skips it)",
+    )
+    parser.add_argument(
+        "--no-procrastinate", action="store_true", help="burst: skip Procrastinate (a quicker run)"
+    )
     args = parser.parse_args()
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(only) - set(PHASES)
@@ -1179,7 +1305,12 @@ def main() -> int:
     )
     failed: list[str] = []
     try:
-        for name, func in (("scaleout", scaleout), ("failover", failover), ("burst", burst)):
+        baseline = None if args.baseline.lower() == "none" else args.baseline
+        for name, func in (
+            ("scaleout", scaleout),
+            ("failover", failover),
+            ("burst", lambda c, d: burst(c, d, baseline, not args.no_procrastinate)),
+        ):
             if name not in only:
                 continue
             before = load()

@@ -184,8 +184,11 @@ def loads_stored_json(text: str) -> Any:
     value deeper than the stack allows (old data, or written past the checks) still loads
     -- and is then shown as "not shown" by the admin, refused on save -- instead of failing
     with ``RecursionError`` wherever it is read."""
+    limit = max_depth() + DOCUMENT_SLACK
+    if len(text) <= limit:
+        return json.loads(text)  # each level takes a bracket: this short, it cannot nest deeper
     try:
-        scan_json_depth(text, depth=max_depth() + DOCUMENT_SLACK)
+        scan_json_depth(text, depth=limit)
     except LimitError:
         return loads_json_flat(text)
     return json.loads(text)

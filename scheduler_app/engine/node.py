@@ -93,6 +93,10 @@ class Node:
         # The executors (with room) a claim last found nothing for: not claimed for again
         # until something may have queued runs (a wake-up, a poll tick).
         self._found_nothing_for: frozenset[str] = frozenset()
+        # The executors whose workers ran out of work while the last claim for them was
+        # in flight: their runs are quicker than a claim, so waiting for half the intake
+        # to free up would halve every batch; they are claimed for when they run dry.
+        self._claim_bound: frozenset[str] = frozenset()
         self._stopping = threading.Event()  # no more claiming
         self._closed = threading.Event()  # loops exit
         self._beats: dict[str, float] = {}
@@ -375,7 +379,9 @@ class Node:
             if free <= 0:
                 continue
             executor = self.executors[name]
-            if executor.waiting() == 0 or free * 2 >= executor.size + executor.prefetch:
+            if executor.waiting() == 0:
+                return True
+            if name not in self._claim_bound and free * 2 >= executor.size + executor.prefetch:
                 return True
         return False
 
@@ -390,6 +396,7 @@ class Node:
             return False  # the same executors found nothing since the last wake-up or poll
         self._maybe_due = False  # set again by anything that queues runs meanwhile
         result = self.store.claim(self.config.name, capacity, self.clock())
+        self._claim_bound = frozenset(name for name in room if self._ran_dry(self.executors[name]))
         nothing = not result.runs and not result.more and not result.left_queued
         self._found_nothing_for = room if nothing else frozenset()
         # A claim only sees the runs of executors with room: finding nothing for those
@@ -404,6 +411,11 @@ class Node:
             self._start(run)
         self.stats["claimed"] += len(result.runs)
         return result.more
+
+    @staticmethod
+    def _ran_dry(executor: Any) -> bool:
+        """No run waits in ``executor`` and some of its workers are idle."""
+        return bool(executor.waiting() == 0 and len(executor.running_ids()) < executor.size)
 
     def _start(self, run: ClaimedRun) -> None:
         executor = self.executors.get(run.executor)

@@ -47,12 +47,25 @@ def count_finished(runs: Iterable[Any]) -> int:
     if not runs:
         return 0
     per_job = app_settings.METRICS_JOB_LABELS
-    labels = {
-        pk: (slug, group or "", task, name if per_job else "")
-        for pk, slug, group, task, name in Job.objects.filter(pk__in={r.job_id for r in runs}).values_list(
-            "pk", "tenant__slug", "group__name", "task", "name"
+    labels = {}
+    for run in runs:  # from the jobs loaded with the runs (the recorder's batch), when they are
+        job = run._state.fields_cache.get("job")
+        if job is None or job.pk in labels:
+            continue
+        cache = job._state.fields_cache
+        if "tenant" in cache and (job.group_id is None or "group" in cache):
+            group = job.group.name if job.group_id is not None else ""
+            labels[job.pk] = (job.tenant.slug, group, job.task, job.name if per_job else "")
+    missing = {r.job_id for r in runs} - set(labels)
+    if missing:
+        labels.update(
+            {
+                pk: (slug, group or "", task, name if per_job else "")
+                for pk, slug, group, task, name in Job.objects.filter(pk__in=missing).values_list(
+                    "pk", "tenant__slug", "group__name", "task", "name"
+                )
+            }
         )
-    }
     rows: dict[tuple[str, ...], dict[str, float]] = {}
     for run in runs:
         base = labels.get(run.job_id)

@@ -156,6 +156,67 @@ def test_an_outcome_is_recorded_once(store, make_job):
     assert JobRun.objects.filter(job=job).count() == 2
 
 
+def test_a_batch_of_outcomes_writes_each_runs_own_fields_in_one_statement(store, make_job):
+    """Mixed outcomes (results of every JSON kind, NULLs beside values, quotes, NaN-free
+    floats, failures with tracebacks) each land on their own run; on PostgreSQL in one
+    UPDATE for the whole batch."""
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler_app.models import RunCounter
+
+    now = timezone.now()
+    jobs = [make_job(f"batch-{i}") for i in range(6)]
+    runs = [running(job) for job in jobs]
+    given = [
+        dict(state=RunState.SUCCEEDED, result={"n": 1, "s": "it's"}, cpu_seconds=0.125),
+        dict(state=RunState.SUCCEEDED, result=None, cpu_seconds=None),
+        dict(state=RunState.SUCCEEDED, result=[1, "two", None], cpu_seconds=3.0, peak_memory_mb=12.5),
+        dict(state=RunState.SUCCEEDED, result="text", cpu_seconds=0.0),
+        dict(
+            state=RunState.FAILED,
+            error_type="ValueError",
+            error='bad "input"\nline two',
+            traceback="Traceback (most recent call last):\n  ...",
+            peak_memory_mb=7.0,
+        ),
+        dict(state=RunState.TIMED_OUT, error_type="Timeout", error="exceeded its timeout of 1 s"),
+    ]
+    outcomes = [
+        Outcome(
+            run_id=run.pk,
+            started_at=now - timedelta(seconds=10 + i),
+            finished_at=now - timedelta(seconds=i),
+            **fields,
+        )
+        for i, (run, fields) in enumerate(zip(runs, given, strict=True))
+    ]
+    with CaptureQueriesContext(connection) as ctx:
+        store.record(outcomes)
+    updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "scheduler_app_jobrun"')]
+    if connection.vendor == "postgresql":
+        assert len(updates) == 1, updates
+    # The metrics' labels come from the jobs read with the runs, not from another query.
+    assert not [
+        q["sql"] for q in ctx.captured_queries if q["sql"].startswith('SELECT "scheduler_app_job"."id"')
+    ]
+    for i, (run, fields) in enumerate(zip(runs, given, strict=True)):
+        stored = JobRun.objects.get(pk=run.pk)
+        assert stored.state == fields["state"]
+        assert stored.started_at == now - timedelta(seconds=10 + i)
+        assert stored.finished_at == now - timedelta(seconds=i)
+        assert stored.result == fields.get("result")
+        assert stored.duration == 10.0
+        for name in ("cpu_seconds", "peak_memory_mb"):
+            assert getattr(stored, name) == fields.get(name), name
+        assert stored.error_type == fields.get("error_type", "")
+        assert stored.error.startswith(fields.get("error", "")), stored.error
+        assert stored.traceback == fields.get("traceback", "")
+        assert stored.is_final is True
+    counted = {(c.tenant, c.task, c.state): c.count for c in RunCounter.objects.all()}
+    slug, task = jobs[0].tenant.slug, jobs[0].task
+    assert counted == {(slug, task, "succeeded"): 4, (slug, task, "failed"): 1, (slug, task, "timed_out"): 1}
+
+
 def test_a_released_run_goes_back_to_the_queue_unchanged(store, make_job):
     job = make_job(retry_max_attempts=3)
     run = running(job)
@@ -401,6 +462,40 @@ def test_only_first_scheduled_attempts_misfire_at_claim(store, make_job, reason,
 
 
 # -- claim: room, priority, overlap -----------------------------------------------------
+
+
+def test_a_claim_reads_each_job_once_whatever_the_batch(store, make_job, tenant):
+    """The claim loads only some of a job's columns: nothing it (or what it hands the
+    executor) uses may be left to a query per run."""
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler_app.models import JobGroup
+
+    group = JobGroup.objects.create(tenant=tenant, name="g", rate_limit="1000/m")
+    counts = []
+    for n in (1, 5):
+        t0 = timezone.now() - timedelta(seconds=1)
+        jobs = [
+            make_job(
+                f"only-{n}-{i}",
+                task="demo.echo",
+                group=group,
+                kwargs={"x": i},
+                secret_kwargs={"pw": "s3cret"},
+                timeout_seconds=9,
+            )
+            for i in range(n)
+        ]
+        for job in jobs:
+            queued(job, t0)
+        with CaptureQueriesContext(connection) as ctx:
+            result = store.claim("n1", Capacity(per_executor={"thread": 10}, total=10), timezone.now())
+        assert len(result.runs) == n
+        assert {r.kwargs["x"] for r in result.runs} == set(range(n))
+        assert {(r.kwargs["pw"], r.timeout) for r in result.runs} == {("s3cret", 9)}
+        counts.append(len(ctx.captured_queries))
+        JobRun.objects.filter(state=RunState.RUNNING).update(state=RunState.SUCCEEDED)
+    assert counts[0] == counts[1], counts
 
 
 def test_claim_takes_priority_then_due_time_within_the_room(store, make_job):

@@ -201,3 +201,57 @@ def test_a_claim_for_other_executors_does_not_hide_a_full_executors_backlog():
         assert time.monotonic() - started < 6.0
     finally:
         node.shutdown(1)
+
+
+class SlowClaimStore(MemoryStore):
+    """Each claim costs a database round trip's worth of time; remembers how many runs
+    each one took."""
+
+    def __init__(self, claim_seconds):
+        super().__init__()
+        self.claim_seconds = claim_seconds
+        self.batches = []
+
+    def claim(self, node, capacity, now):
+        time.sleep(self.claim_seconds)
+        result = super().claim(node, capacity, now)
+        if result.runs:
+            self.batches.append(len(result.runs))
+        return result
+
+
+@pytest.mark.parametrize(
+    ("seconds", "full"),
+    [
+        pytest.param(0.0, True, id="runs-quicker-than-a-claim-full-batches"),
+        pytest.param(0.2, False, id="slow-runs-claimed-at-half-intake"),
+    ],
+)
+def test_a_claim_waits_for_a_full_batch_only_when_runs_are_quicker_than_a_claim(seconds, full):
+    """With runs that end before a claim comes back, claiming at half the intake made
+    every batch half as big (a burst of no-op runs claimed 20 of 40 at a time, each claim
+    a database round trip or eight); runs slower than a claim still get the next batch
+    claimed while the executor has work left."""
+    from scheduler_app.engine.interfaces import Fire
+
+    store = SlowClaimStore(claim_seconds=0.05)
+    node = make_node(store, poll=30.0, max_concurrent=100)
+    tasks = {"sleep": lambda seconds: time.sleep(seconds) or "ok"}
+    node.executors["thread"] = ThreadExecutor(4, tasks.__getitem__, node.outcome, 1000, prefetch=12)
+    total = 400 if full else 64
+    now = datetime.now(UTC)
+    store.enqueue([Fire(job_id=1, run_times=tuple(now for _ in range(total)), noticed_at=now)])
+    for run in store.queue:
+        object.__setattr__(run, "kwargs", {"seconds": seconds})
+    node.start()
+    node.wake()
+    try:
+        assert wait(lambda: len(store.outcomes) == total, 30)
+    finally:
+        node.shutdown(1)
+    later = store.batches[1:-1]  # the first and last batches are whatever was there
+    mean = sum(later) / len(later)
+    if full:
+        assert mean >= 12, store.batches  # of an intake of 16 (about 8 before)
+    else:
+        assert mean <= 10, store.batches  # about half of it: claimed before running dry
