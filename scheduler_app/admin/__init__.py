@@ -452,6 +452,13 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
                 ]
             },
         ),
+        (
+            _("After upstream jobs"),
+            {
+                "fields": [("trigger_rule", "upstream_param")],
+                "description": _("How the job follows the jobs it depends on (the “depends on” rows below)."),
+            },
+        ),
         (_("Recent runs"), {"fields": ["run_chart", "recent_runs", "created_display", "updated_display"]}),
     ]
 

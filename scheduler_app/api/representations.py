@@ -242,6 +242,7 @@ def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) ->
             peak_memory_mb=item.peak_memory_mb,
             result=item.result,
             traceback=item.traceback,
+            upstream_runs=list(item.upstream_runs or ()),
             **log_fields(run_log(item), log_offset),
         )
     return out

@@ -25,7 +25,7 @@ from scheduler_app.models import (
     RunState,
     ThrottlePolicy,
 )
-from scheduler_app.models.jobs import DependencyCondition
+from scheduler_app.models.jobs import DependencyCondition, TriggerRule
 
 
 def ref(name: str) -> dict[str, str]:
@@ -203,6 +203,25 @@ def _document(required: list[str]) -> dict[str, Any]:
                 },
                 additionalProperties=False,
             ),
+            "trigger_rule": {
+                "type": "string",
+                "enum": list(TriggerRule.values),
+                "description": (
+                    "When the job runs after its upstream jobs: all_success (every dependency's "
+                    "condition met; the default), all_done, none_failed, one_success, one_failed. "
+                    "Rules other than all_success need the condition success on every dependency."
+                ),
+            },
+            "upstream_param": {
+                **STR,
+                "maxLength": 100,
+                "description": (
+                    "Keyword argument of the task that receives the results of the upstream runs "
+                    "that triggered the run (object: job name -> result; null for a failed "
+                    'upstream); "": not passed. Capped by UPSTREAM_RESULTS_MAX_BYTES.'
+                ),
+                "example": "upstream",
+            },
             "depends_on": {
                 "type": "array",
                 "description": "The job's complete list of upstream jobs (by name, same tenant).",
@@ -315,6 +334,12 @@ RUN_DETAIL_PROPERTIES = {
     "peak_memory_mb": nullable(NUM),
     "result": {"nullable": True, "description": "What the task returned (JSON; secrets masked)."},
     "traceback": STR,
+    "upstream_runs": {
+        "type": "array",
+        "items": INT,
+        "description": "The upstream runs whose ends queued this dependency run (their results "
+        "are what the job's upstream_param receives); empty for other runs.",
+    },
     "log": {
         **STR,
         "description": "What the task logged (and printed, on the process and isolated executors) "

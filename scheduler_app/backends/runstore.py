@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 
 from scheduler_app import alerts, signals
+from scheduler_app.backends import joins
 from scheduler_app.backends.load import LoadJudge
 from scheduler_app.conf import app_settings
 from scheduler_app.engine import cluster as cluster_rules
@@ -352,10 +353,11 @@ class DjangoRunStore:
         for run, _ in skipped:
             signals.run_skipped.send(sender=JobRun, run=run)
         result = []
+        upstream = joins.upstream_results(claimed) if claimed else {}
         for run, job in claimed:
             run.state, run.node, run.started_at, run.claim_token = RunState.RUNNING, node, now, token
             signals.run_started.send(sender=JobRun, run=run)
-            result.append(self._claimed(run, job))
+            result.append(self._claimed(run, job, upstream.get(run.pk)))
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
@@ -483,9 +485,11 @@ class DjangoRunStore:
         return ""
 
     @staticmethod
-    def _claimed(run: JobRun, job: Job) -> ClaimedRun:
+    def _claimed(run: JobRun, job: Job, upstream: dict[str, Any] | None = None) -> ClaimedRun:
         """What the executor needs. Secrets are decrypted here, in the worker, at run
-        time; a secret no key decrypts fails this run, never the scheduler."""
+        time; a secret no key decrypts fails this run, never the scheduler. A job with
+        an ``upstream_param`` gets the upstream results there (``{}`` for a run not
+        queued by its upstream jobs)."""
         setup_error = None
         kwargs: dict[str, Any] = {}
         hidden: tuple[Any, ...] = ()
@@ -493,6 +497,8 @@ class DjangoRunStore:
             revealed = job.reveal_secret_kwargs()
             override = run.kwargs_override or {}
             kwargs = {**(job.kwargs or {}), **revealed, **override}
+            if job.upstream_param:
+                kwargs[job.upstream_param] = upstream or {}
             # The values as they are (numbers, lists, objects too): the engine's
             # Redactor decides how each is masked. A run-now override given for a
             # secret's name is masked like the secret it replaces.
@@ -681,57 +687,13 @@ class DjangoRunStore:
             not_before=not_before,
             kwargs_override=run.kwargs_override,
             triggered_by_id=run.triggered_by_id,
+            upstream_runs=run.upstream_runs,
             executor=run.job.executor,
             target_node=run.target_node,
         )
 
     def _enqueue_dependents(self, run: JobRun, now: datetime, edges: list[tuple[int, str]]) -> int:
-        queued = 0
-        for downstream_id, condition in edges:
-            if not rules.condition_met(condition, run.state, run.is_final):
-                continue
-            downstream_qs = Job.objects.filter(pk=downstream_id)
-            if self._postgres:
-                downstream_qs = downstream_qs.select_for_update(no_key=True)
-            downstream = downstream_qs.first()  # the lock serialises joins on this job
-            if downstream is None or not downstream.enabled:
-                continue
-            if not self._join_complete(downstream):
-                continue
-            JobRun.objects.create(
-                job=downstream,
-                tenant_id=downstream.tenant_id,
-                scheduled_for=now,
-                attempt=1,
-                reason=RunReason.DEPENDENCY,
-                priority=downstream.priority,
-                not_before=now,
-                triggered_by=run,
-                executor=downstream.executor,
-            )
-            queued += 1
-        return queued
-
-    @staticmethod
-    def _join_complete(downstream: Job) -> bool:
-        """Every upstream met its edge's condition since the downstream's last
-        dependency-triggered run (an AND join)."""
-        since = JobRun.objects.filter(job=downstream, reason=RunReason.DEPENDENCY).aggregate(
-            last=Max("queued_at")
-        )["last"]
-        for edge in JobDependency.objects.filter(downstream=downstream):
-            runs = JobRun.objects.filter(job_id=edge.upstream_id, finished_at__isnull=False)
-            if since is not None:
-                runs = runs.filter(finished_at__gt=since)
-            if edge.condition == "success":
-                runs = runs.filter(state=RunState.SUCCEEDED)
-            elif edge.condition == "failure":
-                runs = runs.filter(state__in=FAILED_STATES, is_final=True)
-            else:
-                runs = runs.filter(Q(state=RunState.SUCCEEDED) | Q(state__in=FAILED_STATES, is_final=True))
-            if not runs.exists():
-                return False
-        return True
+        return joins.enqueue_dependents(run, now, edges, postgres=self._postgres)
 
     # -- liveness -------------------------------------------------------------------------
 
