@@ -617,6 +617,7 @@ class JobDependency(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        self._clean_condition()
         if not (self.upstream_id and self.downstream_id):
             return
         if self.upstream_id == self.downstream_id:
@@ -629,9 +630,23 @@ class JobDependency(models.Model):
                     f"{self.downstream} is in {self.downstream.tenant}."
                 }
             )
+        cycle = find_path(self.downstream_id, self.upstream_id, exclude_edge=self.pk)
+        if cycle:
+            names = dict(Job.objects.filter(pk__in=cycle).values_list("pk", "name"))
+            chain = " → ".join(names[pk] for pk in [self.upstream_id, *cycle])
+            raise ValidationError({"downstream": f"This dependency would create a cycle: {chain}."})
+        self.tenant_id = self.upstream.tenant_id
+
+    def _clean_condition(self) -> None:
+        """Only all_success reads conditions (the downstream may be a job being added)."""
+        downstream = (
+            self.downstream if self.downstream_id or "downstream" in self._state.fields_cache else None
+        )
+        if downstream is None:
+            return
         if (
             self.condition != DependencyCondition.SUCCESS
-            and getattr(self.downstream, "trigger_rule", TriggerRule.ALL_SUCCESS) != TriggerRule.ALL_SUCCESS
+            and downstream.trigger_rule != TriggerRule.ALL_SUCCESS
         ):
             from django.utils.translation import gettext
 
@@ -644,17 +659,11 @@ class JobDependency(models.Model):
                     )
                     % {
                         "condition": self.condition,
-                        "job": self.downstream.name,
-                        "rule": self.downstream.trigger_rule,
+                        "job": downstream.name,
+                        "rule": downstream.trigger_rule,
                     }
                 }
             )
-        cycle = find_path(self.downstream_id, self.upstream_id, exclude_edge=self.pk)
-        if cycle:
-            names = dict(Job.objects.filter(pk__in=cycle).values_list("pk", "name"))
-            chain = " → ".join(names[pk] for pk in [self.upstream_id, *cycle])
-            raise ValidationError({"downstream": f"This dependency would create a cycle: {chain}."})
-        self.tenant_id = self.upstream.tenant_id
 
 
 def find_path(start: int, goal: int, exclude_edge: int | None = None) -> list[int]:
