@@ -40,7 +40,7 @@ from scheduler_app.models import (
     Tenant,
 )
 from scheduler_app.models.jobs import MASK
-from scheduler_app.monitoring.waiting import wait_reason as waiting_reason
+from scheduler_app.monitoring.waiting import wait_reason_display as waiting_reason
 from scheduler_app.services import permissions
 
 STATE_COLOURS = {

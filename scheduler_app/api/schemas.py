@@ -322,7 +322,15 @@ RUN_PROPERTIES = {
     "error": STR,
     "wait_reason": {
         **STR,
-        "description": "Why a queued run has not started (a rate limit, a concurrency key); empty otherwise.",
+        "description": "Why a queued run has not started (a rate limit, a concurrency key, load, "
+        "routing tags); empty otherwise. Stable English text, the same in every language: "
+        "'waiting: concurrency key KEY (N of LIMIT running)', 'waiting: rate limit RATE of "
+        "job|group|tenant NAME reached', 'deferred: the cluster is overloaded (...)', "
+        "'waiting for a node with tags A, B'.",
+    },
+    "wait_reason_display": {
+        **STR,
+        "description": "wait_reason in the request's language (Accept-Language), for people.",
     },
     "stop_requested": BOOL,
     "is_final": BOOL,

@@ -23,7 +23,7 @@ from scheduler_app.backends import joins
 from scheduler_app.backends.load import LoadJudge
 from scheduler_app.conf import app_settings
 from scheduler_app.engine import cluster as cluster_rules
-from scheduler_app.engine import rules, throttle
+from scheduler_app.engine import rules, throttle, waits
 from scheduler_app.engine.interfaces import (
     Capacity,
     ClaimedRun,
@@ -401,9 +401,7 @@ class DjangoRunStore:
         for pk, tenant_id, key, limit in keyed:
             n = running.get((tenant_id, key), 0)
             if n >= (limit or 1):
-                held.setdefault(f"waiting: concurrency key {key} ({n} of {limit or 1} running)", []).append(
-                    pk
-                )
+                held.setdefault(waits.text("key", key=key, running=n, limit=limit or 1), []).append(pk)
         for reason, pks in held.items():
             stale = JobRun.objects.filter(state=RunState.QUEUED, job_id__in=pks, not_before__lte=now).exclude(
                 wait_reason=reason
@@ -896,7 +894,7 @@ class _Throttle:
 
     def __init__(self, jobs: Iterable[Job], now: datetime, *, batch: int, postgres: bool) -> None:
         self.now = now
-        self.rates: dict[str, tuple[throttle.Rate, str]] = {}  # scope -> (rate, label)
+        self.rates: dict[str, tuple[throttle.Rate, tuple[str, str]]] = {}  # scope -> (rate, (kind, name))
         self.windows: dict[str, throttle.RateWindow] = {}
         self.running: dict[str, int] = {}  # concurrency scope -> runs holding the key
         members: dict[str, Q] = {}
@@ -908,7 +906,9 @@ class _Throttle:
                 try:
                     rate = throttle.parse_rate(text)
                 except throttle.RateError as exc:  # stored before validation existed
-                    logger.warning("invalid rate limit ignored", extra={"scope": label, "error": str(exc)})
+                    logger.warning(
+                        "invalid rate limit ignored", extra={"scope": " ".join(label), "error": str(exc)}
+                    )
                     continue
                 self.rates[scope] = (rate, label)
                 members[scope] = where
@@ -948,21 +948,21 @@ class _Throttle:
             ).count()
 
     @staticmethod
-    def _rate_scopes(job: Job) -> Iterator[tuple[str, str, str, Q]]:
+    def _rate_scopes(job: Job) -> Iterator[tuple[str, str, tuple[str, str], Q]]:
         if job.rate_limit:
-            yield f"job:{job.pk}", job.rate_limit, f"job {job.tenant.slug}/{job.name}", Q(pk=job.pk)
+            yield f"job:{job.pk}", job.rate_limit, ("job", f"{job.tenant.slug}/{job.name}"), Q(pk=job.pk)
         if job.group_id and job.group.rate_limit:
             yield (
                 f"group:{job.group_id}",
                 job.group.rate_limit,
-                f"group {job.tenant.slug}/{job.group.name}",
+                ("group", f"{job.tenant.slug}/{job.group.name}"),
                 Q(group_id=job.group_id),
             )
         if job.tenant.rate_limit:
             yield (
                 f"tenant:{job.tenant_id}",
                 job.tenant.rate_limit,
-                f"tenant {job.tenant.slug}",
+                ("tenant", job.tenant.slug),
                 Q(tenant_id=job.tenant_id),
             )
 
@@ -977,8 +977,7 @@ class _Throttle:
             limit = job.concurrency_limit or 1
             if self.running[key] >= limit:
                 return _Wait(
-                    f"waiting: concurrency key {job.concurrency_key} ({self.running[key]} of {limit} running)",
-                    None,
+                    waits.text("key", key=job.concurrency_key, running=self.running[key], limit=limit), None
                 )
         latest: tuple[datetime, str] | None = None
         for scope, _text, _label, _where in self._rate_scopes(job):
@@ -987,7 +986,7 @@ class _Throttle:
             rate, label = self.rates[scope]
             slot = self.windows[scope].next_start(self.now)
             if slot is not None and (latest is None or slot > latest[0]):
-                latest = (slot, f"waiting: rate limit {rate} of {label} reached")
+                latest = (slot, waits.text("rate", rate=rate, scope=label[0], name=label[1]))
         if latest is not None:
             return _Wait(latest[1], latest[0])
         return None
