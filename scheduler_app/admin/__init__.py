@@ -411,6 +411,7 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
                     "run_at",
                     ("interval_seconds", "interval_jitter"),
                     ("interval_start", "interval_end"),
+                    "plugin_config",
                     "combination",
                     "calendars",
                     "schedule_preview",

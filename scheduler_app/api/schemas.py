@@ -886,3 +886,29 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
                     },
                 )
     return result
+
+
+def components() -> dict[str, Any]:
+    """:data:`COMPONENTS` (a copy, for one schema build) with a component per trigger type
+    of the plugins loaded now (``PluginTrigger_<name>``: ``type`` plus the plugin's
+    schema), each one more choice of ``Trigger``'s ``oneOf`` and discriminator."""
+    import copy
+    import re
+
+    from scheduler_app import plugins
+
+    out = copy.deepcopy(COMPONENTS)
+    trigger = out["Trigger"]
+    for name, kind in sorted(plugins.registry.load().trigger_types.items()):
+        component = "PluginTrigger_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+        schema = copy.deepcopy(dict(kind.schema))
+        properties = {k: v for k, v in (schema.get("properties") or {}).items() if k != "type"}
+        out[component] = obj(
+            {"type": {"type": "string", "enum": [name]}, **properties},
+            ["type", *[r for r in schema.get("required") or [] if r != "type"]],
+            additionalProperties=schema.get("additionalProperties", True) is not False,
+            description=f"Trigger type {name!r} of the plugin {kind.plugin or '?'}.",
+        )
+        trigger["oneOf"].append(ref(component))
+        trigger["discriminator"]["mapping"][name] = f"#/components/schemas/{component}"
+    return out
