@@ -17,7 +17,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def fresh_registry(settings):
     plugins.registry.reset()
-    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "PLUGINS": ["tests.plugin_fixtures:lax"]}
+    settings.SCHEDULER_APP = {
+        **settings.SCHEDULER_APP,
+        "PLUGINS": ["tests.plugin_fixtures:lax", "tests.plugin_fixtures:never"],
+    }
     yield
     plugins.registry.reset()
 
@@ -88,6 +91,9 @@ def test_a_plugin_trigger_is_chosen_edited_and_saved_like_the_codec(admin_client
         pytest.param("every_minutes", "{}", "minutes: required", id="schema-required"),
         pytest.param(
             "every_minutes", '{"minutes": "ten"}', "minutes: must be of type integer", id="schema-type"
+        ),
+        pytest.param(
+            "never", "{}", "trigger type 'never' (plugin never): this trigger never fires", id="never-fires"
         ),
     ],
 )
