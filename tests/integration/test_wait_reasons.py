@@ -23,6 +23,13 @@ pytestmark = pytest.mark.django_db
 ROOM = Capacity(per_executor={"thread": 50}, total=50)
 
 
+@pytest.fixture(autouse=True)
+def language_back():
+    """Requests in zh-hans leave it active in this thread: later tests expect English."""
+    yield
+    translation.activate("en")
+
+
 def queue(job, count, now):
     for i in range(count):
         when = now - timedelta(seconds=5) + timedelta(microseconds=i)
