@@ -93,6 +93,13 @@ DEFAULTS: dict[str, Any] = {
     "BACKFILL_MAX_RUNS": 1000,
     # Largest JSON result (bytes) stored on a run; larger results are replaced by a note.
     "RESULT_MAX_BYTES": 65536,
+    # Largest JSON encoding (bytes) of the upstream results one dependency run receives
+    # (its job's upstream_param); beyond it the largest results are replaced by
+    # {"truncated": true, "size_bytes": N} until the rest fits.
+    "UPSTREAM_RESULTS_MAX_BYTES": 262_144,
+    # Open join rounds kept per job with a trigger rule other than all_success (rounds
+    # wait for upstream jobs that have not ended yet); beyond it the oldest are dropped.
+    "JOIN_OPEN_ROUNDS_MAX": 100,
     # Largest captured log (bytes, UTF-8) kept per run: what a task logs (and prints, on
     # the process and isolated executors) while it runs; beyond it the oldest lines are
     # dropped and a marker line says how many. 0 turns capture off; else at least 1024.

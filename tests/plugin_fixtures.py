@@ -76,3 +76,24 @@ def _blocking(registry):
 
 
 blocking = _Plugin("blocking", _blocking)
+
+
+def _lax(registry):
+    """A trigger type whose validate() accepts anything: only its schema refuses."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    registry.add_trigger_type(
+        "every_minutes",
+        schema={
+            "type": "object",
+            "properties": {"minutes": {"type": "integer", "minimum": 1, "maximum": 1440}},
+            "required": ["minutes"],
+            "additionalProperties": False,
+        },
+        validate=lambda doc, path: dict(doc),
+        build=lambda doc, ctx: IntervalTrigger(minutes=int(doc.get("minutes") or 1)),
+        describe=lambda doc: f"every {doc.get('minutes')} minutes",
+    )
+
+
+lax = _Plugin("lax", _lax)

@@ -153,3 +153,26 @@ def log_lines(
         while not Path(gate).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
     return int(count)
+
+
+# -- results along DAGs --------------------------------------------------------------
+
+
+@scheduler_app.task(name="tests.give")
+def give(value=None, fail: bool = False, sleep: float = 0, **secret) -> object:
+    """Returns ``value`` (or the secret kwargs, to check they are masked downstream), or
+    fails; after ``sleep`` seconds."""
+    if sleep:
+        time.sleep(float(sleep))
+    if fail:
+        raise RuntimeError("asked to fail")
+    return secret or value
+
+
+@scheduler_app.task(name="tests.receive")
+def receive(path: str, upstream: dict | None = None) -> object:
+    """Writes what it received as ``upstream`` to a file (one JSON line per call) and
+    returns it."""
+    with Path(path).open("a") as fh:
+        fh.write(json.dumps(upstream) + "\n")
+    return upstream

@@ -40,7 +40,7 @@ from scheduler_app.models import (
     Tenant,
 )
 from scheduler_app.models.jobs import MASK
-from scheduler_app.monitoring.waiting import wait_reason as waiting_reason
+from scheduler_app.monitoring.waiting import wait_reason_display as waiting_reason
 from scheduler_app.services import permissions
 
 STATE_COLOURS = {
@@ -411,6 +411,7 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
                     "run_at",
                     ("interval_seconds", "interval_jitter"),
                     ("interval_start", "interval_end"),
+                    "plugin_config",
                     "combination",
                     "calendars",
                     "schedule_preview",
@@ -450,6 +451,13 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
                     ("retry_backoff_factor", "retry_max_backoff_seconds"),
                     "pause_after_failures",
                 ]
+            },
+        ),
+        (
+            _("After upstream jobs"),
+            {
+                "fields": [("trigger_rule", "upstream_param")],
+                "description": _("How the job follows the jobs it depends on (the “depends on” rows below)."),
             },
         ),
         (_("Recent runs"), {"fields": ["run_chart", "recent_runs", "created_display", "updated_display"]}),

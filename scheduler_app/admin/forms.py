@@ -12,6 +12,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import i18n
@@ -144,7 +145,23 @@ FIELDS_BY_TYPE = {
     "all": {"combination"},
     "any": {"combination"},
 }
-TRIGGER_FORM_FIELDS = set().union(*FIELDS_BY_TYPE.values())
+#: a plugin's trigger type (scheduler_app.plugins) is edited as one JSON object
+PLUGIN_FIELDS = {"plugin_config"}
+TRIGGER_FORM_FIELDS = set().union(*FIELDS_BY_TYPE.values(), PLUGIN_FIELDS)
+
+
+def plugin_trigger_types() -> dict[str, Any]:
+    """The trigger types of the plugins loaded now, by name."""
+    from scheduler_app import plugins
+
+    return dict(plugins.registry.load().trigger_types)
+
+
+def fields_of_type(kind: Any) -> set[str] | None:
+    """The form fields a trigger type uses (None: not a type this form knows)."""
+    if kind in FIELDS_BY_TYPE:
+        return FIELDS_BY_TYPE[kind]
+    return PLUGIN_FIELDS if isinstance(kind, str) and kind in plugin_trigger_types() else None
 
 
 @cache
@@ -246,6 +263,8 @@ def trigger_initial(doc: dict[str, Any]) -> dict[str, Any]:
             interval_jitter=doc.get("jitter"),
             trigger_timezone=doc.get("timezone") or "",
         )
+    elif kind not in ("manual", "all", "any"):  # a plugin's type: its settings as JSON
+        values["plugin_config"] = {k: v for k, v in doc.items() if k != "type"}
     return values
 
 
@@ -527,6 +546,10 @@ class WriteOnlyTextarea(forms.Textarea):
         return None
 
 
+class PluginConfigError(ValueError):
+    """The plugin trigger's settings are not a JSON object."""
+
+
 class JobAdminForm(forms.ModelForm):
     task = forms.ChoiceField(label=_("task"), choices=(), help_text=_("A task registered in code."))
     trigger_type = forms.ChoiceField(label=_("Trigger"), choices=TRIGGER_TYPE_CHOICES)
@@ -561,6 +584,11 @@ class JobAdminForm(forms.ModelForm):
     interval_start = forms.CharField(label=_("Start"), required=False, help_text=_("ISO 8601; optional."))
     interval_end = forms.CharField(label=_("End"), required=False, help_text=_("ISO 8601; optional."))
     interval_jitter = forms.IntegerField(label=_("Jitter (seconds)"), required=False, min_value=0)
+    plugin_config = _BlankJSONField(
+        label=_("Plugin trigger settings (JSON)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+    )
     combination = ChildTriggersField(
         label=_("Combined triggers"),
         help_text=_(
@@ -619,6 +647,7 @@ class JobAdminForm(forms.ModelForm):
         default_zone = settings.TIME_ZONE or "UTC"
         self.fields["trigger_timezone"].choices = [("", "—"), *zone_choices()]
         self.fields["trigger_timezone"].initial = default_zone
+        self._add_plugin_types()
         self._stored_children: list[Any] = []
         if self.instance.pk:
             self._load_trigger(self.instance.trigger or {"type": "manual"})
@@ -632,6 +661,34 @@ class JobAdminForm(forms.ModelForm):
         self._follow_tenant()
         self.child_triggers = self._child_triggers()
         self.fields["combination"].widget.formset = self.child_triggers
+
+    def _add_plugin_types(self) -> None:
+        """Plugin trigger types are choices of the trigger select, edited as a JSON object
+        (``plugin_config``) that the plugin's schema and validate() check on save."""
+        kinds = plugin_trigger_types()
+        field = self.fields["trigger_type"]
+        field.choices = [
+            *TRIGGER_TYPE_CHOICES,
+            *(
+                (name, _("%(name)s (plugin %(plugin)s)") % {"name": name, "plugin": kind.plugin or "?"})
+                for name, kind in sorted(kinds.items())
+            ),
+        ]
+        lines = []
+        for name, kind in sorted(kinds.items()):
+            schema = kind.schema or {}
+            required = set(schema.get("required") or ())
+            keys = [
+                f"{key} ({rules.get('type', 'any') if isinstance(rules, dict) else 'any'}"
+                + (", " + str(_("required")) if key in required else "")
+                + ")"
+                for key, rules in (schema.get("properties") or {}).items()
+            ]
+            lines.append(f"{name}: {', '.join(keys) or '—'}")
+        help_text = _("For a plugin's trigger type: its settings as a JSON object (without type).")
+        self.fields["plugin_config"].help_text = format_html(
+            "{} {}", help_text, format_html_join("; ", "{}", ((line,) for line in lines))
+        )
 
     def _follow_tenant(self) -> None:
         """Group and calendar choices follow the tenant: the job's, or the one chosen in
@@ -673,8 +730,9 @@ class JobAdminForm(forms.ModelForm):
         # so their errors (e.g. letters typed into "Every (seconds)" before switching to
         # cron) must not block the save either.
         kind = self.data.get(self.add_prefix("trigger_type")) if self.is_bound else None
-        if kind in FIELDS_BY_TYPE and self._errors:
-            for name in TRIGGER_FORM_FIELDS - FIELDS_BY_TYPE[kind]:
+        used = fields_of_type(kind)
+        if used is not None and self._errors:
+            for name in TRIGGER_FORM_FIELDS - used:
                 self._errors.pop(name, None)
 
     def _load_trigger(self, doc: dict[str, Any]) -> None:
@@ -711,6 +769,15 @@ class JobAdminForm(forms.ModelForm):
             if errors:
                 raise ChildErrors(errors)
             return {"type": kind, "triggers": children}
+        if fields_of_type(kind) is PLUGIN_FIELDS:
+            config = data.get("plugin_config")
+            if config is None:
+                config = {}
+            if not isinstance(config, dict):
+                raise PluginConfigError(
+                    _('Enter a JSON object of the trigger\'s settings, e.g. {"every": 2}.')
+                )
+            return {**{k: v for k, v in config.items() if k != "type"}, "type": kind}
         return single_trigger_document(data)
 
     def clean_secret_kwargs(self) -> dict[str, Any] | None:
@@ -752,13 +819,20 @@ class JobAdminForm(forms.ModelForm):
             )
         except ChildErrors as exc:
             self.add_error("combination", ValidationError(exc.errors))
+        except PluginConfigError as exc:
+            self.add_error("plugin_config", str(exc))
         except limits.LimitError as exc:
             self.add_error("combination" if data["trigger_type"] in ("all", "any") else None, exc.message)
         except triggerspec.TriggerSpecError as exc:
             kind = data["trigger_type"]
-            field = "combination" if kind in ("all", "any") else TRIGGER_FIELDS.get(exc.key)
-            message = i18n.trigger_error(exc, with_path=not field or field == "combination")
-            self.add_error(field if field in self.fields else None, message)
+            if fields_of_type(kind) is PLUGIN_FIELDS:
+                # "every: must be ..." — the key inside the JSON object, or the whole of it
+                key = exc.path.partition(".")[2]
+                self.add_error("plugin_config", f"{key}: {exc.message}" if key else exc.message)
+            else:
+                field = "combination" if kind in ("all", "any") else TRIGGER_FIELDS.get(exc.key)
+                message = i18n.trigger_error(exc, with_path=not field or field == "combination")
+                self.add_error(field if field in self.fields else None, message)
         else:
             self.instance.trigger = spec.to_dict()
         tenant = data.get("tenant")

@@ -4,7 +4,6 @@ schema describes the API, it holds no data."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView, _get_sidecar_url
@@ -38,11 +37,8 @@ class SchemaView(SpectacularAPIView):
 
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         # drf-spectacular changes the components it is given while it builds a schema:
-        # each build gets its own copy.
-        self.custom_settings = {
-            **SETTINGS,
-            "APPEND_COMPONENTS": {"schemas": copy.deepcopy(schemas.COMPONENTS)},
-        }
+        # each build gets its own copy, with the plugins' trigger types loaded now.
+        self.custom_settings = {**SETTINGS, "APPEND_COMPONENTS": {"schemas": schemas.components()}}
         return super().get(request, *args, **kwargs)
 
 

@@ -230,7 +230,8 @@ def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) ->
         "duration": item.duration,
         "error_type": item.error_type,
         "error": item.error,
-        "wait_reason": waiting.wait_reason(item),
+        "wait_reason": (reason := waiting.wait_reason(item)),
+        "wait_reason_display": waiting.translate(reason),
         "stop_requested": item.stop_requested,
         "is_final": item.is_final,
         "triggered_by": item.triggered_by_id,
@@ -242,6 +243,7 @@ def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) ->
             peak_memory_mb=item.peak_memory_mb,
             result=item.result,
             traceback=item.traceback,
+            upstream_runs=list(item.upstream_runs or ()),
             **log_fields(run_log(item), log_offset),
         )
     return out

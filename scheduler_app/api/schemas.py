@@ -25,7 +25,7 @@ from scheduler_app.models import (
     RunState,
     ThrottlePolicy,
 )
-from scheduler_app.models.jobs import DependencyCondition
+from scheduler_app.models.jobs import DependencyCondition, TriggerRule
 
 
 def ref(name: str) -> dict[str, str]:
@@ -203,6 +203,25 @@ def _document(required: list[str]) -> dict[str, Any]:
                 },
                 additionalProperties=False,
             ),
+            "trigger_rule": {
+                "type": "string",
+                "enum": list(TriggerRule.values),
+                "description": (
+                    "When the job runs after its upstream jobs: all_success (every dependency's "
+                    "condition met; the default), all_done, none_failed, one_success, one_failed. "
+                    "Rules other than all_success need the condition success on every dependency."
+                ),
+            },
+            "upstream_param": {
+                **STR,
+                "maxLength": 100,
+                "description": (
+                    "Keyword argument of the task that receives the results of the upstream runs "
+                    "that triggered the run (object: job name -> result; null for a failed "
+                    'upstream); "": not passed. Capped by UPSTREAM_RESULTS_MAX_BYTES.'
+                ),
+                "example": "upstream",
+            },
             "depends_on": {
                 "type": "array",
                 "description": "The job's complete list of upstream jobs (by name, same tenant).",
@@ -303,7 +322,15 @@ RUN_PROPERTIES = {
     "error": STR,
     "wait_reason": {
         **STR,
-        "description": "Why a queued run has not started (a rate limit, a concurrency key); empty otherwise.",
+        "description": "Why a queued run has not started (a rate limit, a concurrency key, load, "
+        "routing tags); empty otherwise. Stable English text, the same in every language: "
+        "'waiting: concurrency key KEY (N of LIMIT running)', 'waiting: rate limit RATE of "
+        "job|group|tenant NAME reached', 'deferred: the cluster is overloaded (...)', "
+        "'waiting for a node with tags A, B'.",
+    },
+    "wait_reason_display": {
+        **STR,
+        "description": "wait_reason in the request's language (Accept-Language), for people.",
     },
     "stop_requested": BOOL,
     "is_final": BOOL,
@@ -315,6 +342,12 @@ RUN_DETAIL_PROPERTIES = {
     "peak_memory_mb": nullable(NUM),
     "result": {"nullable": True, "description": "What the task returned (JSON; secrets masked)."},
     "traceback": STR,
+    "upstream_runs": {
+        "type": "array",
+        "items": INT,
+        "description": "The upstream runs whose ends queued this dependency run (their results "
+        "are what the job's upstream_param receives); empty for other runs.",
+    },
     "log": {
         **STR,
         "description": "What the task logged (and printed, on the process and isolated executors) "
@@ -853,3 +886,29 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
                     },
                 )
     return result
+
+
+def components() -> dict[str, Any]:
+    """:data:`COMPONENTS` (a copy, for one schema build) with a component per trigger type
+    of the plugins loaded now (``PluginTrigger_<name>``: ``type`` plus the plugin's
+    schema), each one more choice of ``Trigger``'s ``oneOf`` and discriminator."""
+    import copy
+    import re
+
+    from scheduler_app import plugins
+
+    out = copy.deepcopy(COMPONENTS)
+    trigger = out["Trigger"]
+    for name, kind in sorted(plugins.registry.load().trigger_types.items()):
+        component = "PluginTrigger_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+        schema = copy.deepcopy(dict(kind.schema))
+        properties = {k: v for k, v in (schema.get("properties") or {}).items() if k != "type"}
+        out[component] = obj(
+            {"type": {"type": "string", "enum": [name]}, **properties},
+            ["type", *[r for r in schema.get("required") or [] if r != "type"]],
+            additionalProperties=schema.get("additionalProperties", True) is not False,
+            description=f"Trigger type {name!r} of the plugin {kind.plugin or '?'}.",
+        )
+        trigger["oneOf"].append(ref(component))
+        trigger["discriminator"]["mapping"][name] = f"#/components/schemas/{component}"
+    return out

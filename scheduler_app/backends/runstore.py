@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 
 from scheduler_app import alerts, signals
+from scheduler_app.backends import joins
 from scheduler_app.backends.load import LoadJudge
 from scheduler_app.conf import app_settings
 from scheduler_app.engine import cluster as cluster_rules
-from scheduler_app.engine import rules, throttle
+from scheduler_app.engine import rules, throttle, waits
 from scheduler_app.engine.interfaces import (
     Capacity,
     ClaimedRun,
@@ -383,10 +384,11 @@ class DjangoRunStore:
         for run, _ in skipped:
             signals.run_skipped.send(sender=JobRun, run=run)
         result = []
+        upstream = joins.upstream_results(claimed) if claimed else {}
         for run, job in claimed:
             run.state, run.node, run.started_at, run.claim_token = RunState.RUNNING, node, now, token
             signals.run_started.send(sender=JobRun, run=run)
-            result.append(self._claimed(run, job))
+            result.append(self._claimed(run, job, upstream.get(run.pk)))
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
@@ -449,9 +451,7 @@ class DjangoRunStore:
         for pk, tenant_id, key, limit in keyed:
             n = running.get((tenant_id, key), 0)
             if n >= (limit or 1):
-                held.setdefault(f"waiting: concurrency key {key} ({n} of {limit or 1} running)", []).append(
-                    pk
-                )
+                held.setdefault(waits.text("key", key=key, running=n, limit=limit or 1), []).append(pk)
         for reason, pks in held.items():
             stale = JobRun.objects.filter(state=RunState.QUEUED, job_id__in=pks, not_before__lte=now).exclude(
                 wait_reason=reason
@@ -529,9 +529,11 @@ class DjangoRunStore:
         return ""
 
     @staticmethod
-    def _claimed(run: JobRun, job: Job) -> ClaimedRun:
+    def _claimed(run: JobRun, job: Job, upstream: dict[str, Any] | None = None) -> ClaimedRun:
         """What the executor needs. Secrets are decrypted here, in the worker, at run
-        time; a secret no key decrypts fails this run, never the scheduler."""
+        time; a secret no key decrypts fails this run, never the scheduler. A job with
+        an ``upstream_param`` gets the upstream results there (``{}`` for a run not
+        queued by its upstream jobs)."""
         setup_error = None
         kwargs: dict[str, Any] = {}
         hidden: tuple[Any, ...] = ()
@@ -539,6 +541,8 @@ class DjangoRunStore:
             revealed = job.reveal_secret_kwargs()
             override = run.kwargs_override or {}
             kwargs = {**(job.kwargs or {}), **revealed, **override}
+            if job.upstream_param:
+                kwargs[job.upstream_param] = upstream or {}
             # The values as they are (numbers, lists, objects too): the engine's
             # Redactor decides how each is masked. A run-now override given for a
             # secret's name is masked like the secret it replaces.
@@ -748,57 +752,13 @@ class DjangoRunStore:
             not_before=not_before,
             kwargs_override=run.kwargs_override,
             triggered_by_id=run.triggered_by_id,
+            upstream_runs=run.upstream_runs,
             executor=run.job.executor,
             target_node=run.target_node,
         )
 
     def _enqueue_dependents(self, run: JobRun, now: datetime, edges: list[tuple[int, str]]) -> int:
-        queued = 0
-        for downstream_id, condition in edges:
-            if not rules.condition_met(condition, run.state, run.is_final):
-                continue
-            downstream_qs = Job.objects.filter(pk=downstream_id)
-            if self._postgres:
-                downstream_qs = downstream_qs.select_for_update(no_key=True)
-            downstream = downstream_qs.first()  # the lock serialises joins on this job
-            if downstream is None or not downstream.enabled:
-                continue
-            if not self._join_complete(downstream):
-                continue
-            JobRun.objects.create(
-                job=downstream,
-                tenant_id=downstream.tenant_id,
-                scheduled_for=now,
-                attempt=1,
-                reason=RunReason.DEPENDENCY,
-                priority=downstream.priority,
-                not_before=now,
-                triggered_by=run,
-                executor=downstream.executor,
-            )
-            queued += 1
-        return queued
-
-    @staticmethod
-    def _join_complete(downstream: Job) -> bool:
-        """Every upstream met its edge's condition since the downstream's last
-        dependency-triggered run (an AND join)."""
-        since = JobRun.objects.filter(job=downstream, reason=RunReason.DEPENDENCY).aggregate(
-            last=Max("queued_at")
-        )["last"]
-        for edge in JobDependency.objects.filter(downstream=downstream):
-            runs = JobRun.objects.filter(job_id=edge.upstream_id, finished_at__isnull=False)
-            if since is not None:
-                runs = runs.filter(finished_at__gt=since)
-            if edge.condition == "success":
-                runs = runs.filter(state=RunState.SUCCEEDED)
-            elif edge.condition == "failure":
-                runs = runs.filter(state__in=FAILED_STATES, is_final=True)
-            else:
-                runs = runs.filter(Q(state=RunState.SUCCEEDED) | Q(state__in=FAILED_STATES, is_final=True))
-            if not runs.exists():
-                return False
-        return True
+        return joins.enqueue_dependents(run, now, edges, postgres=self._postgres)
 
     # -- liveness -------------------------------------------------------------------------
 
@@ -1011,7 +971,7 @@ class _Throttle:
 
     def __init__(self, jobs: Iterable[Job], now: datetime, *, batch: int, postgres: bool) -> None:
         self.now = now
-        self.rates: dict[str, tuple[throttle.Rate, str]] = {}  # scope -> (rate, label)
+        self.rates: dict[str, tuple[throttle.Rate, tuple[str, str]]] = {}  # scope -> (rate, (kind, name))
         self.windows: dict[str, throttle.RateWindow] = {}
         self.running: dict[str, int] = {}  # concurrency scope -> runs holding the key
         members: dict[str, Q] = {}
@@ -1023,7 +983,9 @@ class _Throttle:
                 try:
                     rate = throttle.parse_rate(text)
                 except throttle.RateError as exc:  # stored before validation existed
-                    logger.warning("invalid rate limit ignored", extra={"scope": label, "error": str(exc)})
+                    logger.warning(
+                        "invalid rate limit ignored", extra={"scope": " ".join(label), "error": str(exc)}
+                    )
                     continue
                 self.rates[scope] = (rate, label)
                 members[scope] = where
@@ -1063,21 +1025,21 @@ class _Throttle:
             ).count()
 
     @staticmethod
-    def _rate_scopes(job: Job) -> Iterator[tuple[str, str, str, Q]]:
+    def _rate_scopes(job: Job) -> Iterator[tuple[str, str, tuple[str, str], Q]]:
         if job.rate_limit:
-            yield f"job:{job.pk}", job.rate_limit, f"job {job.tenant.slug}/{job.name}", Q(pk=job.pk)
+            yield f"job:{job.pk}", job.rate_limit, ("job", f"{job.tenant.slug}/{job.name}"), Q(pk=job.pk)
         if job.group_id and job.group.rate_limit:
             yield (
                 f"group:{job.group_id}",
                 job.group.rate_limit,
-                f"group {job.tenant.slug}/{job.group.name}",
+                ("group", f"{job.tenant.slug}/{job.group.name}"),
                 Q(group_id=job.group_id),
             )
         if job.tenant.rate_limit:
             yield (
                 f"tenant:{job.tenant_id}",
                 job.tenant.rate_limit,
-                f"tenant {job.tenant.slug}",
+                ("tenant", job.tenant.slug),
                 Q(tenant_id=job.tenant_id),
             )
 
@@ -1092,8 +1054,7 @@ class _Throttle:
             limit = job.concurrency_limit or 1
             if self.running[key] >= limit:
                 return _Wait(
-                    f"waiting: concurrency key {job.concurrency_key} ({self.running[key]} of {limit} running)",
-                    None,
+                    waits.text("key", key=job.concurrency_key, running=self.running[key], limit=limit), None
                 )
         latest: tuple[datetime, str] | None = None
         for scope, _text, _label, _where in self._rate_scopes(job):
@@ -1102,7 +1063,7 @@ class _Throttle:
             rate, label = self.rates[scope]
             slot = self.windows[scope].next_start(self.now)
             if slot is not None and (latest is None or slot > latest[0]):
-                latest = (slot, f"waiting: rate limit {rate} of {label} reached")
+                latest = (slot, waits.text("rate", rate=rate, scope=label[0], name=label[1]))
         if latest is not None:
             return _Wait(latest[1], latest[0])
         return None

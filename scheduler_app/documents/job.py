@@ -13,8 +13,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.utils.translation import gettext
 
-from scheduler_app.models import Calendar, Job, JobGroup, Tenant
+from scheduler_app.models import Calendar, Job, JobGroup, Tenant, TriggerRule
 
 #: The version of the job document that this release writes (a jobs file's ``version``).
 FORMAT_VERSION = 1
@@ -48,6 +49,8 @@ JOB_KEYS = {
     "concurrency_limit",
     "throttle_policy",
     "load",
+    "trigger_rule",
+    "upstream_param",
 }
 NESTED = {
     "misfire": {"policy": "misfire_policy", "grace_seconds": "misfire_grace_seconds"},
@@ -79,6 +82,8 @@ FLAT = (
     "concurrency_key",
     "concurrency_limit",
     "throttle_policy",
+    "trigger_rule",
+    "upstream_param",
 )
 #: model field -> path in the document, to report model validation errors where they are.
 FIELD_PATHS = {model: f"{outer}.{inner}" for outer, m in NESTED.items() for inner, model in m.items()}
@@ -224,7 +229,24 @@ def apply_job_document(
         job.full_clean()
     except ValidationError as exc:
         raise DocumentError(f"{where}: {validation_message(exc)}", validation=exc) from None
+    if "depends_on" not in item and job.pk and job.trigger_rule != TriggerRule.ALL_SUCCESS:
+        # The stored edges stay: they must suit the rule (a given depends_on is checked
+        # by dependencies()).
+        edge = job.upstream_edges.exclude(condition="success").select_related("upstream").first()
+        if edge is not None:
+            message = _rule_message(edge.condition, job)
+            raise DocumentError(
+                f"{where}: trigger_rule: {message}",
+                validation=ValidationError({"trigger_rule": message}),
+            )
     return result
+
+
+def _rule_message(condition: str, job: Job) -> str:
+    return gettext(
+        "the trigger rule %(rule)s decides on the upstream outcomes itself; every dependency "
+        "needs the condition success, not %(condition)s (only all_success uses conditions)"
+    ) % {"rule": job.trigger_rule, "condition": condition}
 
 
 def dependencies(
@@ -248,7 +270,10 @@ def dependencies(
         ).first()
         if upstream is None:
             raise DocumentError(f"{path}: job: unknown job {dep.get('job')!r} in tenant {job.tenant.slug}")
-        yield upstream, dep.get("condition", "success")
+        condition = dep.get("condition", "success")
+        if condition != "success" and job.trigger_rule != TriggerRule.ALL_SUCCESS:
+            raise DocumentError(f"{path}.condition: {_rule_message(condition, job)}")
+        yield upstream, condition
 
 
 def dependency_error(exc: ValidationError, *, where: str) -> DocumentError:
@@ -310,6 +335,8 @@ def export_job(
             "concurrency_limit": job.concurrency_limit,
             "throttle_policy": job.throttle_policy,
             "load": {"policy": job.load_policy, "max_delay_seconds": job.load_max_delay_seconds},
+            "trigger_rule": job.trigger_rule,
+            "upstream_param": job.upstream_param,
         }
     )
     if depends_on is not None:

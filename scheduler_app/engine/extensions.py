@@ -134,3 +134,60 @@ def build_executors(
             failed[name] = f"{type(exc).__name__}: {exc}"
             logger.error("executor plugin failed to start", extra={"executor": name, "error": failed[name]})
     return built, failed
+
+
+# -- the top level of a JSON schema (plugin trigger documents, channel configs) ------------
+
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def type_ok(value: Any, wanted: Any) -> bool:
+    names = wanted if isinstance(wanted, list) else [wanted]
+    for name in names:
+        kinds = JSON_TYPES.get(name)
+        if kinds is None:
+            return True  # a type we do not know: the plugin's validate() decides
+        if isinstance(value, bool) and name in ("integer", "number"):
+            continue
+        if isinstance(value, kinds):
+            return True
+    return False
+
+
+def schema_problems(schema: Mapping[str, Any], config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for what ``config`` breaks of the top level of ``schema``: unknown
+    keys (``additionalProperties: false``), ``required`` keys, each property's ``type``,
+    ``enum``, ``minLength`` and ``minimum``/``maximum``."""
+    problems: list[tuple[str, str]] = []
+    properties = schema.get("properties") or {}
+    for key in schema.get("required") or []:
+        if key not in config:
+            problems.append((key, "required"))
+    if schema.get("additionalProperties") is False:
+        for key in sorted(set(config) - set(properties)):
+            problems.append((key, f"unknown key; known: {', '.join(sorted(properties)) or '(none)'}"))
+    for key, rules in properties.items():
+        if key not in config or not isinstance(rules, Mapping):
+            continue
+        value = config[key]
+        if "type" in rules and not type_ok(value, rules["type"]):
+            problems.append((key, f"must be of type {rules['type']}, not {value!r}"))
+            continue
+        if "enum" in rules and value not in rules["enum"]:
+            problems.append((key, f"must be one of {', '.join(map(repr, rules['enum']))}"))
+        if isinstance(value, str) and len(value) < int(rules.get("minLength", 0)):
+            problems.append((key, "must not be empty" if rules["minLength"] == 1 else "is too short"))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if "minimum" in rules and value < rules["minimum"]:
+                problems.append((key, f"must be at least {rules['minimum']}"))
+            if "maximum" in rules and value > rules["maximum"]:
+                problems.append((key, f"must be at most {rules['maximum']}"))
+    return problems

@@ -90,3 +90,44 @@ def condition_met(condition: str, state: str, is_final: bool) -> bool:
     if condition == "completion":
         return state == "succeeded" or is_final
     return False
+
+
+# -- trigger rules (joins) -----------------------------------------------------------------
+
+ALL_SUCCESS = "all_success"
+ALL_DONE = "all_done"
+NONE_FAILED = "none_failed"
+ONE_SUCCESS = "one_success"
+ONE_FAILED = "one_failed"
+TRIGGER_RULES = (ALL_SUCCESS, ALL_DONE, NONE_FAILED, ONE_SUCCESS, ONE_FAILED)
+
+
+@dataclass(frozen=True)
+class JoinDecision:
+    fire: bool  # queue the downstream run now
+    close: bool  # the round is over (every upstream has ended in it)
+
+
+def join_decision(rule: str, ends: dict[int, bool], upstreams: set[int], *, fired: bool) -> JoinDecision:
+    """A round of a join under a trigger rule other than ``all_success``.
+
+    ``ends``: upstream job id -> whether its end in this round was a success (a failure
+    counts only once final: no retry follows); ``upstreams``: the downstream's upstream
+    jobs now; ``fired``: the round already queued its downstream run. A round holds at
+    most one end per upstream and is over when every upstream has ended in it;
+    ``one_*`` rules fire at the first qualifying end and the round then absorbs the
+    other upstreams' ends of that round without firing again."""
+    complete = upstreams <= set(ends)
+    if fired:
+        return JoinDecision(fire=False, close=complete)
+    if rule == ONE_SUCCESS:
+        fire = any(ends.values())
+    elif rule == ONE_FAILED:
+        fire = not all(ends.values())
+    elif rule == ALL_DONE:
+        fire = complete
+    elif rule == NONE_FAILED:
+        fire = complete and all(ends.values())
+    else:
+        raise ValueError(f"{rule!r} is not a trigger rule for rounds")
+    return JoinDecision(fire=fire, close=complete)

@@ -235,6 +235,10 @@ def _parse_plugin(kind: str, data: Mapping[str, Any], path: str) -> PluginSpec:
         raise TriggerSpecError(path, f"{where} failed to validate: {type(exc).__name__}: {exc}") from None
     if not isinstance(document, Mapping):
         raise TriggerSpecError(path, f"{where}: validate() must return the document")
+    # The plugin's schema too (its validate() speaks first, more precisely): what the
+    # admin form and the API schema show is what is enforced.
+    for key, message in extensions.schema_problems(kind_info.schema, body)[:1]:
+        raise TriggerSpecError(f"{path}.{key}", message)
     spec = PluginSpec(type=kind, document={k: v for k, v in document.items() if k != "type"})
     try:
         trigger = kind_info.build(spec.document, extensions.TriggerContext())

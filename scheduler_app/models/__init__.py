@@ -21,9 +21,10 @@ from scheduler_app.models.jobs import (
     OverlapPolicy,
     Routing,
     ThrottlePolicy,
+    TriggerRule,
 )
 from scheduler_app.models.nodes import Lease, Node, NodeState
-from scheduler_app.models.runs import ConfigVersion, JobRun, JobRunLog, RunReason, RunState
+from scheduler_app.models.runs import ConfigVersion, JobJoin, JobRun, JobRunLog, RunReason, RunState
 from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
 
@@ -48,6 +49,7 @@ __all__ = [
     "JobGroup",
     "JobRun",
     "JobRunLog",
+    "JobJoin",
     "JobVersion",
     "Lease",
     "Node",
@@ -58,6 +60,7 @@ __all__ = [
     "OverlapPolicy",
     "Routing",
     "ThrottlePolicy",
+    "TriggerRule",
     "LoadPolicy",
     "RunReason",
     "RunState",

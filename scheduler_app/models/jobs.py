@@ -100,6 +100,16 @@ class ThrottlePolicy(models.TextChoices):
     SKIP = "skip", _("skip the run")
 
 
+class TriggerRule(models.TextChoices):
+    """When a job with upstream jobs runs (Airflow's names); see README "Trigger rules"."""
+
+    ALL_SUCCESS = "all_success", _("all upstream jobs met their conditions (default: succeeded)")
+    ALL_DONE = "all_done", _("all upstream jobs ended, succeeded or failed")
+    NONE_FAILED = "none_failed", _("all upstream jobs ended and none failed")
+    ONE_SUCCESS = "one_success", _("as soon as one upstream job succeeded")
+    ONE_FAILED = "one_failed", _("as soon as one upstream job failed")
+
+
 class LoadPolicy(models.TextChoices):
     RUN = "run", _("run as scheduled")
     DEFER = "defer", _("defer while the cluster is overloaded")
@@ -255,6 +265,26 @@ class Job(models.Model):
         default=300,
         validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 3600)],
         help_text=_("A deferred run starts after at most this long past its time, overloaded or not."),
+    )
+    trigger_rule = models.CharField(
+        _("trigger rule"),
+        max_length=16,
+        choices=TriggerRule.choices,
+        default=TriggerRule.ALL_SUCCESS,
+        help_text=_(
+            "When the job runs after its upstream jobs. Only all_success uses each dependency's "
+            "condition; the other rules need the condition success on every dependency."
+        ),
+    )
+    upstream_param = models.CharField(
+        _("upstream results argument"),
+        max_length=100,
+        blank=True,
+        help_text=_(
+            "The name of a keyword argument of the task that receives the results of the upstream "
+            "runs that triggered the run, as an object job name → result (e.g. upstream); "
+            "empty: not passed."
+        ),
     )
     pause_after_failures = models.PositiveIntegerField(
         _("pause after failures"),
@@ -468,8 +498,46 @@ class Job(models.Model):
 
         for field, message in throttle_document.job_errors(self).items():
             add(field, message)
+        self._clean_upstream_param(add)
         if errors:
             raise ValidationError(errors)
+
+    def _clean_upstream_param(self, add: Any) -> None:
+        from django.utils.translation import gettext
+
+        name = self.upstream_param
+        if not name:
+            self.upstream_param = ""
+            return
+        if not isinstance(name, str) or not name.isidentifier():
+            add("upstream_param", gettext("%(name)r is not a valid argument name") % {"name": name})
+            return
+        given = {*(self.kwargs if isinstance(self.kwargs, dict) else {}), *(self.secret_names or [])}
+        if name in given:
+            add(
+                "upstream_param",
+                gettext(
+                    "%(name)r is also given in kwargs; the upstream results need an argument of their own"
+                )
+                % {"name": name},
+            )
+            return
+        if self.task not in registry:
+            return  # reported on task
+        try:
+            params = registry.get(self.task).signature.parameters
+        except (TypeError, ValueError):
+            return
+        param = params.get(name)
+        takes_varkw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if (param is None and not takes_varkw) or (
+            param is not None
+            and param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL, param.VAR_KEYWORD)
+        ):
+            add(
+                "upstream_param",
+                gettext("task %(task)s has no keyword argument %(name)r") % {"task": self.task, "name": name},
+            )
 
     def _clean_call(self, add: Any) -> None:
         if not self.task:
@@ -549,6 +617,7 @@ class JobDependency(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        self._clean_condition()
         if not (self.upstream_id and self.downstream_id):
             return
         if self.upstream_id == self.downstream_id:
@@ -567,6 +636,34 @@ class JobDependency(models.Model):
             chain = " → ".join(names[pk] for pk in [self.upstream_id, *cycle])
             raise ValidationError({"downstream": f"This dependency would create a cycle: {chain}."})
         self.tenant_id = self.upstream.tenant_id
+
+    def _clean_condition(self) -> None:
+        """Only all_success reads conditions (the downstream may be a job being added)."""
+        downstream = (
+            self.downstream if self.downstream_id or "downstream" in self._state.fields_cache else None
+        )
+        if downstream is None:
+            return
+        if (
+            self.condition != DependencyCondition.SUCCESS
+            and downstream.trigger_rule != TriggerRule.ALL_SUCCESS
+        ):
+            from django.utils.translation import gettext
+
+            raise ValidationError(
+                {
+                    "condition": gettext(
+                        "The condition %(condition)s is only used with the trigger rule all_success; "
+                        "%(job)s has the trigger rule %(rule)s, which decides on the upstream "
+                        "outcomes itself: use the condition success."
+                    )
+                    % {
+                        "condition": self.condition,
+                        "job": downstream.name,
+                        "rule": downstream.trigger_rule,
+                    }
+                }
+            )
 
 
 def find_path(start: int, goal: int, exclude_edge: int | None = None) -> list[int]:

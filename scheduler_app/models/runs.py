@@ -120,6 +120,9 @@ class JobRun(models.Model):
     # Why a queued run has not started yet (a rate limit, a concurrency key); cleared
     # when it starts.
     wait_reason = models.CharField(_("waiting because"), max_length=300, blank=True, default="")
+    # The upstream runs whose ends queued this dependency run (ids): what the job's
+    # ``upstream_param`` receives the results of. Copied to its retries.
+    upstream_runs = models.JSONField(_("upstream runs"), default=list, blank=True)
 
     objects = JobRunQuerySet.as_manager()
 
@@ -167,6 +170,29 @@ class JobRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+
+class JobJoin(models.Model):
+    """One open round of a join whose job has a trigger rule other than all_success:
+    the upstream ends collected so far (at most one per upstream job), and whether the
+    round already queued the job's run. Deleted when every upstream has ended in it;
+    at most ``JOIN_OPEN_ROUNDS_MAX`` per job (the oldest are dropped)."""
+
+    job = models.ForeignKey(
+        "scheduler_app.Job", on_delete=models.CASCADE, related_name="join_rounds", verbose_name=_("job")
+    )
+    opened_at = models.DateTimeField(_("opened at"))
+    # upstream job id (text) -> {"run": run id, "ok": succeeded}
+    ends = models.JSONField(_("upstream ends"), default=dict)
+    fired = models.BooleanField(_("fired"), default=False)
+
+    class Meta:
+        ordering = ["job", "opened_at", "id"]
+        verbose_name = _("join round")
+        verbose_name_plural = _("join rounds")
+
+    def __str__(self) -> str:
+        return f"join of {self.job_id} opened {self.opened_at:%Y-%m-%d %H:%M:%S}"
 
 
 class JobRunLog(models.Model):

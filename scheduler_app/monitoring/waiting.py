@@ -8,9 +8,25 @@ from __future__ import annotations
 import threading
 import time
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
+from scheduler_app.engine import waits
 from scheduler_app.models import JobRun, NodeState, Routing, RunState
+
+#: :data:`scheduler_app.engine.waits.TEXTS` in the active language, by code
+MESSAGES = {
+    "key": _("waiting: concurrency key %(key)s (%(running)s of %(limit)s running)"),
+    "rate": _("waiting: rate limit %(rate)s of %(scope)s %(name)s reached"),
+    "load_nodes": _(
+        "deferred: the cluster is overloaded (every live node (%(nodes)s) is above its load or memory limit)"
+    ),
+    "load_queue": _(
+        "deferred: the cluster is overloaded (more than %(bound)s due runs queued for %(slots)s slots)"
+    ),
+    "tags": _("waiting for a node with tags %(tags)s"),
+}
+#: the scopes a rate limit counts in ("rate" reasons)
+SCOPES = {"job": _("job"), "group": _("group"), "tenant": _("tenant")}
 
 #: How long the live nodes' tags are reused: the faces show many runs per request.
 TTL_SECONDS = 2.0
@@ -42,7 +58,10 @@ def forget() -> None:
 
 
 def wait_reason(run: JobRun) -> str:
-    """The reason ``run`` waits, or "" (not queued, or nothing holds it back)."""
+    """The reason ``run`` waits, or "" (not queued, or nothing holds it back): the
+    stable English text of :mod:`scheduler_app.engine.waits` (the API's
+    ``wait_reason``, the same in every language; :func:`wait_reason_display` is the
+    one to show a person)."""
     if run.wait_reason or run.state != RunState.QUEUED:
         return run.wait_reason if run.state == RunState.QUEUED else ""
     job = run.job
@@ -51,4 +70,20 @@ def wait_reason(run: JobRun) -> str:
     wanted = frozenset(t for t in (job.routing_tags or ()) if isinstance(t, str))
     if not wanted or any(wanted <= tags for tags in live_tag_sets()):
         return ""
-    return _("waiting for a node with tags %(tags)s") % {"tags": ", ".join(sorted(wanted))}
+    return waits.text("tags", tags=", ".join(sorted(wanted)))
+
+
+def translate(stored: str) -> str:
+    """A stored reason in the active language (a text of no known form as it is)."""
+    wait = waits.parse(stored) if stored else None
+    if wait is None:
+        return stored
+    params = dict(wait.params)
+    if wait.code == "rate" and params.get("scope") in SCOPES:
+        params["scope"] = str(SCOPES[params["scope"]])
+    return str(MESSAGES[wait.code]) % params
+
+
+def wait_reason_display(run: JobRun) -> str:
+    """:func:`wait_reason` in the active language."""
+    return translate(wait_reason(run))

@@ -89,6 +89,7 @@ def enqueue_run(
     state: str = RunState.QUEUED,
     error: str = "",
     priority: int | None = None,
+    upstream_runs: list[int] | None = None,
 ) -> JobRun | None:
     """Create the run for (job, scheduled_for, attempt); idempotent.
 
@@ -104,6 +105,7 @@ def enqueue_run(
         not_before=not_before or scheduled_for,
         kwargs_override=dict(kwargs_override or {}),
         triggered_by=triggered_by,
+        upstream_runs=list(upstream_runs or ()),
         state=state,
         error=error,
         executor=job.executor,
@@ -249,6 +251,7 @@ def retry_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
                 kwargs_override=run.kwargs_override,
                 triggered_by=run.triggered_by,
                 priority=run.priority,
+                upstream_runs=run.upstream_runs,  # the same upstream results
             )
             if retry is None:
                 result.refused.append((run, "a retry of this run was queued at the same moment"))

@@ -434,6 +434,8 @@ def test_export_document_shape(tmp_path):
         "concurrency_limit": None,
         "throttle_policy": "wait",
         "load": {"policy": "run", "max_delay_seconds": 300},
+        "trigger_rule": "all_success",
+        "upstream_param": "",
         "depends_on": [{"job": "extract", "condition": "success"}],
     }
 

@@ -13,7 +13,7 @@
     any: ["combination"]
   };
   var ALL = ["cron_expression", "cron_dialect", "trigger_timezone", "run_at", "interval_seconds",
-    "interval_jitter", "interval_start", "interval_end", "combination"];
+    "interval_jitter", "interval_start", "interval_end", "plugin_config", "combination"];
   var CHILD_FIELDS = {
     cron: ["cron_expression", "cron_dialect", "trigger_timezone"],
     date: ["run_at", "trigger_timezone"],
@@ -32,7 +32,8 @@
   }
 
   function showTriggerFields(kind) {
-    var wanted = FIELDS[kind] || [];
+    // a type not listed is a plugin's: edited as one JSON object
+    var wanted = FIELDS[kind] || ["plugin_config"];
     ALL.forEach(function (name) {
       var row = rowOf(name);
       if (!row) { return; }

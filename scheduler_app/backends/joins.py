@@ -1,0 +1,197 @@
+"""DAG joins on the Django ORM: when an upstream run's end queues its downstream jobs
+(trigger rules, :func:`scheduler_app.engine.rules.join_decision`), and the upstream
+results a dependency run receives (its job's ``upstream_param``).
+
+Called by :class:`~scheduler_app.backends.runstore.DjangoRunStore` inside the
+transaction that records the outcome (joins) or claims the run (results). On
+PostgreSQL the downstream job's row is locked (``FOR NO KEY UPDATE``) first, which
+serialises the joins of one job across nodes; SQLite serialises all writers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Max, Q, TextField
+from django.db.models.functions import Cast, Length
+
+from scheduler_app.conf import app_settings
+from scheduler_app.engine import rules
+from scheduler_app.models import Job, JobDependency, JobJoin, JobRun, RunReason, RunState, TriggerRule
+
+logger = logging.getLogger(__name__)
+
+FAILED_STATES = {RunState.FAILED, RunState.TIMED_OUT, RunState.LOST}
+
+
+def is_end(run: JobRun) -> bool:
+    """A success, or a failure no retry follows: what a join counts."""
+    return run.state == RunState.SUCCEEDED or (run.state in FAILED_STATES and run.is_final)
+
+
+def enqueue_dependents(
+    run: JobRun, now: datetime, edges: Sequence[tuple[int, str]], *, postgres: bool
+) -> int:
+    """Queue the downstream runs that ``run``'s end completes; how many were queued."""
+    queued = 0
+    for downstream_id, condition in edges:
+        downstream_qs = Job.objects.filter(pk=downstream_id)
+        if postgres:
+            downstream_qs = downstream_qs.select_for_update(no_key=True)
+        downstream = downstream_qs.first()  # the lock serialises joins on this job
+        if downstream is None or not downstream.enabled:
+            continue
+        if downstream.trigger_rule == TriggerRule.ALL_SUCCESS:
+            if not rules.condition_met(condition, run.state, run.is_final):
+                continue
+            upstream_runs = _all_success_join(downstream)
+            if upstream_runs is None:
+                continue
+        else:
+            if not is_end(run):
+                continue
+            upstream_runs = _round(downstream, run, now)
+            if upstream_runs is None:
+                continue
+        _queue(downstream, run, now, upstream_runs)
+        queued += 1
+    return queued
+
+
+def _queue(downstream: Job, run: JobRun, now: datetime, upstream_runs: list[int]) -> JobRun:
+    return JobRun.objects.create(
+        job=downstream,
+        tenant_id=downstream.tenant_id,
+        scheduled_for=now,
+        attempt=1,
+        reason=RunReason.DEPENDENCY,
+        priority=downstream.priority,
+        not_before=now,
+        triggered_by=run,
+        executor=downstream.executor,
+        upstream_runs=upstream_runs,
+    )
+
+
+def _all_success_join(downstream: Job) -> list[int] | None:
+    """Every upstream met its edge's condition since the downstream's last
+    dependency-triggered run (an AND join): the latest such run of each upstream, or
+    None while one is missing."""
+    since = JobRun.objects.filter(job=downstream, reason=RunReason.DEPENDENCY).aggregate(
+        last=Max("queued_at")
+    )["last"]
+    found = []
+    for edge in JobDependency.objects.filter(downstream=downstream):
+        runs = JobRun.objects.filter(job_id=edge.upstream_id, finished_at__isnull=False)
+        if since is not None:
+            runs = runs.filter(finished_at__gt=since)
+        if edge.condition == "success":
+            runs = runs.filter(state=RunState.SUCCEEDED)
+        elif edge.condition == "failure":
+            runs = runs.filter(state__in=FAILED_STATES, is_final=True)
+        else:
+            runs = runs.filter(Q(state=RunState.SUCCEEDED) | Q(state__in=FAILED_STATES, is_final=True))
+        latest = runs.order_by("-finished_at", "-pk").values_list("pk", flat=True).first()
+        if latest is None:
+            return None
+        found.append(latest)
+    return found
+
+
+def _round(downstream: Job, run: JobRun, now: datetime) -> list[int] | None:
+    """Put ``run``'s end into the oldest open round of ``downstream`` that has none of
+    its job yet (or a new round); the round's upstream run ids when it fires now."""
+    key = str(run.job_id)
+    rounds = list(JobJoin.objects.filter(job=downstream).order_by("opened_at", "pk"))
+    target = next((r for r in rounds if key not in r.ends), None)
+    if target is None:
+        cap = int(app_settings.JOIN_OPEN_ROUNDS_MAX)
+        if len(rounds) >= cap:
+            drop = rounds[: len(rounds) - cap + 1]
+            JobJoin.objects.filter(pk__in=[r.pk for r in drop]).delete()
+            logger.warning(
+                "join rounds dropped: upstream jobs have not ended in them",
+                extra={"job": downstream.name, "job_id": downstream.pk, "dropped": len(drop), "cap": cap},
+            )
+        target = JobJoin(job=downstream, opened_at=now, ends={})
+    target.ends[key] = {"run": run.pk, "ok": run.state == RunState.SUCCEEDED}
+    upstreams = set(JobDependency.objects.filter(downstream=downstream).values_list("upstream_id", flat=True))
+    ends = {int(k): bool(v["ok"]) for k, v in target.ends.items()}
+    decision = rules.join_decision(downstream.trigger_rule, ends, upstreams, fired=target.fired)
+    if decision.fire:
+        target.fired = True
+    if decision.close:
+        if target.pk is not None:
+            target.delete()
+    else:
+        target.save()
+    if not decision.fire:
+        return None
+    return [int(v["run"]) for k, v in sorted(target.ends.items()) if int(k) in upstreams]
+
+
+# -- upstream results ---------------------------------------------------------------------
+
+
+def upstream_results(runs: Iterable[tuple[JobRun, Job]]) -> dict[int, dict[str, Any]]:
+    """For each claimed dependency run whose job has an ``upstream_param``: run id ->
+    {upstream job name: result} of its upstream runs (two queries for the batch).
+
+    Results are what the upstream runs stored: JSON, capped by ``RESULT_MAX_BYTES``,
+    their secrets already masked. The whole object is capped by
+    ``UPSTREAM_RESULTS_MAX_BYTES``: the largest results are replaced by
+    ``{"truncated": true, "size_bytes": N}`` until the rest fits."""
+    wanted = {run.pk: [int(i) for i in run.upstream_runs] for run, job in runs if job.upstream_param}
+    wanted = {pk: ids for pk, ids in wanted.items() if ids}
+    if not wanted:
+        return {}
+    ids = {i for ids in wanted.values() for i in ids}
+    sized = {
+        row["pk"]: row
+        for row in JobRun.objects.filter(pk__in=ids)
+        .annotate(size=Length(Cast("result", TextField())))
+        .values("pk", "job__name", "size")
+    }
+    cap = int(app_settings.UPSTREAM_RESULTS_MAX_BYTES)
+    keep: dict[int, set[int]] = {}
+    for pk, up_ids in wanted.items():
+        rows = sorted((sized[i] for i in up_ids if i in sized), key=lambda r: (r["size"] or 0, r["pk"]))
+        total, kept = 2, set()
+        for row in rows:
+            cost = (row["size"] or 4) + len(json.dumps(row["job__name"])) + 2
+            if total + cost <= cap:
+                kept.add(row["pk"])
+                total += cost
+        keep[pk] = kept
+    values = dict(JobRun.objects.filter(pk__in=set().union(*keep.values())).values_list("pk", "result"))
+    out: dict[int, dict[str, Any]] = {}
+    for pk, up_ids in wanted.items():
+        mapping: dict[str, Any] = {}
+        for i in up_ids:
+            row = sized.get(i)
+            if row is None:
+                continue  # the upstream run was deleted (retention)
+            if i in keep[pk]:
+                mapping[row["job__name"]] = values.get(i)
+            else:
+                mapping[row["job__name"]] = {"truncated": True, "size_bytes": row["size"]}
+        out[pk] = _fit(mapping, cap)
+    return out
+
+
+def _fit(mapping: dict[str, Any], cap: int) -> dict[str, Any]:
+    """The exact encoding decides (the database's text of a JSON value may differ)."""
+    sizes = {name: len(json.dumps(value).encode()) for name, value in mapping.items()}
+    total = len(json.dumps(mapping).encode())
+    for name in sorted(sizes, key=lambda n: -sizes[n]):
+        if total <= cap:
+            break
+        if isinstance(mapping[name], Mapping) and mapping[name].get("truncated") is True and sizes[name] < 64:
+            continue
+        mapping[name] = {"truncated": True, "size_bytes": sizes[name]}
+        total = len(json.dumps(mapping).encode())
+    return mapping
