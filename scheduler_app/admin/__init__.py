@@ -754,7 +754,6 @@ class JobRunAdmin(OperatorRunAdminMixin, TenantScopedAdmin):
         *OperatorRunAdminMixin.operator_filters[2:],
         "executor",
     ]
-    list_select_related = ["job", "tenant"]
     search_fields = ["job__name", "error", "node"]
     date_hierarchy = "scheduled_for"
     actions = ["cancel_selected", "stop_selected"]
@@ -765,7 +764,9 @@ class JobRunAdmin(OperatorRunAdminMixin, TenantScopedAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("job__tenant")
+        # Django's change list applies list_select_related only to a queryset without
+        # select_related, so everything the columns follow is named here.
+        return super().get_queryset(request).select_related("job__tenant", "tenant")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -165,6 +165,38 @@ def runs(jobs):
     return {"failed": JobRun.objects.get(pk=failed.pk), "running": running}
 
 
+def _run_list_queries(client, expected_rows):
+    client.get(url("jobrun"))  # warm caches (sessions, content types)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url("jobrun"))
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == expected_rows
+    return len(captured), [q["sql"][:100] for q in captured]
+
+
+def test_run_list_query_count_does_not_grow_with_rows(admin_client, client, tenant, other_tenant, make_job):
+    """Every column (job, tenant, error, waiting, …) comes from the page's one query:
+    the admin used to make one Tenant query per row."""
+    client.force_login(user_with(tenant, "viewer"))
+    mine = make_job("mine")
+    theirs = make_job("theirs", tenant=other_tenant)
+    counts = {}
+    made = 0
+    for per_tenant in (3, 20):
+        while made < per_tenant:
+            finished(mine, "failed", 50 - made, 1.0, error=f"boom {made}\nsecond line")
+            finished(theirs, "succeeded", 50 - made, 2.0)
+            made += 1
+        counts[per_tenant] = (
+            _run_list_queries(admin_client, 2 * per_tenant),
+            _run_list_queries(client, per_tenant),
+        )
+    (admin_few, sqls), (member_few, _) = counts[3]
+    (admin_many, more_sqls), (member_many, _) = counts[20]
+    assert admin_many == admin_few, more_sqls
+    assert member_many == member_few
+
+
 def test_run_list_shows_every_time_in_the_admins_zone(admin_client, runs, settings):
     settings.TIME_ZONE = "Asia/Shanghai"
     response = admin_client.get(url("jobrun"))
