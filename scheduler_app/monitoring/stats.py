@@ -287,26 +287,58 @@ def most_failing_jobs(runs: QuerySet, since: datetime, limit: int = 10) -> list[
 
 def last_runs_per_job(runs: QuerySet, job_ids: Iterable[int], per_job: int = 20) -> dict[int, list[Any]]:
     """The last ``per_job`` finished runs of each of ``job_ids`` (newest first), as
-    ``(finished_at, state, duration, run id)`` tuples: one query (a window function), so
-    a page of jobs never costs a query per job."""
-    ids = list(job_ids)
+    ``(finished_at, state, duration, run id)`` tuples: one query, so a page of jobs never
+    costs a query per job.
+
+    On PostgreSQL the query reads the jobs and, per job, an array of its newest
+    ``per_job`` finished runs (a correlated ``ORDER BY finished_at DESC LIMIT per_job``,
+    a short backward scan of ``jobrun_job_finished_idx``), so it reads at most
+    ``per_job`` runs per job however long the jobs' histories are. Elsewhere a window
+    function ranks the runs of the jobs."""
+    ids = list(dict.fromkeys(job_ids))
     if not ids:
         return {}
-    ranked = (
-        runs.filter(job_id__in=ids, finished_at__isnull=False)
-        .annotate(
-            rank=Window(
-                RowNumber(), partition_by=[F("job_id")], order_by=[F("finished_at").desc(), F("pk").desc()]
+    finished = runs.filter(finished_at__isnull=False)
+    rows: Iterable[Any]
+    if connection.vendor == "postgresql":
+        rows = _last_runs_postgresql(finished, ids, per_job)
+    else:
+        rows = (
+            finished.filter(job_id__in=ids)
+            .annotate(
+                rank=Window(
+                    RowNumber(),
+                    partition_by=[F("job_id")],
+                    order_by=[F("finished_at").desc(), F("pk").desc()],
+                )
             )
+            .filter(rank__lte=per_job)
+            .order_by("job_id", "rank")
+            .values_list("job_id", "finished_at", "state", "duration", "pk")
         )
-        .filter(rank__lte=per_job)
-        .order_by("job_id", "rank")
-        .values_list("job_id", "finished_at", "state", "duration", "pk")
-    )
     out: dict[int, list[Any]] = {i: [] for i in ids}
-    for job_id, finished_at, state, duration, pk in ranked:
+    for job_id, finished_at, state, duration, pk in rows:
         out[job_id].append((finished_at, state, duration, pk))
     return out
+
+
+def _last_runs_postgresql(finished: QuerySet, ids: list[int], per_job: int) -> Iterable[Any]:
+    from django.contrib.postgres.expressions import ArraySubquery
+    from django.db.models import OuterRef
+    from django.db.models.functions import JSONObject
+
+    from scheduler_app.models import Job
+
+    newest = (
+        finished.filter(job_id=OuterRef("pk"))
+        .order_by("-finished_at", "-pk")
+        .values(r=JSONObject(f="finished_at", s="state", d="duration", i="pk"))[:per_job]
+    )
+    for job_id, recent in (
+        Job.objects.filter(pk__in=ids).annotate(recent=ArraySubquery(newest)).values_list("pk", "recent")
+    ):
+        for run in recent:
+            yield job_id, datetime.fromisoformat(run["f"]), run["s"], run["d"], run["i"]
 
 
 def durations_of(rows: Sequence[Any]) -> dict[str, float | None]:
