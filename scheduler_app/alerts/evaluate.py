@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from scheduler_app.alerts import payloads
 from scheduler_app.models import (
+    FAILURE_STATES,
     AlertIncident,
     AlertOutbox,
     AlertRule,
@@ -37,7 +38,7 @@ FAILURE_EVENTS = {"failed", "retrying", "timed_out", "lost"}
 def run_events(run: JobRun) -> list[str]:
     """The events a recorded run stands for, most specific first."""
     state = run.state
-    if state in (RunState.FAILED, RunState.TIMED_OUT, RunState.LOST):
+    if state in FAILURE_STATES:  # the one definition the dashboard and job list count by
         events = [] if state == RunState.FAILED else [str(state)]
         events.append("failed" if run.is_final else "retrying")
         return events

@@ -23,7 +23,15 @@ from scheduler_app.models.jobs import (
     ThrottlePolicy,
 )
 from scheduler_app.models.nodes import Lease, Node, NodeState
-from scheduler_app.models.runs import ConfigVersion, JobRun, JobRunLog, RunReason, RunState
+from scheduler_app.models.runs import (
+    FAILURE_STATES,
+    ConfigVersion,
+    JobRun,
+    JobRunLog,
+    RunReason,
+    RunState,
+    failure_q,
+)
 from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
 
@@ -62,4 +70,6 @@ __all__ = [
     "RunReason",
     "RunState",
     "Tenant",
+    "FAILURE_STATES",
+    "failure_q",
 ]
