@@ -371,3 +371,21 @@ def test_next_fire_comes_from_the_django_job_store_when_it_holds_one(admin_clien
     assert "2030-01-02 09:00:05 +08:00 (Asia/Shanghai)" in admin_client.get(url("job")).content.decode()
     assert rows["flaky"]._next_fire > timezone.now()  # not in the store: computed from its trigger
     assert sum(DjangoJob._meta.db_table in sql for sql in sqls) == 1  # one query for the page
+
+
+def test_run_list_job_filter_offers_scoped_jobs_by_name_up_to_a_cap(
+    client, tenant, other_tenant, make_job, monkeypatch
+):
+    from scheduler_app.admin.base import ScopedChoicesFilter
+
+    monkeypatch.setattr(ScopedChoicesFilter, "cap", 3)
+    client.force_login(user_with(tenant, "viewer"))
+    mine = [make_job(f"job-{i}") for i in range(5)]
+    make_job("theirs", tenant=other_tenant)
+    for job in mine:
+        finished(job, "succeeded", 5, 1.0)
+    response = client.get(url("jobrun") + f"?job__id__exact={mine[4].pk}")
+    assert [r.job.name for r in response.context["cl"].result_list] == ["job-4"]
+    (spec,) = [f for f in response.context["cl"].filter_specs if getattr(f, "field_path", "") == "job"]
+    offered = [label for _pk, label in spec.lookup_choices]
+    assert offered == ["job-0", "job-1", "job-2", "job-4"]  # the cap by name, plus the chosen one
