@@ -37,7 +37,7 @@ from scheduler_app.models import Job, JobRun, RunState  # noqa: E402
 
 
 def cmd_jobs(args: argparse.Namespace) -> dict:
-    """Interval jobs of demo.noop on the thread executor. With --spread, job i gets
+    """Interval jobs of --task (demo.noop) with --kwargs, no retries, on the thread executor. With --spread, job i gets
     start = base + i * interval / count, so fires are spread evenly over each interval
     (≈ count/interval runs per second); without it the trigger is exactly
     {"type": "interval", "seconds": S} (phase = the job's created_at)."""
@@ -50,7 +50,16 @@ def cmd_jobs(args: argparse.Namespace) -> dict:
         if args.spread:
             start = args.base + i * args.interval / args.count
             trigger["start"] = datetime.fromtimestamp(start, UTC).isoformat()
-        batch.append(Job(tenant=tenant, name=f"bench-{i:06d}", task="demo.noop", trigger=trigger))
+        batch.append(
+            Job(
+                tenant=tenant,
+                name=f"bench-{i:06d}",
+                task=args.task,
+                kwargs=json.loads(args.kwargs),
+                retry_max_attempts=1,
+                trigger=trigger,
+            )
+        )
         if len(batch) >= 5000:
             Job.objects.bulk_create(batch, batch_size=5000)
             created += len(batch)
@@ -95,6 +104,37 @@ def cmd_burst(args: argparse.Namespace) -> dict:
     }
 
 
+def cmd_alert_rule(args: argparse.Namespace) -> dict:
+    """A webhook channel to --url and a tenant-wide rule on failed runs (through the
+    services, as an operator would make them)."""
+    from scheduler_app import services
+    from scheduler_app.models import AlertChannel, AlertRule
+
+    tenant = _tenant()
+    channel = services.save_channel(
+        AlertChannel(tenant=tenant, name="bench-hook", type="webhook", config={"url": args.url}),
+        secret="bench-secret",
+    )
+    services.save_rule(
+        AlertRule(tenant=tenant, name="bench failures", events=["failed"], throttle_seconds=3600),
+        channels=[channel],
+    )
+    return {"channel": channel.pk}
+
+
+def cmd_alerts(args: argparse.Namespace) -> dict:
+    from django.db.models import Count
+
+    from scheduler_app.models import AlertIncident, AlertOutbox
+
+    return {
+        "outbox": dict(AlertOutbox.objects.values_list("state").annotate(n=Count("pk")).order_by()),
+        "alert_ids": list(map(str, AlertOutbox.objects.values_list("alert_id", flat=True))),
+        "incidents": AlertIncident.objects.count(),
+        "jobs_alerted": AlertOutbox.objects.values("job_id").distinct().count(),
+    }
+
+
 def cmd_runs(args: argparse.Namespace) -> dict:
     rows = []
     for job_id, sched, started, finished, state, reason, error in (
@@ -125,13 +165,25 @@ def main() -> None:
     p.add_argument("--interval", type=int, default=10)
     p.add_argument("--spread", action="store_true")
     p.add_argument("--base", type=float, default=0.0)
+    p.add_argument("--task", default="demo.noop")
+    p.add_argument("--kwargs", default="{}", help="the jobs' kwargs, JSON")
+    p = sub.add_parser("alert-rule")
+    p.add_argument("--url", required=True)
+    sub.add_parser("alerts")
     p = sub.add_parser("burst")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--mode", choices=["bulk", "runnow"], default="bulk")
     p = sub.add_parser("runs")
     p.add_argument("--out", required=True)
     args = parser.parse_args()
-    result = {"jobs": cmd_jobs, "burst": cmd_burst, "runs": cmd_runs}[args.cmd](args)
+    commands = {
+        "jobs": cmd_jobs,
+        "burst": cmd_burst,
+        "runs": cmd_runs,
+        "alert-rule": cmd_alert_rule,
+        "alerts": cmd_alerts,
+    }
+    result = commands[args.cmd](args)
     print(json.dumps(result))
 
 

@@ -1,7 +1,8 @@
 """The operator's job list and the chart on a job's page.
 
 Columns: next fire time (in the job's zone, seconds and offset), last run (state and
-time), successes and failures in the last 24 h, p50/p95 duration over the last
+time), successes and failures in the last 24 h (failures as the ``failed`` alert counts
+them: :func:`~scheduler_app.models.failure_q`), p50/p95 duration over the last
 :data:`DURATION_RUNS` finished runs.
 
 Queries stay bounded whatever the page size: the last run and the 24 h counts are
@@ -19,7 +20,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
@@ -33,7 +34,7 @@ from scheduler_app import display
 from scheduler_app.admin import charts
 from scheduler_app.conf import app_settings
 from scheduler_app.engine import triggerspec
-from scheduler_app.models import CalendarDate, Job, JobRun, RunState
+from scheduler_app.models import CalendarDate, Job, JobRun, RunState, failure_q
 from scheduler_app.monitoring import stats
 
 #: Finished runs per job the p50/p95 duration columns are computed over.
@@ -42,9 +43,9 @@ DURATION_RUNS = 50
 CHART_RUNS = 50
 
 
-def _count_since(since: datetime, states: Any) -> Coalesce:
+def _count_since(since: datetime, which: Q) -> Coalesce:
     rows = (
-        JobRun.objects.filter(job=OuterRef("pk"), finished_at__gte=since, state__in=states)
+        JobRun.objects.filter(which, job=OuterRef("pk"), finished_at__gte=since)
         .order_by()
         .values("job")
         .annotate(n=Count("pk"))
@@ -60,8 +61,8 @@ def annotate_jobs(queryset: QuerySet, now: datetime) -> QuerySet:
     return queryset.annotate(
         _last_state=Subquery(last.values("state")[:1]),
         _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
-        _ok_24h=_count_since(since, [RunState.SUCCEEDED]),
-        _failed_24h=_count_since(since, list(stats.FAILURE_STATES)),
+        _ok_24h=_count_since(since, Q(state=RunState.SUCCEEDED)),
+        _failed_24h=_count_since(since, failure_q()),
     )
 
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from scheduler_app.alerts import payloads
 from scheduler_app.models import (
+    FAILURE_STATES,
     AlertIncident,
     AlertOutbox,
     AlertRule,
@@ -37,7 +40,7 @@ FAILURE_EVENTS = {"failed", "retrying", "timed_out", "lost"}
 def run_events(run: JobRun) -> list[str]:
     """The events a recorded run stands for, most specific first."""
     state = run.state
-    if state in (RunState.FAILED, RunState.TIMED_OUT, RunState.LOST):
+    if state in FAILURE_STATES:  # the one definition the dashboard and job list count by
         events = [] if state == RunState.FAILED else [str(state)]
         events.append("failed" if run.is_final else "retrying")
         return events
@@ -128,7 +131,8 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
     """Write the outbox rows the recorded ``runs`` cause, in the current transaction
     (the one recording them). Each run must have its ``job`` loaded. Returns how many
     alerts were written. Bounded: two queries for the rules, one for open incidents,
-    one bulk insert, whatever the batch size."""
+    one bulk insert and one update of the suppressed counts, whatever the batch size
+    (plus one insert per incident a batch opens: a job's first failure)."""
     if not runs:
         return 0
     now = now or timezone.now()
@@ -158,6 +162,7 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
         exclude=[run.pk for run in runs],
     )
     rows: list[AlertOutbox] = []
+    suppressed: Counter[int] = Counter()
     for rule, run in pairs:
         if run.state == RunState.SUCCEEDED:
             rows += _on_success(rule, run, now, open_incidents, baselines)
@@ -167,9 +172,10 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
             continue
         event = events[0]
         kind = FAILURE if event in FAILURE_EVENTS else event
-        if not _open_or_remind(rule, run.job, kind, now, open_incidents):
+        if not _open_or_remind(rule, run.job, kind, now, open_incidents, suppressed):
             continue
         rows += outbox_rows(rule, event, run.job, run, now)
+    count_suppressed(suppressed)
     if rows:
         AlertOutbox.objects.bulk_create(rows)
         announce()
@@ -245,9 +251,12 @@ def _open_or_remind(
     kind: str,
     now: datetime,
     open_incidents: dict[tuple[int, int, str], AlertIncident],
+    suppressed: Counter[int] | None = None,
 ) -> bool:
     """Open an incident (True: alert), or count a suppressed alert on the open one
-    (False), unless its throttle window has passed (True: a reminder)."""
+    (False), unless its throttle window has passed (True: a reminder). With
+    ``suppressed``, the count is only added there (incident id -> n), for the caller to
+    write in one statement with :func:`count_suppressed`."""
     key = (rule.pk, job.pk, kind)
     incident = open_incidents.get(key)
     if incident is None:
@@ -268,9 +277,22 @@ def _open_or_remind(
         AlertIncident.objects.filter(pk=incident.pk).update(last_alert_at=now)
         incident.last_alert_at = now
         return True
-    AlertIncident.objects.filter(pk=incident.pk).update(suppressed=incident.suppressed + 1)
     incident.suppressed += 1
+    if suppressed is not None:
+        suppressed[incident.pk] += 1
+    else:
+        AlertIncident.objects.filter(pk=incident.pk).update(suppressed=F("suppressed") + 1)
     return False
+
+
+def count_suppressed(suppressed: Counter[int]) -> None:
+    """Add the suppressed alerts to their incidents: one UPDATE per distinct count
+    (one in practice: each job fails once per batch), never one per failure."""
+    by_count: dict[int, list[int]] = {}
+    for pk, n in suppressed.items():
+        by_count.setdefault(n, []).append(pk)
+    for n, pks in by_count.items():
+        AlertIncident.objects.filter(pk__in=pks).update(suppressed=F("suppressed") + n)
 
 
 def outbox_rows(

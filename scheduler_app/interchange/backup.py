@@ -4,7 +4,8 @@ A backup holds tenants, the users and Django groups that memberships, object
 permissions and job versions refer to, memberships, job groups, calendars with their
 dates, jobs (every field), dependencies, job versions, django-guardian object
 permissions on jobs and job groups, alert channels and alert rules and, with
-``with_runs``, the run history (per-job alert mutes are a field of the job). Objects are
+``with_runs``, the run history with each run's captured log, as stored (secrets
+masked) (per-job alert mutes are a field of the job). Objects are
 keyed by natural keys (tenant slug + name, username, group name), never by database ids,
 so a backup restores into any database.
 
@@ -71,6 +72,7 @@ from scheduler_app.models import (
     JobDependency,
     JobGroup,
     JobRun,
+    JobRunLog,
     JobVersion,
     Membership,
     Tenant,
@@ -425,6 +427,12 @@ def _object_permissions(
     return rows
 
 
+#: A run's captured log (``JobRunLog``) rides with the run as ``"log"``: the text as
+#: stored, i.e. with the run's secrets already masked (nothing is unmasked to back up).
+LOG = "captured_log__"
+LOG_FIELDS = ("text", "lines_total", "lines_dropped", "updated_at")
+
+
 def _runs() -> Iterator[dict[str, Any]]:
     fields = _plain_fields(JobRun)
     ref = "triggered_by__"
@@ -435,12 +443,20 @@ def _runs() -> Iterator[dict[str, Any]]:
         f"{ref}job__name",
         f"{ref}scheduled_for",
         f"{ref}attempt",
+        *[f"{LOG}{name}" for name in LOG_FIELDS],
         *[f.name for f in fields],
     )
     for row in qs.iterator(chunk_size=2000):
         entry: dict[str, Any] = {"tenant": row["tenant__slug"], "job": row["job__name"]}
         for field in fields:
             entry[field.name] = _dump(field, row[field.name])
+        if row[f"{LOG}updated_at"] is not None:  # the run captured a log
+            entry["log"] = {
+                "text": row[f"{LOG}text"],
+                "lines_total": row[f"{LOG}lines_total"],
+                "lines_dropped": row[f"{LOG}lines_dropped"],
+                "updated_at": _when(row[f"{LOG}updated_at"]),
+            }
         if row[f"{ref}job__name"] is None:
             entry["triggered_by"] = None
         else:
@@ -1099,6 +1115,18 @@ class _Restorer:
         )
         self.counts["alert_rules"] = len(objs)
 
+    def _build_log(self, entry: Any, where: str) -> JobRunLog:
+        if not isinstance(entry, dict):
+            raise BackupError(f"{where}: must be null or an object with the run's log")
+        log = self._build(JobRunLog, entry, where, ())
+        if log.updated_at is None:
+            raise BackupError(f"{where}: updated_at: This field cannot be null.")
+        if log.lines_dropped > log.lines_total:
+            raise BackupError(
+                f"{where}: lines_dropped: {log.lines_dropped} is more than lines_total {log.lines_total}"
+            )
+        return log
+
     def _restore_runs(self, items: list[dict[str, Any]]) -> None:
         when_field = JobRun._meta.get_field("scheduled_for")
         keys: dict[tuple[Any, Any, datetime, int], int] = {}
@@ -1138,8 +1166,9 @@ class _Restorer:
                     f"{where_of(index, items[index])}: triggered_by: no run {ref_key[0]}/"
                     f"{ref_key[1]} @ {ref_key[2].isoformat()} #{ref_key[3]} in the file"
                 )
-        # ... then the runs, a chunk at a time (a history can be large).
+        # ... then the runs, a chunk at a time (a history can be large), with their logs.
         pks: list[int] = []
+        logs: list[tuple[JobRun, JobRunLog]] = []
         chunk = BATCH_SIZE * 10
         for start in range(0, len(items), chunk):
             objs = []
@@ -1147,11 +1176,17 @@ class _Restorer:
                 entry, where = items[index], where_of(index, items[index])
                 tenant = self._tenant(entry, where)
                 job = self._job(tenant, entry.get("job"), where)
-                run = self._build(JobRun, entry, where, ("tenant", "job", "triggered_by"))
+                run = self._build(JobRun, entry, where, ("tenant", "job", "triggered_by", "log"))
                 run.job, run.tenant = job, tenant
                 objs.append(run)
+                if entry.get("log") is not None:
+                    logs.append((run, self._build_log(entry["log"], f"{where}: log")))
             self._insert(JobRun, objs, "runs", offset=start)
             pks.extend(run.pk for run in objs)
+            for run, log in logs:
+                log.run_id = run.pk
+            JobRunLog.objects.bulk_create([log for _run, log in logs], batch_size=BATCH_SIZE)
+            logs = []
         links = [(pks[index], pks[keys[ref_key]]) for index, ref_key in refs]
         for start in range(0, len(links), BATCH_SIZE):
             batch = links[start : start + BATCH_SIZE]

@@ -24,7 +24,16 @@ from scheduler_app.models.jobs import (
     TriggerRule,
 )
 from scheduler_app.models.nodes import Lease, Node, NodeState
-from scheduler_app.models.runs import ConfigVersion, JobJoin, JobRun, JobRunLog, RunReason, RunState
+from scheduler_app.models.runs import (
+    FAILURE_STATES,
+    ConfigVersion,
+    JobJoin,
+    JobRun,
+    JobRunLog,
+    RunReason,
+    RunState,
+    failure_q,
+)
 from scheduler_app.models.tenants import Membership, Role, Tenant
 from scheduler_app.models.versions import JobVersion
 
@@ -65,4 +74,6 @@ __all__ = [
     "RunReason",
     "RunState",
     "Tenant",
+    "FAILURE_STATES",
+    "failure_q",
 ]

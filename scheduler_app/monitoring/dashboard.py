@@ -9,10 +9,12 @@ fifteen) whatever the number of jobs and runs."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from scheduler_app.engine import triggerspec
@@ -24,6 +26,12 @@ from scheduler_app.services import permissions
 #: bounds the page's work on installations with very many jobs.
 UPCOMING_JOBS_CAP = 2000
 UPCOMING_LIMIT = 20
+#: How long computed fire times are reused (per process and tenant scope) while no
+#: scoped job changed: the page polls every few seconds, and 2,000 triggers take a while.
+UPCOMING_CACHE_SECONDS = 30.0
+
+_upcoming_cache: dict[Any, tuple[float, list[dict]]] = {}
+_upcoming_lock = threading.Lock()
 
 
 def scoped_runs(user: Any) -> QuerySet:
@@ -38,13 +46,16 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def upcoming_fires(jobs: QuerySet, now: datetime, within: timedelta = timedelta(hours=1)) -> list[dict]:
+def upcoming_fires(
+    jobs: QuerySet, now: datetime, within: timedelta = timedelta(hours=1), limit: int | None = UPCOMING_LIMIT
+) -> list[dict]:
     """The next fire times in ``within`` of the schedulable jobs, soonest first: two
     queries (jobs, their calendars' excluded dates), then trigger arithmetic in Python."""
     candidates = list(
         jobs.schedulable()
         .exclude(trigger__type="manual")
         .select_related("tenant")
+        .only("pk", "name", "trigger", "created_at", "priority", "enabled", "paused", "tenant__slug")
         .order_by("-priority", "pk")[:UPCOMING_JOBS_CAP]
     )
     excluded: dict[int, list] = {}
@@ -77,8 +88,39 @@ def upcoming_fires(jobs: QuerySet, now: datetime, within: timedelta = timedelta(
             "at": _iso(at),
             "timezone": zone,
         }
-        for at, job, zone in fires[:UPCOMING_LIMIT]
+        for at, job, zone in fires[:limit]
     ]
+
+
+def cached_upcoming_fires(user: Any, jobs: QuerySet, now: datetime) -> list[dict]:
+    """:func:`upcoming_fires` for the next hour, reused for :data:`UPCOMING_CACHE_SECONDS`
+    while the scoped jobs are unchanged (one aggregate query tells: their number, newest
+    change and highest id), so polls do not recompute every trigger. What is reused is
+    computed for the hour and the cache time after it, and filtered to the hour from now."""
+    scope = "*" if permissions.sees_everything(user) else tuple(sorted(permissions.member_tenant_ids(user)))
+    state = jobs.aggregate(n=Count("pk"), changed=Max("updated_at"), last=Max("pk"))
+    key = (scope, state["n"], state["changed"], state["last"])
+    clock = time.monotonic()
+    with _upcoming_lock:
+        hit = _upcoming_cache.get(key)
+    if hit is None or hit[0] < clock:
+        ahead = timedelta(hours=1, seconds=UPCOMING_CACHE_SECONDS)
+        every = upcoming_fires(jobs, now, within=ahead, limit=None)
+        # What may still be shown until the entry expires: the fires of the cache time
+        # and the limit's worth after them.
+        soon = now + timedelta(seconds=UPCOMING_CACHE_SECONDS)
+        first_later = next(
+            (i for i, f in enumerate(every) if datetime.fromisoformat(f["at"]) > soon), len(every)
+        )
+        fires = every[: first_later + UPCOMING_LIMIT]
+        with _upcoming_lock:
+            for stale in [k for k, (until, _f) in _upcoming_cache.items() if until < clock]:
+                del _upcoming_cache[stale]
+            _upcoming_cache[key] = (clock + UPCOMING_CACHE_SECONDS, fires)
+    else:
+        fires = hit[1]
+    horizon = now + timedelta(hours=1)
+    return [f for f in fires if now < datetime.fromisoformat(f["at"]) <= horizon][:UPCOMING_LIMIT]
 
 
 def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[str, Any]:
@@ -122,6 +164,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
             "bucket_seconds": int(series.bucket.total_seconds()),
             "buckets": [_iso(b) for b in series.buckets],
             "counts": dict(series.counts),
+            "failures": list(series.failures),
             "failure_rate": list(series.failure_rates()),
         },
         "lateness": lateness,
@@ -156,7 +199,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
             }
             for r in stats.recent_failures(runs)
         ],
-        "upcoming": upcoming_fires(jobs, now),
+        "upcoming": cached_upcoming_fires(user, jobs, now),
         "nodes": [
             {
                 "name": n.name,

@@ -30,15 +30,16 @@ from django.db.models import (
     FloatField,
     Q,
     QuerySet,
+    Subquery,
+    Value,
     Window,
 )
-from django.db.models.functions import RowNumber, TruncDay, TruncHour, TruncMinute
+from django.db.models.functions import Coalesce, RowNumber, TruncDay, TruncHour, TruncMinute
 
-from scheduler_app.models import JobRun, RunState
+from scheduler_app.models import FAILURE_STATES, JobRun, RunState, failure_q
 
-#: States that count as a failure in rates and "recent failures".
-FAILURE_STATES = (RunState.FAILED, RunState.TIMED_OUT, RunState.LOST, RunState.INTERRUPTED)
-#: Rows read at most to compute one percentile without ``percentile_cont``.
+#: Runs a percentile is computed over at most: the newest of the window. Bounds the
+#: dashboard's work on long windows (7 days of a busy installation), on every database.
 SAMPLE_CAP = 20_000
 
 #: window name -> (length, bucket width, truncation function)
@@ -107,7 +108,8 @@ class Totals:
 
 def totals(runs: QuerySet, now: datetime, late_after: timedelta = timedelta(seconds=60)) -> Totals:
     """Running, queued (due / delayed), late (queued and due for longer than
-    ``late_after``) and the last 24 h's outcomes: two queries."""
+    ``late_after``) and the last 24 h's outcomes (failures as the ``failed`` alert
+    counts them: :func:`~scheduler_app.models.failure_q`): two queries."""
     live = runs.filter(state__in=(RunState.QUEUED, RunState.RUNNING)).aggregate(
         running=Count("pk", filter=Q(state=RunState.RUNNING)),
         queued_due=Count("pk", filter=Q(state=RunState.QUEUED, not_before__lte=now)),
@@ -115,7 +117,7 @@ def totals(runs: QuerySet, now: datetime, late_after: timedelta = timedelta(seco
         late=Count("pk", filter=Q(state=RunState.QUEUED, not_before__lte=now - late_after)),
     )
     day = runs.filter(finished_at__gte=now - timedelta(hours=24)).aggregate(
-        failed=Count("pk", filter=Q(state__in=FAILURE_STATES)),
+        failed=Count("pk", filter=failure_q()),
         succeeded=Count("pk", filter=Q(state=RunState.SUCCEEDED)),
         finished=Count("pk"),
     )
@@ -152,6 +154,8 @@ class Series:
     bucket: timedelta
     buckets: tuple[datetime, ...]
     counts: dict[str, tuple[int, ...]]
+    #: Failures per bucket (final failed / timed-out / lost runs, as alerts count them).
+    failures: tuple[int, ...] = ()
 
     def total(self, states: Iterable[str] | None = None) -> int:
         keys = list(states) if states is not None else list(self.counts)
@@ -159,8 +163,9 @@ class Series:
 
     def failure_rates(self) -> tuple[float | None, ...]:
         rates: list[float | None] = []
+        failures = self.failures or (0,) * len(self.buckets)
         for i in range(len(self.buckets)):
-            failed = sum(self.counts.get(s, (0,) * len(self.buckets))[i] for s in FAILURE_STATES)
+            failed = failures[i]
             ok = self.counts.get(RunState.SUCCEEDED, (0,) * len(self.buckets))[i]
             rates.append(None if not failed + ok else failed / (failed + ok))
         return tuple(rates)
@@ -176,7 +181,8 @@ def _floor(moment: datetime, width: timedelta) -> datetime:
 
 
 def runs_per_bucket(runs: QuerySet, now: datetime, window: str = "1h") -> Series:
-    """Finished runs by finish time bucket (UTC-aligned) and state: one query."""
+    """Finished runs by finish time bucket (UTC-aligned) and state, and the failures
+    among them: one query."""
     length, width, trunc = _window(window)
     last = _floor(now, width)
     count = int(length / width)
@@ -186,11 +192,12 @@ def runs_per_bucket(runs: QuerySet, now: datetime, window: str = "1h") -> Series
         runs.filter(finished_at__gte=start)
         .annotate(bucket=trunc("finished_at", tzinfo=UTC))
         .values("bucket", "state")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("pk"), failures=Count("pk", filter=failure_q()))
         .order_by()
     )
     index = {b: i for i, b in enumerate(buckets)}
     counts: dict[str, list[int]] = {}
+    failures = [0] * count
     for row in rows:
         bucket = row["bucket"]
         if bucket is None:
@@ -199,12 +206,14 @@ def runs_per_bucket(runs: QuerySet, now: datetime, window: str = "1h") -> Series
         if i is None:
             continue
         counts.setdefault(row["state"], [0] * count)[i] += row["n"]
+        failures[i] += row["failures"]
     return Series(
         window=window,
         start=start,
         bucket=width,
         buckets=buckets,
         counts={state: tuple(values) for state, values in counts.items()},
+        failures=tuple(failures),
     )
 
 
@@ -215,16 +224,27 @@ def _lateness_expression() -> Any:
     return ExpressionWrapper(F("started_at") - F("scheduled_for"), output_field=DurationField())
 
 
+def _newest_finished(runs: QuerySet, since: datetime) -> QuerySet:
+    """The runs that finished since ``since``, at most the newest :data:`SAMPLE_CAP`
+    (a backward scan of the ``finished_at`` index, never the whole window)."""
+    window = runs.filter(finished_at__gte=since)
+    # The finish time of the SAMPLE_CAP-th newest run (none in a quieter window): one
+    # uncorrelated subquery, which PostgreSQL evaluates once and uses as an index bound.
+    cutoff = window.order_by("-finished_at").values("finished_at")[SAMPLE_CAP - 1 : SAMPLE_CAP]
+    return window.filter(finished_at__gte=Coalesce(Subquery(cutoff), Value(since)))
+
+
 def lateness(runs: QuerySet, since: datetime) -> dict[str, float | None]:
-    """p50/p95 of how late runs started (started - scheduled), in seconds: one query."""
-    started = runs.filter(started_at__gte=since, started_at__isnull=False)
+    """p50/p95 of how late runs started (started - scheduled), in seconds, over the
+    newest :data:`SAMPLE_CAP` runs that finished since ``since``: one query."""
+    started = _newest_finished(runs, since).filter(started_at__isnull=False)
     if has_percentile_cont():
         from django.db.models.functions import Extract
 
         seconds = Extract(_lateness_expression(), "epoch")
         row = started.aggregate(p50=PercentileCont(seconds, 0.5), p95=PercentileCont(seconds, 0.95))
         return {"p50": _clip(row["p50"]), "p95": _clip(row["p95"])}
-    pairs = started.order_by("-started_at").values_list("started_at", "scheduled_for")[:SAMPLE_CAP]
+    pairs = started.values_list("started_at", "scheduled_for")
     values = [(s - f).total_seconds() for s, f in pairs]
     return {"p50": _clip(percentile(values, 0.5)), "p95": _clip(percentile(values, 0.95))}
 
@@ -244,14 +264,15 @@ class JobFigure:
 
 
 def slowest_jobs(runs: QuerySet, since: datetime, limit: int = 10) -> list[JobFigure]:
-    """Jobs by p95 duration of the runs that finished since ``since``: one query."""
-    finished = runs.filter(finished_at__gte=since, duration__isnull=False)
+    """Jobs by p95 duration over the newest :data:`SAMPLE_CAP` runs that finished since
+    ``since`` (all of them on all but the busiest windows): one query."""
+    finished = _newest_finished(runs, since).filter(duration__isnull=False)
     if has_percentile_cont():
         rows = (
             finished.values("job_id")
             .annotate(
                 n=Count("pk"),
-                failures=Count("pk", filter=Q(state__in=FAILURE_STATES)),
+                failures=Count("pk", filter=failure_q()),
                 p50=PercentileCont("duration", 0.5),
                 p95=PercentileCont("duration", 0.95),
             )
@@ -260,11 +281,9 @@ def slowest_jobs(runs: QuerySet, since: datetime, limit: int = 10) -> list[JobFi
         return [JobFigure(r["job_id"], r["n"], r["failures"], r["p50"], r["p95"]) for r in rows]
     per_job: dict[int, list[float]] = defaultdict(list)
     fails: dict[int, int] = defaultdict(int)
-    for job_id, duration, state in finished.order_by("-finished_at").values_list(
-        "job_id", "duration", "state"
-    )[:SAMPLE_CAP]:
+    for job_id, duration, state, final in finished.values_list("job_id", "duration", "state", "is_final"):
         per_job[job_id].append(duration)
-        fails[job_id] += state in FAILURE_STATES
+        fails[job_id] += final and state in FAILURE_STATES
     figures = [
         JobFigure(j, len(v), fails[j], percentile(v, 0.5), percentile(v, 0.95)) for j, v in per_job.items()
     ]
@@ -278,7 +297,7 @@ def most_failing_jobs(runs: QuerySet, since: datetime, limit: int = 10) -> list[
     rows = (
         runs.filter(finished_at__gte=since)
         .values("job_id")
-        .annotate(failures=Count("pk", filter=Q(state__in=FAILURE_STATES)), n=Count("pk"))
+        .annotate(failures=Count("pk", filter=failure_q()), n=Count("pk"))
         .filter(failures__gt=0)
         .order_by("-failures", "job_id")[:limit]
     )
@@ -287,26 +306,58 @@ def most_failing_jobs(runs: QuerySet, since: datetime, limit: int = 10) -> list[
 
 def last_runs_per_job(runs: QuerySet, job_ids: Iterable[int], per_job: int = 20) -> dict[int, list[Any]]:
     """The last ``per_job`` finished runs of each of ``job_ids`` (newest first), as
-    ``(finished_at, state, duration, run id)`` tuples: one query (a window function), so
-    a page of jobs never costs a query per job."""
-    ids = list(job_ids)
+    ``(finished_at, state, duration, run id)`` tuples: one query, so a page of jobs never
+    costs a query per job.
+
+    On PostgreSQL the query reads the jobs and, per job, an array of its newest
+    ``per_job`` finished runs (a correlated ``ORDER BY finished_at DESC LIMIT per_job``,
+    a short backward scan of ``jobrun_job_finished_idx``), so it reads at most
+    ``per_job`` runs per job however long the jobs' histories are. Elsewhere a window
+    function ranks the runs of the jobs."""
+    ids = list(dict.fromkeys(job_ids))
     if not ids:
         return {}
-    ranked = (
-        runs.filter(job_id__in=ids, finished_at__isnull=False)
-        .annotate(
-            rank=Window(
-                RowNumber(), partition_by=[F("job_id")], order_by=[F("finished_at").desc(), F("pk").desc()]
+    finished = runs.filter(finished_at__isnull=False)
+    rows: Iterable[Any]
+    if connection.vendor == "postgresql":
+        rows = _last_runs_postgresql(finished, ids, per_job)
+    else:
+        rows = (
+            finished.filter(job_id__in=ids)
+            .annotate(
+                rank=Window(
+                    RowNumber(),
+                    partition_by=[F("job_id")],
+                    order_by=[F("finished_at").desc(), F("pk").desc()],
+                )
             )
+            .filter(rank__lte=per_job)
+            .order_by("job_id", "rank")
+            .values_list("job_id", "finished_at", "state", "duration", "pk")
         )
-        .filter(rank__lte=per_job)
-        .order_by("job_id", "rank")
-        .values_list("job_id", "finished_at", "state", "duration", "pk")
-    )
     out: dict[int, list[Any]] = {i: [] for i in ids}
-    for job_id, finished_at, state, duration, pk in ranked:
+    for job_id, finished_at, state, duration, pk in rows:
         out[job_id].append((finished_at, state, duration, pk))
     return out
+
+
+def _last_runs_postgresql(finished: QuerySet, ids: list[int], per_job: int) -> Iterable[Any]:
+    from django.contrib.postgres.expressions import ArraySubquery
+    from django.db.models import OuterRef
+    from django.db.models.functions import JSONObject
+
+    from scheduler_app.models import Job
+
+    newest = (
+        finished.filter(job_id=OuterRef("pk"))
+        .order_by("-finished_at", "-pk")
+        .values(r=JSONObject(f="finished_at", s="state", d="duration", i="pk"))[:per_job]
+    )
+    for job_id, recent in (
+        Job.objects.filter(pk__in=ids).annotate(recent=ArraySubquery(newest)).values_list("pk", "recent")
+    ):
+        for run in recent:
+            yield job_id, datetime.fromisoformat(run["f"]), run["s"], run["d"], run["i"]
 
 
 def durations_of(rows: Sequence[Any]) -> dict[str, float | None]:
@@ -323,7 +374,7 @@ def outcomes_since(runs: QuerySet, job_ids: Iterable[int], since: datetime) -> d
         .values("job_id")
         .annotate(
             ok=Count("pk", filter=Q(state=RunState.SUCCEEDED)),
-            failed=Count("pk", filter=Q(state__in=FAILURE_STATES)),
+            failed=Count("pk", filter=failure_q()),
         )
         .order_by()
     )
@@ -334,9 +385,10 @@ def outcomes_since(runs: QuerySet, job_ids: Iterable[int], since: datetime) -> d
 
 
 def recent_failures(runs: QuerySet, limit: int = 10) -> list[JobRun]:
-    """The latest final failures with their job: one query."""
+    """The latest failures (:func:`~scheduler_app.models.failure_q`) with their job:
+    one query."""
     return list(
-        runs.filter(state__in=FAILURE_STATES, finished_at__isnull=False)
+        runs.filter(failure_q(), finished_at__isnull=False)
         .select_related("job", "tenant")
         .order_by("-finished_at", "-pk")[:limit]
     )

@@ -80,3 +80,99 @@ def test_run_page_reads_in_both_themes(site, browser, theme):
     chart_fg = rgb(style(browser, chart, "color"))
     page_bg = rgb(style(browser, "body", "backgroundColor"))
     assert contrast(chart_fg, page_bg) >= 4.5, (theme, chart_fg, page_bg)
+
+
+def _history(make_job, tenant):
+    """An hour of a small installation: jobs that succeed, one that fails now and then
+    with an error, a slow one, one running now, and cron jobs due within the hour."""
+    from scheduler_app.models import Node
+
+    now = timezone.now()
+    jobs = {
+        name: make_job(name, trigger={"type": "cron", "expression": cron})
+        for name, cron in [
+            ("export-orders", "*/5 * * * *"),
+            ("sync-rates", "*/2 * * * *"),
+            ("nightly-report", "0 * * * *"),
+            ("partner-feed", "*/10 * * * *"),
+        ]
+    }
+    for minute in range(58, 0, -1):
+        at = now - dt.timedelta(minutes=minute)
+        for name, job in jobs.items():
+            if minute % {"export-orders": 1, "sync-rates": 2, "nightly-report": 15, "partner-feed": 3}[name]:
+                continue
+            failing = name == "partner-feed" and minute % 9 == 0
+            duration = {"nightly-report": 40.0 + minute % 7, "sync-rates": 0.4}.get(
+                name, 1.5 + minute % 4 / 2
+            )
+            _run(
+                job,
+                state="failed" if failing else "succeeded",
+                is_final=True,
+                scheduled_for=at - dt.timedelta(seconds=duration + 0.3 + minute % 5),
+                started_at=at - dt.timedelta(seconds=duration),
+                finished_at=at,
+                duration=duration,
+                node="web-1:4242",
+                error="ConnectionError: partner API answered 503" if failing else "",
+                traceback="",
+            )
+    _run(
+        jobs["nightly-report"],
+        state="running",
+        scheduled_for=now - dt.timedelta(seconds=12),
+        started_at=now - dt.timedelta(seconds=11),
+        finished_at=None,
+        duration=None,
+        error="",
+        node="web-1:4242",
+    )
+    Node.objects.create(
+        name="web-1:4242",
+        host="web-1",
+        incarnation="shot",
+        capacity={"thread": 10},
+        used={"thread": 1},
+        state="active",
+        started_at=now - dt.timedelta(hours=3),
+        heartbeat_at=now,
+        load=0.4,
+    )
+    return jobs
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_dashboard_reads_in_both_themes_and_updates_itself(site, browser, make_job, tenant, theme):
+    """With an hour of real rows: tiles, the charts (inline SVG, no network) and the
+    tables render, text on the page keeps its contrast in the theme, and the page
+    fetches fresh figures by itself; the README's screenshots come from here."""
+    base, _job = site
+    _history(make_job, tenant)
+    browser.get(base + "/admin/scheduler_app/dashboard/")
+    set_theme(browser, theme)
+    assert "Server Error" not in browser.title
+    tiles = {
+        tile.get_attribute("data-figure"): tile.find_element("css selector", ".sa-tile-value").text
+        for tile in browser.find_elements("css selector", ".sa-tile")
+    }
+    assert tiles["running"] == "1" and tiles["failed_24h"] == "6" and tiles["nodes_alive"] == "1"
+    charts = browser.find_elements("css selector", "#sa-dashboard-panels svg.sa-chart")
+    assert len(charts) >= 3 and all(c.size["width"] > 100 for c in charts)
+    text = browser.find_element("css selector", "#content").text
+    assert "ConnectionError: partner API answered 503" in text and "nightly-report" in text
+    page_bg = rgb(style(browser, "body", "backgroundColor"))
+    for selector in ("#sa-dashboard-panels svg.sa-chart", ".sa-tile-value", ".sa-error-line"):
+        assert contrast(rgb(style(browser, selector, "color")), page_bg) >= 4.5, (theme, selector)
+    before = browser.find_element("css selector", ".sa-tiles").get_attribute("data-generated")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = browser.find_element("css selector", ".sa-tiles").get_attribute("data-generated")
+        if now != before:
+            break
+        time.sleep(0.5)
+    assert now != before, "the dashboard did not refresh itself"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1280, 1500)
+    browser.save_screenshot(str(SHOTS / f"dashboard-{theme}.png"))
+    browser.set_window_size(1280, 1000)

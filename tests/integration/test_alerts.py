@@ -497,3 +497,39 @@ def test_retrying_and_interrupted_signals_and_alerts(tenant, make_job, hook):
         (signals.run_interrupted, "interrupted", False),
     ]
     assert sorted(AlertOutbox.objects.values_list("event", flat=True)) == ["interrupted", "retrying"]
+
+
+@pytest.mark.django_db
+def test_suppressed_failures_cost_the_same_statements_whatever_the_batch(tenant, make_job):
+    """A job failing every second under an open incident must not cost one UPDATE per
+    failure in the outcome's transaction: the suppressed counts are one statement."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler_app.alerts import evaluate
+
+    channel = webhook_channel(tenant, "http://127.0.0.1:9/hook")
+    rule(tenant, [channel], events=["failed"])
+    jobs = [make_job(f"flaky-{i}", retry_max_attempts=1) for i in range(12)]
+    for job in jobs:
+        finish(job, "failed")  # opens each job's incident
+    assert AlertIncident.objects.filter(closed_at__isnull=True).count() == 12
+    statements = {}
+    for size in (3, 12):
+        later = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=size)
+        runs = []
+        for job in jobs[:size]:
+            run = JobRun.objects.create(
+                job=job,
+                scheduled_for=later,
+                state=RunState.FAILED,
+                is_final=True,
+                finished_at=later,
+                not_before=later,
+            )
+            runs.append(run)
+        with CaptureQueriesContext(connection) as captured:
+            assert evaluate.on_outcome(runs) == 0  # all suppressed
+        statements[size] = len(captured)
+    assert statements[3] == statements[12], statements
+    assert sorted(AlertIncident.objects.values_list("suppressed", flat=True)) == [1] * 9 + [2] * 3

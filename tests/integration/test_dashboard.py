@@ -94,3 +94,68 @@ def test_non_member_is_refused(client, rows):
     user = get_user_model().objects.create_user("bob", password="x", is_staff=True)
     client.force_login(user)
     assert client.get(DATA).status_code == 403
+
+
+# Each run of its own job (an open incident would fold a job's later failures into one
+# alert): (state, final, counted as a failure).
+OUTCOMES = [
+    ("failed", True, True),
+    ("timed_out", True, True),
+    ("lost", True, True),
+    ("failed", False, False),  # retried: a `retrying` alert, not `failed`
+    ("timed_out", False, False),
+    ("lost", False, False),
+    ("interrupted", False, False),  # re-queued when its node starts again
+    ("cancelled", True, False),
+    ("skipped", True, False),
+    ("succeeded", True, False),
+]
+
+
+def test_dashboard_and_job_list_count_failures_as_the_failed_alert_fires(admin_client, make_job, tenant):
+    from scheduler_app import services
+    from scheduler_app.alerts import evaluate
+    from scheduler_app.models import AlertChannel, AlertOutbox, AlertRule
+
+    channel = services.save_channel(
+        AlertChannel(tenant=tenant, name="hook", type="webhook", config={"url": "http://127.0.0.1:9/x"})
+    )
+    services.save_rule(AlertRule(tenant=tenant, name="all failures", events=["failed"]), channels=[channel])
+    runs = []
+    for i, (state, final, _counted) in enumerate(OUTCOMES):
+        run = finished(make_job(f"job-{i}-{state}"), state, 15 - i, 1.0, error=f"{state} {i}")
+        JobRun.objects.filter(pk=run.pk).update(is_final=final)
+        run.refresh_from_db()
+        runs.append(run)
+    evaluate.on_outcome(runs)
+    alerted = set(AlertOutbox.objects.filter(event="failed").values_list("run_id", flat=True))
+    expected = {run.pk for run, (_s, _f, counted) in zip(runs, OUTCOMES, strict=True) if counted}
+    assert alerted == expected
+
+    data = admin_client.get(DATA, {"window": "1h"}).json()
+    assert {f["run_id"] for f in data["recent_failures"]} == expected
+    assert data["totals"]["failed_24h"] == len(expected)
+    assert data["totals"]["failure_rate_24h"] == pytest.approx(len(expected) / (len(expected) + 1))
+    assert sum(f["failures"] for f in data["failing_jobs"]) == len(expected)
+    assert sum(data["series"]["failures"]) == len(expected)
+    assert data["series"]["failure_rate"].count(1.0) == len(expected)  # one run a bucket at most
+
+    listed = admin_client.get("/admin/scheduler_app/job/").context["cl"].result_list
+    failed_jobs = {job.name for job in listed if job._failed_24h}
+    assert failed_jobs == {run.job.name for run in runs if run.pk in expected}
+
+
+def test_upcoming_fires_are_reused_between_polls_but_follow_job_changes(admin_client, make_job):
+    from scheduler_app import services
+
+    every_minute = {"type": "cron", "expression": "* * * * *"}
+    first = make_job("first", trigger=every_minute)
+
+    def upcoming():
+        return {u["job"] for u in admin_client.get(DATA, {"window": "1h"}).json()["upcoming"]}
+
+    assert upcoming() == {"first"}
+    make_job("second", trigger=every_minute)
+    assert upcoming() == {"first", "second"}
+    services.pause_jobs([first])
+    assert upcoming() == {"second"}

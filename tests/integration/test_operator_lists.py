@@ -165,6 +165,38 @@ def runs(jobs):
     return {"failed": JobRun.objects.get(pk=failed.pk), "running": running}
 
 
+def _run_list_queries(client, expected_rows):
+    client.get(url("jobrun"))  # warm caches (sessions, content types)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url("jobrun"))
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == expected_rows
+    return len(captured), [q["sql"][:100] for q in captured]
+
+
+def test_run_list_query_count_does_not_grow_with_rows(admin_client, client, tenant, other_tenant, make_job):
+    """Every column (job, tenant, error, waiting, …) comes from the page's one query:
+    the admin used to make one Tenant query per row."""
+    client.force_login(user_with(tenant, "viewer"))
+    mine = make_job("mine")
+    theirs = make_job("theirs", tenant=other_tenant)
+    counts = {}
+    made = 0
+    for per_tenant in (3, 20):
+        while made < per_tenant:
+            finished(mine, "failed", 50 - made, 1.0, error=f"boom {made}\nsecond line")
+            finished(theirs, "succeeded", 50 - made, 2.0)
+            made += 1
+        counts[per_tenant] = (
+            _run_list_queries(admin_client, 2 * per_tenant),
+            _run_list_queries(client, per_tenant),
+        )
+    (admin_few, sqls), (member_few, _) = counts[3]
+    (admin_many, more_sqls), (member_many, _) = counts[20]
+    assert admin_many == admin_few, more_sqls
+    assert member_many == member_few
+
+
 def test_run_list_shows_every_time_in_the_admins_zone(admin_client, runs, settings):
     settings.TIME_ZONE = "Asia/Shanghai"
     response = admin_client.get(url("jobrun"))
@@ -339,3 +371,21 @@ def test_next_fire_comes_from_the_django_job_store_when_it_holds_one(admin_clien
     assert "2030-01-02 09:00:05 +08:00 (Asia/Shanghai)" in admin_client.get(url("job")).content.decode()
     assert rows["flaky"]._next_fire > timezone.now()  # not in the store: computed from its trigger
     assert sum(DjangoJob._meta.db_table in sql for sql in sqls) == 1  # one query for the page
+
+
+def test_run_list_job_filter_offers_scoped_jobs_by_name_up_to_a_cap(
+    client, tenant, other_tenant, make_job, monkeypatch
+):
+    from scheduler_app.admin.base import ScopedChoicesFilter
+
+    monkeypatch.setattr(ScopedChoicesFilter, "cap", 3)
+    client.force_login(user_with(tenant, "viewer"))
+    mine = [make_job(f"job-{i}") for i in range(5)]
+    make_job("theirs", tenant=other_tenant)
+    for job in mine:
+        finished(job, "succeeded", 5, 1.0)
+    response = client.get(url("jobrun") + f"?job__id__exact={mine[4].pk}")
+    assert [r.job.name for r in response.context["cl"].result_list] == ["job-4"]
+    (spec,) = [f for f in response.context["cl"].filter_specs if getattr(f, "field_path", "") == "job"]
+    offered = [label for _pk, label in spec.lookup_choices]
+    assert offered == ["job-0", "job-1", "job-2", "job-4"]  # the cap by name, plus the chosen one

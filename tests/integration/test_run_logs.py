@@ -225,6 +225,57 @@ def test_secrets_never_reach_the_stored_log_the_api_or_the_page(engine, make_job
     assert find_leaks(places, [SECRET, TOKEN]) == []
 
 
+def test_backup_with_runs_carries_the_logs_masked_and_restore_brings_them_back(engine, make_job, tmp_path):
+    import io
+    import json
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    node = engine()
+    job = make_job(
+        "secretive",
+        task="tests.log_lines",
+        kwargs={"label": "x", "count": 2},
+        secret_kwargs={"password": SECRET, "token": TOKEN},
+    )
+    logged = run_once(job)
+    run_once(make_job("quiet", task="demo.noop"))
+    node.shutdown(2)
+    before = stored(logged)
+    assert f"password={MASK}" in before.text
+
+    path = tmp_path / "backup.json"
+    call_command("backup", "-o", str(path), "--with-runs", stdout=io.StringIO())
+    text = path.read_text(encoding="utf-8")
+    assert find_leaks({"backup": text}, [SECRET, TOKEN]) == []
+    runs = {(r["job"], r["attempt"]): r for r in json.loads(text)["runs"]}
+    assert runs[("secretive", 1)]["log"]["text"] == before.text
+    assert "log" not in runs[("quiet", 1)]  # a run that logged nothing has no log row
+
+    call_command("flush", interactive=False, verbosity=0)
+    call_command("restore", str(path), stdout=io.StringIO())
+    restored = JobRunLog.objects.get(run__job__name="secretive")
+    assert (restored.text, restored.lines_total, restored.lines_dropped, restored.updated_at) == (
+        before.text,
+        before.lines_total,
+        before.lines_dropped,
+        before.updated_at,
+    )
+    assert not JobRunLog.objects.filter(run__job__name="quiet").exists()
+    again = tmp_path / "again.json"
+    call_command("backup", "-o", str(again), "--with-runs", stdout=io.StringIO())
+    assert json.loads(again.read_text())["runs"] == json.loads(text)["runs"]
+
+    doc = json.loads(text)
+    index = next(i for i, r in enumerate(doc["runs"]) if r["job"] == "secretive")
+    doc["runs"][index]["log"]["lines_dropped"] = 10**6
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    where = rf"runs\[{index}\] \(acme/secretive @ .*\): log: lines_dropped: 1000000 is more than lines_total"
+    with pytest.raises(CommandError, match=where):
+        call_command("restore", str(path), "--replace", stdout=io.StringIO())
+
+
 # -- the store: fencing, the race with the outcome, a bounded number of statements -------
 
 
