@@ -183,7 +183,13 @@ SCHEDULER_APP = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {
+            # times with milliseconds and the UTC offset (logging's default has neither zone nor offset)
+            "()": "scheduler_app.logutils.OffsetTimeFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "scheduler_app": {"handlers": ["console"], "level": "INFO", "propagate": False},
