@@ -73,7 +73,7 @@ class Command(BaseCommand):
         self._print(report, dry_run, _("Imported %(file)s") % {"file": file})
 
     def _import_peer(
-        self, peer, *, file, dry_run, prune, tenant=None, map_file=None, skip_unmapped=False, **_
+        self, peer, *, file, dry_run, prune, tenant=None, map_file=None, skip_unmapped=False, **opts
     ):
         from scheduler_app.interchange import celerybeat, djangoapscheduler, peers
 
