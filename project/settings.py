@@ -149,7 +149,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
-LANGUAGE_CODE = "en"
+# The language of pages when the browser asks for none we ship, and of the management
+# commands (their help and messages; DJANGO_LANGUAGE_CODE=zh-hans for Chinese).
+LANGUAGE_CODE = os.environ.get("DJANGO_LANGUAGE_CODE", "en")
 # The languages we ship (scheduler_app/locale, project/locale); the switcher offers these.
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "project" / "locale"]
@@ -183,7 +185,13 @@ SCHEDULER_APP = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {
+            # times with milliseconds and the UTC offset (logging's default has neither zone nor offset)
+            "()": "scheduler_app.logutils.OffsetTimeFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "scheduler_app": {"handlers": ["console"], "level": "INFO", "propagate": False},

@@ -12,3 +12,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("metrics", metrics.MetricsView.as_view(), name="metrics"),
 ]
+
+# A clear page, not a bare "Bad Request (400)", when Django refuses a post before any view
+# (more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields, a body over DATA_UPLOAD_MAX_MEMORY_SIZE).
+handler400 = "scheduler_app.errorpages.bad_request"

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.utils.translation import gettext as _
 
 from scheduler_app.conf import DEFAULTS, SETTING_NAME, app_settings
 from scheduler_app.engine.runlog import MIN_MAX_BYTES as MIN_RUN_LOG_BYTES
@@ -50,16 +51,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if not isinstance(raw, dict):
         return [
             checks.Error(
-                f"{SETTING_NAME} must be a dict.",
-                hint=f"Set {SETTING_NAME} = {{...}} in your settings.",
+                _("%(setting)s must be a dict.") % {"setting": SETTING_NAME},
+                hint=_("Set %(setting)s = {...} in your settings.") % {"setting": SETTING_NAME},
                 id="scheduler_app.E000",
             )
         ]
     for key in app_settings.unknown_keys():
         errors.append(
             checks.Error(
-                f"Unknown setting {SETTING_NAME}[{key!r}].",
-                hint="Known settings: " + ", ".join(sorted(DEFAULTS)),
+                _("Unknown setting %(setting)s[%(key)r].") % {"setting": SETTING_NAME, "key": key},
+                hint=_("Known settings: %(names)s") % {"names": ", ".join(sorted(DEFAULTS))},
                 id="scheduler_app.E001",
             )
         )
@@ -67,16 +68,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if store not in JOB_STORES:
         errors.append(
             checks.Error(
-                f"{SETTING_NAME}['JOB_STORE'] is {store!r}, not a known job store.",
-                hint="Use one of: " + ", ".join(JOB_STORES),
+                _("%(setting)s['JOB_STORE'] is %(store)r, not a known job store.")
+                % {"setting": SETTING_NAME, "store": store},
+                hint=_("Use one of: %(names)s") % {"names": ", ".join(JOB_STORES)},
                 id="scheduler_app.E002",
             )
         )
     if store == "django" and "django_apscheduler" not in settings.INSTALLED_APPS:
         errors.append(
             checks.Error(
-                "The 'django' job store needs django_apscheduler in INSTALLED_APPS.",
-                hint="Add 'django_apscheduler' to INSTALLED_APPS and run migrate.",
+                _("The 'django' job store needs django_apscheduler in INSTALLED_APPS."),
+                hint=_("Add 'django_apscheduler' to INSTALLED_APPS and run migrate."),
                 id="scheduler_app.E003",
             )
         )
@@ -85,8 +87,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             errors.append(
                 checks.Error(
-                    f"{SETTING_NAME}[{key!r}] must be a positive number, not {value!r}.",
-                    hint=f"The default is {DEFAULTS[key]!r}.",
+                    _("%(setting)s[%(key)r] must be a positive number, not %(value)r.")
+                    % {"setting": SETTING_NAME, "key": key, "value": value},
+                    hint=_("The default is %(default)r.") % {"default": DEFAULTS[key]},
                     id="scheduler_app.E004",
                 )
             )
@@ -95,8 +98,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             errors.append(
                 checks.Error(
-                    f"{SETTING_NAME}[{key!r}] must be a whole number of at least 1, not {value!r}.",
-                    hint=f"The default is {DEFAULTS[key]!r}.",
+                    _("%(setting)s[%(key)r] must be a whole number of at least 1, not %(value)r.")
+                    % {"setting": SETTING_NAME, "key": key, "value": value},
+                    hint=_("The default is %(default)r.") % {"default": DEFAULTS[key]},
                     id="scheduler_app.E020",
                 )
             )
@@ -104,9 +108,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if isinstance(depth, int) and depth > MAX_SAFE_DEPTH:
         errors.append(
             checks.Error(
-                f"{SETTING_NAME}['MAX_JSON_DEPTH'] is {depth}; above {MAX_SAFE_DEPTH} parsing and "
-                "encoding such values may exhaust Python's recursion limit.",
-                hint=f"Use at most {MAX_SAFE_DEPTH} (the default is {DEFAULTS['MAX_JSON_DEPTH']}).",
+                _(
+                    "%(setting)s['MAX_JSON_DEPTH'] is %(depth)s; above %(safe)s parsing and "
+                    "encoding such values may exhaust Python's recursion limit."
+                )
+                % {"setting": SETTING_NAME, "depth": depth, "safe": MAX_SAFE_DEPTH},
+                hint=_("Use at most %(safe)s (the default is %(default)s).")
+                % {"safe": MAX_SAFE_DEPTH, "default": DEFAULTS["MAX_JSON_DEPTH"]},
                 id="scheduler_app.E021",
             )
         )
@@ -118,9 +126,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     ):
         errors.append(
             checks.Error(
-                f"{SETTING_NAME}['MAX_RUN_LOG_BYTES'] must be 0 (no captured logs) or a whole "
-                f"number of at least {MIN_RUN_LOG_BYTES}, not {log_bytes!r}.",
-                hint=f"The default is {DEFAULTS['MAX_RUN_LOG_BYTES']!r}.",
+                _(
+                    "%(setting)s['MAX_RUN_LOG_BYTES'] must be 0 (no captured logs) or a whole "
+                    "number of at least %(minimum)s, not %(value)r."
+                )
+                % {"setting": SETTING_NAME, "minimum": MIN_RUN_LOG_BYTES, "value": log_bytes},
+                hint=_("The default is %(default)r.") % {"default": DEFAULTS["MAX_RUN_LOG_BYTES"]},
                 id="scheduler_app.E022",
             )
         )
@@ -129,7 +140,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     for problem in crypto.key_problems():
         errors.append(
             checks.Error(
-                f"Secrets encryption: {problem}.",
+                _("Secrets encryption: %(problem)s.") % {"problem": problem},
                 hint=crypto.GENERATE_HINT,
                 id="scheduler_app.E010",
             )
@@ -138,7 +149,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if not isinstance(modules, list | tuple) or not all(isinstance(m, str) for m in modules):
         errors.append(
             checks.Error(
-                f"{SETTING_NAME}['TASK_MODULES'] must be a list of module paths.",
+                _("%(setting)s['TASK_MODULES'] must be a list of module paths.") % {"setting": SETTING_NAME},
                 id="scheduler_app.E005",
             )
         )
@@ -156,8 +167,8 @@ def check_code_jobs(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     except codejobs.CodeJobError as exc:
         return [
             checks.Error(
-                f"Jobs declared in code: {exc}.",
-                hint="Fix the @scheduler_app.task(schedule=...) declarations or SCHEDULER_APP['JOBS'].",
+                _("Jobs declared in code: %(error)s.") % {"error": exc},
+                hint=_("Fix the @scheduler_app.task(schedule=...) declarations or SCHEDULER_APP['JOBS']."),
                 id="scheduler_app.E070",
             )
         ]
@@ -173,7 +184,7 @@ def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     found: list[checks.CheckMessage] = [
         checks.Error(
             f"Plugin {problem.plugin!r} {problem.message}",
-            hint="Fix or uninstall the plugin, or remove it from SCHEDULER_APP['PLUGINS'].",
+            hint=_("Fix or uninstall the plugin, or remove it from SCHEDULER_APP['PLUGINS']."),
             id=f"scheduler_app.{problem.check_id}",
         )
         for problem in registry.problems
@@ -186,8 +197,8 @@ def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
         if os.geteuid() != 0:
             found.append(
                 checks.Error(
-                    "ISOLATED_USER and ISOLATED_NO_NETWORK need runscheduler to run as root.",
-                    hint="Run as root, or clear these settings.",
+                    _("ISOLATED_USER and ISOLATED_NO_NETWORK need runscheduler to run as root."),
+                    hint=_("Run as root, or clear these settings."),
                     id="scheduler_app.E035",
                 )
             )
@@ -203,15 +214,19 @@ def check_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     try:
         cluster_backend.node_tags()
     except ClusterError as exc:
-        errors.append(checks.Error(str(exc), hint="e.g. NODE_TAGS = ['gpu', 'eu']", id="scheduler_app.E050"))
+        errors.append(
+            checks.Error(str(exc), hint=_("e.g. NODE_TAGS = ['gpu', 'eu']"), id="scheduler_app.E050")
+        )
     try:
         cluster_backend.timings()
     except (ClusterError, TypeError, ValueError) as exc:
         errors.append(
             checks.Error(
                 str(exc),
-                hint="Defaults: HEARTBEAT_INTERVAL 5, SELF_FENCE_AFTER 2/3 of NODE_DEAD_AFTER, "
-                "NODE_DEAD_AFTER = LOST_AFTER (30), LEADER_LEASE 10.",
+                hint=_(
+                    "Defaults: HEARTBEAT_INTERVAL 5, SELF_FENCE_AFTER 2/3 of NODE_DEAD_AFTER, "
+                    "NODE_DEAD_AFTER = LOST_AFTER (30), LEADER_LEASE 10."
+                ),
                 id="scheduler_app.E051",
             )
         )

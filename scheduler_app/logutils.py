@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 
 from scheduler_app.engine.outputguard import ACTIVE
 from scheduler_app.engine.redaction import log_quoted
@@ -16,7 +17,19 @@ from scheduler_app.engine.redaction import log_quoted
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
-class KeyValueFormatter(logging.Formatter):
+class OffsetTimeFormatter(logging.Formatter):
+    """``%(asctime)s`` with milliseconds and the UTC offset of the process's zone
+    (``2026-12-02 09:00:00.123 +08:00``), never logging's offset-less default."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        moment = datetime.fromtimestamp(record.created).astimezone()
+        if datefmt:
+            return moment.strftime(datefmt)
+        offset = moment.strftime("%z")
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{int(record.msecs):03d} {offset[:3]}:{offset[3:]}"
+
+
+class KeyValueFormatter(OffsetTimeFormatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 

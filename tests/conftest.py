@@ -44,3 +44,16 @@ def pytest_collection_modifyitems(config, items):
             or getattr(item.module, "DB_INDEPENDENT", False)
         ):
             item.add_marker(pytest.mark.db_independent)
+
+
+@pytest.fixture(autouse=True)
+def _no_language_left_active():
+    """A request in Chinese (LocaleMiddleware activates the language and never deactivates
+    it) must not make the next test's commands answer in Chinese: each test starts and
+    ends with no language activated (commands then speak LANGUAGE_CODE, as in a real
+    process)."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()

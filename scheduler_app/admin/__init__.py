@@ -48,16 +48,18 @@ from scheduler_app.models.jobs import MASK
 from scheduler_app.monitoring.waiting import wait_reason_display as waiting_reason
 from scheduler_app.services import permissions
 
+# Badge backgrounds under white text: each at least 4.5:1 against white (WCAG AA), so a
+# badge reads the same in the light and dark themes (tests/browser/test_contrast.py).
 STATE_COLOURS = {
     RunState.QUEUED: "#6b7280",
     RunState.RUNNING: "#2563eb",
-    RunState.SUCCEEDED: "#16a34a",
+    RunState.SUCCEEDED: "#15803d",
     RunState.FAILED: "#dc2626",
-    RunState.TIMED_OUT: "#ea580c",
+    RunState.TIMED_OUT: "#c2410c",
     RunState.CANCELLED: "#6b7280",
-    RunState.SKIPPED: "#a3a3a3",
+    RunState.SKIPPED: "#737373",
     RunState.LOST: "#9333ea",
-    RunState.INTERRUPTED: "#ca8a04",
+    RunState.INTERRUPTED: "#a16207",
 }
 
 

@@ -14,7 +14,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import services
-from scheduler_app.admin.base import ScopedInlineMixin, ScopedRelatedFilter, TenantScopedAdmin
+from scheduler_app.admin.base import (
+    ReadableTimesMixin,
+    ScopedInlineMixin,
+    ScopedRelatedFilter,
+    TenantScopedAdmin,
+)
 from scheduler_app.models import AlertChannel, AlertDelivery, AlertEvent, AlertOutbox, AlertRule, ChannelType
 from scheduler_app.models.alerts import channel_type_choices
 from scheduler_app.services import alerts as alert_services
@@ -103,7 +108,7 @@ class AlertChannelForm(forms.ModelForm):
         return data
 
 
-class AlertDeliveryInline(ScopedInlineMixin, admin.TabularInline):
+class AlertDeliveryInline(ReadableTimesMixin, ScopedInlineMixin, admin.TabularInline):
     model = AlertDelivery
     extra = 0
     can_delete = False

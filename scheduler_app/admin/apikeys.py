@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app.admin.base import ReadableTimesMixin
 from scheduler_app.models import ApiKey, Tenant
 from scheduler_app.services import keys, permissions
 
@@ -42,7 +43,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ReadableTimesMixin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = [
         "__str__",

@@ -58,11 +58,13 @@ def backfill_selected(
                     dry_run=data["dry_run"],
                 )
             except PermissionDenied as exc:
-                modeladmin.message_user(request, f"Refused {job}: {exc}.", messages.WARNING)
+                text = _("Refused %(obj)s: %(reason)s.") % {"obj": job, "reason": exc}
+                modeladmin.message_user(request, text, messages.WARNING)
                 continue
             except ValidationError as exc:
-                text = "; ".join(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())
-                modeladmin.message_user(request, f"Refused {job}: {text}", messages.WARNING)
+                reason = "; ".join(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())
+                text = _("Refused %(obj)s: %(reason)s.") % {"obj": job, "reason": reason}
+                modeladmin.message_user(request, text, messages.WARNING)
                 continue
             if data["dry_run"]:
                 text = _("%(job)s: %(n)d run(s) would be queued, %(e)d fire time(s) already have a run.")

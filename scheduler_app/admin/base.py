@@ -6,13 +6,19 @@ may do on an object comes from :mod:`scheduler_app.services.permissions` (roles,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
+from django.utils import timezone
 
+from scheduler_app import display
 from scheduler_app.models import AlertChannel, Calendar, Job, JobGroup, Tenant
 from scheduler_app.services import permissions
 
@@ -32,6 +38,75 @@ def scoped_choices(request: HttpRequest, model: Any, queryset: QuerySet | None) 
         return queryset
     qs = queryset if queryset is not None else model._default_manager.all()
     return permissions.scope(request.user, qs, field)
+
+
+@cache
+def time_column(model: Any, name: str) -> Callable[[Any], str]:
+    """A list column or read-only field showing the date-time field ``name`` as
+    :func:`scheduler_app.display.when` does, in the admin's current zone (seconds and
+    offset, never Django's ``Dec. 3, 2026, 11:10 p.m.``); sorted by the field."""
+    field = model._meta.get_field(name)
+
+    def show(obj: Any) -> str:
+        return display.when(getattr(obj, name), timezone.get_current_timezone())
+
+    show.__name__ = name  # keeps the admin's CSS classes (column-<name>, field-<name>)
+    show.short_description = field.verbose_name  # type: ignore[attr-defined]
+    show.admin_order_field = name  # type: ignore[attr-defined]
+    return show
+
+
+def _is_time_field(model: Any, name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return isinstance(field, models.DateTimeField)
+
+
+class ReadableTimesMixin:
+    """Every date-time field of the model shown in a list column or as a read-only field
+    goes through :func:`time_column` (editable date-time inputs are left alone)."""
+
+    model: Any
+
+    def _timed(self, names: Sequence[Any], only: Sequence[Any] | None = None) -> list[Any]:
+        return [
+            time_column(self.model, n) if _is_time_field(self.model, n) and (only is None or n in only) else n
+            for n in names
+        ]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return self._timed(super().get_list_display(request))  # type: ignore[misc]
+
+    def get_list_display_links(self, request: HttpRequest, list_display: Sequence[Any]) -> Any:
+        links = super().get_list_display_links(request, list_display)  # type: ignore[misc]
+        return self._timed(links) if links else links
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        names = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        if obj is not None and not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
+            # A view-only page shows every field read-only: its times too.
+            names += [
+                f.name
+                for f in self.model._meta.fields
+                if isinstance(f, models.DateTimeField) and f.editable and f.name not in names
+            ]
+        return self._timed(names)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = [getattr(f, "__name__", f) for f in self.get_readonly_fields(request, obj)]
+        return [
+            (title, {**options, "fields": [self._timed_line(line, readonly) for line in options["fields"]]})
+            for title, options in super().get_fieldsets(request, obj)  # type: ignore[misc]
+        ]
+
+    def _timed_line(self, line: Any, readonly: Sequence[Any]) -> Any:
+        if isinstance(line, list | tuple):
+            return type(line)(self._timed(line, readonly))
+        return self._timed([line], readonly)[0]
 
 
 class ScopedFormfieldsMixin:
@@ -56,7 +131,7 @@ class ScopedFormfieldsMixin:
         return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
 
 
-class TenantScopedAdmin(ScopedFormfieldsMixin, admin.ModelAdmin):
+class TenantScopedAdmin(ReadableTimesMixin, ScopedFormfieldsMixin, admin.ModelAdmin):
     tenant_field = "tenant"
     #: role action needed to add objects of this model
     add_action = "add"

@@ -12,6 +12,8 @@ from datetime import datetime, tzinfo
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from scheduler_app import display
+
 STATE_ORDER = ["succeeded", "failed", "timed_out", "lost", "interrupted", "cancelled", "skipped"]
 COLOURS = {
     "queued": "#6b7280",
@@ -74,7 +76,7 @@ def stacked_bars(
                 continue
             h = plot_h * value / top_value
             y -= h
-            when = buckets[i].astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            when = display.when(buckets[i], tz)  # the bucket's start, with seconds and offset
             parts.append(
                 f'<rect class="sa-bar" data-state="{escape(state)}" x="{left + i * slot + 0.5:.1f}" '
                 f'y="{y:.1f}" width="{max(slot - 1, 0.5):.1f}" height="{h:.1f}" '

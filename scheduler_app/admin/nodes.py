@@ -8,15 +8,17 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from scheduler_app import services
+from scheduler_app import display, services
+from scheduler_app.admin.base import ReadableTimesMixin
 from scheduler_app.backends import cluster as cluster_backend
 from scheduler_app.models import Node
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(ReadableTimesMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "state",
@@ -84,7 +86,7 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("last heartbeat"), ordering="heartbeat_at")
     def heartbeat_shown(self, obj: Node) -> str:
-        return obj.heartbeat_at.strftime("%Y-%m-%d %H:%M:%S UTC%z") if obj.heartbeat_at else "-"
+        return display.when(obj.heartbeat_at, timezone.get_current_timezone())
 
     @admin.action(description=_("Drain the selected nodes"), permissions=["drain"])
     def drain(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -84,9 +84,9 @@ class ImportReport:
         return out
 
     def lines(self) -> list[str]:
-        out = [f"create {name}" for name in self.created]
-        out += [f"change {name}" for name in self.changed]
-        out += [f"delete {name}" for name in self.deleted]
+        out = [_("create %(name)s") % {"name": name} for name in self.created]
+        out += [_("change %(name)s") % {"name": name} for name in self.changed]
+        out += [_("delete %(name)s") % {"name": name} for name in self.deleted]
         return out
 
 

@@ -13,6 +13,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app import display
+
 
 class ChannelType(models.TextChoices):
     EMAIL = "email", _("e-mail")
@@ -298,4 +300,4 @@ class AlertDelivery(models.Model):
         verbose_name_plural = _("delivery attempts")
 
     def __str__(self) -> str:
-        return f"{self.outbox_id} @ {self.attempted_at:%Y-%m-%d %H:%M:%S%z} ({'ok' if self.ok else 'failed'})"
+        return f"{self.outbox_id} @ {display.when(self.attempted_at)} ({'ok' if self.ok else 'failed'})"

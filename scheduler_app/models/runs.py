@@ -6,6 +6,8 @@ from typing import Any
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from scheduler_app import display
+
 
 class RunState(models.TextChoices):
     QUEUED = "queued", _("queued")
@@ -188,7 +190,7 @@ class JobRun(models.Model):
         verbose_name_plural = _("job runs")
 
     def __str__(self) -> str:
-        return f"{self.job} @ {self.scheduled_for:%Y-%m-%d %H:%M:%S} #{self.attempt} ({self.state})"
+        return f"{self.job} @ {display.when(self.scheduled_for)} #{self.attempt} ({self.state})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.tenant_id and self.job_id:

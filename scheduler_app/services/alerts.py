@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit, plugins
 from scheduler_app.alerts import channels as channel_types
@@ -222,9 +223,9 @@ def _check_mute_until(until: datetime | None, field: str) -> None:
     if until is None:
         return
     if timezone.is_naive(until):
-        raise ValidationError({field: "must carry a UTC offset"})
+        raise ValidationError({field: _("must carry a UTC offset")})
     if until <= timezone.now():
-        raise ValidationError({field: "must be in the future"})
+        raise ValidationError({field: _("must be in the future")})
 
 
 def mute_rule(rule: AlertRule, until: datetime | None, *, actor: Any = None) -> AlertRule:
@@ -244,7 +245,7 @@ def mute_rules(rules: Iterable[AlertRule], until: datetime | None, *, actor: Any
     with transaction.atomic():
         for rule in rules:
             if not permissions.can(actor, "change", rule):
-                result.refused.append((rule, "you may not change this alert rule"))
+                result.refused.append((rule, _("you may not change this alert rule")))
                 continue
             result.done.append(mute_rule(rule, until, actor=actor))
     return result
@@ -257,7 +258,7 @@ def mute_jobs_alerts(jobs: Iterable[Any], until: datetime | None, *, actor: Any 
     with transaction.atomic():
         for job in jobs:
             if not permissions.can(actor, "change", job):
-                result.refused.append((job, "you may not change this job"))
+                result.refused.append((job, _("you may not change this job")))
                 continue
             result.done.append(mute_job_alerts(job, until, actor=actor))
     return result
@@ -284,7 +285,9 @@ def delete_alert_objects(objects: Iterable[AlertRule | AlertChannel], *, actor: 
     with transaction.atomic(), audit.acting_as(actor):
         for obj in objects:
             if not permissions.can(actor, "delete", obj):
-                result.refused.append((obj, f"you may not delete this {obj._meta.verbose_name}"))
+                result.refused.append(
+                    (obj, _("you may not delete this %(object)s") % {"object": obj._meta.verbose_name})
+                )
                 continue
             pk = obj.pk
             obj.delete()
@@ -297,7 +300,7 @@ def send_test_alert(channel: AlertChannel, *, actor: Any = None) -> AlertOutbox:
     """Queue a sample alert through ``channel`` (the delivery loop sends it)."""
     permissions.require(actor, "change", channel)
     if not channel.enabled:
-        raise ValidationError({"enabled": "the channel is disabled; enable it to test it"})
+        raise ValidationError({"enabled": _("the channel is disabled; enable it to test it")})
     now = timezone.now()
     with transaction.atomic(), audit.acting_as(actor):
         (row,) = evaluate.outbox_rows(

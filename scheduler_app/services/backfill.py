@@ -16,6 +16,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit
 from scheduler_app.conf import app_settings
@@ -53,15 +54,22 @@ def plan_backfill(job: Job, start: datetime, end: datetime, *, actor: Any = None
     if errors:
         raise ValidationError(errors)
     if end < start:
-        raise ValidationError({"to": f"{end.isoformat()} is before from ({start.isoformat()})"})
+        raise ValidationError(
+            {
+                "to": _("%(end)s is before from (%(start)s)")
+                % {"end": end.isoformat(), "start": start.isoformat()}
+            }
+        )
     if not job.enabled:
-        raise ValidationError({"job": f"job {job.name} is disabled"})
+        raise ValidationError({"job": _("job %(job)s is disabled") % {"job": job.name}})
     try:
         trigger = job.build_trigger()
     except ValueError as exc:
         raise ValidationError({"trigger": str(exc)}) from None
     if trigger is None:
-        raise ValidationError({"trigger": f"job {job.name} has a manual trigger: it has no fire times"})
+        raise ValidationError(
+            {"trigger": _("job %(job)s has a manual trigger: it has no fire times") % {"job": job.name}}
+        )
     cap = app_settings.BACKFILL_MAX_RUNS
     times: list[datetime] = []
     previous: datetime | None = None
@@ -105,9 +113,11 @@ def backfill_job(
     ``priority`` (default: the job's); all or nothing, audited once. ``dry_run``: the
     plan only."""
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise ValidationError({"priority": "must be a whole number"})
+        raise ValidationError({"priority": _("must be a whole number")})
     if priority is not None and not -(2**31) <= priority < 2**31:
-        raise ValidationError({"priority": f"{priority} is out of range (a 32-bit whole number)"})
+        raise ValidationError(
+            {"priority": _("%(priority)s is out of range (a 32-bit whole number)") % {"priority": priority}}
+        )
     plan = plan_backfill(job, start, end, actor=actor)
     if dry_run:
         return plan

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit
 from scheduler_app.models import Job, JobGroup
@@ -29,14 +30,24 @@ def set_object_permissions(
     wanted = set(actions)
     unknown = sorted(wanted - set(GRANTABLE))
     if unknown:
-        raise ValidationError({"actions": f"{unknown[0]!r} cannot be granted; use {', '.join(GRANTABLE)}"})
+        raise ValidationError(
+            {
+                "actions": _("%(action)r cannot be granted; use %(actions)s")
+                % {"action": unknown[0], "actions": ", ".join(GRANTABLE)}
+            }
+        )
     suffix = "job" if isinstance(obj, Job) else "jobgroup"
     is_group = isinstance(holder, Group)
     if not is_group:
         from scheduler_app.models import Membership
 
         if not Membership.objects.filter(user=holder, tenant_id=obj.tenant_id).exists():
-            raise ValidationError({"user": f"{holder} is not a member of {obj.tenant}; add them first"})
+            raise ValidationError(
+                {
+                    "user": _("%(user)s is not a member of %(tenant)s; add them first")
+                    % {"user": holder, "tenant": obj.tenant}
+                }
+            )
     current_codenames = get_group_perms(holder, obj) if is_group else get_user_perms(holder, obj)
     current = {c.rsplit("_", 1)[0] for c in current_codenames if c.endswith(f"_{suffix}")}
     granted, revoked = sorted(wanted - current), sorted(current & set(GRANTABLE) - wanted)

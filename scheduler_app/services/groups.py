@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit
 from scheduler_app.models import Calendar, CalendarDate, Job, JobGroup, Membership, Tenant
@@ -29,7 +30,12 @@ def check_tenant_change(obj: Any, actor: Any, model: type) -> None:
         return
     permissions.require(actor, "change", stored)
     if stored.tenant_id != obj.tenant_id:
-        raise ValidationError({"tenant": f"the {model._meta.verbose_name} cannot move to another tenant"})
+        raise ValidationError(
+            {
+                "tenant": _("the %(object)s cannot move to another tenant")
+                % {"object": model._meta.verbose_name}
+            }
+        )
 
 
 def save_group(group: JobGroup, *, actor: Any = None) -> JobGroup:
@@ -50,7 +56,7 @@ def delete_groups(groups: Iterable[JobGroup], *, actor: Any = None) -> BulkResul
     with transaction.atomic(), audit.acting_as(actor):
         for group in groups:
             if not permissions.can(actor, "delete", group):
-                result.refused.append((group, "you may not delete this group"))
+                result.refused.append((group, _("you may not delete this group")))
                 continue
             jobs = list(Job.objects.filter(group=group))
             pk = group.pk
@@ -77,7 +83,9 @@ def save_calendar(
         seen = set()
         for index, (day, _label) in enumerate(dates):
             if day in seen:
-                raise ValidationError({f"dates[{index}].date": f"{day.isoformat()} is listed twice"})
+                raise ValidationError(
+                    {f"dates[{index}].date": _("%(date)s is listed twice") % {"date": day.isoformat()}}
+                )
             seen.add(day)
     with transaction.atomic(), audit.acting_as(actor):
         renamed = (
@@ -112,7 +120,7 @@ def delete_calendars(calendars: Iterable[Calendar], *, actor: Any = None) -> Bul
     with transaction.atomic(), audit.acting_as(actor):
         for calendar in calendars:
             if not permissions.can(actor, "delete", calendar):
-                result.refused.append((calendar, "you may not delete this calendar"))
+                result.refused.append((calendar, _("you may not delete this calendar")))
                 continue
             jobs = list(Job.objects.filter(calendars=calendar))
             pk = calendar.pk

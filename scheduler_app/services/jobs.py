@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit, signals
 from scheduler_app.documents import job as job_document
@@ -99,7 +100,7 @@ def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) 
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
             if not permissions.can(actor, action, job):
-                result.refused.append((job, f"you may not {action} this job"))
+                result.refused.append((job, _("you may not %(action)s this job") % {"action": action}))
                 continue
             if getattr(job, field_name) == value:
                 result.done.append(job)
@@ -138,10 +139,12 @@ def move_jobs_to_group(jobs: Iterable[Job], group: JobGroup | None, *, actor: An
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
             if not permissions.can(actor, "change", job):
-                result.refused.append((job, "you may not change this job"))
+                result.refused.append((job, _("you may not change this job")))
                 continue
             if group is not None and group.tenant_id != job.tenant_id:
-                result.refused.append((job, f"group {group.name!r} belongs to another tenant"))
+                result.refused.append(
+                    (job, _("group %(group)r belongs to another tenant") % {"group": group.name})
+                )
                 continue
             job.group = group
             job.save(update_fields=["group", "updated_at"])
@@ -155,7 +158,7 @@ def delete_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
             if not permissions.can(actor, "delete", job):
-                result.refused.append((job, "you may not delete this job"))
+                result.refused.append((job, _("you may not delete this job")))
                 continue
             pk = job.pk
             runs.cancel_queued_runs_of([job])  # a claim waiting on the job row sees them gone
@@ -226,7 +229,9 @@ def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
     permissions.require(actor, "change", job)
     version = job.versions.filter(number=number).first()
     if version is None:
-        raise ValidationError({"version": f"job {job.name} has no version {number}"})
+        raise ValidationError(
+            {"version": _("job %(job)s has no version %(number)s") % {"job": job.name, "number": number}}
+        )
     # The job keeps its tenant and name; secret values are not in a version.
     entry = {k: v for k, v in version.snapshot.items() if k not in ("tenant", "name", "secret_fingerprints")}
     summary = f"rollback to version {number}"
@@ -234,7 +239,12 @@ def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
         try:
             changed = _apply_job_document(job, entry, actor=actor)
         except job_document.DocumentError as exc:
-            raise ValidationError({"version": f"cannot restore version {number}: {exc}"}) from None
+            raise ValidationError(
+                {
+                    "version": _("cannot restore version %(number)s: %(error)s")
+                    % {"number": number, "error": exc}
+                }
+            ) from None
         job.refresh_from_db()
         if changed:
             notify_job_changed(job, actor=actor, summary=summary)

@@ -19,6 +19,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit
 from scheduler_app.models import ApiKey, Membership, Role, Tenant
@@ -63,7 +64,7 @@ def create_key(
     if ``actor`` may not create keys for ``user``."""
     role = role or None
     check_new_key(user, name=name, tenant=tenant, role=role, expires_at=expires_at, actor=actor)
-    for _ in range(5):
+    for _attempt in range(5):
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             user=user,
@@ -107,23 +108,37 @@ def check_new_key(
     if not _may_manage(actor, user):
         raise PermissionDenied("you may only create API keys for yourself")
     if not user.is_active:
-        raise ValidationError({"user": f"{user} is not active"})
+        raise ValidationError({"user": _("%(user)s is not active") % {"user": user}})
     if role is not None and role not in Role.values:
-        raise ValidationError({"role": f"{role!r} is not a role; use one of {', '.join(Role.values)}"})
+        raise ValidationError(
+            {
+                "role": _("%(role)r is not a role; use one of %(roles)s")
+                % {"role": role, "roles": ", ".join(Role.values)}
+            }
+        )
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": "must be in the future"})
+        raise ValidationError({"expires_at": _("must be in the future")})
     if len(name) > 200:
-        raise ValidationError({"name": "at most 200 characters"})
+        raise ValidationError({"name": _("at most 200 characters")})
     if not user.is_superuser:
         roles = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
         if tenant is not None and tenant.pk not in roles:
-            raise ValidationError({"tenant": f"{user} is not a member of {tenant.slug}"})
+            raise ValidationError(
+                {
+                    "tenant": _("%(user)s is not a member of %(tenant)s")
+                    % {"user": user, "tenant": tenant.slug}
+                }
+            )
         if not roles:
-            raise ValidationError({"user": f"{user} is not a member of any tenant"})
+            raise ValidationError({"user": _("%(user)s is not a member of any tenant") % {"user": user}})
         highest = roles[tenant.pk] if tenant is not None else max(roles.values(), key=ROLE_ORDER.index)
         if role is not None and ROLE_ORDER.index(role) > ROLE_ORDER.index(highest):
-            where = f" in {tenant.slug}" if tenant is not None else ""
-            raise ValidationError({"role": f"{role} is above {user}'s role{where} ({highest})"})
+            if tenant is not None:
+                text = _("%(role)s is above %(user)s's role in %(tenant)s (%(highest)s)")
+            else:
+                text = _("%(role)s is above %(user)s's role (%(highest)s)")
+            values = {"role": role, "user": user, "tenant": getattr(tenant, "slug", ""), "highest": highest}
+            raise ValidationError({"role": text % values})
 
 
 def revoke_key(key: ApiKey, *, actor: Any = None) -> bool:

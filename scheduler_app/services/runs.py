@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from scheduler_app import alerts, audit, signals
 from scheduler_app.documents import limits
@@ -37,25 +38,25 @@ def run_jobs_now(
     now = timezone.now()
     when = at or now
     if at is not None and timezone.is_naive(at):
-        raise ValidationError({"at": "The time needs a time zone."})
+        raise ValidationError({"at": _("The time needs a time zone.")})
     if at is not None and not triggerspec.EARLIEST <= at <= triggerspec.LATEST:
-        raise ValidationError({"at": "The time must lie between 1970 and 9000 (UTC)."})
+        raise ValidationError({"at": _("The time must lie between 1970 and 9000 (UTC).")})
     try:
         limits.check_value(override, "kwargs_override", max_bytes=limits.max_args_bytes())
     except limits.LimitError as exc:
         raise ValidationError({"kwargs_override": exc.message}) from None
     for job in jobs:
         if not permissions.can(actor, "run", job):
-            result.refused.append((job, "you may not run this job"))
+            result.refused.append((job, _("you may not run this job")))
             continue
         if not job.enabled:
-            result.refused.append((job, "job is disabled"))
+            result.refused.append((job, _("job is disabled")))
             continue
         try:
             task = registry.get(job.task)
             task.check_call(job.args, {**job.kwargs, **job.secret_kwargs, **override})
         except TaskArgumentsError as exc:
-            result.refused.append((job, f"kwargs override: {exc}"))
+            result.refused.append((job, _("kwargs override: %(error)s") % {"error": exc}))
             continue
         except TaskError as exc:
             result.refused.append((job, str(exc)))
@@ -158,7 +159,7 @@ def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     result = BulkResult()
     for run in runs:
         if not permissions.can(actor, "run", run.job):
-            result.refused.append((run, "you may not cancel runs of this job"))
+            result.refused.append((run, _("you may not cancel runs of this job")))
             continue
         with transaction.atomic():
             updated = JobRun.objects.filter(pk=run.pk, state=RunState.QUEUED).update(
@@ -176,7 +177,7 @@ def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
             signals.run_cancelled.send(sender=JobRun, run=run)
             result.done.append(run)
         else:
-            result.refused.append((run, f"run is {run.state}, not queued"))
+            result.refused.append((run, _("run is %(state)s, not queued") % {"state": run.state}))
     return result
 
 
@@ -186,7 +187,7 @@ def stop_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     result = BulkResult()
     for run in runs:
         if not permissions.can(actor, "run", run.job):
-            result.refused.append((run, "you may not stop runs of this job"))
+            result.refused.append((run, _("you may not stop runs of this job")))
             continue
         if JobRun.objects.filter(pk=run.pk, state=RunState.RUNNING).update(stop_requested=True):
             run.refresh_from_db()
@@ -197,7 +198,7 @@ def stop_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
         if cancelled.done:
             result.done.extend(cancelled.done)
         else:
-            result.refused.append((run, f"run is {run.state}, not queued or running"))
+            result.refused.append((run, _("run is %(state)s, not queued or running") % {"state": run.state}))
     return result
 
 
@@ -225,7 +226,7 @@ def retry_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     result = BulkResult()
     for run in runs:
         if not permissions.can(actor, "run", run.job):
-            result.refused.append((run, "you may not run this job"))
+            result.refused.append((run, _("you may not run this job")))
             continue
         if run.state not in RETRYABLE_STATES:
             result.refused.append(
@@ -233,7 +234,7 @@ def retry_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
             )
             continue
         if not run.job.enabled:
-            result.refused.append((run, "job is disabled"))
+            result.refused.append((run, _("job is disabled")))
             continue
         with transaction.atomic():
             highest = (

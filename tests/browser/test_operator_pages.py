@@ -5,6 +5,7 @@ ticked; the run page's traceback and timeline read in the light and dark themes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 
 import pytest
@@ -52,6 +53,9 @@ def test_run_list_refreshes_itself_when_asked(site, browser):
         time.sleep(0.5)
     assert len(browser.find_elements("css selector", "#result_list tbody tr")) == 2
     assert int(browser.find_element("id", "sa-runlist-refresh").get_attribute("data-refreshes")) >= 1
+    # when it refreshed: seconds and the browser's UTC offset, not a locale time like "2:05 PM"
+    updated = browser.find_element("id", "sa-runlist-updated").text
+    assert re.fullmatch(r"\(\d\d:\d\d:\d\d [+-]\d\d:\d\d\)", updated), updated
     # the choice is remembered
     browser.refresh()
     assert browser.find_element("id", "sa-runlist-auto").is_selected()

@@ -63,7 +63,11 @@ def site(live_server, make_job, tenant, django_user_model, browser):
     browser.find_element("name", "username").send_keys("admin")
     browser.find_element("name", "password").send_keys("pw-for-the-browser")
     browser.find_element("css selector", "input[type=submit]").click()
-    assert "/admin/" in browser.current_url and "login" not in browser.current_url
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # the click returns before the next page has loaded (asserting at once failed under load)
+    WebDriverWait(browser, 20).until(lambda d: "login" not in d.current_url)
+    assert "/admin/" in browser.current_url
     return live_server.url, job
 
 
@@ -214,7 +218,7 @@ def test_combined_trigger_children_and_tenant_calendars(site, browser, tenant, o
             >= 2
         )
     )
-    browser.save_screenshot(str(SHOTS / "job-form-combined-light.png"))
+    # (the README's screenshots of this form: tests/browser/test_contrast.py)
 
     browser.find_element("id", "id_name").send_keys("combined")
     Select(browser.find_element("id", "id_task")).select_by_value("demo.noop")

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from scheduler_app import display
 from scheduler_app.models import ApiKey, Role, Tenant
 from scheduler_app.services import keys
 
@@ -40,7 +41,7 @@ class Command(BaseCommand):
     def _user(self, username):
         user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
         if user is None:
-            raise CommandError(f"--user: no user named {username!r}")
+            raise CommandError(_("--user: no user named %(name)r") % {"name": username})
         return user
 
     def _create(self, user, tenant=None, role=None, expires=None, name="", **opts):
@@ -49,9 +50,9 @@ class Command(BaseCommand):
         if tenant:
             scope = Tenant.objects.filter(slug=tenant).first()
             if scope is None:
-                raise CommandError(f"--tenant: no tenant {tenant!r}")
+                raise CommandError(_("--tenant: no tenant %(slug)r") % {"slug": tenant})
         if expires is not None and expires <= 0:
-            raise CommandError("--expires: give a number of days greater than 0")
+            raise CommandError(_("--expires: give a number of days greater than 0"))
         expires_at = timezone.now() + timedelta(days=expires) if expires is not None else None
         try:
             new = keys.create_key(owner, name=name, tenant=scope, role=role, expires_at=expires_at)
@@ -60,7 +61,8 @@ class Command(BaseCommand):
                 "; ".join(f"--{k.replace('_at', '')}: {' '.join(v)}" for k, v in exc.message_dict.items())
             ) from None
         self.stderr.write(
-            f"created API key {new.key.prefix} for {owner.get_username()}; it is shown only now:"
+            _("created API key %(prefix)s for %(user)s; it is shown only now:")
+            % {"prefix": new.key.prefix, "user": owner.get_username()}
         )
         self.stdout.write(new.token)
 
@@ -69,7 +71,7 @@ class Command(BaseCommand):
         if user:
             qs = qs.filter(user=self._user(user))
         for key in qs:
-            state = "revoked" if key.revoked_at else ("expired" if not key.is_usable else "active")
+            state = _("revoked") if key.revoked_at else (_("expired") if not key.is_usable else _("active"))
             self.stdout.write(
                 "\t".join(
                     [
@@ -78,7 +80,10 @@ class Command(BaseCommand):
                         key.tenant.slug if key.tenant_id else "*",
                         key.role or "*",
                         state,
-                        f"last used {key.last_used_at.isoformat()}" if key.last_used_at else "never used",
+                        _("last used %(time)s")
+                        % {"time": display.when(key.last_used_at, timezone.get_current_timezone())}
+                        if key.last_used_at
+                        else _("never used"),
                         key.name,
                     ]
                 )
@@ -87,8 +92,12 @@ class Command(BaseCommand):
     def _revoke(self, prefix, **opts):
         key = ApiKey.objects.filter(prefix=prefix).select_related("user").first()
         if key is None:
-            raise CommandError(f"no API key with prefix {prefix!r} (see 'apikey list')")
+            raise CommandError(
+                _("no API key with prefix %(prefix)r (see 'apikey list')") % {"prefix": prefix}
+            )
         if keys.revoke_key(key):
-            self.stdout.write(f"revoked {key.prefix} of {key.user.get_username()}")
+            self.stdout.write(
+                _("revoked %(prefix)s of %(user)s") % {"prefix": key.prefix, "user": key.user.get_username()}
+            )
         else:
-            self.stdout.write(f"{key.prefix} was already revoked")
+            self.stdout.write(_("%(prefix)s was already revoked") % {"prefix": key.prefix})

@@ -27,13 +27,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, output, with_runs=False, **opts):
         def progress(section, count):
-            self.stderr.write(f"backup: {section}: {count:,} written")
+            self.stderr.write(
+                _("backup: %(section)s: %(count)s written") % {"section": section, "count": f"{count:,}"}
+            )
 
         try:
             counts = backup.write_backup(output, with_runs=with_runs, progress=progress)
         except backup.BackupError as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
-            raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
+            raise CommandError(
+                _("cannot write %(file)s: %(error)s") % {"file": output, "error": exc.strerror or exc}
+            ) from None
         listed = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
-        self.stdout.write(self.style.SUCCESS(f"Backed up {listed} to {output}."))
+        self.stdout.write(
+            self.style.SUCCESS(_("Backed up %(counts)s to %(file)s.") % {"counts": listed, "file": output})
+        )

@@ -93,10 +93,17 @@ class Command(BaseCommand):
             p.add_argument("targets", nargs="+", metavar="RUN_ID", help=gettext("Run ids."))
         for scope, text in SCOPE_ACTIONS.items():
             p = sub.add_parser(scope, help=str(text), description=str(text))
-            p.add_argument("operation", choices=list(services.GROUP_OPERATIONS))
-            p.add_argument("targets", nargs="+", metavar="TENANT/GROUP" if scope == "group" else "TENANT")
+            p.add_argument("operation", choices=list(services.GROUP_OPERATIONS), help=gettext("What to do."))
+            p.add_argument(
+                "targets",
+                nargs="+",
+                metavar="TENANT/GROUP" if scope == "group" else "TENANT",
+                help=gettext("Groups (TENANT/GROUP) to act on.")
+                if scope == "group"
+                else gettext("Tenants (slugs)."),
+            )
         p = sub.add_parser("backfill", help=str(BACKFILL_HELP), description=str(BACKFILL_HELP))
-        p.add_argument("targets", nargs=1, metavar="TENANT/NAME")
+        p.add_argument("targets", nargs=1, metavar="TENANT/NAME", help=gettext("The job."))
         p.add_argument("--from", dest="start", help=gettext("First time (ISO 8601 with offset)."))
         p.add_argument("--to", dest="end", help=gettext("Last time (ISO 8601 with offset)."))
         p.add_argument("--dry-run", action="store_true", help=gettext("Count and list, queue nothing."))
@@ -104,7 +111,13 @@ class Command(BaseCommand):
         p.add_argument("--priority", type=int, help=gettext("Priority of the runs (default: the job's)."))
         text = gettext_lazy("Drain nodes (finish what they run, claim nothing new) or resume them.")
         p = sub.add_parser("node", help=str(text), description=str(text))
-        p.add_argument("verb", choices=list(NODE_ACTIONS))
+        p.add_argument(
+            "verb",
+            choices=list(NODE_ACTIONS),
+            help=gettext(
+                "drain: finish what it runs, claim nothing new, give up the leader lease; resume: claim again."
+            ),
+        )
         p.add_argument("names", nargs="+", metavar="NAME", help=gettext("Node names."))
         self._add_list_parser(sub)
         self._add_status_parser(sub)
@@ -137,15 +150,18 @@ class Command(BaseCommand):
                 result = getattr(services, f"{action}_jobs")(jobs)
         for obj in result.done:
             label = (
-                f"run {obj.pk} of {obj.job.tenant.slug}/{obj.job.name}"
+                _("run %(id)s of %(job)s") % {"id": obj.pk, "job": f"{obj.job.tenant.slug}/{obj.job.name}"}
                 if isinstance(obj, JobRun)
                 else f"{obj.tenant.slug}/{obj.name}"
             )
             self.stdout.write(f"{action}: {label}")
         for obj, reason in result.refused:
-            self.stderr.write(f"refused {obj}: {reason}")
+            self.stderr.write(_("refused %(object)s: %(reason)s") % {"object": obj, "reason": reason})
         if result.refused:
-            raise CommandError(f"{len(result.refused)} of {len(targets)} refused")
+            raise CommandError(
+                _("%(refused)d of %(total)d refused")
+                % {"refused": len(result.refused), "total": len(targets)}
+            )
 
     # -- list and status (read only) ---------------------------------------------------
 
@@ -232,7 +248,10 @@ class Command(BaseCommand):
         """``group OPERATION TENANT/GROUP...`` and ``tenant OPERATION TENANT...``."""
         operations = ", ".join(services.GROUP_OPERATIONS)
         if len(targets) < 2 or targets[0] not in services.GROUP_OPERATIONS:
-            raise CommandError(f"{scope}: give an operation ({operations}) and at least one {scope}")
+            raise CommandError(
+                _("%(scope)s: give an operation (%(operations)s) and at least one %(scope)s")
+                % {"scope": scope, "operations": operations}
+            )
         operation, names = targets[0], targets[1:]
         objects = [self._group(name) if scope == "group" else self._tenant(name) for name in names]
         refused = 0
@@ -245,23 +264,33 @@ class Command(BaseCommand):
                 job = done.job if isinstance(done, JobRun) else done
                 self.stdout.write(f"{operation}: {job.tenant.slug}/{job.name}")
             for job, reason in result.refused:
-                self.stderr.write(f"refused {job.tenant.slug}/{job.name}: {reason}")
+                self.stderr.write(
+                    _("refused %(object)s: %(reason)s")
+                    % {"object": f"{job.tenant.slug}/{job.name}", "reason": reason}
+                )
             self.stdout.write(
-                f"{scope} {name}: {operation} {len(result.done)} job(s), {len(result.refused)} refused"
+                _("%(scope)s %(name)s: %(operation)s %(done)d job(s), %(refused)d refused")
+                % {
+                    "scope": scope,
+                    "name": name,
+                    "operation": operation,
+                    "done": len(result.done),
+                    "refused": len(result.refused),
+                }
             )
             refused += len(result.refused)
         if refused:
-            raise CommandError(f"{refused} job(s) refused")
+            raise CommandError(_("%(refused)d job(s) refused") % {"refused": refused})
 
     def _backfill(
         self, targets, *, start=None, end=None, dry_run=False, yes=False, priority=None, stdin=None, **opts
     ):
         """``backfill TENANT/NAME --from ISO --to ISO``: count, confirm, queue with progress."""
         if len(targets) != 1:
-            raise CommandError("backfill: give one job, TENANT/NAME")
+            raise CommandError(_("backfill: give one job, TENANT/NAME"))
         (job,) = self._jobs(targets)
         if not start or not end:
-            raise CommandError("backfill: give --from and --to (ISO 8601 times with a UTC offset)")
+            raise CommandError(_("backfill: give --from and --to (ISO 8601 times with a UTC offset)"))
         first, last = self._time("--from", start), self._time("--to", end)
         try:
             plan = services.plan_backfill(job, first, last)
@@ -271,26 +300,37 @@ class Command(BaseCommand):
             ) from None
         label = f"{job.tenant.slug}/{job.name}"
         self.stdout.write(
-            f"backfill {label}: {len(plan.to_queue)} run(s) to queue from {first.isoformat()} "
-            f"to {last.isoformat()}; {len(plan.existing)} fire time(s) already have a run"
+            _(
+                "backfill %(job)s: %(count)d run(s) to queue from %(first)s to %(last)s; "
+                "%(existing)d fire time(s) already have a run"
+            )
+            % {
+                "job": label,
+                "count": len(plan.to_queue),
+                "first": first.isoformat(),
+                "last": last.isoformat(),
+                "existing": len(plan.existing),
+            }
         )
         if dry_run or not plan.to_queue:
             for moment in plan.to_queue:
-                self.stdout.write(f"  would queue {moment.isoformat()}")
+                self.stdout.write(
+                    "  " + _("would queue %(time)s") % {"time": moment.astimezone(job_zone(job)).isoformat()}
+                )
             return
         if not yes:
             stdin = stdin or sys.stdin
             if not stdin.isatty():
-                raise CommandError("backfill: no terminal to confirm on; add --yes to queue the runs")
-            self.stdout.write(f"Queue {len(plan.to_queue)} run(s)? [y/N] ", ending="")
+                raise CommandError(_("backfill: no terminal to confirm on; add --yes to queue the runs"))
+            self.stdout.write(_("Queue %(count)d run(s)? [y/N] ") % {"count": len(plan.to_queue)}, ending="")
             self.stdout.flush()
             if stdin.readline().strip().lower() not in ("y", "yes"):
-                raise CommandError("backfill: not confirmed, nothing queued")
+                raise CommandError(_("backfill: not confirmed, nothing queued"))
         step = max(1, len(plan.to_queue) // 10)
 
         def progress(done, total):
             if done % step == 0 or done == total:
-                self.stdout.write(f"  queued {done}/{total}")
+                self.stdout.write("  " + _("queued %(done)d/%(total)d") % {"done": done, "total": total})
 
         try:
             result = services.backfill_job(job, first, last, priority=priority, progress=progress)
@@ -299,7 +339,8 @@ class Command(BaseCommand):
                 "; ".join(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())
             ) from None
         self.stdout.write(
-            f"backfill {label}: queued {len(result.queued)} run(s), skipped {len(result.existing)}"
+            _("backfill %(job)s: queued %(queued)d run(s), skipped %(skipped)d")
+            % {"job": label, "queued": len(result.queued), "skipped": len(result.existing)}
         )
 
     @staticmethod
@@ -307,62 +348,71 @@ class Command(BaseCommand):
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            raise CommandError(f"{flag}: {text!r} is not an ISO 8601 time") from None
+            raise CommandError(
+                _("%(flag)s: %(text)r is not an ISO 8601 time") % {"flag": flag, "text": text}
+            ) from None
         if value.tzinfo is None:
-            raise CommandError(f"{flag}: add a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
+            raise CommandError(
+                _("%(flag)s: add a UTC offset, e.g. 2026-12-01T09:00:00+01:00") % {"flag": flag}
+            )
         return value
 
     @staticmethod
     def _group(target):
         tenant, sep, name = target.partition("/")
         if not sep or not tenant or not name:
-            raise CommandError(f"{target!r}: name groups as TENANT/GROUP")
+            raise CommandError(_("%(target)r: name groups as TENANT/GROUP") % {"target": target})
         group = JobGroup.objects.filter(tenant__slug=tenant, name=name).first()
         if group is None:
-            raise CommandError(f"{target!r}: no such group")
+            raise CommandError(_("%(target)r: no such group") % {"target": target})
         return group
 
     @staticmethod
     def _tenant(target):
         tenant = Tenant.objects.filter(slug=target).first()
         if tenant is None:
-            raise CommandError(f"{target!r}: no such tenant")
+            raise CommandError(_("%(target)r: no such tenant") % {"target": target})
         return tenant
 
     def _nodes(self, targets):
         verb, names = targets[0], targets[1:]
         if verb not in NODE_ACTIONS:
             raise CommandError(
-                f"node {verb!r}: use one of {', '.join(NODE_ACTIONS)} (jobctl node drain NAME)"
+                _("node %(verb)r: use one of %(verbs)s (jobctl node drain NAME)")
+                % {"verb": verb, "verbs": ", ".join(NODE_ACTIONS)}
             )
         if not names:
-            raise CommandError(f"node {verb}: name at least one node")
+            raise CommandError(_("node %(verb)s: name at least one node") % {"verb": verb})
         nodes = []
         for name in names:
             node = Node.objects.filter(name=name).first()
             if node is None:
-                known = ", ".join(Node.objects.values_list("name", flat=True)[:20]) or "none registered"
-                raise CommandError(f"node {name!r}: no such node (known: {known})")
+                known = ", ".join(Node.objects.values_list("name", flat=True)[:20]) or _("none registered")
+                raise CommandError(
+                    _("node %(name)r: no such node (known: %(known)s)") % {"name": name, "known": known}
+                )
             nodes.append(node)
         result = getattr(services, f"{verb}_nodes")(nodes)
         for node in result.done:
-            self.stdout.write(f"{verb}: node {node.name}")
+            self.stdout.write(_("%(verb)s: node %(name)s") % {"verb": verb, "name": node.name})
         for warning in result.warnings:
-            self.stderr.write(f"warning: {warning}")
+            self.stderr.write(_("warning: %(warning)s") % {"warning": warning})
         for node, reason in result.refused:
-            self.stderr.write(f"refused node {node.name}: {reason}")
+            self.stderr.write(_("refused node %(name)s: %(reason)s") % {"name": node.name, "reason": reason})
         if result.refused:
-            raise CommandError(f"{len(result.refused)} of {len(names)} refused")
+            raise CommandError(
+                _("%(refused)d of %(total)d refused") % {"refused": len(result.refused), "total": len(names)}
+            )
 
     def _jobs(self, targets):
         jobs = []
         for target in targets:
             tenant, sep, name = target.partition("/")
             if not sep:
-                raise CommandError(f"{target!r}: name jobs as TENANT/NAME")
+                raise CommandError(_("%(target)r: name jobs as TENANT/NAME") % {"target": target})
             job = Job.objects.filter(tenant__slug=tenant, name=name).select_related("tenant").first()
             if job is None:
-                raise CommandError(f"{target!r}: no such job")
+                raise CommandError(_("%(target)r: no such job") % {"target": target})
             jobs.append(job)
         return jobs
 
@@ -370,12 +420,14 @@ class Command(BaseCommand):
         ids = []
         for target in targets:
             if not target.isdigit():
-                raise CommandError(f"{target!r}: {action} takes run ids")
+                raise CommandError(
+                    _("%(target)r: %(action)s takes run ids") % {"target": target, "action": action}
+                )
             ids.append(int(target))
         runs = list(JobRun.objects.filter(pk__in=ids).select_related("job__tenant"))
         missing = sorted(set(ids) - {r.pk for r in runs})
         if missing:
-            raise CommandError(f"no run with id {missing[0]}")
+            raise CommandError(_("no run with id %(id)s") % {"id": missing[0]})
         return services.cancel_runs(runs) if action == "cancel" else services.stop_runs(runs)
 
     @staticmethod
@@ -388,9 +440,9 @@ class Command(BaseCommand):
         except limits.LimitError as exc:
             raise CommandError(str(exc)) from None
         except json.JSONDecodeError as exc:
-            raise CommandError(f"--kwargs: not valid JSON ({exc.msg})") from None
+            raise CommandError(_("--kwargs: not valid JSON (%(error)s)") % {"error": exc.msg}) from None
         if not isinstance(value, dict):
-            raise CommandError("--kwargs: must be a JSON object")
+            raise CommandError(_("--kwargs: must be a JSON object"))
         return value
 
     @staticmethod
@@ -400,7 +452,11 @@ class Command(BaseCommand):
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            raise CommandError(f"--at: {text!r} is not an ISO 8601 time") from None
+            raise CommandError(
+                _("%(flag)s: %(text)r is not an ISO 8601 time") % {"flag": "--at", "text": text}
+            ) from None
         if value.tzinfo is None:
-            raise CommandError("--at: add a UTC offset, e.g. 2026-12-01T09:00:00+01:00")
+            raise CommandError(
+                _("%(flag)s: add a UTC offset, e.g. 2026-12-01T09:00:00+01:00") % {"flag": "--at"}
+            )
         return value

@@ -28,31 +28,41 @@ class Command(BaseCommand):
 
     def handle(self, *args, file, replace=False, **opts):
         def progress(section, count):
-            self.stderr.write(f"restore: {section}: {count:,} done")
+            self.stderr.write(
+                _("restore: %(section)s: %(count)s done") % {"section": section, "count": f"{count:,}"}
+            )
 
         def warn(text):
-            self.stderr.write(f"warning: {text}")
+            self.stderr.write(_("warning: %(warning)s") % {"warning": text})
 
         try:
             doc = backup.load_backup(file)
             problem = storemigration.live_scheduler_problem() if replace else None
             if problem:
                 warn(
-                    f"{problem}; it loads the restored configuration within a second, and the "
-                    "runs it is executing now belong to the configuration --replace deletes "
-                    "(stop the schedulers before restoring)"
+                    _(
+                        "%(problem)s; it loads the restored configuration within a second, and the "
+                        "runs it is executing now belong to the configuration --replace deletes "
+                        "(stop the schedulers before restoring)"
+                    )
+                    % {"problem": problem}
                 )
             counts = backup.restore_document(
                 doc, replace=replace, source=str(file), progress=progress, warn=warn
             )
         except backup.BackupError as exc:
-            raise CommandError(f"{file}: {exc}; nothing was changed") from None
+            raise CommandError(
+                _("%(file)s: %(error)s; nothing was changed") % {"file": file, "error": exc}
+            ) from None
         created = counts.pop("users_created", 0)
         groups_created = counts.pop("auth_groups_created", 0)
         listed = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
         self.stdout.write(
             self.style.SUCCESS(
-                f"Restored {file}: {listed} ({created} user(s) and {groups_created} Django "
-                "group(s) created; new users have no usable password)."
+                _(
+                    "Restored %(file)s: %(counts)s (%(users)d user(s) and %(groups)d Django "
+                    "group(s) created; new users have no usable password)."
+                )
+                % {"file": file, "counts": listed, "users": created, "groups": groups_created}
             )
         )

@@ -7,6 +7,7 @@ import threading
 from django.core import checks
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+from django.utils.translation import gettext as _
 
 from scheduler_app import logutils
 from scheduler_app.backends.runstore import default_node_name
@@ -19,34 +20,39 @@ EXIT_UNHEALTHY = 3
 
 
 class Command(BaseCommand):
-    help = (
-        "Run the scheduler on this machine until SIGTERM or SIGINT: fires triggers, queues "
-        "runs and executes them. Logs one key=value line per event on standard output. On "
-        "SIGTERM it stops firing, lets running runs finish for the shutdown grace, then "
-        "marks the rest interrupted (re-queued on the next start). Exits with status 3 if "
-        "a scheduler loop dies or stalls, so a supervisor can restart it."
-    )
+    @property
+    def help(self) -> str:  # translated in the language active when asked
+        return _(
+            "Run the scheduler on this machine until SIGTERM or SIGINT: fires triggers, queues "
+            "runs and executes them. Logs one key=value line per event on standard output. On "
+            "SIGTERM it stops firing, lets running runs finish for the shutdown grace, then "
+            "marks the rest interrupted (re-queued on the next start). Exits with status 3 if "
+            "a scheduler loop dies or stalls, so a supervisor can restart it."
+        )
+
     requires_system_checks = []  # run below, with a clearer message
 
     def add_arguments(self, parser):
-        parser.add_argument("--node", help="Node name (default: host name and process id).")
+        parser.add_argument("--node", help=_("Node name (default: host name and process id)."))
         parser.add_argument(
             "--tags",
             metavar="TAG,TAG",
-            help="This node's tags, comma-separated (added to SCHEDULER_APP['NODE_TAGS']); jobs "
-            "routed by tags run only on nodes having all of them.",
+            help=_(
+                "This node's tags, comma-separated (added to SCHEDULER_APP['NODE_TAGS']); jobs "
+                "routed by tags run only on nodes having all of them."
+            ),
         )
         parser.add_argument(
             "--job-store",
             choices=["memory", "django", "sqlalchemy", "redis"],
-            help="APScheduler job store (default: SCHEDULER_APP['JOB_STORE']).",
+            help=_("APScheduler job store (default: SCHEDULER_APP['JOB_STORE'])."),
         )
-        parser.add_argument("--log-level", default="INFO", help="Log level (default INFO).")
+        parser.add_argument("--log-level", default="INFO", help=_("Log level (default INFO)."))
         parser.add_argument(
             "--health-port",
             type=int,
             metavar="PORT",
-            help="Serve GET /live and /ready of this process on PORT (for container probes).",
+            help=_("Serve GET /live and /ready of this process on PORT (for container probes)."),
         )
 
     def _sync_code_jobs(self):
@@ -57,15 +63,17 @@ class Command(BaseCommand):
         try:
             report = codejobs.sync_code_jobs()
         except codejobs.CodeJobError as exc:
-            raise CommandError(f"refusing to start: {exc}") from None
+            raise CommandError(_("refusing to start: %(error)s") % {"error": exc}) from None
         for line in report.lines():
-            self.stdout.write(f"code jobs: {line}")
+            self.stdout.write(_("code jobs: %(change)s") % {"change": line})
 
     def handle(self, *args, node=None, tags=None, job_store=None, log_level="INFO", health_port=None, **opts):
         errors = [e for e in checks.run_checks(include_deployment_checks=False) if e.level >= checks.ERROR]
         if errors:
             lines = "\n".join(f"  {e.id}: {e.msg}" + (f" ({e.hint})" if e.hint else "") for e in errors)
-            raise CommandError(f"refusing to start; fix the configuration first:\n{lines}")
+            raise CommandError(
+                _("refusing to start; fix the configuration first:\n%(errors)s") % {"errors": lines}
+            )
         from scheduler_app.backends import cluster as cluster_backend
         from scheduler_app.engine.cluster import ClusterError, NodeNameTaken
 
@@ -75,7 +83,7 @@ class Command(BaseCommand):
         except ClusterError as exc:
             raise CommandError(str(exc)) from None
         if node is not None and not node.strip():
-            raise CommandError("--node: the node name must not be empty")
+            raise CommandError(_("--node: the node name must not be empty"))
         from scheduler_app.backends.service import harden_connections
 
         node = node or default_node_name()
@@ -105,14 +113,17 @@ class Command(BaseCommand):
             try:
                 HealthProbe(service, health_port).start()
             except (OSError, OverflowError) as exc:
-                raise CommandError(f"--health-port {health_port}: cannot listen: {exc}") from None
+                raise CommandError(
+                    _("--health-port %(port)s: cannot listen: %(error)s")
+                    % {"port": health_port, "error": exc}
+                ) from None
         try:
             service.start()
         except NodeNameTaken as exc:
             raise CommandError(str(exc)) from None
         except Exception as exc:
             logger.exception("scheduler failed to start")
-            raise CommandError(f"the scheduler could not start: {exc}") from exc
+            raise CommandError(_("the scheduler could not start: %(error)s") % {"error": exc}) from exc
         status = 0
         while not stop.wait(1.0):
             problems = service.problems()
@@ -139,8 +150,9 @@ class Command(BaseCommand):
             executor = MigrationExecutor(connection)
             pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
         except Exception as exc:
-            raise CommandError(f"cannot reach the database: {exc}") from exc
+            raise CommandError(_("cannot reach the database: %(error)s") % {"error": exc}) from exc
         if pending:
             raise CommandError(
-                f"the database has {len(pending)} unapplied migration(s); run 'manage.py migrate' first"
+                _("the database has %(count)d unapplied migration(s); run 'manage.py migrate' first")
+                % {"count": len(pending)}
             )

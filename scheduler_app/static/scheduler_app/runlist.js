@@ -3,6 +3,17 @@
 // pause the refresh, so a selection is never lost. The list works without this script.
 (function () {
   "use strict";
+
+  // When the list was refreshed, in the browser's zone with seconds and the UTC offset
+  // ("14:05:09 +08:00"): never an ambiguous locale time such as "2:05 PM".
+  function clock(d) {
+    function pad(n) { return (n < 10 ? "0" : "") + n; }
+    var offset = -d.getTimezoneOffset();
+    var sign = offset < 0 ? "-" : "+";
+    offset = Math.abs(offset);
+    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) + " " +
+      sign + pad(Math.floor(offset / 60)) + ":" + pad(offset % 60);
+  }
   var KEY = "scheduler_app.runlist.autorefresh";
   function start() {
     var root = document.getElementById("sa-runlist-refresh");
@@ -32,7 +43,7 @@
           var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("sa-runlist-results");
           if (fresh && !selecting()) {
             results.innerHTML = fresh.innerHTML;
-            updated.textContent = "(" + new Date().toLocaleTimeString() + ")";
+            updated.textContent = "(" + clock(new Date()) + ")";
             root.dataset.refreshes = String((parseInt(root.dataset.refreshes, 10) || 0) + 1);
           }
         })
