@@ -980,6 +980,153 @@ def test_claim_with_nothing_due(store, make_job):
     assert store.claim("n1", ROOM, timezone.now()).runs == ()
 
 
+# -- record: a batch, what it returns, logs, writes beside the runs, and locks ------------
+
+RUNSTORE_LOGGER = "scheduler_app.backends.runstore"
+
+
+def test_record_returns_every_run_the_whole_batch_queued(store, make_job):
+    """Dependents of each upstream in the batch, retries and released runs: all counted."""
+    up_a, up_b, down_a, down_b = make_job("up-a"), make_job("up-b"), make_job("down-a"), make_job("down-b")
+    services.add_dependency(up_a, down_a, condition="success")
+    services.add_dependency(up_b, down_b, condition="success")
+    retried, back = make_job("retried", retry_max_attempts=2), make_job("back")
+    a, b, failed, released = running(up_a), running(up_b), running(retried), running(back)
+    queued_now = store.record(
+        [
+            outcome(a, RunState.SUCCEEDED),
+            outcome(b, RunState.SUCCEEDED),
+            outcome(failed, RunState.FAILED, error="boom"),
+            outcome(released, "released"),
+        ]
+    )
+    assert queued_now == 4
+    assert sorted(
+        JobRun.objects.filter(reason=RunReason.DEPENDENCY).values_list("job__name", "triggered_by_id")
+    ) == [("down-a", a.pk), ("down-b", b.pk)]
+    assert JobRun.objects.filter(job=retried, attempt=2, state="queued").count() == 1
+    assert JobRun.objects.get(pk=released.pk).state == "queued"
+
+
+def test_record_logs_each_finished_run_and_the_outcomes_it_could_not_record(store, make_job, caplog):
+    import logging
+
+    job = make_job("logged", max_instances=2)
+    slow, instant = running(job), running(job, scheduled_for=timezone.now())
+    now = timezone.now()
+    unknown = [10**9 + n for n in range(21)]  # no such runs (e.g. finished meanwhile)
+    outcomes = [
+        Outcome(slow.pk, RunState.SUCCEEDED, now - timedelta(seconds=1.2345678), now),
+        Outcome(instant.pk, RunState.FAILED, now, now, error="boom"),
+        *(Outcome(pk, RunState.SUCCEEDED, now, now) for pk in unknown),
+    ]
+    caplog.set_level(logging.INFO, logger=RUNSTORE_LOGGER)
+    store.record(outcomes)
+    records = [r for r in caplog.records if r.name == RUNSTORE_LOGGER]
+    gone = [r for r in records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in gone] == [
+        "outcomes not recorded: the runs are no longer running here (finished, or lost and retried)"
+    ]
+    assert (gone[0].count, gone[0].run_ids) == (21, ",".join(map(str, unknown[:20])))
+    finished = [r for r in records if r.getMessage() == "run finished"]
+    assert sorted((r.job, r.run_id, r.state, r.duration, r.attempt) for r in finished) == sorted(
+        [("logged", slow.pk, "succeeded", 1.2346, 1), ("logged", instant.pk, "failed", 0.0, 1)]
+    )
+    assert all(r.levelno == logging.INFO for r in finished)
+
+
+def test_record_stores_the_captured_log_of_each_run_that_logged(store, make_job):
+    from scheduler_app.engine.interfaces import RunLog
+    from scheduler_app.models import JobRunLog
+
+    job = make_job(max_instances=3)
+    talkative, quiet, silent = (
+        running(job),
+        running(job, scheduled_for=timezone.now()),
+        running(job, scheduled_for=timezone.now() + US),
+    )
+    before = timezone.now()
+    store.record(
+        [
+            outcome(talkative, RunState.SUCCEEDED, log=RunLog(text="a\nb", lines_dropped=1, lines_total=3)),
+            outcome(quiet, RunState.SUCCEEDED, log=RunLog()),
+            outcome(silent, RunState.SUCCEEDED),
+        ]
+    )
+    assert list(JobRunLog.objects.values_list("run_id", "text", "lines_dropped", "lines_total")) == [
+        (talkative.pk, "a\nb", 1, 3)
+    ]
+    assert before <= JobRunLog.objects.get().updated_at <= timezone.now()
+
+
+def test_record_writes_the_alert_of_a_failure_in_the_same_transaction(store, make_job, tenant):
+    channel = services.save_channel(
+        AlertChannel(tenant=tenant, name="hook", type="webhook", config={"url": "http://127.0.0.1:9/x"}),
+        secret="s",
+    )
+    services.save_rule(AlertRule(tenant=tenant, name="failures", events=["failed"]), channels=[channel])
+    run = running(make_job("fails"))
+    store.record([outcome(run, RunState.FAILED, error="boom")])
+    assert list(AlertOutbox.objects.values_list("run_id", "event", "channel_id")) == [
+        (run.pk, "failed", channel.pk)
+    ]
+
+
+def test_record_signals_no_retry_for_an_interrupted_run(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(signal, sender, run, **kwargs):
+        seen.append(run.pk)
+
+    run = running(make_job(retry_max_attempts=3))
+    signals.run_retrying.connect(receiver, sender=JobRun)
+    try:
+        store.record([outcome(run, RunState.INTERRUPTED)])
+    finally:
+        signals.run_retrying.disconnect(receiver, sender=JobRun)
+    assert seen == [] and JobRun.objects.get(pk=run.pk).state == "interrupted"
+
+
+def test_a_retry_that_already_exists_is_not_queued_twice(store, make_job):
+    """The retry's row is unique (job, scheduled time, attempt, node): an outcome whose
+    retry is already queued is still recorded, and the queued retry stays the only one."""
+    job = make_job(retry_max_attempts=3)
+    run = running(job)
+    existing = queued(job, run.scheduled_for, attempt=2, reason=RunReason.RETRY)
+    store.record([outcome(run, RunState.FAILED, error="boom")])
+    assert JobRun.objects.get(pk=run.pk).state == "failed"
+    assert list(JobRun.objects.filter(job=job, attempt=2).values_list("pk", flat=True)) == [existing.pk]
+
+
+def test_record_reads_a_batch_in_as_many_queries_whatever_its_size(store, make_job):
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(count):
+        jobs = [make_job(f"batch-{count}-{n}") for n in range(count)]
+        runs = [running(job) for job in jobs]
+        with CaptureQueriesContext(connection) as captured:
+            store.record([outcome(run, RunState.SUCCEEDED) for run in runs])
+        assert set(JobRun.objects.filter(pk__in=[r.pk for r in runs]).values_list("state", flat=True)) == {
+            "succeeded"
+        }
+        return len(captured.captured_queries)
+
+    assert queries(2) == queries(6)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_does_not_wait_for_a_transaction_changing_the_job(store, make_job, other_session):
+    """An admin saving the job holds its row (FOR NO KEY UPDATE) until it commits;
+    recording its run's outcome locks only the run row."""
+    job = make_job()
+    run = running(job)
+    other_session.execute(f"UPDATE {Job._meta.db_table} SET priority = priority WHERE id = %s", [job.pk])
+    store.record([outcome(run, RunState.SUCCEEDED)])
+    assert JobRun.objects.get(pk=run.pk).state == "succeeded"
+
+
 # -- liveness: heartbeats, lost runs, recovery, pruning -----------------------------------
 
 
