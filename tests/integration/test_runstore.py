@@ -1127,6 +1127,108 @@ def test_record_does_not_wait_for_a_transaction_changing_the_job(store, make_job
     assert JobRun.objects.get(pk=run.pk).state == "succeeded"
 
 
+def test_record_stores_every_field_of_the_outcome(store, make_job):
+    run = running(make_job(retry_max_attempts=1))
+    started = timezone.now() - timedelta(seconds=3)
+    finished = started + timedelta(seconds=2.5)
+    store.record(
+        [
+            Outcome(
+                run_id=run.pk,
+                state=RunState.FAILED,
+                started_at=started,
+                finished_at=finished,
+                result={"rows": [1, 2]},
+                error_type="E" * 300,
+                error="boom",
+                traceback="Traceback: line 1",
+                cpu_seconds=1.25,
+                peak_memory_mb=42.5,
+            )
+        ]
+    )
+    stored = JobRun.objects.filter(pk=run.pk).values(
+        "state",
+        "started_at",
+        "finished_at",
+        "duration",
+        "cpu_seconds",
+        "peak_memory_mb",
+        "result",
+        "error_type",
+        "error",
+        "traceback",
+        "is_final",
+    )[0]
+    assert stored == {
+        "state": "failed",
+        "started_at": started,
+        "finished_at": finished,
+        "duration": 2.5,
+        "cpu_seconds": 1.25,
+        "peak_memory_mb": 42.5,
+        "result": {"rows": [1, 2]},
+        "error_type": "E" * 200,  # the column's length
+        "error": "boom (final: no retries configured)",
+        "traceback": "Traceback: line 1",
+        "is_final": True,
+    }
+
+
+@pytest.mark.parametrize("attempts", [2, 3])
+def test_the_last_attempt_says_it_was_the_last(store, make_job, attempts):
+    job = make_job(retry_max_attempts=attempts, retry_backoff_seconds=0)
+    run = running(job, attempt=attempts)
+    assert store.record([outcome(run, RunState.TIMED_OUT, error="slow")]) == 0
+    stored = JobRun.objects.get(pk=run.pk)
+    assert (stored.error, stored.is_final) == (f"slow (final: attempt {attempts} of {attempts})", True)
+
+
+def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_job):
+    from scheduler_app.engine.interfaces import ClaimedRun
+
+    job = make_job("full", task="demo.echo", kwargs={"a": 1, "b": 2}, secret_kwargs={"pw": "s3cret-Ω"})
+    run = services.run_jobs_now([job], kwargs_override={"b": 3, "pw": "typed-Ω"}).done[0]
+    # Changed after the run was queued (its executor is the one it was queued for); the
+    # args of a task taking *args, and limits (of another executor) as the job holds them.
+    Job.objects.filter(pk=job.pk).update(
+        args=[1, "two"], timeout_seconds=30, cpu_limit_seconds=5, memory_limit_mb=64, executor="process"
+    )
+    JobRun.objects.filter(pk=run.pk).update(attempt=2)
+    (claimed,) = store.claim("n1", ROOM, timezone.now() + timedelta(seconds=1)).runs
+    stored = JobRun.objects.get(pk=run.pk)
+    assert claimed == ClaimedRun(
+        run_id=run.pk,
+        job_id=job.pk,
+        job_name="full",
+        task="demo.echo",
+        args=(1, "two"),
+        kwargs={"a": 1, "b": 3, "pw": "typed-Ω"},
+        executor="thread",
+        attempt=2,
+        scheduled_for=stored.scheduled_for,
+        timeout=30,
+        cpu_limit=5,
+        memory_limit_mb=64,
+        setup_error=None,
+        secret_values=("s3cret-Ω", "typed-Ω"),
+        claim_token=stored.claim_token,
+    )
+    assert stored.claim_token and stored.state == "running"
+
+
+def test_a_run_queued_without_an_executor_runs_on_its_jobs(store, make_job):
+    job = make_job("plain", task="demo.echo", kwargs={"a": 1})
+    run = queued(job, timezone.now() - timedelta(seconds=1), executor="")
+    (claimed,) = store.claim("n1", ROOM, timezone.now()).runs
+    assert (claimed.run_id, claimed.executor, claimed.kwargs, claimed.secret_values) == (
+        run.pk,
+        "thread",
+        {"a": 1},
+        (),
+    )
+
+
 # -- liveness: heartbeats, lost runs, recovery, pruning -----------------------------------
 
 
