@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/mutate_fast.sh 'MUTANT_GLOB' [...] [-- TEST_PATH ...]
+# tools/mutate_fast.sh 'MUTANT_GLOB' [...] [--mutate-skip RESULTS.json] [-- TEST_PATH ...]
 # Mutation testing in one pytest process (tools/mutate_fast.py): runs the mutants that
 # `./dev mutate` (mutmut) generated in mutants/ against the tests, much faster than
 # mutmut's own runner here. Run `./dev mutate` first after changing the mutated source
@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 globs=(); tests=()
 while [ $# -gt 0 ]; do
   if [ "$1" = -- ]; then shift; tests=("$@"); break; fi
-  globs+=(--mutate "$1"); shift
+  case "$1" in
+    --mutate-*) globs+=("$1" "$2"); shift 2 ;;  # --mutate-skip FILE, --mutate-timeout S
+    *) globs+=(--mutate "$1"); shift ;;
+  esac
 done
 [ ${#tests[@]} -gt 0 ] || tests=(tests/unit/test_rules.py tests/integration/test_runstore.py)
 [ -d mutants/scheduler_app ] || { echo "run ./dev mutate first (it generates mutants/)" >&2; exit 2; }

@@ -1294,6 +1294,36 @@ def test_recover_marks_this_nodes_old_runs_lost_and_requeues_interrupted(store, 
     assert store.recover(f"{host}:1", now).requeued == 0
 
 
+def test_recover_spares_the_runs_of_this_incarnation_whatever_their_order(store, make_job):
+    """A node that restarted its engine in the same process (a new incarnation) loses the
+    runs its earlier incarnation left running, never those it claimed itself."""
+    job = make_job(max_instances=5)
+    node = "rack-1:web:4242"  # a --node name whose host part holds a colon
+    now = timezone.now()
+    runs = [running(job, scheduled_for=now + n * US) for n in range(4)]
+    tokens = ["i2:1", "i1:7", "i2:2", ""]  # this incarnation (i2) first, then an old one's
+    for run, token in zip(runs, tokens, strict=True):
+        JobRun.objects.filter(pk=run.pk).update(node=node, claim_token=token)
+    store.incarnation = lambda: "i2"
+    report = store.recover(node, now)
+    assert (report.lost, report.requeued) == (2, 0)
+    assert [JobRun.objects.get(pk=r.pk).state for r in runs] == ["running", "lost", "running", "lost"]
+    lost = JobRun.objects.get(pk=runs[1].pk)
+    assert (lost.error_type, lost.finished_at) == ("Lost", now)
+    assert lost.error.startswith("the node running it stopped without finishing it (crash or kill)")
+
+
+def test_recover_finds_dead_processes_of_a_host_named_with_colons(store, make_job):
+    job = make_job(max_instances=5)
+    now = timezone.now()
+    dead_here, dead_short_host = running(job), running(job, scheduled_for=now)
+    JobRun.objects.filter(pk=dead_here.pk).update(node="rack-1:web:999999999")
+    JobRun.objects.filter(pk=dead_short_host.pk).update(node="rack-1:999999999")  # another host: "rack-1"
+    assert store.recover("rack-1:web:1", now).lost == 1
+    assert JobRun.objects.get(pk=dead_here.pk).state == "lost"
+    assert JobRun.objects.get(pk=dead_short_host.pk).state == "running"
+
+
 def test_prune_deletes_finished_runs_older_than_the_cutoff(store, make_job):
     job = make_job(max_instances=5)
     now = timezone.now()
