@@ -1217,18 +1217,6 @@ def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_jo
     assert stored.claim_token and stored.state == "running"
 
 
-def test_a_run_queued_without_an_executor_runs_on_its_jobs(store, make_job):
-    job = make_job("plain", task="demo.echo", kwargs={"a": 1})
-    run = queued(job, timezone.now() - timedelta(seconds=1), executor="")
-    (claimed,) = store.claim("n1", ROOM, timezone.now()).runs
-    assert (claimed.run_id, claimed.executor, claimed.kwargs, claimed.secret_values) == (
-        run.pk,
-        "thread",
-        {"a": 1},
-        (),
-    )
-
-
 # -- liveness: heartbeats, lost runs, recovery, pruning -----------------------------------
 
 
