@@ -1217,6 +1217,18 @@ def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_jo
     assert stored.claim_token and stored.state == "running"
 
 
+def test_a_secret_no_key_decrypts_is_claimed_as_a_setup_error_without_inputs(store, make_job):
+    from cryptography.fernet import Fernet
+    from django.test import override_settings
+
+    job = make_job("locked", task="demo.echo", kwargs={"a": 1}, secret_kwargs={"pw": "s3cret"})
+    services.run_jobs_now([job], kwargs_override={"pw": "typed"})
+    with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}):
+        (claimed,) = store.claim("n1", ROOM, timezone.now() + timedelta(seconds=1)).runs
+    assert claimed.setup_error.startswith("secret kwargs: the secret kwargs cannot be decrypted")
+    assert (claimed.kwargs, claimed.secret_values, claimed.task) == ({}, (), "demo.echo")
+
+
 # -- liveness: heartbeats, lost runs, recovery, pruning -----------------------------------
 
 
