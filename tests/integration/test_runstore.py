@@ -1192,10 +1192,11 @@ def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_jo
     # Changed after the run was queued (its executor is the one it was queued for); the
     # args of a task taking *args, and limits (of another executor) as the job holds them.
     Job.objects.filter(pk=job.pk).update(
-        args=[1, "two"], timeout_seconds=30, cpu_limit_seconds=5, memory_limit_mb=64, executor="process"
+        args=[1, "two"], timeout_seconds=30, cpu_limit_seconds=5, memory_limit_mb=64, executor="thread"
     )
-    JobRun.objects.filter(pk=run.pk).update(attempt=2)
-    (claimed,) = store.claim("n1", ROOM, timezone.now() + timedelta(seconds=1)).runs
+    JobRun.objects.filter(pk=run.pk).update(attempt=2, executor="asyncio")
+    room = Capacity(per_executor={"thread": 8, "asyncio": 8}, total=16)
+    (claimed,) = store.claim("n1", room, timezone.now() + timedelta(seconds=1)).runs
     stored = JobRun.objects.get(pk=run.pk)
     assert claimed == ClaimedRun(
         run_id=run.pk,
@@ -1204,7 +1205,7 @@ def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_jo
         task="demo.echo",
         args=(1, "two"),
         kwargs={"a": 1, "b": 3, "pw": "typed-Ω"},
-        executor="thread",
+        executor="asyncio",
         attempt=2,
         scheduled_for=stored.scheduled_for,
         timeout=30,
