@@ -1189,8 +1189,8 @@ def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_jo
 
     job = make_job("full", task="demo.echo", kwargs={"a": 1, "b": 2}, secret_kwargs={"pw": "s3cret-Ω"})
     run = services.run_jobs_now([job], kwargs_override={"b": 3, "pw": "typed-Ω"}).done[0]
-    # Changed after the run was queued (its executor is the one it was queued for); the
-    # args of a task taking *args, and limits (of another executor) as the job holds them.
+    # The job changed after the run was queued: the run keeps the executor it was queued
+    # for; args (of a task taking *args) and limits are the job's as it is now.
     Job.objects.filter(pk=job.pk).update(
         args=[1, "two"], timeout_seconds=30, cpu_limit_seconds=5, memory_limit_mb=64, executor="thread"
     )
