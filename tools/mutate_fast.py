@@ -76,6 +76,13 @@ def _failed(reports) -> str | None:
     return None
 
 
+def _other(items, item):
+    """A next item that is not ``item``: runtestprotocol tears down only what the next
+    item does not share, so naming ``item`` itself would leave its function fixtures
+    (its database transaction) in place for its next run. None: tear down everything."""
+    return next((other for other in items if other is not item), None)
+
+
 def _run(item, nextitem, timeout):
     session = item.session
     session._setupstate.teardown_exact(item)  # leave what the previous test set up for another
@@ -113,7 +120,9 @@ def pytest_runtestloop(session):
     duration: dict[str, float] = {}
     for index, item in enumerate(items):
         hits.clear()
-        reports, took = _run(item, items[index + 1] if index + 1 < len(items) else items[0], timeout)
+        reports, took = _run(
+            item, items[index + 1] if index + 1 < len(items) else _other(items, item), timeout
+        )
         if reports is None or _failed(reports):
             session._setupstate.teardown_exact(None)
             sys.stderr.write(f"mutate_fast: the clean run failed at {item.nodeid}\n")
@@ -147,7 +156,7 @@ def pytest_runtestloop(session):
             status = "survived"
             for index, nodeid in enumerate(plan):
                 item = by_id[nodeid]
-                nextitem = by_id[plan[index + 1]] if index + 1 < len(plan) else items[0]
+                nextitem = by_id[plan[index + 1]] if index + 1 < len(plan) else _other(items, item)
                 reports, _ = _run(item, nextitem, timeout)
                 if reports is None:
                     status, by = "timeout", nodeid
