@@ -127,6 +127,10 @@ DEFAULTS: dict[str, Any] = {
     # Largest jobs file (bytes) importjobs reads; a larger file (or stream) is refused
     # before it is read.
     "MAX_JOBS_FILE_BYTES": 16_777_216,
+    # Largest backup file (bytes) restore reads (1 GB: a backup with runs holds about
+    # 700 bytes per run, more with results and errors); a larger file (or stream) is
+    # refused before it is read.
+    "MAX_BACKUP_BYTES": 1_073_741_824,
     # Most children of one "all"/"any" trigger combination, and deepest nesting of them.
     "TRIGGER_MAX_CHILDREN": 20,
     "TRIGGER_MAX_DEPTH": 3,

@@ -22,8 +22,11 @@ pass their own.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -64,8 +67,40 @@ def max_jobs_file_bytes() -> int:
     return int(app_settings.MAX_JOBS_FILE_BYTES)
 
 
+def max_backup_bytes() -> int:
+    from scheduler_app.conf import app_settings
+
+    return int(app_settings.MAX_BACKUP_BYTES)
+
+
+class FileTooLarge(Exception):
+    """A file over a size limit: ``size`` is its size, or None for a stream (a pipe,
+    ``/dev/stdin``) known only to hold more than ``limit``."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        super().__init__(size, limit)
+        self.size = size
+        self.limit = limit
+
+
+def read_capped(path: str | Path, limit: int) -> bytes:
+    """The file's bytes, at most ``limit`` of them, else :class:`FileTooLarge`: a regular
+    file is measured (fstat of the open file) before anything is read; a stream is read up
+    to one byte past the limit, never further."""
+    with Path(path).open("rb") as fh:
+        info = os.fstat(fh.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise FileTooLarge(info.st_size, limit)
+        data = fh.read(limit + 1)  # also bounds a regular file that grew since fstat
+    if len(data) > limit:
+        raise FileTooLarge(None, limit)
+    return data
+
+
 def size_text(size: int) -> str:
-    """``16 MB``, ``256 KB``, ``1000 bytes``: a limit as people write it."""
+    """``1 GB``, ``16 MB``, ``256 KB``, ``1000 bytes``: a limit as people write it."""
+    if size >= 1024**3 and size % 1024**3 == 0:
+        return f"{size // 1024**3} GB"
     if size >= 1024 * 1024 and size % (1024 * 1024) == 0:
         return f"{size // (1024 * 1024)} MB"
     if size >= 1024 and size % 1024 == 0:

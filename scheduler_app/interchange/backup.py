@@ -58,6 +58,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from scheduler_app import documents
 from scheduler_app.documents import job as job_document
@@ -477,8 +478,18 @@ def load_backup(path: str | Path) -> dict[str, Any]:
     messages do not repeat the path: callers put it in front)."""
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as fh:
-            data = limits.loads_json(fh.read(), depth=RESULT_DEPTH + limits.DOCUMENT_SLACK)
+        text = limits.read_capped(path, limits.max_backup_bytes()).decode("utf-8")
+        data = limits.loads_json(text, depth=RESULT_DEPTH + limits.DOCUMENT_SLACK)
+    except limits.FileTooLarge as exc:
+        if exc.size is not None:
+            raise BackupError(
+                _("the file is %(size)s bytes; a backup may be at most %(limit)s (MAX_BACKUP_BYTES)")
+                % {"size": f"{exc.size:,}", "limit": limits.size_text(exc.limit)}
+            ) from None
+        raise BackupError(
+            _("the file holds more than %(limit)s; a backup may be at most %(limit)s (MAX_BACKUP_BYTES)")
+            % {"limit": limits.size_text(exc.limit)}
+        ) from None
     except limits.LimitError as exc:
         raise BackupError(str(exc)) from None
     except OSError as exc:

@@ -9,8 +9,6 @@ field). See the README for the schema.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,26 +120,21 @@ def load_document(path: str | Path) -> dict[str, Any]:
 
 
 def _read_capped(path: Path) -> bytes:
-    """The file's bytes, at most ``MAX_JOBS_FILE_BYTES``: a regular file is measured
-    before anything is read; a stream (``/dev/stdin``, a pipe) is read up to one byte past
-    the limit."""
-    limit = limits.max_jobs_file_bytes()
-    with path.open("rb") as fh:
-        info = os.fstat(fh.fileno())
-        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+    """The file's bytes, at most ``MAX_JOBS_FILE_BYTES`` (:func:`limits.read_capped`)."""
+    try:
+        return limits.read_capped(path, limits.max_jobs_file_bytes())
+    except limits.FileTooLarge as exc:
+        if exc.size is not None:
             raise JobsFileError(
                 _("%(path)s is %(size)s bytes; a jobs file may be at most %(limit)s (MAX_JOBS_FILE_BYTES)")
-                % {"path": path, "size": f"{info.st_size:,}", "limit": limits.size_text(limit)}
-            )
-        data = fh.read(limit + 1)
-    if len(data) > limit:
+                % {"path": path, "size": f"{exc.size:,}", "limit": limits.size_text(exc.limit)}
+            ) from None
         raise JobsFileError(
             _(
                 "%(path)s holds more than %(limit)s; a jobs file may be at most %(limit)s (MAX_JOBS_FILE_BYTES)"
             )
-            % {"path": path, "limit": limits.size_text(limit)}
-        )
-    return data
+            % {"path": path, "limit": limits.size_text(exc.limit)}
+        ) from None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -180,6 +180,8 @@ def test_combination_depth_capped(tenant, make_job):
         ("TRIGGER_MAX_DEPTH", 1.5, "scheduler_app.E020"),
         ("MAX_JOBS_FILE_BYTES", -1, "scheduler_app.E020"),
         ("MAX_JOBS_FILE_BYTES", "16 MB", "scheduler_app.E020"),
+        ("MAX_BACKUP_BYTES", 0, "scheduler_app.E020"),
+        ("MAX_BACKUP_BYTES", "1 GB", "scheduler_app.E020"),
         ("MAX_JSON_DEPTH", 5000, "scheduler_app.E021"),
     ],
 )

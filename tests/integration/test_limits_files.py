@@ -262,3 +262,101 @@ def test_export_leaves_out_one_bad_stored_job_and_warns(tenant, make_job, tmp_pa
         doc = yaml.safe_load(out.getvalue())
         assert [j["name"] for j in doc["jobs"]] == ["good"]
         assert "job acme/deep: kwargs: nested more than 32 levels deep; left out" in err.getvalue()
+
+
+# -- the size of a backup (restore) --------------------------------------------------------
+
+
+def sized_backup(tmp_path, size, name="backup.json"):
+    """A valid backup of one tenant and one job, exactly ``size`` bytes (padded with
+    trailing whitespace)."""
+    doc = {"format": "scheduler_app-backup", "version": 1, "tenants": [{"slug": "acme", "name": "Acme"}]}
+    text = json.dumps({**doc, "jobs": [job()]})
+    assert len(text) < size
+    path = tmp_path / name
+    path.write_text(text + " " * (size - len(text) - 1) + "\n", encoding="utf-8")
+    assert path.stat().st_size == size
+    return path
+
+
+def restore_refused(path, *options):
+    """restore refuses ``path`` in one line; the configuration before it is untouched."""
+    before = sorted(Job.objects.values_list("tenant__slug", "name"))
+    with pytest.raises(CommandError) as info:
+        call_command("restore", str(path), *options, stdout=io.StringIO(), stderr=io.StringIO())
+    assert sorted(Job.objects.values_list("tenant__slug", "name")) == before
+    message = str(info.value)
+    assert "\n" not in message and message.endswith("nothing was changed")
+    return message
+
+
+def test_backup_over_the_size_limit_refused_before_reading(tmp_path):
+    with override_settings(SCHEDULER_APP={"MAX_BACKUP_BYTES": 2048}):
+        path = sized_backup(tmp_path, 2049)
+        assert restore_refused(path) == (
+            f"{path}: the file is 2,049 bytes; a backup may be at most 2 KB (MAX_BACKUP_BYTES); "
+            "nothing was changed"
+        )
+        assert not Tenant.objects.exists()
+        # Refused on its size alone, before reading: not even whether it is UTF-8 matters.
+        path.write_bytes(b"\xff" * 2049)
+        assert "the file is 2,049 bytes" in restore_refused(path)
+
+
+def test_backup_over_the_size_limit_leaves_the_configuration_under_replace(tmp_path, make_job):
+    make_job("kept")
+    with override_settings(SCHEDULER_APP={"MAX_BACKUP_BYTES": 2048}):
+        message = restore_refused(sized_backup(tmp_path, 4096), "--replace")
+    assert "the file is 4,096 bytes" in message
+    assert list(Job.objects.values_list("tenant__slug", "name")) == [("acme", "kept")]
+
+
+@pytest.mark.parametrize("size", [2047, 2048])
+def test_backup_at_or_under_the_size_limit_restored(tmp_path, size):
+    with override_settings(SCHEDULER_APP={"MAX_BACKUP_BYTES": 2048}):
+        call_command("restore", str(sized_backup(tmp_path, size)), stdout=io.StringIO(), stderr=io.StringIO())
+    assert list(Job.objects.values_list("tenant__slug", "name")) == [("acme", "j")]
+
+
+def test_backup_limit_is_its_own_setting(tmp_path):
+    """A backup (with runs) may be far larger than a jobs file: the jobs-file cap does
+    not apply to restore, nor the backup cap to importjobs."""
+    with override_settings(SCHEDULER_APP={"MAX_JOBS_FILE_BYTES": 1024, "MAX_BACKUP_BYTES": 4096}):
+        call_command("restore", str(sized_backup(tmp_path, 4096)), stdout=io.StringIO(), stderr=io.StringIO())
+    assert Job.objects.filter(tenant__slug="acme", name="j").exists()
+
+
+@pytest.mark.parametrize("extra", [1, 100_000])
+def test_streamed_backup_over_the_size_limit_refused(tmp_path, extra):
+    data = sized_backup(tmp_path, 2048).read_bytes() + b" " * extra
+    path, writer = feed_fifo(tmp_path, data)
+    with override_settings(SCHEDULER_APP={"MAX_BACKUP_BYTES": 2048}):
+        message = restore_refused(path)
+    writer.join(10)
+    assert not writer.is_alive()
+    assert message == (
+        f"{path}: the file holds more than 2 KB; a backup may be at most 2 KB (MAX_BACKUP_BYTES); "
+        "nothing was changed"
+    )
+    assert not Tenant.objects.exists()
+
+
+def test_streamed_backup_at_the_size_limit_restored(tmp_path):
+    path, writer = feed_fifo(tmp_path, sized_backup(tmp_path, 2048).read_bytes())
+    with override_settings(SCHEDULER_APP={"MAX_BACKUP_BYTES": 2048}):
+        call_command("restore", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    writer.join(10)
+    assert Job.objects.filter(tenant__slug="acme", name="j").exists()
+
+
+def test_restore_refuses_a_file_over_the_default_size_limit_in_one_line(tmp_path):
+    path = tmp_path / "huge.json"
+    with path.open("wb") as fh:  # sparse: 1 GB + 1 byte on paper, nothing on disk
+        fh.truncate(1024 * 1024 * 1024 + 1)
+    done = run_command("restore", str(path))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        f"CommandError: {path}: the file is 1,073,741,825 bytes; a backup may be at most 1 GB "
+        "(MAX_BACKUP_BYTES); nothing was changed"
+    )
+    assert not Job.objects.exists() and not Tenant.objects.exists()

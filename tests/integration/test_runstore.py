@@ -1075,6 +1075,256 @@ def test_claim_with_nothing_due(store, make_job):
     assert store.claim("n1", ROOM, timezone.now()).runs == ()
 
 
+# -- record: a batch, what it returns, logs, writes beside the runs, and locks ------------
+
+RUNSTORE_LOGGER = "scheduler_app.backends.runstore"
+
+
+def test_record_returns_every_run_the_whole_batch_queued(store, make_job):
+    """Dependents of each upstream in the batch, retries and released runs: all counted."""
+    up_a, up_b, down_a, down_b = make_job("up-a"), make_job("up-b"), make_job("down-a"), make_job("down-b")
+    services.add_dependency(up_a, down_a, condition="success")
+    services.add_dependency(up_b, down_b, condition="success")
+    retried, back = make_job("retried", retry_max_attempts=2), make_job("back")
+    a, b, failed, released = running(up_a), running(up_b), running(retried), running(back)
+    queued_now = store.record(
+        [
+            outcome(a, RunState.SUCCEEDED),
+            outcome(b, RunState.SUCCEEDED),
+            outcome(failed, RunState.FAILED, error="boom"),
+            outcome(released, "released"),
+        ]
+    )
+    assert queued_now == 4
+    assert sorted(
+        JobRun.objects.filter(reason=RunReason.DEPENDENCY).values_list("job__name", "triggered_by_id")
+    ) == [("down-a", a.pk), ("down-b", b.pk)]
+    assert JobRun.objects.filter(job=retried, attempt=2, state="queued").count() == 1
+    assert JobRun.objects.get(pk=released.pk).state == "queued"
+
+
+def test_record_logs_each_finished_run_and_the_outcomes_it_could_not_record(store, make_job, caplog):
+    import logging
+
+    job = make_job("logged", max_instances=2)
+    slow, instant = running(job), running(job, scheduled_for=timezone.now())
+    now = timezone.now()
+    unknown = [10**9 + n for n in range(21)]  # no such runs (e.g. finished meanwhile)
+    outcomes = [
+        Outcome(slow.pk, RunState.SUCCEEDED, now - timedelta(seconds=1.2345678), now),
+        Outcome(instant.pk, RunState.FAILED, now, now, error="boom"),
+        *(Outcome(pk, RunState.SUCCEEDED, now, now) for pk in unknown),
+    ]
+    caplog.set_level(logging.INFO, logger=RUNSTORE_LOGGER)
+    store.record(outcomes)
+    records = [r for r in caplog.records if r.name == RUNSTORE_LOGGER]
+    gone = [r for r in records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in gone] == [
+        "outcomes not recorded: the runs are no longer running here (finished, or lost and retried)"
+    ]
+    assert (gone[0].count, gone[0].run_ids) == (21, ",".join(map(str, unknown[:20])))
+    finished = [r for r in records if r.getMessage() == "run finished"]
+    assert sorted((r.job, r.run_id, r.state, r.duration, r.attempt) for r in finished) == sorted(
+        [("logged", slow.pk, "succeeded", 1.2346, 1), ("logged", instant.pk, "failed", 0.0, 1)]
+    )
+    assert all(r.levelno == logging.INFO for r in finished)
+
+
+def test_record_stores_the_captured_log_of_each_run_that_logged(store, make_job):
+    from scheduler_app.engine.interfaces import RunLog
+    from scheduler_app.models import JobRunLog
+
+    job = make_job(max_instances=3)
+    talkative, quiet, silent = (
+        running(job),
+        running(job, scheduled_for=timezone.now()),
+        running(job, scheduled_for=timezone.now() + US),
+    )
+    before = timezone.now()
+    store.record(
+        [
+            outcome(talkative, RunState.SUCCEEDED, log=RunLog(text="a\nb", lines_dropped=1, lines_total=3)),
+            outcome(quiet, RunState.SUCCEEDED, log=RunLog()),
+            outcome(silent, RunState.SUCCEEDED),
+        ]
+    )
+    assert list(JobRunLog.objects.values_list("run_id", "text", "lines_dropped", "lines_total")) == [
+        (talkative.pk, "a\nb", 1, 3)
+    ]
+    assert before <= JobRunLog.objects.get().updated_at <= timezone.now()
+
+
+def test_record_writes_the_alert_of_a_failure_in_the_same_transaction(store, make_job, tenant):
+    channel = services.save_channel(
+        AlertChannel(tenant=tenant, name="hook", type="webhook", config={"url": "http://127.0.0.1:9/x"}),
+        secret="s",
+    )
+    services.save_rule(AlertRule(tenant=tenant, name="failures", events=["failed"]), channels=[channel])
+    run = running(make_job("fails"))
+    store.record([outcome(run, RunState.FAILED, error="boom")])
+    assert list(AlertOutbox.objects.values_list("run_id", "event", "channel_id")) == [
+        (run.pk, "failed", channel.pk)
+    ]
+
+
+def test_record_signals_no_retry_for_an_interrupted_run(store, make_job):
+    from scheduler_app import signals
+
+    seen = []
+
+    def receiver(signal, sender, run, **kwargs):
+        seen.append(run.pk)
+
+    run = running(make_job(retry_max_attempts=3))
+    signals.run_retrying.connect(receiver, sender=JobRun)
+    try:
+        store.record([outcome(run, RunState.INTERRUPTED)])
+    finally:
+        signals.run_retrying.disconnect(receiver, sender=JobRun)
+    assert seen == [] and JobRun.objects.get(pk=run.pk).state == "interrupted"
+
+
+def test_a_retry_that_already_exists_is_not_queued_twice(store, make_job):
+    """The retry's row is unique (job, scheduled time, attempt, node): an outcome whose
+    retry is already queued is still recorded, and the queued retry stays the only one."""
+    job = make_job(retry_max_attempts=3)
+    run = running(job)
+    existing = queued(job, run.scheduled_for, attempt=2, reason=RunReason.RETRY)
+    store.record([outcome(run, RunState.FAILED, error="boom")])
+    assert JobRun.objects.get(pk=run.pk).state == "failed"
+    assert list(JobRun.objects.filter(job=job, attempt=2).values_list("pk", flat=True)) == [existing.pk]
+
+
+def test_record_reads_a_batch_in_as_many_queries_whatever_its_size(store, make_job):
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(count):
+        jobs = [make_job(f"batch-{count}-{n}") for n in range(count)]
+        runs = [running(job) for job in jobs]
+        with CaptureQueriesContext(connection) as captured:
+            store.record([outcome(run, RunState.SUCCEEDED) for run in runs])
+        assert set(JobRun.objects.filter(pk__in=[r.pk for r in runs]).values_list("state", flat=True)) == {
+            "succeeded"
+        }
+        return len(captured.captured_queries)
+
+    assert queries(2) == queries(6)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_does_not_wait_for_a_transaction_changing_the_job(store, make_job, other_session):
+    """An admin saving the job holds its row (FOR NO KEY UPDATE) until it commits;
+    recording its run's outcome locks only the run row."""
+    job = make_job()
+    run = running(job)
+    other_session.execute(f"UPDATE {Job._meta.db_table} SET priority = priority WHERE id = %s", [job.pk])
+    store.record([outcome(run, RunState.SUCCEEDED)])
+    assert JobRun.objects.get(pk=run.pk).state == "succeeded"
+
+
+def test_record_stores_every_field_of_the_outcome(store, make_job):
+    run = running(make_job(retry_max_attempts=1))
+    started = timezone.now() - timedelta(seconds=3)
+    finished = started + timedelta(seconds=2.5)
+    store.record(
+        [
+            Outcome(
+                run_id=run.pk,
+                state=RunState.FAILED,
+                started_at=started,
+                finished_at=finished,
+                result={"rows": [1, 2]},
+                error_type="E" * 300,
+                error="boom",
+                traceback="Traceback: line 1",
+                cpu_seconds=1.25,
+                peak_memory_mb=42.5,
+            )
+        ]
+    )
+    stored = JobRun.objects.filter(pk=run.pk).values(
+        "state",
+        "started_at",
+        "finished_at",
+        "duration",
+        "cpu_seconds",
+        "peak_memory_mb",
+        "result",
+        "error_type",
+        "error",
+        "traceback",
+        "is_final",
+    )[0]
+    assert stored == {
+        "state": "failed",
+        "started_at": started,
+        "finished_at": finished,
+        "duration": 2.5,
+        "cpu_seconds": 1.25,
+        "peak_memory_mb": 42.5,
+        "result": {"rows": [1, 2]},
+        "error_type": "E" * 200,  # the column's length
+        "error": "boom (final: no retries configured)",
+        "traceback": "Traceback: line 1",
+        "is_final": True,
+    }
+
+
+@pytest.mark.parametrize("attempts", [2, 3])
+def test_the_last_attempt_says_it_was_the_last(store, make_job, attempts):
+    job = make_job(retry_max_attempts=attempts, retry_backoff_seconds=0)
+    run = running(job, attempt=attempts)
+    assert store.record([outcome(run, RunState.TIMED_OUT, error="slow")]) == 0
+    stored = JobRun.objects.get(pk=run.pk)
+    assert (stored.error, stored.is_final) == (f"slow (final: attempt {attempts} of {attempts})", True)
+
+
+def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_job):
+    from scheduler_app.engine.interfaces import ClaimedRun
+
+    job = make_job("full", task="demo.echo", kwargs={"a": 1, "b": 2}, secret_kwargs={"pw": "s3cret-Ω"})
+    run = services.run_jobs_now([job], kwargs_override={"b": 3, "pw": "typed-Ω"}).done[0]
+    # The job changed after the run was queued: the run keeps the executor it was queued
+    # for; args (of a task taking *args) and limits are the job's as it is now.
+    Job.objects.filter(pk=job.pk).update(
+        args=[1, "two"], timeout_seconds=30, cpu_limit_seconds=5, memory_limit_mb=64, executor="thread"
+    )
+    JobRun.objects.filter(pk=run.pk).update(attempt=2, executor="asyncio")
+    room = Capacity(per_executor={"thread": 8, "asyncio": 8}, total=16)
+    (claimed,) = store.claim("n1", room, timezone.now() + timedelta(seconds=1)).runs
+    stored = JobRun.objects.get(pk=run.pk)
+    assert claimed == ClaimedRun(
+        run_id=run.pk,
+        job_id=job.pk,
+        job_name="full",
+        task="demo.echo",
+        args=(1, "two"),
+        kwargs={"a": 1, "b": 3, "pw": "typed-Ω"},
+        executor="asyncio",
+        attempt=2,
+        scheduled_for=stored.scheduled_for,
+        timeout=30,
+        cpu_limit=5,
+        memory_limit_mb=64,
+        setup_error=None,
+        secret_values=("s3cret-Ω", "typed-Ω"),
+        claim_token=stored.claim_token,
+    )
+    assert stored.claim_token and stored.state == "running"
+
+
+def test_a_secret_no_key_decrypts_is_claimed_as_a_setup_error_without_inputs(store, make_job):
+    from cryptography.fernet import Fernet
+    from django.test import override_settings
+
+    job = make_job("locked", task="demo.echo", kwargs={"a": 1}, secret_kwargs={"pw": "s3cret"})
+    services.run_jobs_now([job], kwargs_override={"pw": "typed"})
+    with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}):
+        (claimed,) = store.claim("n1", ROOM, timezone.now() + timedelta(seconds=1)).runs
+    assert claimed.setup_error.startswith("secret kwargs: the secret kwargs cannot be decrypted")
+    assert (claimed.kwargs, claimed.secret_values, claimed.task) == ({}, (), "demo.echo")
+
+
 # -- liveness: heartbeats, lost runs, recovery, pruning -----------------------------------
 
 
@@ -1138,6 +1388,36 @@ def test_recover_marks_this_nodes_old_runs_lost_and_requeues_interrupted(store, 
     assert (again.reason, again.state, again.not_before) == (RunReason.RECOVERY, "queued", now)
     assert JobRun.objects.get(pk=stopped.pk).is_final is True
     assert store.recover(f"{host}:1", now).requeued == 0
+
+
+def test_recover_spares_the_runs_of_this_incarnation_whatever_their_order(store, make_job):
+    """A node that restarted its engine in the same process (a new incarnation) loses the
+    runs its earlier incarnation left running, never those it claimed itself."""
+    job = make_job(max_instances=5)
+    node = "rack-1:web:4242"  # a --node name whose host part holds a colon
+    now = timezone.now()
+    runs = [running(job, scheduled_for=now + n * US) for n in range(4)]
+    tokens = ["i2:1", "i1:7", "i2:2", ""]  # this incarnation (i2) first, then an old one's
+    for run, token in zip(runs, tokens, strict=True):
+        JobRun.objects.filter(pk=run.pk).update(node=node, claim_token=token)
+    store.incarnation = lambda: "i2"
+    report = store.recover(node, now)
+    assert (report.lost, report.requeued) == (2, 0)
+    assert [JobRun.objects.get(pk=r.pk).state for r in runs] == ["running", "lost", "running", "lost"]
+    lost = JobRun.objects.get(pk=runs[1].pk)
+    assert (lost.error_type, lost.finished_at) == ("Lost", now)
+    assert lost.error.startswith("the node running it stopped without finishing it (crash or kill)")
+
+
+def test_recover_finds_dead_processes_of_a_host_named_with_colons(store, make_job):
+    job = make_job(max_instances=5)
+    now = timezone.now()
+    dead_here, dead_short_host = running(job), running(job, scheduled_for=now)
+    JobRun.objects.filter(pk=dead_here.pk).update(node="rack-1:web:999999999")
+    JobRun.objects.filter(pk=dead_short_host.pk).update(node="rack-1:999999999")  # another host: "rack-1"
+    assert store.recover("rack-1:web:1", now).lost == 1
+    assert JobRun.objects.get(pk=dead_here.pk).state == "lost"
+    assert JobRun.objects.get(pk=dead_short_host.pk).state == "running"
 
 
 def test_prune_deletes_finished_runs_older_than_the_cutoff(store, make_job):
