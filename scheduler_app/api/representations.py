@@ -56,12 +56,18 @@ def jobs_queryset(queryset: QuerySet) -> QuerySet:
         .annotate(n=Max("number"))
         .values("n")
     )
-    return queryset.select_related("tenant", "group").annotate(
-        _version=Subquery(version),
-        _last_id=Subquery(last.values("pk")[:1]),
-        _last_state=Subquery(last.values("state")[:1]),
-        _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
-        _last_finished=Subquery(last.values("finished_at")[:1]),
+    # secrets_token and secret_fingerprints are never shown (secret_kwarg_names comes
+    # from secret_names): not read nor decoded.
+    return (
+        queryset.select_related("tenant", "group")
+        .defer("secrets_token", "secret_fingerprints")
+        .annotate(
+            _version=Subquery(version),
+            _last_id=Subquery(last.values("pk")[:1]),
+            _last_state=Subquery(last.values("state")[:1]),
+            _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
+            _last_finished=Subquery(last.values("finished_at")[:1]),
+        )
     )
 
 
