@@ -38,6 +38,7 @@ from scheduler_app.alerts import channels as channel_types
 from scheduler_app.alerts import checks, evaluate
 from scheduler_app.conf import app_settings
 from scheduler_app.models import AlertDelivery, AlertOutbox, OutboxState
+from scheduler_app.monitoring import counters
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ def _record(node: str, group: list[AlertOutbox], result: tuple[bool, str, str, s
             )
             if updated:
                 finished.append((row, outcome))
+        counters.count_alerts(finished, channel.type)
     for row, outcome in finished:
         log = logger.info if outcome == "sent" else logger.warning
         log(

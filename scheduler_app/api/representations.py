@@ -13,7 +13,6 @@ from django.db.models import Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from scheduler_app.documents import job as job_document
-from scheduler_app.engine import triggerspec
 from scheduler_app.engine.results import MASK
 from scheduler_app.models import (
     Calendar,
@@ -28,7 +27,7 @@ from scheduler_app.models import (
     RunState,
     Tenant,
 )
-from scheduler_app.monitoring import waiting
+from scheduler_app.monitoring import nextfire, waiting
 
 #: Keys of a job's representation that are not part of its document (ignored on write).
 JOB_READ_ONLY = ("id", "version", "next_fire_time", "last_run", "secret_kwarg_names")
@@ -42,8 +41,9 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def jobs_queryset(queryset: QuerySet) -> QuerySet:
-    """Jobs with what their representation needs: tenant, group, calendars, the latest
-    version number and the last run (in subqueries of the one query)."""
+    """Jobs with what their representation needs: tenant, group, the latest version
+    number and the last run (in subqueries of the one query); :func:`jobs` reads the
+    calendars of a whole page in one more query."""
     last = (
         JobRun.objects.filter(job=OuterRef("pk"))
         .exclude(state=RunState.QUEUED)
@@ -56,9 +56,11 @@ def jobs_queryset(queryset: QuerySet) -> QuerySet:
         .annotate(n=Max("number"))
         .values("n")
     )
+    # secrets_token and secret_fingerprints are never shown (secret_kwarg_names comes
+    # from secret_names): not read nor decoded.
     return (
         queryset.select_related("tenant", "group")
-        .prefetch_related("calendars")
+        .defer("secrets_token", "secret_fingerprints")
         .annotate(
             _version=Subquery(version),
             _last_id=Subquery(last.values("pk")[:1]),
@@ -74,21 +76,16 @@ def current_version(job: Job) -> int:
 
 
 def next_fire_time(job: Job, excluded: Iterable[Any], now: datetime) -> datetime | None:
-    if not job.is_schedulable:
-        return None
-    try:
-        trigger = triggerspec.build_trigger(
-            job.trigger_spec, hash_key=job.hash_key, anchor=job.created_at, excluded_dates=excluded
-        )
-    except ValueError:
-        return None
-    times = triggerspec.fire_times(trigger, now, 1)
-    return times[0] if times and times[0] > now else None
+    """The job's next fire time after ``now``, reused across requests while it holds
+    (:mod:`scheduler_app.monitoring.nextfire`)."""
+    return nextfire.next_fire_time(job, excluded, now)
 
 
 def jobs(items: Sequence[Job]) -> list[dict[str, Any]]:
     """Representations of jobs read through :func:`jobs_queryset`, in three more
-    queries whatever their number (dependencies, calendar dates)."""
+    queries whatever their number (dependencies, calendars, calendar dates; the dates
+    only when a calendar is used). Next fire times are reused across requests while they
+    hold (:mod:`scheduler_app.monitoring.nextfire`)."""
     ids = [j.pk for j in items]
     deps: dict[int, list[dict[str, str]]] = defaultdict(list)
     for down, up_name, condition in (
@@ -97,7 +94,14 @@ def jobs(items: Sequence[Job]) -> list[dict[str, Any]]:
         .values_list("downstream_id", "upstream__name", "condition")
     ):
         deps[down].append({"job": up_name, "condition": condition})
-    calendar_ids = {c.pk for j in items for c in j.calendars.all()}
+    # The page's calendars in one query, shared by the jobs that use them (not
+    # prefetch_related: it builds and filters a related manager's queryset per job,
+    # which cost more than the rest of a page's rendering).
+    job_calendars: dict[int, list[Calendar]] = defaultdict(list)
+    shared: dict[int, Calendar] = {}
+    for link in Job.calendars.through.objects.filter(job_id__in=ids).select_related("calendar"):
+        job_calendars[link.job_id].append(shared.setdefault(link.calendar_id, link.calendar))
+    calendar_ids = set(shared)
     dates: dict[int, list[Any]] = defaultdict(list)
     for cal_id, day in CalendarDate.objects.filter(calendar_id__in=calendar_ids).values_list(
         "calendar_id", "date"
@@ -106,7 +110,7 @@ def jobs(items: Sequence[Job]) -> list[dict[str, Any]]:
     now = timezone.now()
     out = []
     for job in items:
-        calendars = list(job.calendars.all())
+        calendars = job_calendars.get(job.pk, [])
         excluded = [d for c in calendars for d in dates[c.pk]]
         out.append(
             job_representation(job, calendars=calendars, depends_on=deps[job.pk], excluded=excluded, now=now)
@@ -174,8 +178,27 @@ RUN_LIST_FIELDS = (
 )
 
 
+#: What :func:`run` reads of a run's job (and :func:`waiting.wait_reason` of its routing).
+RUN_LIST_JOB_FIELDS = (
+    "job__name",
+    "job__tenant_id",
+    "job__group_id",
+    "job__secret_names",
+    "job__routing",
+    "job__routing_tags",
+    "job__tenant__slug",
+    "job__group__name",
+)
+
+
 def runs_queryset(queryset: QuerySet) -> QuerySet:
     return queryset.select_related("job__tenant", "job__group")
+
+
+def runs_list_queryset(queryset: QuerySet) -> QuerySet:
+    """Runs for a list: only the columns a list item shows (not the result, traceback,
+    resource figures, nor the job's document), so a page decodes no JSON it does not show."""
+    return runs_queryset(queryset).only(*RUN_LIST_FIELDS, "target_node", *RUN_LIST_JOB_FIELDS)
 
 
 def run_log(item: JobRun) -> JobRunLog | None:

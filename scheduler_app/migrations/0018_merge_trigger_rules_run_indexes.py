@@ -6,6 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
+        ('scheduler_app', '0017_apiperf_alert_counters'),
         ('scheduler_app', '0017_ext13_trigger_rules_upstream_results'),
         ('scheduler_app', '0017_opslist_run_job_indexes'),
     ]

@@ -10,7 +10,7 @@ from scheduler_app.models.alerts import (
 )
 from scheduler_app.models.apikeys import ApiKey, RunRequest
 from scheduler_app.models.calendars import Calendar, CalendarDate
-from scheduler_app.models.counters import RunCounter
+from scheduler_app.models.counters import AlertCounter, RunCounter
 from scheduler_app.models.jobs import (
     Executor,
     Job,
@@ -46,6 +46,7 @@ __all__ = [
     "AlertRule",
     "ChannelType",
     "OutboxState",
+    "AlertCounter",
     "ApiKey",
     "RunCounter",
     "RunRequest",

@@ -65,3 +65,27 @@ RunCounter = type(
         "__str__": lambda self: f"{self.tenant}/{self.group}/{self.task}/{self.state}: {self.count}",
     },
 )
+
+
+class AlertCounter(models.Model):
+    """Alerts that reached a final delivery state, per label set, kept like the run
+    counters: added to by whichever node records the delivery, in the same transaction,
+    so that pruning delivered alerts never makes ``scheduler_alerts_*_total`` go back."""
+
+    tenant = models.CharField(_("tenant"), max_length=64)
+    channel_type = models.CharField(_("channel type"), max_length=64)
+    event = models.CharField(_("event"), max_length=16)
+    outcome = models.CharField(_("outcome"), max_length=16, help_text=_("sent, or gave up"))
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "channel_type", "event", "outcome"], name="alertcounter_unique_labels"
+            )
+        ]
+        verbose_name = _("alert counter")
+        verbose_name_plural = _("alert counters")
+
+    def __str__(self) -> str:
+        return f"{self.tenant}/{self.channel_type}/{self.event}/{self.outcome}: {self.count}"

@@ -112,3 +112,36 @@ def _upsert(rows: list[tuple[tuple[str, ...], dict[str, float]]]) -> None:
         params.extend(values[c] for c in VALUES)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+ALERT_LABELS = ("tenant", "channel_type", "event", "outcome")
+
+
+def count_alerts(finished: Iterable[tuple[Any, str]], channel_type: str) -> int:
+    """Add alerts that reached a final delivery state (``(outbox row, "sent" | "dead")``
+    pairs, all of one channel's type) to :class:`~scheduler_app.models.AlertCounter`;
+    call it in the transaction that records them. Returns the label sets touched."""
+    from scheduler_app.models import AlertCounter, Tenant
+
+    finished = [(row, outcome) for row, outcome in finished if outcome in ("sent", "dead")]
+    if not finished:
+        return 0
+    slugs = dict(
+        Tenant.objects.filter(pk__in={row.tenant_id for row, _ in finished}).values_list("pk", "slug")
+    )
+    counts: dict[tuple[str, ...], int] = {}
+    for row, outcome in finished:
+        key = (slugs.get(row.tenant_id, ""), channel_type, row.event, outcome)
+        counts[key] = counts.get(key, 0) + 1
+    q = connection.ops.quote_name
+    table = q(AlertCounter._meta.db_table)
+    labels = ", ".join(q(c) for c in ALERT_LABELS)
+    ordered = sorted(counts.items())  # label order: two nodes recording at once cannot deadlock
+    sql = (
+        f"INSERT INTO {table} ({labels}, {q('count')}) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, %s)"] * len(ordered))
+        + f" ON CONFLICT ({labels}) DO UPDATE SET {q('count')} = {table}.{q('count')} + EXCLUDED.{q('count')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for key, n in ordered for value in (*key, n)])
+    return len(ordered)

@@ -35,7 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from scheduler_app.conf import app_settings
-from scheduler_app.models import Job, JobRun, RunCounter, RunState
+from scheduler_app.models import AlertCounter, Job, JobRun, RunCounter, RunState
 from scheduler_app.models.counters import DURATION_BUCKETS, LATENESS_BUCKETS
 from scheduler_app.monitoring import counters, nodes
 
@@ -93,7 +93,27 @@ def collect_counters(per_job: bool) -> list[Metric]:
             buckets.append(("+Inf", agg["count"]))
             family.add_metric(list(labels), buckets, sum_value=agg["sum"])
         out.append(family)
-    return out
+    return out + collect_alert_counters()
+
+
+def collect_alert_counters() -> list[Metric]:
+    sent = CounterMetricFamily(
+        "scheduler_alerts_sent",
+        "Alerts delivered to their channel.",
+        labels=["tenant", "channel_type", "event"],
+    )
+    given_up = CounterMetricFamily(
+        "scheduler_alerts_given_up",
+        "Alerts given up on after ALERTS_GIVE_UP_AFTER_SECONDS of failed delivery attempts.",
+        labels=["tenant", "channel_type", "event"],
+    )
+    families = {"sent": sent, "dead": given_up}
+    for tenant, channel_type, event, outcome, count in AlertCounter.objects.order_by(
+        "tenant", "channel_type", "event", "outcome"
+    ).values_list("tenant", "channel_type", "event", "outcome", "count"):
+        if outcome in families:
+            families[outcome].add_metric([tenant, channel_type, event], count)
+    return [sent, given_up]
 
 
 def collect_gauges() -> list[Metric]:

@@ -2,6 +2,8 @@
 ranges and combination caps, refused with a field error by the one validation that every
 face shares (``scheduler_app.documents.limits`` through ``Job.clean``)."""
 
+import json
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
@@ -191,3 +193,30 @@ def test_bad_limit_settings_are_system_check_errors(settings, key, value, check_
     with override_settings(SCHEDULER_APP={**settings.SCHEDULER_APP, key: value}):
         ids = [e.id for e in check_settings()]
     assert ids == [check_id], ids
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{}",
+        "[1, 2]",
+        '{"type": "cron", "expression": "*/5 * * * *", "timezone": "Europe/Berlin"}',
+        '"[[[[{{{{ brackets inside a string"',
+        "[" + ", ".join(f'{{"n": {i}}}' for i in range(100)) + "]",  # many brackets, shallow
+        "[" * 39 + "]" * 39,  # just over MAX_JSON_DEPTH + DOCUMENT_SLACK (38): flat decoder
+        "[" * 200_000 + "]" * 200_000,  # deeper than the stack allows
+    ],
+    ids=["empty", "list", "trigger", "brackets-in-string", "shallow-many", "just-too-deep", "very-deep"],
+)
+def test_stored_json_decodes_the_same_whether_or_not_it_is_scanned(text):
+    """A stored value with no more brackets than the depth limit skips the depth scan;
+    every value decodes to what the JSON says, however deep."""
+    got = limits.loads_stored_json(text)
+    if text.count("[") < 1000:
+        assert got == json.loads(text) == limits.loads_json_flat(text)
+        return
+    depth = 0  # compared without recursion: == on 200,000 nested lists overflows the stack
+    while got:
+        (got,) = got
+        depth += 1
+    assert depth == text.count("[") - 1
