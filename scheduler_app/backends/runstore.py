@@ -91,6 +91,7 @@ CLAIM_JOB_FIELDS = (
     "throttle_policy",
     "load_policy",
     "load_max_delay_seconds",
+    "upstream_param",
 )
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
 OUTCOME_STATEMENT_ROWS = 500
