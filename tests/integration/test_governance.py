@@ -1135,6 +1135,8 @@ class TestVersions:
                 throttle_policy="wait",
                 load_policy="defer",
                 load_max_delay_seconds=60,
+                trigger_rule="one_success",  # with the success edge below
+                upstream_param="",
             ),
             actor=editor,
             calendars=[a["calendar"]],
@@ -1174,6 +1176,8 @@ class TestVersions:
             "throttle_policy": "skip",
             "load_policy": "shed",
             "load_max_delay_seconds": 120,
+            "trigger_rule": "all_success",  # a failure edge (below) needs it
+            "upstream_param": "upstream",
         }.items():
             setattr(job, field, value)
         services.save_job(job, actor=editor, calendars=[])
