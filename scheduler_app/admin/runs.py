@@ -12,6 +12,7 @@ runs, and POST buttons "Re-run (same inputs)" and "Retry" that go through
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from scheduler_app import display, services
+from scheduler_app.engine.results import MASK
 from scheduler_app.models import JobRun, RunState
 from scheduler_app.monitoring import stats
 from scheduler_app.services import permissions
@@ -241,6 +243,7 @@ class OperatorRunAdminMixin:
         "traceback_display",
         "upstream_chain",
         "downstream_runs",
+        "kwargs_override_display",
     ]
     refresh_seconds = REFRESH_SECONDS
     change_list_template = "admin/scheduler_app/jobrun/change_list.html"
@@ -298,7 +301,11 @@ class OperatorRunAdminMixin:
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         # Every other model field (including ones added later) under "Details".
         placed = self.shown_in_panels | set(self.summary_fields) | {"id", "state"}
-        details = [f.name for f in JobRun._meta.fields if f.name not in placed]
+        details = [
+            "kwargs_override_display" if f.name == "kwargs_override" else f.name
+            for f in JobRun._meta.fields
+            if f.name not in placed
+        ]
         return [
             (None, {"fields": self.summary_fields}),
             (_("Timeline"), {"fields": ["timeline_panel"]}),
@@ -319,6 +326,14 @@ class OperatorRunAdminMixin:
     @admin.display(description=_("peak memory"))
     def memory_display(self, obj: JobRun) -> str:
         return display.megabytes(obj.peak_memory_mb)
+
+    @admin.display(description=_("kwargs override"))
+    def kwargs_override_display(self, obj: JobRun) -> str:
+        """The run's override with the values of the job's secret names masked (a run
+        cannot override a secret any more; older runs may hold one)."""
+        secret = set(obj.job.secret_names or [])
+        shown = {k: (MASK if k in secret else v) for k, v in (obj.kwargs_override or {}).items()}
+        return json.dumps(shown, ensure_ascii=False, sort_keys=True)
 
     @admin.display(description=_("traceback"))
     def traceback_display(self, obj: JobRun) -> str:

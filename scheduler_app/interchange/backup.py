@@ -63,6 +63,7 @@ from django.utils.translation import gettext as _
 from scheduler_app import documents
 from scheduler_app.documents import job as job_document
 from scheduler_app.documents import limits
+from scheduler_app.engine.results import MASK
 from scheduler_app.models import (
     AlertChannel,
     AlertRule,
@@ -445,12 +446,20 @@ def _runs() -> Iterator[dict[str, Any]]:
         f"{ref}scheduled_for",
         f"{ref}attempt",
         *[f"{LOG}{name}" for name in LOG_FIELDS],
+        "job__secret_names",
         *[f.name for f in fields],
     )
     for row in qs.iterator(chunk_size=2000):
         entry: dict[str, Any] = {"tenant": row["tenant__slug"], "job": row["job__name"]}
         for field in fields:
             entry[field.name] = _dump(field, row[field.name])
+        secret = set(row["job__secret_names"] or [])
+        if secret and isinstance(entry.get("kwargs_override"), dict):
+            # A run cannot override a secret any more; an older run may hold one in
+            # clear: it is masked, never written to a backup.
+            entry["kwargs_override"] = {
+                k: (MASK if k in secret else v) for k, v in entry["kwargs_override"].items()
+            }
         if row[f"{LOG}updated_at"] is not None:  # the run captured a log
             entry["log"] = {
                 "text": row[f"{LOG}text"],

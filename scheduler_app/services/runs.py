@@ -52,6 +52,15 @@ def run_jobs_now(
         if not job.enabled:
             result.refused.append((job, _("job is disabled")))
             continue
+        secret = sorted(set(override) & set(job.secret_names or []))
+        if secret:
+            # A run keeps its override in clear (the run page, backups with runs):
+            # a secret's value may only come from the job's encrypted secret kwargs.
+            error = _(
+                "%(names)s: a secret of this job; a run cannot override it (change the job's secret kwargs)"
+            ) % {"names": ", ".join(secret)}
+            result.refused.append((job, _("kwargs override: %(error)s") % {"error": error}))
+            continue
         try:
             task = registry.get(job.task)
             task.check_call(job.args, {**job.kwargs, **job.secret_kwargs, **override})
