@@ -49,7 +49,9 @@ def test_an_older_runs_override_of_a_secret_is_masked_too(make_job):
     from scheduler_app.services.runs import enqueue_run
 
     job = make_job("mailer", task="tests.leak_secrets", secret_kwargs={"pw": "stored-secret"})
-    run = enqueue_run(job, scheduled_for=timezone.now(), kwargs_override={"pw": "typed-in-secret", "n": "public"})
+    run = enqueue_run(
+        job, scheduled_for=timezone.now(), kwargs_override={"pw": "typed-in-secret", "n": "public"}
+    )
     claimed = DjangoRunStore._claimed(run, Job.objects.get(pk=job.pk))
     assert claimed.kwargs["pw"] == "typed-in-secret"
     assert set(claimed.secret_values) == {"stored-secret", "typed-in-secret"}
