@@ -85,6 +85,7 @@ CLAIM_JOB_FIELDS = (
     "cpu_limit_seconds",
     "memory_limit_mb",
     "routing",
+    "routing_tags",
     "rate_limit",
     "concurrency_key",
     "concurrency_limit",
@@ -315,6 +316,12 @@ class DjangoRunStore:
             for run in candidates:
                 job = jobs.get(run.job_id)
                 if job is None:
+                    continue
+                if job.routing == Routing.TAGS and not cluster_rules.tags_match(
+                    job.routing_tags or [], self.tags
+                ):
+                    # Checked again on the locked row: the routing filter above comes from
+                    # a cache of the configuration (a job re-routed a moment ago).
                     continue
                 if total_left <= 0 or room.get(run.executor, 0) <= 0:
                     left += 1

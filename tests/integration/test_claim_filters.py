@@ -157,3 +157,25 @@ def test_the_service_hands_the_store_the_version_its_sync_reads(make_job):
     finally:
         service._stop_sync.set()
         loop.join(5)
+
+
+def test_a_job_rerouted_a_moment_ago_is_not_claimed_by_a_node_without_its_tags(make_job):
+    """The cached filter may be up to a sync poll old; the locked job row decides (found
+    by review: a "run now" right after re-routing to gpu ran on a node without it)."""
+    from django.db import transaction
+
+    plain, gpu = make_job("plain"), make_job("gpu")  # gpu: routing any for now
+    store = DjangoRunStore()  # a node without tags
+    seen = {"v": ConfigVersion.current()}
+    store.config_version = lambda: seen["v"]  # the version the sync thread last read
+    due_run(plain)
+    assert [r.job_name for r in claim(store)[0].runs] == ["plain"]  # filters cached
+    with transaction.atomic():  # a change through the services bumps the version with it
+        Job.objects.filter(pk=gpu.pk).update(routing="tags", routing_tags=["gpu"])
+        ConfigVersion.bump()
+    run = due_run(gpu)
+    assert not claim(store)[0].runs  # the sync has not seen the new version yet
+    assert JobRun.objects.get(pk=run.pk).state == "queued"
+    tagged = DjangoRunStore()
+    tagged.tags = ("gpu",)
+    assert [r.job_name for r in claim(tagged, node="n2")[0].runs] == ["gpu"]
