@@ -25,6 +25,7 @@ from scheduler_app.engine.executors import ThreadExecutor
 from scheduler_app.engine.interfaces import Capacity, ClaimResult, Fire, Outcome
 from scheduler_app.engine.redaction import MASK
 from scheduler_app.models import AlertChannel, AlertOutbox, AlertRule, Job, JobRun, RunReason, RunState
+from scheduler_app.services.runs import enqueue_run
 
 pytestmark = pytest.mark.django_db
 
@@ -1283,7 +1284,10 @@ def test_claim_hands_the_executor_the_run_and_its_job_as_they_are(store, make_jo
     from scheduler_app.engine.interfaces import ClaimedRun
 
     job = make_job("full", task="demo.echo", kwargs={"a": 1, "b": 2}, secret_kwargs={"pw": "s3cret-Ω"})
-    run = services.run_jobs_now([job], kwargs_override={"b": 3, "pw": "typed-Ω"}).done[0]
+    # (a run queued before run-now refused overrides of secrets may hold one)
+    run = enqueue_run(
+        job, scheduled_for=timezone.now(), reason=RunReason.MANUAL, kwargs_override={"b": 3, "pw": "typed-Ω"}
+    )
     # The job changed after the run was queued: the run keeps the executor it was queued
     # for; args (of a task taking *args) and limits are the job's as it is now.
     Job.objects.filter(pk=job.pk).update(
@@ -1318,7 +1322,7 @@ def test_a_secret_no_key_decrypts_is_claimed_as_a_setup_error_without_inputs(sto
     from django.test import override_settings
 
     job = make_job("locked", task="demo.echo", kwargs={"a": 1}, secret_kwargs={"pw": "s3cret"})
-    services.run_jobs_now([job], kwargs_override={"pw": "typed"})
+    enqueue_run(job, scheduled_for=timezone.now(), reason=RunReason.MANUAL, kwargs_override={"pw": "typed"})
     with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}):
         (claimed,) = store.claim("n1", ROOM, timezone.now() + timedelta(seconds=1)).runs
     assert claimed.setup_error.startswith("secret kwargs: the secret kwargs cannot be decrypted")
