@@ -117,7 +117,7 @@ def build_executors(
     failed: dict[str, str] = {}
     for name, factory in factories.items():
         try:
-            guard = GuardedExecutor(name, context.sink, submit_timeout)
+            guard = GuardedExecutor(name, context.sink, submit_timeout, context.result_max_bytes)
             inner = factory(
                 ExecutorContext(
                     sink=guard.sink,

@@ -12,19 +12,34 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from scheduler_app.engine.interfaces import ClaimedRun, Executor, Outcome, RunLog
+from scheduler_app.engine.redaction import Redactor
+from scheduler_app.engine.results import storable_result
+
+#: The cap a guard applies when it is not told the setting (RESULT_MAX_BYTES' default).
+DEFAULT_RESULT_MAX_BYTES = 64 * 1024
 
 logger = logging.getLogger(__name__)
 
 
 class GuardedExecutor:
-    def __init__(self, name: str, sink: Callable[[Outcome], None], submit_timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        sink: Callable[[Outcome], None],
+        submit_timeout: float,
+        result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
+    ) -> None:
         self.name = name
         self._sink = sink
         self._timeout = submit_timeout
+        self._result_max_bytes = result_max_bytes
+        # Each accepted run's secret values, to mask what the plugin reports for it.
+        self._secrets: dict[int, tuple[Any, ...]] = {}
         self._inner: Executor | None = None
         self._lock = threading.Lock()
         self._reported: set[int] = set()
@@ -47,7 +62,22 @@ class GuardedExecutor:
                 return
             self._reported.add(outcome.run_id)
             self._accepted.discard(outcome.run_id)
-        self._sink(outcome)
+            secrets = self._secrets.pop(outcome.run_id, ())
+        self._sink(self._storable(outcome, Redactor(secrets)))
+
+    def _storable(self, outcome: Outcome, redactor: Redactor) -> Outcome:
+        """What the plugin reported, as the built-in executors store it: the run's
+        secrets masked in the result, the texts and the log, the result capped at
+        ``RESULT_MAX_BYTES`` (a plugin is not trusted to do either; a downstream job
+        receives the result)."""
+        result, note = storable_result(outcome.result, self._result_max_bytes, redactor)
+        fields = redactor.fields(
+            {"error_type": outcome.error_type, "error": outcome.error or note, "traceback": outcome.traceback}
+        )
+        log = outcome.log
+        if log is not None and redactor.secrets:
+            log = replace(log, text=redactor.text(log.text))
+        return replace(outcome, result=result, log=log, **fields)
 
     def _fail(self, run: ClaimedRun, error_type: str, message: str) -> None:
         now = datetime.now(UTC)
@@ -75,6 +105,7 @@ class GuardedExecutor:
     def submit(self, run: ClaimedRun) -> None:
         with self._lock:
             self._accepted.add(run.run_id)
+            self._secrets[run.run_id] = tuple(run.secret_values)
         done = threading.Event()
         self._pending.put((run, done))
         if not done.wait(self._timeout):

@@ -79,3 +79,58 @@ def test_a_factory_that_fails_or_lacks_methods_is_left_out():
     assert built == {}
     assert failed["bad"].startswith("ZeroDivisionError")
     assert "lacks free_slots, submit, stop, running_ids, shutdown" in failed["half"]
+
+
+class Reporter(Plugin):
+    """Reports what its run was given, as a careless plugin would: the secret in the
+    result, the error, the traceback and the log, and a result far over the cap."""
+
+    def submit(self, run):
+        from datetime import UTC, datetime
+
+        from scheduler_app.engine.interfaces import Outcome, RunLog
+
+        now = datetime.now(UTC)
+        token = run.kwargs["token"]
+        self.context.sink(
+            Outcome(
+                run_id=run.run_id,
+                state=self.mode,
+                started_at=now,
+                finished_at=now,
+                result={"echo": token, "pad": "x" * 2000} if self.mode == "succeeded" else None,
+                error=f"login as {token} failed" if self.mode == "failed" else "",
+                traceback=f"Traceback: {token}" if self.mode == "failed" else "",
+                log=RunLog(text=f"using {token}\n", lines_total=1),
+            )
+        )
+
+
+def test_what_a_plugin_reports_is_masked_and_capped_like_the_built_in_executors():
+    """A downstream job receives results: a plugin's must not carry the run's secrets in
+    clear, nor exceed RESULT_MAX_BYTES (found by review)."""
+    from scheduler_app.engine.redaction import MASK
+
+    for mode in ("succeeded", "failed"):
+        outcomes = []
+        built, _ = build_executors(
+            {"p": lambda ctx, mode=mode: Reporter(ctx, mode)}, ExecutorContext(outcomes.append, 1000)
+        )
+        run = ClaimedRun(
+            run_id=8,
+            job_id=1,
+            job_name="j",
+            task="t",
+            args=(),
+            kwargs={"token": "s3cr3t-Ω-token"},
+            secret_values=("s3cr3t-Ω-token",),
+        )
+        built["p"].submit(run)
+        (outcome,) = outcomes
+        assert "s3cr3t" not in repr(outcome), outcome
+        assert MASK in outcome.log.text
+        if mode == "succeeded":
+            assert outcome.result["truncated"] and "exceeds the 1000-byte cap" in outcome.error
+        else:
+            assert outcome.error == f"login as {MASK} failed" and MASK in outcome.traceback
+        built["p"].shutdown(False)
