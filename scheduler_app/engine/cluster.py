@@ -282,7 +282,7 @@ class Member:
                             self.registry.release_lease(lease_name(), self.incarnation)
                             raise
                 else:
-                    self._retry_lease_when_it_expires(started)
+                    self._retry_lease_when_it_expires()
                     if self.leading:
                         self._step_down("another node holds the lease")
             elif self.leading:
@@ -294,7 +294,7 @@ class Member:
         except Exception as exc:
             self.on_failure(exc)
 
-    def _retry_lease_when_it_expires(self, started: float) -> None:
+    def _retry_lease_when_it_expires(self) -> None:
         """Another node holds the lease: try again the moment it expires (by the
         database's clock, measured now), not up to a heartbeat later, so a dead leader
         is replaced within ``LEADER_LEASE`` of its last renewal. Never sooner than
@@ -306,7 +306,9 @@ class Member:
         seconds = expires_in(lease_name())
         if seconds is None or seconds >= self.timings.renew_every:
             return
-        self.lease_retry_at = started + max(seconds + LEASE_RETRY_SLACK, LEASE_RETRY_MIN)
+        # From now, when the expiry was measured (the beat and a takeover that waited on
+        # a lock may have taken a while since the tick started).
+        self.lease_retry_at = self.clock() + max(seconds + LEASE_RETRY_SLACK, LEASE_RETRY_MIN)
 
     def check_deadlines(self) -> None:
         now = self.clock()

@@ -223,3 +223,21 @@ def test_the_loop_ticks_at_the_retry_time(monkeypatch):
         assert m.is_leader(), "the follower waited for its next heartbeat (5 s)"
     finally:
         m.close()
+
+
+def test_the_retry_is_counted_from_when_the_expiry_was_measured():
+    """A takeover that waited a second on a lock (an old leader's fires being written)
+    must not make the retry due at once: counted from the answer, not the tick's start."""
+    clock, events = [100.0], []
+    registry = ExpiringRegistry(expires_in=-0.5)  # expired; the takeover gave up
+    slow_hold = registry.hold_lease
+
+    def hold_lease(name, incarnation, seconds):
+        clock[0] += 1.0  # the takeover's lock wait
+        return slow_hold(name, incarnation, seconds)
+
+    registry.hold_lease = hold_lease
+    m = member(registry, clock, events)
+    m.join()
+    m.tick()
+    assert clock[0] == 101.0 and m.lease_retry_at == 101.0 + cluster.LEASE_RETRY_MIN
