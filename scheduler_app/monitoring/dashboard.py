@@ -29,6 +29,9 @@ UPCOMING_LIMIT = 20
 #: How long computed fire times are reused (per process and tenant scope) while no
 #: scoped job changed: the page polls every few seconds, and 2,000 triggers take a while.
 UPCOMING_CACHE_SECONDS = 30.0
+#: Fire times kept per job for a reused list (a job firing every half second for the
+#: cache time, and the five after).
+UPCOMING_PER_JOB_CAP = 65
 
 _upcoming_cache: dict[Any, tuple[float, list[dict]]] = {}
 _upcoming_lock = threading.Lock()
@@ -47,10 +50,17 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def upcoming_fires(
-    jobs: QuerySet, now: datetime, within: timedelta = timedelta(hours=1), limit: int | None = UPCOMING_LIMIT
+    jobs: QuerySet,
+    now: datetime,
+    within: timedelta = timedelta(hours=1),
+    limit: int | None = UPCOMING_LIMIT,
+    every_until: datetime | None = None,
 ) -> list[dict]:
     """The next fire times in ``within`` of the schedulable jobs, soonest first: two
-    queries (jobs, their calendars' excluded dates), then trigger arithmetic in Python."""
+    queries (jobs, their calendars' excluded dates), then trigger arithmetic in Python.
+    Five per job; with ``every_until``, also each one up to that time (at most
+    :data:`UPCOMING_PER_JOB_CAP`), so a list reused until then still shows a job that
+    fires every second."""
     candidates = list(
         jobs.schedulable()
         .exclude(trigger__type="manual")
@@ -75,6 +85,10 @@ def upcoming_fires(
                 excluded_dates=excluded.get(job.pk, []),
             )
             times = triggerspec.fire_times(trigger, now, 5)
+            if every_until is not None and len(times) == 5 and times[-1] <= every_until:
+                more = triggerspec.fire_times(trigger, now, UPCOMING_PER_JOB_CAP)
+                until = [t for t in more if t <= every_until]
+                times = until + [t for t in more if t > every_until][:5]
         except Exception:  # an invalid stored trigger does not break the page
             continue
         zone = getattr(spec, "timezone_name", "") or "UTC"
@@ -105,10 +119,10 @@ def cached_upcoming_fires(user: Any, jobs: QuerySet, now: datetime) -> list[dict
         hit = _upcoming_cache.get(key)
     if hit is None or hit[0] < clock:
         ahead = timedelta(hours=1, seconds=UPCOMING_CACHE_SECONDS)
-        every = upcoming_fires(jobs, now, within=ahead, limit=None)
         # What may still be shown until the entry expires: the fires of the cache time
         # and the limit's worth after them.
         soon = now + timedelta(seconds=UPCOMING_CACHE_SECONDS)
+        every = upcoming_fires(jobs, now, within=ahead, limit=None, every_until=soon)
         first_later = next(
             (i for i, f in enumerate(every) if datetime.fromisoformat(f["at"]) > soon), len(every)
         )

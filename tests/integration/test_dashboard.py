@@ -159,3 +159,23 @@ def test_upcoming_fires_are_reused_between_polls_but_follow_job_changes(admin_cl
     assert upcoming() == {"first", "second"}
     services.pause_jobs([first])
     assert upcoming() == {"second"}
+
+
+def test_a_reused_upcoming_list_still_shows_a_job_that_fires_every_few_seconds(make_job):
+    """The list reused for 30 s used to keep five fire times per job: a job every 2 s
+    vanished from it after ten seconds while slower jobs' later fires stayed (found by
+    review)."""
+    from scheduler_app.monitoring import dashboard
+
+    dashboard._upcoming_cache.clear()
+    make_job("fast", trigger={"type": "interval", "seconds": 2})
+    make_job("slow", trigger={"type": "interval", "seconds": 600})
+    root = get_user_model().objects.create_superuser("root-up", "root@example.com", "pw")
+    t0 = timezone.now()
+    dashboard.cached_upcoming_fires(root, dashboard.scoped_jobs(root), t0)  # fills the cache
+    later = t0 + dt.timedelta(seconds=15)
+    reused = dashboard.cached_upcoming_fires(root, dashboard.scoped_jobs(root), later)
+    fresh = dashboard.upcoming_fires(dashboard.scoped_jobs(root), later)
+    # The next five are the fast job's, exactly as a fresh computation finds them.
+    assert [(u["job"], u["at"]) for u in reused][:5] == [(u["job"], u["at"]) for u in fresh][:5]
+    assert [u["job"] for u in fresh][:5] == ["fast"] * 5
