@@ -88,7 +88,9 @@ def next_fire_time(job: Any, excluded: Iterable[date], now: datetime) -> datetim
     entry = _entries.get(job.pk)
     if entry is not None:
         sig, at, nxt = entry
-        if sig == key and at <= now and (nxt is None or now < nxt):
+        # "None" is not reused: a search that gives up (an all-of trigger's rounds, a
+        # calendar's horizon) counts from ``now`` and may find a time later on.
+        if sig == key and at <= now and nxt is not None and now < nxt:
             return nxt
     nxt = compute(job, excluded, now)
     with _lock:

@@ -127,6 +127,19 @@ def test_a_trigger_with_jitter_is_computed_every_time(tenant):
     assert job.pk not in nextfire._entries
 
 
+def test_no_next_fire_is_not_reused(tenant, monkeypatch):
+    """A search that gave up at one time (an all-of trigger's rounds, a calendar's
+    horizon) may find a fire later: "none" is asked again (found by review)."""
+    job = Job.objects.create(
+        tenant=tenant, name="j", task="demo.noop", trigger={"type": "interval", "seconds": 60}
+    )
+    now = timezone.now()
+    answers = iter([None, now + dt.timedelta(minutes=5)])
+    monkeypatch.setattr(nextfire, "compute", lambda job, excluded, at: next(answers))
+    assert nextfire.next_fire_time(job, [], now) is None
+    assert nextfire.next_fire_time(job, [], now + dt.timedelta(seconds=1)) == now + dt.timedelta(minutes=5)
+
+
 def test_a_page_of_jobs_with_different_calendars_renders_as_each_jobs_document(api, tenant):
     cals = [Calendar.objects.create(tenant=tenant, name=f"cal{i}") for i in range(3)]
     for i, cal in enumerate(cals):
