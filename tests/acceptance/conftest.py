@@ -102,6 +102,14 @@ class SchedulerProcess:
 
 
 @pytest.fixture
+def acme(transactional_db):
+    """Tenant "acme" (a module may define its own)."""
+    from scheduler_app.models import Tenant
+
+    return Tenant.objects.create(slug="acme", name="Acme")
+
+
+@pytest.fixture
 def scheduler(transactional_db):
     started: list[SchedulerProcess] = []
 

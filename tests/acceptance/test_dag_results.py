@@ -9,21 +9,11 @@ import pytest
 
 from scheduler_app import services
 from scheduler_app.engine.redaction import MASK
-from scheduler_app.models import Job, JobJoin, JobRun, Tenant
+from scheduler_app.models import JobJoin, JobRun
 from tests.acceptance.conftest import wait_until
+from tests.acceptance.test_engine import job
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def acme(transactional_db):
-    return Tenant.objects.create(slug="acme", name="Acme")
-
-
-def job(tenant, name, **fields):
-    fields.setdefault("task", "demo.noop")
-    fields.setdefault("trigger", {"type": "manual"})
-    return services.save_job(Job(tenant=tenant, name=name, **fields))
 
 
 def runs(j, **filters):
