@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import exceptions, status
@@ -329,7 +329,10 @@ class JobViewSet(ApiViewSet):
                 if replay is not None:
                     return Response(rep.run(replay, detail=True), headers={"Idempotent-Replayed": "true"})
             try:
-                result = services.run_jobs_now([job], actor=self.actor, kwargs_override=override, at=at)
+                # English, whatever the request's language: the status code is chosen
+                # from the reason's words (and the API answers in English anyway).
+                with translation.override("en"):
+                    result = services.run_jobs_now([job], actor=self.actor, kwargs_override=override, at=at)
             except ValidationError as exc:
                 raise errors.FieldError(errors.validation_errors(exc)) from None
             if not result.done:

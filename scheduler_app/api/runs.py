@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import translation
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import exceptions
@@ -131,7 +132,8 @@ class RunViewSet(ApiViewSet):
         run = self.get_object()
         self.require("run", run)
         body_object(request, set())
-        result = RUN_ACTIONS[name]([run], actor=self.actor)
+        with translation.override("en"):  # the status code is chosen from the reason's words
+            result = RUN_ACTIONS[name]([run], actor=self.actor)
         if not result.done:
             reason = result.refused[0][1]
             if reason.startswith("you may not"):

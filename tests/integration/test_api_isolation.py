@@ -114,7 +114,9 @@ def test_the_list_above_covers_every_endpoint_that_takes_an_id():
         template = "/api/" + route.lstrip("^").rstrip("$")
         template = template.replace("(?P<pk>[^/.]+)", "{id}").replace("(?P<user_id>[0-9]+)", "{user}")
         template = re.sub(r"\(\?P<number>\[0-9\]\+\)", "1", template)
-        routed |= {(method, template) for method in pattern.callback.actions}
+        # Not "head": DRF adds it to the view's shared actions on the first GET it serves,
+        # so it appears once another test has made a request in this process.
+        routed |= {(method, template) for method in pattern.callback.actions if method != "head"}
     assert routed - listed == set()
 
 

@@ -59,3 +59,25 @@ def test_a_backup_masks_an_older_runs_secret_override(older_run, tmp_path):
     assert SECRET not in text
     (run,) = json.loads(text)["runs"]
     assert run["kwargs_override"] == {"password": MASK, "to": "ops"}
+
+
+def test_the_status_code_does_not_depend_on_the_requests_language(job, tenant):
+    """The API picks 400/403 from the services' refusal reason: in a zh-hans request that
+    reason was translated, and a bad override or a refused permission became a 409."""
+    from tests.integration.api_support import client_for as client
+
+    editor = get_user_model().objects.create_user("ed-zh")
+    Membership.objects.create(tenant=tenant, user=editor, role="editor")
+    viewer = get_user_model().objects.create_user("viewer-zh")
+    Membership.objects.create(tenant=tenant, user=viewer, role="viewer")
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+    response = client(key_for(editor)).post(
+        f"/api/jobs/{job.pk}/run/", {"kwargs": {"password": SECRET}}, format="json", **zh
+    )
+    assert response.status_code == 400, response.content
+    assert errors_of(response)[0][0] == "kwargs"
+    refused = client(key_for(viewer)).post(f"/api/jobs/{job.pk}/run/", {}, format="json", **zh)
+    assert refused.status_code == 403, refused.content
+    run = enqueue_run(job, scheduled_for=timezone.now())
+    refused = client(key_for(viewer)).post(f"/api/runs/{run.pk}/cancel/", {}, format="json", **zh)
+    assert refused.status_code == 403, refused.content
