@@ -111,9 +111,8 @@ class RunJobView(ObjectView):
             if result.done:
                 messages.success(request, _("Queued run %(id)s.") % {"id": result.done[0].pk})
                 return redirect(reverse("admin:scheduler_app_job_change", args=[job.pk]))
-            form.add_error(
-                "kwargs_override" if "kwargs" in result.refused[0][1] else None, result.refused[0][1]
-            )
+            refusal = result.refused[0]
+            form.add_error("kwargs_override" if refusal.field == "kwargs" else None, refusal.reason)
         return self.render(request, job, _("Run %(job)s") % {"job": job}, form=form)
 
 

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from scheduler_app.documents import job as job_document
+from scheduler_app.services import bulk
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,20 @@ class FieldError(exceptions.APIException):
     def __init__(self, errors: list[tuple[str | None, str]]) -> None:
         super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in errors))
         self.errors = errors
+
+
+def refused(item: tuple[Any, Any]) -> exceptions.APIException:
+    """The exception answering a service's refusal, chosen by its kind (never by the
+    reason's words, which are in the request's language): forbidden 403, invalid 400
+    naming the field, not found 404, a conflict 409."""
+    refusal = bulk.refusal(item)
+    if refusal.kind == bulk.FORBIDDEN:
+        return exceptions.PermissionDenied(str(refusal.reason))
+    if refusal.kind == bulk.INVALID:
+        return FieldError([(refusal.field, str(refusal.message))])
+    if refusal.kind == bulk.NOT_FOUND:
+        return exceptions.NotFound(str(refusal.reason))
+    return Conflict(str(refusal.reason))
 
 
 def error(field: str | None, message: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import exceptions, status
@@ -25,7 +25,7 @@ from scheduler_app.conf import app_settings
 from scheduler_app.documents import job as job_document
 from scheduler_app.documents import limits
 from scheduler_app.models import Job, JobRun, RunRequest, Tenant
-from scheduler_app.services import permissions, versioning
+from scheduler_app.services import bulk, permissions, versioning
 
 #: Single-object actions: service, permission, verb.
 FLAG_ACTIONS = {
@@ -94,14 +94,19 @@ def bulk_report(
     by_id: dict[int, dict[str, Any]] = {}
     for obj in result.done:
         by_id[key(obj)] = {"status": "done"} | ({"run": obj.pk} if runs_of_jobs else {})
-    for obj, reason in result.refused:
-        by_id[key(obj)] = {"status": "refused", "reason": reason}
+    for refusal in map(bulk.refusal, result.refused):
+        by_id[key(refusal.obj)] = {"status": "refused", "reason": refusal.reason, "kind": refusal.kind}
     results = []
     for pk in ids:
         if pk not in found:
             results.append({"id": pk, "status": "not found"})
         else:
-            results.append({"id": pk, **by_id.get(pk, {"status": "refused", "reason": "not done"})})
+            results.append(
+                {
+                    "id": pk,
+                    **by_id.get(pk, {"status": "refused", "reason": "not done", "kind": bulk.CONFLICT}),
+                }
+            )
     return {"results": results}
 
 
@@ -294,7 +299,7 @@ class JobViewSet(ApiViewSet):
         self.require("delete", job)
         result = services.delete_jobs([job], actor=self.actor)
         if not result.done:
-            raise exceptions.PermissionDenied(result.refused[0][1])
+            raise errors.refused(result.refused[0])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     # -- actions -----------------------------------------------------------------------
@@ -329,19 +334,11 @@ class JobViewSet(ApiViewSet):
                 if replay is not None:
                     return Response(rep.run(replay, detail=True), headers={"Idempotent-Replayed": "true"})
             try:
-                # English, whatever the request's language: the status code is chosen
-                # from the reason's words (and the API answers in English anyway).
-                with translation.override("en"):
-                    result = services.run_jobs_now([job], actor=self.actor, kwargs_override=override, at=at)
+                result = services.run_jobs_now([job], actor=self.actor, kwargs_override=override, at=at)
             except ValidationError as exc:
                 raise errors.FieldError(errors.validation_errors(exc)) from None
             if not result.done:
-                reason = result.refused[0][1]
-                if reason.startswith("kwargs override: "):
-                    raise errors.FieldError([("kwargs", reason.removeprefix("kwargs override: "))])
-                if reason.startswith("you may not"):
-                    raise exceptions.PermissionDenied(reason)
-                raise errors.Conflict(reason)
+                raise errors.refused(result.refused[0])
             run = result.done[0]
             if run is None:  # that very (job, time) is already queued
                 raise errors.Conflict(_("a run of this job at that time is already queued"))
@@ -417,7 +414,7 @@ class JobViewSet(ApiViewSet):
         body_object(request, set())
         result = service([job], actor=self.actor)
         if not result.done:
-            raise exceptions.PermissionDenied(result.refused[0][1])
+            raise errors.refused(result.refused[0])
         return job_response(job)
 
     @doc(summary="Pause the trigger", request=None, responses={200: schemas.Job})

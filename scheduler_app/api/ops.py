@@ -89,7 +89,7 @@ class NodeViewSet(ApiViewSet):
             raise exceptions.PermissionDenied(str(nodes_service.NOT_ALLOWED))
         result = getattr(services, f"{verb}_nodes")([target], actor=self.actor)
         if result.refused:
-            raise errors.Conflict(str(result.refused[0][1]))
+            raise errors.refused(result.refused[0])
         return Response({"node": node(result.done[0]), "warnings": [str(w) for w in result.warnings]})
 
     @_node_doc("Drain", "finishes what it runs, claims nothing new and gives up the leader lease")

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
-from django.utils import translation
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import exceptions
@@ -132,13 +131,9 @@ class RunViewSet(ApiViewSet):
         run = self.get_object()
         self.require("run", run)
         body_object(request, set())
-        with translation.override("en"):  # the status code is chosen from the reason's words
-            result = RUN_ACTIONS[name]([run], actor=self.actor)
+        result = RUN_ACTIONS[name]([run], actor=self.actor)
         if not result.done:
-            reason = result.refused[0][1]
-            if reason.startswith("you may not"):
-                raise exceptions.PermissionDenied(reason)
-            raise errors.Conflict(reason)
+            raise errors.refused(result.refused[0])
         return Response(rep.run(self.get_object(), detail=True))
 
     @doc(summary="Cancel a queued run", request=None, responses={200: schemas.RunDetail})

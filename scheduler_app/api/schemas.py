@@ -26,6 +26,7 @@ from scheduler_app.models import (
     ThrottlePolicy,
 )
 from scheduler_app.models.jobs import DependencyCondition, TriggerRule
+from scheduler_app.services import bulk
 
 
 def ref(name: str) -> dict[str, str]:
@@ -557,7 +558,13 @@ COMPONENTS: dict[str, Any] = {
                     {
                         "id": INT,
                         "status": {"type": "string", "enum": ["done", "refused", "not found"]},
-                        "reason": {**STR, "description": "Why it was refused."},
+                        "reason": {**STR, "description": "Why it was refused (for people)."},
+                        "kind": {
+                            "type": "string",
+                            "enum": list(bulk.KINDS),
+                            "description": "What kind of refusal (for programs): `forbidden`, `invalid`, "
+                            "`conflict` (the object's state) or `not_found`.",
+                        },
                         "run": {**INT, "description": "The queued run (bulk run)."},
                     },
                     ["id", "status"],

@@ -19,7 +19,7 @@ from scheduler_app.alerts import channels as channel_types
 from scheduler_app.alerts import evaluate
 from scheduler_app.models import AlertChannel, AlertEvent, AlertOutbox, AlertRule
 from scheduler_app.services import permissions
-from scheduler_app.services.bulk import BulkResult
+from scheduler_app.services.bulk import FORBIDDEN, BulkResult
 from scheduler_app.services.groups import check_tenant_change
 
 RULE_EVENTS = [e.value for e in AlertEvent if e != AlertEvent.TEST]
@@ -245,7 +245,7 @@ def mute_rules(rules: Iterable[AlertRule], until: datetime | None, *, actor: Any
     with transaction.atomic():
         for rule in rules:
             if not permissions.can(actor, "change", rule):
-                result.refused.append((rule, _("you may not change this alert rule")))
+                result.refuse(rule, _("you may not change this alert rule"), FORBIDDEN)
                 continue
             result.done.append(mute_rule(rule, until, actor=actor))
     return result
@@ -258,7 +258,7 @@ def mute_jobs_alerts(jobs: Iterable[Any], until: datetime | None, *, actor: Any 
     with transaction.atomic():
         for job in jobs:
             if not permissions.can(actor, "change", job):
-                result.refused.append((job, _("you may not change this job")))
+                result.refuse(job, _("you may not change this job"), FORBIDDEN)
                 continue
             result.done.append(mute_job_alerts(job, until, actor=actor))
     return result
@@ -285,8 +285,10 @@ def delete_alert_objects(objects: Iterable[AlertRule | AlertChannel], *, actor: 
     with transaction.atomic(), audit.acting_as(actor):
         for obj in objects:
             if not permissions.can(actor, "delete", obj):
-                result.refused.append(
-                    (obj, _("you may not delete this %(object)s") % {"object": obj._meta.verbose_name})
+                result.refuse(
+                    obj,
+                    _("you may not delete this %(object)s") % {"object": obj._meta.verbose_name},
+                    FORBIDDEN,
                 )
                 continue
             pk = obj.pk

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from scheduler_app import audit
 from scheduler_app.models import Calendar, CalendarDate, Job, JobGroup, Membership, Tenant
 from scheduler_app.services import permissions
-from scheduler_app.services.bulk import BulkResult
+from scheduler_app.services.bulk import FORBIDDEN, BulkResult
 from scheduler_app.services.jobs import notify_job_changed
 
 
@@ -56,7 +56,7 @@ def delete_groups(groups: Iterable[JobGroup], *, actor: Any = None) -> BulkResul
     with transaction.atomic(), audit.acting_as(actor):
         for group in groups:
             if not permissions.can(actor, "delete", group):
-                result.refused.append((group, _("you may not delete this group")))
+                result.refuse(group, _("you may not delete this group"), FORBIDDEN)
                 continue
             jobs = list(Job.objects.filter(group=group))
             pk = group.pk
@@ -120,7 +120,7 @@ def delete_calendars(calendars: Iterable[Calendar], *, actor: Any = None) -> Bul
     with transaction.atomic(), audit.acting_as(actor):
         for calendar in calendars:
             if not permissions.can(actor, "delete", calendar):
-                result.refused.append((calendar, _("you may not delete this calendar")))
+                result.refuse(calendar, _("you may not delete this calendar"), FORBIDDEN)
                 continue
             jobs = list(Job.objects.filter(calendars=calendar))
             pk = calendar.pk

@@ -16,7 +16,7 @@ from scheduler_app import audit, signals
 from scheduler_app.documents import job as job_document
 from scheduler_app.models import ConfigVersion, Job, JobDependency, JobGroup
 from scheduler_app.services import permissions, runs, versioning
-from scheduler_app.services.bulk import BulkResult
+from scheduler_app.services.bulk import FORBIDDEN, INVALID, BulkResult
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) 
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
             if not permissions.can(actor, action, job):
-                result.refused.append((job, _("you may not %(action)s this job") % {"action": action}))
+                result.refuse(job, _("you may not %(action)s this job") % {"action": action}, FORBIDDEN)
                 continue
             if getattr(job, field_name) == value:
                 result.done.append(job)
@@ -139,11 +139,14 @@ def move_jobs_to_group(jobs: Iterable[Job], group: JobGroup | None, *, actor: An
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
             if not permissions.can(actor, "change", job):
-                result.refused.append((job, _("you may not change this job")))
+                result.refuse(job, _("you may not change this job"), FORBIDDEN)
                 continue
             if group is not None and group.tenant_id != job.tenant_id:
-                result.refused.append(
-                    (job, _("group %(group)r belongs to another tenant") % {"group": group.name})
+                result.refuse(
+                    job,
+                    _("group %(group)r belongs to another tenant") % {"group": group.name},
+                    INVALID,
+                    field="group",
                 )
                 continue
             job.group = group
@@ -158,7 +161,7 @@ def delete_jobs(jobs: Iterable[Job], *, actor: Any = None) -> BulkResult:
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
             if not permissions.can(actor, "delete", job):
-                result.refused.append((job, _("you may not delete this job")))
+                result.refuse(job, _("you may not delete this job"), FORBIDDEN)
                 continue
             pk = job.pk
             runs.cancel_queued_runs_of([job])  # a claim waiting on the job row sees them gone

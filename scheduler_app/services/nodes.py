@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy
 
 from scheduler_app import audit
 from scheduler_app.models import Node, NodeState
-from scheduler_app.services.bulk import BulkResult
+from scheduler_app.services.bulk import CONFLICT, FORBIDDEN, BulkResult
 
 
 @dataclass
@@ -52,12 +52,12 @@ def _set_state(nodes: Iterable[Node], state: str, operation: str, actor: Any) ->
     result = NodeResult()
     for node in nodes:
         if not _may_manage(actor):
-            result.refused.append((node, str(NOT_ALLOWED)))
+            result.refuse(node, str(NOT_ALLOWED), FORBIDDEN)
             continue
         with transaction.atomic():
             live_from = NodeState.ACTIVE if state == NodeState.DRAINING else NodeState.DRAINING
             if not Node.objects.filter(pk=node.pk, state__in=[live_from, state]).update(state=state):
-                result.refused.append((node, _("the node is %(state)s, not running") % {"state": node.state}))
+                result.refuse(node, _("the node is %(state)s, not running") % {"state": node.state}, CONFLICT)
                 continue
             node.state = state
             audit.record(node, operation, actor=actor)

@@ -19,7 +19,7 @@ from scheduler_app.models import Job, JobRun, RunReason, RunState
 from scheduler_app.monitoring import counters
 from scheduler_app.registry import TaskArgumentsError, TaskError, registry
 from scheduler_app.services import permissions
-from scheduler_app.services.bulk import BulkResult
+from scheduler_app.services.bulk import CONFLICT, FORBIDDEN, INVALID, BulkResult
 
 
 def run_jobs_now(
@@ -47,10 +47,10 @@ def run_jobs_now(
         raise ValidationError({"kwargs_override": exc.message}) from None
     for job in jobs:
         if not permissions.can(actor, "run", job):
-            result.refused.append((job, _("you may not run this job")))
+            result.refuse(job, _("you may not run this job"), FORBIDDEN)
             continue
         if not job.enabled:
-            result.refused.append((job, _("job is disabled")))
+            result.refuse(job, _("job is disabled"), CONFLICT)
             continue
         secret = sorted(set(override) & set(job.secret_names or []))
         if secret:
@@ -59,16 +59,28 @@ def run_jobs_now(
             error = _(
                 "%(names)s: a secret of this job; a run cannot override it (change the job's secret kwargs)"
             ) % {"names": ", ".join(secret)}
-            result.refused.append((job, _("kwargs override: %(error)s") % {"error": error}))
+            result.refuse(
+                job,
+                _("kwargs override: %(error)s") % {"error": error},
+                INVALID,
+                field="kwargs",
+                message=error,
+            )
             continue
         try:
             task = registry.get(job.task)
             task.check_call(job.args, {**job.kwargs, **job.secret_kwargs, **override})
         except TaskArgumentsError as exc:
-            result.refused.append((job, _("kwargs override: %(error)s") % {"error": exc}))
+            result.refuse(
+                job,
+                _("kwargs override: %(error)s") % {"error": exc},
+                INVALID,
+                field="kwargs",
+                message=str(exc),
+            )
             continue
         except TaskError as exc:
-            result.refused.append((job, str(exc)))
+            result.refuse(job, str(exc), CONFLICT)
             continue
         run = enqueue_run(
             job,
@@ -168,7 +180,7 @@ def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     result = BulkResult()
     for run in runs:
         if not permissions.can(actor, "run", run.job):
-            result.refused.append((run, _("you may not cancel runs of this job")))
+            result.refuse(run, _("you may not cancel runs of this job"), FORBIDDEN)
             continue
         with transaction.atomic():
             updated = JobRun.objects.filter(pk=run.pk, state=RunState.QUEUED).update(
@@ -186,7 +198,7 @@ def cancel_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
             signals.run_cancelled.send(sender=JobRun, run=run)
             result.done.append(run)
         else:
-            result.refused.append((run, _("run is %(state)s, not queued") % {"state": run.state}))
+            result.refuse(run, _("run is %(state)s, not queued") % {"state": run.state}, CONFLICT)
     return result
 
 
@@ -196,7 +208,7 @@ def stop_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     result = BulkResult()
     for run in runs:
         if not permissions.can(actor, "run", run.job):
-            result.refused.append((run, _("you may not stop runs of this job")))
+            result.refuse(run, _("you may not stop runs of this job"), FORBIDDEN)
             continue
         if JobRun.objects.filter(pk=run.pk, state=RunState.RUNNING).update(stop_requested=True):
             run.refresh_from_db()
@@ -207,7 +219,7 @@ def stop_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
         if cancelled.done:
             result.done.extend(cancelled.done)
         else:
-            result.refused.append((run, _("run is %(state)s, not queued or running") % {"state": run.state}))
+            result.refuse(run, _("run is %(state)s, not queued or running") % {"state": run.state}, CONFLICT)
     return result
 
 
@@ -224,7 +236,7 @@ def rerun_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     for run in runs:
         queued = run_jobs_now([run.job], actor=actor, kwargs_override=run.kwargs_override)
         result.done.extend(queued.done)
-        result.refused.extend((run, reason) for _job, reason in queued.refused)
+        result.refused.extend(refusal.about(run) for refusal in queued.refused)
     return result
 
 
@@ -235,15 +247,15 @@ def retry_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     result = BulkResult()
     for run in runs:
         if not permissions.can(actor, "run", run.job):
-            result.refused.append((run, _("you may not run this job")))
+            result.refuse(run, _("you may not run this job"), FORBIDDEN)
             continue
         if run.state not in RETRYABLE_STATES:
-            result.refused.append(
-                (run, f"run is {run.state}; only runs that ended without success are retried")
+            result.refuse(
+                run, f"run is {run.state}; only runs that ended without success are retried", CONFLICT
             )
             continue
         if not run.job.enabled:
-            result.refused.append((run, _("job is disabled")))
+            result.refuse(run, _("job is disabled"), CONFLICT)
             continue
         with transaction.atomic():
             highest = (
@@ -264,7 +276,7 @@ def retry_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
                 upstream_runs=run.upstream_runs,  # the same upstream results
             )
             if retry is None:
-                result.refused.append((run, "a retry of this run was queued at the same moment"))
+                result.refuse(run, "a retry of this run was queued at the same moment", CONFLICT)
                 continue
             audit.record(run.job, "retry_run", actor, run_id=retry.pk, retry_of=run.pk)
         result.done.append(retry)

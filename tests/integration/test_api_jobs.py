@@ -434,7 +434,7 @@ def test_bulk_action_mixing_allowed_forbidden_and_foreign_ids(editor, tenant, ot
     assert response.status_code == 200
     assert response.json()["results"] == [
         {"id": allowed["id"], "status": "done"},
-        {"id": forbidden["id"], "status": "refused", "reason": "you may not pause this job"},
+        {"id": forbidden["id"], "status": "refused", "reason": "you may not pause this job", "kind": "forbidden"},
         {"id": foreign.pk, "status": "not found"},
         {"id": 987654, "status": "not found"},
     ]
@@ -451,7 +451,7 @@ def test_bulk_run_reports_the_runs(api):
     run = JobRun.objects.get()
     assert response.json()["results"] == [
         {"id": a["id"], "status": "done", "run": run.pk},
-        {"id": b["id"], "status": "refused", "reason": "job is disabled"},
+        {"id": b["id"], "status": "refused", "reason": "job is disabled", "kind": "conflict"},
     ]
 
 

@@ -150,7 +150,12 @@ def test_cancel_and_stop(api, runs):
     response = api.post("/api/runs/bulk/stop/", {"ids": [made[2].pk, made[3].pk]}, format="json")
     assert response.json()["results"] == [
         {"id": made[2].pk, "status": "done"},
-        {"id": made[3].pk, "status": "refused", "reason": "run is succeeded, not queued or running"},
+        {
+            "id": made[3].pk,
+            "status": "refused",
+            "reason": "run is succeeded, not queued or running",
+            "kind": "conflict",
+        },
     ]
 
 
