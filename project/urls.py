@@ -15,4 +15,4 @@ urlpatterns = [
 
 # A clear page, not a bare "Bad Request (400)", when Django refuses a post before any view
 # (more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields, a body over DATA_UPLOAD_MAX_MEMORY_SIZE).
-handler400 = "scheduler_app.errorpages.bad_request"
+handler400 = "scheduler_app.admin.errorpages.bad_request"

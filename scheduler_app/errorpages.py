@@ -1,58 +1,28 @@
-"""A clear page instead of Django's bare "Bad Request (400)" when a form post is refused
-before any view sees it: more fields than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` (a job form
-claiming thousands of child triggers) or a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+"""Deprecated: moved to :mod:`scheduler_app.admin.errorpages` (the admin's 400 page).
 
-Django refuses such a post while parsing it (the CSRF check reads ``request.POST``
-first), so neither the job form nor its limits can name the problem; the project's 400
-handler can. Use it in your root URLconf::
-
-    handler400 = "scheduler_app.errorpages.bad_request"
+``handler400 = "scheduler_app.errorpages.bad_request"`` keeps working (with a
+``DeprecationWarning`` when Django looks the handler up); change it to
+``handler400 = "scheduler_app.admin.errorpages.bad_request"``. This module will be
+removed in a later release.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.template.response import TemplateResponse
-from django.utils.translation import gettext as _
-from django.views import defaults
-
-from scheduler_app.conf import app_settings
+_MOVED = {"bad_request", "refusal", "wants_json", "is_api_request"}
 
 
-def refusal(exception: Any) -> str | None:
-    """What to tell a person whose post Django refused, or None for other bad requests."""
-    if isinstance(exception, TooManyFieldsSent):
-        return _(
-            "The form sent more fields than this site accepts (DATA_UPLOAD_MAX_NUMBER_FIELDS = "
-            "%(limit)s), so nothing was read and nothing was saved. A combined trigger has at "
-            "most %(children)s child triggers: use your browser's Back button (it keeps what you "
-            "typed), remove child triggers and save again."
-        ) % {"limit": settings.DATA_UPLOAD_MAX_NUMBER_FIELDS, "children": app_settings.TRIGGER_MAX_CHILDREN}
-    if isinstance(exception, RequestDataTooBig):
-        size = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return _(
-            "The form is larger than this site accepts (DATA_UPLOAD_MAX_MEMORY_SIZE = %(size)s "
-            "bytes), so nothing was read and nothing was saved. Use your browser's Back button (it "
-            "keeps what you typed), shorten the largest values (arguments, keyword arguments) and "
-            "save again."
-        ) % {"size": f"{size:,}" if size is not None else "—"}
-    return None
-
-
-def bad_request(request: HttpRequest, exception: Any = None, **kwargs: Any) -> HttpResponse:
-    message = refusal(exception)
-    if message is None:
-        return defaults.bad_request(request, exception, **kwargs)
-    if request.content_type == "application/json" or request.path.startswith("/api/"):
-        return JsonResponse({"detail": message}, status=400)
-    response = TemplateResponse(
-        request,
-        "admin/scheduler_app/bad_request.html",
-        {"title": _("The form was not saved"), "message": message},
-        status=400,
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"scheduler_app.errorpages.{name} moved to scheduler_app.admin.errorpages.{name}; "
+        "change your handler400 setting (the old path will be removed)",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    return response.render()
+    from scheduler_app.admin import errorpages
+
+    return getattr(errorpages, name)

@@ -74,7 +74,7 @@ def test_other_bad_requests_keep_djangos_page(client):
     from django.core.exceptions import SuspiciousOperation
     from django.test import RequestFactory
 
-    from scheduler_app.errorpages import bad_request
+    from scheduler_app.admin.errorpages import bad_request
 
     response = bad_request(RequestFactory().get("/"), SuspiciousOperation("x"))
     assert response.status_code == 400 and b"Bad Request (400)" in response.content
