@@ -434,7 +434,12 @@ def test_bulk_action_mixing_allowed_forbidden_and_foreign_ids(editor, tenant, ot
     assert response.status_code == 200
     assert response.json()["results"] == [
         {"id": allowed["id"], "status": "done"},
-        {"id": forbidden["id"], "status": "refused", "reason": "you may not pause this job", "kind": "forbidden"},
+        {
+            "id": forbidden["id"],
+            "status": "refused",
+            "reason": "you may not pause this job",
+            "kind": "forbidden",
+        },
         {"id": foreign.pk, "status": "not found"},
         {"id": 987654, "status": "not found"},
     ]
