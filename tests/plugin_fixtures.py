@@ -97,3 +97,26 @@ def _lax(registry):
 
 
 lax = _Plugin("lax", _lax)
+
+
+def _accents(registry):
+    """Trigger types whose names read the same once sanitised for OpenAPI (``caf_``),
+    and one that is that sanitised name itself."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    for name, unit in (("café", "minutes"), ("cafè", "hours"), ("caf_", "seconds")):
+        registry.add_trigger_type(
+            name,
+            schema={
+                "type": "object",
+                "properties": {unit: {"type": "integer", "minimum": 1}},
+                "required": [unit],
+                "additionalProperties": False,
+            },
+            validate=lambda doc, path: dict(doc),
+            build=lambda doc, ctx, unit=unit: IntervalTrigger(**{unit: int(doc.get(unit) or 1)}),
+            describe=lambda doc, unit=unit: f"every {doc.get(unit)} {unit}",
+        )
+
+
+accents = _Plugin("accents", _accents)

@@ -7,6 +7,7 @@ every operation lists the error bodies it can answer with."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter
@@ -895,19 +896,44 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
     return result
 
 
+def plugin_trigger_component(name: str, taken: Collection[str] = ()) -> str:
+    """The component name of plugin trigger type ``name``: ``PluginTrigger_<name>``, a
+    name OpenAPI tools accept (``[A-Za-z0-9_]``). A type name is a Python identifier and
+    may have other letters (``café``, ``工作日``): those become ``_`` and the name gets
+    the first 8 hex digits of the SHA-256 of the type name, so two names that read the
+    same once sanitised (``café``, ``cafè``) get two components, and each keeps its
+    component whichever other plugins are loaded. ``taken``: names already given (a
+    longer digest in the astronomically unlikely case of a clash)."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if safe == name and f"PluginTrigger_{safe}" not in taken:
+        return f"PluginTrigger_{safe}"
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    for length in range(8, len(digest) + 1, 8):
+        component = f"PluginTrigger_{safe}_{digest[:length]}"
+        if component not in taken:
+            return component
+    raise ValueError(f"no free component name for trigger type {name!r}")  # pragma: no cover
+
+
 def components() -> dict[str, Any]:
     """:data:`COMPONENTS` (a copy, for one schema build) with a component per trigger type
-    of the plugins loaded now (``PluginTrigger_<name>``: ``type`` plus the plugin's
-    schema), each one more choice of ``Trigger``'s ``oneOf`` and discriminator."""
+    of the plugins loaded now (:func:`plugin_trigger_component`: ``type`` plus the
+    plugin's schema), each one more choice of ``Trigger``'s ``oneOf`` and discriminator."""
     import copy
-    import re
 
     from scheduler_app import plugins
 
     out = copy.deepcopy(COMPONENTS)
     trigger = out["Trigger"]
-    for name, kind in sorted(plugins.registry.load().trigger_types.items()):
-        component = "PluginTrigger_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+    # Plain names first: a name that needs no sanitising always keeps its plain component.
+    types = sorted(
+        plugins.registry.load().trigger_types.items(), key=lambda item: (not item[0].isascii(), item[0])
+    )
+    for name, kind in types:
+        component = plugin_trigger_component(name, out)
         schema = copy.deepcopy(dict(kind.schema))
         properties = {k: v for k, v in (schema.get("properties") or {}).items() if k != "type"}
         out[component] = obj(
