@@ -82,6 +82,24 @@ def drop_database() -> None:
     pg_admin(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
 
 
+def teardown(heartbeats: Heartbeats, server: Server | None, *, drop: bool) -> None:
+    """After a bench (also one that failed): stop the heartbeats and the server, close
+    this process's connections, drop the bench database unless asked to keep it. Shared
+    with ops_bench.py."""
+    heartbeats.stop.set()
+    if server is not None:
+        server.stop()
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:
+        pass
+    if drop:
+        drop_database()
+        log(f"dropped {PG_DB}")
+
+
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -703,18 +721,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         machine = 100 * (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)
         server_errors = server.errors_logged()
     finally:
-        heartbeats.stop.set()
-        if server is not None:
-            server.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        if not (args.keep_db or args.seed_only):
-            drop_database()
-            log(f"dropped {PG_DB}")
+        teardown(heartbeats, server, drop=not (args.keep_db or args.seed_only))
 
     report(cfg, seed_seconds, seeded, rows, scoped, others, rate, machine, server_errors)
     if args.json:

@@ -121,18 +121,7 @@ def main() -> int:
             )
             loads.append(os.getloadavg()[0])
     finally:
-        heartbeats.stop.set()
-        if server is not None:
-            server.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        if not args.keep_db:
-            api_bench.drop_database()
-            log(f"dropped {api_bench.PG_DB}")
+        api_bench.teardown(heartbeats, server, drop=not args.keep_db)
 
     peer = rows[-1][3]
     print()
