@@ -9,7 +9,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db import router
+from django.db.models import F, Max, Model, OuterRef, QuerySet, Subquery
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from scheduler_app.documents import job as job_document
@@ -40,10 +42,19 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat()
 
 
+#: Job columns a representation never shows (``secret_kwarg_names`` comes from
+#: ``secret_names``): not read nor decoded.
+JOB_UNREAD = frozenset({"secrets_token", "secret_fingerprints"})
+#: The columns :func:`jobs_queryset` reads.
+JOB_COLUMNS = tuple(f.attname for f in Job._meta.concrete_fields if f.attname not in JOB_UNREAD)
+
+
 def jobs_queryset(queryset: QuerySet) -> QuerySet:
-    """Jobs with what their representation needs: tenant, group, the latest version
-    number and the last run (in subqueries of the one query); :func:`jobs` reads the
-    calendars of a whole page in one more query."""
+    """The rows (``values()``) of jobs with what their representation needs besides
+    their columns: the latest version number and the last run's id, in subqueries of the
+    one query. :func:`jobs` reads the page's tenants, groups, last runs, calendars and
+    dependencies in one query each, and builds the jobs from the rows without Django's
+    model machinery (which cost more than half of a page's rendering)."""
     last = (
         JobRun.objects.filter(job=OuterRef("pk"))
         .exclude(state=RunState.QUEUED)
@@ -56,19 +67,47 @@ def jobs_queryset(queryset: QuerySet) -> QuerySet:
         .annotate(n=Max("number"))
         .values("n")
     )
-    # secrets_token and secret_fingerprints are never shown (secret_kwarg_names comes
-    # from secret_names): not read nor decoded.
-    return (
-        queryset.select_related("tenant", "group")
-        .defer("secrets_token", "secret_fingerprints")
-        .annotate(
-            _version=Subquery(version),
-            _last_id=Subquery(last.values("pk")[:1]),
-            _last_state=Subquery(last.values("state")[:1]),
-            _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
-            _last_finished=Subquery(last.values("finished_at")[:1]),
-        )
-    )
+    return queryset.annotate(
+        _version=Subquery(version),
+        _last_id=Subquery(last.values("pk")[:1]),
+        _tenant_slug=F("tenant__slug"),
+        _group_name=F("group__name"),
+    ).values(*JOB_COLUMNS, "_version", "_last_id", "_tenant_slug", "_group_name")
+
+
+def _shared(model: type[Model], cache: dict[int, Any], pk: int, db: str, **values: Any) -> Any:
+    """One instance per object of a page, with only ``values`` read (its other fields
+    load on access, as with ``only()``)."""
+    obj = cache.get(pk)
+    if obj is None:
+        obj = cache[pk] = model.__new__(model)
+        obj._state = ModelState()
+        obj._state.adding = False
+        obj._state.db = db
+        obj.__dict__.update(id=pk, **values)
+    return obj
+
+
+def job_from_row(
+    row: dict[str, Any], tenants: dict[int, Tenant], groups: dict[int, JobGroup], db: str
+) -> Job:
+    """A :class:`Job` from a row of :func:`jobs_queryset` with its tenant (slug read)
+    and group (name read), as ``Model.from_db`` would build it but without
+    ``__init__``'s per-field work; columns not read load on access (as deferred fields
+    do). The page's jobs share their tenants' and groups' instances."""
+    row = dict(row)
+    tenant_slug, group_name = row.pop("_tenant_slug"), row.pop("_group_name")
+    job = Job.__new__(Job)
+    job._state = ModelState()
+    job._state.adding = False
+    job._state.db = db
+    job.__dict__.update(row)
+    job._loaded_trigger = row["trigger"]
+    Job.tenant.field.set_cached_value(job, _shared(Tenant, tenants, row["tenant_id"], db, slug=tenant_slug))
+    if row["group_id"] is not None:
+        group = _shared(JobGroup, groups, row["group_id"], db, tenant_id=row["tenant_id"], name=group_name)
+        Job.group.field.set_cached_value(job, group)
+    return job
 
 
 def current_version(job: Job) -> int:
@@ -81,12 +120,20 @@ def next_fire_time(job: Job, excluded: Iterable[Any], now: datetime) -> datetime
     return nextfire.next_fire_time(job, excluded, now)
 
 
-def jobs(items: Sequence[Job]) -> list[dict[str, Any]]:
-    """Representations of jobs read through :func:`jobs_queryset`, in three more
-    queries whatever their number (dependencies, calendars, calendar dates; the dates
-    only when a calendar is used). Next fire times are reused across requests while they
-    hold (:mod:`scheduler_app.monitoring.nextfire`)."""
-    ids = [j.pk for j in items]
+def jobs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Representations of the rows of :func:`jobs_queryset`, in at most four more
+    queries whatever their number (last runs, dependencies, calendars, calendar dates;
+    last runs and dates only when there are some). Next fire times are reused across
+    requests while they hold (:mod:`scheduler_app.monitoring.nextfire`)."""
+    ids = [row["id"] for row in rows]
+    tenants: dict[int, Tenant] = {}
+    groups: dict[int, JobGroup] = {}
+    last_runs = {
+        pk: rest
+        for pk, *rest in JobRun.objects.filter(
+            pk__in=[row["_last_id"] for row in rows if row["_last_id"] is not None]
+        ).values_list("pk", "state", "scheduled_for", "finished_at")
+    }
     deps: dict[int, list[dict[str, str]]] = defaultdict(list)
     for down, up_name, condition in (
         JobDependency.objects.filter(downstream_id__in=ids)
@@ -103,23 +150,33 @@ def jobs(items: Sequence[Job]) -> list[dict[str, Any]]:
         job_calendars[link.job_id].append(shared.setdefault(link.calendar_id, link.calendar))
     calendar_ids = set(shared)
     dates: dict[int, list[Any]] = defaultdict(list)
-    for cal_id, day in CalendarDate.objects.filter(calendar_id__in=calendar_ids).values_list(
-        "calendar_id", "date"
-    ):
-        dates[cal_id].append(day)
+    if calendar_ids:
+        for cal_id, day in CalendarDate.objects.filter(calendar_id__in=calendar_ids).values_list(
+            "calendar_id", "date"
+        ):
+            dates[cal_id].append(day)
     now = timezone.now()
+    db = router.db_for_read(Job)
     out = []
-    for job in items:
+    for row in rows:
+        job = job_from_row(row, tenants, groups, db)
         calendars = job_calendars.get(job.pk, [])
         excluded = [d for c in calendars for d in dates[c.pk]]
         out.append(
-            job_representation(job, calendars=calendars, depends_on=deps[job.pk], excluded=excluded, now=now)
+            job_representation(
+                job,
+                calendars=calendars,
+                depends_on=deps[job.pk],
+                excluded=excluded,
+                now=now,
+                last_run=last_runs.get(row["_last_id"]),
+            )
         )
     return out
 
 
-def job(item: Job) -> dict[str, Any]:
-    return jobs([item])[0]
+def job(row: dict[str, Any]) -> dict[str, Any]:
+    return jobs([row])[0]
 
 
 def job_representation(
@@ -129,7 +186,9 @@ def job_representation(
     depends_on: list[dict[str, str]],
     excluded: list[Any],
     now: datetime,
+    last_run: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
+    """``last_run``: (state, scheduled_for, finished_at) of the run ``job._last_id``."""
     doc = job_document.export_job(job, calendars=calendars, depends_on=depends_on)
     last_id = getattr(job, "_last_id", None)
     return {
@@ -139,12 +198,12 @@ def job_representation(
         "version": getattr(job, "_version", None) or 0,
         "next_fire_time": iso(next_fire_time(job, excluded, now)),
         "last_run": None
-        if last_id is None
+        if last_id is None or last_run is None
         else {
             "id": last_id,
-            "state": job._last_state,
-            "scheduled_for": iso(job._last_scheduled),
-            "finished_at": iso(job._last_finished),
+            "state": last_run[0],
+            "scheduled_for": iso(last_run[1]),
+            "finished_at": iso(last_run[2]),
         },
     }
 

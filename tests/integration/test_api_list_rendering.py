@@ -193,3 +193,55 @@ def test_a_run_page_reads_only_what_it_shows_and_shows_what_the_detail_shows(api
     for item in items:
         detail = api.get(f"/api/runs/{item['id']}/").json()
         assert {k: detail[k] for k in item} == item
+
+
+def test_a_page_across_tenants_and_groups_shows_each_jobs_document_and_last_run(other_tenant, tenant):
+    """A page's jobs are built from rows (no model ``__init__``), sharing one tenant and
+    one group instance per object: each still shows its own document, version and last
+    run, and more tenants or groups cost no more queries."""
+    from scheduler_app import services
+    from scheduler_app.models import JobGroup, RunState, Tenant
+
+    admin = get_user_model().objects.create_superuser("root-lists")
+    api = client_for(key_for(admin))
+
+    def make(t, index):
+        group = JobGroup.objects.get_or_create(tenant=t, name=f"g{index % 2}")[0] if index % 3 else None
+        job = services.save_job(Job(tenant=t, name=f"j{index}", task="demo.noop", group=group))
+        now = timezone.now()
+        for minutes, state in ((30, RunState.FAILED), (20, RunState.SUCCEEDED), (10, RunState.QUEUED)):
+            JobRun.objects.create(
+                job=job,
+                tenant=t,
+                scheduled_for=now - dt.timedelta(minutes=minutes + index),
+                not_before=now,
+                state=state,
+                finished_at=None if state == RunState.QUEUED else now,
+            )
+        return job
+
+    for index in range(6):
+        make(tenant if index % 2 else other_tenant, index)
+    api.get("/api/tenants/")  # the key's first use writes its last-used time
+    with CaptureQueriesContext(connection) as two:
+        page = api.get("/api/jobs/?page_size=100").json()["results"]
+    for index in range(6, 12):
+        make(Tenant.objects.create(slug=f"t{index}", name=f"T{index}"), index)
+    with CaptureQueriesContext(connection) as eight:
+        assert len(api.get("/api/jobs/?page_size=100").json()["results"]) == 12
+    assert len(eight) == len(two)
+    assert len(page) == 6
+    for item in page:
+        job = Job.objects.select_related("tenant", "group").get(pk=item["id"])
+        document = export_job(job)
+        assert {k: item[k] for k in document} == document
+        assert item["tenant"] == job.tenant.slug and item["group"] == (job.group.name if job.group else None)
+        last = job.runs.exclude(state=RunState.QUEUED).order_by("-scheduled_for").first()
+        assert item["last_run"] == {
+            "id": last.pk,
+            "state": "succeeded",
+            "scheduled_for": last.scheduled_for.isoformat(),
+            "finished_at": last.finished_at.isoformat(),
+        }
+        assert item["version"] == job.versions.count() >= 1
+        assert api.get(f"/api/jobs/{job.pk}/").json() == item
