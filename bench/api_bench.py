@@ -396,6 +396,21 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server's processes (gunicorn's
+        master and workers: its process group), from /proc."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # after the command: state ppid pgrp ... utime (11) stime (12), 0-based
+            if int(fields[2]) == self.proc.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
     def errors_logged(self) -> list[str]:
         text = self.log_path.read_text(errors="replace")
         return [line for line in text.splitlines() if "Traceback" in line or line.startswith("5")]
@@ -516,6 +531,8 @@ class RateResult:
     behind: int = 0  # requests sent more than 100 ms after their slot (the clients fell behind)
     unsent: int = 0  # requests still not sent when the phase's time was up (+10 s grace)
     wall: float = 0.0
+    server_cpu_ms: float = 0.0  # gunicorn's CPU time per request sent (figure that travels)
+    client_cpu_ms: float = 0.0  # this process's (the clients') CPU time per request sent
 
 
 def sustained(port: int, seeded: Seeded, cfg: Config) -> RateResult:
@@ -715,9 +732,12 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         log(
             f"sustained mix at {cfg.rate:.0f} requests/s for {cfg.rate_seconds:.0f} s ({cfg.rate_clients} clients)"
         )
-        busy0 = cpu_busy()
+        busy0, server0, client0 = cpu_busy(), server.cpu_seconds(), time.process_time()
         rate = sustained(server.port, seeded, cfg)
         busy1 = cpu_busy()
+        answered = max(rate.sent, 1)
+        rate.server_cpu_ms = 1000 * (server.cpu_seconds() - server0) / answered
+        rate.client_cpu_ms = 1000 * (time.process_time() - client0) / answered
         machine = 100 * (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)
         server_errors = server.errors_logged()
     finally:
@@ -739,6 +759,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
                     "rate": {
                         "achieved": rate.ok / rate.wall,
                         "sent": rate.sent,
+                        "server_cpu_ms": rate.server_cpu_ms,
+                        "client_cpu_ms": rate.client_cpu_ms,
                         "errors": rate.errors,
                         "behind": rate.behind,
                     },
@@ -779,6 +801,12 @@ def report(cfg, seed_seconds, seeded, rows, scoped, others, rate, machine, serve
         f"{rate.ok:,} answered 2xx in {rate.wall:.1f} s = {achieved:.1f} req/s; errors {errors} "
         f"{dict(sorted(rate.errors.items())) if rate.errors else ''}; sent > 100 ms behind schedule: "
         f"{rate.behind:,}; not sent when the time was up: {rate.unsent:,}; machine {machine:.0f}% busy"
+    )
+    cores = os.cpu_count() or 1
+    print(
+        f"CPU per request sent: server (gunicorn) {rate.server_cpu_ms:.1f} ms, clients (this process) "
+        f"{rate.client_cpu_ms:.1f} ms; at the server's figure alone {cores} cores give at most "
+        f"{1000 * cores / max(rate.server_cpu_ms, 0.001):.0f} req/s (PostgreSQL's CPU not counted)"
     )
     print("| in the mix | n | p50 / p95 ms |")
     print("|---|---|---|")
