@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +67,7 @@ class Config:
     rate_clients: int = 32
     workers: int = 2
     threads: int = 8
+    server: str = "gunicorn"  # or "runserver": what ./dev demo serves with
 
 
 # -- database ---------------------------------------------------------------------------------
@@ -346,11 +348,18 @@ class Heartbeats(threading.Thread):
 
 
 class Server:
+    """The web server under test: gunicorn as README documents it (``-w 2 --threads 8``),
+    or with ``server="runserver"`` what ``./dev demo`` starts (``manage.py runserver
+    --noreload``: one process, a thread per connection)."""
+
     def __init__(self, cfg: Config, logdir: Path) -> None:
         self.port = free_port()
-        self.log_path = logdir / "gunicorn.log"
-        self.proc = subprocess.Popen(
-            [
+        self.label = server_label(cfg)
+        self.log_path = logdir / f"{cfg.server}.log"
+        if cfg.server == "runserver":
+            command = [PY, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload", "--skip-checks"]
+        else:
+            command = [
                 PY,
                 "-m",
                 "gunicorn",
@@ -367,7 +376,9 @@ class Server:
                 "-",
                 "--access-logformat",
                 '%(s)s %(m)s "%(U)s?%(q)s" %(M)sms',
-            ],
+            ]
+        self.proc = subprocess.Popen(
+            command,
             cwd=ROOT,
             env=server_env(),
             stdout=self.log_path.open("w"),
@@ -377,7 +388,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.label} exited:\n{self.log_path.read_text()[-3000:]}")
             try:
                 status, _, _ = Client(self.port).get("/api/health/live")
                 if status == 200:
@@ -385,7 +396,7 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError("gunicorn did not answer within 60 s")
+        raise RuntimeError(f"{self.label} did not answer within 60 s")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -413,7 +424,18 @@ class Server:
 
     def errors_logged(self) -> list[str]:
         text = self.log_path.read_text(errors="replace")
-        return [line for line in text.splitlines() if "Traceback" in line or line.startswith("5")]
+        # gunicorn's access log lines start with the status; runserver's have '" 5xx '
+        return [
+            line
+            for line in text.splitlines()
+            if "Traceback" in line or line.startswith("5") or re.search(r'" 5\d\d ', line)
+        ]
+
+
+def server_label(cfg: Config) -> str:
+    if cfg.server == "runserver":
+        return "manage.py runserver --noreload (./dev demo's server)"
+    return f"gunicorn -w {cfg.workers} --threads {cfg.threads}"
 
 
 def free_port() -> int:
@@ -531,7 +553,7 @@ class RateResult:
     behind: int = 0  # requests sent more than 100 ms after their slot (the clients fell behind)
     unsent: int = 0  # requests still not sent when the phase's time was up (+10 s grace)
     wall: float = 0.0
-    server_cpu_ms: float = 0.0  # gunicorn's CPU time per request sent (figure that travels)
+    server_cpu_ms: float = 0.0  # the server's CPU time per request sent (figure that travels)
     client_cpu_ms: float = 0.0  # this process's (the clients') CPU time per request sent
 
 
@@ -635,7 +657,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             return 0
         heartbeats.start()
         server = Server(cfg, logdir)
-        log(f"gunicorn -w {cfg.workers} --threads {cfg.threads} on port {server.port} (DJANGO_DB_POOL=1)")
+        log(f"{server.label} on port {server.port} (DJANGO_DB_POOL=1)")
 
         api = {"Authorization": f"Bearer {seeded.keys[0]}"}
         tenant_api = {"Authorization": f"Bearer {seeded.tenant_key}"}
@@ -774,8 +796,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 def report(cfg, seed_seconds, seeded, rows, scoped, others, rate, machine, server_errors) -> None:  # noqa: ANN001
     print()
     print(
-        f"## API benchmark: {cfg.jobs:,} jobs, {cfg.runs:,} runs, PostgreSQL, gunicorn -w {cfg.workers} "
-        f"--threads {cfg.threads}, {cfg.clients} concurrent clients, {cfg.samples} requests per API figure"
+        f"## API benchmark: {cfg.jobs:,} jobs, {cfg.runs:,} runs, PostgreSQL, {server_label(cfg)}, "
+        f"{cfg.clients} concurrent clients, {cfg.samples} requests per API figure"
     )
     print(f"seeding: {seed_seconds:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in seeded.seconds.items())})")
     print()
@@ -804,7 +826,7 @@ def report(cfg, seed_seconds, seeded, rows, scoped, others, rate, machine, serve
     )
     cores = os.cpu_count() or 1
     print(
-        f"CPU per request sent: server (gunicorn) {rate.server_cpu_ms:.1f} ms, clients (this process) "
+        f"CPU per request sent: server ({cfg.server}) {rate.server_cpu_ms:.1f} ms, clients (this process) "
         f"{rate.client_cpu_ms:.1f} ms; at the server's figure alone {cores} cores give at most "
         f"{1000 * cores / max(rate.server_cpu_ms, 0.001):.0f} req/s (PostgreSQL's CPU not counted)"
     )
@@ -836,6 +858,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="target of the sustained phase (default 200 requests/s)")
     parser.add_argument("--rate-seconds", type=float)
     parser.add_argument("--samples", type=int, help="requests per latency figure")
+    parser.add_argument(
+        "--server",
+        choices=["gunicorn", "runserver"],
+        help="gunicorn -w 2 --threads 8 (default, as README documents) or runserver (what ./dev demo starts)",
+    )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look with psql")
     parser.add_argument(
@@ -845,7 +872,7 @@ def main() -> int:
     cfg = Config()
     if args.quick:
         cfg = Config(jobs=1000, runs=50_000, samples=60, rate_seconds=15.0)
-    for name in ("jobs", "runs", "rate", "rate_seconds", "samples"):
+    for name in ("jobs", "runs", "rate", "rate_seconds", "samples", "server"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     try:

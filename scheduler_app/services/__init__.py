@@ -5,7 +5,10 @@ audit and versions happen in one place.
 ``actor`` is the user acting; ``None`` means the system (the engine, or a management
 command run by an operator with shell access), which is not permission-checked. Functions
 that act on many objects check each one and return a :class:`BulkResult` listing what was
-done and what was refused with the reason, so a face can report both.
+done and what was refused with the reason, so a face can report both. Each refusal
+(:class:`~scheduler_app.services.bulk.Refusal`) also names its kind (``forbidden``,
+``invalid`` with the field, ``conflict``, ``not_found``): a face decides by the kind, never
+by the reason's words (they are in the actor's language).
 
 The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`, :mod:`.groups` (groups,
 calendars, memberships), :mod:`.groupops` (operations on a group's or tenant's jobs),
