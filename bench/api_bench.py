@@ -824,10 +824,12 @@ def report(cfg, seed_seconds, seeded, rows, scoped, others, rate, machine, serve
         f"{dict(sorted(rate.errors.items())) if rate.errors else ''}; sent > 100 ms behind schedule: "
         f"{rate.behind:,}; not sent when the time was up: {rate.unsent:,}; machine {machine:.0f}% busy"
     )
-    cores = os.cpu_count() or 1
+    # One Python process runs on one core at a time (the GIL): runserver uses one core,
+    # gunicorn at most one per worker.
+    cores = min(os.cpu_count() or 1, 1 if cfg.server == "runserver" else cfg.workers)
     print(
         f"CPU per request sent: server ({cfg.server}) {rate.server_cpu_ms:.1f} ms, clients (this process) "
-        f"{rate.client_cpu_ms:.1f} ms; at the server's figure alone {cores} cores give at most "
+        f"{rate.client_cpu_ms:.1f} ms; at the server's figure alone its {cores} core(s) give at most "
         f"{1000 * cores / max(rate.server_cpu_ms, 0.001):.0f} req/s (PostgreSQL's CPU not counted)"
     )
     print("| in the mix | n | p50 / p95 ms |")
