@@ -102,3 +102,19 @@ def test_a_bulk_report_names_each_refusals_kind(api, make_job):
     done, refused = response.json()["results"]
     assert done["status"] == "done" and "kind" not in done
     assert refused == {"id": disabled.pk, "status": "refused", "reason": "作业已停用", "kind": "conflict"}
+
+
+def test_the_admin_run_now_page_puts_an_invalid_override_on_its_field_in_chinese(admin_client, make_job):
+    """The page chose the field by looking for "kwargs" in the reason's words."""
+    from tests.integration.test_admin import url
+
+    admin_client.cookies["django_language"] = "zh-hans"
+    job = make_job("zh-admin", task="demo.sleep", kwargs={"seconds": 0})
+    response = admin_client.post(url("job", "run", job.pk), {"kwargs_override": '{"unknown": 1}'})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == ["kwargs_override"], errors
+    assert "关键字参数覆盖" in errors["kwargs_override"][0]
+    services.disable_jobs([job])
+    response = admin_client.post(url("job", "run", job.pk), {"kwargs_override": "{}"})
+    assert response.context["form"].non_field_errors() == ["作业已停用"]
