@@ -251,3 +251,23 @@ def _fit(mapping: dict[str, Any], cap: int) -> dict[str, Any]:
         mapping[name] = {"truncated": True, "size_bytes": sizes[name]}
         total = len(json.dumps(mapping).encode())
     return mapping
+
+
+def upstream_of(run: JobRun) -> list[dict[str, Any]]:
+    """The upstream runs that queued ``run`` (``upstream_runs``, in that order), for the
+    run page and the API: ``{"id", "run"}`` (``run`` None once retention deleted it) and,
+    when the job has an ``upstream_param``, ``"passed"``: what that run passed there,
+    masked and capped exactly as the downstream received it (:func:`upstream_results`)."""
+    ids = [int(i) for i in run.upstream_runs or ()]
+    if not ids:
+        return []
+    found = JobRun.objects.select_related("job").in_bulk(ids)
+    job = run.job
+    passed = upstream_results([(run, job)]).get(run.pk, {}) if job.upstream_param else None
+    out = []
+    for pk in ids:
+        entry: dict[str, Any] = {"id": pk, "run": found.get(pk)}
+        if passed is not None and entry["run"] is not None:
+            entry["passed"] = passed.get(entry["run"].job.name)
+        out.append(entry)
+    return out

@@ -285,6 +285,60 @@ def test_run_page_shows_upstream_and_downstream_runs(admin_client, jobs):
     assert chain.index(url("jobrun", "change", middle.pk)) < chain.index(url("jobrun", "change", root.pk))
 
 
+def upstream_dag(make_job, param="upstream"):
+    """B (succeeded, a masked secret in its result) and C (failed) queued D."""
+    b, c = make_job("B"), make_job("C")
+    d = make_job(
+        "D", task="tests.give", trigger_rule="all_done", upstream_param=param, overlap_policy="queue"
+    )
+    services.add_dependency(b, d)
+    services.add_dependency(c, d)
+    b_run = finished(b, "succeeded", 3, 1.0, result={"rows": 7, "token": "••••••"})
+    c_run = finished(c, "failed", 2, 1.0, error="x")
+    gone = c_run.pk + 1000  # deleted by retention since
+    d_run = finished(d, "succeeded", 1, 1.0, reason="dependency", upstream_runs=[b_run.pk, c_run.pk, gone])
+    return d_run, b_run, c_run, gone
+
+
+def field_of(html, name):
+    part = html[html.index(f"field-{name}") :]
+    return part[: part.index("</div>\n")]
+
+
+def test_run_page_shows_the_upstream_runs_and_what_each_passed(admin_client, make_job):
+    d_run, b_run, c_run, gone = upstream_dag(make_job)
+    shown = field_of(
+        admin_client.get(url("jobrun", "change", d_run.pk)).content.decode(), "upstream_runs_display"
+    )
+    assert url("jobrun", "change", b_run.pk) in shown and url("jobrun", "change", c_run.pk) in shown
+    assert "succeeded" in shown and "failed" in shown
+    assert shown.index(f"#{b_run.pk} B") < shown.index(f"#{c_run.pk} C")
+    # as D received it: B's result (masked as stored), null for the failed C
+    assert (
+        "passed upstream = <code class='sa-passed'>{&quot;rows&quot;: 7, &quot;token&quot;: &quot;••••••&quot;}"
+        in shown
+    )
+    assert shown.count("passed upstream =") == 2 and "null</code>" in shown
+    assert f"#{gone} (deleted by retention)" in shown
+    assert TIME.search(shown)
+
+
+def test_run_page_without_upstream_param_lists_the_runs_only(admin_client, make_job):
+    d_run, b_run, _c_run, _gone = upstream_dag(make_job, param="")
+    shown = field_of(
+        admin_client.get(url("jobrun", "change", d_run.pk)).content.decode(), "upstream_runs_display"
+    )
+    assert url("jobrun", "change", b_run.pk) in shown and "passed upstream" not in shown
+
+
+def test_rerun_from_the_run_page_keeps_the_upstream_runs(admin_client, make_job):
+    d_run, *_ = upstream_dag(make_job)
+    before = set(JobRun.objects.values_list("pk", flat=True))
+    admin_client.post(url("jobrun", "rerun", d_run.pk))
+    new = JobRun.objects.exclude(pk__in=before).get()
+    assert (new.reason, new.upstream_runs) == ("manual", d_run.upstream_runs)
+
+
 # -- re-run and retry -----------------------------------------------------------------
 
 
