@@ -263,7 +263,7 @@ class JobJoin(models.Model):
         "scheduler_app.Job", on_delete=models.CASCADE, related_name="join_rounds", verbose_name=_("job")
     )
     opened_at = models.DateTimeField(_("opened at"))
-    # upstream job id (text) -> {"run": run id, "ok": succeeded}
+    # upstream job id (text) -> {"run": run id, "ok": succeeded, "end": success/failed/skipped}
     ends = models.JSONField(_("upstream ends"), default=dict)
     fired = models.BooleanField(_("fired"), default=False)
 
