@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
@@ -891,7 +892,25 @@ class JobJoinAdmin(TenantScopedAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        # Only so that a job's deletion takes its rounds along (Django asks for each
+        # related row); a round itself is never deleted here (delete_view refuses).
+        return obj is not None and permissions.can(request.user, "delete", obj.job)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        self._visible_or_404(request, object_id)
+        raise PermissionDenied("join rounds are read-only")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "show_delete": False}
+        )
 
     @admin.display(description=_("round"), ordering="opened_at")
     def round_number(self, obj: JobJoin) -> Any:
