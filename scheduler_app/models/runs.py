@@ -273,7 +273,7 @@ class JobJoin(models.Model):
         verbose_name_plural = _("join rounds")
 
     def __str__(self) -> str:
-        return f"join of {self.job_id} opened {self.opened_at:%Y-%m-%d %H:%M:%S}"
+        return f"join of {self.job} opened {display.when(self.opened_at)}"
 
 
 class JobRunLog(models.Model):
