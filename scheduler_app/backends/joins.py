@@ -261,7 +261,9 @@ def upstream_of(run: JobRun) -> list[dict[str, Any]]:
     ids = [int(i) for i in run.upstream_runs or ()]
     if not ids:
         return []
-    found = JobRun.objects.select_related("job").in_bulk(ids)
+    # Never another tenant's run (dependencies do not cross tenants; a restored or
+    # edited list is not trusted for that).
+    found = JobRun.objects.filter(tenant_id=run.tenant_id).select_related("job").in_bulk(ids)
     job = run.job
     passed = upstream_results([(run, job)]).get(run.pk, {}) if job.upstream_param else None
     out = []

@@ -310,3 +310,25 @@ def test_run_detail_lists_the_upstream_runs_and_what_each_passed(api, make_job):
         {"id": gone, "job": None, "job_name": None, "state": None, "finished_at": None, "passed": None},
     ]
     assert api.get(f"/api/runs/{b_run.pk}/").json()["upstream"] == []
+
+
+def test_run_detail_never_shows_another_tenants_run_as_upstream(api, make_job, other_tenant):
+    theirs = services.save_job(
+        Job(tenant=other_tenant, name="theirs", task="demo.noop", trigger={"type": "manual"})
+    )
+    their_run = enqueue_run(theirs, scheduled_for=T0)
+    JobRun.objects.filter(pk=their_run.pk).update(state="succeeded", result={"secret": "globex-data"})
+    d = make_job("D", task="tests.give", trigger_rule="all_done", upstream_param="upstream")
+    d_run = enqueue_run(d, scheduled_for=T0, reason="dependency", upstream_runs=[their_run.pk])
+    body = api.get(f"/api/runs/{d_run.pk}/").json()
+    assert body["upstream"] == [
+        {
+            "id": their_run.pk,
+            "job": None,
+            "job_name": None,
+            "state": None,
+            "finished_at": None,
+            "passed": None,
+        }
+    ]
+    assert "globex-data" not in str(body) and "theirs" not in str(body)
