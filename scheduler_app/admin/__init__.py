@@ -7,7 +7,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -31,13 +33,16 @@ from scheduler_app.admin.forms import (
 )
 from scheduler_app.admin.joblist import OperatorJobListMixin
 from scheduler_app.admin.runs import OperatorRunAdminMixin
+from scheduler_app.backends import joins
 from scheduler_app.conf import app_settings
+from scheduler_app.engine import rules
 from scheduler_app.models import (
     Calendar,
     CalendarDate,
     Job,
     JobDependency,
     JobGroup,
+    JobJoin,
     JobRun,
     JobRunLog,
     Membership,
@@ -846,6 +851,99 @@ class JobRunAdmin(OperatorRunAdminMixin, TenantScopedAdmin):
     @admin.action(description=_("Stop selected running runs"), permissions=["run"])
     def stop_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         report(self, request, _("Stop requested"), services.stop_runs(queryset, actor=request.user))
+
+
+@admin.register(JobJoin)
+class JobJoinAdmin(TenantScopedAdmin):
+    """Open rounds of joins (trigger rules other than all_success), read-only: which
+    upstream jobs have ended in each and which the round still waits for."""
+
+    tenant_field = "job__tenant"
+    list_display = ["job", "round_number", "ends_display", "waiting_for", "fired", "opened_at"]
+    list_filter = [("job__tenant", ScopedChoicesFilter), ("job", ScopedChoicesFilter), "fired"]
+    search_fields = ["job__name"]
+    fields = ["job", "round_number", "ends_display", "waiting_for", "fired", "opened_at"]
+    readonly_fields = fields
+    ordering = ["job__name", "opened_at", "id"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("job__tenant")
+            .prefetch_related("job__upstream_edges__upstream")
+            .annotate(
+                # 1 = the job's oldest open round: the one the next end goes into
+                number=Window(
+                    RowNumber(), partition_by=[F("job_id")], order_by=[F("opened_at").asc(), F("id").asc()]
+                )
+            )
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return self.has_module_permission(request)
+        return permissions.can(request.user, "view", obj.job)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Only so that a job's deletion takes its rounds along (Django asks for each
+        # related row); a round itself is never deleted here (delete_view refuses).
+        return obj is not None and permissions.can(request.user, "delete", obj.job)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        self._visible_or_404(request, object_id)
+        raise PermissionDenied("join rounds are read-only")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "show_delete": False}
+        )
+
+    @admin.display(description=_("round"), ordering="opened_at")
+    def round_number(self, obj: JobJoin) -> Any:
+        return getattr(obj, "number", None) or display.EMPTY
+
+    @staticmethod
+    def _upstreams(obj: JobJoin) -> dict[int, str]:
+        return {edge.upstream_id: edge.upstream.name for edge in obj.job.upstream_edges.all()}
+
+    @admin.display(description=_("upstream jobs ended"))
+    def ends_display(self, obj: JobJoin) -> str:
+        names = self._upstreams(obj)
+        labels = {
+            rules.END_SUCCESS: RunState.SUCCEEDED.label,
+            rules.END_FAILED: RunState.FAILED.label,
+            rules.END_SKIPPED: RunState.SKIPPED.label,
+        }
+        rows = []
+        for key, end in sorted(obj.ends.items(), key=lambda item: names.get(int(item[0]), item[0])):
+            name = names.get(int(key), f"#{key}")
+            kind = labels[joins.stored_end(end)]
+            if end.get("run") is None:
+                rows.append(format_html("{} ({})", name, kind))
+            else:
+                link = reverse("admin:scheduler_app_jobrun_change", args=[end["run"]])
+                rows.append(format_html("<a href='{}'>{} #{}</a> ({})", link, name, end["run"], kind))
+        return format_html_join(", ", "{}", ((row,) for row in rows)) if rows else display.EMPTY
+
+    @admin.display(description=_("waiting for"))
+    def waiting_for(self, obj: JobJoin) -> str:
+        names = self._upstreams(obj)
+        missing = sorted(name for pk, name in names.items() if str(pk) not in obj.ends)
+        return ", ".join(missing) or display.EMPTY
 
 
 @admin.register(Membership)

@@ -30,6 +30,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from scheduler_app import display, services
+from scheduler_app.backends import joins
 from scheduler_app.engine.results import MASK
 from scheduler_app.models import JobRun, RunState
 from scheduler_app.monitoring import stats
@@ -40,6 +41,8 @@ REFRESH_SECONDS = 5
 DOWNSTREAM_LIMIT = 50
 #: Upstream steps followed at most.
 UPSTREAM_LIMIT = 20
+#: Characters of an upstream result shown on the run page at most.
+PASSED_SHOWN_CHARS = 2000
 
 
 def list_zone() -> Any:
@@ -242,6 +245,7 @@ class OperatorRunAdminMixin:
         "memory_display",
         "traceback_display",
         "upstream_chain",
+        "upstream_runs_display",
         "downstream_runs",
         "kwargs_override_display",
     ]
@@ -263,6 +267,7 @@ class OperatorRunAdminMixin:
         "error",
         "error_type",
         "triggered_by",
+        "upstream_runs",
     }
 
     # -- list columns -----------------------------------------------------------------
@@ -311,7 +316,7 @@ class OperatorRunAdminMixin:
             (_("Timeline"), {"fields": ["timeline_panel"]}),
             (_("Error"), {"fields": ["error_type", "error", "traceback_display"]}),
             (_("Resources"), {"fields": ["duration_display", "cpu_display", "memory_display"]}),
-            (_("Chain"), {"fields": ["upstream_chain", "downstream_runs"]}),
+            (_("Chain"), {"fields": ["upstream_chain", "upstream_runs_display", "downstream_runs"]}),
             (_("Details"), {"fields": details}),
         ]
 
@@ -352,6 +357,48 @@ class OperatorRunAdminMixin:
             return display.EMPTY
         return format_html_join(
             " ← ", "<a href='{}'>{}</a> <span class='sa-nowrap'>{} ({})</span>", (_run_link(r) for r in links)
+        )
+
+    @admin.display(description=_("upstream runs (results passed)"))
+    def upstream_runs_display(self, obj: JobRun) -> str:
+        """The upstream runs whose ends queued this run, and what each passed in the
+        job's upstream_param: masked and capped as the run received it."""
+        entries = joins.upstream_of(obj)
+        if not entries:
+            return display.EMPTY
+        items = []
+        for entry in entries:
+            up = entry["run"]
+            if up is None:
+                items.append(format_html("<li>#{} {}</li>", entry["id"], gettext("(deleted by retention)")))
+                continue
+            link, name, when, state = _run_link(up)
+            passed = ""
+            if "passed" in entry:
+                text = json.dumps(entry["passed"], ensure_ascii=False, sort_keys=True)
+                if len(text) > PASSED_SHOWN_CHARS:
+                    text = (
+                        text[:PASSED_SHOWN_CHARS]
+                        + "… "
+                        + gettext("(%(n)s characters in all)") % {"n": len(text)}
+                    )
+                passed = format_html(
+                    " {} <code class='sa-passed'>{}</code>",
+                    gettext("passed %(param)s =") % {"param": obj.job.upstream_param},
+                    text,
+                )
+            items.append(
+                format_html(
+                    "<li><a href='{}'>{}</a> <span class='sa-nowrap'>{} ({})</span>{}</li>",
+                    link,
+                    name,
+                    when,
+                    state,
+                    passed,
+                )
+            )
+        return format_html(
+            "<ul class='sa-plain-list'>{}</ul>", format_html_join("", "{}", ((i,) for i in items))
         )
 
     @admin.display(description=_("downstream (started by this run)"))

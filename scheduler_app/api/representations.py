@@ -14,6 +14,7 @@ from django.db.models import F, Max, Model, OuterRef, QuerySet, Subquery
 from django.db.models.base import ModelState
 from django.utils import timezone
 
+from scheduler_app.backends import joins
 from scheduler_app.documents import job as job_document
 from scheduler_app.engine.results import MASK
 from scheduler_app.models import (
@@ -326,9 +327,22 @@ def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) ->
             result=item.result,
             traceback=item.traceback,
             upstream_runs=list(item.upstream_runs or ()),
+            upstream=[_upstream(entry) for entry in joins.upstream_of(item)],
             **log_fields(run_log(item), log_offset),
         )
     return out
+
+
+def _upstream(entry: dict[str, Any]) -> dict[str, Any]:
+    up = entry["run"]
+    return {
+        "id": entry["id"],
+        "job": up.job_id if up else None,
+        "job_name": up.job.name if up else None,
+        "state": up.state if up else None,
+        "finished_at": iso(up.finished_at) if up else None,
+        "passed": entry.get("passed"),
+    }
 
 
 # -- the rest ---------------------------------------------------------------------------

@@ -350,6 +350,27 @@ RUN_DETAIL_PROPERTIES = {
         "description": "The upstream runs whose ends queued this dependency run (their results "
         "are what the job's upstream_param receives); empty for other runs.",
     },
+    "upstream": {
+        "type": "array",
+        "items": obj(
+            {
+                "id": INT,
+                "job": nullable(INT),
+                "job_name": nullable(STR),
+                "state": nullable({"type": "string", "enum": list(RunState.values)}),
+                "finished_at": nullable(TIME),
+                "passed": {
+                    "nullable": True,
+                    "description": "What this run passed in the job's upstream_param, masked and "
+                    "capped as the run received it (null: the upstream failed or was skipped, the "
+                    "job has no upstream_param, or the run was deleted).",
+                },
+            },
+            ["id", "job", "job_name", "state", "finished_at", "passed"],
+        ),
+        "description": "upstream_runs with their job, state and what each passed; job, state and "
+        "finished_at are null for a run that retention deleted.",
+    },
     "log": {
         **STR,
         "description": "What the task logged (and printed, on the process and isolated executors) "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Max, Q, TextField
@@ -29,52 +29,98 @@ FAILED_STATES = {RunState.FAILED, RunState.TIMED_OUT, RunState.LOST}
 
 
 def is_end(run: JobRun) -> bool:
-    """A success, or a failure no retry follows: what a join counts."""
-    return run.state == RunState.SUCCEEDED or (run.state in FAILED_STATES and run.is_final)
+    """A success, a failure no retry follows, or a skip (the run never started: misfire,
+    overlap or limit policy ``skip``): what a round of a join counts."""
+    return run.state in (RunState.SUCCEEDED, RunState.SKIPPED) or (
+        run.state in FAILED_STATES and run.is_final
+    )
+
+
+def end_kind(run: JobRun) -> str:
+    if run.state == RunState.SUCCEEDED:
+        return rules.END_SUCCESS
+    if run.state == RunState.SKIPPED:
+        return rules.END_SKIPPED
+    return rules.END_FAILED
+
+
+def edges_of(job_ids: Iterable[int]) -> dict[int, list[tuple[int, str]]]:
+    """upstream job id -> its (downstream job id, condition) edges."""
+    edges: dict[int, list[tuple[int, str]]] = {}
+    ids = set(job_ids)
+    if ids:
+        for up, down, condition in JobDependency.objects.filter(upstream_id__in=ids).values_list(
+            "upstream_id", "downstream_id", "condition"
+        ):
+            edges.setdefault(up, []).append((down, condition))
+    return edges
 
 
 def enqueue_dependents(
-    run: JobRun, now: datetime, edges: Sequence[tuple[int, str]], *, postgres: bool
+    ended: Sequence[JobRun], now: datetime, edges: Mapping[int, Sequence[tuple[int, str]]], *, postgres: bool
 ) -> int:
-    """Queue the downstream runs that ``run``'s end completes; how many were queued."""
+    """Queue the downstream runs that the ends of ``ended`` (in that order) complete;
+    how many were queued. Call it inside the transaction that writes those ends.
+
+    On PostgreSQL every downstream job of the batch is locked first, in one statement
+    and in primary-key order (``FOR NO KEY UPDATE``): that serialises the joins of a job
+    across nodes, and two batches locking overlapping downstream jobs always take them
+    in the same order, so they wait for each other instead of deadlocking."""
+    wanted = sorted({down for run in ended for down, _condition in edges.get(run.job_id, ())})
+    if not wanted:
+        return 0
+    downstream_qs = Job.objects.filter(pk__in=wanted).order_by("pk")
+    if postgres:
+        downstream_qs = downstream_qs.select_for_update(no_key=True)
+    jobs = {job.pk: job for job in downstream_qs}
     queued = 0
-    for downstream_id, condition in edges:
-        downstream_qs = Job.objects.filter(pk=downstream_id)
-        if postgres:
-            downstream_qs = downstream_qs.select_for_update(no_key=True)
-        downstream = downstream_qs.first()  # the lock serialises joins on this job
-        if downstream is None or not downstream.enabled:
-            continue
-        if downstream.trigger_rule == TriggerRule.ALL_SUCCESS:
-            if not rules.condition_met(condition, run.state, run.is_final):
+    for run in ended:
+        for downstream_id, condition in edges.get(run.job_id, ()):
+            downstream = jobs.get(downstream_id)
+            if downstream is None or not downstream.enabled:
                 continue
-            upstream_runs = _all_success_join(downstream)
+            if downstream.trigger_rule == TriggerRule.ALL_SUCCESS:
+                # A skipped upstream never meets an edge: Airflow skips an all_success
+                # task whose upstream was skipped; here the join has no rounds and
+                # waits for that upstream's next end that meets the edge.
+                if run.state == RunState.SKIPPED or not rules.condition_met(
+                    condition, run.state, run.is_final
+                ):
+                    continue
+                upstream_runs = _all_success_join(downstream)
+            else:
+                if not is_end(run):
+                    continue
+                upstream_runs = _round(downstream, run, now)
             if upstream_runs is None:
                 continue
-        else:
-            if not is_end(run):
-                continue
-            upstream_runs = _round(downstream, run, now)
-            if upstream_runs is None:
-                continue
-        _queue(downstream, run, now, upstream_runs)
-        queued += 1
+            _queue(downstream, run, now, upstream_runs)
+            queued += 1
     return queued
 
 
 def _queue(downstream: Job, run: JobRun, now: datetime, upstream_runs: list[int]) -> JobRun:
-    return JobRun.objects.create(
-        job=downstream,
-        tenant_id=downstream.tenant_id,
-        scheduled_for=now,
-        attempt=1,
+    """The dependency run, created like every run the store makes
+    (:meth:`JobRun.for_job`). Its scheduled time is unique for the job: two rounds
+    firing in one batch (two ends of one upstream) would otherwise share ``now`` and
+    collide on (job, scheduled_for, attempt)."""
+    latest = (
+        JobRun.objects.filter(job=downstream, scheduled_for__gte=now, attempt=1, target_node="")
+        .order_by("-scheduled_for")
+        .values_list("scheduled_for", flat=True)
+        .first()
+    )
+    when = now if latest is None else latest + timedelta(microseconds=1)
+    created = JobRun.for_job(
+        downstream,
+        when,
         reason=RunReason.DEPENDENCY,
-        priority=downstream.priority,
         not_before=now,
         triggered_by=run,
-        executor=downstream.executor,
         upstream_runs=upstream_runs,
     )
+    created.save()
+    return created
 
 
 def _all_success_join(downstream: Job) -> list[int] | None:
@@ -107,6 +153,8 @@ def _round(downstream: Job, run: JobRun, now: datetime) -> list[int] | None:
     its job yet (or a new round); the round's upstream run ids when it fires now."""
     key = str(run.job_id)
     rounds = list(JobJoin.objects.filter(job=downstream).order_by("opened_at", "pk"))
+    if any(r.ends.get(key, {}).get("run") == run.pk for r in rounds):
+        return None  # this end is in a round already (fed twice: never counted twice)
     target = next((r for r in rounds if key not in r.ends), None)
     if target is None:
         cap = int(app_settings.JOIN_OPEN_ROUNDS_MAX)
@@ -118,9 +166,9 @@ def _round(downstream: Job, run: JobRun, now: datetime) -> list[int] | None:
                 extra={"job": downstream.name, "job_id": downstream.pk, "dropped": len(drop), "cap": cap},
             )
         target = JobJoin(job=downstream, opened_at=now, ends={})
-    target.ends[key] = {"run": run.pk, "ok": run.state == RunState.SUCCEEDED}
+    target.ends[key] = {"run": run.pk, "ok": run.state == RunState.SUCCEEDED, "end": end_kind(run)}
     upstreams = set(JobDependency.objects.filter(downstream=downstream).values_list("upstream_id", flat=True))
-    ends = {int(k): bool(v["ok"]) for k, v in target.ends.items()}
+    ends = {int(k): stored_end(v) for k, v in target.ends.items()}
     decision = rules.join_decision(downstream.trigger_rule, ends, upstreams, fired=target.fired)
     if decision.fire:
         target.fired = True
@@ -132,6 +180,14 @@ def _round(downstream: Job, run: JobRun, now: datetime) -> list[int] | None:
     if not decision.fire:
         return None
     return [int(v["run"]) for k, v in sorted(target.ends.items()) if int(k) in upstreams]
+
+
+def stored_end(end: Mapping[str, Any]) -> str:
+    """How a stored end came (rounds written before skips counted have only ``ok``)."""
+    kind = end.get("end")
+    if kind in (rules.END_SUCCESS, rules.END_FAILED, rules.END_SKIPPED):
+        return str(kind)
+    return rules.END_SUCCESS if end.get("ok") else rules.END_FAILED
 
 
 # -- upstream results ---------------------------------------------------------------------
@@ -195,3 +251,25 @@ def _fit(mapping: dict[str, Any], cap: int) -> dict[str, Any]:
         mapping[name] = {"truncated": True, "size_bytes": sizes[name]}
         total = len(json.dumps(mapping).encode())
     return mapping
+
+
+def upstream_of(run: JobRun) -> list[dict[str, Any]]:
+    """The upstream runs that queued ``run`` (``upstream_runs``, in that order), for the
+    run page and the API: ``{"id", "run"}`` (``run`` None once retention deleted it) and,
+    when the job has an ``upstream_param``, ``"passed"``: what that run passed there,
+    masked and capped exactly as the downstream received it (:func:`upstream_results`)."""
+    ids = [int(i) for i in run.upstream_runs or ()]
+    if not ids:
+        return []
+    # Never another tenant's run (dependencies do not cross tenants; a restored or
+    # edited list is not trusted for that).
+    found = JobRun.objects.filter(tenant_id=run.tenant_id).select_related("job").in_bulk(ids)
+    job = run.job
+    passed = upstream_results([(run, job)]).get(run.pk, {}) if job.upstream_param else None
+    out = []
+    for pk in ids:
+        entry: dict[str, Any] = {"id": pk, "run": found.get(pk)}
+        if passed is not None and entry["run"] is not None:
+            entry["passed"] = passed.get(entry["run"].job.name)
+        out.append(entry)
+    return out

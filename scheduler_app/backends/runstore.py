@@ -37,7 +37,6 @@ from scheduler_app.engine.interfaces import (
 from scheduler_app.models import (
     ConfigVersion,
     Job,
-    JobDependency,
     JobRun,
     JobRunLog,
     LoadPolicy,
@@ -203,9 +202,58 @@ class DjangoRunStore:
                 return 0
             JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
             counters.count_finished(r for r in rows if r.state == RunState.SKIPPED)  # metrics
+            self._skips_end_joins(rows)
         if signals.run_queued.has_listeners(JobRun) or signals.run_skipped.has_listeners(JobRun):
             self._send_created(rows)
         return queued
+
+    def _skips_end_joins(self, rows: list[JobRun]) -> int:
+        """The runs this enqueue wrote as skipped have ended: they go into their
+        downstream jobs' joins, in the same transaction. Only the rows written now
+        (``bulk_create`` ignores a row that exists already: a double fire's skip was
+        counted when it was written)."""
+        from django.utils import timezone
+
+        skipped = [r for r in rows if r.state == RunState.SKIPPED]
+        edges = self._edges({r.job_id for r in skipped}) if skipped else {}
+        keys = Q()
+        for r in skipped:
+            if r.job_id in edges:
+                keys |= Q(
+                    job_id=r.job_id,
+                    scheduled_for=r.scheduled_for,
+                    attempt=r.attempt,
+                    target_node=r.target_node,
+                    finished_at=r.finished_at,
+                )
+        if not keys:
+            return 0
+        written = JobRun.objects.filter(keys, state=RunState.SKIPPED).order_by("scheduled_for", "pk")
+        return self._enqueue_dependents(list(written), timezone.now(), edges)
+
+    def _skipped_at_claim_end_joins(self, skipped: list[JobRun], now: datetime) -> None:
+        """Runs the claim skipped have ended: they go into their downstream jobs'
+        joins, in a transaction of their own after the claim's. Inside it, locking the
+        downstream jobs after the claim's own job locks could deadlock two claims; and
+        a failure here must not undo the claim. Should this process die between the
+        two, those skips are not counted (the rounds wait for the upstreams' next end)."""
+        edges = self._edges({r.job_id for r in skipped})
+        ended = [r for r in skipped if r.job_id in edges]
+        if not ended:
+            return
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    self._enqueue_dependents(ended, now, edges)
+                return
+            except (OperationalError, InterfaceError):  # transient (is_transient): try again
+                if attempt == 2:
+                    logger.error(
+                        "skipped runs not counted in their downstream joins",
+                        exc_info=True,
+                        extra={"run_ids": ",".join(str(r.pk) for r in ended[:20])},
+                    )
+                    return
 
     def _broadcast_targets(self, job: Job) -> list[str]:
         """One copy per live node having the job's tags (a node joining later does not
@@ -221,25 +269,9 @@ class DjangoRunStore:
 
     @staticmethod
     def _new_run(job: Job, when: datetime, state: str, error: str = "", target_node: str = "") -> JobRun:
-        from django.utils import timezone
-
-        run = JobRun(
-            target_node=target_node,
-            job_id=job.pk,
-            tenant_id=job.tenant_id,
-            scheduled_for=when,
-            attempt=1,
-            reason=RunReason.SCHEDULE,
-            priority=job.priority,
-            not_before=when,
-            executor=job.executor,
-            state=state,
-            error=error,
+        return JobRun.for_job(
+            job, when, reason=RunReason.SCHEDULE, state=state, error=error, target_node=target_node
         )
-        if state == RunState.SKIPPED:
-            run.finished_at = timezone.now()
-            run.is_final = True
-        return run
 
     def _send_created(self, rows: Iterable[JobRun]) -> None:
         keys = Q()
@@ -391,6 +423,8 @@ class DjangoRunStore:
             alerts.on_outcome([run for run, _ in skipped])  # outbox rows, in this transaction
         for run, _ in skipped:
             signals.run_skipped.send(sender=JobRun, run=run)
+        if skipped:
+            self._skipped_at_claim_end_joins([run for run, _ in skipped], now)
         result = []
         upstream = joins.upstream_results(claimed) if claimed else {}
         for run, job in claimed:
@@ -621,6 +655,7 @@ class DjangoRunStore:
                 alerts.on_outcome(done)  # alert outbox rows: in the same transaction
             edges = self._edges({r.job_id for r in done})
             retries = []
+            ended = []
             for run, retry in follow:
                 if retry:
                     job = run.job
@@ -639,7 +674,8 @@ class DjangoRunStore:
                         )
                     )
                 if run.state != RunState.INTERRUPTED and run.job_id in edges:
-                    queued += self._enqueue_dependents(run, now, edges[run.job_id])
+                    ended.append(run)
+            queued += self._enqueue_dependents(ended, now, edges)
             if retries:
                 JobRun.objects.bulk_create(retries, ignore_conflicts=True)
             finished = done
@@ -740,13 +776,7 @@ class DjangoRunStore:
 
     @staticmethod
     def _edges(job_ids: set[int]) -> dict[int, list[tuple[int, str]]]:
-        edges: dict[int, list[tuple[int, str]]] = {}
-        if job_ids:
-            for up, down, condition in JobDependency.objects.filter(upstream_id__in=job_ids).values_list(
-                "upstream_id", "downstream_id", "condition"
-            ):
-                edges.setdefault(up, []).append((down, condition))
-        return edges
+        return joins.edges_of(job_ids)
 
     @staticmethod
     def _follow_up(run: JobRun, *, attempt: int, reason: str, not_before: datetime) -> JobRun:
@@ -765,8 +795,14 @@ class DjangoRunStore:
             target_node=run.target_node,
         )
 
-    def _enqueue_dependents(self, run: JobRun, now: datetime, edges: list[tuple[int, str]]) -> int:
-        return joins.enqueue_dependents(run, now, edges, postgres=self._postgres)
+    def _enqueue_dependents(
+        self, ended: Sequence[JobRun], now: datetime, edges: Mapping[int, list[tuple[int, str]]]
+    ) -> int:
+        """The joins that ``ended``'s ends complete (outcomes, and skips: a skipped run
+        has ended too)."""
+        if not ended:
+            return 0
+        return joins.enqueue_dependents(ended, now, edges, postgres=self._postgres)
 
     # -- liveness -------------------------------------------------------------------------
 

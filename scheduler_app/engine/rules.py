@@ -108,26 +108,37 @@ class JoinDecision:
     close: bool  # the round is over (every upstream has ended in it)
 
 
-def join_decision(rule: str, ends: dict[int, bool], upstreams: set[int], *, fired: bool) -> JoinDecision:
+#: How an upstream run ended, as a round of a join counts it.
+END_SUCCESS = "success"
+END_FAILED = "failed"  # a failure no retry follows
+END_SKIPPED = "skipped"  # never started (misfire, overlap or limit policy: skip)
+
+
+def join_decision(rule: str, ends: dict[int, str], upstreams: set[int], *, fired: bool) -> JoinDecision:
     """A round of a join under a trigger rule other than ``all_success``.
 
-    ``ends``: upstream job id -> whether its end in this round was a success (a failure
-    counts only once final: no retry follows); ``upstreams``: the downstream's upstream
-    jobs now; ``fired``: the round already queued its downstream run. A round holds at
-    most one end per upstream and is over when every upstream has ended in it;
-    ``one_*`` rules fire at the first qualifying end and the round then absorbs the
-    other upstreams' ends of that round without firing again."""
+    ``ends``: upstream job id -> how its end in this round came (``END_SUCCESS``,
+    ``END_FAILED``: a failure counts only once final, no retry follows;
+    ``END_SKIPPED``); ``upstreams``: the downstream's upstream jobs now; ``fired``: the
+    round already queued its downstream run. A round holds at most one end per upstream
+    and is over when every upstream has ended in it; ``one_*`` rules fire at the first
+    qualifying end and the round then absorbs the other upstreams' ends of that round
+    without firing again.
+
+    As in Airflow a skipped upstream has ended: ``all_done`` counts it, ``none_failed``
+    accepts it (no upstream failed), ``one_success`` and ``one_failed`` do not fire on
+    it (it is neither)."""
     complete = upstreams <= set(ends)
     if fired:
         return JoinDecision(fire=False, close=complete)
     if rule == ONE_SUCCESS:
-        fire = any(ends.values())
+        fire = END_SUCCESS in ends.values()
     elif rule == ONE_FAILED:
-        fire = not all(ends.values())
+        fire = END_FAILED in ends.values()
     elif rule == ALL_DONE:
         fire = complete
     elif rule == NONE_FAILED:
-        fire = complete and all(ends.values())
+        fire = complete and END_FAILED not in ends.values()
     else:
         raise ValueError(f"{rule!r} is not a trigger rule for rounds")
     return JoinDecision(fire=fire, close=complete)

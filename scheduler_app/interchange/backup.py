@@ -5,7 +5,9 @@ permissions and job versions refer to, memberships, job groups, calendars with t
 dates, jobs (every field), dependencies, job versions, django-guardian object
 permissions on jobs and job groups, alert channels and alert rules and, with
 ``with_runs``, the run history with each run's captured log, as stored (secrets
-masked) (per-job alert mutes are a field of the job). Objects are
+masked), and the open rounds of joins (``JobJoin``) (per-job alert mutes are a field of
+the job). Runs refer to runs (``triggered_by``, ``upstream_runs``, a round's ends) by
+natural key. Objects are
 keyed by natural keys (tenant slug + name, username, group name), never by database ids,
 so a backup restores into any database.
 
@@ -61,8 +63,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from scheduler_app import documents
+from scheduler_app.backends import joins
 from scheduler_app.documents import job as job_document
 from scheduler_app.documents import limits
+from scheduler_app.engine import rules
 from scheduler_app.engine.results import MASK
 from scheduler_app.models import (
     AlertChannel,
@@ -73,6 +77,7 @@ from scheduler_app.models import (
     Job,
     JobDependency,
     JobGroup,
+    JobJoin,
     JobRun,
     JobRunLog,
     JobVersion,
@@ -97,6 +102,7 @@ SECTIONS = (
     "alert_channels",
     "alert_rules",
     "runs",
+    "join_rounds",
 )
 HEADER_KEYS = ("format", "version", "created_at", "with_runs")
 TOP_LEVEL_KEYS = {*HEADER_KEYS, *SECTIONS, "counts"}
@@ -332,6 +338,7 @@ def _sections(with_runs: bool) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]
     )
     if with_runs:
         yield "runs", _runs()
+        yield "join_rounds", _join_rounds()
 
 
 def _entry(obj: models.Model, keys: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -435,8 +442,27 @@ LOG = "captured_log__"
 LOG_FIELDS = ("text", "lines_total", "lines_dropped", "updated_at")
 
 
+def _run_refs(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Run id -> the run's natural key in a backup (ids of deleted runs are absent)."""
+    refs: dict[int, dict[str, Any]] = {}
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), BATCH_SIZE * 4):
+        for pk, tenant, job, when, attempt in JobRun.objects.filter(
+            pk__in=wanted[start : start + BATCH_SIZE * 4]
+        ).values_list("pk", "tenant__slug", "job__name", "scheduled_for", "attempt"):
+            refs[pk] = {"tenant": tenant, "job": job, "scheduled_for": _when(when), "attempt": attempt}
+    return refs
+
+
 def _runs() -> Iterator[dict[str, Any]]:
     fields = _plain_fields(JobRun)
+    # upstream_runs hold run ids: written as the runs' natural keys (ids differ in the
+    # database restored into); ids of runs deleted since are left out.
+    upstream = _run_refs(
+        int(i)
+        for ids in JobRun.objects.exclude(upstream_runs=[]).values_list("upstream_runs", flat=True).iterator()
+        for i in ids or ()
+    )
     ref = "triggered_by__"
     qs = JobRun.objects.order_by("tenant__slug", "job__name", "scheduled_for", "attempt").values(
         "tenant__slug",
@@ -467,6 +493,9 @@ def _runs() -> Iterator[dict[str, Any]]:
                 "lines_dropped": row[f"{LOG}lines_dropped"],
                 "updated_at": _when(row[f"{LOG}updated_at"]),
             }
+        entry["upstream_runs"] = [
+            upstream[int(i)] for i in entry.get("upstream_runs") or () if int(i) in upstream
+        ]
         if row[f"{ref}job__name"] is None:
             entry["triggered_by"] = None
         else:
@@ -477,6 +506,39 @@ def _runs() -> Iterator[dict[str, Any]]:
                 "attempt": row[f"{ref}attempt"],
             }
         yield entry
+
+
+def _join_rounds() -> Iterator[dict[str, Any]]:
+    """Open rounds of joins (``JobJoin``): their ends name the upstream job and run by
+    natural keys (``run`` null for a run deleted since)."""
+    rounds = list(
+        JobJoin.objects.select_related("job__tenant").order_by(
+            "job__tenant__slug", "job__name", "opened_at", "pk"
+        )
+    )
+    job_ids = {int(k) for r in rounds for k in r.ends}
+    names = dict(Job.objects.filter(pk__in=job_ids).values_list("pk", "name"))
+    runs = _run_refs(int(end["run"]) for r in rounds for end in r.ends.values() if end.get("run") is not None)
+    for r in rounds:
+        ends = []
+        for key, end in sorted(r.ends.items(), key=lambda item: names.get(int(item[0]), "")):
+            if int(key) not in names:
+                continue  # the upstream job was deleted: its end no longer counts
+            run_id = end.get("run")
+            ends.append(
+                {
+                    "upstream": names[int(key)],
+                    "run": runs.get(int(run_id)) if run_id is not None else None,
+                    "end": joins.stored_end(end),
+                }
+            )
+        yield {
+            "tenant": r.job.tenant.slug,
+            "job": r.job.name,
+            "opened_at": _when(r.opened_at),
+            "fired": r.fired,
+            "ends": ends,
+        }
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -628,6 +690,10 @@ def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _no_runs(entry: Mapping[str, Any], where: str) -> tuple[Any, Any, datetime, int]:
+    raise BackupError(f"{where}: no run in the file (a backup without runs)")
+
+
 class _Restorer:
     def __init__(self, sections: dict[str, list[dict[str, Any]]], progress: Progress, warn: Warn) -> None:
         self.sections = sections
@@ -641,6 +707,8 @@ class _Restorer:
         self.calendars: dict[tuple[int, str], Calendar] = {}
         self.jobs: dict[tuple[int, str], Job] = {}
         self.channels: dict[tuple[int, str], AlertChannel] = {}
+        self.run_pks: dict[tuple[Any, Any, datetime, int], int] = {}
+        self.run_key: Callable[[Mapping[str, Any], str], tuple[Any, Any, datetime, int]] = _no_runs
 
     def run(self) -> dict[str, int]:
         for name in SECTIONS:
@@ -1151,6 +1219,8 @@ class _Restorer:
         when_field = JobRun._meta.get_field("scheduled_for")
         keys: dict[tuple[Any, Any, datetime, int], int] = {}
         refs: list[tuple[int, tuple[Any, Any, datetime, int]]] = []
+        upstream: list[tuple[int, list[tuple[Any, Any, datetime, int]]]] = []
+        old_ids = 0
 
         def where_of(index: int, entry: Mapping[str, Any]) -> str:
             return (
@@ -1180,12 +1250,32 @@ class _Restorer:
                 if not isinstance(ref, dict):
                     raise BackupError(f"{where}: must be null or an object naming a run")
                 refs.append((index, run_key(ref, where)))
-        for index, ref_key in refs:
+            ups = entry.get("upstream_runs")
+            if ups:
+                where = f"{where_of(index, entry)}: upstream_runs"
+                if not isinstance(ups, list):
+                    raise BackupError(f"{where}: must be a list of objects naming runs")
+                if all(isinstance(u, int) and not isinstance(u, bool) for u in ups):
+                    old_ids += 1  # an older backup: ids of the database it came from
+                    continue
+                named = []
+                for i, u in enumerate(ups):
+                    if not isinstance(u, dict):
+                        raise BackupError(f"{where}[{i}]: must be an object naming a run")
+                    named.append(run_key(u, f"{where}[{i}]"))
+                upstream.append((index, named))
+        for index, ref_key in refs + [(i, k) for i, named in upstream for k in named]:
             if ref_key not in keys:
+                field = "triggered_by" if (index, ref_key) in refs else "upstream_runs"
                 raise BackupError(
-                    f"{where_of(index, items[index])}: triggered_by: no run {ref_key[0]}/"
+                    f"{where_of(index, items[index])}: {field}: no run {ref_key[0]}/"
                     f"{ref_key[1]} @ {ref_key[2].isoformat()} #{ref_key[3]} in the file"
                 )
+        if old_ids:
+            self.warn(
+                f"{old_ids} run(s) list their upstream runs by the ids of the database the backup "
+                "came from (an older backup): not restored; a re-run of those gets no upstream results"
+            )
         # ... then the runs, a chunk at a time (a history can be large), with their logs.
         pks: list[int] = []
         logs: list[tuple[JobRun, JobRunLog]] = []
@@ -1196,7 +1286,9 @@ class _Restorer:
                 entry, where = items[index], where_of(index, items[index])
                 tenant = self._tenant(entry, where)
                 job = self._job(tenant, entry.get("job"), where)
-                run = self._build(JobRun, entry, where, ("tenant", "job", "triggered_by", "log"))
+                run = self._build(
+                    JobRun, {**entry, "upstream_runs": []}, where, ("tenant", "job", "triggered_by", "log")
+                )
                 run.job, run.tenant = job, tenant
                 objs.append(run)
                 if entry.get("log") is not None:
@@ -1216,4 +1308,52 @@ class _Restorer:
                     output_field=models.BigIntegerField(),
                 )
             )
+        with_upstream = [
+            JobRun(pk=pks[index], upstream_runs=[pks[keys[k]] for k in named]) for index, named in upstream
+        ]
+        JobRun.objects.bulk_update(with_upstream, ["upstream_runs"], batch_size=BATCH_SIZE)
+        self.run_pks = {key: pks[index] for key, index in keys.items()}
+        self.run_key = run_key
         self.counts["runs"] = len(items)
+
+    def _restore_join_rounds(self, items: list[dict[str, Any]]) -> None:
+        objs = []
+        for index, entry in enumerate(items):
+            where = f"join_rounds[{index}] ({entry.get('tenant')}/{entry.get('job')})"
+            tenant = self._tenant(entry, where)
+            job = self._job(tenant, entry.get("job"), where)
+            ends = entry.get("ends")
+            if not isinstance(ends, list):
+                raise BackupError(f"{where}: ends: must be a list")
+            join = self._build(
+                JobJoin, {k: v for k, v in entry.items() if k != "ends"}, where, ("tenant", "job")
+            )
+            if join.opened_at is None:
+                raise BackupError(f"{where}: opened_at: This field cannot be null.")
+            join.job, join.ends = job, {}
+            for i, end in enumerate(ends):
+                at = f"{where}: ends[{i}]"
+                if not isinstance(end, dict):
+                    raise BackupError(f"{at}: must be an object")
+                upstream = self._job(tenant, end.get("upstream"), at, "upstream")
+                kind = end.get("end")
+                if kind not in (rules.END_SUCCESS, rules.END_FAILED, rules.END_SKIPPED):
+                    raise BackupError(
+                        f"{at}: end: must be one of {rules.END_SUCCESS}, {rules.END_FAILED}, {rules.END_SKIPPED}"
+                    )
+                run_id = None
+                if end.get("run") is not None:
+                    if not isinstance(end["run"], dict):
+                        raise BackupError(f"{at}: run: must be null or an object naming a run")
+                    key = self.run_key(end["run"], f"{at}: run")
+                    if key not in self.run_pks:
+                        raise BackupError(
+                            f"{at}: run: no run {key[0]}/{key[1]} @ {key[2].isoformat()} #{key[3]} in the file"
+                        )
+                    run_id = self.run_pks[key]
+                if str(upstream.pk) in join.ends:
+                    raise BackupError(f"{at}: upstream: {upstream.name} ends twice in the round")
+                join.ends[str(upstream.pk)] = {"run": run_id, "ok": kind == rules.END_SUCCESS, "end": kind}
+            objs.append(join)
+        self._insert(JobJoin, objs, "join_rounds")
+        self.counts["join_rounds"] = len(objs)

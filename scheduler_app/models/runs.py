@@ -200,6 +200,48 @@ class JobRun(models.Model):
         super().save(*args, **kwargs)
 
     @classmethod
+    def for_job(
+        cls,
+        job: Any,
+        scheduled_for: datetime,
+        *,
+        reason: str,
+        state: str = RunState.QUEUED,
+        attempt: int = 1,
+        not_before: datetime | None = None,
+        error: str = "",
+        target_node: str = "",
+        priority: int | None = None,
+        kwargs_override: dict[str, Any] | None = None,
+        triggered_by: JobRun | None = None,
+        upstream_runs: list[int] | None = None,
+    ) -> JobRun:
+        """A new (unsaved) run of ``job``: the one way the scheduler, the services and
+        the joins build a run. A skipped or cancelled run is born finished and final."""
+        from django.utils import timezone
+
+        run = cls(
+            job=job,
+            tenant_id=job.tenant_id,
+            scheduled_for=scheduled_for,
+            attempt=attempt,
+            reason=reason,
+            priority=job.priority if priority is None else priority,
+            not_before=not_before or scheduled_for,
+            kwargs_override=dict(kwargs_override or {}),
+            triggered_by=triggered_by,
+            upstream_runs=list(upstream_runs or ()),
+            executor=job.executor,
+            target_node=target_node,
+            state=state,
+            error=error,
+        )
+        if state in (RunState.SKIPPED, RunState.CANCELLED):
+            run.finished_at = timezone.now()
+            run.is_final = True
+        return run
+
+    @classmethod
     def check(cls, **kwargs: Any) -> list:
         # The covering indexes' INCLUDE columns are a PostgreSQL speed-up; SQLite builds
         # the same indexes without them, which Django warns about on every command
@@ -221,7 +263,7 @@ class JobJoin(models.Model):
         "scheduler_app.Job", on_delete=models.CASCADE, related_name="join_rounds", verbose_name=_("job")
     )
     opened_at = models.DateTimeField(_("opened at"))
-    # upstream job id (text) -> {"run": run id, "ok": succeeded}
+    # upstream job id (text) -> {"run": run id, "ok": succeeded, "end": success/failed/skipped}
     ends = models.JSONField(_("upstream ends"), default=dict)
     fired = models.BooleanField(_("fired"), default=False)
 
@@ -231,7 +273,7 @@ class JobJoin(models.Model):
         verbose_name_plural = _("join rounds")
 
     def __str__(self) -> str:
-        return f"join of {self.job_id} opened {self.opened_at:%Y-%m-%d %H:%M:%S}"
+        return f"join of {self.job} opened {display.when(self.opened_at)}"
 
 
 class JobRunLog(models.Model):

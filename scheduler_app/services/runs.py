@@ -28,11 +28,13 @@ def run_jobs_now(
     actor: Any = None,
     kwargs_override: Mapping[str, Any] | None = None,
     at: datetime | None = None,
+    upstream_runs: list[int] | None = None,
 ) -> BulkResult:
     """Queue one run of each job now (or at ``at``), optionally with kwargs overrides.
 
     Disabled jobs are refused; paused jobs may still be run by hand (pause stops the
-    trigger, not the operator)."""
+    trigger, not the operator). ``upstream_runs``: the upstream runs whose results the
+    run receives (a re-run of a dependency run); none otherwise."""
     result = BulkResult()
     override = dict(kwargs_override or {})
     now = timezone.now()
@@ -87,6 +89,7 @@ def run_jobs_now(
             scheduled_for=when,
             reason=RunReason.RUN_AT if at is not None else RunReason.MANUAL,
             kwargs_override=override,
+            upstream_runs=upstream_runs,
         )
         audit.record(
             job,
@@ -117,24 +120,19 @@ def enqueue_run(
 
     Returns the new run, or None if that run already exists: a double fire can never
     create two runs for the same scheduled time."""
-    run = JobRun(
-        job=job,
-        tenant_id=job.tenant_id,
-        scheduled_for=scheduled_for,
-        attempt=attempt,
+    run = JobRun.for_job(
+        job,
+        scheduled_for,
         reason=reason,
-        priority=job.priority if priority is None else priority,
-        not_before=not_before or scheduled_for,
+        state=state,
+        attempt=attempt,
+        not_before=not_before,
+        error=error,
+        priority=priority,
         kwargs_override=dict(kwargs_override or {}),
         triggered_by=triggered_by,
-        upstream_runs=list(upstream_runs or ()),
-        state=state,
-        error=error,
-        executor=job.executor,
+        upstream_runs=upstream_runs,
     )
-    if state in (RunState.SKIPPED, RunState.CANCELLED):
-        run.finished_at = timezone.now()
-        run.is_final = True
     try:
         with transaction.atomic():
             run.save()
@@ -231,10 +229,13 @@ RETRYABLE_STATES = frozenset(
 
 def rerun_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
     """Queue a new run now of each run's job with the same inputs (the run's kwargs
-    override), through :func:`run_jobs_now` (permission-checked and audited there)."""
+    override, and the upstream runs whose results it received), through
+    :func:`run_jobs_now` (permission-checked and audited there)."""
     result = BulkResult()
     for run in runs:
-        queued = run_jobs_now([run.job], actor=actor, kwargs_override=run.kwargs_override)
+        queued = run_jobs_now(
+            [run.job], actor=actor, kwargs_override=run.kwargs_override, upstream_runs=run.upstream_runs
+        )
         result.done.extend(queued.done)
         result.refused.extend(refusal.about(run) for refusal in queued.refused)
     return result

@@ -175,3 +175,67 @@ def test_secrets_never_reach_the_downstream_and_many_results_stay_bounded(acme, 
     assert all(got[name]["size_bytes"] > 40_000 for name in truncated)
     assert set(got) == {"leaky", *(b.name for b in bigs)}
     assert secret not in json.dumps(run.result)
+
+
+#: rule -> whether D runs on B's skip and C's success (all_success: later, on B's success)
+SKIP_CASES = {"all_done": True, "none_failed": True, "one_failed": False, "all_success": True}
+
+
+def test_a_skipped_upstream_run_is_an_end_of_its_round(acme, scheduler, tmp_path):
+    """B runs for 2 s and may run once at a time (overlap policy skip): its second run
+    is skipped at the claim. That skip ends B's part of the round: with C's success,
+    all_done and none_failed fire (B passes null), one_failed does not; all_success
+    waits for B's success."""
+    b = job(
+        acme,
+        "B",
+        task="tests.give",
+        kwargs={"value": {"from": "B"}, "sleep": 2},
+        max_instances=1,
+        overlap_policy="skip",
+    )
+    c = job(acme, "C", task="tests.give", kwargs={"value": {"from": "C"}})
+    downs = {}
+    for rule in SKIP_CASES:
+        out = tmp_path / f"{rule}.jsonl"
+        down = job(
+            acme,
+            f"D-{rule}",
+            task="tests.receive",
+            kwargs={"path": str(out)},
+            trigger_rule=rule,
+            upstream_param="upstream",
+        )
+        services.add_dependency(b, down)
+        services.add_dependency(c, down)
+        downs[rule] = (down, out)
+    proc = scheduler()
+    services.run_jobs_now([b])
+    wait_until(lambda: runs(b, state="running"), 30)
+    services.run_jobs_now([b])
+    (skipped,) = wait_until(lambda: runs(b, state="skipped"), 30)
+    assert "overlap policy: skip" in skipped.error
+    services.run_jobs_now([c])
+    for rule, fires in SKIP_CASES.items():
+        if fires:
+            wait_until(lambda: runs(downs[rule][0], state="succeeded"), 30)  # noqa: B023
+    wait_until(lambda: runs(b, state="succeeded"), 30)
+    time.sleep(1.5)  # a wrong D run would show up by now
+    c_run = runs(c)[0]
+    for rule, fires in SKIP_CASES.items():
+        down, out = downs[rule]
+        done = runs(down)
+        assert len(done) == (1 if fires else 0), rule
+        if rule == "all_success":
+            b_run = runs(b, state="succeeded")[0]
+            assert received(out) == [{"B": {"from": "B"}, "C": {"from": "C"}}]
+            assert sorted(done[0].upstream_runs) == sorted([b_run.pk, c_run.pk])
+            assert done[0].queued_at >= b_run.finished_at
+        elif fires:
+            assert received(out) == [{"B": None, "C": {"from": "C"}}], rule
+            assert sorted(done[0].upstream_runs) == sorted([skipped.pk, c_run.pk])
+    # B's success opened the next round of the round rules (C has not run again)
+    rounds = {j.job.name: j for j in JobJoin.objects.select_related("job")}
+    assert set(rounds) == {"D-all_done", "D-none_failed", "D-one_failed"}
+    assert all(set(r.ends) == {str(b.pk)} and r.ends[str(b.pk)]["end"] == "success" for r in rounds.values())
+    assert proc.stop() == 0

@@ -217,6 +217,13 @@ def scenario(tenant, other_tenant):
     JobRun.objects.filter(pk=runs["running"].pk).update(state="running", node="node-b")
     for run in runs.values():
         run.refresh_from_db()
+    from scheduler_app.models import JobJoin
+
+    JobJoin.objects.create(  # an open round of a join: the join rounds admin lists it
+        job=jobs["report"],
+        opened_at=t0 + dt.timedelta(hours=1),
+        ends={str(jobs["invoices"].pk): {"run": runs["failed"].pk, "ok": False, "end": "failed"}},
+    )
     from scheduler_app.models import AlertChannel, AlertRule
 
     hook = services.save_channel(
@@ -256,14 +263,15 @@ def test_every_registered_model_has_a_working_changelist(admin_client, scenario)
 
 
 def test_every_registered_model_has_working_add_and_change_pages(admin_client, scenario):
-    from scheduler_app.models import Node
+    from scheduler_app.models import JobJoin, Node
 
     for model in (m for m in admin.site._registry if m._meta.app_label == "scheduler_app"):
         name = model._meta.model_name
         obj = model.objects.order_by("pk").first()
         assert admin_client.get(url(name, "change", obj.pk)).status_code == 200, model
-        # Runs are made by the scheduler, alerts by rules, nodes register themselves.
-        expected = 403 if model in (JobRun, AlertOutbox, Node) else 200
+        # Runs are made by the scheduler, alerts by rules, nodes register themselves,
+        # join rounds by the joins.
+        expected = 403 if model in (JobRun, AlertOutbox, Node, JobJoin) else 200
         assert admin_client.get(url(name, "add")).status_code == expected, model
 
 

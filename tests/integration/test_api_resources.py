@@ -280,3 +280,60 @@ def test_audit_entries_name_the_keys_user_and_the_key_across_requests(tenant):
             assert entry.additional_data["api_key"] == prefix[who]
     created = LogEntry.objects.filter(content_type=job_ct, action=LogEntry.Action.CREATE).get()
     assert (created.actor, created.additional_data["api_key"]) == (alice, prefix["alice"])
+
+
+def test_run_detail_lists_the_upstream_runs_and_what_each_passed(api, make_job):
+    b, c = make_job("B"), make_job("C")
+    d = make_job("D", task="tests.give", trigger_rule="all_done", upstream_param="upstream")
+    services.add_dependency(b, d)
+    services.add_dependency(c, d)
+    b_run = enqueue_run(b, scheduled_for=T0)
+    c_run = enqueue_run(c, scheduled_for=T0)
+    JobRun.objects.filter(pk=b_run.pk).update(state="succeeded", finished_at=T0, result={"token": "••••••"})
+    JobRun.objects.filter(pk=c_run.pk).update(state="skipped", finished_at=T0)
+    gone = c_run.pk + 1000
+    d_run = enqueue_run(d, scheduled_for=T0, reason="dependency", upstream_runs=[b_run.pk, c_run.pk, gone])
+    body = api.get(f"/api/runs/{d_run.pk}/").json()
+    assert body["upstream_runs"] == [b_run.pk, c_run.pk, gone]
+    assert body["upstream"] == [
+        {
+            "id": b_run.pk,
+            "job": b.pk,
+            "job_name": "B",
+            "state": "succeeded",
+            "finished_at": "2026-03-01T00:00:00+00:00",
+            "passed": {"token": "••••••"},
+        },
+        {
+            "id": c_run.pk,
+            "job": c.pk,
+            "job_name": "C",
+            "state": "skipped",
+            "finished_at": "2026-03-01T00:00:00+00:00",
+            "passed": None,
+        },
+        {"id": gone, "job": None, "job_name": None, "state": None, "finished_at": None, "passed": None},
+    ]
+    assert api.get(f"/api/runs/{b_run.pk}/").json()["upstream"] == []
+
+
+def test_run_detail_never_shows_another_tenants_run_as_upstream(api, make_job, other_tenant):
+    theirs = services.save_job(
+        Job(tenant=other_tenant, name="theirs", task="demo.noop", trigger={"type": "manual"})
+    )
+    their_run = enqueue_run(theirs, scheduled_for=T0)
+    JobRun.objects.filter(pk=their_run.pk).update(state="succeeded", result={"secret": "globex-data"})
+    d = make_job("D", task="tests.give", trigger_rule="all_done", upstream_param="upstream")
+    d_run = enqueue_run(d, scheduled_for=T0, reason="dependency", upstream_runs=[their_run.pk])
+    body = api.get(f"/api/runs/{d_run.pk}/").json()
+    assert body["upstream"] == [
+        {
+            "id": their_run.pk,
+            "job": None,
+            "job_name": None,
+            "state": None,
+            "finished_at": None,
+            "passed": None,
+        }
+    ]
+    assert "globex-data" not in str(body) and "theirs" not in str(body)

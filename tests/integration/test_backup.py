@@ -230,7 +230,7 @@ def test_round_trip_through_an_empty_database(tmp_path, configuration):
     assert out.strip() == (
         f"Backed up 1 auth groups, 3 users, 2 tenants, 3 memberships, 2 groups, 1 calendars, "
         f"3 jobs, 1 dependencies, 5 job versions, 4 object permissions, 0 alert channels, "
-        f"0 alert rules, 4 runs to {first}."
+        f"0 alert rules, 4 runs, 0 join rounds to {first}."
     )
     assert err == ""  # progress only for large sections
     text = first.read_text(encoding="utf-8")
@@ -245,7 +245,7 @@ def test_round_trip_through_an_empty_database(tmp_path, configuration):
     assert out.strip() == (
         f"Restored {first}: 1 auth groups, 3 users, 2 tenants, 3 memberships, 2 groups, "
         "1 calendars, 2 calendar dates, 3 jobs, 1 dependencies, 5 job versions, "
-        "4 object permissions, 0 alert channels, 0 alert rules, 4 runs (3 user(s) and 1 Django group(s) created; new users "
+        "4 object permissions, 0 alert channels, 0 alert rules, 4 runs, 0 join rounds (3 user(s) and 1 Django group(s) created; new users "
         "have no usable password)."
     )
     assert err == ""
@@ -332,7 +332,7 @@ def test_backup_content(tmp_path, configuration):
         "version",
         "created_at",
         "with_runs",
-        *backup.SECTIONS[:-1],
+        *backup.SECTIONS[:-2],  # no runs, no join rounds
         "counts",
     ]
     assert (doc["format"], doc["version"], doc["with_runs"]) == ("scheduler_app-backup", 1, False)

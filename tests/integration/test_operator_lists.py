@@ -285,6 +285,112 @@ def test_run_page_shows_upstream_and_downstream_runs(admin_client, jobs):
     assert chain.index(url("jobrun", "change", middle.pk)) < chain.index(url("jobrun", "change", root.pk))
 
 
+def upstream_dag(make_job, param="upstream"):
+    """B (succeeded, a masked secret in its result) and C (failed) queued D."""
+    b, c = make_job("B"), make_job("C")
+    d = make_job(
+        "D", task="tests.give", trigger_rule="all_done", upstream_param=param, overlap_policy="queue"
+    )
+    services.add_dependency(b, d)
+    services.add_dependency(c, d)
+    b_run = finished(b, "succeeded", 3, 1.0, result={"rows": 7, "token": "••••••"})
+    c_run = finished(c, "failed", 2, 1.0, error="x")
+    gone = c_run.pk + 1000  # deleted by retention since
+    d_run = finished(d, "succeeded", 1, 1.0, reason="dependency", upstream_runs=[b_run.pk, c_run.pk, gone])
+    return d_run, b_run, c_run, gone
+
+
+def field_of(html, name):
+    part = html[html.index(f"field-{name}") :]
+    return part[: part.index("</div>\n")]
+
+
+def test_run_page_shows_the_upstream_runs_and_what_each_passed(admin_client, make_job):
+    d_run, b_run, c_run, gone = upstream_dag(make_job)
+    shown = field_of(
+        admin_client.get(url("jobrun", "change", d_run.pk)).content.decode(), "upstream_runs_display"
+    )
+    assert url("jobrun", "change", b_run.pk) in shown and url("jobrun", "change", c_run.pk) in shown
+    assert "succeeded" in shown and "failed" in shown
+    assert shown.index(f"#{b_run.pk} B") < shown.index(f"#{c_run.pk} C")
+    # as D received it: B's result (masked as stored), null for the failed C
+    assert (
+        "passed upstream = <code class='sa-passed'>{&quot;rows&quot;: 7, &quot;token&quot;: &quot;••••••&quot;}"
+        in shown
+    )
+    assert shown.count("passed upstream =") == 2 and "null</code>" in shown
+    assert f"#{gone} (deleted by retention)" in shown
+    assert TIME.search(shown)
+
+
+def test_run_page_without_upstream_param_lists_the_runs_only(admin_client, make_job):
+    d_run, b_run, _c_run, _gone = upstream_dag(make_job, param="")
+    shown = field_of(
+        admin_client.get(url("jobrun", "change", d_run.pk)).content.decode(), "upstream_runs_display"
+    )
+    assert url("jobrun", "change", b_run.pk) in shown and "passed upstream" not in shown
+
+
+def test_rerun_from_the_run_page_keeps_the_upstream_runs(admin_client, make_job):
+    d_run, *_ = upstream_dag(make_job)
+    before = set(JobRun.objects.values_list("pk", flat=True))
+    admin_client.post(url("jobrun", "rerun", d_run.pk))
+    new = JobRun.objects.exclude(pk__in=before).get()
+    assert (new.reason, new.upstream_runs) == ("manual", d_run.upstream_runs)
+
+
+def open_round(job, minutes_ago, **ends):
+    """A round of ``job`` opened ``minutes_ago``, with ends {upstream: (run, kind)}."""
+    from scheduler_app.models import JobJoin
+
+    return JobJoin.objects.create(
+        job=job,
+        opened_at=timezone.now() - dt.timedelta(minutes=minutes_ago),
+        ends={
+            str(run.job_id): {"run": run.pk, "ok": kind == "success", "end": kind}
+            for run, kind in ends.values()
+        },
+    )
+
+
+def test_join_rounds_list_is_read_only_and_scoped(client, tenant, other_tenant, make_job, settings):
+    settings.TIME_ZONE = "Asia/Shanghai"
+    b, c, g = make_job("B"), make_job("C"), make_job("G")
+    d = make_job("D", trigger_rule="all_done")
+    for up in (b, c, g):
+        services.add_dependency(up, d)
+    b_run, c_run = finished(b, "succeeded", 9, 1.0), finished(c, "skipped", 8, 0.0)
+    first = open_round(d, 10, b=(b_run, "success"), c=(c_run, "skipped"))
+    second = open_round(d, 5, b=(finished(b, "failed", 4, 1.0), "failed"))
+    theirs_job = services.save_job(Job(name="theirs", tenant=other_tenant, task="demo.noop"))
+    theirs = open_round(theirs_job, 3, x=(finished(theirs_job, "succeeded", 3, 1.0), "success"))
+    client.force_login(user_with(tenant, "operator"))
+    response = client.get(url("jobjoin"))
+    assert response.status_code == 200
+    assert sorted(r.pk for r in response.context["cl"].result_list) == [first.pk, second.pk]  # not theirs
+    html = response.content.decode()
+    assert "theirs" not in html
+    first_row = html[html.index(f"/jobjoin/{first.pk}/change/") :]
+    first_row = first_row[: first_row.index("</tr>")]
+    assert '<td class="field-round_number">1</td>' in first_row
+    assert f"{url('jobrun', 'change', b_run.pk)}'>B #{b_run.pk}</a> (succeeded)" in first_row
+    assert f"C #{c_run.pk}</a> (skipped)" in first_row
+    assert '<td class="field-waiting_for">G</td>' in first_row
+    assert TIME.search(first_row) and "+08:00" in first_row  # seconds and offset
+    second_row = html[html.index(f"/jobjoin/{second.pk}/change/") :]
+    second_row = second_row[: second_row.index("</tr>")]
+    assert '<td class="field-round_number">2</td>' in second_row and "(failed)" in second_row
+    assert '<td class="field-waiting_for">C, G</td>' in second_row
+    page = client.get(url("jobjoin", "change", first.pk))
+    assert page.status_code == 200 and "B #" in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()  # read-only
+    assert client.get(url("jobjoin", "change", theirs.pk)).status_code == 404
+    assert client.get(url("jobjoin", "delete", first.pk)).status_code == 403
+    assert client.get(url("jobjoin", "add")).status_code == 403
+    client.force_login(user_with(other_tenant, "operator", name="bo"))
+    assert client.get(url("jobjoin", "change", first.pk)).status_code == 404
+
+
 # -- re-run and retry -----------------------------------------------------------------
 
 

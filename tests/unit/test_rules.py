@@ -179,3 +179,26 @@ def test_condition_met_other_ends(condition, state, final, met):
 
 def test_should_retry_boundaries():
     assert rules.should_retry(0, 1) and not rules.should_retry(1, 1) and not rules.should_retry(4, 3)
+
+
+S, F, K = rules.END_SUCCESS, rules.END_FAILED, rules.END_SKIPPED
+
+
+@pytest.mark.parametrize(
+    ("rule", "ends", "fire", "close"),
+    [
+        ("all_done", {1: K, 2: S}, True, True),  # a skipped upstream has ended
+        ("all_done", {1: K}, False, False),
+        ("none_failed", {1: K, 2: S}, True, True),  # skipped is not a failure
+        ("none_failed", {1: K, 2: K}, True, True),
+        ("none_failed", {1: K, 2: F}, False, True),
+        ("one_success", {1: K}, False, False),  # skipped is no success
+        ("one_success", {1: K, 2: S}, True, True),
+        ("one_success", {1: K, 2: K}, False, True),  # the round closes, never fired
+        ("one_failed", {1: K, 2: K}, False, True),  # skipped is no failure
+        ("one_failed", {1: K, 2: F}, True, True),
+    ],
+    ids=lambda v: str(v),
+)
+def test_join_decision_counts_a_skipped_upstream_as_an_end(rule, ends, fire, close):
+    assert rules.join_decision(rule, ends, {1, 2}, fired=False) == rules.JoinDecision(fire=fire, close=close)

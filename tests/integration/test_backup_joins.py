@@ -1,0 +1,154 @@
+"""backup --with-runs / restore of DAG state: open join rounds (``JobJoin``) and the
+upstream runs a dependency run received, both named by natural keys (run ids differ
+in the database restored into)."""
+
+import datetime as dt
+
+import pytest
+from django.core.management.base import CommandError
+
+from scheduler_app import services
+from scheduler_app.backends.runstore import DjangoRunStore
+from scheduler_app.engine.interfaces import Outcome
+from scheduler_app.models import Job, JobJoin, JobRun, RunState
+from tests.integration.test_backup import load, run_backup, run_restore, without_created_at, write
+
+pytestmark = pytest.mark.django_db
+T0 = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.UTC)
+
+
+def ended(job, state, minutes, result=None):
+    """A run of ``job`` recorded by the run store (so the joins see its end)."""
+    when = T0 + dt.timedelta(minutes=minutes)
+    run = JobRun.objects.create(
+        job=job, scheduled_for=when, state=RunState.RUNNING, node="n1", started_at=when, executor="thread"
+    )
+    DjangoRunStore().record(
+        [Outcome(run_id=run.pk, state=state, started_at=when, finished_at=when, result=result)]
+    )
+    return JobRun.objects.get(pk=run.pk)
+
+
+@pytest.fixture
+def dag(make_job):
+    """B, C → D (all_done, upstream_param) and C, G → F (none_failed; G never runs).
+    B succeeds, C fails (D runs with both, its round closes), C's next run is skipped:
+    open rounds D {C skipped}, F {C failed}, F {C skipped}."""
+    b, c = make_job("B"), make_job("C")
+    d = make_job("D", task="tests.give", trigger_rule="all_done", upstream_param="upstream")
+    f, g = make_job("F", trigger_rule="none_failed"), make_job("G")
+    for up, down in ((b, d), (c, d), (c, f), (g, f)):
+        services.add_dependency(up, down)
+    b1 = ended(b, RunState.SUCCEEDED, 1, result={"from": "B"})
+    c1 = ended(c, RunState.FAILED, 2)
+    d1 = JobRun.objects.get(job=d)
+    assert sorted(d1.upstream_runs) == sorted([b1.pk, c1.pk])
+    skipped = services.enqueue_run(c, scheduled_for=T0 + dt.timedelta(minutes=4), state=RunState.SKIPPED)
+    DjangoRunStore()._enqueue_dependents([skipped], T0, DjangoRunStore._edges({c.pk}))
+    return {"b": b, "c": c, "d": d, "f": f}
+
+
+def rounds():
+    """Every open round as names and natural keys (no ids)."""
+    out = []
+    for r in JobJoin.objects.select_related("job").order_by("job__name", "opened_at"):
+        ends = {}
+        for key, end in r.ends.items():
+            run = JobRun.objects.select_related("job").get(pk=end["run"])
+            assert str(run.job_id) == key
+            ends[run.job.name] = (run.scheduled_for, run.attempt, end["end"], end["ok"])
+        out.append((r.job.name, r.opened_at, r.fired, ends))
+    return out
+
+
+def upstream_of_runs():
+    return {
+        (run.job.name, run.scheduled_for): sorted(
+            (up.job.name, up.scheduled_for) for up in JobRun.objects.filter(pk__in=run.upstream_runs)
+        )
+        for run in JobRun.objects.select_related("job").exclude(upstream_runs=[])
+    }
+
+
+def test_join_rounds_and_upstream_runs_round_trip(tmp_path, dag):
+    before_rounds, before_upstream = rounds(), upstream_of_runs()
+    assert [name for name, *_ in before_rounds] == ["D", "F", "F"]
+    assert before_upstream[("D", JobRun.objects.get(job=dag["d"]).scheduled_for)] == [
+        ("B", T0 + dt.timedelta(minutes=1)),
+        ("C", T0 + dt.timedelta(minutes=2)),
+    ]
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    out, _err = run_backup(first, "--with-runs")
+    assert out.strip().endswith(f"runs, 3 join rounds to {first}.")
+    doc = load(first)
+    f_round = next(r for r in doc["join_rounds"] if r["job"] == "F" and r["ends"][0]["end"] == "skipped")
+    assert f_round["ends"] == [
+        {
+            "upstream": "C",
+            "run": {"tenant": "acme", "job": "C", "scheduled_for": "2026-03-01T02:04:00+00:00", "attempt": 1},
+            "end": "skipped",
+        }
+    ]
+    assert all(isinstance(u, dict) for r in doc["runs"] for u in r["upstream_runs"])
+    old_ids = set(JobRun.objects.values_list("pk", flat=True))
+
+    out, err = run_restore(first, "--replace")
+    assert "3 join rounds" in out and err == ""
+    assert not set(JobRun.objects.values_list("pk", flat=True)) & old_ids  # other ids, same runs
+    assert rounds() == before_rounds
+    assert upstream_of_runs() == before_upstream
+    run_backup(second, "--with-runs")
+    assert without_created_at(load(second)) == without_created_at(load(first))
+    # the restored rounds go on: B's next end completes D's open round
+    ended(Job.objects.get(name="B"), RunState.SUCCEEDED, 9)
+    assert JobRun.objects.filter(job__name="D").count() == 2
+    assert JobJoin.objects.filter(job__name="D").count() == 0
+
+
+def test_a_backup_without_runs_has_no_rounds(tmp_path, dag):
+    path = tmp_path / "plain.json"
+    run_backup(path)
+    assert "join_rounds" not in load(path)
+
+
+def test_an_older_backup_with_run_ids_restores_without_upstream_runs(tmp_path, dag):
+    path = tmp_path / "old.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    for entry in doc["runs"]:
+        if entry["upstream_runs"]:
+            entry["upstream_runs"] = [1, 2]  # as backups before join rounds wrote them
+    del doc["join_rounds"], doc["counts"]["join_rounds"]
+    _out, err = run_restore(write(path, doc), "--replace")
+    assert "list their upstream runs by the ids of the database the backup came from" in err
+    assert not JobRun.objects.exclude(upstream_runs=[]).exists()
+    assert not JobJoin.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda r: r["ends"][0].update(end="maybe"),
+            "join_rounds[0] (acme/D): ends[0]: end: must be one of success, failed, skipped",
+        ),
+        (
+            lambda r: r["ends"][0]["run"].update(attempt=7),
+            "join_rounds[0] (acme/D): ends[0]: run: no run acme/C @ 2026-03-01T02:04:00+00:00 #7 in the file",
+        ),
+        (lambda r: r["ends"][0].update(upstream="nope"), "join_rounds[0] (acme/D): ends[0]: upstream:"),
+        (lambda r: r.update(ends={}), "join_rounds[0] (acme/D): ends: must be a list"),
+        (lambda r: r.update(opened_at=None), "join_rounds[0] (acme/D): opened_at:"),
+    ],
+    ids=["end", "run", "upstream", "ends", "opened_at"],
+)
+def test_bad_rounds_are_named_and_change_nothing(tmp_path, dag, change, expected):
+    path = tmp_path / "bad.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    change(doc["join_rounds"][0])
+    before = rounds()
+    with pytest.raises(CommandError) as info:
+        run_restore(write(path, doc), "--replace")
+    assert expected in str(info.value)
+    assert rounds() == before  # all or nothing
