@@ -114,4 +114,8 @@ def test_commands_api_and_export_do_not_crash(make_job, admin_user, trigger):
     assert one.json()["trigger"] == stored
     listed = api.get("/api/jobs/")
     assert listed.status_code == 200
+    # a change that keeps the trigger is refused naming the type (the API's field error)
+    refused = api.patch(f"/api/jobs/{job.pk}/", {"description": "x"}, format="json")
+    assert refused.status_code == 400, refused.content
+    assert "every_minutes" in refused.content.decode()
     assert Job.objects.get(pk=job.pk).trigger == stored
