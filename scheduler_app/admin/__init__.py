@@ -26,7 +26,9 @@ from scheduler_app.admin.base import (
 from scheduler_app.admin.forms import (
     DependencyFormSet,
     JobAdminForm,
+    JobGroupAdminForm,
     MoveToGroupForm,
+    TenantAdminForm,
     UpstreamEdgeForm,
 )
 from scheduler_app.admin.joblist import OperatorJobListMixin
@@ -133,6 +135,37 @@ def report_scope_operation(
             )
 
 
+class ServiceSavedAdmin:
+    """Saves and deletions of a model admin through its services (``save_service``:
+    ``(obj, actor=)``; ``delete_service``: ``(objects, actor=) -> BulkResult``), with
+    the form checked by the same rules first (``ServiceCheckedForm``); what a deletion
+    refuses is reported, the rest is deleted."""
+
+    save_service: Any = None
+    delete_service: Any = None
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
+        form.actor = request.user
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        type(self).save_service(obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._delete(request, list(queryset))
+
+    def _delete(self, request: HttpRequest, objects: list[Any]) -> None:
+        result = type(self).delete_service(objects, actor=request.user)
+        for obj, reason in result.refused:
+            self.message_user(  # type: ignore[attr-defined]
+                request, _("Refused %(obj)s: %(reason)s.") % {"obj": obj, "reason": reason}, messages.ERROR
+            )
+
+
 class ScopeOperationActions:
     """Admin actions that act on every job of the selected groups or tenants."""
 
@@ -177,9 +210,13 @@ class MembershipInline(UserByNameMixin, ScopedInlineMixin, admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
-    """Superusers create tenants; a tenant's admins manage its name and members."""
+class TenantAdmin(ServiceSavedAdmin, ScopeOperationActions, TenantScopedAdmin):
+    """Superusers create tenants (and set their rate limits); a tenant's admins manage
+    its name and members. Saved through services (audited, configuration version)."""
 
+    form = TenantAdminForm
+    save_service = staticmethod(services.save_tenant)
+    delete_service = staticmethod(services.delete_tenants)
     tenant_field = "pk"
     list_display = ["slug", "name", "job_count", "created_at"]
     search_fields = ["slug", "name"]
@@ -201,7 +238,7 @@ class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
         return request.user.is_superuser
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        super().save_formset(request, form, formset, change)
+        save_memberships(request, form.instance, formset)
         permissions.forget(request.user)
 
     @admin.display(description=_("jobs"), ordering="_jobs")
@@ -209,8 +246,35 @@ class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
         return obj._jobs
 
 
+def save_memberships(request: HttpRequest, tenant: Tenant, formset: Any) -> None:
+    """The members inline of a tenant page, through services.set_membership and
+    remove_membership (audited, permission-checked) instead of the formset's own save;
+    the formset's lists of what changed are kept for the admin's change message."""
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for inline in formset.initial_forms:
+        if formset.can_delete and formset._should_delete_form(inline) and inline.instance.pk:
+            services.remove_membership(inline.instance, actor=request.user)
+            formset.deleted_objects.append(inline.instance)
+    for inline in formset.forms:
+        if inline in formset.deleted_forms or not inline.has_changed():
+            continue
+        member = inline.instance
+        stored = Membership.objects.filter(pk=member.pk).first() if member.pk else None
+        if stored is not None and stored.user_id != member.user_id:  # another user in this row
+            services.remove_membership(stored, actor=request.user)
+        saved = services.set_membership(tenant, member.user, member.role, actor=request.user)
+        inline.instance = saved
+        if stored is None:
+            formset.new_objects.append(saved)
+        else:
+            formset.changed_objects.append((saved, inline.changed_data))
+
+
 @admin.register(JobGroup)
-class JobGroupAdmin(ScopeOperationActions, TenantScopedAdmin):
+class JobGroupAdmin(ServiceSavedAdmin, ScopeOperationActions, TenantScopedAdmin):
+    form = JobGroupAdminForm
+    save_service = staticmethod(services.save_group)
+    delete_service = staticmethod(services.delete_groups)
     list_display = ["name", "tenant", "rate_limit", "job_count", "permissions_link"]
     list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
@@ -864,9 +928,19 @@ class MembershipAdmin(UserByNameMixin, TenantScopedAdmin):
         return self.has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
-        permissions.require(request.user, "manage", tenant_id=obj.tenant_id)
-        super().save_model(request, obj, form, change)
+        stored = Membership.objects.filter(pk=obj.pk).first() if change else None
+        if stored is not None and (stored.tenant_id, stored.user_id) != (obj.tenant_id, obj.user_id):
+            services.remove_membership(stored, actor=request.user)  # the row now names another
+        saved = services.set_membership(obj.tenant, obj.user, obj.role, actor=request.user)
+        obj.pk = saved.pk
         permissions.forget(request.user)
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.remove_membership(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for membership in queryset:
+            services.remove_membership(membership, actor=request.user)
 
 
 from scheduler_app.admin import alerts, apikeys  # noqa: E402,F401  (register their admins)

@@ -995,6 +995,46 @@ class JobAdminForm(forms.ModelForm):
         super().add_error(field, error)
 
 
+class ServiceCheckedForm(forms.ModelForm):
+    """A model form whose instance, once the model's own validation passed, is checked by
+    the services with the acting user (``actor``, set by the admin's ``get_form``):
+    a refusal is shown on the field it names (or above the form), and nothing is
+    written; the admin then saves through the same service."""
+
+    actor: Any = None
+
+    def service_check(self) -> None:
+        """Raise ValidationError or PermissionDenied as the service would on save."""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self._errors:
+            return  # the model's own messages say it; the service would repeat them
+        from django.core.exceptions import PermissionDenied
+
+        try:
+            self.service_check()
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        except PermissionDenied as exc:
+            self.add_error(None, str(exc) or _("You may not make this change."))
+
+
+class JobGroupAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_group_save(self.instance, self.actor)
+
+
+class TenantAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_tenant_save(self.instance, self.actor)
+
+
 class MoveToGroupForm(forms.Form):
     group = forms.ModelChoiceField(
         queryset=JobGroup.objects.none(), required=False, empty_label=_("(no group)")

@@ -7,8 +7,8 @@ command run by an operator with shell access), which is not permission-checked. 
 that act on many objects check each one and return a :class:`BulkResult` listing what was
 done and what was refused with the reason, so a face can report both.
 
-The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`, :mod:`.groups` (groups,
-calendars, memberships), :mod:`.groupops` (operations on a group's or tenant's jobs),
+The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`, :mod:`.groups` (tenants,
+groups, calendars, memberships), :mod:`.groupops` (operations on a group's or tenant's jobs),
 :mod:`.backfill`, :mod:`.keys` (API keys); with
 :mod:`.permissions` (who may do what) and :mod:`.versioning` (job versions). Every
 public function is re-exported here, so ``services.save_job(...)`` is the way to call.
@@ -30,11 +30,15 @@ from scheduler_app.services.grants import GRANTABLE, set_object_permissions
 from scheduler_app.services.groupops import OPERATIONS as GROUP_OPERATIONS
 from scheduler_app.services.groupops import operate_on_group, operate_on_tenant
 from scheduler_app.services.groups import (
+    check_group_save,
+    check_tenant_save,
     delete_calendars,
     delete_groups,
+    delete_tenants,
     remove_membership,
     save_calendar,
     save_group,
+    save_tenant,
     set_membership,
 )
 from scheduler_app.services.jobs import (
@@ -83,11 +87,14 @@ __all__ = [
     "add_dependency",
     "backfill_job",
     "cancel_runs",
+    "check_group_save",
     "check_job_save",
+    "check_tenant_save",
     "create_key",
     "delete_calendars",
     "delete_groups",
     "delete_jobs",
+    "delete_tenants",
     "disable_jobs",
     "drop_dependencies",
     "enable_jobs",
@@ -109,6 +116,7 @@ __all__ = [
     "save_calendar",
     "save_group",
     "save_job",
+    "save_tenant",
     "set_membership",
     "set_object_permissions",
     "stop_runs",

@@ -1,0 +1,162 @@
+"""The job group, tenant and membership admin pages save and delete through
+scheduler_app.services: audited with the acting user, the configuration version bumped,
+permission and tenant rules checked, a refused change shown on its field and nothing
+written."""
+
+import pytest
+from auditlog.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+
+from scheduler_app.models import ConfigVersion, JobGroup, Membership, Tenant
+from tests.integration.test_admin import form_values, url
+
+DB_INDEPENDENT = True  # admin pages: Python above the ORM
+pytestmark = pytest.mark.django_db
+
+
+def login(client, tenant, role, name):
+    user = get_user_model().objects.create_user(name, password="pw", is_staff=True)
+    Membership.objects.create(tenant=tenant, user=user, role=role)
+    client.force_login(user)
+    return user
+
+
+def last_entry(obj):
+    ct = ContentType.objects.get_for_model(type(obj))
+    return LogEntry.objects.filter(content_type=ct, object_pk=str(obj.pk)).order_by("pk").last()
+
+
+def test_a_group_saved_in_the_admin_is_audited_with_its_editor_and_bumps_the_version(client, tenant):
+    editor = login(client, tenant, "editor", "ed")
+    group = JobGroup.objects.create(tenant=tenant, name="billing")
+    before = ConfigVersion.current()
+    values = form_values(client.get(url("jobgroup", "change", group.pk)), "jobgroup_form")
+    values["rate_limit"] = ["10/m"]
+    response = client.post(url("jobgroup", "change", group.pk), values)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    group.refresh_from_db()
+    assert group.rate_limit == "10/m"
+    entry = last_entry(group)
+    assert entry.action == LogEntry.Action.UPDATE and entry.actor == editor
+    assert entry.changes_dict["rate_limit"] == ["", "10/m"]
+    assert ConfigVersion.current() > before  # the claim reads the group's rate limit
+
+
+def test_a_group_cannot_move_to_another_tenant_the_form_says_so(admin_client, tenant, other_tenant):
+    group = JobGroup.objects.create(tenant=tenant, name="billing")
+    values = form_values(admin_client.get(url("jobgroup", "change", group.pk)), "jobgroup_form")
+    values["tenant"] = [str(other_tenant.pk)]
+    response = admin_client.post(url("jobgroup", "change", group.pk), values)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors == {"tenant": ["the job group cannot move to another tenant"]}, errors
+    group.refresh_from_db()
+    assert group.tenant_id == tenant.pk
+
+
+def test_a_group_deleted_in_the_admin_gives_its_jobs_a_version(admin_client, tenant, make_job):
+    group = JobGroup.objects.create(tenant=tenant, name="billing")
+    job = make_job("invoices", group=group)
+    before = ConfigVersion.current()
+    response = admin_client.post(url("jobgroup", "delete", group.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not JobGroup.objects.exists()
+    job.refresh_from_db()
+    assert job.group is None
+    assert job.versions.order_by("-number").first().summary == "group deleted"
+    assert ConfigVersion.current() > before
+
+
+def test_a_tenant_admin_renames_the_tenant_but_may_not_lift_its_rate_limit(client, tenant, make_job):
+    tenant.rate_limit = "100/h"
+    tenant.save()
+    job = make_job("invoices")
+    boss = login(client, tenant, "admin", "boss")
+    before = ConfigVersion.current()
+    page = client.get(url("tenant", "change", tenant.pk))
+    values = form_values(page, "tenant_form")
+    values["rate_limit"] = [""]
+    response = client.post(url("tenant", "change", tenant.pk), values)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["rate_limit"], errors
+    assert "only superusers" in errors["rate_limit"][0]
+    tenant.refresh_from_db()
+    assert tenant.rate_limit == "100/h" and ConfigVersion.current() == before
+    # a new slug is allowed, audited with its actor, and gives every job a new version
+    values = form_values(page, "tenant_form")
+    values.update(name=["Acme Corp"], slug=["acme-corp"])
+    response = client.post(url("tenant", "change", tenant.pk), values)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert (tenant.slug, tenant.name, tenant.rate_limit) == ("acme-corp", "Acme Corp", "100/h")
+    entry = last_entry(tenant)
+    assert entry.actor == boss and entry.changes_dict["slug"] == ["acme", "acme-corp"]
+    assert ConfigVersion.current() > before
+    assert job.versions.order_by("-number").first().summary == "tenant renamed to acme-corp"
+
+
+def test_a_superuser_sets_a_tenants_rate_limit(admin_client, admin_user, tenant):
+    before = ConfigVersion.current()
+    values = form_values(admin_client.get(url("tenant", "change", tenant.pk)), "tenant_form")
+    values["rate_limit"] = ["1000/h"]
+    response = admin_client.post(url("tenant", "change", tenant.pk), values)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert tenant.rate_limit == "1000/h"
+    assert last_entry(tenant).actor == admin_user
+    assert ConfigVersion.current() > before
+
+
+def test_the_members_inline_saves_through_the_services(client, tenant):
+    boss = login(client, tenant, "admin", "boss")
+    get_user_model().objects.create_user("newbie", is_staff=True)
+    values = form_values(client.get(url("tenant", "change", tenant.pk)), "tenant_form")
+    total = int(values["memberships-TOTAL_FORMS"][0])
+    values.update(
+        {
+            "memberships-TOTAL_FORMS": [str(total + 1)],
+            f"memberships-{total}-user": ["newbie"],
+            f"memberships-{total}-role": ["viewer"],
+        }
+    )
+    response = client.post(url("tenant", "change", tenant.pk), values)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    member = Membership.objects.get(tenant=tenant, user__username="newbie")
+    assert member.role == "viewer"
+    assert last_entry(member).actor == boss
+
+
+def test_tenants_are_deleted_through_the_services(tenant, other_tenant, make_job, admin_user):
+    from scheduler_app import services
+
+    make_job("invoices")  # acme keeps a job: refused, naming why
+    Membership.objects.create(tenant=other_tenant, user=admin_user, role="admin")
+    before = ConfigVersion.current()
+    result = services.delete_tenants([tenant, other_tenant], actor=admin_user)
+    assert result.done == [other_tenant]
+    assert [(t, str(reason)) for t, reason in result.refused] == [
+        (tenant, "it has 1 job(s); delete or move them first")
+    ]
+    assert list(Tenant.objects.all()) == [tenant] and not Membership.objects.exists()
+    assert ConfigVersion.current() > before
+    boss = get_user_model().objects.create_user("boss", is_staff=True)
+    Membership.objects.create(tenant=tenant, user=boss, role="admin")
+    refused = services.delete_tenants([tenant], actor=boss)
+    assert [str(reason) for _t, reason in refused.refused] == ["only superusers delete tenants"]
+
+
+def test_a_tenant_deleted_in_the_admin_is_audited_and_bumps_the_version(
+    admin_client, admin_user, other_tenant
+):
+    before = ConfigVersion.current()
+    response = admin_client.post(url("tenant", "delete", other_tenant.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Tenant.objects.exists()
+    ct = ContentType.objects.get_for_model(Tenant)
+    entry = LogEntry.objects.get(
+        content_type=ct, object_pk=str(other_tenant.pk), action=LogEntry.Action.DELETE
+    )
+    assert entry.actor == admin_user
+    assert ConfigVersion.current() > before
