@@ -24,6 +24,7 @@ from scheduler_app.admin.base import (
     TenantScopedAdmin,
 )
 from scheduler_app.admin.forms import (
+    CalendarAdminForm,
     DependencyFormSet,
     JobAdminForm,
     JobGroupAdminForm,
@@ -321,7 +322,12 @@ class CalendarDateInline(ScopedInlineMixin, admin.TabularInline):
 
 
 @admin.register(Calendar)
-class CalendarAdmin(TenantScopedAdmin):
+class CalendarAdmin(ServiceSavedAdmin, TenantScopedAdmin):
+    """Saved with its dates in one services.save_calendar call (audited, jobs that use
+    it get a version when its dates change); deleted by services.delete_calendars."""
+
+    form = CalendarAdminForm
+    delete_service = staticmethod(services.delete_calendars)
     list_display = ["name", "tenant", "date_count", "next_excluded"]
     list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
@@ -345,21 +351,39 @@ class CalendarAdmin(TenantScopedAdmin):
         upcoming = obj.dates.filter(date__gte=timezone.now().date()).first()
         return str(upcoming) if upcoming else "—"
 
+    def save_model(self, request: HttpRequest, obj: Calendar, form: Any, change: bool) -> None:
+        pass  # saved with its dates by save_related, in one service call
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        # Jobs using this calendar must pick up the new dates.
-        for job in form.instance.jobs.all():
-            services.notify_job_changed(job, actor=request.user)
+        dates = None
+        for formset in formsets:
+            if formset.model is CalendarDate:
+                dates = calendar_dates(formset)
+        services.save_calendar(form.instance, dates=dates, actor=request.user)
+        form.save_m2m()
 
-    def delete_model(self, request: HttpRequest, obj: Calendar) -> None:
-        self.delete_queryset(request, Calendar.objects.filter(pk=obj.pk))
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        # ... and lose their dates when it is deleted.
-        jobs = list(Job.objects.filter(calendars__in=queryset).distinct())
-        super().delete_queryset(request, queryset)
-        for job in jobs:
-            services.notify_job_changed(job, actor=request.user)
+def calendar_dates(formset: Any) -> list[tuple[Any, str]]:
+    """The complete list of (date, label) of a calendar's dates inline, for
+    services.save_calendar; the formset's lists of what changed are set for the admin's
+    change message (the formset itself saves nothing)."""
+    dates = []
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for index, row in enumerate(formset.forms):
+        data = getattr(row, "cleaned_data", None) or {}
+        initial = index < formset.initial_form_count()
+        if formset.can_delete and formset._should_delete_form(row):
+            if initial and row.instance.pk:
+                formset.deleted_objects.append(row.instance)
+            continue
+        if not data.get("date"):
+            continue
+        dates.append((data["date"], data.get("label") or ""))
+        if not initial:
+            formset.new_objects.append(row.instance)
+        elif row.has_changed():
+            formset.changed_objects.append((row.instance, row.changed_data))
+    return dates
 
 
 class UpstreamInline(ScopedInlineMixin, admin.TabularInline):

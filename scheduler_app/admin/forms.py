@@ -1028,6 +1028,13 @@ class JobGroupAdminForm(ServiceCheckedForm):
         services.check_group_save(self.instance, self.actor)
 
 
+class CalendarAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_calendar_save(self.instance, self.actor)
+
+
 class TenantAdminForm(ServiceCheckedForm):
     def service_check(self) -> None:
         from scheduler_app import services

@@ -30,6 +30,7 @@ from scheduler_app.services.grants import GRANTABLE, set_object_permissions
 from scheduler_app.services.groupops import OPERATIONS as GROUP_OPERATIONS
 from scheduler_app.services.groupops import operate_on_group, operate_on_tenant
 from scheduler_app.services.groups import (
+    check_calendar_save,
     check_group_save,
     check_tenant_save,
     delete_calendars,
@@ -87,6 +88,7 @@ __all__ = [
     "add_dependency",
     "backfill_job",
     "cancel_runs",
+    "check_calendar_save",
     "check_group_save",
     "check_job_save",
     "check_tenant_save",

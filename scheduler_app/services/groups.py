@@ -149,6 +149,12 @@ def delete_tenants(tenants: Iterable[Tenant], *, actor: Any = None) -> BulkResul
     return result
 
 
+def check_calendar_save(calendar: Calendar, actor: Any = None) -> None:
+    """As :func:`check_group_save`, for a calendar (its dates are checked on save)."""
+    check_tenant_change(calendar, actor, Calendar)
+    calendar.full_clean()
+
+
 def save_calendar(
     calendar: Calendar,
     *,
@@ -157,8 +163,7 @@ def save_calendar(
 ) -> Calendar:
     """Save a calendar; ``dates`` (date, label) pairs, when given, become its complete
     list of dates. Jobs using it get a new version and reach the scheduler."""
-    check_tenant_change(calendar, actor, Calendar)
-    calendar.full_clean()
+    check_calendar_save(calendar, actor)
     if dates is not None:
         seen = set()
         for index, (day, _label) in enumerate(dates):

@@ -160,3 +160,49 @@ def test_a_tenant_deleted_in_the_admin_is_audited_and_bumps_the_version(
     )
     assert entry.actor == admin_user
     assert ConfigVersion.current() > before
+
+
+# -- calendars ------------------------------------------------------------------------------
+
+
+def test_calendar_dates_saved_in_the_admin_go_through_the_services(client, tenant, make_job):
+    import datetime as dt
+
+    from scheduler_app.models import Calendar, CalendarDate
+
+    editor = login(client, tenant, "editor", "ed")
+    holidays = Calendar.objects.create(tenant=tenant, name="holidays")
+    CalendarDate.objects.create(calendar=holidays, date=dt.date(2030, 12, 25), label="Christmas")
+    job = make_job("invoices")
+    job.calendars.set([holidays])
+    versions = job.versions.count()
+    values = form_values(client.get(url("calendar", "change", holidays.pk)), "calendar_form")
+    values.update(
+        {"dates-1-date": ["2030-12-31"], "dates-1-label": ["New Year's Eve"], "dates-0-DELETE": ["on"]}
+    )
+    response = client.post(url("calendar", "change", holidays.pk), values)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert list(holidays.dates.values_list("date", "label")) == [(dt.date(2030, 12, 31), "New Year's Eve")]
+    added = last_entry(holidays.dates.get())
+    assert added.action == LogEntry.Action.CREATE and added.actor == editor
+    assert job.versions.count() == versions + 1
+    assert job.versions.order_by("-number").first().summary == "calendar holidays changed"
+    # saved again unchanged: no new version of the job
+    values = form_values(client.get(url("calendar", "change", holidays.pk)), "calendar_form")
+    assert client.post(url("calendar", "change", holidays.pk), values).status_code == 302
+    assert job.versions.count() == versions + 1
+
+
+def test_a_calendar_cannot_move_to_another_tenant_the_form_says_so(admin_client, tenant, other_tenant):
+    from scheduler_app.models import Calendar
+
+    holidays = Calendar.objects.create(tenant=tenant, name="holidays")
+    values = form_values(admin_client.get(url("calendar", "change", holidays.pk)), "calendar_form")
+    values["tenant"] = [str(other_tenant.pk)]
+    response = admin_client.post(url("calendar", "change", holidays.pk), values)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "tenant": ["the exclusion calendar cannot move to another tenant"]
+    }
+    holidays.refresh_from_db()
+    assert holidays.tenant_id == tenant.pk
