@@ -25,6 +25,7 @@ from scheduler_app.admin.base import (
 )
 from scheduler_app.admin.forms import (
     CalendarAdminForm,
+    DependencyAdminForm,
     DependencyFormSet,
     JobAdminForm,
     JobGroupAdminForm,
@@ -811,7 +812,10 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
 
 
 @admin.register(JobDependency)
-class JobDependencyAdmin(TenantScopedAdmin):
+class JobDependencyAdmin(ServiceSavedAdmin, TenantScopedAdmin):
+    form = DependencyAdminForm
+    save_service = staticmethod(services.save_dependency)
+    delete_service = staticmethod(services.delete_dependencies)
     list_display = ["upstream", "downstream", "condition", "tenant"]
     list_filter = [("tenant", ScopedRelatedFilter), "condition"]
     search_fields = ["upstream__name", "downstream__name"]
@@ -825,24 +829,6 @@ class JobDependencyAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.has_change_permission(request, obj)
-
-    def save_model(self, request: HttpRequest, obj: JobDependency, form: Any, change: bool) -> None:
-        permissions.require(request.user, "change", obj.downstream)
-        super().save_model(request, obj, form, change)
-        services.notify_job_changed(obj.downstream, actor=request.user)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        downstream = list(Job.objects.filter(upstream_edges__in=queryset).distinct())
-        super().delete_queryset(request, queryset)
-        for job in downstream:
-            services.notify_job_changed(job, actor=request.user)
-
-    def delete_model(self, request: HttpRequest, obj: JobDependency) -> None:
-        downstream = obj.downstream
-        super().delete_model(request, obj)
-        services.notify_job_changed(
-            downstream, actor=request.user, summary=f"no longer depends on {obj.upstream}"
-        )
 
 
 @admin.register(JobRun)

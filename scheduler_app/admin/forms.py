@@ -1035,6 +1035,13 @@ class CalendarAdminForm(ServiceCheckedForm):
         services.check_calendar_save(self.instance, self.actor)
 
 
+class DependencyAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_dependency_save(self.instance, self.actor)
+
+
 class TenantAdminForm(ServiceCheckedForm):
     def service_check(self) -> None:
         from scheduler_app import services

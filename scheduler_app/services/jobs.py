@@ -187,6 +187,51 @@ def add_dependency(
     return edge
 
 
+def check_dependency_save(edge: JobDependency, actor: Any = None) -> None:
+    """Who changes an edge changes its downstream job (a stored edge moved to another
+    downstream: both); the model checks tenants, cycles and conditions. Writes nothing."""
+    permissions.require(actor, "change", edge.downstream)
+    stored = (
+        JobDependency.objects.filter(pk=edge.pk).select_related("downstream").first() if edge.pk else None
+    )
+    if stored is not None and stored.downstream_id != edge.downstream_id:
+        permissions.require(actor, "change", stored.downstream)
+    edge.full_clean()
+
+
+def save_dependency(edge: JobDependency, *, actor: Any = None) -> JobDependency:
+    """Create or change one edge (the dependency admin page); the downstream job (and a
+    former downstream) gets a version and reaches the scheduler."""
+    check_dependency_save(edge, actor)
+    with transaction.atomic(), audit.acting_as(actor):
+        stored = (
+            JobDependency.objects.filter(pk=edge.pk).select_related("downstream").first() if edge.pk else None
+        )
+        edge.save()
+        notify_job_changed(edge.downstream, actor=actor, summary=f"depends on {edge.upstream.name}")
+        if stored is not None and stored.downstream_id != edge.downstream_id:
+            notify_job_changed(
+                stored.downstream, actor=actor, summary=f"no longer depends on {stored.upstream.name}"
+            )
+    return edge
+
+
+def delete_dependencies(edges: Iterable[JobDependency], *, actor: Any = None) -> BulkResult:
+    """Delete edges; each one's downstream job gets a version."""
+    result = BulkResult()
+    with transaction.atomic(), audit.acting_as(actor):
+        for edge in edges:
+            if not permissions.can(actor, "change", edge.downstream):
+                result.refused.append((edge, _("you may not change %(job)s") % {"job": edge.downstream}))
+                continue
+            pk = edge.pk
+            edge.delete()
+            edge.pk = pk
+            notify_job_changed(edge.downstream, actor=actor, summary=f"no longer depends on {edge.upstream}")
+            result.done.append(edge)
+    return result
+
+
 def drop_dependencies(job: Job, *, keep: Collection[int], actor: Any = None) -> bool:
     """Delete ``job``'s upstream edges except those from the jobs ``keep`` (ids); whether
     any was deleted. For a caller that then calls :func:`put_dependencies` and

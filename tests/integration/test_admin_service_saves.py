@@ -206,3 +206,49 @@ def test_a_calendar_cannot_move_to_another_tenant_the_form_says_so(admin_client,
     }
     holidays.refresh_from_db()
     assert holidays.tenant_id == tenant.pk
+
+
+# -- dependencies ---------------------------------------------------------------------------
+
+
+def test_an_edge_moved_in_the_dependency_admin_versions_both_jobs(admin_client, admin_user, make_job):
+    from scheduler_app import services
+    from scheduler_app.models import JobDependency
+
+    up, before_down, after_down = make_job("extract"), make_job("load"), make_job("report")
+    edge = services.add_dependency(up, before_down)
+    version = ConfigVersion.current()
+    response = admin_client.post(
+        url("jobdependency", "change", edge.pk),
+        {"upstream": up.pk, "downstream": after_down.pk, "condition": "completion"},
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    edge.refresh_from_db()
+    assert (edge.downstream, edge.condition) == (after_down, "completion")
+    assert after_down.versions.order_by("-number").first().summary == "depends on extract"
+    assert before_down.versions.order_by("-number").first().summary == "no longer depends on extract"
+    assert last_entry(edge).actor == admin_user
+    assert ConfigVersion.current() > version
+    response = admin_client.post(url("jobdependency", "delete", edge.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not JobDependency.objects.exists()
+    assert after_down.versions.order_by("-number").first().summary.startswith("no longer depends on extract")
+
+
+def test_the_dependency_admin_refuses_an_edge_whose_downstream_one_may_not_change(client, tenant, make_job):
+    from guardian.shortcuts import assign_perm
+
+    from scheduler_app.models import JobDependency
+
+    up, mine, theirs = make_job("extract"), make_job("load"), make_job("report")
+    edge = JobDependency.objects.create(upstream=up, downstream=mine)
+    user = login(client, tenant, "viewer", "vic")
+    assign_perm("scheduler_app.change_job", user, mine)
+    response = client.post(
+        url("jobdependency", "change", edge.pk),
+        {"upstream": up.pk, "downstream": theirs.pk, "condition": "success"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.non_field_errors(), response.context["adminform"].form.errors
+    edge.refresh_from_db()
+    assert edge.downstream == mine
