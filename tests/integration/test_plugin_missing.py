@@ -119,3 +119,11 @@ def test_commands_api_and_export_do_not_crash(make_job, admin_user, trigger):
     assert refused.status_code == 400, refused.content
     assert "every_minutes" in refused.content.decode()
     assert Job.objects.get(pk=job.pk).trigger == stored
+
+
+def test_the_missing_plugin_message_is_translated(admin_client, make_job):
+    job, _stored = stored_job(make_job, PLUGIN_TRIGGER)
+    page = admin_client.get(url("job", "change", job.pk), HTTP_ACCEPT_LANGUAGE="zh-hans")
+    html = page.content.decode()
+    assert "every_minutes（插件未安装）" in html
+    assert "触发器类型 &#x27;every_minutes&#x27; 不可用：提供它的插件未安装" in html
