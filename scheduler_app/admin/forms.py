@@ -446,7 +446,9 @@ class ChildTriggerForm(forms.Form):
         zone.initial = settings.TIME_ZONE or "UTC"
         current = self.initial.get("trigger_timezone")
         if current and current not in zoneinfo.available_timezones():
-            zone.choices.append((current, current))  # a stored zone stays (checked on save)
+            # a stored zone stays (checked on save); assigned, not appended: appending to
+            # a field's choices does not reach its widget, which showed none selected
+            zone.choices = [*zone.choices, (current, current)]
         if preview_url:
             self.fields["cron_expression"].widget.attrs["data-cron-preview-url"] = preview_url
 
@@ -771,7 +773,8 @@ class JobAdminForm(forms.ModelForm):
         current_zone = self.initial.get("trigger_timezone")
         if current_zone and current_zone not in zoneinfo.available_timezones():
             # a stored zone this system no longer lists stays selectable (and is checked on save)
-            self.fields["trigger_timezone"].choices.append((current_zone, current_zone))
+            zone_field = self.fields["trigger_timezone"]
+            zone_field.choices = [*zone_field.choices, (current_zone, current_zone)]
         self._follow_tenant()
         self.child_triggers = self._child_triggers()
         self.fields["combination"].widget.formset = self.child_triggers
