@@ -364,6 +364,23 @@ class CalendarAdmin(ServiceSavedAdmin, TenantScopedAdmin):
         form.save_m2m()
 
 
+def edge_rows(formset: DependencyFormSet) -> dict[int, str]:
+    """{other job id: condition} of a job page's dependency list, for
+    services.set_job_edges; the formset's lists of what changed are set for the admin's
+    change message (the formset itself saves nothing)."""
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for index, row in enumerate(formset.forms):
+        initial = index < formset.initial_form_count()
+        if formset.can_delete and formset._should_delete_form(row):
+            if initial and row.instance.pk:
+                formset.deleted_objects.append(row.instance)
+        elif not initial and row.has_changed():
+            formset.new_objects.append(row.instance)
+        elif initial and row.has_changed():
+            formset.changed_objects.append((row.instance, row.changed_data))
+    return {other.pk: (row.cleaned_data.get("condition") or "success") for row, other in formset.kept_rows()}
+
+
 def calendar_dates(formset: Any) -> list[tuple[Any, str]]:
     """The complete list of (date, label) of a calendar's dates inline, for
     services.save_calendar; the formset's lists of what changed are set for the admin's
@@ -669,29 +686,27 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
     # -- saving -------------------------------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
-        services.save_job(obj, actor=request.user, notify=False)
+        calendars = form.cleaned_data["calendars"] if "calendars" in form.cleaned_data else None
+        services.save_job(obj, actor=request.user, notify=False, calendars=calendars)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        services.notify_job_changed(form.instance, actor=request.user, created=not change)
-        # Rows of the "dependents" inline are other jobs' upstream edges: version them too.
-        others: dict[int, Job] = {}
+        # The calendars went with save_job; the two dependency lists go through
+        # set_job_edges (which versions the other jobs whose edges changed); other
+        # inlines (none today) save as Django does.
+        edges: dict[str, dict[int, str]] = {}
         for formset in formsets:
-            if isinstance(formset, DependencyFormSet) and formset.fk.name == "upstream":
-                for edge in [
-                    *formset.new_objects,
-                    *(e for e, _ in formset.changed_objects),
-                    *formset.deleted_objects,
-                ]:
-                    others[edge.downstream_id] = edge.downstream
-                for f in formset.initial_forms:
-                    if f.has_changed() and f.initial.get("downstream"):
-                        job = Job.objects.filter(pk=f.initial["downstream"]).first()
-                        if job is not None:
-                            others[job.pk] = job
-        for job in others.values():
-            if job.pk != form.instance.pk:
-                services.notify_job_changed(job, actor=request.user)
+            if isinstance(formset, DependencyFormSet):
+                if formset.chosen_field in formset.form.base_fields:  # not a read-only list
+                    edges[formset.chosen_field] = edge_rows(formset)
+            else:
+                self.save_formset(request, form, formset, change=change)
+        services.set_job_edges(
+            form.instance,
+            upstream=edges.get("upstream"),
+            downstream=edges.get("downstream"),
+            actor=request.user,
+        )
+        services.notify_job_changed(form.instance, actor=request.user, created=not change)
 
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
         services.delete_jobs([obj], actor=request.user)

@@ -60,6 +60,7 @@ from scheduler_app.services.jobs import (
     rollback_job,
     save_dependency,
     save_job,
+    set_job_edges,
 )
 from scheduler_app.services.keys import create_key, revoke_key
 from scheduler_app.services.nodes import drain_nodes, resume_nodes
@@ -125,6 +126,7 @@ __all__ = [
     "save_dependency",
     "save_job",
     "save_tenant",
+    "set_job_edges",
     "set_membership",
     "set_object_permissions",
     "stop_runs",

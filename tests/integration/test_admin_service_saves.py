@@ -252,3 +252,33 @@ def test_the_dependency_admin_refuses_an_edge_whose_downstream_one_may_not_chang
     assert response.context["adminform"].form.non_field_errors(), response.context["adminform"].form.errors
     edge.refresh_from_db()
     assert edge.downstream == mine
+
+
+def test_the_job_pages_dependency_lists_go_through_set_job_edges(admin_client, admin_user, make_job):
+    from scheduler_app import services
+    from scheduler_app.models import JobDependency
+
+    extract, job, load, report = (make_job(n) for n in ("extract", "invoices", "load", "report"))
+    services.add_dependency(job, load)  # invoices → load
+    values = form_values(admin_client.get(url("job", "change", job.pk)))
+    assert values["downstream_edges-0-downstream"] == [str(load.pk)]
+    values.update(
+        {
+            "upstream_edges-TOTAL_FORMS": ["1"],
+            "upstream_edges-0-upstream": [str(extract.pk)],
+            "upstream_edges-0-condition": ["failure"],
+            "downstream_edges-0-downstream": [str(report.pk)],  # the row now names report
+            "downstream_edges-0-condition": ["completion"],
+        }
+    )
+    response = admin_client.post(url("job", "change", job.pk), values)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert sorted(JobDependency.objects.values_list("upstream__name", "downstream__name", "condition")) == [
+        ("extract", "invoices", "failure"),
+        ("invoices", "report", "completion"),
+    ]
+    for other in (load, report):  # both other ends get a version naming the job
+        latest = other.versions.order_by("-number").first()
+        assert latest.summary == "upstream edges changed on invoices", other
+    edge = JobDependency.objects.get(downstream=report)
+    assert last_entry(edge).actor == admin_user
