@@ -26,9 +26,13 @@ from scheduler_app.admin.base import (
     TenantScopedAdmin,
 )
 from scheduler_app.admin.forms import (
+    CalendarAdminForm,
+    DependencyAdminForm,
     DependencyFormSet,
     JobAdminForm,
+    JobGroupAdminForm,
     MoveToGroupForm,
+    TenantAdminForm,
     UpstreamEdgeForm,
 )
 from scheduler_app.admin.joblist import OperatorJobListMixin
@@ -138,6 +142,37 @@ def report_scope_operation(
             )
 
 
+class ServiceSavedAdmin:
+    """Saves and deletions of a model admin through its services (``save_service``:
+    ``(obj, actor=)``; ``delete_service``: ``(objects, actor=) -> BulkResult``), with
+    the form checked by the same rules first (``ServiceCheckedForm``); what a deletion
+    refuses is reported, the rest is deleted."""
+
+    save_service: Any = None
+    delete_service: Any = None
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
+        form.actor = request.user
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        type(self).save_service(obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._delete(request, list(queryset))
+
+    def _delete(self, request: HttpRequest, objects: list[Any]) -> None:
+        result = type(self).delete_service(objects, actor=request.user)
+        for obj, reason in result.refused:
+            self.message_user(  # type: ignore[attr-defined]
+                request, _("Refused %(obj)s: %(reason)s.") % {"obj": obj, "reason": reason}, messages.ERROR
+            )
+
+
 class ScopeOperationActions:
     """Admin actions that act on every job of the selected groups or tenants."""
 
@@ -182,9 +217,13 @@ class MembershipInline(UserByNameMixin, ScopedInlineMixin, admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
-    """Superusers create tenants; a tenant's admins manage its name and members."""
+class TenantAdmin(ServiceSavedAdmin, ScopeOperationActions, TenantScopedAdmin):
+    """Superusers create tenants (and set their rate limits); a tenant's admins manage
+    its name and members. Saved through services (audited, configuration version)."""
 
+    form = TenantAdminForm
+    save_service = staticmethod(services.save_tenant)
+    delete_service = staticmethod(services.delete_tenants)
     tenant_field = "pk"
     list_display = ["slug", "name", "job_count", "created_at"]
     search_fields = ["slug", "name"]
@@ -206,7 +245,7 @@ class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
         return request.user.is_superuser
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        super().save_formset(request, form, formset, change)
+        save_memberships(request, form.instance, formset)
         permissions.forget(request.user)
 
     @admin.display(description=_("jobs"), ordering="_jobs")
@@ -214,8 +253,35 @@ class TenantAdmin(ScopeOperationActions, TenantScopedAdmin):
         return obj._jobs
 
 
+def save_memberships(request: HttpRequest, tenant: Tenant, formset: Any) -> None:
+    """The members inline of a tenant page, through services.set_membership and
+    remove_membership (audited, permission-checked) instead of the formset's own save;
+    the formset's lists of what changed are kept for the admin's change message."""
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for inline in formset.initial_forms:
+        if formset.can_delete and formset._should_delete_form(inline) and inline.instance.pk:
+            services.remove_membership(inline.instance, actor=request.user)
+            formset.deleted_objects.append(inline.instance)
+    for inline in formset.forms:
+        if inline in formset.deleted_forms or not inline.has_changed():
+            continue
+        member = inline.instance
+        stored = Membership.objects.filter(pk=member.pk).first() if member.pk else None
+        if stored is not None and stored.user_id != member.user_id:  # another user in this row
+            services.remove_membership(stored, actor=request.user)
+        saved = services.set_membership(tenant, member.user, member.role, actor=request.user)
+        inline.instance = saved
+        if stored is None:
+            formset.new_objects.append(saved)
+        else:
+            formset.changed_objects.append((saved, inline.changed_data))
+
+
 @admin.register(JobGroup)
-class JobGroupAdmin(ScopeOperationActions, TenantScopedAdmin):
+class JobGroupAdmin(ServiceSavedAdmin, ScopeOperationActions, TenantScopedAdmin):
+    form = JobGroupAdminForm
+    save_service = staticmethod(services.save_group)
+    delete_service = staticmethod(services.delete_groups)
     list_display = ["name", "tenant", "rate_limit", "job_count", "permissions_link"]
     list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
@@ -262,7 +328,12 @@ class CalendarDateInline(ScopedInlineMixin, admin.TabularInline):
 
 
 @admin.register(Calendar)
-class CalendarAdmin(TenantScopedAdmin):
+class CalendarAdmin(ServiceSavedAdmin, TenantScopedAdmin):
+    """Saved with its dates in one services.save_calendar call (audited, jobs that use
+    it get a version when its dates change); deleted by services.delete_calendars."""
+
+    form = CalendarAdminForm
+    delete_service = staticmethod(services.delete_calendars)
     list_display = ["name", "tenant", "date_count", "next_excluded"]
     list_filter = [("tenant", ScopedRelatedFilter)]
     search_fields = ["name", "description"]
@@ -286,21 +357,56 @@ class CalendarAdmin(TenantScopedAdmin):
         upcoming = obj.dates.filter(date__gte=timezone.now().date()).first()
         return str(upcoming) if upcoming else "—"
 
+    def save_model(self, request: HttpRequest, obj: Calendar, form: Any, change: bool) -> None:
+        pass  # saved with its dates by save_related, in one service call
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        # Jobs using this calendar must pick up the new dates.
-        for job in form.instance.jobs.all():
-            services.notify_job_changed(job, actor=request.user)
+        dates = None
+        for formset in formsets:
+            if formset.model is CalendarDate:
+                dates = calendar_dates(formset)
+        services.save_calendar(form.instance, dates=dates, actor=request.user)
+        form.save_m2m()
 
-    def delete_model(self, request: HttpRequest, obj: Calendar) -> None:
-        self.delete_queryset(request, Calendar.objects.filter(pk=obj.pk))
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        # ... and lose their dates when it is deleted.
-        jobs = list(Job.objects.filter(calendars__in=queryset).distinct())
-        super().delete_queryset(request, queryset)
-        for job in jobs:
-            services.notify_job_changed(job, actor=request.user)
+def edge_rows(formset: DependencyFormSet) -> dict[int, str]:
+    """{other job id: condition} of a job page's dependency list, for
+    services.set_job_edges; the formset's lists of what changed are set for the admin's
+    change message (the formset itself saves nothing)."""
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for index, row in enumerate(formset.forms):
+        initial = index < formset.initial_form_count()
+        if formset.can_delete and formset._should_delete_form(row):
+            if initial and row.instance.pk:
+                formset.deleted_objects.append(row.instance)
+        elif not initial and row.has_changed():
+            formset.new_objects.append(row.instance)
+        elif initial and row.has_changed():
+            formset.changed_objects.append((row.instance, row.changed_data))
+    return {other.pk: (row.cleaned_data.get("condition") or "success") for row, other in formset.kept_rows()}
+
+
+def calendar_dates(formset: Any) -> list[tuple[Any, str]]:
+    """The complete list of (date, label) of a calendar's dates inline, for
+    services.save_calendar; the formset's lists of what changed are set for the admin's
+    change message (the formset itself saves nothing)."""
+    dates = []
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for index, row in enumerate(formset.forms):
+        data = getattr(row, "cleaned_data", None) or {}
+        initial = index < formset.initial_form_count()
+        if formset.can_delete and formset._should_delete_form(row):
+            if initial and row.instance.pk:
+                formset.deleted_objects.append(row.instance)
+            continue
+        if not data.get("date"):
+            continue
+        dates.append((data["date"], data.get("label") or ""))
+        if not initial:
+            formset.new_objects.append(row.instance)
+        elif row.has_changed():
+            formset.changed_objects.append((row.instance, row.changed_data))
+    return dates
 
 
 class UpstreamInline(ScopedInlineMixin, admin.TabularInline):
@@ -585,29 +691,27 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
     # -- saving -------------------------------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
-        services.save_job(obj, actor=request.user, notify=False)
+        calendars = form.cleaned_data["calendars"] if "calendars" in form.cleaned_data else None
+        services.save_job(obj, actor=request.user, notify=False, calendars=calendars)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        services.notify_job_changed(form.instance, actor=request.user, created=not change)
-        # Rows of the "dependents" inline are other jobs' upstream edges: version them too.
-        others: dict[int, Job] = {}
+        # The calendars went with save_job; the two dependency lists go through
+        # set_job_edges (which versions the other jobs whose edges changed); other
+        # inlines (none today) save as Django does.
+        edges: dict[str, dict[int, str]] = {}
         for formset in formsets:
-            if isinstance(formset, DependencyFormSet) and formset.fk.name == "upstream":
-                for edge in [
-                    *formset.new_objects,
-                    *(e for e, _ in formset.changed_objects),
-                    *formset.deleted_objects,
-                ]:
-                    others[edge.downstream_id] = edge.downstream
-                for f in formset.initial_forms:
-                    if f.has_changed() and f.initial.get("downstream"):
-                        job = Job.objects.filter(pk=f.initial["downstream"]).first()
-                        if job is not None:
-                            others[job.pk] = job
-        for job in others.values():
-            if job.pk != form.instance.pk:
-                services.notify_job_changed(job, actor=request.user)
+            if isinstance(formset, DependencyFormSet):
+                if formset.chosen_field in formset.form.base_fields:  # not a read-only list
+                    edges[formset.chosen_field] = edge_rows(formset)
+            else:
+                self.save_formset(request, form, formset, change=change)
+        services.set_job_edges(
+            form.instance,
+            upstream=edges.get("upstream"),
+            downstream=edges.get("downstream"),
+            actor=request.user,
+        )
+        services.notify_job_changed(form.instance, actor=request.user, created=not change)
 
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
         services.delete_jobs([obj], actor=request.user)
@@ -728,7 +832,10 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
 
 
 @admin.register(JobDependency)
-class JobDependencyAdmin(TenantScopedAdmin):
+class JobDependencyAdmin(ServiceSavedAdmin, TenantScopedAdmin):
+    form = DependencyAdminForm
+    save_service = staticmethod(services.save_dependency)
+    delete_service = staticmethod(services.delete_dependencies)
     list_display = ["upstream", "downstream", "condition", "tenant"]
     list_filter = [("tenant", ScopedRelatedFilter), "condition"]
     search_fields = ["upstream__name", "downstream__name"]
@@ -742,24 +849,6 @@ class JobDependencyAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.has_change_permission(request, obj)
-
-    def save_model(self, request: HttpRequest, obj: JobDependency, form: Any, change: bool) -> None:
-        permissions.require(request.user, "change", obj.downstream)
-        super().save_model(request, obj, form, change)
-        services.notify_job_changed(obj.downstream, actor=request.user)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        downstream = list(Job.objects.filter(upstream_edges__in=queryset).distinct())
-        super().delete_queryset(request, queryset)
-        for job in downstream:
-            services.notify_job_changed(job, actor=request.user)
-
-    def delete_model(self, request: HttpRequest, obj: JobDependency) -> None:
-        downstream = obj.downstream
-        super().delete_model(request, obj)
-        services.notify_job_changed(
-            downstream, actor=request.user, summary=f"no longer depends on {obj.upstream}"
-        )
 
 
 @admin.register(JobRun)
@@ -962,9 +1051,19 @@ class MembershipAdmin(UserByNameMixin, TenantScopedAdmin):
         return self.has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
-        permissions.require(request.user, "manage", tenant_id=obj.tenant_id)
-        super().save_model(request, obj, form, change)
+        stored = Membership.objects.filter(pk=obj.pk).first() if change else None
+        if stored is not None and (stored.tenant_id, stored.user_id) != (obj.tenant_id, obj.user_id):
+            services.remove_membership(stored, actor=request.user)  # the row now names another
+        saved = services.set_membership(obj.tenant, obj.user, obj.role, actor=request.user)
+        obj.pk = saved.pk
         permissions.forget(request.user)
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.remove_membership(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for membership in queryset:
+            services.remove_membership(membership, actor=request.user)
 
 
 from scheduler_app.admin import alerts, apikeys  # noqa: E402,F401  (register their admins)

@@ -164,6 +164,63 @@ def fields_of_type(kind: Any) -> set[str] | None:
     return PLUGIN_FIELDS if isinstance(kind, str) and kind in plugin_trigger_types() else None
 
 
+def plugin_type_choices() -> list[tuple[str, Any]]:
+    """The loaded plugins' trigger types as choices: "business_days (plugin example)"."""
+    return [
+        (name, _("%(name)s (plugin %(plugin)s)") % {"name": name, "plugin": kind.plugin or "?"})
+        for name, kind in sorted(plugin_trigger_types().items())
+    ]
+
+
+def plugin_config_help() -> str:
+    """The help of a plugin trigger's settings field: each loaded type's schema keys, as
+    "every (integer, required)"."""
+    lines = []
+    for name, kind in sorted(plugin_trigger_types().items()):
+        schema = kind.schema or {}
+        required = set(schema.get("required") or ())
+        keys = [
+            f"{key} ({rules.get('type', 'any') if isinstance(rules, dict) else 'any'}"
+            + (", " + str(_("required")) if key in required else "")
+            + ")"
+            for key, rules in (schema.get("properties") or {}).items()
+        ]
+        lines.append(f"{name}: {', '.join(keys) or '—'}")
+    help_text = _("For a plugin's trigger type: its settings as a JSON object (without type).")
+    return format_html("{} {}", help_text, format_html_join("; ", "{}", ((line,) for line in lines)))
+
+
+def missing_trigger_types(doc: Any, *, _depth: int = 0) -> list[str]:
+    """The trigger types of ``doc`` (and of its children, for all/any) that are neither
+    built in nor a loaded plugin's: a plugin that was uninstalled or failed to load."""
+    if not isinstance(doc, dict) or _depth > 50:
+        return []
+    kind = doc.get("type")
+    if kind in ("all", "any"):
+        found: list[str] = []
+        for child in doc.get("triggers") or []:
+            found += [k for k in missing_trigger_types(child, _depth=_depth + 1) if k not in found]
+        return found
+    if not isinstance(kind, str) or kind in FIELDS_BY_TYPE or kind in plugin_trigger_types():
+        return []
+    return [kind]
+
+
+def missing_plugin_message(kinds: list[str]) -> str:
+    """Why a stored trigger whose plugin is gone cannot be saved as it is, and what to do."""
+    from scheduler_app import plugins
+
+    message = _(
+        "The trigger type %(types)s is not available: the plugin that provides it is not "
+        "installed (or failed to load; see the system checks). The stored trigger is kept: "
+        "install the plugin to save it again, or choose another trigger to replace it."
+    ) % {"types": ", ".join(repr(k) for k in kinds)}
+    failed = sorted({p.plugin for p in plugins.registry.load().problems})
+    if failed:
+        message += " " + _("Plugins that failed to load: %(plugins)s.") % {"plugins": ", ".join(failed)}
+    return message
+
+
 @cache
 def zone_choices() -> list[tuple[str, str]]:
     """Every IANA zone name the system knows (``zoneinfo.available_timezones()``)."""
@@ -299,9 +356,11 @@ def single_trigger_document(data: dict[str, Any]) -> dict[str, Any]:
 
 # -- combined triggers: a formset of child triggers -------------------------------------
 
-#: A child's types: the single triggers with their own fields, and "json" for a child
-#: the fields cannot show (a combination nested inside the combination, a plugin's
-#: trigger type), edited as its trigger document. "manual" cannot be combined.
+#: A child's types: the single triggers with their own fields, the loaded plugins' types
+#: (their settings as one JSON object, as at the top level; added per form), and "json"
+#: for a child the fields cannot show (a combination nested inside the combination, a
+#: type whose plugin is not loaded), edited as its trigger document. "manual" cannot be
+#: combined.
 CHILD_TYPE_CHOICES = [
     ("cron", _("Cron expression")),
     ("interval", _("Every N seconds")),
@@ -314,7 +373,16 @@ CHILD_FIELDS_BY_TYPE = {
     "interval": {"interval_seconds", "interval_start", "interval_end", "interval_jitter", "trigger_timezone"},
     "json": {"document"},
 }
-CHILD_TRIGGER_FIELDS = set().union(*CHILD_FIELDS_BY_TYPE.values())
+CHILD_TRIGGER_FIELDS = set().union(*CHILD_FIELDS_BY_TYPE.values(), PLUGIN_FIELDS)
+
+
+def child_fields_of_type(kind: Any) -> set[str] | None:
+    """The child form fields a child's type uses (None: not a type the form knows)."""
+    if kind in CHILD_FIELDS_BY_TYPE:
+        return CHILD_FIELDS_BY_TYPE[kind]
+    return PLUGIN_FIELDS if isinstance(kind, str) and kind in plugin_trigger_types() else None
+
+
 #: Empty forms always rendered after the children, so that a browser without
 #: JavaScript can add children too (two at a time); with it, "Add another" clones more.
 CHILD_EXTRA = 2
@@ -363,15 +431,24 @@ class ChildTriggerForm(forms.Form):
         ),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
+    plugin_config = _BlankJSONField(
+        label=_("Plugin trigger settings (JSON)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
 
     def __init__(self, *args: Any, preview_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["trigger_type"].choices = [*CHILD_TYPE_CHOICES, *plugin_type_choices()]
+        self.fields["plugin_config"].help_text = plugin_config_help()
         zone = self.fields["trigger_timezone"]
         zone.choices = [("", "—"), *zone_choices()]
         zone.initial = settings.TIME_ZONE or "UTC"
         current = self.initial.get("trigger_timezone")
         if current and current not in zoneinfo.available_timezones():
-            zone.choices.append((current, current))  # a stored zone stays (checked on save)
+            # a stored zone stays (checked on save); assigned, not appended: appending to
+            # a field's choices does not reach its widget, which showed none selected
+            zone.choices = [*zone.choices, (current, current)]
         if preview_url:
             self.fields["cron_expression"].widget.attrs["data-cron-preview-url"] = preview_url
 
@@ -379,22 +456,44 @@ class ChildTriggerForm(forms.Form):
         super().full_clean()
         # As in the job form: the fields of the types not chosen are hidden and ignored.
         kind = self.data.get(self.add_prefix("trigger_type")) if self.is_bound else None
-        if kind in CHILD_FIELDS_BY_TYPE and self._errors:
-            for name in CHILD_TRIGGER_FIELDS - CHILD_FIELDS_BY_TYPE[kind]:
+        used = child_fields_of_type(kind)
+        if used is not None and self._errors:
+            for name in CHILD_TRIGGER_FIELDS - used:
                 self._errors.pop(name, None)
 
     @staticmethod
     def initial_for(doc: Any) -> dict[str, Any]:
-        """Initial values showing the child trigger ``doc``."""
+        """Initial values showing the child trigger ``doc``: a loaded plugin's type with
+        its settings field, a type whose plugin is not loaded as its whole document."""
         if isinstance(doc, dict) and doc.get("type") in ("cron", "date", "interval"):
+            return trigger_initial(doc)
+        if isinstance(doc, dict) and doc.get("type") in plugin_trigger_types():
             return trigger_initial(doc)
         return {"trigger_type": "json", "document": doc}
 
+    @property
+    def settings_field(self) -> str | None:
+        """The field holding the child's document as JSON (None: the single trigger fields)."""
+        kind = self.cleaned_data.get("trigger_type")
+        if kind == "json":
+            return "document"
+        return "plugin_config" if child_fields_of_type(kind) is PLUGIN_FIELDS else None
+
     def trigger_document(self) -> Any:
-        """The child's trigger document (after ``is_valid()``)."""
+        """The child's trigger document (after ``is_valid()``); a plugin type's settings
+        that are not a JSON object raise :class:`PluginConfigError`."""
         data = self.cleaned_data
-        if data.get("trigger_type") == "json":
+        kind = data.get("trigger_type")
+        if kind == "json":
             return data.get("document")
+        if child_fields_of_type(kind) is PLUGIN_FIELDS:
+            config = data.get("plugin_config")
+            config = {} if config is None else config
+            if not isinstance(config, dict):
+                raise PluginConfigError(
+                    _('Enter a JSON object of the trigger\'s settings, e.g. {"every": 2}.')
+                )
+            return {**{k: v for k, v in config.items() if k != "type"}, "type": kind}
         return single_trigger_document(data)
 
     def label_of(self, name: str | None) -> str:
@@ -410,6 +509,8 @@ class ChildTriggerFormSet(forms.BaseFormSet):
     default_error_messages = {
         "too_many_forms": _("a combination may have at most %(num)d triggers"),
     }
+    #: the trigger types of the stored trigger whose plugin is not loaded (set by the job form)
+    missing_types: list[str] = []  # noqa: RUF012 - replaced per formset, never mutated
 
     def kept_forms(self) -> list[tuple[int, ChildTriggerForm]]:
         """(number shown, form) of the children to save: the stored ones and the extra
@@ -437,9 +538,20 @@ class ChildTriggerFormSet(forms.BaseFormSet):
                     errors.append(child_error(number, form.label_of(name), message))
             if form_errors:
                 continue
-            doc = form.trigger_document()
+            field = form.settings_field
+            try:
+                doc = form.trigger_document()
+            except PluginConfigError as exc:
+                errors.append(child_error(number, form.label_of(field), str(exc)))
+                form.add_error(field, str(exc))
+                continue
             path = f"trigger.triggers[{number - 1}]"
-            field = "document" if form.cleaned_data.get("trigger_type") == "json" else None
+            gone = [k for k in missing_trigger_types(doc) if k in self.missing_types]
+            if gone:  # a stored child whose plugin is not loaded: say so, not "not a type"
+                message = missing_plugin_message(gone)
+                errors.append(child_error(number, form.label_of(field), message))
+                form.add_error(field, message)
+                continue
             if doc is None:
                 message = str(_("a trigger document is required"))
                 errors.append(child_error(number, form.label_of(field), message))
@@ -550,6 +662,10 @@ class PluginConfigError(ValueError):
     """The plugin trigger's settings are not a JSON object."""
 
 
+class MissingPluginError(ValueError):
+    """The trigger is of a type whose plugin is not loaded (the message says so)."""
+
+
 class JobAdminForm(forms.ModelForm):
     task = forms.ChoiceField(label=_("task"), choices=(), help_text=_("A task registered in code."))
     trigger_type = forms.ChoiceField(label=_("Trigger"), choices=TRIGGER_TYPE_CHOICES)
@@ -657,37 +773,33 @@ class JobAdminForm(forms.ModelForm):
         current_zone = self.initial.get("trigger_timezone")
         if current_zone and current_zone not in zoneinfo.available_timezones():
             # a stored zone this system no longer lists stays selectable (and is checked on save)
-            self.fields["trigger_timezone"].choices.append((current_zone, current_zone))
+            zone_field = self.fields["trigger_timezone"]
+            zone_field.choices = [*zone_field.choices, (current_zone, current_zone)]
         self._follow_tenant()
         self.child_triggers = self._child_triggers()
         self.fields["combination"].widget.formset = self.child_triggers
 
     def _add_plugin_types(self) -> None:
         """Plugin trigger types are choices of the trigger select, edited as a JSON object
-        (``plugin_config``) that the plugin's schema and validate() check on save."""
-        kinds = plugin_trigger_types()
+        (``plugin_config``) that the plugin's schema and validate() check on save. A stored
+        trigger of a type whose plugin is gone stays shown (its type selected, its
+        settings and the whole document visible) with a message naming the type; saving
+        it as it is is refused (see :meth:`clean`), nothing is lost."""
         field = self.fields["trigger_type"]
-        field.choices = [
-            *TRIGGER_TYPE_CHOICES,
-            *(
-                (name, _("%(name)s (plugin %(plugin)s)") % {"name": name, "plugin": kind.plugin or "?"})
-                for name, kind in sorted(kinds.items())
-            ),
-        ]
-        lines = []
-        for name, kind in sorted(kinds.items()):
-            schema = kind.schema or {}
-            required = set(schema.get("required") or ())
-            keys = [
-                f"{key} ({rules.get('type', 'any') if isinstance(rules, dict) else 'any'}"
-                + (", " + str(_("required")) if key in required else "")
-                + ")"
-                for key, rules in (schema.get("properties") or {}).items()
-            ]
-            lines.append(f"{name}: {', '.join(keys) or '—'}")
-        help_text = _("For a plugin's trigger type: its settings as a JSON object (without type).")
-        self.fields["plugin_config"].help_text = format_html(
-            "{} {}", help_text, format_html_join("; ", "{}", ((line,) for line in lines))
+        field.choices = [*TRIGGER_TYPE_CHOICES, *plugin_type_choices()]
+        self.fields["plugin_config"].help_text = plugin_config_help()
+        stored = self.instance.trigger if self.instance.pk else None
+        self.missing_types = missing_trigger_types(stored)
+        if not self.missing_types:
+            return
+        kind = stored.get("type")
+        if kind in self.missing_types:
+            field.choices = [*field.choices, (kind, _("%(name)s (plugin not installed)") % {"name": kind})]
+        field.help_text = format_html(
+            '<strong class="sa-missing-plugin">{}</strong><br>{}<pre>{}</pre>',
+            missing_plugin_message(self.missing_types),
+            _("The stored trigger:"),
+            json.dumps(stored, indent=2, ensure_ascii=False, sort_keys=True),
         )
 
     def _follow_tenant(self) -> None:
@@ -750,7 +862,9 @@ class JobAdminForm(forms.ModelForm):
             if kind in ("all", "any") or "child-TOTAL_FORMS" in self.data:
                 data = self.data
         preview_url = self.fields["cron_expression"].widget.attrs.get("data-cron-preview-url")
-        return child_trigger_formset(data, children=self._stored_children, preview_url=preview_url)
+        formset = child_trigger_formset(data, children=self._stored_children, preview_url=preview_url)
+        formset.missing_types = self.missing_types
+        return formset
 
     @cached_property
     def changed_data(self) -> list[str]:
@@ -769,6 +883,8 @@ class JobAdminForm(forms.ModelForm):
             if errors:
                 raise ChildErrors(errors)
             return {"type": kind, "triggers": children}
+        if kind in self.missing_types:
+            raise MissingPluginError(missing_plugin_message([kind]))
         if fields_of_type(kind) is PLUGIN_FIELDS:
             config = data.get("plugin_config")
             if config is None:
@@ -821,6 +937,8 @@ class JobAdminForm(forms.ModelForm):
             self.add_error("combination", ValidationError(exc.errors))
         except PluginConfigError as exc:
             self.add_error("plugin_config", str(exc))
+        except MissingPluginError as exc:
+            self.add_error("trigger_type", str(exc))
         except limits.LimitError as exc:
             self.add_error("combination" if data["trigger_type"] in ("all", "any") else None, exc.message)
         except triggerspec.TriggerSpecError as exc:
@@ -867,10 +985,71 @@ class JobAdminForm(forms.ModelForm):
         if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
             rejected = {f for f in (self._errors or {}) if f in self.fields}
             kept = {k: v for k, v in error.error_dict.items() if k not in rejected}
+            if "trigger" in kept:
+                # The model checks the trigger the form left on the instance: the stored
+                # one when the form's trigger was refused (already reported on its field,
+                # e.g. a type whose plugin is gone). Never a 500 for a field not on the form.
+                messages = kept.pop("trigger")
+                if not rejected & {"trigger_type", "combination", *TRIGGER_FORM_FIELDS}:
+                    kept.setdefault("trigger_type", []).extend(messages)
             if not kept:
                 return
             error = ValidationError(kept)
         super().add_error(field, error)
+
+
+class ServiceCheckedForm(forms.ModelForm):
+    """A model form whose instance, once the model's own validation passed, is checked by
+    the services with the acting user (``actor``, set by the admin's ``get_form``):
+    a refusal is shown on the field it names (or above the form), and nothing is
+    written; the admin then saves through the same service."""
+
+    actor: Any = None
+
+    def service_check(self) -> None:
+        """Raise ValidationError or PermissionDenied as the service would on save."""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self._errors:
+            return  # the model's own messages say it; the service would repeat them
+        from django.core.exceptions import PermissionDenied
+
+        try:
+            self.service_check()
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        except PermissionDenied as exc:
+            self.add_error(None, str(exc) or _("You may not make this change."))
+
+
+class JobGroupAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_group_save(self.instance, self.actor)
+
+
+class CalendarAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_calendar_save(self.instance, self.actor)
+
+
+class DependencyAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_dependency_save(self.instance, self.actor)
+
+
+class TenantAdminForm(ServiceCheckedForm):
+    def service_check(self) -> None:
+        from scheduler_app import services
+
+        services.check_tenant_save(self.instance, self.actor)
 
 
 class MoveToGroupForm(forms.Form):

@@ -10,8 +10,8 @@ done and what was refused with the reason, so a face can report both. Each refus
 ``invalid`` with the field, ``conflict``, ``not_found``): a face decides by the kind, never
 by the reason's words (they are in the actor's language).
 
-The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`, :mod:`.groups` (groups,
-calendars, memberships), :mod:`.groupops` (operations on a group's or tenant's jobs),
+The package's rooms: :mod:`.jobs`, :mod:`.runs`, :mod:`.grants`, :mod:`.groups` (tenants,
+groups, calendars, memberships), :mod:`.groupops` (operations on a group's or tenant's jobs),
 :mod:`.backfill`, :mod:`.keys` (API keys); with
 :mod:`.permissions` (who may do what) and :mod:`.versioning` (job versions). Every
 public function is re-exported here, so ``services.save_job(...)`` is the way to call.
@@ -33,17 +33,24 @@ from scheduler_app.services.grants import GRANTABLE, set_object_permissions
 from scheduler_app.services.groupops import OPERATIONS as GROUP_OPERATIONS
 from scheduler_app.services.groupops import operate_on_group, operate_on_tenant
 from scheduler_app.services.groups import (
+    check_calendar_save,
+    check_group_save,
+    check_tenant_save,
     delete_calendars,
     delete_groups,
+    delete_tenants,
     remove_membership,
     save_calendar,
     save_group,
+    save_tenant,
     set_membership,
 )
 from scheduler_app.services.jobs import (
     FLAG_ACTIONS,
     add_dependency,
+    check_dependency_save,
     check_job_save,
+    delete_dependencies,
     delete_jobs,
     disable_jobs,
     drop_dependencies,
@@ -54,7 +61,9 @@ from scheduler_app.services.jobs import (
     put_dependencies,
     resume_jobs,
     rollback_job,
+    save_dependency,
     save_job,
+    set_job_edges,
 )
 from scheduler_app.services.keys import create_key, revoke_key
 from scheduler_app.services.nodes import drain_nodes, resume_nodes
@@ -86,11 +95,17 @@ __all__ = [
     "add_dependency",
     "backfill_job",
     "cancel_runs",
+    "check_calendar_save",
+    "check_dependency_save",
+    "check_group_save",
     "check_job_save",
+    "check_tenant_save",
     "create_key",
     "delete_calendars",
     "delete_groups",
+    "delete_dependencies",
     "delete_jobs",
+    "delete_tenants",
     "disable_jobs",
     "drop_dependencies",
     "enable_jobs",
@@ -111,7 +126,10 @@ __all__ = [
     "run_jobs_now",
     "save_calendar",
     "save_group",
+    "save_dependency",
     "save_job",
+    "save_tenant",
+    "set_job_edges",
     "set_membership",
     "set_object_permissions",
     "stop_runs",

@@ -1,6 +1,9 @@
-"""Job groups, exclusion calendars (with their dates) and tenant memberships: create,
-change, delete; permission-checked, audited, and jobs that use a changed calendar or a
-deleted group get a new version and reach the scheduler."""
+"""Tenants, job groups, exclusion calendars (with their dates) and tenant memberships:
+create, change, delete; permission-checked, audited, the configuration version bumped (a
+group's or tenant's rate limit is read by the claim), and jobs that use a changed
+calendar, a renamed or deleted group or a renamed tenant get a new version and reach the
+scheduler. The ``check_*_save`` functions let a form report a refusal on its fields
+before anything is written."""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from scheduler_app import audit
-from scheduler_app.models import Calendar, CalendarDate, Job, JobGroup, Membership, Tenant
+from scheduler_app.models import Calendar, CalendarDate, ConfigVersion, Job, JobGroup, Membership, Tenant
 from scheduler_app.services import permissions
 from scheduler_app.services.bulk import FORBIDDEN, BulkResult
 from scheduler_app.services.jobs import notify_job_changed
@@ -38,12 +41,19 @@ def check_tenant_change(obj: Any, actor: Any, model: type) -> None:
         )
 
 
-def save_group(group: JobGroup, *, actor: Any = None) -> JobGroup:
+def check_group_save(group: JobGroup, actor: Any = None) -> None:
+    """Raise PermissionDenied or ValidationError (by field) if ``actor`` may not save
+    ``group`` as it is; writes nothing."""
     check_tenant_change(group, actor, JobGroup)
     group.full_clean()
+
+
+def save_group(group: JobGroup, *, actor: Any = None) -> JobGroup:
+    check_group_save(group, actor)
     with transaction.atomic(), audit.acting_as(actor):
         renamed = group.pk is not None and not JobGroup.objects.filter(pk=group.pk, name=group.name).exists()
         group.save()
+        ConfigVersion.bump()  # its rate limit, read by the claim
         if renamed:  # jobs refer to their group by name in their documents
             for job in Job.objects.filter(group=group):
                 notify_job_changed(job, actor=actor, summary=f"group renamed to {group.name}")
@@ -66,7 +76,83 @@ def delete_groups(groups: Iterable[JobGroup], *, actor: Any = None) -> BulkResul
                 job.group = None
                 notify_job_changed(job, actor=actor, summary="group deleted")
             result.done.append(group)
+        if result.done:
+            ConfigVersion.bump()
     return result
+
+
+# -- tenants ------------------------------------------------------------------------------
+
+
+def check_tenant_save(tenant: Tenant, actor: Any = None) -> None:
+    """Superusers create tenants; a tenant's admins change its name and slug. Its rate
+    limit protects the shared cluster, so only superusers set or change it. Raises
+    PermissionDenied or ValidationError (by field); writes nothing."""
+    operator = permissions.sees_everything(actor)
+    if tenant.pk is None:
+        if not operator:
+            raise PermissionDenied(_("only superusers create tenants"))
+    else:
+        stored = Tenant.objects.filter(pk=tenant.pk).first()
+        if stored is not None:
+            permissions.require(actor, "manage", stored)
+            if not operator and stored.rate_limit != tenant.rate_limit:
+                raise ValidationError(
+                    {
+                        "rate_limit": _(
+                            "only superusers change a tenant's rate limit (it protects the cluster)"
+                        )
+                    }
+                )
+    tenant.full_clean()
+
+
+def save_tenant(tenant: Tenant, *, actor: Any = None) -> Tenant:
+    """Create or change a tenant. A new slug renames every job's ``tenant/name`` (and
+    the hash key of its ``H`` cron fields): each job gets a new version."""
+    check_tenant_save(tenant, actor)
+    with transaction.atomic(), audit.acting_as(actor):
+        renamed = tenant.pk is not None and not Tenant.objects.filter(pk=tenant.pk, slug=tenant.slug).exists()
+        tenant.save()
+        ConfigVersion.bump()  # its rate limit, read by the claim
+        if renamed:
+            for job in Job.objects.filter(tenant=tenant):
+                notify_job_changed(job, actor=actor, summary=f"tenant renamed to {tenant.slug}")
+    return tenant
+
+
+def delete_tenants(tenants: Iterable[Tenant], *, actor: Any = None) -> BulkResult:
+    """Delete tenants (superusers only) with their groups, calendars and memberships.
+    A tenant that still has jobs is refused (its jobs are protected: delete or move them
+    first, so that no run history goes without a decision)."""
+    result = BulkResult()
+    with transaction.atomic(), audit.acting_as(actor):
+        for tenant in tenants:
+            if not permissions.sees_everything(actor):
+                result.refused.append((tenant, _("only superusers delete tenants")))
+                continue
+            jobs = Job.objects.filter(tenant=tenant).count()
+            if jobs:
+                result.refused.append(
+                    (tenant, _("it has %(count)d job(s); delete or move them first") % {"count": jobs})
+                )
+                continue
+            members = [m.user for m in Membership.objects.filter(tenant=tenant).select_related("user")]
+            pk = tenant.pk
+            tenant.delete()
+            tenant.pk = pk
+            for user in members:
+                permissions.forget(user)
+            result.done.append(tenant)
+        if result.done:
+            ConfigVersion.bump()
+    return result
+
+
+def check_calendar_save(calendar: Calendar, actor: Any = None) -> None:
+    """As :func:`check_group_save`, for a calendar (its dates are checked on save)."""
+    check_tenant_change(calendar, actor, Calendar)
+    calendar.full_clean()
 
 
 def save_calendar(
@@ -77,8 +163,7 @@ def save_calendar(
 ) -> Calendar:
     """Save a calendar; ``dates`` (date, label) pairs, when given, become its complete
     list of dates. Jobs using it get a new version and reach the scheduler."""
-    check_tenant_change(calendar, actor, Calendar)
-    calendar.full_clean()
+    check_calendar_save(calendar, actor)
     if dates is not None:
         seen = set()
         for index, (day, _label) in enumerate(dates):

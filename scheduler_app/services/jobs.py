@@ -190,6 +190,95 @@ def add_dependency(
     return edge
 
 
+def check_dependency_save(edge: JobDependency, actor: Any = None) -> None:
+    """Who changes an edge changes its downstream job (a stored edge moved to another
+    downstream: both); the model checks tenants, cycles and conditions. Writes nothing."""
+    permissions.require(actor, "change", edge.downstream)
+    stored = (
+        JobDependency.objects.filter(pk=edge.pk).select_related("downstream").first() if edge.pk else None
+    )
+    if stored is not None and stored.downstream_id != edge.downstream_id:
+        permissions.require(actor, "change", stored.downstream)
+    edge.full_clean()
+
+
+def save_dependency(edge: JobDependency, *, actor: Any = None) -> JobDependency:
+    """Create or change one edge (the dependency admin page); the downstream job (and a
+    former downstream) gets a version and reaches the scheduler."""
+    check_dependency_save(edge, actor)
+    with transaction.atomic(), audit.acting_as(actor):
+        stored = (
+            JobDependency.objects.filter(pk=edge.pk).select_related("downstream").first() if edge.pk else None
+        )
+        edge.save()
+        notify_job_changed(edge.downstream, actor=actor, summary=f"depends on {edge.upstream.name}")
+        if stored is not None and stored.downstream_id != edge.downstream_id:
+            notify_job_changed(
+                stored.downstream, actor=actor, summary=f"no longer depends on {stored.upstream.name}"
+            )
+    return edge
+
+
+def delete_dependencies(edges: Iterable[JobDependency], *, actor: Any = None) -> BulkResult:
+    """Delete edges; each one's downstream job gets a version."""
+    result = BulkResult()
+    with transaction.atomic(), audit.acting_as(actor):
+        for edge in edges:
+            if not permissions.can(actor, "change", edge.downstream):
+                result.refused.append((edge, _("you may not change %(job)s") % {"job": edge.downstream}))
+                continue
+            pk = edge.pk
+            edge.delete()
+            edge.pk = pk
+            notify_job_changed(edge.downstream, actor=actor, summary=f"no longer depends on {edge.upstream}")
+            result.done.append(edge)
+    return result
+
+
+def set_job_edges(
+    job: Job,
+    *,
+    upstream: Mapping[int, str] | None = None,
+    downstream: Mapping[int, str] | None = None,
+    actor: Any = None,
+) -> set[int]:
+    """Make ``job``'s upstream edges exactly ``upstream`` ({upstream job id: condition})
+    and/or its downstream edges exactly ``downstream`` ({downstream job id: condition}),
+    as the job page's two dependency lists edit them (None: leave that side alone).
+    Removals first, then additions and changes (so replacing an edge is not taken for a
+    cycle). Needs the right to change ``job`` and every other job whose upstream edges
+    change; each such job gets a version (``job``'s own is the caller's, with its other
+    changes). Raises ValidationError (a cycle, another tenant) or PermissionDenied, in
+    the caller's transaction. Returns the ids of the other jobs changed."""
+    permissions.require(actor, "change", job)
+    others: set[int] = set()
+    with transaction.atomic(), audit.acting_as(actor):
+        if upstream is not None:
+            drop_dependencies(job, keep=set(upstream), actor=actor)
+        current = {e.downstream_id: e for e in job.downstream_edges.select_related("downstream")}
+        if downstream is not None:
+            for other_id, edge in current.items():
+                if other_id not in downstream:
+                    permissions.require(actor, "change", edge.downstream)
+                    edge.delete()
+                    others.add(other_id)
+        if upstream is not None:
+            put_dependencies(job, upstream, actor=actor)
+        if downstream is not None:
+            for other_id, condition in downstream.items():
+                edge = current.get(other_id) or JobDependency(upstream=job, downstream_id=other_id)
+                if edge.pk and edge.condition == condition:
+                    continue
+                permissions.require(actor, "change", edge.downstream)
+                edge.condition = condition
+                edge.full_clean(exclude=["tenant"])
+                edge.save()
+                others.add(other_id)
+        for other in Job.objects.filter(pk__in=others - {job.pk}):
+            notify_job_changed(other, actor=actor, summary=f"upstream edges changed on {job.name}")
+    return others
+
+
 def drop_dependencies(job: Job, *, keep: Collection[int], actor: Any = None) -> bool:
     """Delete ``job``'s upstream edges except those from the jobs ``keep`` (ids); whether
     any was deleted. For a caller that then calls :func:`put_dependencies` and

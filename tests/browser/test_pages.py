@@ -169,6 +169,42 @@ def test_job_form_shows_only_the_chosen_trigger_fields(site, browser):
     browser.save_screenshot(str(SHOTS / "job-form-light.png"))
 
 
+def test_a_plugin_trigger_as_a_child_shows_its_settings_field(site, browser, tenant):
+    """The example plugin's business_days type inside an any trigger: the child shows the
+    plugin's settings field (not "Advanced (JSON)" nor the cron fields) and saves."""
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from scheduler_app.models import Job
+
+    base, _job = site
+    browser.get(base + "/admin/scheduler_app/job/add/")
+
+    def visible(element_id):
+        return browser.find_element("id", element_id).is_displayed()
+
+    Select(browser.find_element("id", "id_tenant")).select_by_value(str(tenant.pk))
+    Select(browser.find_element("id", "id_trigger_type")).select_by_value("any")
+    assert not visible("id_child-0-plugin_config") and visible("id_child-0-cron_expression")
+    browser.find_element("id", "id_child-0-cron_expression").send_keys("0 9 * * *")
+    Select(browser.find_element("id", "id_child-1-trigger_type")).select_by_value("business_days")
+    assert visible("id_child-1-plugin_config")
+    assert not visible("id_child-1-cron_expression") and not visible("id_child-1-document")
+    assert (
+        "every (integer, required)"
+        in browser.find_element("css selector", "#id_child-1-plugin_config ~ .help").text
+    )
+    browser.find_element("id", "id_child-1-plugin_config").send_keys('{"every": 2, "at": "09:30"}')
+    browser.find_element("id", "id_name").send_keys("settle")
+    Select(browser.find_element("id", "id_task")).select_by_value("demo.noop")
+    kwargs = browser.find_element("id", "id_kwargs")
+    kwargs.clear()
+    kwargs.send_keys("{}")
+    browser.find_element("css selector", "input[name=_save]").click()
+    WebDriverWait(browser, 10).until(lambda d: Job.objects.filter(name="settle").exists())
+    child = Job.objects.get(name="settle").trigger["triggers"][1]
+    assert (child["type"], child["every"], child["at"]) == ("business_days", 2, "09:30")
+
+
 def test_combined_trigger_children_and_tenant_calendars(site, browser, tenant, other_tenant):
     from selenium.webdriver.support.ui import Select, WebDriverWait
 

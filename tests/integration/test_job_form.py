@@ -334,3 +334,25 @@ def test_job_page_shows_created_and_updated_with_seconds_and_offset(admin_client
         shown = display.when(moment, zone)
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d( \(.+\))?", shown)
         assert escape(shown) in html
+
+
+@pytest.mark.parametrize("combined", [False, True], ids=["job", "child"])
+def test_a_stored_zone_the_system_does_not_list_stays_selected_and_saved(admin_client, make_job, combined):
+    """posix/Europe/Berlin is a zone zoneinfo loads but available_timezones() does not list:
+    the select keeps it (it was shown unselected, and a save put the default zone in)."""
+    cron = {
+        "type": "cron",
+        "expression": "0 9 * * *",
+        "dialect": "crontab",
+        "timezone": "posix/Europe/Berlin",
+    }
+    other = {"type": "interval", "seconds": 3600}
+    trigger = {"type": "any", "triggers": [cron, other]} if combined else cron
+    job = make_job("zoned", trigger=trigger)
+    values = form_values(admin_client.get(url("job", "change", job.pk)))
+    field = "child-0-trigger_timezone" if combined else "trigger_timezone"
+    assert values[field] == ["posix/Europe/Berlin"]
+    response = admin_client.post(url("job", "change", job.pk), values)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    job.refresh_from_db()
+    assert job.trigger == trigger

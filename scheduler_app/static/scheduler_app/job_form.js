@@ -82,7 +82,8 @@
   function setupChild(child) {
     var type = child.querySelector("select[name$='-trigger_type']");
     function apply() {
-      var wanted = CHILD_ALWAYS.concat(CHILD_FIELDS[type.value] || []);
+      // a type not listed is a plugin's: edited as one JSON object, as at the top level
+      var wanted = CHILD_ALWAYS.concat(CHILD_FIELDS[type.value] || ["plugin_config"]);
       Array.prototype.forEach.call(child.querySelectorAll("[data-child-field]"), function (row) {
         row.hidden = wanted.indexOf(row.getAttribute("data-child-field")) === -1;
       });
