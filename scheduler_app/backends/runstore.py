@@ -731,8 +731,13 @@ class DjangoRunStore:
         fields = [JobRun._meta.get_field(name) for name in RECORDED_FIELDS]
         q = connection.ops.quote_name
         table = q(JobRun._meta.db_table)
+        preps = _outcome_preps()
         params = [
-            [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields] + [run.pk]
+            [
+                value if type(value) in plain else f.get_db_prep_save(value, connection)
+                for (f, plain), value in zip(preps, [getattr(run, f.attname) for f in fields], strict=True)
+            ]
+            + [run.pk]
             for run in runs
         ]
         with connection.cursor() as cursor:
@@ -1258,6 +1263,33 @@ def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
     )
     _CLAIM_SQL[key] = (sql, params)
     return sql, params
+
+
+_OUTCOME_PREPS: list[tuple[Any, frozenset[type]]] = []
+
+
+def _outcome_preps() -> tuple[tuple[Any, frozenset[type]], ...]:
+    """Per recorded field: the field, and the value types its ``get_db_prep_save``
+    returns unchanged on this database (written as they are: the prep of ten fields per
+    run was a large part of recording a batch). JSON and dates always go through it."""
+    if not _OUTCOME_PREPS:
+        from django.db import models
+
+        out: list[tuple[Any, frozenset[type]]] = []
+        for name in RECORDED_FIELDS:
+            field = JobRun._meta.get_field(name)
+            plain: set[type] = set()
+            if isinstance(field, models.JSONField):
+                pass
+            elif isinstance(field, models.BooleanField):
+                plain = {bool}
+            elif isinstance(field, models.FloatField):
+                plain = {float, type(None)}
+            elif isinstance(field, models.CharField | models.TextField):
+                plain = {str}
+            out.append((field, frozenset(plain)))
+        _OUTCOME_PREPS[:] = out
+    return tuple(_OUTCOME_PREPS)
 
 
 def _running_counts(job_ids: Sequence[int], node: str | None = None) -> dict[int, int]:
