@@ -96,6 +96,19 @@ CLAIM_JOB_FIELDS = (
     "load_max_delay_seconds",
     "upstream_param",
 )
+#: What recording an outcome never reads of the run's job (its definition's JSON and
+#: secrets: decoding them was a good part of loading a batch); a signal receiver that
+#: reads one of them loads it.
+RECORD_JOB_DEFERRED = (
+    "job__description",
+    "job__args",
+    "job__kwargs",
+    "job__secrets_token",
+    "job__secret_names",
+    "job__secret_fingerprints",
+    "job__trigger",
+    "job__routing_tags",
+)
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
 OUTCOME_STATEMENT_ROWS = 500
 OUTCOME_SIGNALS = {
@@ -357,14 +370,7 @@ class DjangoRunStore:
             self._claim_slack = 2 * (len(candidates) - len(claimed) - no_room) + 8
             if claimed:
                 token = f"{self.incarnation()}:{next(self._claims)}"
-                JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).update(
-                    state=RunState.RUNNING,
-                    node=node,
-                    started_at=now,
-                    heartbeat_at=now,
-                    claim_token=token,
-                    wait_reason="",
-                )
+                _mark_claimed([r.pk for r, _ in claimed], node, now, token)
             self._hold_back(waiting)
             for run, reason in skipped:
                 JobRun.objects.filter(pk=run.pk).update(
@@ -631,8 +637,10 @@ class DjangoRunStore:
         queued = 0
         with transaction.atomic():
             # The job's tenant and group too: the metrics' labels (counters.count_finished).
-            qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related(
-                "job__tenant", "job__group"
+            qs = (
+                JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING)
+                .select_related("job__tenant", "job__group")
+                .defer(*RECORD_JOB_DEFERRED)
             )
             if self._postgres:
                 qs = qs.select_for_update(of=("self",))
@@ -1290,6 +1298,22 @@ def _outcome_preps() -> tuple[tuple[Any, frozenset[type]], ...]:
             out.append((field, frozenset(plain)))
         _OUTCOME_PREPS[:] = out
     return tuple(_OUTCOME_PREPS)
+
+
+def _mark_claimed(run_ids: Sequence[int], node: str, now: datetime, token: str) -> None:
+    """The claimed runs become ``running`` here (plain SQL: the ORM's compilation of this
+    per-claim statement cost more than running it)."""
+    q = connection.ops.quote_name
+    when = connection.ops.adapt_datetimefield_value(now)
+    sets = ", ".join(
+        f"{_c(name)} = %s" for name in ("state", "node", "started_at", "heartbeat_at", "claim_token")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {q(JobRun._meta.db_table)} SET {sets}, {_c('wait_reason')} = '' "
+            f"WHERE {_c('id')} IN ({', '.join(['%s'] * len(run_ids))})",
+            [RunState.RUNNING, node, when, when, token, *run_ids],
+        )
 
 
 def _running_counts(job_ids: Sequence[int], node: str | None = None) -> dict[int, int]:
