@@ -670,6 +670,14 @@ class DjangoRunStore:
                 counters.count_finished(done)  # metrics: in the transaction that records them
                 alerts.on_outcome(done)  # alert outbox rows: in the same transaction
             edges = self._edges({r.job_id for r in done})
+            self._lock_downstream(
+                {
+                    down
+                    for run in done
+                    if run.state != RunState.INTERRUPTED
+                    for down, _ in edges.get(run.job_id, ())
+                }
+            )
             retries = []
             for run, retry in follow:
                 if retry:
@@ -802,6 +810,27 @@ class DjangoRunStore:
             ):
                 edges.setdefault(up, []).append((down, condition))
         return edges
+
+    def _lock_downstream(self, job_ids: set[int]) -> None:
+        """Lock the downstream job rows of a batch's outcomes at once, in pk order, before
+        its joins lock them one edge at a time (then a lock already held): two nodes
+        recording fan-in outcomes would otherwise take them in different orders and
+        deadlock. Their tenants' rows first, also in pk order: a join's lock reads the
+        job ordered by its tenant's slug, which locks the tenant row too."""
+        if job_ids and self._postgres:
+            tenants = Job.objects.filter(pk__in=sorted(job_ids)).order_by().values("tenant_id")
+            list(
+                Tenant.objects.filter(pk__in=tenants)
+                .order_by("pk")
+                .select_for_update(no_key=True)
+                .values_list("pk", flat=True)
+            )
+            list(
+                Job.objects.filter(pk__in=sorted(job_ids))
+                .order_by("pk")
+                .select_for_update(no_key=True)
+                .values_list("pk", flat=True)
+            )
 
     @staticmethod
     def _follow_up(run: JobRun, *, attempt: int, reason: str, not_before: datetime) -> JobRun:
