@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import os
 import socket
@@ -422,6 +423,8 @@ class DjangoRunStore:
         args.extend([RunReason.MANUAL, RunReason.RUN_AT, limit])
         candidates: list[_Candidate] = []
         jobs: dict[int, Job] = {}
+        tenants: dict[int, Tenant] = {}
+        groups: dict[int, JobGroup] = {}
         with connection.cursor() as cursor:
             cursor.execute(sql.replace("{where}", " AND ".join(where)), args)
             rows = cursor.fetchall()
@@ -437,14 +440,16 @@ class DjangoRunStore:
             values = _convert(job_conv, row[run_n : run_n + job_n])
             job = Job.from_db(connection.alias, params.job_names, values)
             at = run_n + job_n
-            tenant = Tenant.from_db(connection.alias, params.tenant_names, row[at : at + tenant_n])
+            tenant = tenants.get(job.tenant_id)
+            if tenant is None:  # one instance per tenant and group, shared by their jobs
+                tenant = Tenant.from_db(connection.alias, params.tenant_names, row[at : at + tenant_n])
+                tenants[tenant.pk] = tenant
             job._state.fields_cache["tenant"] = tenant
-            group_values = row[at + tenant_n :]
-            job._state.fields_cache["group"] = (
-                JobGroup.from_db(connection.alias, params.group_names, group_values)
-                if job.group_id is not None
-                else None
-            )
+            group = groups.get(job.group_id) if job.group_id is not None else None
+            if group is None and job.group_id is not None:
+                group = JobGroup.from_db(connection.alias, params.group_names, row[at + tenant_n :])
+                groups[group.pk] = group
+            job._state.fields_cache["group"] = group
             jobs[job.pk] = job
         candidates.sort(key=lambda c: (-c.priority, c.not_before, c.pk))
         return candidates, jobs
@@ -747,6 +752,22 @@ class DjangoRunStore:
         fields = [JobRun._meta.get_field(name) for name in RECORDED_FIELDS]
         q = connection.ops.quote_name
         table = q(JobRun._meta.db_table)
+        if connection.vendor == "postgresql":
+            payload = _outcomes_json(runs, fields)
+            if payload is not None:
+                # One parameter whatever the batch: the statement's text is the same every
+                # time (psycopg parses it once) and no value is quoted one by one.
+                names = [q(f.column) for f in fields]
+                columns = ", ".join(
+                    f"{n} {f.cast_db_type(connection)}" for n, f in zip(names, fields, strict=True)
+                )
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"UPDATE {table} SET {', '.join(f'{n} = v.{n}' for n in names)} "
+                        f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns}, id bigint) WHERE {table}.id = v.id",
+                        [payload],
+                    )
+                return
         preps = _outcome_preps()
         params = [
             [
@@ -803,12 +824,26 @@ class DjangoRunStore:
 
     @staticmethod
     def _edges(job_ids: set[int]) -> dict[int, list[tuple[int, str]]]:
+        """The dependency edges leaving these jobs, in the model's order (upstream name,
+        downstream name); plain SQL: the ORM's compilation of this per-batch query cost
+        more than running it."""
         edges: dict[int, list[tuple[int, str]]] = {}
-        if job_ids:
-            for up, down, condition in JobDependency.objects.filter(upstream_id__in=job_ids).values_list(
-                "upstream_id", "downstream_id", "condition"
-            ):
-                edges.setdefault(up, []).append((down, condition))
+        if not job_ids:
+            return edges
+        q = connection.ops.quote_name
+        meta = JobDependency._meta
+        up, down, cond = (q(meta.get_field(name).column) for name in ("upstream", "downstream", "condition"))
+        job_t, name = q(Job._meta.db_table), q(Job._meta.get_field("name").column)
+        ids = sorted(job_ids)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT e.{up}, e.{down}, e.{cond} FROM {q(meta.db_table)} e "
+                f"INNER JOIN {job_t} u ON u.{q('id')} = e.{up} INNER JOIN {job_t} d ON d.{q('id')} = e.{down} "
+                f"WHERE e.{up} IN ({', '.join(['%s'] * len(ids))}) ORDER BY u.{name}, d.{name}, e.{q('id')}",
+                ids,
+            )
+            for upstream, downstream, condition in cursor.fetchall():
+                edges.setdefault(upstream, []).append((downstream, condition))
         return edges
 
     def _lock_downstream(self, job_ids: set[int]) -> None:
@@ -1300,6 +1335,34 @@ def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
     )
     _CLAIM_SQL[key] = (sql, params)
     return sql, params
+
+
+def _outcomes_json(runs: Sequence[JobRun], fields: Sequence[Any]) -> str | None:
+    """The batch's recorded fields as one JSON array of objects (PostgreSQL reads it with
+    ``jsonb_to_recordset``; a JSON field's value nested as it is, encoded as the field
+    encodes it), or None when a value has no exact JSON form here (a naive time, a NaN):
+    those batches take the VALUES statement."""
+    from django.db import models
+
+    if any(isinstance(f, models.JSONField) and f.encoder is not None for f in fields):
+        return None
+    columns = [f.column for f in fields]
+    kinds = ["time" if isinstance(f, models.DateTimeField) else "" for f in fields]
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"id": run.pk}
+        for column, kind, f in zip(columns, kinds, fields, strict=True):
+            value = getattr(run, f.attname)
+            if kind == "time" and value is not None:
+                if not isinstance(value, datetime) or value.utcoffset() is None:
+                    return None
+                value = value.isoformat()
+            row[column] = value
+        rows.append(row)
+    try:
+        return json.dumps(rows, allow_nan=False)
+    except (TypeError, ValueError):
+        return None  # what the VALUES statement's own encoding says about it
 
 
 _OUTCOME_PREPS: list[tuple[Any, frozenset[type]]] = []
