@@ -292,10 +292,11 @@ class DjangoRunStore:
         left = 0  # due runs left queued (no room, or waiting for an overlap slot)
         no_room = 0  # candidates left for lack of room
         with transaction.atomic():
-            held = self._held_by_full_keys(now)
+            filters = self._job_filter_inputs()  # once per claim (a query outside a node)
+            held = self._held_by_full_keys(now, filters)
             # Not candidates: runs waiting for a key would otherwise fill every batch and
             # starve the runs behind them (checked again after the locks anyway).
-            candidates, jobs = self._candidates(node, executors, now, limit, held)
+            candidates, jobs = self._candidates(node, executors, now, limit, [*filters.blocked, *held])
             if not candidates:
                 return ClaimResult()
             # Counted AFTER the lock, in a fresh statement: under READ COMMITTED a count
@@ -404,7 +405,7 @@ class DjangoRunStore:
         )
 
     def _candidates(
-        self, node: str, executors: Sequence[str], now: datetime, limit: int, held: Sequence[int]
+        self, node: str, executors: Sequence[str], now: datetime, limit: int, excluded_jobs: Sequence[int]
     ) -> tuple[list[_Candidate], dict[int, Job]]:
         """The due runs this node may claim, best first, and their jobs (with tenant and
         group), in one statement: on PostgreSQL the runs are locked ``SKIP LOCKED`` and
@@ -413,8 +414,7 @@ class DjangoRunStore:
         run for the job takes, so claims and enqueues cannot deadlock). The job columns
         are those of the locked rows (a job changed meanwhile is read as it is now)."""
         sql, params = _claim_sql(self._postgres)
-        blocked = self._job_filter_inputs().blocked
-        excluded = sorted({*blocked, *held})
+        excluded = sorted(set(excluded_jobs))  # routed to tags this node lacks, or a full key
         where = [f"r.{_c('executor')} IN ({', '.join(['%s'] * len(executors))})"]
         args: list[Any] = [RunState.QUEUED, connection.ops.adapt_datetimefield_value(now), node, *executors]
         if excluded:
@@ -493,11 +493,11 @@ class DjangoRunStore:
         self._job_filters = fresh
         return fresh
 
-    def _held_by_full_keys(self, now: datetime) -> list[int]:
+    def _held_by_full_keys(self, now: datetime, filters: _JobFilters | None = None) -> list[int]:
         """Jobs whose concurrency key is full (by a count taken before any lock: only a
         filter; the claim counts again after its locks). Their due runs that do not say
         so yet get their ``wait_reason``."""
-        keyed = self._job_filter_inputs().keyed
+        keyed = (filters or self._job_filter_inputs()).keyed
         if not keyed:
             return []
         running = {

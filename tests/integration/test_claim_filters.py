@@ -179,3 +179,17 @@ def test_a_job_rerouted_a_moment_ago_is_not_claimed_by_a_node_without_its_tags(m
     tagged = DjangoRunStore()
     tagged.tags = ("gpu",)
     assert [r.job_name for r in claim(tagged, node="n2")[0].runs] == ["gpu"]
+
+
+def test_a_claim_outside_a_node_reads_the_configuration_version_once(make_job):
+    """Without a node's service handing it the version, a claim reads it itself: once,
+    for both filters (it read it once per filter)."""
+    job = make_job("plain", max_instances=50)
+    store = DjangoRunStore()
+    due_run(job)
+    claim(store)
+    due_run(job)
+    result, warm = claim(store)
+    assert len(result.runs) == 1
+    version_table = ConfigVersion._meta.db_table
+    assert sum(version_table in sql for sql in warm) == 1, warm
