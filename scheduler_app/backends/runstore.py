@@ -97,19 +97,6 @@ CLAIM_JOB_FIELDS = (
     "load_max_delay_seconds",
     "upstream_param",
 )
-#: What recording an outcome never reads of the run's job (its definition's JSON and
-#: secrets: decoding them was a good part of loading a batch); a signal receiver that
-#: reads one of them loads it.
-RECORD_JOB_DEFERRED = (
-    "job__description",
-    "job__args",
-    "job__kwargs",
-    "job__secrets_token",
-    "job__secret_names",
-    "job__secret_fingerprints",
-    "job__trigger",
-    "job__routing_tags",
-)
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
 OUTCOME_STATEMENT_ROWS = 500
 OUTCOME_SIGNALS = {
@@ -642,10 +629,8 @@ class DjangoRunStore:
         queued = 0
         with transaction.atomic():
             # The job's tenant and group too: the metrics' labels (counters.count_finished).
-            qs = (
-                JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING)
-                .select_related("job__tenant", "job__group")
-                .defer(*RECORD_JOB_DEFERRED)
+            qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related(
+                "job__tenant", "job__group"
             )
             if self._postgres:
                 qs = qs.select_for_update(of=("self",))
@@ -1250,7 +1235,7 @@ def _c(name: str) -> str:
 
 class _ClaimSQL(NamedTuple):
     job_fields: tuple[Any, ...]
-    job_names: tuple[str, ...]
+    job_names: frozenset[str]
     tenant_fields: tuple[str, ...]
     tenant_names: tuple[str, ...]
     group_names: tuple[str, ...]
@@ -1326,7 +1311,9 @@ def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
         sql = f"WITH c AS ({inner}) {outer}"
     params = _ClaimSQL(
         job_fields=job_fields,
-        job_names=tuple(f.attname for f in job_fields),
+        # A set: Model.from_db tests each field's name for membership (a tuple made that
+        # a scan of every name for every field).
+        job_names=frozenset(f.attname for f in job_fields),
         tenant_fields=tuple(f.attname for f in tenant_fields),
         tenant_names=tuple(f.attname for f in tenant_fields),
         group_names=tuple(f.attname for f in group_fields),
