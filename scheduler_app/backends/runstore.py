@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import os
 import socket
@@ -37,12 +38,14 @@ from scheduler_app.engine.interfaces import (
 from scheduler_app.models import (
     ConfigVersion,
     Job,
+    JobGroup,
     JobRun,
     JobRunLog,
     LoadPolicy,
     Routing,
     RunReason,
     RunState,
+    Tenant,
     ThrottlePolicy,
 )
 from scheduler_app.monitoring import counters
@@ -136,6 +139,8 @@ class DjangoRunStore:
         # last read (every 0.25 s), so a claim reads nothing for them.
         self.config_version: Callable[[], int] = ConfigVersion.current
         self._job_filters: _JobFilters | None = None
+        # How many candidates beyond its room a claim reads (see claim).
+        self._claim_slack = 8
 
     # -- enqueue --------------------------------------------------------------------------
 
@@ -295,45 +300,24 @@ class DjangoRunStore:
         executors = [name for name, free in room.items() if free > 0]
         if not executors or capacity.total <= 0:
             return ClaimResult()
-        limit = capacity.total * 2 + 8
+        # Candidates beyond the room: for runs the claim passes over (overlap, limits,
+        # misfire); as many as the last claim passed over, within 2 x room + 8.
+        limit = capacity.total + min(self._claim_slack, capacity.total + 8)
         total_left = capacity.total
-        claimed: list[tuple[JobRun, Job]] = []
-        skipped: list[tuple[JobRun, str]] = []
-        waiting: list[tuple[JobRun, _Wait]] = []  # held back by a rate limit or concurrency key
+        claimed: list[tuple[_Candidate, Job]] = []
+        skipped: list[tuple[_Candidate, str]] = []
+        waiting: list[tuple[_Candidate, _Wait]] = []  # held back by a rate limit or concurrency key
         stop: list[int] = []
         left = 0  # due runs left queued (no room, or waiting for an overlap slot)
+        no_room = 0  # candidates left for lack of room
         with transaction.atomic():
-            qs = (
-                JobRun.objects.filter(state=RunState.QUEUED, not_before__lte=now, executor__in=executors)
-                .filter(self._routing_filter(node))
-                # Never a run of a disabled job; of a paused job only those started by hand.
-                .filter(job__enabled=True)
-                .exclude(Q(job__paused=True) & ~Q(reason__in=(RunReason.MANUAL, RunReason.RUN_AT)))
-                .order_by("-priority", "not_before", "id")
-            )
-            held = self._held_by_full_keys(now)
-            if held:
-                # Not candidates: runs waiting for a key would otherwise fill every batch
-                # and starve the runs behind them (checked again after the locks anyway).
-                qs = qs.exclude(job_id__in=held)
-            if self._postgres:
-                qs = qs.select_for_update(skip_locked=True, of=("self",))
-            candidates = list(qs[:limit])
+            filters = self._job_filter_inputs()  # once per claim (a query outside a node)
+            held = self._held_by_full_keys(now, filters)
+            # Not candidates: runs waiting for a key would otherwise fill every batch and
+            # starve the runs behind them (checked again after the locks anyway).
+            candidates, jobs = self._candidates(node, executors, now, limit, [*filters.blocked, *held])
             if not candidates:
                 return ClaimResult()
-            job_ids = sorted({c.job_id for c in candidates})
-            jobs_qs = (
-                Job.objects.filter(pk__in=job_ids)
-                .select_related("tenant", "group")
-                .only(*CLAIM_JOB_FIELDS)
-                .order_by("pk")
-            )
-            if self._postgres:
-                # The job rows are locked, serialising max_instances checks across nodes.
-                # NO KEY UPDATE: does not conflict with the key-share lock that inserting
-                # a run for the job takes, so claims and enqueues cannot deadlock.
-                jobs_qs = jobs_qs.select_for_update(of=("self",), no_key=True)
-            jobs = {j.pk: j for j in jobs_qs}
             # Counted AFTER the lock, in a fresh statement: under READ COMMITTED a count
             # taken in the locking statement uses that statement's snapshot, from before
             # the lock wait, and misses runs another node committed meanwhile.
@@ -357,6 +341,7 @@ class DjangoRunStore:
                     continue
                 if total_left <= 0 or room.get(run.executor, 0) <= 0:
                     left += 1
+                    no_room += 1
                     continue
                 late = self._misfired_at_claim(run, job, now, candidates)
                 if late:
@@ -403,37 +388,92 @@ class DjangoRunStore:
                 running[job.pk] = running.get(job.pk, 0) + 1
                 room[run.executor] -= 1
                 total_left -= 1
+            self._claim_slack = 2 * (len(candidates) - len(claimed) - no_room) + 8
             if claimed:
                 token = f"{self.incarnation()}:{next(self._claims)}"
-                JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).update(
-                    state=RunState.RUNNING,
-                    node=node,
-                    started_at=now,
-                    heartbeat_at=now,
-                    claim_token=token,
-                    wait_reason="",
-                )
+                _mark_claimed([r.pk for r, _ in claimed], node, now, token)
             self._hold_back(waiting)
             for run, reason in skipped:
                 JobRun.objects.filter(pk=run.pk).update(
                     state=RunState.SKIPPED, finished_at=now, error=reason, is_final=True
                 )
-                run.state = RunState.SKIPPED
-            counters.count_finished(run for run, _ in skipped)  # metrics
-            alerts.on_outcome([run for run, _ in skipped])  # outbox rows, in this transaction
-        for run, _ in skipped:
-            signals.run_skipped.send(sender=JobRun, run=run)
-        if skipped:
-            self._skipped_at_claim_end_joins([run for run, _ in skipped], now)
+            # The skipped runs as models (rare): what metrics, alerts and signals take.
+            skipped_runs = (
+                list(
+                    JobRun.objects.filter(pk__in=[run.pk for run, _ in skipped])
+                    .select_related("job__tenant", "job__group")
+                    .order_by("pk")
+                )
+                if skipped
+                else []
+            )
+            counters.count_finished(skipped_runs)  # metrics
+            alerts.on_outcome(skipped_runs)  # outbox rows, in this transaction
+        for skipped_run in skipped_runs:
+            signals.run_skipped.send(sender=JobRun, run=skipped_run)
+        if skipped_runs:
+            self._skipped_at_claim_end_joins(skipped_runs, now)
         result = []
         upstream = joins.upstream_results(claimed) if claimed else {}
         for run, job in claimed:
             run.state, run.node, run.started_at, run.claim_token = RunState.RUNNING, node, now, token
-            signals.run_started.send(sender=JobRun, run=run)
             result.append(self._claimed(run, job, upstream.get(run.pk)))
+        if claimed and signals.run_started.has_listeners(JobRun):
+            for started in JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).order_by("pk"):
+                signals.run_started.send(sender=JobRun, run=started)
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
+
+    def _candidates(
+        self, node: str, executors: Sequence[str], now: datetime, limit: int, excluded_jobs: Sequence[int]
+    ) -> tuple[list[_Candidate], dict[int, Job]]:
+        """The due runs this node may claim, best first, and their jobs (with tenant and
+        group), in one statement: on PostgreSQL the runs are locked ``SKIP LOCKED`` and
+        then their job rows, in pk order, ``FOR NO KEY UPDATE`` (serialising max_instances
+        checks across nodes; does not conflict with the key-share lock that inserting a
+        run for the job takes, so claims and enqueues cannot deadlock). The job columns
+        are those of the locked rows (a job changed meanwhile is read as it is now)."""
+        sql, params = _claim_sql(self._postgres)
+        excluded = sorted(set(excluded_jobs))  # routed to tags this node lacks, or a full key
+        where = [f"r.{_c('executor')} IN ({', '.join(['%s'] * len(executors))})"]
+        args: list[Any] = [RunState.QUEUED, connection.ops.adapt_datetimefield_value(now), node, *executors]
+        if excluded:
+            where.append(f"r.{_c('job_id')} NOT IN ({', '.join(['%s'] * len(excluded))})")
+            args.extend(excluded)
+        args.extend([RunReason.MANUAL, RunReason.RUN_AT, limit])
+        candidates: list[_Candidate] = []
+        jobs: dict[int, Job] = {}
+        tenants: dict[int, Tenant] = {}
+        groups: dict[int, JobGroup] = {}
+        with connection.cursor() as cursor:
+            cursor.execute(sql.replace("{where}", " AND ".join(where)), args)
+            rows = cursor.fetchall()
+        run_n = len(_CANDIDATE_FIELDS)
+        job_n = len(params.job_fields)
+        tenant_n = len(params.tenant_fields)
+        run_conv, job_conv = params.run_converters, params.job_converters
+        for row in rows:
+            run = _Candidate(*(_convert(run_conv, row[:run_n])))
+            candidates.append(run)
+            if run.job_id in jobs:
+                continue
+            values = _convert(job_conv, row[run_n : run_n + job_n])
+            job = Job.from_db(connection.alias, params.job_names, values)
+            at = run_n + job_n
+            tenant = tenants.get(job.tenant_id)
+            if tenant is None:  # one instance per tenant and group, shared by their jobs
+                tenant = Tenant.from_db(connection.alias, params.tenant_names, row[at : at + tenant_n])
+                tenants[tenant.pk] = tenant
+            job._state.fields_cache["tenant"] = tenant
+            group = groups.get(job.group_id) if job.group_id is not None else None
+            if group is None and job.group_id is not None:
+                group = JobGroup.from_db(connection.alias, params.group_names, row[at + tenant_n :])
+                groups[group.pk] = group
+            job._state.fields_cache["group"] = group
+            jobs[job.pk] = job
+        candidates.sort(key=lambda c: (-c.priority, c.not_before, c.pk))
+        return candidates, jobs
 
     def _deferred_by_load(self, run: JobRun, job: Job, now: datetime) -> _Wait | None:
         """A scheduled run of a job whose load policy is ``defer`` waits while the
@@ -474,11 +514,11 @@ class DjangoRunStore:
         self._job_filters = fresh
         return fresh
 
-    def _held_by_full_keys(self, now: datetime) -> list[int]:
+    def _held_by_full_keys(self, now: datetime, filters: _JobFilters | None = None) -> list[int]:
         """Jobs whose concurrency key is full (by a count taken before any lock: only a
         filter; the claim counts again after its locks). Their due runs that do not say
         so yet get their ``wait_reason``."""
-        keyed = self._job_filter_inputs().keyed
+        keyed = (filters or self._job_filter_inputs()).keyed
         if not keyed:
             return []
         running = {
@@ -725,8 +765,29 @@ class DjangoRunStore:
         fields = [JobRun._meta.get_field(name) for name in RECORDED_FIELDS]
         q = connection.ops.quote_name
         table = q(JobRun._meta.db_table)
+        if connection.vendor == "postgresql":
+            payload = _outcomes_json(runs, fields)
+            if payload is not None:
+                # One parameter whatever the batch: the statement's text is the same every
+                # time (psycopg parses it once) and no value is quoted one by one.
+                names = [q(f.column) for f in fields]
+                columns = ", ".join(
+                    f"{n} {f.cast_db_type(connection)}" for n, f in zip(names, fields, strict=True)
+                )
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"UPDATE {table} SET {', '.join(f'{n} = v.{n}' for n in names)} "
+                        f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns}, id bigint) WHERE {table}.id = v.id",
+                        [payload],
+                    )
+                return
+        preps = _outcome_preps()
         params = [
-            [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields] + [run.pk]
+            [
+                value if type(value) in plain else f.get_db_prep_save(value, connection)
+                for (f, plain), value in zip(preps, [getattr(run, f.attname) for f in fields], strict=True)
+            ]
+            + [run.pk]
             for run in runs
         ]
         with connection.cursor() as cursor:
@@ -1119,6 +1180,212 @@ class _Throttle:
         for scope, _text, _label, _where in self._rate_scopes(job):
             if scope in self.windows:
                 self.windows[scope].add(self.now)
+
+
+#: The columns of a candidate run a claim reads (see _Candidate).
+_CANDIDATE_FIELDS = (
+    "id",
+    "job_id",
+    "tenant_id",
+    "scheduled_for",
+    "attempt",
+    "reason",
+    "priority",
+    "not_before",
+    "queued_at",
+    "executor",
+    "wait_reason",
+    "kwargs_override",
+    "upstream_runs",
+    "target_node",
+)
+
+
+class _Candidate:
+    """A due run as a claim reads it: the columns it decides on and the executor needs,
+    without a model instance per run (the claim's hottest path)."""
+
+    __slots__ = (
+        *(f if f != "id" else "pk" for f in _CANDIDATE_FIELDS),
+        "state",
+        "node",
+        "started_at",
+        "claim_token",
+    )
+
+    def __init__(self, *values: Any) -> None:
+        for name, value in zip(self.__slots__, values, strict=False):
+            setattr(self, name, value)
+        self.state = RunState.QUEUED
+        self.node = ""
+        self.started_at = None
+        self.claim_token = ""
+
+
+def _c(name: str) -> str:
+    return connection.ops.quote_name(JobRun._meta.get_field(name).column)
+
+
+class _ClaimSQL(NamedTuple):
+    job_fields: tuple[Any, ...]
+    job_names: frozenset[str]
+    tenant_fields: tuple[str, ...]
+    tenant_names: tuple[str, ...]
+    group_names: tuple[str, ...]
+    run_converters: tuple[tuple[Any, list[Any]], ...]
+    job_converters: tuple[tuple[Any, list[Any]], ...]
+
+
+_CLAIM_SQL: dict[tuple[str, bool], tuple[str, _ClaimSQL]] = {}
+
+
+def _converters(fields: Sequence[Any]) -> tuple[tuple[Any, list[Any]], ...]:
+    """Django's conversions of these columns' database values (as a queryset applies
+    them: JSON decoded, SQLite's dates and booleans)."""
+    out = []
+    for field in fields:
+        col = field.get_col(field.model._meta.db_table)
+        out.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+    return tuple(out)
+
+
+def _convert(converters: Sequence[tuple[Any, list[Any]]], values: Sequence[Any]) -> list[Any]:
+    out = list(values)
+    for i, (col, funcs) in enumerate(converters):
+        for func in funcs:
+            out[i] = func(out[i], col, connection)
+    return out
+
+
+def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
+    """The claim's statement (with ``{where}`` for the executor and job filters) and how
+    to read its rows; built once per database vendor."""
+    key = (connection.vendor, postgres)
+    if key in _CLAIM_SQL:
+        return _CLAIM_SQL[key]
+    q = connection.ops.quote_name
+    run_fields = [JobRun._meta.get_field(f) for f in _CANDIDATE_FIELDS]
+    wanted = {"id", "tenant_id", "group_id", *(f for f in CLAIM_JOB_FIELDS if "__" not in f)}
+    job_fields = tuple(f for f in Job._meta.concrete_fields if f.attname in wanted or f.name in wanted)
+    tenant_wanted = {"id", *(f.split("__", 1)[1] for f in CLAIM_JOB_FIELDS if f.startswith("tenant__"))}
+    group_wanted = {"id", *(f.split("__", 1)[1] for f in CLAIM_JOB_FIELDS if f.startswith("group__"))}
+    tenant_fields = tuple(f for f in Tenant._meta.concrete_fields if f.attname in tenant_wanted)
+    group_fields = tuple(f for f in JobGroup._meta.concrete_fields if f.attname in group_wanted)
+    run_t, job_t = q(JobRun._meta.db_table), q(Job._meta.db_table)
+    tenant_t, group_t = q(Tenant._meta.db_table), q(JobGroup._meta.db_table)
+    r = lambda name: f"r.{_c(name)}"  # noqa: E731
+    inner = (
+        f"SELECT {', '.join(f'r.{q(f.column)}' for f in run_fields)} FROM {run_t} r "
+        f"INNER JOIN {job_t} j ON j.{q('id')} = {r('job')} "
+        f"WHERE {r('state')} = %s AND {r('not_before')} <= %s "
+        f"AND ({r('target_node')} = '' OR {r('target_node')} = %s) AND {{where}} "
+        f"AND j.{q(Job._meta.get_field('enabled').column)} "
+        f"AND NOT (j.{q(Job._meta.get_field('paused').column)} AND {r('reason')} NOT IN (%s, %s)) "
+        f"ORDER BY {r('priority')} DESC, {r('not_before')} ASC, {r('id')} ASC LIMIT %s"
+    )
+    outer_cols = ", ".join(
+        [
+            "c.*",
+            *(f"j.{q(f.column)}" for f in job_fields),
+            *(f"t.{q(f.column)}" for f in tenant_fields),
+            *(f"g.{q(f.column)}" for f in group_fields),
+        ]
+    )
+    job_run = q(JobRun._meta.get_field("job").column)
+    outer = (
+        f"SELECT {outer_cols} FROM c INNER JOIN {job_t} j ON j.{q('id')} = c.{job_run} "
+        f"INNER JOIN {tenant_t} t ON t.{q('id')} = j.{q(Job._meta.get_field('tenant').column)} "
+        f"LEFT OUTER JOIN {group_t} g ON g.{q('id')} = j.{q(Job._meta.get_field('group').column)} "
+        f"ORDER BY j.{q('id')}"
+    )
+    if postgres:
+        sql = f"WITH c AS MATERIALIZED ({inner} FOR UPDATE OF r SKIP LOCKED) {outer} FOR NO KEY UPDATE OF j"
+    else:
+        sql = f"WITH c AS ({inner}) {outer}"
+    params = _ClaimSQL(
+        job_fields=job_fields,
+        # A set: Model.from_db tests each field's name for membership (a tuple made that
+        # a scan of every name for every field).
+        job_names=frozenset(f.attname for f in job_fields),
+        tenant_fields=tuple(f.attname for f in tenant_fields),
+        tenant_names=tuple(f.attname for f in tenant_fields),
+        group_names=tuple(f.attname for f in group_fields),
+        run_converters=_converters(run_fields),
+        job_converters=_converters(job_fields),
+    )
+    _CLAIM_SQL[key] = (sql, params)
+    return sql, params
+
+
+def _outcomes_json(runs: Sequence[JobRun], fields: Sequence[Any]) -> str | None:
+    """The batch's recorded fields as one JSON array of objects (PostgreSQL reads it with
+    ``jsonb_to_recordset``; a JSON field's value nested as it is, encoded as the field
+    encodes it), or None when a value has no exact JSON form here (a naive time, a NaN):
+    those batches take the VALUES statement."""
+    from django.db import models
+
+    if any(isinstance(f, models.JSONField) and f.encoder is not None for f in fields):
+        return None
+    columns = [f.column for f in fields]
+    kinds = ["time" if isinstance(f, models.DateTimeField) else "" for f in fields]
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"id": run.pk}
+        for column, kind, f in zip(columns, kinds, fields, strict=True):
+            value = getattr(run, f.attname)
+            if kind == "time" and value is not None:
+                if not isinstance(value, datetime) or value.utcoffset() is None:
+                    return None
+                value = value.isoformat()
+            row[column] = value
+        rows.append(row)
+    try:
+        return json.dumps(rows, allow_nan=False)
+    except (TypeError, ValueError):
+        return None  # what the VALUES statement's own encoding says about it
+
+
+_OUTCOME_PREPS: list[tuple[Any, frozenset[type]]] = []
+
+
+def _outcome_preps() -> tuple[tuple[Any, frozenset[type]], ...]:
+    """Per recorded field: the field, and the value types its ``get_db_prep_save``
+    returns unchanged on this database (written as they are: the prep of ten fields per
+    run was a large part of recording a batch). JSON and dates always go through it."""
+    if not _OUTCOME_PREPS:
+        from django.db import models
+
+        out: list[tuple[Any, frozenset[type]]] = []
+        for name in RECORDED_FIELDS:
+            field = JobRun._meta.get_field(name)
+            plain: set[type] = set()
+            if isinstance(field, models.JSONField):
+                pass
+            elif isinstance(field, models.BooleanField):
+                plain = {bool}
+            elif isinstance(field, models.FloatField):
+                plain = {float, type(None)}
+            elif isinstance(field, models.CharField | models.TextField):
+                plain = {str}
+            out.append((field, frozenset(plain)))
+        _OUTCOME_PREPS[:] = out
+    return tuple(_OUTCOME_PREPS)
+
+
+def _mark_claimed(run_ids: Sequence[int], node: str, now: datetime, token: str) -> None:
+    """The claimed runs become ``running`` here (plain SQL: the ORM's compilation of this
+    per-claim statement cost more than running it)."""
+    q = connection.ops.quote_name
+    when = connection.ops.adapt_datetimefield_value(now)
+    sets = ", ".join(
+        f"{_c(name)} = %s" for name in ("state", "node", "started_at", "heartbeat_at", "claim_token")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {q(JobRun._meta.db_table)} SET {sets}, {_c('wait_reason')} = '' "
+            f"WHERE {_c('id')} IN ({', '.join(['%s'] * len(run_ids))})",
+            [RunState.RUNNING, node, when, when, token, *run_ids],
+        )
 
 
 def _running_counts(job_ids: Sequence[int], node: str | None = None) -> dict[int, int]:

@@ -179,3 +179,40 @@ def test_a_job_rerouted_a_moment_ago_is_not_claimed_by_a_node_without_its_tags(m
     tagged = DjangoRunStore()
     tagged.tags = ("gpu",)
     assert [r.job_name for r in claim(tagged, node="n2")[0].runs] == ["gpu"]
+
+
+def test_a_claim_outside_a_node_reads_the_configuration_version_once(make_job):
+    """Without a node's service handing it the version, a claim reads it itself: once,
+    for both filters (it read it once per filter)."""
+    job = make_job("plain", max_instances=50)
+    store = DjangoRunStore()
+    due_run(job)
+    claim(store)
+    due_run(job)
+    result, warm = claim(store)
+    assert len(result.runs) == 1
+    version_table = ConfigVersion._meta.db_table
+    assert sum(version_table in sql for sql in warm) == 1, warm
+
+
+def test_a_claim_reads_its_runs_and_their_jobs_in_one_statement(make_job):
+    """A warm claim of runs of several jobs: one statement for the candidates and their
+    job rows (locked, on PostgreSQL, after the runs), one for the running counts (after
+    the locks), one marking the runs claimed; nothing per run or per job."""
+    jobs = [make_job(f"j{i}", max_instances=5) for i in range(3)]
+    store = DjangoRunStore()
+    seen = ConfigVersion.current()
+    store.config_version = lambda: seen
+    due_run(jobs[0])
+    claim(store)
+    for job in jobs:
+        due_run(job)
+        due_run(job, seconds_ago=2.0)
+    result, sql = claim(store)
+    assert len(result.runs) == 6
+    statements = [s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert len(statements) == 3, "\n".join(statements)
+    assert 'FROM "scheduler_app_jobrun"' in statements[0] and 'JOIN "scheduler_app_job"' in statements[0]
+    if connection.vendor == "postgresql":
+        assert statements[0].endswith("FOR NO KEY UPDATE OF j") and "SKIP LOCKED" in statements[0]
+    assert statements[2].startswith('UPDATE "scheduler_app_jobrun"')

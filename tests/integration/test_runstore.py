@@ -578,13 +578,13 @@ def test_runs_of_full_or_absent_executors_do_not_crowd_out_a_run_with_room(store
 @pytest.mark.parametrize(
     ("due", "more", "left"),
     [
-        pytest.param(9, False, 8, id="batch-not-full"),
-        pytest.param(10, True, 9, id="batch-exactly-full"),
-        pytest.param(11, True, 9, id="more-than-a-batch"),
+        pytest.param(8, False, 7, id="batch-not-full"),
+        pytest.param(9, True, 8, id="batch-exactly-full"),
+        pytest.param(10, True, 8, id="more-than-a-batch"),
     ],
 )
 def test_more_is_set_exactly_when_the_batch_was_full(store, make_job, due, more, left):
-    """A claim reads at most twice its room plus 8 runs (10 for one slot); when it read
+    """A first claim reads at most its room plus 8 runs (9 for one slot); when it read
     that many it says ``more`` (claim again at once), and it counts the runs it read
     but could not start."""
     job = make_job(max_instances=50, overlap_policy="queue", misfire_grace_seconds=3600)
@@ -593,6 +593,24 @@ def test_more_is_set_exactly_when_the_batch_was_full(store, make_job, due, more,
     result = store.claim("n1", Capacity(per_executor={"thread": 1}, total=1), t0 + timedelta(seconds=1))
     assert [r.run_id for r in result.runs] == [runs[0].pk]
     assert (result.more, result.left_queued) == (more, left)
+
+
+def test_a_claim_reads_further_past_the_runs_the_last_one_passed_over(store, make_job):
+    """A claim reads its room plus twice what the last claim passed over (runs it had
+    room for but could not start) plus 8, at most twice its room plus 8: a queue headed
+    by runs waiting for an overlap slot does not starve the runs behind them."""
+    busy = make_job("busy", max_instances=1, overlap_policy="queue", misfire_grace_seconds=3600)
+    free = make_job("free", max_instances=50, misfire_grace_seconds=3600)
+    t0 = timezone.now() - timedelta(seconds=30)
+    running(busy)
+    blocked = [queued(busy, t0 + i * US) for i in range(14)]
+    behind = queued(free, t0 + timedelta(seconds=1))
+    room = Capacity(per_executor={"thread": 4}, total=4)
+    first = store.claim("n1", room, t0 + timedelta(seconds=2))
+    assert first.runs == () and first.more  # read 4 + 8 = 12, all waiting for the slot
+    second = store.claim("n1", room, t0 + timedelta(seconds=2))
+    assert [r.run_id for r in second.runs] == [behind.pk]  # read 4 + min(2 * 12 + 8, 12) = 16
+    assert second.left_queued == len(blocked)
 
 
 def test_claim_takes_the_earliest_due_run_whatever_its_id(store, make_job):

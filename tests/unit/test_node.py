@@ -255,3 +255,72 @@ def test_a_claim_waits_for_a_full_batch_only_when_runs_are_quicker_than_a_claim(
         assert mean >= 12, store.batches  # of an intake of 16 (about 8 before)
     else:
         assert mean <= 10, store.batches  # about half of it: claimed before running dry
+
+
+class SlowRecordStore(MemoryStore):
+    """Each write of outcomes takes ``seconds`` (a database round trip or three)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+        self.batches = []
+
+    def record(self, outcomes):
+        self.batches.append((time.monotonic(), len(outcomes)))
+        time.sleep(self.seconds)
+        super().record(outcomes)
+
+
+def outcome_of(run_id):
+    from scheduler_app.engine.interfaces import Outcome
+
+    now = datetime.now(UTC)
+    return Outcome(run_id=run_id, state="succeeded", started_at=now, finished_at=now)
+
+
+def test_outcomes_arriving_one_by_one_are_written_in_batches():
+    """Runs finishing one at a time (threads freeing up in turn) cost one transaction
+    per ``record_interval`` while they keep coming, not one each."""
+    store = SlowRecordStore(0.002)
+    node = make_node(store, record_interval=0.05)
+    node.start()
+    try:
+        for run_id in range(1, 101):  # 100 outcomes over ~0.5 s
+            node.outcome(outcome_of(run_id))
+            time.sleep(0.005)
+        assert wait(lambda: len(store.outcomes) == 100)
+        assert sorted(o.run_id for o in store.outcomes) == list(range(1, 101))
+        assert len(store.batches) <= 15, store.batches  # one write per 5 ms outcome: ~100
+        starts = [t for t, _ in store.batches]
+        assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.045
+    finally:
+        node.shutdown(1)
+
+
+def test_an_outcome_after_a_quiet_spell_is_written_at_once():
+    store = SlowRecordStore(0.0)
+    node = make_node(store, record_interval=0.3)
+    node.start()
+    try:
+        node.outcome(outcome_of(1))
+        assert wait(lambda: store.outcomes, 1)
+        time.sleep(0.4)  # longer than the interval
+        sent = time.monotonic()
+        node.outcome(outcome_of(2))
+        assert wait(lambda: len(store.outcomes) == 2, 1)
+        assert time.monotonic() - sent < 0.2
+    finally:
+        node.shutdown(1)
+
+
+def test_a_stopping_node_writes_its_outcomes_without_lingering():
+    store = SlowRecordStore(0.0)
+    node = make_node(store, record_interval=30.0)
+    node.start()
+    node.outcome(outcome_of(1))
+    assert wait(lambda: store.outcomes, 1)
+    node.outcome(outcome_of(2))  # within the interval after the last write
+    started = time.monotonic()
+    node.shutdown(1)
+    assert [o.run_id for o in store.outcomes] == [1, 2]
+    assert time.monotonic() - started < 5.0
