@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from django.utils.translation import gettext as _
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -21,7 +23,7 @@ class TaskError(ValueError):
 
 class TaskNotRegistered(TaskError):
     def __init__(self, name: str) -> None:
-        super().__init__(f"task {name!r} is not registered")
+        super().__init__(_("task %(name)r is not registered") % {"name": name})
         self.name = name
 
 
@@ -50,12 +52,12 @@ class RegisteredTask:
     def check_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise :class:`TaskArgumentsError` unless ``func(*args, **kwargs)`` would bind."""
         if not isinstance(args, list | tuple):
-            raise TaskArgumentsError("args", "args must be a list")
+            raise TaskArgumentsError("args", _("args must be a list"))
         if not isinstance(kwargs, Mapping):
-            raise TaskArgumentsError("kwargs", "kwargs must be an object")
+            raise TaskArgumentsError("kwargs", _("kwargs must be an object"))
         for key in kwargs:
             if not isinstance(key, str) or not key.isidentifier():
-                raise TaskArgumentsError("kwargs", f"{key!r} is not a valid argument name")
+                raise TaskArgumentsError("kwargs", _("%(key)r is not a valid argument name") % {"key": key})
         sig = self.signature
         params = list(sig.parameters.values())
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -64,7 +66,8 @@ class RegisteredTask:
         if len(args) > len(positional) and not takes_varargs:
             raise TaskArgumentsError(
                 "args",
-                f"task {self.name} takes {len(positional)} positional argument(s) but {len(args)} were given",
+                _("task %(task)s takes %(takes)d positional argument(s) but %(given)d were given")
+                % {"task": self.name, "takes": len(positional), "given": len(args)},
             )
         bound_by_position = {p.name for p in positional[: len(args)]}
         names = {p.name: p for p in params}
@@ -72,12 +75,20 @@ class RegisteredTask:
             param = names.get(key)
             if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 if not takes_varkw:
-                    raise TaskArgumentsError("kwargs", f"task {self.name} has no argument {key!r}")
+                    raise TaskArgumentsError(
+                        "kwargs", _("task %(task)s has no argument %(key)r") % {"task": self.name, "key": key}
+                    )
             elif param.kind is param.POSITIONAL_ONLY:
-                raise TaskArgumentsError("kwargs", f"argument {key!r} of task {self.name} is positional-only")
+                raise TaskArgumentsError(
+                    "kwargs",
+                    _("argument %(key)r of task %(task)s is positional-only")
+                    % {"key": key, "task": self.name},
+                )
             elif key in bound_by_position:
                 raise TaskArgumentsError(
-                    "kwargs", f"argument {key!r} of task {self.name} is also given in args"
+                    "kwargs",
+                    _("argument %(key)r of task %(task)s is also given in args")
+                    % {"key": key, "task": self.name},
                 )
         for param in params:
             if param.default is not param.empty or param.kind in (
@@ -88,7 +99,9 @@ class RegisteredTask:
             if param.name not in bound_by_position and param.name not in kwargs:
                 where = "args" if param.kind is param.POSITIONAL_ONLY else "kwargs"
                 raise TaskArgumentsError(
-                    where, f"task {self.name} is missing required argument {param.name!r}"
+                    where,
+                    _("task %(task)s is missing required argument %(name)r")
+                    % {"task": self.name, "name": param.name},
                 )
 
 

@@ -44,7 +44,7 @@ def plan_backfill(job: Job, start: datetime, end: datetime, *, actor: Any = None
     """The fire times of ``job``'s trigger in [start, end] (both inclusive), checked
     against the cap and the runs the job already has; queues nothing."""
     if not permissions.can(actor, "run", job):
-        raise PermissionDenied(f"you may not run job {job.name}")
+        raise PermissionDenied(_("you may not run job %(name)s") % {"name": job.name})
     errors: dict[str, str] = {}
     for name, value in (("from", start), ("to", end)):
         if not isinstance(value, datetime):

@@ -42,6 +42,10 @@ class Refusal(tuple):
         self.message = reason if message is None else message
         return self
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy and pickle rebuild a tuple subclass through __new__ with the tuple alone.
+        return (Refusal, (self[0], self[1], self.kind), {"field": self.field, "message": self.message})
+
     @property
     def obj(self) -> Any:
         return self[0]

@@ -26,6 +26,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"view"}),
@@ -160,10 +162,27 @@ def _granted(user: Any, action: str, obj: Model) -> bool:
     return False
 
 
+#: The actions' verbs as a refusal says them ("you may not pause job acme/export").
+ACTION_VERBS = {
+    "add": pgettext_lazy("refusal verb", "add"),
+    "change": pgettext_lazy("refusal verb", "change"),
+    "delete": pgettext_lazy("refusal verb", "delete"),
+    "manage": pgettext_lazy("refusal verb", "manage"),
+    "pause": pgettext_lazy("refusal verb", "pause"),
+    "run": pgettext_lazy("refusal verb", "run"),
+    "view": pgettext_lazy("refusal verb", "view"),
+}
+
+
 def require(user: Any, action: str, obj: Model | None = None, *, tenant_id: int | None = None) -> None:
     if not can(user, action, obj, tenant_id=tenant_id):
-        what = f"{obj._meta.verbose_name} {obj}" if obj is not None else "this tenant"
-        raise PermissionDenied(f"you may not {action} {what}")
+        verb = ACTION_VERBS.get(action, action)
+        if obj is None:
+            raise PermissionDenied(_("you may not %(action)s in this tenant") % {"action": verb})
+        raise PermissionDenied(
+            _("you may not %(action)s %(kind)s %(object)s")
+            % {"action": verb, "kind": obj._meta.verbose_name, "object": obj}
+        )
 
 
 def has_any(user: Any, action: str) -> bool:

@@ -71,6 +71,16 @@ def run_jobs_now(
             continue
         try:
             task = registry.get(job.task)
+            # The job as stored first: if it no longer fits its task, the job is at fault
+            # (a conflict), not the override the caller sent.
+            task.check_call(job.args, {**job.kwargs, **job.secret_kwargs})
+        except TaskArgumentsError as exc:
+            result.refuse(job, _("the job's stored arguments: %(error)s") % {"error": exc}, CONFLICT)
+            continue
+        except TaskError as exc:
+            result.refuse(job, str(exc), CONFLICT)
+            continue
+        try:
             task.check_call(job.args, {**job.kwargs, **job.secret_kwargs, **override})
         except TaskArgumentsError as exc:
             result.refuse(
@@ -80,9 +90,6 @@ def run_jobs_now(
                 field="kwargs",
                 message=str(exc),
             )
-            continue
-        except TaskError as exc:
-            result.refuse(job, str(exc), CONFLICT)
             continue
         run = enqueue_run(
             job,
@@ -252,7 +259,10 @@ def retry_runs(runs: Iterable[JobRun], *, actor: Any = None) -> BulkResult:
             continue
         if run.state not in RETRYABLE_STATES:
             result.refuse(
-                run, f"run is {run.state}; only runs that ended without success are retried", CONFLICT
+                run,
+                _("run is %(state)s; only runs that ended without success are retried")
+                % {"state": run.get_state_display()},
+                CONFLICT,
             )
             continue
         if not run.job.enabled:

@@ -534,7 +534,7 @@ def test_moving_a_job_to_a_tenant_without_add_rights_is_refused(client, world, b
 
     permissions.forget(user)
     job.tenant = world["b"]["tenant"]
-    with pytest.raises(PermissionDenied, match="you may not add this tenant"):
+    with pytest.raises(PermissionDenied, match="you may not add in this tenant"):
         services.save_job(job, actor=user)
     assert Job.objects.get(pk=job.pk).tenant == world["a"]["tenant"]
 
