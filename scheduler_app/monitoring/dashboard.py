@@ -18,7 +18,7 @@ from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from scheduler_app.engine import triggerspec
-from scheduler_app.models import CalendarDate, Job, JobRun
+from scheduler_app.models import CalendarDate, ConfigVersion, Job, JobRun
 from scheduler_app.monitoring import nodes, stats
 from scheduler_app.services import permissions
 
@@ -109,11 +109,13 @@ def upcoming_fires(
 def cached_upcoming_fires(user: Any, jobs: QuerySet, now: datetime) -> list[dict]:
     """:func:`upcoming_fires` for the next hour, reused for :data:`UPCOMING_CACHE_SECONDS`
     while the scoped jobs are unchanged (one aggregate query tells: their number, newest
-    change and highest id), so polls do not recompute every trigger. What is reused is
-    computed for the hour and the cache time after it, and filtered to the hour from now."""
+    change and highest id) and so is the configuration version (one more: a calendar's
+    dates change no job row, but the services bump that version for the jobs using it),
+    so polls do not recompute every trigger. What is reused is computed for the hour and
+    the cache time after it, and filtered to the hour from now."""
     scope = "*" if permissions.sees_everything(user) else tuple(sorted(permissions.member_tenant_ids(user)))
     state = jobs.aggregate(n=Count("pk"), changed=Max("updated_at"), last=Max("pk"))
-    key = (scope, state["n"], state["changed"], state["last"])
+    key = (scope, state["n"], state["changed"], state["last"], ConfigVersion.current())
     clock = time.monotonic()
     with _upcoming_lock:
         hit = _upcoming_cache.get(key)

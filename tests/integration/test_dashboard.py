@@ -179,3 +179,26 @@ def test_a_reused_upcoming_list_still_shows_a_job_that_fires_every_few_seconds(m
     # The next five are the fast job's, exactly as a fresh computation finds them.
     assert [(u["job"], u["at"]) for u in reused][:5] == [(u["job"], u["at"]) for u in fresh][:5]
     assert [u["job"] for u in fresh][:5] == ["fast"] * 5
+
+
+def test_reused_upcoming_fires_follow_a_calendar_date_change(admin_client, make_job, tenant):
+    """A calendar's new excluded date changes no job row: the reused list kept showing
+    the excluded day's fires for up to 30 s (the key ignored the calendars)."""
+    from scheduler_app import services
+    from scheduler_app.models import Calendar
+    from scheduler_app.monitoring import dashboard
+
+    dashboard._upcoming_cache.clear()
+    today = timezone.now().astimezone(dt.UTC).date()
+    calendar = services.save_calendar(Calendar(tenant=tenant, name="holidays"), dates=[])
+    job = make_job("hourly", trigger={"type": "interval", "seconds": 60})
+    job.calendars.add(calendar)
+    services.notify_job_changed(job)
+
+    def upcoming():
+        return [u["job"] for u in admin_client.get(DATA, {"window": "1h"}).json()["upcoming"]]
+
+    assert "hourly" in upcoming()
+    tomorrow = today + dt.timedelta(days=1)
+    services.save_calendar(calendar, dates=[(today, "closed"), (tomorrow, "closed")])
+    assert "hourly" not in upcoming()
