@@ -123,7 +123,7 @@ RUN_COLUMNS = (
     "job_id, tenant_id, scheduled_for, attempt, state, reason, priority, not_before, kwargs_override,"
     " node, target_node, claim_token, executor, queued_at, started_at, finished_at, heartbeat_at,"
     " duration, cpu_seconds, peak_memory_mb, result, error_type, error, traceback, stop_requested, is_final,"
-    " wait_reason"
+    " wait_reason, upstream_runs"
 )
 # Run g (0 ≤ g < N) belongs to job min_id + g % jobs and was due at now − (N − g) × step: 30
 # days of history, newest last. States by a hash of g: 86% succeeded, 8% failed, 1% timed
@@ -144,7 +144,7 @@ SELECT j.id, j.tenant_id, t.due, CASE WHEN s.state = 'failed' AND g %% 3 = 0 THE
        CASE WHEN s.state = 'failed' THEN 'export failed: connection reset by peer' ELSE '' END,
        CASE WHEN s.state = 'failed' THEN repeat('Traceback (most recent call last): line 42 in run', 8)
             ELSE '' END,
-       false, s.state NOT IN ('queued', 'running'), ''
+       false, s.state NOT IN ('queued', 'running'), '', '[]'::jsonb
 FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS g
 CROSS JOIN LATERAL (SELECT hashint8(g) & 2147483647 AS h) AS s0
 JOIN scheduler_app_job j ON j.id = %(min_id)s + g %% %(jobs)s

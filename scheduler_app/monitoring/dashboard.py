@@ -149,6 +149,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
     length = stats.WINDOWS[window][0]
     since = now - length
     totals = stats.totals(runs, now)
+    held = stats.held_back(runs)
     counts = stats.job_counts(jobs)
     slow = stats.slowest_jobs(runs, since)
     failing = stats.most_failing_jobs(runs, since)
@@ -174,7 +175,9 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
             "jobs_paused": counts["paused"],
             "jobs_disabled": counts["disabled"],
             "nodes_alive": len(cluster.alive),
+            "held_back": sum(held.values()),
         },
+        "held_back": held,
         "series": {
             "start": _iso(series.start),
             "bucket_seconds": int(series.bucket.total_seconds()),

@@ -14,6 +14,7 @@ fixed number of queries whatever the number of jobs and runs:
 from __future__ import annotations
 
 import math
+import string
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, RowNumber, TruncDay, TruncHour, TruncMinute
 
+from scheduler_app.engine import waits
 from scheduler_app.models import FAILURE_STATES, JobRun, RunState, failure_q
 
 #: Runs a percentile is computed over at most: the newest of the window. Bounds the
@@ -130,6 +132,54 @@ def totals(runs: QuerySet, now: datetime, late_after: timedelta = timedelta(seco
         succeeded_24h=day["succeeded"],
         finished_24h=day["finished"],
     )
+
+
+def _reason_prefixes() -> dict[str, str]:
+    """code -> the literal start of its stored text (each one distinct)."""
+    return {code: next(string.Formatter().parse(text))[0] for code, text in waits.TEXTS.items()}
+
+
+#: What :func:`held_back` counts: every reason code, and ``other`` (a stored text of no
+#: known form).
+HELD_BACK_REASONS = (*waits.TEXTS, "other")
+#: Distinct tag sets of tag-routed jobs with queued runs that :func:`held_back` reads at
+#: most (bounds the query on installations with very many differently tagged jobs).
+TAG_SETS_CAP = 1000
+
+
+def held_back(runs: QuerySet, live_tag_sets: Iterable[frozenset[str]] | None = None) -> dict[str, int]:
+    """Queued runs held back, by reason code (every code of
+    :data:`HELD_BACK_REASONS`, 0 when none): the reason the claim stored (a concurrency
+    key, a rate limit, the cluster's load), or, for a tag-routed run with none stored,
+    no live active node with all of its tags (what
+    :func:`scheduler_app.monitoring.waiting.wait_reason` says of one run). Two queries:
+    the stored reasons counted by prefix, the tag-routed runs grouped by tag set."""
+    from scheduler_app.models import Routing
+
+    if live_tag_sets is None:
+        from scheduler_app.monitoring import waiting
+
+        live_tag_sets = waiting.live_tag_sets()
+    queued = runs.filter(state=RunState.QUEUED)
+    prefixes = _reason_prefixes()
+    counted = {
+        code: Count("pk", filter=Q(wait_reason__startswith=prefix)) for code, prefix in prefixes.items()
+    }
+    row = queued.exclude(wait_reason="").aggregate(stored=Count("pk"), **counted)
+    out = {code: row[code] or 0 for code in prefixes}
+    out["other"] = (row["stored"] or 0) - sum(out.values())
+    sets = list(live_tag_sets)
+    tagged = (
+        queued.filter(wait_reason="", target_node="", job__routing=Routing.TAGS)
+        .values("job__routing_tags")
+        .annotate(n=Count("pk"))
+        .order_by()[:TAG_SETS_CAP]
+    )
+    for row in tagged:
+        wanted = frozenset(t for t in (row["job__routing_tags"] or ()) if isinstance(t, str))
+        if wanted and not any(wanted <= tags for tags in sets):
+            out["tags"] += row["n"]
+    return out
 
 
 def job_counts(jobs: QuerySet) -> dict[str, int]:
