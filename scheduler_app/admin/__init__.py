@@ -496,7 +496,8 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
 
     @admin.display(description=_("trigger"))
     def trigger_text(self, obj: Job) -> str:
-        return obj.describe_trigger()
+        page = getattr(obj, "_page", None)  # the change list's, shared by the page's rows
+        return page.trigger(obj)[0] if page is not None else obj.describe_trigger()
 
     @admin.display(description=_("created"))
     def created_display(self, obj: Job) -> str:
