@@ -47,6 +47,10 @@ class SchedulerService:
         # filters follow it without a query of their own.
         self._config_version: int | None = None
         self.store.config_version = self._last_config_version
+        # ... and so do the alert rules the outcomes of this node are evaluated against.
+        from scheduler_app.alerts import evaluate
+
+        evaluate.config_version = self._last_config_version
         self.node: Node | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.sync: bridge.JobSync | None = None
@@ -350,6 +354,10 @@ class SchedulerService:
             self.node.shutdown(grace, reason, fires_written=lambda: self._hand_over())
         if member is not None:
             member.close()
+        from scheduler_app.alerts import evaluate
+
+        if evaluate.config_version == self._last_config_version:  # nobody else took it over
+            evaluate.config_version = ConfigVersion.current
         logger.info(
             "scheduler stopped", extra={"node": self.node_name, **(self.node.stats if self.node else {})}
         )
