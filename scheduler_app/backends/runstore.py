@@ -376,6 +376,7 @@ class DjangoRunStore:
                 JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).update(
                     state=RunState.RUNNING,
                     node=node,
+                    claimed_at=now,
                     started_at=now,
                     heartbeat_at=now,
                     claim_token=token,
@@ -606,7 +607,12 @@ class DjangoRunStore:
             released = [r.pk for r in runs if by_id[r.pk].state == "released"]
             if released:
                 JobRun.objects.filter(pk__in=released).update(
-                    state=RunState.QUEUED, node="", heartbeat_at=None, started_at=None, claim_token=""
+                    state=RunState.QUEUED,
+                    node="",
+                    heartbeat_at=None,
+                    claimed_at=None,
+                    started_at=None,
+                    claim_token="",
                 )
             done = [r for r in runs if by_id[r.pk].state != "released"]
             follow: list[tuple[JobRun, bool]] = []
