@@ -94,6 +94,19 @@ def panels_context(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]
         ),
         "runs_legend": charts.legend(states, {k: str(v) for k, v in labels.items()}),
         "rate_chart": charts.line(series["failure_rate"], str(_("Failure rate"))),
+        "lateness_chart": charts.percentile_lines(
+            buckets,
+            data["lateness_series"]["p50"],
+            data["lateness_series"]["p95"],
+            tz,
+            str(
+                _("Start lateness p50 and p95 of the runs finished per %(n)s s")
+                % {"n": series["bucket_seconds"]}
+            ),
+            LABEL_FORMATS.get(data["window"], "%H:%M"),
+        )
+        if any(v is not None for v in data["lateness_series"]["p95"])
+        else None,
         "slow_chart": charts.percentile_bars(
             [(f["job"], f["p50"], f["p95"]) for f in data["slowest_jobs"]],
             str(_("Slowest jobs: duration p50 and p95")),

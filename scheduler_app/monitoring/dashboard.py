@@ -5,7 +5,7 @@ returns it, the API can reuse it).
 Scoped exactly like the admin (:func:`scheduler_app.services.permissions.scope`): a
 user sees only his tenants' jobs and runs. Nodes are shared by all tenants and shown to
 every staff user, as on ``Scheduler › Nodes``. The number of queries is fixed (about
-fifteen) whatever the number of jobs and runs."""
+twenty) whatever the number of jobs and runs."""
 
 from __future__ import annotations
 
@@ -160,6 +160,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
     )
     cluster = nodes.cluster_state(now)
     lateness = stats.lateness(runs, since)
+    lateness_series = stats.lateness_per_bucket(runs, now, window)
     return {
         "generated_at": _iso(now),
         "window": window,
@@ -187,6 +188,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
             "failure_rate": list(series.failure_rates()),
         },
         "lateness": lateness,
+        "lateness_series": {"p50": list(lateness_series["p50"]), "p95": list(lateness_series["p95"])},
         "slowest_jobs": [
             {"job_id": f.job_id, "job": names.get(f.job_id, ""), "runs": f.runs, "p50": f.p50, "p95": f.p95}
             for f in slow

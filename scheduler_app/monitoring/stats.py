@@ -299,6 +299,47 @@ def lateness(runs: QuerySet, since: datetime) -> dict[str, float | None]:
     return {"p50": _clip(percentile(values, 0.5)), "p95": _clip(percentile(values, 0.95))}
 
 
+def lateness_per_bucket(
+    runs: QuerySet, now: datetime, window: str = "1h"
+) -> dict[str, tuple[float | None, ...]]:
+    """p50/p95 start lateness (seconds) per bucket of :func:`runs_per_bucket` (by finish
+    time, UTC-aligned), over the newest :data:`SAMPLE_CAP` runs that finished in the
+    window: one query. None for a bucket without started runs."""
+    length, width, trunc = _window(window)
+    last = _floor(now, width)
+    count = int(length / width)
+    buckets = tuple(last - width * (count - 1 - i) for i in range(count))
+    index = {b: i for i, b in enumerate(buckets)}
+    p50: list[float | None] = [None] * count
+    p95: list[float | None] = [None] * count
+    started = _newest_finished(runs, buckets[0]).filter(started_at__isnull=False)
+    if has_percentile_cont():
+        from django.db.models.functions import Extract
+
+        seconds = Extract(_lateness_expression(), "epoch")
+        rows = (
+            started.annotate(bucket=trunc("finished_at", tzinfo=UTC))
+            .values("bucket")
+            .annotate(p50=PercentileCont(seconds, 0.5), p95=PercentileCont(seconds, 0.95))
+            .order_by()
+        )
+        for row in rows:
+            i = index.get(row["bucket"].astimezone(UTC)) if row["bucket"] is not None else None
+            if i is not None:
+                p50[i], p95[i] = _clip(row["p50"]), _clip(row["p95"])
+    else:
+        values: dict[int, list[float]] = defaultdict(list)
+        for finished_at, started_at, scheduled_for in started.values_list(
+            "finished_at", "started_at", "scheduled_for"
+        ):
+            i = index.get(_floor(finished_at, width))
+            if i is not None:
+                values[i].append((started_at - scheduled_for).total_seconds())
+        for i, seconds_list in values.items():
+            p50[i], p95[i] = _clip(percentile(seconds_list, 0.5)), _clip(percentile(seconds_list, 0.95))
+    return {"p50": tuple(p50), "p95": tuple(p95)}
+
+
 def _clip(value: float | None) -> float | None:
     # A run started a hair before its scheduled second is on time, not early.
     return None if value is None else max(float(value), 0.0)
