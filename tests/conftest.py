@@ -51,8 +51,10 @@ def _no_alert_rules_reused():
     """The alert evaluation reuses rules per configuration version; a rolled-back test
     leaves the version where it found it, so the next test's rules must be read again."""
     from scheduler_app.alerts import evaluate
+    from scheduler_app.models import ConfigVersion
 
     evaluate.forget_rules()
+    evaluate.config_version = ConfigVersion.current  # not a service's left running by a test
     yield
     evaluate.forget_rules()
 

@@ -47,10 +47,6 @@ class SchedulerService:
         # filters follow it without a query of their own.
         self._config_version: int | None = None
         self.store.config_version = self._last_config_version
-        # ... and so do the alert rules the outcomes of this node are evaluated against.
-        from scheduler_app.alerts import evaluate
-
-        evaluate.config_version = self._last_config_version
         self.node: Node | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.sync: bridge.JobSync | None = None
@@ -67,6 +63,11 @@ class SchedulerService:
 
     def start(self) -> None:
         close_old_connections()
+        # The alert rules this node's outcomes are evaluated against follow the version
+        # the definition sync reads too (until shutdown).
+        from scheduler_app.alerts import evaluate
+
+        evaluate.config_version = self._last_config_version
         timings = cluster_backend.timings()
         capacity = {
             "thread": app_settings.THREAD_POOL_SIZE,
