@@ -454,3 +454,25 @@ def test_run_list_job_filter_offers_scoped_jobs_by_name_up_to_a_cap(
     (spec,) = [f for f in response.context["cl"].filter_specs if getattr(f, "field_path", "") == "job"]
     offered = [label for _pk, label in spec.lookup_choices]
     assert offered == ["job-0", "job-1", "job-2", "job-4"]  # the cap by name, plus the chosen one
+
+
+def test_job_list_shortcuts_render_what_django_renders(admin_client, jobs, make_job):
+    """The per-page shortcuts (checkbox markup, change URL from one reverse, trigger
+    descriptions shared by equal triggers) give Django's own output for every row."""
+    from django.contrib import admin as django_admin
+    from django.contrib.admin.views.main import ChangeList
+
+    hashed = {"type": "cron", "expression": "H 9 * * *"}
+    make_job("hashed-a", trigger=hashed)
+    make_job("hashed-b", trigger=hashed)
+    response = admin_client.get(url("job"))
+    changelist = response.context["cl"]
+    model_admin = changelist.model_admin
+    html = response.content.decode()
+    for job in changelist.result_list:
+        assert model_admin.action_checkbox(job) == django_admin.ModelAdmin.action_checkbox(model_admin, job)
+        assert changelist.url_for_result(job) == ChangeList.url_for_result(changelist, job)
+        assert model_admin.trigger_text(job) == Job.objects.get(pk=job.pk).describe_trigger()
+        assert f'<td class="field-trigger_text">{model_admin.trigger_text(job)}</td>' in html
+    rows = rows_of(response)
+    assert model_admin.trigger_text(rows["hashed-a"]) != model_admin.trigger_text(rows["hashed-b"])
