@@ -8,7 +8,8 @@ kept with ``--keep-db``): its CPU time and wall time, its queries, and a cProfil
 The request goes through Django's test client with a new API key of the database's first
 superuser (the benchmark's), after one warm-up request. CPU time (``time.process_time``)
 is the figure to compare on a busy machine: wall time there mostly measures the wait for
-a core. ``--dump`` writes the last answer's body to stdout (to compare two versions byte
+a core. ``--admin`` requests an admin page as the superuser logged in (e.g.
+``/admin/scheduler_app/job/``). ``--dump`` writes the last answer's body to stdout (to compare two versions byte
 for byte); ``--code DIR`` imports ``scheduler_app`` from another checkout (e.g. the
 commit before a change) to compare with it on the same data.
 """
@@ -34,6 +35,11 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile of 5 more requests")
     parser.add_argument("--dump", action="store_true", help="write the body to stdout")
     parser.add_argument("--code", help="checkout to import scheduler_app and the demo project from")
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="an admin page: the superuser logged in (session), not an API key",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(args.code).resolve() if args.code else ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -54,9 +60,13 @@ def main() -> int:
     if admin is None:
         print("no superuser in this database: seed it with bench/api_bench.py --seed-only", file=sys.stderr)
         return 1
-    client = Client(
-        HTTP_AUTHORIZATION=f"Bearer {keys.create_key(admin, name=f'profile-{os.getpid()}').token}"
-    )
+    if args.admin:
+        client = Client()
+        client.force_login(admin)
+    else:
+        client = Client(
+            HTTP_AUTHORIZATION=f"Bearer {keys.create_key(admin, name=f'profile-{os.getpid()}').token}"
+        )
     response = client.get(args.path)
     if response.status_code != 200:
         print(f"{response.status_code}: {response.content[:500]!r}", file=sys.stderr)

@@ -36,6 +36,7 @@ PAGES = [
     ("job list, first page (100 of 10,000)", "/admin/scheduler_app/job/", True),
     ("job list, by failures in 24 h", "/admin/scheduler_app/job/?o=-14", True),
     ("job list, by last run", "/admin/scheduler_app/job/?o=-13", True),
+    ("job list, by p95 duration (slowest first)", "/admin/scheduler_app/job/?o=15", True),
     ("job list, one tenant", "/admin/scheduler_app/job/?tenant__id__exact={tenant}", True),
     ("dashboard page (last hour)", "/admin/scheduler_app/dashboard/", False),
     ("dashboard JSON + panels, 1 h", "/admin/scheduler_app/dashboard/data/?window=1h&html=1", False),

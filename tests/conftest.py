@@ -47,6 +47,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _no_alert_rules_reused():
+    """The alert evaluation reuses rules per configuration version; a rolled-back test
+    leaves the version where it found it, so the next test's rules must be read again."""
+    from scheduler_app.alerts import evaluate
+    from scheduler_app.models import ConfigVersion
+
+    evaluate.forget_rules()
+    evaluate.config_version = ConfigVersion.current  # not a service's left running by a test
+    yield
+    evaluate.forget_rules()
+
+
+@pytest.fixture(autouse=True)
 def _no_language_left_active():
     """A request in Chinese (LocaleMiddleware activates the language and never deactivates
     it) must not make the next test's commands answer in Chinese: each test starts and

@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from scheduler_app import display, services
+from scheduler_app.admin import datehierarchy
 from scheduler_app.admin.backfill import backfill_selected
 from scheduler_app.admin.base import (
     ScopedChoicesFilter,
@@ -607,7 +608,8 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
 
     @admin.display(description=_("trigger"))
     def trigger_text(self, obj: Job) -> str:
-        return obj.describe_trigger()
+        page = getattr(obj, "_page", None)  # the change list's, shared by the page's rows
+        return page.trigger(obj)[0] if page is not None else obj.describe_trigger()
 
     @admin.display(description=_("created"))
     def created_display(self, obj: Job) -> str:
@@ -875,8 +877,9 @@ class JobRunAdmin(OperatorRunAdminMixin, TenantScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Django's change list applies list_select_related only to a queryset without
-        # select_related, so everything the columns follow is named here.
-        return super().get_queryset(request).select_related("job__tenant", "tenant")
+        # select_related, so everything the columns follow is named here. The date
+        # drill-down lists its periods from index probes (admin/datehierarchy.py).
+        return datehierarchy.bounded(super().get_queryset(request).select_related("job__tenant", "tenant"))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

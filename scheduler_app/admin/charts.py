@@ -138,6 +138,64 @@ def line(values: Sequence[float | None], title: str, unit: str = "%", scale: flo
     return _frame(width, height, title, "".join(parts), "sa-chart-line")
 
 
+def percentile_lines(
+    buckets: Sequence[datetime],
+    p50: Sequence[float | None],
+    p95: Sequence[float | None],
+    tz: tzinfo,
+    title: str,
+    label_format: str = "%H:%M",
+) -> SafeString:
+    """p50 and p95 (seconds) over time buckets, two lines with gaps where a bucket has
+    no value, a point per bucket (with its figures as tooltip) and a legend."""
+    width, height, left, top, bottom = 720, 160, 40, 10, 40
+    plot_w, plot_h = width - left - 8, height - top - bottom
+    n = max(len(buckets), 1)
+    top_value = _nice_max(max((v for v in (*p50, *p95) if v is not None), default=0))
+    parts = [_axes(left, top, plot_w, plot_h, top_value, " s")]
+    for name, values in (("p95", p95), ("p50", p50)):
+        colour = COLOURS[name]
+        segments: list[list[str]] = []
+        segment: list[str] = []
+        for i, value in enumerate(values):
+            if value is None:
+                if segment:
+                    segments.append(segment)
+                segment = []
+                continue
+            x = left + plot_w * (i + 0.5) / n
+            y = top + plot_h * (1 - value / top_value)
+            segment.append(f"{x:.1f},{y:.1f}")
+            parts.append(
+                f'<circle class="sa-point" data-series="{name}" cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{colour}">'
+                f"<title>{escape(display.when(buckets[i], tz))} {name}: {escape(display.seconds(value))}</title>"
+                f"</circle>"
+            )
+        if segment:
+            segments.append(segment)
+        for points in segments:
+            if len(points) > 1:
+                parts.append(
+                    f'<polyline class="sa-series" data-series="{name}" fill="none" stroke="{colour}" '
+                    f'stroke-width="2" points="{" ".join(points)}"/>'
+                )
+    step = max(n // 6, 1)
+    for i in range(0, len(buckets), step):
+        label = buckets[i].astimezone(tz).strftime(label_format)
+        parts.append(
+            f'<text x="{left + plot_w * i / n:.1f}" y="{top + plot_h + 14}" font-size="11" '
+            f'fill="currentColor">{escape(label)}</text>'
+        )
+    legend_y = height - 6
+    parts.append(
+        f'<rect x="{left}" y="{legend_y - 9}" width="10" height="10" fill="{COLOURS["p50"]}"/>'
+        f'<text x="{left + 14}" y="{legend_y}" font-size="11" fill="currentColor">p50</text>'
+        f'<rect x="{left + 50}" y="{legend_y - 9}" width="10" height="10" fill="{COLOURS["p95"]}"/>'
+        f'<text x="{left + 64}" y="{legend_y}" font-size="11" fill="currentColor">p95</text>'
+    )
+    return _frame(width, height, title, "".join(parts), "sa-chart-lateness")
+
+
 def percentile_bars(rows: Sequence[tuple[str, float | None, float | None]], title: str) -> SafeString:
     """Horizontal p50 / p95 bars per label (seconds)."""
     row_h, left, width = 22, 180, 720

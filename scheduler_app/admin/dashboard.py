@@ -29,6 +29,15 @@ from scheduler_app.services import permissions
 
 REFRESH_SECONDS = 5
 WINDOW_CHOICES = [("1h", _("last hour")), ("24h", _("last 24 hours")), ("7d", _("last 7 days"))]
+#: Held-back reasons (:data:`scheduler_app.monitoring.stats.HELD_BACK_REASONS`) as shown
+HELD_BACK_LABELS = {
+    "key": _("concurrency key"),
+    "rate": _("rate limit"),
+    "load_nodes": _("nodes overloaded"),
+    "load_queue": _("queue overloaded"),
+    "tags": _("node tags"),
+    "other": _("other"),
+}
 LABEL_FORMATS = {"1h": "%H:%M", "24h": "%H:%M", "7d": "%m-%d", "30d": "%m-%d"}
 
 
@@ -71,6 +80,9 @@ def panels_context(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]
         "data": data,
         "generated": when(data["generated_at"]),
         "failure_rate": "—" if rate is None else f"{rate * 100:.1f} %",
+        "held_back": [
+            (str(HELD_BACK_LABELS.get(code, code)), n) for code, n in data.get("held_back", {}).items() if n
+        ],
         "lateness_p50": display.seconds(data["lateness"]["p50"]),
         "lateness_p95": display.seconds(data["lateness"]["p95"]),
         "runs_chart": charts.stacked_bars(
@@ -82,6 +94,19 @@ def panels_context(request: HttpRequest, data: dict[str, Any]) -> dict[str, Any]
         ),
         "runs_legend": charts.legend(states, {k: str(v) for k, v in labels.items()}),
         "rate_chart": charts.line(series["failure_rate"], str(_("Failure rate"))),
+        "lateness_chart": charts.percentile_lines(
+            buckets,
+            data["lateness_series"]["p50"],
+            data["lateness_series"]["p95"],
+            tz,
+            str(
+                _("Start lateness p50 and p95 of the runs finished per %(n)s s")
+                % {"n": series["bucket_seconds"]}
+            ),
+            LABEL_FORMATS.get(data["window"], "%H:%M"),
+        )
+        if any(v is not None for v in data["lateness_series"]["p95"])
+        else None,
         "slow_chart": charts.percentile_bars(
             [(f["job"], f["p50"], f["p95"]) for f in data["slowest_jobs"]],
             str(_("Slowest jobs: duration p50 and p95")),

@@ -5,12 +5,25 @@ time), successes and failures in the last 24 h (failures as the ``failed`` alert
 them: :func:`~scheduler_app.models.failure_q`), p50/p95 duration over the last
 :data:`DURATION_RUNS` finished runs.
 
-Queries stay bounded whatever the page size: the last run and the 24 h counts are
-subquery annotations of the list's one query (so they sort in the database); the
-percentiles and next fire times are computed once per page by :class:`OperatorChangeList`
-for the page's rows only (one windowed query for the durations, one for the calendars'
+Queries stay bounded whatever the page size: the last run, the 24 h counts and (on
+PostgreSQL) the p50/p95 durations are subquery annotations of the list's one query, so
+they sort in the database (PostgreSQL evaluates the ones the order does not need for
+the page's rows only, after the LIMIT); the next fire times are computed once per page
+by :class:`OperatorChangeList` for the page's rows only (one query for the calendars'
 excluded dates, one for APScheduler's stored next run times when the Django job store is
-in use), never once per row."""
+in use; elsewhere one windowed query for the durations), never once per row.
+
+Sorting: by last run, by failures in 24 h, by p95 (PostgreSQL: over at most
+:data:`DURATION_RUNS` runs per job, one short backward index scan each) and by next
+fire when APScheduler keeps its next run times in the database (``JOB_STORE =
+"django"``). With the memory or Redis job store the next fire times live in the
+scheduler process, the web process computes them from the triggers for the page shown,
+and sorting would compute every job's trigger on every request: that column does not
+sort there (nor p50/p95 on SQLite, which has no ``percentile_cont``).
+
+Rendering: the page's per-row work that does not depend on the row (the change URL's
+pattern, translated titles, state badges, trigger descriptions and zones of equal
+triggers) is done once per page (:class:`PageCache`)."""
 
 from __future__ import annotations
 
@@ -19,9 +32,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import (
+    CharField,
+    Count,
+    F,
+    FloatField,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -54,16 +82,57 @@ def _count_since(since: datetime, which: Q) -> Coalesce:
     return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 
+def percentiles_in_database() -> bool:
+    """p50/p95 are annotations (sortable) where the database has ``percentile_cont``."""
+    return connection.vendor == "postgresql"
+
+
+def next_fire_in_database() -> bool:
+    """Next fire times sort where APScheduler stores them in the database."""
+    return app_settings.JOB_STORE == "django"
+
+
+def _recent_duration_percentile(fraction: float) -> Func:
+    """``percentile_cont`` of the durations of the job's newest :data:`DURATION_RUNS`
+    finished runs (NULL durations ignored): exactly what :func:`stats.durations_of`
+    computes from :func:`stats.last_runs_per_job`'s rows (the same runs, linear
+    interpolation)."""
+    from django.contrib.postgres.expressions import ArraySubquery
+
+    recent = (
+        JobRun.objects.filter(job=OuterRef("pk"), finished_at__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .values("duration")[:DURATION_RUNS]
+    )
+    return Func(
+        ArraySubquery(recent),
+        template="(SELECT percentile_cont(%(fraction)s) WITHIN GROUP (ORDER BY d) FROM unnest(%(expressions)s) AS d)",
+        fraction=repr(float(fraction)),  # a number: part of the SQL text, not a parameter
+        output_field=FloatField(),
+    )
+
+
 def annotate_jobs(queryset: QuerySet, now: datetime) -> QuerySet:
     """The job list's sortable figures as annotations of its one query."""
     last = JobRun.objects.filter(job=OuterRef("pk")).order_by("-queued_at", "-pk")
     since = now - timedelta(hours=24)
-    return queryset.annotate(
-        _last_state=Subquery(last.values("state")[:1]),
-        _last_scheduled=Subquery(last.values("scheduled_for")[:1]),
-        _ok_24h=_count_since(since, Q(state=RunState.SUCCEEDED)),
-        _failed_24h=_count_since(since, failure_q()),
-    )
+    figures: dict[str, Any] = {
+        "_last_state": Subquery(last.values("state")[:1]),
+        "_last_scheduled": Subquery(last.values("scheduled_for")[:1]),
+        "_ok_24h": _count_since(since, Q(state=RunState.SUCCEEDED)),
+        "_failed_24h": _count_since(since, failure_q()),
+    }
+    if percentiles_in_database():
+        figures["_p50_db"] = _recent_duration_percentile(0.5)
+        figures["_p95_db"] = _recent_duration_percentile(0.95)
+    if next_fire_in_database():
+        from django_apscheduler.models import DjangoJob
+
+        aps_id = Concat(Value("job-"), Cast(OuterRef("pk"), CharField()))
+        figures["_stored_next_fire"] = Subquery(
+            DjangoJob.objects.filter(id=aps_id).values("next_run_time")[:1]
+        )
+    return queryset.annotate(**figures)
 
 
 def job_zone(job: Job) -> Any:
@@ -117,18 +186,63 @@ def computed_next_fire_times(jobs: list[Job], now: datetime) -> dict[int, dateti
 
 
 def attach_page_figures(jobs: list[Job], now: datetime | None = None) -> None:
-    """Set ``_next_fire``, ``_p50`` and ``_p95`` on each job of one page."""
+    """Set ``_next_fire``, ``_p50`` and ``_p95`` on each job of one page (the
+    percentiles from the list's annotations when it has them)."""
     now = now or timezone.now()
-    stored = stored_next_fire_times(jobs)
+    if all(hasattr(job, "_stored_next_fire") for job in jobs):
+        stored = {job.pk: job._stored_next_fire for job in jobs}
+    else:
+        stored = stored_next_fire_times(jobs)
     missing = [job for job in jobs if stored.get(job.pk) is None]
     computed = computed_next_fire_times(missing, now) if missing else {}
-    recent = stats.last_runs_per_job(JobRun.objects.all(), [job.pk for job in jobs], DURATION_RUNS)
+    annotated = all(hasattr(job, "_p95_db") for job in jobs)
+    recent = (
+        {}
+        if annotated
+        else stats.last_runs_per_job(JobRun.objects.all(), [job.pk for job in jobs], DURATION_RUNS)
+    )
     for job in jobs:
         job._next_fire = stored.get(job.pk) if job.is_schedulable else None
         if job._next_fire is None and job.is_schedulable:
             job._next_fire = computed.get(job.pk)
-        figures = stats.durations_of(recent.get(job.pk, []))
-        job._p50, job._p95 = figures["p50"], figures["p95"]
+        if annotated:
+            job._p50, job._p95 = job._p50_db, job._p95_db
+        else:
+            figures = stats.durations_of(recent.get(job.pk, []))
+            job._p50, job._p95 = figures["p50"], figures["p95"]
+
+
+class PageCache:
+    """What the rows of one page share, computed once: translated titles, state
+    badges, and per distinct stored trigger its description and zone (a page of jobs
+    has few distinct triggers; the description also depends on the job's hash key
+    only for hashed ``H`` cron fields)."""
+
+    def __init__(self) -> None:
+        self.badges: dict[str, str] = {}
+        self.triggers: dict[tuple[str, str], tuple[str, Any]] = {}
+        self.ok_title = gettext("succeeded in the last 24 hours")
+        self.failed_title = gettext("failed in the last 24 hours")
+        self.duration_title = gettext("over the last %(n)s finished runs") % {"n": DURATION_RUNS}
+
+    def badge(self, state: str) -> str:
+        badge = self.badges.get(state)
+        if badge is None:
+            from scheduler_app.admin import state_badge
+
+            badge = self.badges[state] = state_badge(state)
+        return badge
+
+    def trigger(self, job: Job) -> tuple[str, Any]:
+        """(description, zone) of the job's trigger."""
+        import json
+
+        text = json.dumps(job.trigger, sort_keys=True, default=str)
+        key = (text, job.hash_key if "H" in text else "")
+        found = self.triggers.get(key)
+        if found is None:
+            found = self.triggers[key] = (job.describe_trigger(), job_zone(job))
+        return found
 
 
 class OperatorChangeList(ChangeList):
@@ -138,6 +252,24 @@ class OperatorChangeList(ChangeList):
         super().get_results(request)
         self.result_list = list(self.result_list)
         attach_page_figures(self.result_list)
+        page = PageCache()
+        for job in self.result_list:
+            job._page = page
+
+    def url_for_result(self, result: Any) -> str:
+        """Django's (a ``reverse`` per row), from the pattern reversed once."""
+        parts = getattr(self, "_change_url_parts", None)
+        if parts is None:
+            marker = "9081726354"
+            url = reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                args=(marker,),
+                current_app=self.model_admin.admin_site.name,
+            )
+            parts = self._change_url_parts = tuple(url.split(marker)) if url.count(marker) == 1 else ()
+        if not parts:
+            return super().url_for_result(result)
+        return f"{parts[0]}{quote(getattr(result, self.pk_attname))}{parts[1]}"
 
 
 class OperatorJobListMixin:
@@ -148,44 +280,65 @@ class OperatorJobListMixin:
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return OperatorChangeList
 
+    def get_sortable_by(self, request: HttpRequest) -> Any:
+        """Every column but the ones the database cannot sort here (see the module)."""
+        unsortable = set()
+        if not next_fire_in_database():
+            unsortable.add("next_fire")
+        if not percentiles_in_database():
+            unsortable.add("duration_percentiles")
+        return [name for name in super().get_sortable_by(request) if name not in unsortable]  # type: ignore[misc]
+
+    def action_checkbox(self, obj: Job) -> str:
+        """Django's checkbox (same markup), without a widget rendered per row."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return annotate_jobs(super().get_queryset(request), timezone.now())  # type: ignore[misc]
 
-    @admin.display(description=_("next fire"))
+    # Soonest first; jobs without a stored next fire (paused, never) last. Sortable only
+    # with the Django job store (get_sortable_by).
+    @admin.display(description=_("next fire"), ordering=F("_stored_next_fire").asc(nulls_last=True))
     def next_fire(self, obj: Job) -> str:
         if not hasattr(obj, "_next_fire"):  # outside the change list (one job)
             attach_page_figures([obj])
         if obj._next_fire is None:
             return display.EMPTY
-        return display.when(obj._next_fire, job_zone(obj))
+        return display.when(obj._next_fire, _page(obj).trigger(obj)[1])
 
     # Jobs that never ran sort before the oldest last run on either database.
     @admin.display(description=_("last run"), ordering=F("_last_scheduled").asc(nulls_first=True))
     def last_run(self, obj: Job) -> str:
-        from scheduler_app.admin import state_badge
-
         state = getattr(obj, "_last_state", None)
         if state is None:
             return display.EMPTY
+        page = _page(obj)
         return format_html(
             '<span class="sa-nowrap">{} {}</span>',
-            state_badge(state),
-            display.when(obj._last_scheduled, job_zone(obj)),
+            page.badge(state),
+            display.when(obj._last_scheduled, page.trigger(obj)[1]),
         )
 
     @admin.display(description=_("24 h: succeeded / failed"), ordering="-_failed_24h")
     def outcomes_24h(self, obj: Job) -> str:
         failed = getattr(obj, "_failed_24h", 0)
+        page = _page(obj)
         return format_html(
             '<span class="sa-ok" title="{}">{}</span> / <span class="{}" title="{}">{}</span>',
-            gettext("succeeded in the last 24 hours"),
+            page.ok_title,
             getattr(obj, "_ok_24h", 0),
             "sa-failed" if failed else "",
-            gettext("failed in the last 24 hours"),
+            page.failed_title,
             failed,
         )
 
-    @admin.display(description=_("duration p50 / p95"))
+    # Slowest first, jobs without finished runs last; PostgreSQL only (get_sortable_by).
+    @admin.display(description=_("duration p50 / p95"), ordering=F("_p95_db").desc(nulls_last=True))
     def duration_percentiles(self, obj: Job) -> str:
         if not hasattr(obj, "_p50"):
             attach_page_figures([obj])
@@ -193,7 +346,7 @@ class OperatorJobListMixin:
             return display.EMPTY
         return format_html(
             '<span title="{}">{} / {}</span>',
-            gettext("over the last %(n)s finished runs") % {"n": DURATION_RUNS},
+            _page(obj).duration_title,
             display.seconds(obj._p50),
             display.seconds(obj._p95),
         )
@@ -203,6 +356,14 @@ class OperatorJobListMixin:
         if obj.pk is None:
             return display.EMPTY
         return job_run_chart(obj)
+
+
+def _page(job: Job) -> PageCache:
+    """The page's shared values (a fresh set for a job shown outside the list)."""
+    page = getattr(job, "_page", None)
+    if page is None:
+        page = job._page = PageCache()
+    return page
 
 
 def job_run_chart(job: Job, limit: int = CHART_RUNS) -> SafeString | str:

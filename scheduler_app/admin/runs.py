@@ -123,18 +123,23 @@ class ExecutorFilter(admin.SimpleListFilter):
 def _step_rows(run: JobRun) -> list[tuple[str, datetime | None, str, bool]]:
     """(label, moment, note, is a step) of the run's timeline, in order; the heartbeat
     is shown but the next step's delta is measured from the step before it."""
-    claimed_note = (
-        gettext("by %(node)s (claim %(token)s); the claim is recorded as the start")
-        % {"node": run.node, "token": run.claim_token or display.EMPTY}
-        if run.node
-        else ""
-    )
+    who = {"node": run.node, "token": run.claim_token or display.EMPTY}
+    claimed_at = getattr(run, "claimed_at", None)
+    started_note = ""
+    if not run.node:
+        claimed_note = ""
+    elif claimed_at is None:  # claimed before claim times were recorded
+        claimed_note = gettext("by %(node)s (claim %(token)s); the claim is recorded as the start") % who
+    else:
+        claimed_note = gettext("by %(node)s (claim %(token)s)") % who
+        if run.state == RunState.RUNNING and run.started_at == claimed_at:
+            started_note = gettext("the claim's time until the run reports when it started")
     return [
         (gettext("scheduled for"), run.scheduled_for, "", True),
         (gettext("queued"), run.queued_at, "", True),
         (gettext("not before"), run.not_before, "", True),
-        (gettext("claimed"), None, claimed_note, True),
-        (gettext("started"), run.started_at, "", True),
+        (gettext("claimed"), claimed_at, claimed_note, True),
+        (gettext("started"), run.started_at, started_note, True),
         (gettext("last heartbeat"), run.heartbeat_at, "", False),
         (gettext("finished"), run.finished_at, "", True),
     ]

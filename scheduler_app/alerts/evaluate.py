@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from scheduler_app.models import (
     AlertIncident,
     AlertOutbox,
     AlertRule,
+    ConfigVersion,
     Job,
     JobRun,
     RunState,
@@ -49,17 +51,67 @@ def run_events(run: JobRun) -> list[str]:
     return []
 
 
+#: Where the current configuration version comes from. A scheduler node's service points
+#: it at the version its definition sync last read (every 0.25 s), so evaluating a batch
+#: of outcomes reads no rule at all while nothing changed; elsewhere one small query.
+config_version: Callable[[], int] = ConfigVersion.current
+
+#: The enabled rules (with tenant, scope and channels) are reused while the
+#: configuration version stays the same (the alert services bump it on every change of
+#: a rule, a channel or a mute), and read again at least this often (changes made beside
+#: the services).
+RULES_CACHE_SECONDS = 5.0
+#: More enabled rules than this are not kept (read per batch, for their tenants only).
+RULES_CACHE_MAX = 5000
+
+_rules_lock = threading.Lock()
+#: (database alias, configuration version) -> (monotonic read time, rules by tenant id)
+_rules_cache: dict[tuple[str, int], tuple[float, dict[int, list[AlertRule]]]] = {}
+
+
+def forget_rules() -> None:
+    """Drop the reused rules (tests; a process that changed rules beside the services)."""
+    with _rules_lock:
+        _rules_cache.clear()
+
+
+def _read_rules(tenant_ids: set[int] | None) -> list[AlertRule]:
+    rules = AlertRule.objects.active()
+    if tenant_ids is not None:
+        rules = rules.filter(tenant_id__in=tenant_ids)
+    return list(
+        rules.select_related("tenant", "scope_job", "scope_group")
+        .prefetch_related("channels")
+        .order_by("pk")[: RULES_CACHE_MAX + 1 if tenant_ids is None else None]
+    )
+
+
 def rules_for(tenant_ids: Iterable[int]) -> list[AlertRule]:
-    """The enabled rules of these tenants with their channels, in two queries."""
+    """The enabled rules of these tenants with their channels: reused while the
+    configuration version is unchanged (no query on a scheduler node, one elsewhere),
+    else two queries."""
     ids = set(tenant_ids)
     if not ids:
         return []
-    return list(
-        AlertRule.objects.active()
-        .filter(tenant_id__in=ids)
-        .select_related("tenant", "scope_job", "scope_group")
-        .prefetch_related("channels")
-    )
+    from django.db import connection
+
+    key = (connection.alias, config_version())
+    clock = time.monotonic()
+    with _rules_lock:
+        hit = _rules_cache.get(key)
+    if hit is None or clock - hit[0] >= RULES_CACHE_SECONDS:
+        everything = _read_rules(None)
+        if len(everything) > RULES_CACHE_MAX:
+            return _read_rules(ids)
+        by_tenant: dict[int, list[AlertRule]] = {}
+        for rule in everything:
+            by_tenant.setdefault(rule.tenant_id, []).append(rule)
+        with _rules_lock:
+            _rules_cache.clear()  # one version per process is enough
+            _rules_cache[key] = (clock, by_tenant)
+    else:
+        by_tenant = hit[1]
+    return [rule for tenant_id in sorted(ids) for rule in by_tenant.get(tenant_id, ())]
 
 
 def applies(rule: AlertRule, job: Job) -> bool:
@@ -130,9 +182,11 @@ def slow_threshold(rule: AlertRule, job_id: int, baselines: dict[int, float]) ->
 def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
     """Write the outbox rows the recorded ``runs`` cause, in the current transaction
     (the one recording them). Each run must have its ``job`` loaded. Returns how many
-    alerts were written. Bounded: two queries for the rules, one for open incidents,
-    one bulk insert and one update of the suppressed counts, whatever the batch size
-    (plus one insert per incident a batch opens: a job's first failure)."""
+    alerts were written. Bounded whatever the batch size: the rules come from
+    :func:`rules_for` (no query while the configuration is unchanged on a node), then
+    one query for open incidents, one bulk insert, one update of the suppressed counts
+    and one closing the incidents the batch's successes end (plus one insert per
+    incident a batch opens: a job's first failure)."""
     if not runs:
         return 0
     now = now or timezone.now()
@@ -163,19 +217,22 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
     )
     rows: list[AlertOutbox] = []
     suppressed: Counter[int] = Counter()
+    closed: list[int] = []
     for rule, run in pairs:
         if run.state == RunState.SUCCEEDED:
-            rows += _on_success(rule, run, now, open_incidents, baselines)
+            rows += _on_success(rule, run, now, open_incidents, baselines, closed)
             continue
         events = [e for e in run_events(run) if e in rule.events]
         if not events or _muted(rule, now, run.job):
             continue
         event = events[0]
         kind = FAILURE if event in FAILURE_EVENTS else event
-        if not _open_or_remind(rule, run.job, kind, now, open_incidents, suppressed):
+        if not _open_or_remind(rule, run.job, kind, now, open_incidents, suppressed, closed):
             continue
         rows += outbox_rows(rule, event, run.job, run, now)
     count_suppressed(suppressed)
+    if closed:
+        AlertIncident.objects.filter(pk__in=closed).update(closed_at=now)
     if rows:
         AlertOutbox.objects.bulk_create(rows)
         announce()
@@ -222,11 +279,14 @@ def _on_success(
     now: datetime,
     open_incidents: dict[tuple[int, int, str], AlertIncident],
     baselines: dict[int, float],
+    closed: list[int],
 ) -> list[AlertOutbox]:
+    """The alerts of a success under ``rule``; the incidents it ends are added to
+    ``closed`` (the caller closes them in one statement)."""
     rows: list[AlertOutbox] = []
     mine = [i for key, i in open_incidents.items() if key[0] == rule.pk and key[1] == run.job_id]
     if mine:
-        AlertIncident.objects.filter(pk__in=[i.pk for i in mine]).update(closed_at=now)
+        closed.extend(i.pk for i in mine)
         for incident in mine:
             open_incidents.pop((incident.rule_id, incident.job_id, incident.kind), None)
         if "recovered" in rule.events and not _muted(rule, now, run.job):
@@ -236,7 +296,7 @@ def _on_success(
         limit is not None
         and (run.duration or 0.0) > limit
         and not _muted(rule, now, run.job)
-        and _open_or_remind(rule, run.job, "slow", now, open_incidents)
+        and _open_or_remind(rule, run.job, "slow", now, open_incidents, closing=closed)
     ):
         extra: dict[str, Any] = {"slow_after_seconds": round(limit, 3)}
         if run.job_id in baselines:
@@ -252,14 +312,20 @@ def _open_or_remind(
     now: datetime,
     open_incidents: dict[tuple[int, int, str], AlertIncident],
     suppressed: Counter[int] | None = None,
+    closing: list[int] | None = None,
 ) -> bool:
     """Open an incident (True: alert), or count a suppressed alert on the open one
     (False), unless its throttle window has passed (True: a reminder). With
     ``suppressed``, the count is only added there (incident id -> n), for the caller to
-    write in one statement with :func:`count_suppressed`."""
+    write in one statement with :func:`count_suppressed`. ``closing``: incidents the
+    batch ended but has not closed yet; they are closed before one is opened (one open
+    incident per rule, job and kind)."""
     key = (rule.pk, job.pk, kind)
     incident = open_incidents.get(key)
     if incident is None:
+        if closing:
+            AlertIncident.objects.filter(pk__in=closing).update(closed_at=now)
+            closing.clear()
         # The partial unique index keeps one open incident even if two nodes race; the
         # savepoint keeps the outcome's transaction usable if this one lost.
         from django.db import IntegrityError

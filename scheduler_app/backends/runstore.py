@@ -680,7 +680,12 @@ class DjangoRunStore:
             released = [r.pk for r in runs if by_id[r.pk].state == "released"]
             if released:
                 JobRun.objects.filter(pk__in=released).update(
-                    state=RunState.QUEUED, node="", heartbeat_at=None, started_at=None, claim_token=""
+                    state=RunState.QUEUED,
+                    node="",
+                    heartbeat_at=None,
+                    claimed_at=None,
+                    started_at=None,
+                    claim_token="",
                 )
             done = [r for r in runs if by_id[r.pk].state != "released"]
             follow: list[tuple[JobRun, bool]] = []
@@ -1378,13 +1383,14 @@ def _mark_claimed(run_ids: Sequence[int], node: str, now: datetime, token: str) 
     q = connection.ops.quote_name
     when = connection.ops.adapt_datetimefield_value(now)
     sets = ", ".join(
-        f"{_c(name)} = %s" for name in ("state", "node", "started_at", "heartbeat_at", "claim_token")
+        f"{_c(name)} = %s"
+        for name in ("state", "node", "claimed_at", "started_at", "heartbeat_at", "claim_token")
     )
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {q(JobRun._meta.db_table)} SET {sets}, {_c('wait_reason')} = '' "
             f"WHERE {_c('id')} IN ({', '.join(['%s'] * len(run_ids))})",
-            [RunState.RUNNING, node, when, when, token, *run_ids],
+            [RunState.RUNNING, node, when, when, when, token, *run_ids],
         )
 
 

@@ -63,6 +63,11 @@ class SchedulerService:
 
     def start(self) -> None:
         close_old_connections()
+        # The alert rules this node's outcomes are evaluated against follow the version
+        # the definition sync reads too (until shutdown).
+        from scheduler_app.alerts import evaluate
+
+        evaluate.config_version = self._last_config_version
         timings = cluster_backend.timings()
         capacity = {
             "thread": app_settings.THREAD_POOL_SIZE,
@@ -350,6 +355,10 @@ class SchedulerService:
             self.node.shutdown(grace, reason, fires_written=lambda: self._hand_over())
         if member is not None:
             member.close()
+        from scheduler_app.alerts import evaluate
+
+        if evaluate.config_version == self._last_config_version:  # nobody else took it over
+            evaluate.config_version = ConfigVersion.current
         logger.info(
             "scheduler stopped", extra={"node": self.node_name, **(self.node.stats if self.node else {})}
         )

@@ -116,6 +116,9 @@ class JobRun(models.Model):
     claim_token = models.CharField(_("claim token"), max_length=80, blank=True, default="")
     executor = models.CharField(_("executor"), max_length=16, blank=True)
     queued_at = models.DateTimeField(_("queued at"), auto_now_add=True)
+    # When a node's claim took it (the run's start until its outcome says when the task
+    # really started); None for runs claimed before this was recorded.
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)

@@ -5,7 +5,7 @@ returns it, the API can reuse it).
 Scoped exactly like the admin (:func:`scheduler_app.services.permissions.scope`): a
 user sees only his tenants' jobs and runs. Nodes are shared by all tenants and shown to
 every staff user, as on ``Scheduler › Nodes``. The number of queries is fixed (about
-fifteen) whatever the number of jobs and runs."""
+twenty) whatever the number of jobs and runs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from scheduler_app.engine import triggerspec
-from scheduler_app.models import CalendarDate, Job, JobRun
+from scheduler_app.models import CalendarDate, ConfigVersion, Job, JobRun
 from scheduler_app.monitoring import nodes, stats
 from scheduler_app.services import permissions
 
@@ -109,11 +109,13 @@ def upcoming_fires(
 def cached_upcoming_fires(user: Any, jobs: QuerySet, now: datetime) -> list[dict]:
     """:func:`upcoming_fires` for the next hour, reused for :data:`UPCOMING_CACHE_SECONDS`
     while the scoped jobs are unchanged (one aggregate query tells: their number, newest
-    change and highest id), so polls do not recompute every trigger. What is reused is
-    computed for the hour and the cache time after it, and filtered to the hour from now."""
+    change and highest id) and so is the configuration version (one more: a calendar's
+    dates change no job row, but the services bump that version for the jobs using it),
+    so polls do not recompute every trigger. What is reused is computed for the hour and
+    the cache time after it, and filtered to the hour from now."""
     scope = "*" if permissions.sees_everything(user) else tuple(sorted(permissions.member_tenant_ids(user)))
     state = jobs.aggregate(n=Count("pk"), changed=Max("updated_at"), last=Max("pk"))
-    key = (scope, state["n"], state["changed"], state["last"])
+    key = (scope, state["n"], state["changed"], state["last"], ConfigVersion.current())
     clock = time.monotonic()
     with _upcoming_lock:
         hit = _upcoming_cache.get(key)
@@ -147,6 +149,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
     length = stats.WINDOWS[window][0]
     since = now - length
     totals = stats.totals(runs, now)
+    held = stats.held_back(runs)
     counts = stats.job_counts(jobs)
     slow = stats.slowest_jobs(runs, since)
     failing = stats.most_failing_jobs(runs, since)
@@ -157,6 +160,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
     )
     cluster = nodes.cluster_state(now)
     lateness = stats.lateness(runs, since)
+    lateness_series = stats.lateness_per_bucket(runs, now, window)
     return {
         "generated_at": _iso(now),
         "window": window,
@@ -172,7 +176,9 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
             "jobs_paused": counts["paused"],
             "jobs_disabled": counts["disabled"],
             "nodes_alive": len(cluster.alive),
+            "held_back": sum(held.values()),
         },
+        "held_back": held,
         "series": {
             "start": _iso(series.start),
             "bucket_seconds": int(series.bucket.total_seconds()),
@@ -182,6 +188,7 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
             "failure_rate": list(series.failure_rates()),
         },
         "lateness": lateness,
+        "lateness_series": {"p50": list(lateness_series["p50"]), "p95": list(lateness_series["p95"])},
         "slowest_jobs": [
             {"job_id": f.job_id, "job": names.get(f.job_id, ""), "runs": f.runs, "p50": f.p50, "p95": f.p95}
             for f in slow

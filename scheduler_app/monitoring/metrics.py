@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from scheduler_app.conf import app_settings
 from scheduler_app.models import AlertCounter, Job, JobRun, RunCounter, RunState
 from scheduler_app.models.counters import DURATION_BUCKETS, LATENESS_BUCKETS
-from scheduler_app.monitoring import counters, nodes
+from scheduler_app.monitoring import counters, nodes, stats
 
 RUN_LABELS = ["tenant", "group", "task", "state"]
 HISTOGRAM_LABELS = ["tenant", "group", "task"]
@@ -139,6 +139,13 @@ def collect_gauges() -> list[Metric]:
         "How far the dispatchers are behind: age of the oldest due queued run (0 when none waits).",
     )
     lag.add_metric([], max((now - row["oldest_due"]).total_seconds(), 0.0) if row["oldest_due"] else 0.0)
+    held = GaugeMetricFamily(
+        "scheduler_runs_held_back",
+        "Queued runs held back, by reason: concurrency key, rate limit, cluster load, node tags.",
+        labels=["reason"],
+    )
+    for reason, value in stats.held_back(JobRun.objects.all()).items():
+        held.add_metric([reason], value)
     jobs = GaugeMetricFamily("scheduler_jobs", "Jobs by status.", labels=["status"])
     counts = Job.objects.aggregate(
         active=Count("pk", filter=Q(enabled=True, paused=False)),
@@ -196,6 +203,7 @@ def collect_gauges() -> list[Metric]:
         depth,
         running,
         lag,
+        held,
         jobs,
         alive,
         used,

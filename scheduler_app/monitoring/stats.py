@@ -14,6 +14,7 @@ fixed number of queries whatever the number of jobs and runs:
 from __future__ import annotations
 
 import math
+import string
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, RowNumber, TruncDay, TruncHour, TruncMinute
 
+from scheduler_app.engine import waits
 from scheduler_app.models import FAILURE_STATES, JobRun, RunState, failure_q
 
 #: Runs a percentile is computed over at most: the newest of the window. Bounds the
@@ -130,6 +132,54 @@ def totals(runs: QuerySet, now: datetime, late_after: timedelta = timedelta(seco
         succeeded_24h=day["succeeded"],
         finished_24h=day["finished"],
     )
+
+
+def _reason_prefixes() -> dict[str, str]:
+    """code -> the literal start of its stored text (each one distinct)."""
+    return {code: next(string.Formatter().parse(text))[0] for code, text in waits.TEXTS.items()}
+
+
+#: What :func:`held_back` counts: every reason code, and ``other`` (a stored text of no
+#: known form).
+HELD_BACK_REASONS = (*waits.TEXTS, "other")
+#: Distinct tag sets of tag-routed jobs with queued runs that :func:`held_back` reads at
+#: most (bounds the query on installations with very many differently tagged jobs).
+TAG_SETS_CAP = 1000
+
+
+def held_back(runs: QuerySet, live_tag_sets: Iterable[frozenset[str]] | None = None) -> dict[str, int]:
+    """Queued runs held back, by reason code (every code of
+    :data:`HELD_BACK_REASONS`, 0 when none): the reason the claim stored (a concurrency
+    key, a rate limit, the cluster's load), or, for a tag-routed run with none stored,
+    no live active node with all of its tags (what
+    :func:`scheduler_app.monitoring.waiting.wait_reason` says of one run). Two queries:
+    the stored reasons counted by prefix, the tag-routed runs grouped by tag set."""
+    from scheduler_app.models import Routing
+
+    if live_tag_sets is None:
+        from scheduler_app.monitoring import waiting
+
+        live_tag_sets = waiting.live_tag_sets()
+    queued = runs.filter(state=RunState.QUEUED)
+    prefixes = _reason_prefixes()
+    counted = {
+        code: Count("pk", filter=Q(wait_reason__startswith=prefix)) for code, prefix in prefixes.items()
+    }
+    row = queued.exclude(wait_reason="").aggregate(stored=Count("pk"), **counted)
+    out = {code: row[code] or 0 for code in prefixes}
+    out["other"] = (row["stored"] or 0) - sum(out.values())
+    sets = list(live_tag_sets)
+    tagged = (
+        queued.filter(wait_reason="", target_node="", job__routing=Routing.TAGS)
+        .values("job__routing_tags")
+        .annotate(n=Count("pk"))
+        .order_by()[:TAG_SETS_CAP]
+    )
+    for row in tagged:
+        wanted = frozenset(t for t in (row["job__routing_tags"] or ()) if isinstance(t, str))
+        if wanted and not any(wanted <= tags for tags in sets):
+            out["tags"] += row["n"]
+    return out
 
 
 def job_counts(jobs: QuerySet) -> dict[str, int]:
@@ -247,6 +297,47 @@ def lateness(runs: QuerySet, since: datetime) -> dict[str, float | None]:
     pairs = started.values_list("started_at", "scheduled_for")
     values = [(s - f).total_seconds() for s, f in pairs]
     return {"p50": _clip(percentile(values, 0.5)), "p95": _clip(percentile(values, 0.95))}
+
+
+def lateness_per_bucket(
+    runs: QuerySet, now: datetime, window: str = "1h"
+) -> dict[str, tuple[float | None, ...]]:
+    """p50/p95 start lateness (seconds) per bucket of :func:`runs_per_bucket` (by finish
+    time, UTC-aligned), over the newest :data:`SAMPLE_CAP` runs that finished in the
+    window: one query. None for a bucket without started runs."""
+    length, width, trunc = _window(window)
+    last = _floor(now, width)
+    count = int(length / width)
+    buckets = tuple(last - width * (count - 1 - i) for i in range(count))
+    index = {b: i for i, b in enumerate(buckets)}
+    p50: list[float | None] = [None] * count
+    p95: list[float | None] = [None] * count
+    started = _newest_finished(runs, buckets[0]).filter(started_at__isnull=False)
+    if has_percentile_cont():
+        from django.db.models.functions import Extract
+
+        seconds = Extract(_lateness_expression(), "epoch")
+        rows = (
+            started.annotate(bucket=trunc("finished_at", tzinfo=UTC))
+            .values("bucket")
+            .annotate(p50=PercentileCont(seconds, 0.5), p95=PercentileCont(seconds, 0.95))
+            .order_by()
+        )
+        for row in rows:
+            i = index.get(row["bucket"].astimezone(UTC)) if row["bucket"] is not None else None
+            if i is not None:
+                p50[i], p95[i] = _clip(row["p50"]), _clip(row["p95"])
+    else:
+        values: dict[int, list[float]] = defaultdict(list)
+        for finished_at, started_at, scheduled_for in started.values_list(
+            "finished_at", "started_at", "scheduled_for"
+        ):
+            i = index.get(_floor(finished_at, width))
+            if i is not None:
+                values[i].append((started_at - scheduled_for).total_seconds())
+        for i, seconds_list in values.items():
+            p50[i], p95[i] = _clip(percentile(seconds_list, 0.5)), _clip(percentile(seconds_list, 0.95))
+    return {"p50": tuple(p50), "p95": tuple(p95)}
 
 
 def _clip(value: float | None) -> float | None:

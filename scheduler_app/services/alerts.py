@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from scheduler_app import audit, plugins
 from scheduler_app.alerts import channels as channel_types
 from scheduler_app.alerts import evaluate
-from scheduler_app.models import AlertChannel, AlertEvent, AlertOutbox, AlertRule
+from scheduler_app.models import AlertChannel, AlertEvent, AlertOutbox, AlertRule, ConfigVersion
 from scheduler_app.services import permissions
 from scheduler_app.services.bulk import FORBIDDEN, BulkResult
 from scheduler_app.services.groups import check_tenant_change
@@ -68,6 +68,13 @@ def _plugin_parts(
         stored = {}
     merged = {k: v for k, v in {**stored, **given}.items() if v not in (None, "")}
     return config, merged, bool(given)
+
+
+def _rules_changed() -> None:
+    """A rule, channel or mute changed: bump the configuration version (in the
+    caller's transaction), which the alert evaluation's reused rules follow
+    (:func:`scheduler_app.alerts.evaluate.rules_for`)."""
+    ConfigVersion.bump()
 
 
 def validate_channel(channel: AlertChannel, secret: str | dict[str, Any] | None) -> None:
@@ -144,6 +151,7 @@ def save_channel(
     channel.full_clean()
     with transaction.atomic(), audit.acting_as(actor):
         channel.save()
+        _rules_changed()
         if changed:
             audit.record(channel, "set_channel_secret", actor, fingerprint=channel.secret_fingerprint or None)
     return channel
@@ -216,6 +224,7 @@ def save_rule(
     with transaction.atomic(), audit.acting_as(actor):
         rule.save()
         rule.channels.set(channels)
+        _rules_changed()
     return rule
 
 
@@ -235,6 +244,7 @@ def mute_rule(rule: AlertRule, until: datetime | None, *, actor: Any = None) -> 
     with transaction.atomic(), audit.acting_as(actor):
         rule.muted_until = until
         rule.save(update_fields=["muted_until", "updated_at"])
+        _rules_changed()
     return rule
 
 
@@ -295,6 +305,8 @@ def delete_alert_objects(objects: Iterable[AlertRule | AlertChannel], *, actor: 
             obj.delete()
             obj.pk = pk
             result.done.append(obj)
+        if result.done:
+            _rules_changed()
     return result
 
 

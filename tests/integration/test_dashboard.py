@@ -179,3 +179,73 @@ def test_a_reused_upcoming_list_still_shows_a_job_that_fires_every_few_seconds(m
     # The next five are the fast job's, exactly as a fresh computation finds them.
     assert [(u["job"], u["at"]) for u in reused][:5] == [(u["job"], u["at"]) for u in fresh][:5]
     assert [u["job"] for u in fresh][:5] == ["fast"] * 5
+
+
+def test_reused_upcoming_fires_follow_a_calendar_date_change(admin_client, make_job, tenant):
+    """A calendar's new excluded date changes no job row: the reused list kept showing
+    the excluded day's fires for up to 30 s (the key ignored the calendars)."""
+    from scheduler_app import services
+    from scheduler_app.models import Calendar
+    from scheduler_app.monitoring import dashboard
+
+    dashboard._upcoming_cache.clear()
+    today = timezone.now().astimezone(dt.UTC).date()
+    calendar = services.save_calendar(Calendar(tenant=tenant, name="holidays"), dates=[])
+    job = make_job("hourly", trigger={"type": "interval", "seconds": 60})
+    job.calendars.add(calendar)
+    services.notify_job_changed(job)
+
+    def upcoming():
+        return [u["job"] for u in admin_client.get(DATA, {"window": "1h"}).json()["upcoming"]]
+
+    assert "hourly" in upcoming()
+    tomorrow = today + dt.timedelta(days=1)
+    services.save_calendar(calendar, dates=[(today, "closed"), (tomorrow, "closed")])
+    assert "hourly" not in upcoming()
+
+
+def test_lateness_is_charted_per_bucket(admin_client, make_job):
+    """p50/p95 start lateness per minute of the last hour, from the runs' own times
+    (same figures on PostgreSQL's percentile_cont and the Python fallback)."""
+    job = make_job("late-job")
+    now = timezone.now().replace(second=30, microsecond=0) - dt.timedelta(minutes=2)
+
+    def run(minutes_ago, late):
+        at = now - dt.timedelta(minutes=minutes_ago)
+        JobRun.objects.create(
+            job=job,
+            scheduled_for=at - dt.timedelta(seconds=late + 1),
+            started_at=at - dt.timedelta(seconds=1),
+            finished_at=at,
+            duration=1.0,
+            state="succeeded",
+            is_final=True,
+        )
+
+    for late in (1.0, 2.0, 3.0):
+        run(5, late)
+    run(3, 10.0)
+    data = admin_client.get(DATA, {"window": "1h", "html": "1"}).json()
+    buckets = [dt.datetime.fromisoformat(b) for b in data["series"]["buckets"]]
+    series = data["lateness_series"]
+    assert len(series["p50"]) == len(series["p95"]) == len(buckets) == 60
+
+    def at(minutes_ago):
+        moment = (now - dt.timedelta(minutes=minutes_ago)).replace(second=0)
+        return buckets.index(moment)
+
+    assert series["p50"][at(5)] == pytest.approx(2.0)
+    assert series["p95"][at(5)] == pytest.approx(2.9)
+    assert series["p50"][at(3)] == pytest.approx(10.0) == series["p95"][at(3)]
+    assert sum(v is not None for v in series["p95"]) == 2
+    html = data["html"]
+    chart = html[html.index('<svg class="sa-chart sa-chart-lateness"') :]
+    chart = chart[: chart.index("</svg>")]
+    assert chart.count('data-series="p95"') == 2 and chart.count('data-series="p50"') == 2
+    assert "currentColor" in chart and "http" not in chart.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_no_lateness_chart_without_started_runs(admin_client):
+    html = admin_client.get(DATA, {"window": "1h", "html": "1"}).json()["html"]
+    assert "sa-chart-lateness" not in html
+    assert "No started runs finished in this window." in html

@@ -106,6 +106,71 @@ def test_job_list_sorts_by_failures_and_last_run(admin_client, jobs):
     assert [j.name for j in newest_first] == ["flaky", "daily-report", "idle"]
 
 
+def sortable_columns(response):
+    """list_display name -> the ?o= index of the columns with a sort link."""
+    changelist = response.context["cl"]
+    html = response.content.decode()
+    columns = list(changelist.list_display)
+    return {name: i for i, name in enumerate(columns) if f'class="sortable column-{name}' in html}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="p95 sorts where the database has percentile_cont"
+)
+def test_job_list_sorts_by_p95_duration_slowest_first(admin_client, jobs, make_job):
+    quick = make_job("quick")
+    for minutes in (9, 8, 7):
+        finished(quick, "succeeded", minutes, 0.1)
+    response = admin_client.get(url("job"))
+    by_p95 = sortable_columns(response)["duration_percentiles"]
+    slowest_first = rows_of(admin_client.get(url("job") + f"?o={by_p95}"))
+    # daily 80.8 s, flaky 8.1 s, quick 0.1 s, idle never ran: last
+    assert list(slowest_first) == ["daily-report", "flaky", "quick", "idle"]
+    assert slowest_first["daily-report"]._p95 == pytest.approx(4 + (100 - 4) * 0.8)
+    assert slowest_first["flaky"]._p50 == pytest.approx(0.5)
+    fastest_first = rows_of(admin_client.get(url("job") + f"?o=-{by_p95}"))
+    assert list(fastest_first) == ["idle", "quick", "flaky", "daily-report"]
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="SQLite has no percentile_cont")
+def test_job_list_p95_does_not_sort_without_percentile_cont(admin_client, jobs):
+    response = admin_client.get(url("job"))
+    assert "duration_percentiles" not in sortable_columns(response)
+    assert "outcomes_24h" in sortable_columns(response)
+
+
+def test_job_list_p95_of_the_annotation_is_the_page_figure(admin_client, make_job):
+    """The database's percentile (PostgreSQL) and the Python one over the newest 50
+    finished runs agree, runs without a duration (skipped) left out."""
+    from scheduler_app.admin import joblist
+    from scheduler_app.monitoring import stats
+
+    job = make_job("many")
+    for i in range(60):
+        finished(job, "succeeded", 120 - i, float(i % 17) + i / 100)
+    skipped = finished(job, "skipped", 1, 0.0)
+    JobRun.objects.filter(pk=skipped.pk).update(duration=None, started_at=None)
+    row = rows_of(admin_client.get(url("job")))["many"]
+    recent = stats.last_runs_per_job(JobRun.objects.all(), [job.pk], joblist.DURATION_RUNS)[job.pk]
+    expected = stats.durations_of(recent)
+    assert (row._p50, row._p95) == (pytest.approx(expected["p50"]), pytest.approx(expected["p95"]))
+
+
+def test_next_fire_sorts_with_the_django_job_store_only(admin_client, jobs, settings):
+    from django_apscheduler.models import DjangoJob
+
+    assert "next_fire" not in sortable_columns(admin_client.get(url("job")))  # memory store
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "JOB_STORE": "django"}
+    soon, later = timezone.now() + dt.timedelta(minutes=5), timezone.now() + dt.timedelta(hours=5)
+    DjangoJob.objects.create(id=f"job-{jobs['flaky'].pk}", next_run_time=soon, job_state=b"")
+    DjangoJob.objects.create(id=f"job-{jobs['daily'].pk}", next_run_time=later, job_state=b"")
+    by_next = sortable_columns(admin_client.get(url("job")))["next_fire"]
+    soonest_first = rows_of(admin_client.get(url("job") + f"?o={by_next}"))
+    assert list(soonest_first) == ["flaky", "daily-report", "idle"]  # idle: no next fire, last
+    assert soonest_first["flaky"]._next_fire == soon
+    assert list(rows_of(admin_client.get(url("job") + f"?o=-{by_next}"))) == ["idle", "daily-report", "flaky"]
+
+
 @pytest.mark.parametrize("count", [5, 30])
 def test_job_list_queries_are_bounded(admin_client, make_job, count):
     for i in range(count):
@@ -495,3 +560,25 @@ def test_run_list_job_filter_offers_scoped_jobs_by_name_up_to_a_cap(
     (spec,) = [f for f in response.context["cl"].filter_specs if getattr(f, "field_path", "") == "job"]
     offered = [label for _pk, label in spec.lookup_choices]
     assert offered == ["job-0", "job-1", "job-2", "job-4"]  # the cap by name, plus the chosen one
+
+
+def test_job_list_shortcuts_render_what_django_renders(admin_client, jobs, make_job):
+    """The per-page shortcuts (checkbox markup, change URL from one reverse, trigger
+    descriptions shared by equal triggers) give Django's own output for every row."""
+    from django.contrib import admin as django_admin
+    from django.contrib.admin.views.main import ChangeList
+
+    hashed = {"type": "cron", "expression": "H 9 * * *"}
+    make_job("hashed-a", trigger=hashed)
+    make_job("hashed-b", trigger=hashed)
+    response = admin_client.get(url("job"))
+    changelist = response.context["cl"]
+    model_admin = changelist.model_admin
+    html = response.content.decode()
+    for job in changelist.result_list:
+        assert model_admin.action_checkbox(job) == django_admin.ModelAdmin.action_checkbox(model_admin, job)
+        assert changelist.url_for_result(job) == ChangeList.url_for_result(changelist, job)
+        assert model_admin.trigger_text(job) == Job.objects.get(pk=job.pk).describe_trigger()
+        assert f'<td class="field-trigger_text">{model_admin.trigger_text(job)}</td>' in html
+    rows = rows_of(response)
+    assert model_admin.trigger_text(rows["hashed-a"]) != model_admin.trigger_text(rows["hashed-b"])
