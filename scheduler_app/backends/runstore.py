@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from scheduler_app import alerts, signals
 from scheduler_app.backends import joins
@@ -94,6 +95,22 @@ CLAIM_JOB_FIELDS = (
     "load_max_delay_seconds",
     "upstream_param",
 )
+#: What writing a fire reads of its job.
+ENQUEUE_JOB_FIELDS = (
+    "tenant_id",
+    "name",
+    "enabled",
+    "paused",
+    "priority",
+    "executor",
+    "misfire_policy",
+    "misfire_grace_seconds",
+    "load_policy",
+    "routing",
+    "routing_tags",
+)
+#: Fires written by one INSERT ... SELECT FROM unnest(...) (PostgreSQL).
+FIRE_STATEMENT_ROWS = 2000
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
 OUTCOME_STATEMENT_ROWS = 500
 OUTCOME_SIGNALS = {
@@ -141,10 +158,12 @@ class DjangoRunStore:
     # -- enqueue --------------------------------------------------------------------------
 
     def enqueue(self, fires: Sequence[Fire]) -> int:
-        jobs = Job.objects.in_bulk({f.job_id for f in fires})
-        rows: list[JobRun] = []
+        # Only what deciding and writing a fire needs (no trigger, kwargs, secrets).
+        jobs = Job.objects.only(*ENQUEUE_JOB_FIELDS).in_bulk({f.job_id for f in fires})
+        rows: list[_NewRun] = []
         queued = 0
         cap = app_settings.MISFIRE_RUN_ALL_CAP
+        targets_of: dict[tuple[str, ...], list[str]] = {}  # broadcast targets per tag set
         for fire in fires:
             job = jobs.get(fire.job_id)
             if job is None or not job.is_schedulable:
@@ -171,7 +190,13 @@ class DjangoRunStore:
                         (when, f"load: the cluster is overloaded ({state.why}); shed") for when in plan.run
                     )
                     plan = rules.FirePlan(run=(), skipped=plan.skipped, capped=plan.capped)
-            targets = self._broadcast_targets(job) if job.routing == Routing.BROADCAST else [""]
+            targets = [""]
+            if job.routing == Routing.BROADCAST:
+                # One read of the live nodes per tag set and batch, not one per fire.
+                tags = tuple(job.routing_tags or ())
+                if tags not in targets_of:
+                    targets_of[tags] = self._broadcast_targets(job)
+                targets = targets_of[tags]
             if not targets:
                 logger.warning(
                     "broadcast job fired with no live node matching its tags; recorded as skipped",
@@ -180,10 +205,10 @@ class DjangoRunStore:
                 skipped.extend((when, "broadcast: no live node matches the job's tags") for when in plan.run)
             for when in plan.run:
                 for target in targets:
-                    rows.append(self._new_run(job, when, RunState.QUEUED, target_node=target))
+                    rows.append(_NewRun(job.pk, job.tenant_id, when, job.priority, job.executor, target))
                     queued += 1
             for when, reason in skipped:
-                rows.append(self._new_run(job, when, RunState.SKIPPED, error=reason))
+                rows.append(_NewRun(job.pk, job.tenant_id, when, job.priority, job.executor, "", reason))
         if not rows:
             return 0
         with transaction.atomic():
@@ -201,8 +226,15 @@ class DjangoRunStore:
                         known = self.refused_fires.get(fire.job_id)
                         self.refused_fires[fire.job_id] = first if known is None else min(known, first)
                 return 0
-            JobRun.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-            counters.count_finished(r for r in rows if r.state == RunState.SKIPPED)  # metrics
+            now = timezone.now()
+            if self._postgres:
+                _insert_runs(rows, now)
+            else:
+                JobRun.objects.bulk_create(
+                    [row.model(now) for row in rows], ignore_conflicts=True, batch_size=500
+                )
+            skipped_runs = [row.model(now) for row in rows if row.error is not None]
+            counters.count_finished(skipped_runs)  # metrics
         if signals.run_queued.has_listeners(JobRun) or signals.run_skipped.has_listeners(JobRun):
             self._send_created(rows)
         return queued
@@ -219,35 +251,13 @@ class DjangoRunStore:
             if n.state == "active" and cluster_rules.tags_match(required, n.tags or [])
         )
 
-    @staticmethod
-    def _new_run(job: Job, when: datetime, state: str, error: str = "", target_node: str = "") -> JobRun:
-        from django.utils import timezone
-
-        run = JobRun(
-            target_node=target_node,
-            job_id=job.pk,
-            tenant_id=job.tenant_id,
-            scheduled_for=when,
-            attempt=1,
-            reason=RunReason.SCHEDULE,
-            priority=job.priority,
-            not_before=when,
-            executor=job.executor,
-            state=state,
-            error=error,
-        )
-        if state == RunState.SKIPPED:
-            run.finished_at = timezone.now()
-            run.is_final = True
-        return run
-
-    def _send_created(self, rows: Iterable[JobRun]) -> None:
+    def _send_created(self, rows: Iterable[_NewRun]) -> None:
         keys = Q()
         for row in rows:
             keys |= Q(
                 job_id=row.job_id,
                 scheduled_for=row.scheduled_for,
-                attempt=row.attempt,
+                attempt=1,
                 target_node=row.target_node,
             )
         for run in JobRun.objects.filter(keys):
@@ -937,6 +947,107 @@ def write_logs(logs: Mapping[int, RunLog], now: datetime) -> None:
     params = [[pk, log.text, log.lines_total, log.lines_dropped, stamp] for pk, log in sorted(logs.items())]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+class _NewRun(NamedTuple):
+    """A scheduled run about to be written by ``enqueue``: queued, or skipped with
+    ``error`` as the reason (attempt 1, due at its fire time)."""
+
+    job_id: int
+    tenant_id: int
+    scheduled_for: datetime
+    priority: int
+    executor: str
+    target_node: str
+    error: str | None = None  # None: queued; else skipped, for this reason
+
+    def model(self, now: datetime) -> JobRun:
+        skipped = self.error is not None
+        return JobRun(
+            target_node=self.target_node,
+            job_id=self.job_id,
+            tenant_id=self.tenant_id,
+            scheduled_for=self.scheduled_for,
+            attempt=1,
+            reason=RunReason.SCHEDULE,
+            priority=self.priority,
+            not_before=self.scheduled_for,
+            executor=self.executor,
+            state=RunState.SKIPPED if skipped else RunState.QUEUED,
+            error=self.error or "",
+            queued_at=now,
+            finished_at=now if skipped else None,
+            is_final=skipped,
+        )
+
+
+#: The columns ``_insert_runs`` takes from each row (the rest are the same for all).
+_FIRE_COLUMNS = (
+    ("job_id", "bigint"),
+    ("tenant_id", "bigint"),
+    ("scheduled_for", "timestamptz"),
+    ("priority", "integer"),
+    ("executor", "text"),
+    ("target_node", "text"),
+    ("state", "text"),
+    ("error", "text"),
+    ("finished_at", "timestamptz"),
+    ("is_final", "boolean"),
+)
+
+
+def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> None:
+    """Write new scheduled runs in multi-row statements (PostgreSQL): one
+    ``INSERT ... SELECT FROM unnest(arrays)`` per FIRE_STATEMENT_ROWS rows, one array per
+    varying column, instead of a model instance and a parameter per field and row. A
+    run already written (same job, time, attempt, node) is left as it is (``ON CONFLICT
+    DO NOTHING``, as bulk_create's ignore_conflicts): a fire is never written twice.
+    Every other column gets its field's default, as a model instance would; ``queued_at``
+    is ``now``; ``not_before`` is the fire time."""
+    varying = {name for name, _ in _FIRE_COLUMNS}
+    columns: list[str] = []
+    values: list[str] = []
+    constants: list[Any] = []
+    for field in JobRun._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        column = connection.ops.quote_name(field.column)
+        columns.append(column)
+        if field.column in varying:
+            values.append(f"r.{field.column}")
+        elif field.column == "not_before":
+            values.append("r.scheduled_for")
+        else:
+            value = now if field.column == "queued_at" else field.get_default()
+            if field.column == "reason":
+                value = RunReason.SCHEDULE
+            elif field.column == "attempt":
+                value = 1
+            values.append(f"CAST(%s AS {field.db_type(connection)})")
+            constants.append(field.get_db_prep_save(value, connection))
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in _FIRE_COLUMNS)
+    names = ", ".join(name for name, _ in _FIRE_COLUMNS)
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(JobRun._meta.db_table)} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM unnest({arrays}) AS r({names}) ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), FIRE_STATEMENT_ROWS):
+            chunk = rows[start : start + FIRE_STATEMENT_ROWS]
+            skipped = [row.error is not None for row in chunk]
+            arrays_of = [
+                [row.job_id for row in chunk],
+                [row.tenant_id for row in chunk],
+                [row.scheduled_for for row in chunk],
+                [row.priority for row in chunk],
+                [row.executor for row in chunk],
+                [row.target_node for row in chunk],
+                [RunState.SKIPPED if s else RunState.QUEUED for s in skipped],
+                [row.error or "" for row in chunk],
+                [now if s else None for s in skipped],
+                skipped,
+            ]
+            cursor.execute(sql, [*constants, *arrays_of])
 
 
 class _JobFilters(NamedTuple):

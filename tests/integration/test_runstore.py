@@ -320,6 +320,52 @@ def test_enqueued_runs_carry_the_jobs_queue_fields_and_can_be_claimed(store, mak
     assert [r.run_id for r in store.claim("n1", room, noticed).runs] == [run.pk]
 
 
+def test_a_written_fire_has_every_column_a_model_save_would_give_it(store, make_job):
+    """enqueue writes its rows by hand on PostgreSQL (arrays of values, one statement):
+    each column must hold what saving the model would have stored, defaults included."""
+    job = make_job(priority=3, executor="asyncio", misfire_policy="skip", misfire_grace_seconds=30)
+    noticed = timezone.now()
+    missed, due = noticed - timedelta(minutes=5), noticed - timedelta(seconds=1)
+    assert store.enqueue([Fire(job.pk, (missed, due), noticed)]) == 1
+    written = {r.state: r for r in JobRun.objects.filter(job=job)}
+    for state, when in (("queued", due), ("skipped", missed)):
+        run = written[state]
+        made = JobRun.objects.create(
+            job=job,
+            tenant_id=job.tenant_id,
+            scheduled_for=when - timedelta(days=1),
+            priority=3,
+            executor="asyncio",
+            state=state,
+            error=run.error,
+            finished_at=run.finished_at,
+            is_final=run.is_final,
+        )
+        fields = [f.attname for f in JobRun._meta.concrete_fields if f.attname not in ("id", "queued_at")]
+        got = {f: getattr(run, f) for f in fields}
+        want = {f: getattr(JobRun.objects.get(pk=made.pk), f) for f in fields}
+        want["scheduled_for"] = want["not_before"] = when
+        assert got == want
+        assert noticed <= run.queued_at <= timezone.now()
+    assert "misfire policy: skip" in written["skipped"].error
+
+
+def test_enqueue_writes_a_large_batch_in_several_statements_and_never_twice(store, make_job, monkeypatch):
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "FIRE_STATEMENT_ROWS", 3)
+    jobs = [make_job(f"j{i}", misfire_grace_seconds=3600) for i in range(4)]
+    base = timezone.now().replace(microsecond=0) - timedelta(seconds=10)
+    fires = [Fire(j.pk, (base, base + timedelta(seconds=1)), timezone.now()) for j in jobs]
+    assert store.enqueue(fires) == 8
+    assert JobRun.objects.filter(state="queued").count() == 8
+    assert store.enqueue(fires[1:3]) == 4  # fired again: counted, not written again
+    assert JobRun.objects.count() == 8
+    assert sorted(JobRun.objects.values_list("job_id", "scheduled_for")) == sorted(
+        (j.pk, base + timedelta(seconds=s)) for j in jobs for s in (0, 1)
+    )
+
+
 @pytest.mark.parametrize("change", [{"enabled": False}, {"paused": True}])
 def test_enqueue_ignores_jobs_that_cannot_be_scheduled(store, make_job, change):
     job = make_job(**change)
