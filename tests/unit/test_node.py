@@ -94,6 +94,42 @@ def test_new_runs_start_without_waiting_for_the_poll():
         node.shutdown(1)
 
 
+def test_fires_arriving_one_by_one_are_written_in_one_batch_per_window():
+    """The trigger side hands over fires one at a time (1,000 a second at full rate):
+    the enqueuer gathers those of a short window into one write instead of writing a
+    batch of one or two every millisecond; and a lone fire is written within it."""
+    from scheduler_app.engine.interfaces import Fire
+
+    class CountingStore(MemoryStore):
+        def __init__(self):
+            super().__init__()
+            self.batches = []
+
+        def enqueue(self, fires):
+            self.batches.append(len(fires))
+            return super().enqueue(fires)
+
+    store = CountingStore()
+    node = make_node(store, poll=30.0, fire_batch_window=0.3)
+    node.start()
+    try:
+        started = time.monotonic()
+        for job_id in range(1, 21):
+            node.submit_fire(
+                Fire(job_id=job_id, run_times=(datetime.now(UTC),), noticed_at=datetime.now(UTC))
+            )
+            time.sleep(0.005)
+        assert wait(lambda: sum(store.batches) == 20)
+        assert store.batches == [20]
+        time.sleep(0.4)
+        started = time.monotonic()
+        node.submit_fire(Fire(job_id=99, run_times=(datetime.now(UTC),), noticed_at=datetime.now(UTC)))
+        assert wait(lambda: sum(store.batches) == 21)
+        assert 0.25 < time.monotonic() - started < 1.0
+    finally:
+        node.shutdown(1)
+
+
 def test_capacity_is_respected_and_freed_slots_wake_the_dispatcher():
     from scheduler_app.engine.interfaces import Fire
 
