@@ -50,10 +50,12 @@ class NodeConfig:
     lost_after: float = 30.0
     stall_after: float = 60.0
     batch_size: int = 500
-    # Seconds the enqueuer waits after a fire for more before writing them: at 1,000
-    # fires/s, one transaction of ~50 fires instead of one of a few fires each ms, which
-    # cost the database and this process several times the CPU (bench/enqueue_profile.py).
-    fire_batch_window: float = 0.05
+    # While fires keep coming, at most one fire write per this many seconds (the fires
+    # meanwhile join the batch): the trigger side hands fires over one by one, and at
+    # 1,000 fires/s each write would hold a few fires and cost a whole transaction
+    # (bench/enqueue_profile.py: ~4x the CPU per fire). A fire after a quiet spell is
+    # written at once.
+    fire_interval: float = 0.05
     # Seconds between writes of the logs of running runs that changed.
     log_flush_interval: float = 2.0
 
@@ -106,6 +108,7 @@ class Node:
         self._beats: dict[str, float] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._pending_fires: list[Fire] = []
+        self._last_fire_write = float("-inf")
         self._pending_outcomes: list[Outcome] = []
         self._db_down_since: float | None = None
         self._last_db_failure = float("-inf")
@@ -275,21 +278,27 @@ class Node:
             logger.error("database unavailable; retrying", extra={"loop": where, "error": str(exc)})
         return 1.0
 
-    def _drain(self, source: queue.Queue[Any], pending: list[Any], wait: float, window: float = 0.0) -> None:
+    def _drain(self, source: queue.Queue[Any], pending: list[Any], wait: float) -> None:
         if not pending:
             try:
                 pending.append(source.get(timeout=wait))
             except queue.Empty:
                 return
-        deadline = time.monotonic() + window
         while len(pending) < self.config.batch_size:
             try:
-                left = deadline - time.monotonic()
-                pending.append(source.get(timeout=left) if left > 0 else source.get_nowait())
+                pending.append(source.get_nowait())
             except queue.Empty:
                 break
 
     def _write_fires(self, batch: list[Fire]) -> None:
+        linger = self._last_fire_write + self.config.fire_interval - time.monotonic()
+        if linger > 0 and not self._stopping.is_set():
+            # Written a moment ago: let this batch fill for the rest of the interval (the
+            # pending list keeps what joins, so a failed write retries all of it).
+            self._closed.wait(linger)
+            self._drain(self._fires, self._pending_fires, 0)
+            batch = list(self._pending_fires)
+        self._last_fire_write = time.monotonic()
         created = self.store.enqueue(batch)
         self.stats["enqueued"] += created
         if created:
@@ -306,14 +315,13 @@ class Node:
         source: queue.Queue[Any],
         pending: list[Any],
         write: Callable[[list[Any]], None],
-        window: float = 0.0,
     ) -> None:
         backoff = 0.0
         while not self._closed.is_set():
             self._beat(name)
             if backoff:
                 self._closed.wait(backoff)
-            self._drain(source, pending, 0.5, window)
+            self._drain(source, pending, 0.5)
             if not pending:
                 backoff = 0.0
                 continue
@@ -327,9 +335,7 @@ class Node:
             backoff = 0.0
 
     def _enqueue_loop(self) -> None:
-        self._pump(
-            "enqueuer", self._fires, self._pending_fires, self._write_fires, self.config.fire_batch_window
-        )
+        self._pump("enqueuer", self._fires, self._pending_fires, self._write_fires)
 
     def _record_loop(self) -> None:
         self._pump("recorder", self._outcomes, self._pending_outcomes, self._write_outcomes)
