@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -111,6 +111,12 @@ ENQUEUE_JOB_FIELDS = (
 )
 #: Fires written by one INSERT ... SELECT FROM unnest(...) (PostgreSQL).
 FIRE_STATEMENT_ROWS = 2000
+#: The run table's planner statistics are refreshed (ANALYZE) by the fire path once the
+#: runs it wrote since the last refresh reach this share of the table's rows (at least
+#: FIRE_ANALYZE_MIN_ROWS), at most once per FIRE_ANALYZE_INTERVAL seconds (PostgreSQL).
+FIRE_ANALYZE_SHARE = 0.1
+FIRE_ANALYZE_MIN_ROWS = 5000
+FIRE_ANALYZE_INTERVAL = 10.0
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
 OUTCOME_STATEMENT_ROWS = 500
 OUTCOME_SIGNALS = {
@@ -154,6 +160,11 @@ class DjangoRunStore:
         # last read (every 0.25 s), so a claim reads nothing for them.
         self.config_version: Callable[[], int] = ConfigVersion.current
         self._job_filters: _JobFilters | None = None
+        # Runs written by enqueue since the planner statistics were last refreshed, the
+        # table's rows then (None: unknown until the first refresh) and when it was.
+        self._written_since_analyze = 0
+        self._rows_at_analyze: float | None = None
+        self._analyzed_at = float("-inf")
 
     # -- enqueue --------------------------------------------------------------------------
 
@@ -235,9 +246,38 @@ class DjangoRunStore:
                 )
             skipped_runs = [row.model(now) for row in rows if row.error is not None]
             counters.count_finished(skipped_runs)  # metrics
+        if self._postgres:
+            self._written_since_analyze += len(rows)
+            self._analyze_when_grown()
         if signals.run_queued.has_listeners(JobRun) or signals.run_skipped.has_listeners(JobRun):
             self._send_created(rows)
         return queued
+
+    def _analyze_when_grown(self) -> None:
+        """Refresh the run table's statistics once the fires written since the last time
+        are many against its size. A queue that grows faster than autovacuum analyzes
+        (a minute at best; 10% of a large table's rows) leaves the planner believing
+        there are hardly any queued runs: the claim then sorts every queued run instead
+        of reading the claim index (measured: 1 ms at 20,000 queued after ANALYZE, 55 ms
+        before), each claim slower as the backlog grows, and under overload the node's
+        throughput falls instead of staying at capacity."""
+        floor = max(FIRE_ANALYZE_MIN_ROWS, FIRE_ANALYZE_SHARE * (self._rows_at_analyze or 0))
+        if (
+            self._written_since_analyze < floor
+            or time.monotonic() - self._analyzed_at < FIRE_ANALYZE_INTERVAL
+        ):
+            return
+        self._analyzed_at = time.monotonic()
+        self._written_since_analyze = 0
+        try:
+            self.refresh_statistics()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [JobRun._meta.db_table]
+                )
+                self._rows_at_analyze = float(cursor.fetchone()[0])
+        except DatabaseError as exc:  # the fires are written; the periodic refresh remains
+            logger.warning("could not refresh the run table's statistics", extra={"error": str(exc)})
 
     def _broadcast_targets(self, job: Job) -> list[str]:
         """One copy per live node having the job's tags (a node joining later does not

@@ -366,6 +366,38 @@ def test_enqueue_writes_a_large_batch_in_several_statements_and_never_twice(stor
     )
 
 
+def test_the_fire_path_refreshes_the_planner_statistics_once_it_wrote_many_runs(store, make_job, monkeypatch):
+    """The claim's plan depends on the run table's statistics: the fires' writer
+    refreshes them once it wrote many runs since the last refresh (not at every batch)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("planner statistics: PostgreSQL")
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_MIN_ROWS", 30)
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_INTERVAL", 0.0)
+
+    def rows_known():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'scheduler_app_jobrun'::regclass")
+            return cursor.fetchone()[0]
+
+    store.refresh_statistics()
+    assert rows_known() in (0, -1)
+    jobs = [make_job(f"j{i}", misfire_grace_seconds=3600) for i in range(4)]
+    base = timezone.now().replace(microsecond=0) - timedelta(seconds=60)
+
+    def write(first, count):
+        times = tuple(base + timedelta(seconds=s) for s in range(first, first + count))
+        return store.enqueue([Fire(j.pk, times, timezone.now()) for j in jobs])
+
+    assert write(0, 5) == 20  # 20 runs written: below the 30
+    assert rows_known() in (0, -1)
+    assert write(5, 5) == 20  # 40 since the refresh
+    assert rows_known() == 40
+    assert write(10, 5) == 20  # 20 since: below max(30, 10% of 40)
+    assert rows_known() == 40
+
+
 @pytest.mark.parametrize("change", [{"enabled": False}, {"paused": True}])
 def test_enqueue_ignores_jobs_that_cannot_be_scheduled(store, make_job, change):
     job = make_job(**change)
