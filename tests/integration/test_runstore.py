@@ -813,6 +813,30 @@ def test_broadcast_copies_are_claimed_only_by_their_node(store, make_job):
     assert [r.run_id for r in store.claim("n2", ROOM, t0 + timedelta(seconds=1)).runs] == [copies["n2"].pk]
 
 
+def test_a_broadcast_fire_is_one_copy_per_live_node_with_the_tags(store, make_job):
+    """Written by enqueue: one queued copy per live active node having the job's tags
+    (the live nodes read once per tag set and batch), skipped when no node has them."""
+    from scheduler_app.backends import cluster as cluster_backend
+
+    registry = cluster_backend.DjangoRegistry(dead_after=15)
+    for name, tags in (("n1", ["gpu"]), ("n2", ["gpu", "eu"]), ("n3", [])):
+        registry.register({"name": name, "tags": tags})
+    gpu = [make_job(f"gpu{i}", routing="broadcast", routing_tags=["gpu"]) for i in range(2)]
+    everywhere = make_job("all", routing="broadcast")
+    nowhere = make_job("tpu", routing="broadcast", routing_tags=["tpu"])
+    due, noticed = timezone.now() - timedelta(seconds=1), timezone.now()
+    fires = [Fire(j.pk, (due,), noticed) for j in (*gpu, everywhere, nowhere)]
+    assert store.enqueue(fires) == 2 + 2 + 3
+    copies = lambda job: sorted(  # noqa: E731
+        JobRun.objects.filter(job=job).values_list("state", "target_node")
+    )
+    for job in gpu:
+        assert copies(job) == [("queued", "n1"), ("queued", "n2")]
+    assert copies(everywhere) == [("queued", "n1"), ("queued", "n2"), ("queued", "n3")]
+    assert copies(nowhere) == [("skipped", "")]
+    assert "no live node matches" in JobRun.objects.get(job=nowhere).error
+
+
 def test_a_broadcast_jobs_max_instances_holds_per_node(store, make_job):
     """Counted on the claiming node only: a copy running on another node or a finished
     copy here does not hold a copy back, one running here does; and another job's
