@@ -103,6 +103,8 @@ FIRE_STATEMENT_ROWS = 2000
 FIRE_ANALYZE_SHARE = 0.1
 FIRE_ANALYZE_MIN_ROWS = 5000
 FIRE_ANALYZE_INTERVAL = 10.0
+#: How long that ANALYZE may wait for the table's lock (held by a VACUUM, say).
+FIRE_ANALYZE_LOCK_WAIT_MS = 200
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
 OUTCOME_STATEMENT_ROWS = 500
 OUTCOME_SIGNALS = {
@@ -259,15 +261,19 @@ class DjangoRunStore:
             or time.monotonic() - self._analyzed_at < FIRE_ANALYZE_INTERVAL
         ):
             return
-        self._analyzed_at = time.monotonic()
-        self._written_since_analyze = 0
+        self._analyzed_at = time.monotonic()  # tried: not again within the interval
+        table = connection.ops.quote_name(JobRun._meta.db_table)
         try:
-            self.refresh_statistics()
-            with connection.cursor() as cursor:
+            with transaction.atomic(), connection.cursor() as cursor:
+                # ANALYZE waits for a VACUUM or another ANALYZE of the table (the lock
+                # they share): never hold up the fires for that, try again later.
+                cursor.execute(f"SET LOCAL lock_timeout = '{FIRE_ANALYZE_LOCK_WAIT_MS}ms'")
+                cursor.execute(f"ANALYZE {table}")
                 cursor.execute(
                     "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [JobRun._meta.db_table]
                 )
                 self._rows_at_analyze = float(cursor.fetchone()[0])
+            self._written_since_analyze = 0
         except DatabaseError as exc:  # the fires are written; the periodic refresh remains
             logger.warning("could not refresh the run table's statistics", extra={"error": str(exc)})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from datetime import timedelta
 
 import psycopg
@@ -396,6 +397,54 @@ def test_the_fire_path_refreshes_the_planner_statistics_once_it_wrote_many_runs(
     assert rows_known() == 40
     assert write(10, 5) == 20  # 20 since: below max(30, 10% of 40)
     assert rows_known() == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vacuum_holding_the_run_table_never_holds_up_the_fires(store, make_job, monkeypatch, caplog):
+    """The statistics refresh waits at most FIRE_ANALYZE_LOCK_WAIT_MS for the lock a
+    VACUUM (or another ANALYZE) holds, then gives up: the fires are written regardless,
+    and the refresh is tried again later."""
+    import threading
+
+    if connection.vendor != "postgresql":
+        pytest.skip("locks between sessions: PostgreSQL")
+    from django.db import connections, transaction
+
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_MIN_ROWS", 10)
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_INTERVAL", 0.0)
+    jobs = [make_job(f"j{i}", misfire_grace_seconds=3600) for i in range(4)]
+    base = timezone.now().replace(microsecond=0) - timedelta(seconds=60)
+    locked, release = threading.Event(), threading.Event()
+
+    def vacuum_like():  # what VACUUM takes: SHARE UPDATE EXCLUSIVE, in another session
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE scheduler_app_jobrun IN SHARE UPDATE EXCLUSIVE MODE")
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=vacuum_like, daemon=True)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        times = tuple(base + timedelta(seconds=s) for s in range(5))
+        assert store.enqueue([Fire(j.pk, times, timezone.now()) for j in jobs]) == 20
+        assert time.monotonic() - started < 5  # the wait is 0.2 s, not until the vacuum ends
+        assert JobRun.objects.count() == 20
+        assert "could not refresh the run table's statistics" in caplog.text
+    finally:
+        release.set()
+        holder.join(10)
+    times = tuple(base + timedelta(seconds=s) for s in range(5, 6))
+    assert store.enqueue([Fire(j.pk, times, timezone.now()) for j in jobs]) == 4
+    with connection.cursor() as cursor:  # tried again (24 written since), now it went through
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'scheduler_app_jobrun'::regclass")
+        assert cursor.fetchone()[0] == 24
 
 
 @pytest.mark.parametrize("change", [{"enabled": False}, {"paused": True}])
