@@ -103,6 +103,8 @@ FIRE_STATEMENT_ROWS = 2000
 FIRE_ANALYZE_SHARE = 0.1
 FIRE_ANALYZE_MIN_ROWS = 5000
 FIRE_ANALYZE_INTERVAL = 10.0
+#: Runs skipped by one statement of ``shed_misfired``.
+SHED_STATEMENT_ROWS = 5000
 #: How long that ANALYZE may wait for the table's lock (held by a VACUUM, say).
 FIRE_ANALYZE_LOCK_WAIT_MS = 200
 #: Outcomes written by one multi-row UPDATE (PostgreSQL).
@@ -943,6 +945,68 @@ class DjangoRunStore:
         return len(outcomes)
 
     # -- housekeeping -------------------------------------------------------------------
+
+    def shed_misfired(self, now: datetime, limit: int = SHED_STATEMENT_ROWS) -> int:
+        """Record as skipped, in one statement, the queued scheduled runs that can no
+        longer start within their job's misfire grace and that the policy drops: what a
+        claim does to each such candidate (``_misfired_at_claim``: ``skip`` drops it,
+        ``coalesce`` when a newer scheduled run of the job is queued, ``run_all`` never),
+        for the whole backlog at once. A claim looks only at its oldest few candidates
+        and writes one UPDATE per skipped run: under a backlog of stale runs it skipped
+        as many as it read, claimed none, and the node executed nothing while its queue
+        grew (measured: 0 runs/s at 1,000 fires/s of demo.noop, grace 2 s). Runs locked
+        by a claim are left to it (SKIP LOCKED); PostgreSQL only (elsewhere the claim's
+        own check remains). Returns how many were skipped."""
+        if not self._postgres:
+            return 0
+        q = connection.ops.quote_name
+        run_t, job_t = q(JobRun._meta.db_table), q(Job._meta.db_table)
+        sql = f"""
+            WITH stale AS (
+                SELECT r.id, j.misfire_policy AS policy, j.misfire_grace_seconds AS grace,
+                       EXTRACT(EPOCH FROM (%(now)s - GREATEST(r.scheduled_for, r.queued_at, r.not_before)))
+                           AS late
+                FROM {run_t} r JOIN {job_t} j ON j.id = r.job_id
+                WHERE r.state = %(queued)s AND r.reason = %(schedule)s AND r.attempt = 1
+                  AND r.wait_reason = '' AND r.not_before <= %(now)s AND j.enabled AND NOT j.paused
+                  AND GREATEST(r.scheduled_for, r.queued_at, r.not_before)
+                      < %(now)s - make_interval(secs => j.misfire_grace_seconds)
+                  AND (j.misfire_policy = %(skip)s OR (j.misfire_policy = %(coalesce)s AND EXISTS (
+                      SELECT 1 FROM {run_t} n WHERE n.job_id = r.job_id AND n.state = %(queued)s
+                        AND n.reason = %(schedule)s AND n.scheduled_for > r.scheduled_for)))
+                ORDER BY r.id LIMIT %(limit)s
+                FOR UPDATE OF r SKIP LOCKED
+            )
+            UPDATE {run_t} u SET state = %(skipped)s, finished_at = %(now)s, is_final = true,
+                error = CASE WHEN stale.policy = %(skip)s
+                    THEN 'could not start within the ' || stale.grace || ' s grace period ('
+                         || to_char(stale.late, 'FM999999990.0') || ' s late; misfire policy: skip)'
+                    ELSE 'coalesced into a newer scheduled run (misfire policy: coalesce)' END
+            FROM stale WHERE u.id = stale.id
+            RETURNING u.id
+        """
+        params = {
+            "now": now,
+            "queued": RunState.QUEUED,
+            "skipped": RunState.SKIPPED,
+            "schedule": RunReason.SCHEDULE,
+            "skip": rules.SKIP,
+            "coalesce": rules.COALESCE,
+            "limit": limit,
+        }
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                ids = [row[0] for row in cursor.fetchall()]
+            if not ids:
+                return 0
+            shed = list(JobRun.objects.filter(pk__in=ids).select_related("job__tenant", "job__group"))
+            counters.count_finished(shed)  # metrics
+            alerts.on_outcome(shed)  # outbox rows, in this transaction
+        for run in shed:
+            signals.run_skipped.send(sender=JobRun, run=run)
+        logger.info("shed runs past their misfire grace", extra={"count": len(shed)})
+        return len(shed)
 
     def refresh_statistics(self) -> None:
         """Keep PostgreSQL's planner statistics on the run table fresh. A queue that

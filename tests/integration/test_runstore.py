@@ -589,6 +589,77 @@ def test_only_first_scheduled_attempts_misfire_at_claim(store, make_job, reason,
     assert [r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(minutes=30)).runs] == [run.pk]
 
 
+# -- shedding the stale backlog at once ------------------------------------------------
+
+
+def test_the_stale_backlog_is_shed_in_one_pass_as_a_claim_would_judge_each_run(store, make_job):
+    """shed_misfired skips every queued scheduled run a claim would skip for lateness,
+    with the claim's reason, and nothing a claim would start."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (elsewhere the claim's own check remains)")
+    now = timezone.now()
+    old, fresh = now - timedelta(seconds=30), now - timedelta(seconds=1)
+    skip = make_job("skip", misfire_policy="skip", misfire_grace_seconds=10)
+    coalesce = make_job("coalesce", misfire_policy="coalesce", misfire_grace_seconds=10)
+    lone = make_job("lone", misfire_policy="coalesce", misfire_grace_seconds=10)
+    run_all = make_job("all", misfire_policy="run_all", misfire_grace_seconds=10)
+    paused = make_job("paused", misfire_policy="skip", misfire_grace_seconds=10)
+    shed = {
+        queued(skip, old),
+        queued(skip, old + US),
+        queued(coalesce, old),
+        queued(coalesce, old + US),  # a newer one (the last) is queued
+    }
+    kept = {
+        queued(skip, fresh),  # within its grace
+        queued(skip, old + 2 * US, queued_at=fresh),  # queued late: judged from then
+        queued(coalesce, old + 2 * US),  # the newest of its job: it runs
+        queued(lone, old),  # coalesce with nothing newer
+        queued(run_all, old),
+        queued(skip, old + 5 * US, reason=RunReason.MANUAL),
+        queued(skip, old + 3 * US, attempt=2),
+        queued(paused, old),
+    }
+    held = queued(skip, old + 4 * US)
+    JobRun.objects.filter(pk=held.pk).update(wait_reason="rate limit")  # held back on purpose
+    Job.objects.filter(pk=paused.pk).update(paused=True)
+    assert store.shed_misfired(now) == len(shed)
+    states = dict(JobRun.objects.values_list("pk", "state"))
+    assert {states[r.pk] for r in shed} == {"skipped"}
+    assert {states[r.pk] for r in (*kept, held)} == {"queued"}
+    errors = dict(JobRun.objects.filter(state="skipped").values_list("pk", "error"))
+    first = min(shed, key=lambda r: (r.job_id, r.scheduled_for))
+    assert (
+        errors[first.pk] == "could not start within the 10 s grace period (30.0 s late; misfire policy: skip)"
+    )
+    assert {errors[r.pk] for r in shed if r.job_id == coalesce.pk} == {
+        "coalesced into a newer scheduled run (misfire policy: coalesce)"
+    }
+    assert all(r.is_final and r.finished_at == now for r in JobRun.objects.filter(state="skipped"))
+    assert store.shed_misfired(now) == 0  # nothing left to shed
+
+
+def test_shedding_sends_the_skipped_signal_and_counts_the_runs(store, make_job):
+    from scheduler_app import signals
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    job = make_job("skip", misfire_policy="skip", misfire_grace_seconds=1)
+    now = timezone.now()
+    runs = [queued(job, now - timedelta(seconds=s)) for s in (10, 20)]
+    seen = []
+
+    def receiver(sender, run, **kwargs):
+        seen.append((run.pk, run.state))
+
+    signals.run_skipped.connect(receiver, sender=JobRun)
+    try:
+        assert store.shed_misfired(now) == 2
+    finally:
+        signals.run_skipped.disconnect(receiver, sender=JobRun)
+    assert sorted(seen) == sorted((r.pk, "skipped") for r in runs)
+
+
 # -- claim: room, priority, overlap -----------------------------------------------------
 
 
