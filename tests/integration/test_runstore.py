@@ -639,6 +639,24 @@ def test_the_stale_backlog_is_shed_in_one_pass_as_a_claim_would_judge_each_run(s
     assert store.shed_misfired(now) == 0  # nothing left to shed
 
 
+def test_a_claim_records_each_of_its_skipped_runs_with_its_own_reason(store, make_job):
+    """Several candidates past their grace in one claim (written in one statement on
+    PostgreSQL): each gets its own reason, and the fresh one is started."""
+    now = timezone.now()
+    a = make_job("a", misfire_policy="skip", misfire_grace_seconds=5)
+    b = make_job("b", misfire_policy="skip", misfire_grace_seconds=7)
+    c = make_job("c", misfire_policy="skip", misfire_grace_seconds=60)
+    late_a, late_b = queued(a, now - timedelta(seconds=20)), queued(b, now - timedelta(seconds=30))
+    fresh = queued(c, now - timedelta(seconds=20))
+    assert [r.run_id for r in store.claim("n1", ROOM, now).runs] == [fresh.pk]
+    got = dict(JobRun.objects.filter(state="skipped").values_list("pk", "error"))
+    assert got == {
+        late_a.pk: "could not start within the 5 s grace period (20.0 s late; misfire policy: skip)",
+        late_b.pk: "could not start within the 7 s grace period (30.0 s late; misfire policy: skip)",
+    }
+    assert all(r.is_final and r.finished_at == now for r in JobRun.objects.filter(state="skipped"))
+
+
 def test_shedding_sends_the_skipped_signal_and_counts_the_runs(store, make_job):
     from scheduler_app import signals
 
