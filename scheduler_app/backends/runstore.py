@@ -957,20 +957,32 @@ class DjangoRunStore:
             return 0
         q = connection.ops.quote_name
         run_t, job_t = q(JobRun._meta.db_table), q(Job._meta.db_table)
+        # queued: read from the queued runs alone (MATERIALIZED: the claim's partial
+        # index, whatever the statistics), never by job through the runs' history; only
+        # runs due before the shortest grace can be past theirs.
         sql = f"""
-            WITH stale AS (
-                SELECT r.id, j.misfire_policy AS policy, j.misfire_grace_seconds AS grace,
-                       EXTRACT(EPOCH FROM (%(now)s - GREATEST(r.scheduled_for, r.queued_at, r.not_before)))
-                           AS late
-                FROM {run_t} r JOIN {job_t} j ON j.id = r.job_id
+            WITH queued AS MATERIALIZED (
+                SELECT r.id, r.job_id, r.scheduled_for,
+                       GREATEST(r.scheduled_for, r.queued_at, r.not_before) AS since
+                FROM {run_t} r
                 WHERE r.state = %(queued)s AND r.reason = %(schedule)s AND r.attempt = 1
-                  AND r.wait_reason = '' AND r.not_before <= %(now)s AND j.enabled AND NOT j.paused
-                  AND GREATEST(r.scheduled_for, r.queued_at, r.not_before)
-                      < %(now)s - make_interval(secs => j.misfire_grace_seconds)
+                  AND r.wait_reason = ''
+                  AND r.not_before < %(now)s - make_interval(secs => (
+                      SELECT coalesce(min(g.misfire_grace_seconds), 0) FROM {job_t} g
+                      WHERE g.misfire_policy IN (%(skip)s, %(coalesce)s)))
+            ), stale AS (
+                SELECT q.id, j.misfire_policy AS policy, j.misfire_grace_seconds AS grace,
+                       EXTRACT(EPOCH FROM (%(now)s - q.since)) AS late
+                FROM queued q JOIN {job_t} j ON j.id = q.job_id
+                WHERE j.enabled AND NOT j.paused
+                  AND q.since < %(now)s - make_interval(secs => j.misfire_grace_seconds)
                   AND (j.misfire_policy = %(skip)s OR (j.misfire_policy = %(coalesce)s AND EXISTS (
-                      SELECT 1 FROM {run_t} n WHERE n.job_id = r.job_id AND n.state = %(queued)s
-                        AND n.reason = %(schedule)s AND n.scheduled_for > r.scheduled_for)))
-                ORDER BY r.id LIMIT %(limit)s
+                      SELECT 1 FROM {run_t} n WHERE n.job_id = q.job_id AND n.state = %(queued)s
+                        AND n.reason = %(schedule)s AND n.scheduled_for > q.scheduled_for)))
+                ORDER BY q.id LIMIT %(limit)s
+            ), locked AS (
+                SELECT r.id FROM {run_t} r JOIN stale s ON s.id = r.id
+                WHERE r.state = %(queued)s
                 FOR UPDATE OF r SKIP LOCKED
             )
             UPDATE {run_t} u SET state = %(skipped)s, finished_at = %(now)s, is_final = true,
@@ -978,7 +990,7 @@ class DjangoRunStore:
                     THEN 'could not start within the ' || stale.grace || ' s grace period ('
                          || to_char(stale.late, 'FM999999990.0') || ' s late; misfire policy: skip)'
                     ELSE 'coalesced into a newer scheduled run (misfire policy: coalesce)' END
-            FROM stale WHERE u.id = stale.id
+            FROM stale JOIN locked ON locked.id = stale.id WHERE u.id = stale.id
             RETURNING u.id
         """
         params = {
