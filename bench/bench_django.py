@@ -50,14 +50,18 @@ def cmd_jobs(args: argparse.Namespace) -> dict:
         if args.spread:
             start = args.base + i * args.interval / args.count
             trigger["start"] = datetime.fromtimestamp(start, UTC).isoformat()
+        if args.end:
+            trigger["end"] = datetime.fromtimestamp(args.end, UTC).isoformat()
         batch.append(
             Job(
                 tenant=tenant,
-                name=f"bench-{i:06d}",
+                name=f"{args.prefix}-{i:06d}",
                 task=args.task,
                 kwargs=json.loads(args.kwargs),
                 retry_max_attempts=1,
                 trigger=trigger,
+                **({"misfire_policy": args.misfire} if args.misfire else {}),
+                **({"misfire_grace_seconds": args.grace} if args.grace is not None else {}),
             )
         )
         if len(batch) >= 5000:
@@ -167,6 +171,10 @@ def main() -> None:
     p.add_argument("--base", type=float, default=0.0)
     p.add_argument("--task", default="demo.noop")
     p.add_argument("--kwargs", default="{}", help="the jobs' kwargs, JSON")
+    p.add_argument("--end", type=float, default=0.0, help="the triggers' end (epoch seconds)")
+    p.add_argument("--misfire", default="", help="the jobs' misfire policy")
+    p.add_argument("--grace", type=int, default=None, help="the jobs' misfire grace (s)")
+    p.add_argument("--prefix", default="bench", help="the jobs' names start with it")
     p = sub.add_parser("alert-rule")
     p.add_argument("--url", required=True)
     sub.add_parser("alerts")

@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """Benchmark of the scheduler_app engine against plain APScheduler 3 job stores.
 
-    .venv/bin/python bench/engine_bench.py [--quick] [--only lateness,rate1000,burst,startup]
+    .venv/bin/python bench/engine_bench.py [--quick] [--only lateness,rate1000,overload,burst,startup]
 
 Figures (see bench/README.md for what each one means):
 
 1. lateness  — 1,000 interval jobs every 10 s (≈100 runs/s), SQLite and PostgreSQL:
                run start − scheduled time, p50/p99/max, in the steady-state window.
 2. rate1000  — 1,000 interval jobs every 1 s on PostgreSQL: how many due runs ran, and
-               their lateness.
+               their lateness; CPU ms per executed run (engine, its PostgreSQL sessions).
+2b. overload — jobs of demo.sleep(0.1) on the 10-thread pool (100 runs/s): 2x that for
+               30 s, then 0.5x (a trigger end) for 30 s, misfire skip, grace 2 s: runs/s,
+               skipped, lateness per phase, seconds until every fire runs on time again.
 3. burst     — 10,000 queued run-now runs: completed runs per second.
 4. startup   — runscheduler with 10,000 and 100,000 jobs: time to "scheduler started",
                peak RSS.
@@ -51,7 +54,7 @@ PG_DB = os.environ.get("BENCH_PG_DB", "bench_scheduler")
 SQLITE_PATH = ROOT / "var" / "bench_scheduler.sqlite3"
 _redis = urlparse(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 REDIS_URL = f"redis://{_redis.hostname or '127.0.0.1'}:{_redis.port or 6379}/14"
-PHASES = ("lateness", "rate1000", "burst", "startup")
+PHASES = ("lateness", "rate1000", "overload", "burst", "startup")
 
 T0 = time.monotonic()
 CHILDREN: list[subprocess.Popen] = []
@@ -79,6 +82,16 @@ class Config:
     startup_jobs: tuple[int, ...] = (10_000, 100_000)
     startup_settle: float = 10.0  # seconds after start-up over which CPU is measured
     startup_timeout: float = 300.0
+    # overload: jobs of demo.sleep(overload_task_s) on the thread pool (THREAD_POOL_SIZE
+    # 10: capacity 10 / overload_task_s runs/s), first 2x that rate, then 0.5x.
+    overload_task_s: float = 0.1
+    overload_capacity: int = 100  # runs/s the pool can execute: 10 threads / 0.1 s
+    overload_seconds: float = 30.0  # at 2x capacity
+    overload_after_seconds: float = 30.0  # then at 0.5x
+    overload_grace: int = 2  # the jobs' misfire grace (policy skip)
+    # --overload-cpu N: demo.noop jobs instead, N fires/s then N/4, so the limit is the
+    # node's CPU (and the database's), not the pool; N ≈ 2x what rate1000 executes.
+    overload_cpu_rate: int = 0
 
     @classmethod
     def quick(cls) -> Config:
@@ -93,6 +106,8 @@ class Config:
             aps_burst_timeout=60.0,
             startup_jobs=(1000, 5000),
             startup_settle=3.0,
+            overload_seconds=12.0,
+            overload_after_seconds=12.0,
         )
 
 
@@ -346,6 +361,36 @@ class Scheduler:
         return found
 
 
+def db_backend_ticks(db: Database) -> int:
+    """CPU ticks of the PostgreSQL backends serving the benchmark database (the engine's
+    own sessions; they live as long as the engine), 0 elsewhere."""
+    if db.kind != "postgresql":
+        return 0
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        pids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [PG_DB]
+            )
+        ]
+    return sum(proc_status(pid).get("ticks", 0) for pid in pids)
+
+
+class CpuMeter:
+    """CPU seconds of the engine process and of its database sessions since start."""
+
+    def __init__(self, sched: Scheduler, db: Database) -> None:
+        self.sched, self.db = sched, db
+        self.engine0 = sched.status().get("ticks", 0)
+        self.db0 = db_backend_ticks(db)
+
+    def seconds(self) -> tuple[float, float]:
+        engine = (self.sched.status().get("ticks", 0) - self.engine0) / CLK_TCK
+        return engine, max(db_backend_ticks(self.db) - self.db0, 0) / CLK_TCK
+
+
 # -- statistics ---------------------------------------------------------------------------------
 
 
@@ -436,11 +481,12 @@ def engine_interval(
             f"(window skips the first {cfg.skip_seconds:g} s)"
         )
         time.sleep(cfg.skip_seconds)
-        cpu0, w0, m0 = sched.status().get("ticks", 0), time.time(), machine_ticks()
+        meter, w0, m0 = CpuMeter(sched, db), time.time(), machine_ticks()
         sched.start_profile(cfg.run_seconds - cfg.skip_seconds - 1)
         time.sleep(max(cfg.run_seconds - cfg.skip_seconds, 0))
         st = sched.status()
-        cpu = (st.get("ticks", 0) - cpu0) / CLK_TCK / (time.time() - w0) * 100
+        engine_cpu, db_cpu = meter.seconds()
+        cpu = engine_cpu / (time.time() - w0) * 100
         busy = machine_busy(m0)
         t_stop = time.time()
         log("  SIGTERM; waiting for a clean shutdown")
@@ -455,6 +501,7 @@ def engine_interval(
     lat = [r[2] - r[1] for r in in_window if r[2] is not None]
     states = Counter(r[4] for r in in_window)
     started_in_window = sum(1 for r in runs if r[2] is not None and a <= r[2] < b)
+    executed = sum(1 for r in runs if r[2] is not None and w0 <= r[2] < t_stop)  # CPU measured then
     row.figures = lateness_figures(
         lat,
         due_count(jobs, interval, base, a, b),
@@ -466,6 +513,8 @@ def engine_interval(
             "exit": code,
             "states": dict(states),
             "machine_busy_pct": round(busy, 0),
+            "engine_cpu_ms_per_run": engine_cpu * 1000 / max(executed, 1),
+            "db_cpu_ms_per_run": db_cpu * 1000 / max(executed, 1),
         },
     )
     skipped_reasons = Counter(
@@ -478,6 +527,102 @@ def engine_interval(
     after_stop = sum(1 for r in runs if r[5] == "schedule" and r[4] == "queued")
     if after_stop:
         row.notes.append(f"{after_stop} scheduled runs still queued at shutdown")
+    _note_problems(row, sched)
+    RESULTS.append(row)
+    _print_row(row)
+    return row
+
+
+def engine_overload(db: Database, cfg: Config, logdir: Path, profile: bool) -> Row:
+    """2x a node's capacity, then 0.5x: jobs of demo.sleep(overload_task_s) on the thread
+    pool, misfire policy skip with grace overload_grace. One group of jobs fires at 0.5x
+    all along; a second group (1.5x) has a trigger end, so the load drops by itself."""
+    name = f"overload-engine-{db.kind}"
+    cpu_bound = cfg.overload_cpu_rate > 0
+    cap = 0 if cpu_bound else cfg.overload_capacity
+    low, high = (cfg.overload_cpu_rate // 4, cfg.overload_cpu_rate) if cpu_bound else (cap // 2, 2 * cap)
+    what = "demo.noop: the node's CPU is the limit" if cpu_bound else f"2x the pool's {cap} runs/s"
+    log(
+        f"overload: scheduler_app on {db.label}: {high} fires/s ({what}) for {cfg.overload_seconds:g} s, "
+        f"then {low} fires/s for {cfg.overload_after_seconds:g} s; misfire skip, grace {cfg.overload_grace} s"
+    )
+    db.fresh()
+    base = math.floor(time.time()) - 10
+    warm = 5.0
+    t_end = math.floor(time.time()) + 8 + warm + cfg.overload_seconds  # start-up ~3 s + margin
+    common = ["--interval", "1", "--spread", "--base", repr(base)]
+    if not cpu_bound:
+        common += ["--task", "demo.sleep", "--kwargs", json.dumps({"seconds": cfg.overload_task_s})]
+    common += ["--misfire", "skip", "--grace", str(cfg.overload_grace)]
+    django_step(db, "jobs", "--count", str(low), "--prefix", "steady", *common)
+    django_step(db, "jobs", "--count", str(high - low), "--prefix", "extra", "--end", repr(t_end), *common)
+    sched = Scheduler(db, logdir, name, profile)
+    row = Row("overload", "scheduler_app runscheduler", db.label)
+    try:
+        sched.start(timeout=120)
+        t_start = sched.t_ready + warm
+        if t_start >= t_end - 5:
+            raise RuntimeError("runscheduler started too late for the overload window")
+        time.sleep(max(t_start - time.time(), 0))
+        meter, m0 = CpuMeter(sched, db), machine_ticks()
+        sched.start_profile(t_end - t_start - 1)
+        time.sleep(max(t_end + cfg.overload_after_seconds - time.time(), 0))
+        engine_cpu, db_cpu = meter.seconds()
+        busy = machine_busy(m0)
+        t_stop = time.time()
+        log("  SIGTERM; waiting for a clean shutdown")
+        code = sched.stop()
+    finally:
+        sched.stop()
+    dump = logdir / f"{name}.runs.json"
+    django_step(db, "runs", "--out", str(dump))
+    runs = [r for r in json.loads(dump.read_text()) if r[5] == "schedule"]
+    stop_at = t_stop - cfg.tail_seconds
+    phases = {"2x": (t_start, t_end), "0.5x": (t_end, stop_at)}
+    figures: dict[str, Any] = {"exit": code, "machine_busy_pct": round(busy, 0), "capacity": cap}
+    for label, (a, b) in phases.items():
+        scheduled = [r for r in runs if a <= r[1] < b]
+        lat = [(r[2] - r[1]) * 1000 for r in scheduled if r[2] is not None]
+        started = sum(1 for r in runs if r[2] is not None and a <= r[2] < b)
+        # throughput in the first and the second half of the phase: falling under load?
+        mid = (a + b) / 2
+        halves = [
+            sum(1 for r in runs if r[2] is not None and x <= r[2] < y) / (y - x)
+            for x, y in ((a, mid), (mid, b))
+        ]
+        figures[label] = {
+            "seconds": round(b - a, 1),
+            "fires_s": len(scheduled) / (b - a),
+            "exec_s": started / (b - a),
+            "exec_halves": [round(h) for h in halves],
+            "skipped": sum(1 for r in scheduled if r[4] == "skipped"),
+            "queued_left": sum(1 for r in scheduled if r[4] == "queued"),
+            "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99),
+            "max_ms": max(lat) if lat else math.nan,
+        }
+    # Recovered: from the first second after the load dropped from which every later
+    # second's fires all ran (none skipped or left queued) with p99 lateness < 250 ms.
+    seconds = range(int(t_end), int(stop_at))
+    good = []
+    for sec in seconds:
+        bucket = [r for r in runs if sec <= r[1] < sec + 1]
+        lat = [(r[2] - r[1]) * 1000 for r in bucket if r[2] is not None]
+        good.append(bool(bucket) and len(lat) == len(bucket) and pct(lat, 0.99) < 250)
+    recover = None
+    for i in range(len(good)):
+        if all(good[i:]):
+            recover = seconds[i] - t_end
+            break
+    executed = sum(1 for r in runs if r[2] is not None and t_start <= r[2] < t_stop)
+    figures.update(
+        recover_s=recover,
+        executed=executed,
+        engine_cpu_ms_per_run=engine_cpu * 1000 / max(executed, 1),
+        db_cpu_ms_per_run=db_cpu * 1000 / max(executed, 1),
+        cpu_pct=round(engine_cpu / max(t_stop - t_start, 1e-9) * 100, 0),
+    )
+    row.figures = figures
     _note_problems(row, sched)
     RESULTS.append(row)
     _print_row(row)
@@ -800,6 +945,26 @@ def _print_row(row: Row) -> None:
         )
         if "states" in f:
             text += f"; states {f['states']}; CPU {f['cpu_pct']:.0f}%"
+        if "engine_cpu_ms_per_run" in f and row.db == "PostgreSQL":
+            text += (
+                f"; CPU per executed run: engine {f['engine_cpu_ms_per_run']:.2f} ms, "
+                f"its PostgreSQL sessions {f['db_cpu_ms_per_run']:.2f} ms"
+            )
+    elif row.phase == "overload":
+        parts = []
+        for label in ("2x", "0.5x"):
+            p = f[label]
+            parts.append(
+                f"{label}: {p['fires_s']:,.0f} fires/s, {p['exec_s']:,.0f} runs/s executed "
+                f"(halves {p['exec_halves']}), {p['skipped']:,} skipped, {p['queued_left']:,} left queued, "
+                f"lateness p99 {_fmt(p['p99_ms'], '.0f')} ms max {_fmt(p['max_ms'], '.0f')} ms"
+            )
+        text = (
+            f"  → {row.system} / {row.db}: capacity {f['capacity'] or 'CPU-bound'} runs/s; "
+            + "; ".join(parts)
+            + f"; recovered {_fmt(f['recover_s'], '.0f')} s after the load dropped; CPU per executed run: "
+            f"engine {f['engine_cpu_ms_per_run']:.2f} ms, its PostgreSQL sessions {f['db_cpu_ms_per_run']:.2f} ms"
+        )
     elif row.phase == "burst":
         text = (
             f"  → {row.system} / {row.db}: {f['done']:,}/{f['runs']:,} runs in "
@@ -839,6 +1004,38 @@ def print_tables(cfg: Config) -> list[tuple[str, bool | None, str]]:
             f"(≈{cfg.rate_jobs / cfg.rate_interval:,.0f} runs/s)"
         )
         _lateness_table(rows)
+    rows = [r for r in RESULTS if r.phase == "overload"]
+    if rows:
+        print(
+            (
+                f"\n2b. Overload: {cfg.overload_cpu_rate:,} demo.noop fires/s (the node's CPU the limit) "
+                f"for {cfg.overload_seconds:g} s, then a quarter of it"
+                if cfg.overload_cpu_rate
+                else f"\n2b. Overload: 2x the pool's {cfg.overload_capacity} runs/s for {cfg.overload_seconds:g} s, "
+                "then 0.5x"
+            )
+            + f" for {cfg.overload_after_seconds:g} s (misfire skip, grace {cfg.overload_grace} s)"
+        )
+        print(
+            f"   {'phase':<6} {'fires/s':>8} {'runs/s':>7} {'halves':>11} {'skipped':>8} {'left':>6} "
+            f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        )
+        for r in rows:
+            f = r.figures
+            for label in ("2x", "0.5x"):
+                p = f[label]
+                halves = "/".join(str(h) for h in p["exec_halves"])
+                print(
+                    f"   {label:<6} {p['fires_s']:>8,.0f} {p['exec_s']:>7,.0f} {halves:>11} {p['skipped']:>8,} "
+                    f"{p['queued_left']:>6,} {_fmt(p['p50_ms'], '8.0f')} {_fmt(p['p99_ms'], '8.0f')} "
+                    f"{_fmt(p['max_ms'], '8.0f')}"
+                )
+            print(
+                f"   recovered {_fmt(f['recover_s'], '.0f')} s after the load dropped; CPU per executed run: "
+                f"engine {f['engine_cpu_ms_per_run']:.2f} ms, its PostgreSQL sessions "
+                f"{f['db_cpu_ms_per_run']:.2f} ms; engine CPU {f['cpu_pct']:.0f}%, machine "
+                f"{f['machine_busy_pct']:.0f}% busy"
+            )
     rows = [r for r in RESULTS if r.phase == "burst"]
     if rows:
         print(f"\n3. Burst: {cfg.burst_runs:,} runs due at once (first start → last finish)")
@@ -925,6 +1122,27 @@ def targets(cfg: Config) -> list[tuple[str, bool | None, str]]:
                 "and p99 < 250 ms",
                 ok,
                 f"{f['ran']:,}/{f['due']:,} ran, p99 {_fmt(f['p99_ms'], '.1f')} ms",
+            )
+        )
+    for r in engine("overload"):
+        f = r.figures
+        hot, cool = f["2x"], f["0.5x"]
+        bound_ms = (cfg.overload_grace + 1) * 1000
+        if cfg.overload_cpu_rate:  # capacity unknown: it must not fall while the backlog lasts
+            at_capacity = hot["exec_halves"][1] >= 0.9 * hot["exec_halves"][0]
+        else:
+            at_capacity = min(hot["exec_halves"]) >= 0.9 * cfg.overload_capacity
+        ok = at_capacity and hot["max_ms"] <= bound_ms and hot["skipped"] > 0 and f["recover_s"] is not None
+        checks.append(
+            (
+                "2x capacity: throughput at capacity in both halves, lateness ≤ grace + 1 s, "
+                "excess shed as skipped, recovered after the load drops",
+                ok,
+                f"runs/s {'/'.join(str(h) for h in hot['exec_halves'])}"
+                + (" (second half vs first), " if cfg.overload_cpu_rate else f" of {cfg.overload_capacity}, ")
+                + f"max lateness {_fmt(hot['max_ms'], '.0f')} ms (bound {bound_ms} ms), "
+                f"{hot['skipped']:,} skipped, recovered in {_fmt(f['recover_s'], '.0f')} s, "
+                f"then {cool['exec_s']:,.0f} runs/s for {cool['fires_s']:,.0f} fires/s",
             )
         )
     for r in engine("burst"):
@@ -1152,6 +1370,13 @@ def main() -> int:
         help="record py-spy (if installed in the venv) on each runscheduler and "
         "print where its threads spend time",
     )
+    parser.add_argument(
+        "--overload-cpu",
+        type=int,
+        default=0,
+        metavar="N",
+        help="overload with demo.noop jobs: N fires/s, then N/4 (N ≈ 2x what rate1000 executes here)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the log directory")
     parser.add_argument(
         "--code",
@@ -1172,6 +1397,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
     cfg = Config.quick() if args.quick else Config()
+    cfg.overload_cpu_rate = args.overload_cpu
     logdir = Path(tempfile.mkdtemp(prefix="engine_bench-"))
     pg, lite = Database("postgresql"), Database("sqlite")
     baseline = not args.no_baseline
@@ -1263,6 +1489,8 @@ def main() -> int:
                         cfg,
                         logdir,
                     )
+        if "overload" in only:
+            attempt("overload engine", engine_overload, pg, cfg, logdir, args.profile)
         if "burst" in only:
             for db in (pg, lite):
                 attempt(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from datetime import timedelta
 
 import psycopg
@@ -320,6 +321,132 @@ def test_enqueued_runs_carry_the_jobs_queue_fields_and_can_be_claimed(store, mak
     assert [r.run_id for r in store.claim("n1", room, noticed).runs] == [run.pk]
 
 
+def test_a_written_fire_has_every_column_a_model_save_would_give_it(store, make_job):
+    """enqueue writes its rows by hand on PostgreSQL (arrays of values, one statement):
+    each column must hold what saving the model would have stored, defaults included."""
+    job = make_job(priority=3, executor="asyncio", misfire_policy="skip", misfire_grace_seconds=30)
+    noticed = timezone.now()
+    missed, due = noticed - timedelta(minutes=5), noticed - timedelta(seconds=1)
+    assert store.enqueue([Fire(job.pk, (missed, due), noticed)]) == 1
+    written = {r.state: r for r in JobRun.objects.filter(job=job)}
+    for state, when in (("queued", due), ("skipped", missed)):
+        run = written[state]
+        made = JobRun.objects.create(
+            job=job,
+            tenant_id=job.tenant_id,
+            scheduled_for=when - timedelta(days=1),
+            priority=3,
+            executor="asyncio",
+            state=state,
+            error=run.error,
+            finished_at=run.finished_at,
+            is_final=run.is_final,
+        )
+        fields = [f.attname for f in JobRun._meta.concrete_fields if f.attname not in ("id", "queued_at")]
+        got = {f: getattr(run, f) for f in fields}
+        want = {f: getattr(JobRun.objects.get(pk=made.pk), f) for f in fields}
+        want["scheduled_for"] = want["not_before"] = when
+        assert got == want
+        assert noticed <= run.queued_at <= timezone.now()
+    assert "misfire policy: skip" in written["skipped"].error
+
+
+def test_enqueue_writes_a_large_batch_in_several_statements_and_never_twice(store, make_job, monkeypatch):
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "FIRE_STATEMENT_ROWS", 3)
+    jobs = [make_job(f"j{i}", misfire_grace_seconds=3600) for i in range(4)]
+    base = timezone.now().replace(microsecond=0) - timedelta(seconds=10)
+    fires = [Fire(j.pk, (base, base + timedelta(seconds=1)), timezone.now()) for j in jobs]
+    assert store.enqueue(fires) == 8
+    assert JobRun.objects.filter(state="queued").count() == 8
+    assert store.enqueue(fires[1:3]) == 4  # fired again: counted, not written again
+    assert JobRun.objects.count() == 8
+    assert sorted(JobRun.objects.values_list("job_id", "scheduled_for")) == sorted(
+        (j.pk, base + timedelta(seconds=s)) for j in jobs for s in (0, 1)
+    )
+
+
+def test_the_fire_path_refreshes_the_planner_statistics_once_it_wrote_many_runs(store, make_job, monkeypatch):
+    """The claim's plan depends on the run table's statistics: the fires' writer
+    refreshes them once it wrote many runs since the last refresh (not at every batch)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("planner statistics: PostgreSQL")
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_MIN_ROWS", 30)
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_INTERVAL", 0.0)
+
+    def rows_known():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'scheduler_app_jobrun'::regclass")
+            return cursor.fetchone()[0]
+
+    store.refresh_statistics()
+    assert rows_known() in (0, -1)
+    jobs = [make_job(f"j{i}", misfire_grace_seconds=3600) for i in range(4)]
+    base = timezone.now().replace(microsecond=0) - timedelta(seconds=60)
+
+    def write(first, count):
+        times = tuple(base + timedelta(seconds=s) for s in range(first, first + count))
+        return store.enqueue([Fire(j.pk, times, timezone.now()) for j in jobs])
+
+    assert write(0, 5) == 20  # 20 runs written: below the 30
+    assert rows_known() in (0, -1)
+    assert write(5, 5) == 20  # 40 since the refresh
+    assert rows_known() == 40
+    assert write(10, 5) == 20  # 20 since: below max(30, 10% of 40)
+    assert rows_known() == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vacuum_holding_the_run_table_never_holds_up_the_fires(store, make_job, monkeypatch, caplog):
+    """The statistics refresh waits at most FIRE_ANALYZE_LOCK_WAIT_MS for the lock a
+    VACUUM (or another ANALYZE) holds, then gives up: the fires are written regardless,
+    and the refresh is tried again later."""
+    import threading
+
+    if connection.vendor != "postgresql":
+        pytest.skip("locks between sessions: PostgreSQL")
+    from django.db import connections, transaction
+
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_MIN_ROWS", 10)
+    monkeypatch.setattr(runstore, "FIRE_ANALYZE_INTERVAL", 0.0)
+    jobs = [make_job(f"j{i}", misfire_grace_seconds=3600) for i in range(4)]
+    base = timezone.now().replace(microsecond=0) - timedelta(seconds=60)
+    locked, release = threading.Event(), threading.Event()
+
+    def vacuum_like():  # what VACUUM takes: SHARE UPDATE EXCLUSIVE, in another session
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE scheduler_app_jobrun IN SHARE UPDATE EXCLUSIVE MODE")
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=vacuum_like, daemon=True)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        times = tuple(base + timedelta(seconds=s) for s in range(5))
+        assert store.enqueue([Fire(j.pk, times, timezone.now()) for j in jobs]) == 20
+        assert time.monotonic() - started < 5  # the wait is 0.2 s, not until the vacuum ends
+        assert JobRun.objects.count() == 20
+        assert "could not refresh the run table's statistics" in caplog.text
+    finally:
+        release.set()
+        holder.join(10)
+    times = tuple(base + timedelta(seconds=s) for s in range(5, 6))
+    assert store.enqueue([Fire(j.pk, times, timezone.now()) for j in jobs]) == 4
+    with connection.cursor() as cursor:  # tried again (24 written since), now it went through
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'scheduler_app_jobrun'::regclass")
+        assert cursor.fetchone()[0] == 24
+
+
 @pytest.mark.parametrize("change", [{"enabled": False}, {"paused": True}])
 def test_enqueue_ignores_jobs_that_cannot_be_scheduled(store, make_job, change):
     job = make_job(**change)
@@ -460,6 +587,95 @@ def test_only_first_scheduled_attempts_misfire_at_claim(store, make_job, reason,
     t0 = timezone.now() - timedelta(hours=1)
     run = queued(job, t0, reason=reason, attempt=attempt)
     assert [r.run_id for r in store.claim("n1", ROOM, t0 + timedelta(minutes=30)).runs] == [run.pk]
+
+
+# -- shedding the stale backlog at once ------------------------------------------------
+
+
+def test_the_stale_backlog_is_shed_in_one_pass_as_a_claim_would_judge_each_run(store, make_job):
+    """shed_misfired skips every queued scheduled run a claim would skip for lateness,
+    with the claim's reason, and nothing a claim would start."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (elsewhere the claim's own check remains)")
+    now = timezone.now()
+    old, fresh = now - timedelta(seconds=30), now - timedelta(seconds=1)
+    skip = make_job("skip", misfire_policy="skip", misfire_grace_seconds=10)
+    coalesce = make_job("coalesce", misfire_policy="coalesce", misfire_grace_seconds=10)
+    lone = make_job("lone", misfire_policy="coalesce", misfire_grace_seconds=10)
+    run_all = make_job("all", misfire_policy="run_all", misfire_grace_seconds=10)
+    paused = make_job("paused", misfire_policy="skip", misfire_grace_seconds=10)
+    shed = {
+        queued(skip, old),
+        queued(skip, old + US),
+        queued(coalesce, old),
+        queued(coalesce, old + US),  # a newer one (the last) is queued
+    }
+    kept = {
+        queued(skip, fresh),  # within its grace
+        queued(skip, old + 2 * US, queued_at=fresh),  # queued late: judged from then
+        queued(coalesce, old + 2 * US),  # the newest of its job: it runs
+        queued(lone, old),  # coalesce with nothing newer
+        queued(run_all, old),
+        queued(skip, old + 5 * US, reason=RunReason.MANUAL),
+        queued(skip, old + 3 * US, attempt=2),
+        queued(paused, old),
+    }
+    held = queued(skip, old + 4 * US)
+    JobRun.objects.filter(pk=held.pk).update(wait_reason="rate limit")  # held back on purpose
+    Job.objects.filter(pk=paused.pk).update(paused=True)
+    assert store.shed_misfired(now) == len(shed)
+    states = dict(JobRun.objects.values_list("pk", "state"))
+    assert {states[r.pk] for r in shed} == {"skipped"}
+    assert {states[r.pk] for r in (*kept, held)} == {"queued"}
+    errors = dict(JobRun.objects.filter(state="skipped").values_list("pk", "error"))
+    first = min(shed, key=lambda r: (r.job_id, r.scheduled_for))
+    assert (
+        errors[first.pk] == "could not start within the 10 s grace period (30.0 s late; misfire policy: skip)"
+    )
+    assert {errors[r.pk] for r in shed if r.job_id == coalesce.pk} == {
+        "coalesced into a newer scheduled run (misfire policy: coalesce)"
+    }
+    assert all(r.is_final and r.finished_at == now for r in JobRun.objects.filter(state="skipped"))
+    assert store.shed_misfired(now) == 0  # nothing left to shed
+
+
+def test_a_claim_records_each_of_its_skipped_runs_with_its_own_reason(store, make_job):
+    """Several candidates past their grace in one claim (written in one statement on
+    PostgreSQL): each gets its own reason, and the fresh one is started."""
+    now = timezone.now()
+    a = make_job("a", misfire_policy="skip", misfire_grace_seconds=5)
+    b = make_job("b", misfire_policy="skip", misfire_grace_seconds=7)
+    c = make_job("c", misfire_policy="skip", misfire_grace_seconds=60)
+    late_a, late_b = queued(a, now - timedelta(seconds=20)), queued(b, now - timedelta(seconds=30))
+    fresh = queued(c, now - timedelta(seconds=20))
+    assert [r.run_id for r in store.claim("n1", ROOM, now).runs] == [fresh.pk]
+    got = dict(JobRun.objects.filter(state="skipped").values_list("pk", "error"))
+    assert got == {
+        late_a.pk: "could not start within the 5 s grace period (20.0 s late; misfire policy: skip)",
+        late_b.pk: "could not start within the 7 s grace period (30.0 s late; misfire policy: skip)",
+    }
+    assert all(r.is_final and r.finished_at == now for r in JobRun.objects.filter(state="skipped"))
+
+
+def test_shedding_sends_the_skipped_signal_and_counts_the_runs(store, make_job):
+    from scheduler_app import signals
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    job = make_job("skip", misfire_policy="skip", misfire_grace_seconds=1)
+    now = timezone.now()
+    runs = [queued(job, now - timedelta(seconds=s)) for s in (10, 20)]
+    seen = []
+
+    def receiver(sender, run, **kwargs):
+        seen.append((run.pk, run.state))
+
+    signals.run_skipped.connect(receiver, sender=JobRun)
+    try:
+        assert store.shed_misfired(now) == 2
+    finally:
+        signals.run_skipped.disconnect(receiver, sender=JobRun)
+    assert sorted(seen) == sorted((r.pk, "skipped") for r in runs)
 
 
 # -- claim: room, priority, overlap -----------------------------------------------------
@@ -751,6 +967,30 @@ def test_broadcast_copies_are_claimed_only_by_their_node(store, make_job):
     assert {r.run_id for r in result.runs} == {copies["n1"].pk, anywhere.pk}
     assert JobRun.objects.get(pk=copies["n2"].pk).state == "queued"
     assert [r.run_id for r in store.claim("n2", ROOM, t0 + timedelta(seconds=1)).runs] == [copies["n2"].pk]
+
+
+def test_a_broadcast_fire_is_one_copy_per_live_node_with_the_tags(store, make_job):
+    """Written by enqueue: one queued copy per live active node having the job's tags
+    (the live nodes read once per tag set and batch), skipped when no node has them."""
+    from scheduler_app.backends import cluster as cluster_backend
+
+    registry = cluster_backend.DjangoRegistry(dead_after=15)
+    for name, tags in (("n1", ["gpu"]), ("n2", ["gpu", "eu"]), ("n3", [])):
+        registry.register({"name": name, "tags": tags})
+    gpu = [make_job(f"gpu{i}", routing="broadcast", routing_tags=["gpu"]) for i in range(2)]
+    everywhere = make_job("all", routing="broadcast")
+    nowhere = make_job("tpu", routing="broadcast", routing_tags=["tpu"])
+    due, noticed = timezone.now() - timedelta(seconds=1), timezone.now()
+    fires = [Fire(j.pk, (due,), noticed) for j in (*gpu, everywhere, nowhere)]
+    assert store.enqueue(fires) == 2 + 2 + 3
+    copies = lambda job: sorted(  # noqa: E731
+        JobRun.objects.filter(job=job).values_list("state", "target_node")
+    )
+    for job in gpu:
+        assert copies(job) == [("queued", "n1"), ("queued", "n2")]
+    assert copies(everywhere) == [("queued", "n1"), ("queued", "n2"), ("queued", "n3")]
+    assert copies(nowhere) == [("skipped", "")]
+    assert "no live node matches" in JobRun.objects.get(job=nowhere).error
 
 
 def test_a_broadcast_jobs_max_instances_holds_per_node(store, make_job):

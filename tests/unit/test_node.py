@@ -94,6 +94,47 @@ def test_new_runs_start_without_waiting_for_the_poll():
         node.shutdown(1)
 
 
+def test_fires_arriving_one_by_one_are_written_at_most_once_per_interval():
+    """The trigger side hands over fires one at a time (1,000 a second at full rate):
+    while they keep coming the enqueuer writes at most one batch per fire_interval
+    instead of a batch of one or two every millisecond; a fire after a quiet spell is
+    written at once."""
+    from scheduler_app.engine.interfaces import Fire
+
+    class CountingStore(MemoryStore):
+        def __init__(self):
+            super().__init__()
+            self.batches = []
+
+        def enqueue(self, fires):
+            self.batches.append(len(fires))
+            return super().enqueue(fires)
+
+    def fire(job_id):
+        return Fire(job_id=job_id, run_times=(datetime.now(UTC),), noticed_at=datetime.now(UTC))
+
+    store = CountingStore()
+    node = make_node(store, poll=30.0, fire_interval=0.4)
+    node.start()
+    try:
+        started = time.monotonic()
+        node.submit_fire(fire(1))
+        assert wait(lambda: store.batches == [1])
+        assert time.monotonic() - started < 0.2  # the first fire: at once
+        for job_id in range(2, 22):
+            node.submit_fire(fire(job_id))
+            time.sleep(0.005)
+        assert wait(lambda: sum(store.batches) == 21)
+        assert store.batches == [1, 20]  # the next ones: gathered until the interval ended
+        time.sleep(0.5)  # quiet
+        started = time.monotonic()
+        node.submit_fire(fire(99))
+        assert wait(lambda: sum(store.batches) == 22)
+        assert time.monotonic() - started < 0.2
+    finally:
+        node.shutdown(1)
+
+
 def test_capacity_is_respected_and_freed_slots_wake_the_dispatcher():
     from scheduler_app.engine.interfaces import Fire
 
