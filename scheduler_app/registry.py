@@ -12,7 +12,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.utils.translation import gettext as _
+
+def _(message: str) -> str:
+    """gettext, in the active language, when Django is set up; the engine imports this
+    module without Django (and without its settings), so the import is deferred and an
+    unconfigured process gets the English text."""
+    try:
+        from django.utils.translation import gettext
+
+        return gettext(message)
+    except Exception:  # ImproperlyConfigured, AppRegistryNotReady: no Django here
+        return message
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
