@@ -2,12 +2,16 @@
 language (they were English f-strings): through the services, and through the API
 with ``Accept-Language: zh-hans``."""
 
+import datetime as dt
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.test import override_settings
 from django.utils import translation
 
 from scheduler_app import services
+from scheduler_app.documents import limits
 from scheduler_app.models import AlertChannel, AlertRule, Job, Membership
 from scheduler_app.services.alerts import RULE_EVENTS
 from tests.integration.api_support import client_for, errors_of, key_for
@@ -92,3 +96,24 @@ def test_a_code_job_s_owned_fields_refusal_in_chinese(make_job):
     assert caught.value.messages == [
         "作业 coded 由 jobs.py 中的代码管理；请在那里修改 priority（操作员只能暂停和恢复它）"
     ]
+
+
+@override_settings(SCHEDULER_APP={"BACKFILL_MAX_RUNS": 5})
+def test_other_service_field_errors_in_chinese(make_job, tenant):
+    job = make_job("fast", trigger={"type": "interval", "seconds": 1})
+    start = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
+    with translation.override("zh-hans"), pytest.raises(ValidationError) as caught:
+        services.backfill_job(job, start, start.replace(year=2090))
+    assert caught.value.message_dict == {
+        "to": ['该范围内的触发时间超过上限 5 个（SCHEDULER_APP["BACKFILL_MAX_RUNS"] = 5）；请缩小范围']
+    }
+    with translation.override("zh-hans"), pytest.raises(ValidationError) as caught:
+        services.operate_on_tenant(tenant, "explode")
+    assert caught.value.message_dict["operation"][0].startswith("未知操作 'explode'；请从 ")
+    with translation.override("zh-hans"):
+        with pytest.raises(limits.LimitError) as too_deep:
+            limits.check_value({"a": [1]}, "kwargs", depth=1)
+        assert str(too_deep.value) == "kwargs: 嵌套超过 1 层"
+        with pytest.raises(limits.LimitError) as too_big:
+            limits.check_value("x" * 100, "kwargs", max_bytes=10)
+        assert str(too_big.value) == "kwargs: 作为 JSON 为 102 字节；最多允许 10 字节"
