@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from django.utils.translation import gettext as _
 
 NUL = "\x00"
 
@@ -105,13 +106,13 @@ def size_text(size: int) -> str:
         return f"{size // (1024 * 1024)} MB"
     if size >= 1024 and size % 1024 == 0:
         return f"{size // 1024} KB"
-    return f"{size} bytes"
+    return _("%(size)s bytes") % {"size": size}
 
 
 def check_text(value: Any, field: str) -> None:
     """Refuse a string holding a NUL character."""
     if isinstance(value, str) and NUL in value:
-        raise LimitError(field, "must not contain NUL characters (\\u0000)")
+        raise LimitError(field, _("must not contain NUL characters (\\u0000)"))
 
 
 def check_value(
@@ -133,7 +134,7 @@ def check_value(
         elif isinstance(item, Mapping | list | tuple):
             level += 1
             if level > limit:
-                raise LimitError(field, f"nested more than {limit} levels deep")
+                raise LimitError(field, _("nested more than %(limit)s levels deep") % {"limit": limit})
             if isinstance(item, Mapping):
                 for key, child in item.items():
                     check_text(key, field)
@@ -143,7 +144,11 @@ def check_value(
     if max_bytes is not None:
         size = encoded_size(value)
         if size > max_bytes:
-            raise LimitError(field, f"is {size:,} bytes as JSON; at most {size_text(max_bytes)} allowed")
+            raise LimitError(
+                field,
+                _("is %(size)s bytes as JSON; at most %(limit)s allowed")
+                % {"size": f"{size:,}", "limit": size_text(max_bytes)},
+            )
 
 
 def encoded_size(value: Any) -> int:
@@ -173,7 +178,10 @@ def check_args(args: Any, kwargs: Any, secret_kwargs: Any = None) -> dict[str, s
     limit = max_args_bytes()
     if not errors and total > limit:
         field = "kwargs" if kwargs else "args"
-        errors[field] = f"args and kwargs are {total:,} bytes as JSON; at most {size_text(limit)} allowed"
+        errors[field] = _("args and kwargs are %(size)s bytes as JSON; at most %(limit)s allowed") % {
+            "size": f"{total:,}",
+            "limit": size_text(limit),
+        }
     return errors
 
 
@@ -192,7 +200,11 @@ def scan_json_depth(text: str, *, depth: int | None = None, field: str = "docume
             level += 1
             if level > limit:
                 line = text.count("\n", 0, match.start()) + 1
-                raise LimitError(field, f"nested more than {limit} levels deep (line {line})")
+                raise LimitError(
+                    field,
+                    _("nested more than %(limit)s levels deep (line %(line)s)")
+                    % {"limit": limit, "line": line},
+                )
         elif token in ("]", "}"):
             level -= 1
 
@@ -407,4 +419,8 @@ def check_entry(
         return
     size = encoded_size(item)
     if size > limit:
-        raise LimitError(where, f"the entry is {size:,} bytes as JSON; at most {size_text(limit)} allowed")
+        raise LimitError(
+            where,
+            _("the entry is %(size)s bytes as JSON; at most %(limit)s allowed")
+            % {"size": f"{size:,}", "limit": size_text(limit)},
+        )

@@ -7,7 +7,8 @@ permissions on jobs and job groups, alert channels and alert rules and, with
 ``with_runs``, the run history with each run's captured log, as stored (secrets
 masked), and the open rounds of joins (``JobJoin``) (per-job alert mutes are a field of
 the job). Runs refer to runs (``triggered_by``, ``upstream_runs``, a round's ends) by
-natural key. Objects are
+natural key (tenant, job, scheduled_for, attempt and, for a broadcast fire's per-node
+copies, target_node). Objects are
 keyed by natural keys (tenant slug + name, username, group name), never by database ids,
 so a backup restores into any database.
 
@@ -447,11 +448,20 @@ def _run_refs(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     refs: dict[int, dict[str, Any]] = {}
     wanted = sorted(set(ids))
     for start in range(0, len(wanted), BATCH_SIZE * 4):
-        for pk, tenant, job, when, attempt in JobRun.objects.filter(
+        for pk, tenant, job, when, attempt, node in JobRun.objects.filter(
             pk__in=wanted[start : start + BATCH_SIZE * 4]
-        ).values_list("pk", "tenant__slug", "job__name", "scheduled_for", "attempt"):
-            refs[pk] = {"tenant": tenant, "job": job, "scheduled_for": _when(when), "attempt": attempt}
+        ).values_list("pk", "tenant__slug", "job__name", "scheduled_for", "attempt", "target_node"):
+            refs[pk] = _ref(tenant, job, when, attempt, node)
     return refs
+
+
+def _ref(tenant: str, job: str, when: datetime, attempt: int, target_node: str) -> dict[str, Any]:
+    """A run's natural key: a broadcast fire has one run per node (``target_node``),
+    written only when set (a run for any node, and backups before it, leave it out)."""
+    ref: dict[str, Any] = {"tenant": tenant, "job": job, "scheduled_for": _when(when), "attempt": attempt}
+    if target_node:
+        ref["target_node"] = target_node
+    return ref
 
 
 def _runs() -> Iterator[dict[str, Any]]:
@@ -464,13 +474,16 @@ def _runs() -> Iterator[dict[str, Any]]:
         for i in ids or ()
     )
     ref = "triggered_by__"
-    qs = JobRun.objects.order_by("tenant__slug", "job__name", "scheduled_for", "attempt").values(
+    qs = JobRun.objects.order_by(
+        "tenant__slug", "job__name", "scheduled_for", "attempt", "target_node"
+    ).values(
         "tenant__slug",
         "job__name",
         f"{ref}tenant__slug",
         f"{ref}job__name",
         f"{ref}scheduled_for",
         f"{ref}attempt",
+        f"{ref}target_node",
         *[f"{LOG}{name}" for name in LOG_FIELDS],
         "job__secret_names",
         *[f.name for f in fields],
@@ -499,12 +512,13 @@ def _runs() -> Iterator[dict[str, Any]]:
         if row[f"{ref}job__name"] is None:
             entry["triggered_by"] = None
         else:
-            entry["triggered_by"] = {
-                "tenant": row[f"{ref}tenant__slug"],
-                "job": row[f"{ref}job__name"],
-                "scheduled_for": _when(row[f"{ref}scheduled_for"]),
-                "attempt": row[f"{ref}attempt"],
-            }
+            entry["triggered_by"] = _ref(
+                row[f"{ref}tenant__slug"],
+                row[f"{ref}job__name"],
+                row[f"{ref}scheduled_for"],
+                row[f"{ref}attempt"],
+                row[f"{ref}target_node"],
+            )
         yield entry
 
 
@@ -690,7 +704,17 @@ def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _no_runs(entry: Mapping[str, Any], where: str) -> tuple[Any, Any, datetime, int]:
+#: A run's natural key in a restore: tenant slug, job name, scheduled_for, attempt,
+#: target_node ("" for a run any node may take).
+RunKey = tuple[Any, Any, datetime, int, str]
+
+
+def _key_text(key: RunKey) -> str:
+    node = f" for {key[4]}" if key[4] else ""
+    return f"{key[0]}/{key[1]} @ {key[2].isoformat()} #{key[3]}{node}"
+
+
+def _no_runs(entry: Mapping[str, Any], where: str) -> RunKey:
     raise BackupError(f"{where}: no run in the file (a backup without runs)")
 
 
@@ -707,8 +731,8 @@ class _Restorer:
         self.calendars: dict[tuple[int, str], Calendar] = {}
         self.jobs: dict[tuple[int, str], Job] = {}
         self.channels: dict[tuple[int, str], AlertChannel] = {}
-        self.run_pks: dict[tuple[Any, Any, datetime, int], int] = {}
-        self.run_key: Callable[[Mapping[str, Any], str], tuple[Any, Any, datetime, int]] = _no_runs
+        self.run_pks: dict[RunKey, int] = {}
+        self.find_run: Callable[[Mapping[str, Any], str], RunKey] = _no_runs
 
     def run(self) -> dict[str, int]:
         for name in SECTIONS:
@@ -1217,18 +1241,24 @@ class _Restorer:
 
     def _restore_runs(self, items: list[dict[str, Any]]) -> None:
         when_field = JobRun._meta.get_field("scheduled_for")
-        keys: dict[tuple[Any, Any, datetime, int], int] = {}
-        refs: list[tuple[int, tuple[Any, Any, datetime, int]]] = []
-        upstream: list[tuple[int, list[tuple[Any, Any, datetime, int]]]] = []
+        keys: dict[RunKey, int] = {}
+        # (tenant, job, scheduled_for, attempt) -> the keys of its runs (one per node for
+        # a broadcast fire): a reference without target_node (an older backup) names the
+        # fire's only run.
+        fires: dict[tuple[Any, Any, datetime, int], list[RunKey]] = {}
+        refs: list[tuple[int, RunKey]] = []
+        upstream: list[tuple[int, list[RunKey]]] = []
+        pending: list[tuple[int, str, Mapping[str, Any], str]] = []
         old_ids = 0
 
         def where_of(index: int, entry: Mapping[str, Any]) -> str:
+            node = entry.get("target_node")
             return (
                 f"runs[{index}] ({entry.get('tenant')}/{entry.get('job')} @ "
-                f"{entry.get('scheduled_for')} #{entry.get('attempt')})"
+                f"{entry.get('scheduled_for')} #{entry.get('attempt')}{f' for {node}' if node else ''})"
             )
 
-        def run_key(entry: Mapping[str, Any], where: str) -> tuple[Any, Any, datetime, int]:
+        def run_key(entry: Mapping[str, Any], where: str) -> RunKey:
             try:
                 when = when_field.clean(entry.get("scheduled_for"), None)
             except ValidationError as exc:
@@ -1236,7 +1266,19 @@ class _Restorer:
             attempt = entry.get("attempt", 1)
             if isinstance(attempt, bool) or not isinstance(attempt, int):
                 raise BackupError(f"{where}: attempt: must be a whole number")
-            return (entry.get("tenant"), entry.get("job"), when, attempt)
+            node = entry.get("target_node") or ""
+            if not isinstance(node, str):
+                raise BackupError(f"{where}: target_node: must be a string")
+            return (entry.get("tenant"), entry.get("job"), when, attempt, node)
+
+        def find(ref: Mapping[str, Any], where: str) -> RunKey:
+            """The key of the run ``ref`` names, refused when not in the file."""
+            key = run_key(ref, where)
+            if key in keys:
+                return key
+            if "target_node" not in ref and len(fires.get(key[:4], ())) == 1:
+                return fires[key[:4]][0]
+            raise BackupError(f"{where}: no run {_key_text(key)} in the file")
 
         # First the identities and the links between runs (light), ...
         for index, entry in enumerate(items):
@@ -1244,12 +1286,14 @@ class _Restorer:
             if key in keys:
                 raise BackupError(f"{where_of(index, entry)}: the run appears twice")
             keys[key] = index
+            fires.setdefault(key[:4], []).append(key)
             ref = entry.get("triggered_by")
             if ref is not None:
                 where = f"{where_of(index, entry)}: triggered_by"
                 if not isinstance(ref, dict):
                     raise BackupError(f"{where}: must be null or an object naming a run")
-                refs.append((index, run_key(ref, where)))
+                run_key(ref, where)  # checked now, found once every run is known
+                pending.append((index, "triggered_by", ref, where))
             ups = entry.get("upstream_runs")
             if ups:
                 where = f"{where_of(index, entry)}: upstream_runs"
@@ -1258,19 +1302,16 @@ class _Restorer:
                 if all(isinstance(u, int) and not isinstance(u, bool) for u in ups):
                     old_ids += 1  # an older backup: ids of the database it came from
                     continue
-                named = []
                 for i, u in enumerate(ups):
                     if not isinstance(u, dict):
                         raise BackupError(f"{where}[{i}]: must be an object naming a run")
-                    named.append(run_key(u, f"{where}[{i}]"))
-                upstream.append((index, named))
-        for index, ref_key in refs + [(i, k) for i, named in upstream for k in named]:
-            if ref_key not in keys:
-                field = "triggered_by" if (index, ref_key) in refs else "upstream_runs"
-                raise BackupError(
-                    f"{where_of(index, items[index])}: {field}: no run {ref_key[0]}/"
-                    f"{ref_key[1]} @ {ref_key[2].isoformat()} #{ref_key[3]} in the file"
-                )
+                    run_key(u, f"{where}[{i}]")
+                pending.append((index, "upstream_runs", {"runs": ups}, where))
+        for index, field, ref, where in pending:
+            if field == "triggered_by":
+                refs.append((index, find(ref, where)))
+            else:
+                upstream.append((index, [find(u, f"{where}[{i}]") for i, u in enumerate(ref["runs"])]))
         if old_ids:
             self.warn(
                 f"{old_ids} run(s) list their upstream runs by the ids of the database the backup "
@@ -1313,7 +1354,7 @@ class _Restorer:
         ]
         JobRun.objects.bulk_update(with_upstream, ["upstream_runs"], batch_size=BATCH_SIZE)
         self.run_pks = {key: pks[index] for key, index in keys.items()}
-        self.run_key = run_key
+        self.find_run = find
         self.counts["runs"] = len(items)
 
     def _restore_join_rounds(self, items: list[dict[str, Any]]) -> None:
@@ -1345,12 +1386,7 @@ class _Restorer:
                 if end.get("run") is not None:
                     if not isinstance(end["run"], dict):
                         raise BackupError(f"{at}: run: must be null or an object naming a run")
-                    key = self.run_key(end["run"], f"{at}: run")
-                    if key not in self.run_pks:
-                        raise BackupError(
-                            f"{at}: run: no run {key[0]}/{key[1]} @ {key[2].isoformat()} #{key[3]} in the file"
-                        )
-                    run_id = self.run_pks[key]
+                    run_id = self.run_pks[self.find_run(end["run"], f"{at}: run")]
                 if str(upstream.pk) in join.ends:
                     raise BackupError(f"{at}: upstream: {upstream.name} ends twice in the round")
                 join.ends[str(upstream.pk)] = {"run": run_id, "ok": kind == rules.END_SUCCESS, "end": kind}

@@ -40,8 +40,10 @@ def _plugin_parts(
         if secret and len(kind.secret_fields) != 1:
             raise ValidationError(
                 {
-                    "secret": f"the {kind.name} channel has the secret fields "
-                    f"{', '.join(kind.secret_fields) or '(none)'}: give an object of them"
+                    "secret": _(
+                        "the %(type)s channel has the secret fields %(fields)s: give an object of them"
+                    )
+                    % {"type": kind.name, "fields": ", ".join(kind.secret_fields) or _("(none)")}
                 }
             )
         given = {**({k: None for k in kind.secret_fields} if not secret else {}), **given}
@@ -52,16 +54,20 @@ def _plugin_parts(
         if unknown:
             raise ValidationError(
                 {
-                    "secret": f"{unknown[0]}: not a secret field of {kind.name} channels "
-                    f"(they are: {', '.join(kind.secret_fields) or 'none'})"
+                    "secret": _("%(field)s: not a secret field of %(type)s channels (they are: %(fields)s)")
+                    % {
+                        "field": unknown[0],
+                        "type": kind.name,
+                        "fields": ", ".join(kind.secret_fields) or _("none"),
+                    }
                 }
             )
         given = {**secret, **given}
     elif secret is not None:
-        raise ValidationError({"secret": "must be a string or an object of secret fields"})
+        raise ValidationError({"secret": _("must be a string or an object of secret fields")})
     for key, value in given.items():
         if value is not None and not isinstance(value, str):
-            raise ValidationError({f"config.{key}": "a secret field must be a string"})
+            raise ValidationError({f"config.{key}": _("a secret field must be a string")})
     try:
         stored = channel.reveal_secrets() if channel.secret_token else {}
     except Exception:  # noqa: BLE001 - a key problem: the secrets must be given again
@@ -82,10 +88,12 @@ def validate_channel(channel: AlertChannel, secret: str | dict[str, Any] | None)
     errors: dict[str, list[str]] = {}
     config = channel.config if isinstance(channel.config, dict) else None
     if config is None:
-        raise ValidationError({"config": "must be an object"})
+        raise ValidationError({"config": _("must be an object")})
     kind = plugins.alert_channel_type(channel.type) if channel.type not in plugins.BUILTIN_CHANNELS else None
     if kind is None and isinstance(secret, dict):
-        raise ValidationError({"secret": f"{channel.type} channels take one secret (a string)"})
+        raise ValidationError(
+            {"secret": _("%(type)s channels take one secret (a string)") % {"type": channel.type}}
+        )
     if kind is not None:
         public, secrets, _changed = _plugin_parts(channel, kind, secret)
         _cleaned, problems = plugins.clean_channel_config(kind, {**public, **secrets})
@@ -94,24 +102,27 @@ def validate_channel(channel: AlertChannel, secret: str | dict[str, Any] | None)
     elif channel.type == "email":
         to = config.get("to")
         if not isinstance(to, list) or not to:
-            errors["to"] = ["list at least one e-mail address"]
+            errors["to"] = [_("list at least one e-mail address")]
         else:
             for index, address in enumerate(to):
                 try:
                     validate_email(address)
                 except (ValidationError, TypeError):
-                    errors.setdefault("to", []).append(f"to[{index}]: {address!r} is not an e-mail address")
+                    errors.setdefault("to", []).append(
+                        _("to[%(index)s]: %(address)r is not an e-mail address")
+                        % {"index": index, "address": address}
+                    )
     elif channel.type == "webhook":
         url = config.get("url")
         try:
             URLValidator(schemes=["http", "https"])(url or "")
         except ValidationError:
-            errors["url"] = [f"{url!r} is not an http(s) URL"]
+            errors["url"] = [_("%(url)r is not an http(s) URL") % {"url": url}]
         timeout = config.get("timeout")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60
         ):
-            errors["timeout"] = ["must be a number of seconds above 0 and at most 60"]
+            errors["timeout"] = [_("must be a number of seconds above 0 and at most 60")]
     elif channel.type == "apprise":
         stored = bool(channel.secret_token) and secret is None
         if not stored:
@@ -120,7 +131,10 @@ def validate_channel(channel: AlertChannel, secret: str | dict[str, Any] | None)
                 errors["url"] = problems
     else:
         known = [*plugins.BUILTIN_CHANNELS, *(n for n, _ in plugins.alert_channel_choices())]
-        errors["type"] = [f"unknown channel type {channel.type!r}; use {', '.join(known)}"]
+        errors["type"] = [
+            _("unknown channel type %(type)r; use %(known)s")
+            % {"type": channel.type, "known": ", ".join(known)}
+        ]
     for name in ("subject_template", "body_template"):
         problems = channel_types.template_problems(getattr(channel, name) or "")
         if problems:
@@ -161,29 +175,32 @@ def validate_rule(rule: AlertRule, channels: Sequence[AlertChannel]) -> None:
     errors: dict[str, list[str]] = {}
     events = rule.events
     if not isinstance(events, list) or not events:
-        errors["events"] = [f"list at least one of {', '.join(RULE_EVENTS)}"]
+        errors["events"] = [_("list at least one of %(events)s") % {"events": ", ".join(RULE_EVENTS)}]
     else:
         unknown = [e for e in events if e not in RULE_EVENTS]
         if unknown:
             errors["events"] = [
-                f"unknown event(s) {', '.join(map(repr, unknown))}; known: {', '.join(RULE_EVENTS)}"
+                _("unknown event(s) %(unknown)s; known: %(events)s")
+                % {"unknown": ", ".join(map(repr, unknown)), "events": ", ".join(RULE_EVENTS)}
             ]
     factor = rule.slow_factor
     if factor is not None and (isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1):
-        errors["slow_factor"] = [f"must be a number of at least 1 (times the job's p95), not {factor!r}"]
+        errors["slow_factor"] = [
+            _("must be a number of at least 1 (times the job's p95), not %(value)r") % {"value": factor}
+        ]
     for name in ("missed_after_seconds", "late_after_seconds", "slow_after_seconds"):
         value = getattr(rule, name)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
         ):
-            errors[name] = [f"must be a positive number of seconds, not {value!r}"]
+            errors[name] = [_("must be a positive number of seconds, not %(value)r") % {"value": value}]
     if isinstance(events, list):
         for event, field in (
             ("missed", "missed_after_seconds"),
             ("late", "late_after_seconds"),
         ):
             if event in events and getattr(rule, field) is None and field not in errors:
-                errors[field] = [f"required for the {event!r} event"]
+                errors[field] = [_("required for the %(event)r event") % {"event": event}]
         if (
             "slow" in events
             and rule.slow_after_seconds is None
@@ -191,23 +208,25 @@ def validate_rule(rule: AlertRule, channels: Sequence[AlertChannel]) -> None:
             and not {"slow_after_seconds", "slow_factor"} & set(errors)
         ):
             errors["slow_after_seconds"] = [
-                "the 'slow' event needs slow_after_seconds or slow_factor (× the job's p95)"
+                _("the 'slow' event needs slow_after_seconds or slow_factor (× the job's p95)")
             ]
         if "node_down" in events and (rule.scope_job_id or rule.scope_group_id):
-            errors["scope"] = ["the 'node_down' event needs a tenant-wide rule (nodes serve every job)"]
+            errors["scope"] = [_("the 'node_down' event needs a tenant-wide rule (nodes serve every job)")]
     if rule.throttle_seconds is None or isinstance(rule.throttle_seconds, bool) or rule.throttle_seconds < 0:
-        errors["throttle_seconds"] = ["must be 0 or a positive number of seconds"]
+        errors["throttle_seconds"] = [_("must be 0 or a positive number of seconds")]
     if rule.scope_job_id and rule.scope_group_id:
-        errors["scope"] = ["a rule is scoped to a job or a group, not both"]
+        errors["scope"] = [_("a rule is scoped to a job or a group, not both")]
     if rule.scope_job_id and rule.scope_job.tenant_id != rule.tenant_id:
-        errors["scope"] = ["the job is not in the rule's tenant"]
+        errors["scope"] = [_("the job is not in the rule's tenant")]
     if rule.scope_group_id and rule.scope_group.tenant_id != rule.tenant_id:
-        errors["scope"] = ["the group is not in the rule's tenant"]
+        errors["scope"] = [_("the group is not in the rule's tenant")]
     if not channels:
-        errors["channels"] = ["name at least one channel"]
+        errors["channels"] = [_("name at least one channel")]
     for channel in channels:
         if channel.tenant_id != rule.tenant_id:
-            errors.setdefault("channels", []).append(f"channel {channel.name!r} is not in the rule's tenant")
+            errors.setdefault("channels", []).append(
+                _("channel %(name)r is not in the rule's tenant") % {"name": channel.name}
+            )
     if errors:
         raise ValidationError(errors)
 

@@ -81,8 +81,11 @@ def plan_backfill(job: Job, start: datetime, end: datetime, *, actor: Any = None
         if len(times) >= cap:
             raise ValidationError(
                 {
-                    "to": f"the range has more than {cap} fire times, the cap "
-                    f'(SCHEDULER_APP["BACKFILL_MAX_RUNS"] = {cap}); narrow the range'
+                    "to": _(
+                        "the range has more than %(cap)s fire times, the cap "
+                        '(SCHEDULER_APP["BACKFILL_MAX_RUNS"] = %(cap)s); narrow the range'
+                    )
+                    % {"cap": cap}
                 }
             )
         times.append(nxt)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit
 from scheduler_app.documents import job as job_document
@@ -62,16 +63,19 @@ def declarations() -> list[CodeJob]:
     found = list(code_jobs)
     raw = app_settings.JOBS
     if not isinstance(raw, list):
-        raise CodeJobError(f"{SETTINGS_MODULE}: must be a list of job documents")
+        raise CodeJobError(_("%(where)s: must be a list of job documents") % {"where": SETTINGS_MODULE})
     for index, item in enumerate(raw):
         where = f"{SETTINGS_MODULE}[{index}]"
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item.get("name"):
-            raise CodeJobError(f"{where}: name: required, a non-empty string")
+            raise CodeJobError(_("%(where)s: name: required, a non-empty string") % {"where": where})
         doc = dict(item)
         name = doc.pop("name")
         if "schedule" in doc:
             if "trigger" in doc:
-                raise CodeJobError(f"{where} ({name}): schedule: give schedule or trigger, not both")
+                raise CodeJobError(
+                    _("%(where)s (%(name)s): schedule: give schedule or trigger, not both")
+                    % {"where": where, "name": name}
+                )
             doc["trigger"] = {
                 "type": "cron",
                 "expression": doc.pop("schedule"),
@@ -89,7 +93,8 @@ def check_declarations() -> dict[tuple[str, str], CodeJob]:
         key = _key(decl)
         if key in seen:
             raise CodeJobError(
-                f"job {key[0]}/{key[1]} is declared twice: in {seen[key].module} and in {decl.module}"
+                _("job %(tenant)s/%(name)s is declared twice: in %(first)s and in %(second)s")
+                % {"tenant": key[0], "name": key[1], "first": seen[key].module, "second": decl.module}
             )
         seen[key] = decl
     return seen
@@ -121,12 +126,15 @@ def sync_code_jobs(*, dry_run: bool = False) -> SyncReport:
         keep: set[int] = set()
         for (slug, name), decl in seen.items():
             label = f"job {slug}/{name} ({decl.module})"
-            tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": slug})
+            tenant, _created = Tenant.objects.get_or_create(slug=slug, defaults={"name": slug})
             job = Job.objects.filter(tenant=tenant, name=name).first()
             if job is not None and not job.managed_by:
                 raise CodeJobError(
-                    f"job {slug}/{name} declared in {decl.module} clashes with the hand-made job "
-                    f"{slug}/{name} (id {job.pk}); rename one of them"
+                    _(
+                        "job %(tenant)s/%(name)s declared in %(module)s clashes with the hand-made job "
+                        "%(tenant)s/%(name)s (id %(id)s); rename one of them"
+                    )
+                    % {"tenant": slug, "name": name, "module": decl.module, "id": job.pk}
                 )
             created = job is None
             if created:
@@ -177,8 +185,15 @@ def check_code_owned(job: Job, stored: Job) -> None:
         raise ValidationError(
             {
                 NON_FIELD_ERRORS: [
-                    f"job {stored.name} is managed by code in {stored.managed_by}; change "
-                    f"{', '.join(changed) or 'managed_by'} there (operators may only pause and resume it)"
+                    _(
+                        "job %(name)s is managed by code in %(module)s; change %(fields)s there "
+                        "(operators may only pause and resume it)"
+                    )
+                    % {
+                        "name": stored.name,
+                        "module": stored.managed_by,
+                        "fields": ", ".join(changed) or "managed_by",
+                    }
                 ]
             }
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from scheduler_app import audit
 from scheduler_app.models import Job, JobGroup, Tenant
@@ -38,7 +39,10 @@ def _operate(target: JobGroup | Tenant, jobs: list[Job], operation: str, actor: 
     service = OPERATIONS.get(operation)
     if service is None:
         raise ValidationError(
-            {"operation": f"unknown operation {operation!r}; choose one of {', '.join(OPERATIONS)}"}
+            {
+                "operation": _("unknown operation %(operation)r; choose one of %(operations)s")
+                % {"operation": operation, "operations": ", ".join(OPERATIONS)}
+            }
         )
     with transaction.atomic(), audit.acting_as(actor):
         result = service(jobs, actor=actor)

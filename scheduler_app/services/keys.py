@@ -106,7 +106,7 @@ def check_new_key(
     """What :func:`create_key` refuses: another user's key (unless superuser), a tenant
     the user is not in, a role above the user's, an expiry in the past."""
     if not _may_manage(actor, user):
-        raise PermissionDenied("you may only create API keys for yourself")
+        raise PermissionDenied(_("you may only create API keys for yourself"))
     if not user.is_active:
         raise ValidationError({"user": _("%(user)s is not active") % {"user": user}})
     if role is not None and role not in Role.values:

@@ -152,3 +152,113 @@ def test_bad_rounds_are_named_and_change_nothing(tmp_path, dag, change, expected
         run_restore(write(path, doc), "--replace")
     assert expected in str(info.value)
     assert rounds() == before  # all or nothing
+
+
+@pytest.fixture
+def broadcast_fire(make_job):
+    """A broadcast job E whose one fire has a run per node (n1 fails, n2 succeeds), a
+    dependent H (all_done) with both as its upstream runs, a retry of n1's copy triggered
+    by it, and an open round of J {E's n1 copy} (J also waits on G, which never runs)."""
+    e = make_job("E", routing="broadcast")
+    h = make_job("H", task="tests.give", trigger_rule="all_done", upstream_param="upstream")
+    j, g = make_job("J", trigger_rule="all_success"), make_job("G")
+    services.add_dependency(e, h)
+    services.add_dependency(e, j)
+    services.add_dependency(g, j)
+    when = T0 + dt.timedelta(minutes=5)
+    runs = {}
+    for node, state in (("n1", RunState.FAILED), ("n2", RunState.SUCCEEDED)):
+        runs[node] = JobRun.for_job(e, when, reason="schedule", target_node=node)
+        runs[node].node, runs[node].state, runs[node].finished_at = node, state, when
+        runs[node].save()
+    JobRun.for_job(
+        e, when, reason="retry", attempt=2, target_node="n1", triggered_by=runs["n1"], state=RunState.SKIPPED
+    ).save()
+    JobRun.for_job(h, when, reason="dependency", upstream_runs=[runs["n1"].pk, runs["n2"].pk]).save()
+    JobJoin.objects.create(
+        job=j, opened_at=when, ends={str(e.pk): {"run": runs["n1"].pk, "ok": False, "end": "failed"}}
+    )
+    return runs
+
+
+def broadcast_state():
+    """Every run as natural keys with node, and what it refers to (no ids)."""
+
+    def key(run):
+        return (run.job.name, run.scheduled_for, run.attempt, run.target_node)
+
+    by_pk = {run.pk: run for run in JobRun.objects.select_related("job")}
+    rounds = [
+        (r.job.name, r.opened_at, {end["end"]: key(by_pk[end["run"]]) for end in r.ends.values()})
+        for r in JobJoin.objects.select_related("job")
+    ]
+    return sorted(
+        (
+            key(run),
+            run.state,
+            key(run.triggered_by) if run.triggered_by else None,
+            sorted(key(by_pk[pk]) for pk in run.upstream_runs),
+        )
+        for run in by_pk.values()
+    ), rounds
+
+
+def test_a_broadcast_fire_s_runs_per_node_restore_into_an_empty_database(tmp_path, broadcast_fire):
+    before = broadcast_state()
+    assert [k for k, *_ in before[0] if k[0] == "E"] == [
+        ("E", T0 + dt.timedelta(minutes=5), 1, "n1"),
+        ("E", T0 + dt.timedelta(minutes=5), 1, "n2"),
+        ("E", T0 + dt.timedelta(minutes=5), 2, "n1"),
+    ]
+    path = tmp_path / "broadcast.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    h_run = next(r for r in doc["runs"] if r["job"] == "H")
+    assert [u.get("target_node") for u in h_run["upstream_runs"]] == ["n1", "n2"]
+
+    from scheduler_app.interchange.backup import delete_configuration
+
+    delete_configuration()
+    assert not JobRun.objects.exists() and not Job.objects.exists()
+    out, err = run_restore(path)
+    assert "4 runs, 1 join rounds" in out and err == ""
+    assert broadcast_state() == before
+
+
+def test_an_older_backup_without_target_node_in_references_still_restores(tmp_path, broadcast_fire):
+    """Before runs were keyed by node a reference had no target_node: it names the fire's
+    only run of that attempt (the retry, here); an ambiguous one is refused by name."""
+    before = broadcast_state()
+    path = tmp_path / "older.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    retry = next(r for r in doc["runs"] if r["attempt"] == 2)
+    retry["triggered_by"].pop("target_node")
+    second = [r for r in doc["runs"] if r["job"] == "E" and r["attempt"] == 1][1]
+    doc["runs"].remove(second)  # an older backup held one run per fire
+    doc["counts"]["runs"] -= 1
+    h_run = next(r for r in doc["runs"] if r["job"] == "H")
+    h_run["upstream_runs"] = [h_run["upstream_runs"][0]]
+    h_run["upstream_runs"][0].pop("target_node")
+    doc["join_rounds"][0]["ends"][0]["run"].pop("target_node")
+    _out, err = run_restore(write(path, doc), "--replace")
+    assert err == ""
+    runs, rounds = broadcast_state()
+    assert rounds == before[1]
+    assert len(runs) == 3 and all(k[3] != "n2" for k, *_ in runs)
+    h = next(r for r in runs if r[0][0] == "H")
+    assert h[3] == [("E", T0 + dt.timedelta(minutes=5), 1, "n1")]
+
+
+def test_an_ambiguous_reference_to_a_broadcast_fire_is_refused(tmp_path, broadcast_fire):
+    path = tmp_path / "ambiguous.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    h_run = next(r for r in doc["runs"] if r["job"] == "H")
+    h_run["upstream_runs"][1].pop("target_node")
+    with pytest.raises(CommandError) as info:
+        run_restore(write(path, doc), "--replace")
+    assert (
+        "runs[3] (acme/H @ 2026-03-01T02:05:00+00:00 #1): upstream_runs[1]: no run "
+        "acme/E @ 2026-03-01T02:05:00+00:00 #1 in the file"
+    ) in str(info.value)
