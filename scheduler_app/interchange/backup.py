@@ -1262,7 +1262,14 @@ class _Restorer:
                 for i, u in enumerate(ups):
                     if not isinstance(u, dict):
                         raise BackupError(f"{where}[{i}]: must be an object naming a run")
-                    named.append(run_key(u, f"{where}[{i}]"))
+                    up_key = run_key(u, f"{where}[{i}]")
+                    if up_key[0] != key[0]:
+                        # Its result would reach this tenant's task, run page and API.
+                        raise BackupError(
+                            f"{where}[{i}]: names a run of tenant {up_key[0]}, not of {key[0]} "
+                            "(upstream runs never cross tenants)"
+                        )
+                    named.append(up_key)
                 upstream.append((index, named))
         for index, ref_key in refs + [(i, k) for i, named in upstream for k in named]:
             if ref_key not in keys:
@@ -1346,6 +1353,11 @@ class _Restorer:
                     if not isinstance(end["run"], dict):
                         raise BackupError(f"{at}: run: must be null or an object naming a run")
                     key = self.run_key(end["run"], f"{at}: run")
+                    if (key[0], key[1]) != (entry.get("tenant"), end.get("upstream")):
+                        raise BackupError(
+                            f"{at}: run: names a run of {key[0]}/{key[1]}, not of the end's upstream "
+                            f"{entry.get('tenant')}/{end.get('upstream')}"
+                        )
                     if key not in self.run_pks:
                         raise BackupError(
                             f"{at}: run: no run {key[0]}/{key[1]} @ {key[2].isoformat()} #{key[3]} in the file"
