@@ -220,32 +220,29 @@ def upstream_results(runs: Iterable[tuple[JobRun, Job]]) -> dict[int, dict[str, 
     their secrets already masked. The whole object is capped by
     ``UPSTREAM_RESULTS_MAX_BYTES``: the largest results are replaced by
     ``{"truncated": true, "size_bytes": N}`` until the rest fits."""
+    runs = list(runs)
     wanted = {run.pk: [int(i) for i in run.upstream_runs] for run, job in runs if job.upstream_param}
     wanted = {pk: ids for pk, ids in wanted.items() if ids}
     if not wanted:
         return {}
     ids = {i for ids in wanted.values() for i in ids}
-    found = {
-        row["pk"]: row
-        for row in JobRun.objects.filter(pk__in=ids)
+    # Each upstream run with the jobs it is an upstream of (a row per edge): only runs of
+    # the downstream's tenant and of one of its upstream jobs count; the list is not
+    # trusted for that (restored from an edited file, or the edges changed since).
+    sized: dict[int, dict[str, Any]] = {}
+    feeds: dict[int, set[int]] = {}
+    for row in (
+        JobRun.objects.filter(pk__in=ids)
         .annotate(size=Length(Cast("result", TextField())))
-        .values("pk", "job__name", "size", "tenant_id", "job_id")
-    }
-    allowed = upstream_jobs({job.pk for run, job in runs if run.pk in wanted})
-    # Only runs of the downstream's tenant and of one of its upstream jobs: the list is
-    # not trusted for that (restored from an edited file, or the edges changed since).
-    tenant_of = {run.pk: (run.tenant_id, job.pk) for run, job in runs if run.pk in wanted}
+        .values("pk", "job__name", "size", "tenant_id", "job__downstream_edges__downstream_id")
+    ):
+        sized.setdefault(row["pk"], row)
+        feeds.setdefault(row["pk"], set()).add(row["job__downstream_edges__downstream_id"])
+    of = {run.pk: (run.tenant_id, job.pk) for run, job in runs if run.pk in wanted}
     wanted = {
-        pk: [
-            i
-            for i in up_ids
-            if i in found
-            and found[i]["tenant_id"] == tenant_of[pk][0]
-            and found[i]["job_id"] in allowed.get(tenant_of[pk][1], ())
-        ]
+        pk: [i for i in up_ids if i in sized and sized[i]["tenant_id"] == of[pk][0] and of[pk][1] in feeds[i]]
         for pk, up_ids in wanted.items()
     }
-    sized = found
     cap = int(app_settings.UPSTREAM_RESULTS_MAX_BYTES)
     keep: dict[int, set[int]] = {}
     for pk, up_ids in wanted.items():
@@ -291,7 +288,9 @@ def visible_upstream_ids(run: JobRun) -> list[int]:
     ids = [int(i) for i in run.upstream_runs or ()]
     if not ids:
         return []
-    allowed = upstream_jobs([run.job_id]).get(run.job_id, set())
+    allowed = set(
+        JobDependency.objects.filter(downstream_id=run.job_id).values_list("upstream_id", flat=True)
+    )
     rows = dict(
         (pk, (tenant_id, job_id))
         for pk, tenant_id, job_id in JobRun.objects.filter(pk__in=ids).values_list(
