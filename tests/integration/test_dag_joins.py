@@ -326,3 +326,44 @@ def test_a_replace_claim_never_waits_for_a_run_being_recorded(make_job, other_se
     # once R is not held, the next claim replaces it
     again = DjangoRunStore().claim("n1", ROOM, timezone.now())
     assert [c.run_id for c in again.runs] == [new.pk] and again.stop == (r.pk,)
+
+
+def test_the_sheds_skips_are_marked_and_survive_the_node_dying(store, make_job, monkeypatch):
+    """shed_misfired (another writer of skips) sets the same mark in its statement."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("shed_misfired: PostgreSQL only")
+    b, c, d = dag(make_job, "all_done")
+    lone = make_job("lone", misfire_policy="skip", misfire_grace_seconds=30)
+    now = timezone.now()
+    late = [queued(b, now - timedelta(minutes=5)), queued(b, now - timedelta(minutes=4))]
+    alone = queued(lone, now - timedelta(minutes=5))
+
+    def die(self, now, run_ids=None):
+        raise SystemExit("node killed after the shed's commit")
+
+    monkeypatch.setattr(DjangoRunStore, "feed_pending_joins", die)
+    with pytest.raises(SystemExit):
+        store.shed_misfired(now)
+    monkeypatch.undo()
+    marks = dict(JobRun.objects.filter(state=RunState.SKIPPED).values_list("pk", "join_pending"))
+    assert marks == {late[0].pk: True, late[1].pk: True, alone.pk: False}  # only runs with downstream jobs
+    assert store.feed_pending_joins(now) == 2
+    rounds = list(JobJoin.objects.filter(job=d).order_by("opened_at", "pk"))
+    assert [r.ends[str(b.pk)]["run"] for r in rounds] == [
+        late[0].pk,
+        late[1].pk,
+    ]  # each in its own round, once
+    assert not JobRun.objects.filter(join_pending=True).exists()
+
+
+def test_several_skips_of_one_claim_are_marked_in_its_statement(store, make_job):
+    b, c, d = dag(make_job, "all_done")
+    t0 = timezone.now() - timedelta(minutes=5)
+    late = [queued(b, t0), queued(b, t0 + timedelta(seconds=1))]
+    store.claim("n1", ROOM, t0 + timedelta(seconds=40))
+    assert {r.state for r in JobRun.objects.filter(job=b)} == {RunState.SKIPPED}
+    assert not JobRun.objects.filter(join_pending=True).exists()  # fed and cleared at once
+    rounds = list(JobJoin.objects.filter(job=d).order_by("opened_at", "pk"))
+    assert sorted(r.ends[str(b.pk)]["run"] for r in rounds) == sorted(r.pk for r in late)
