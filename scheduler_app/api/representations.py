@@ -326,7 +326,7 @@ def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) ->
             peak_memory_mb=item.peak_memory_mb,
             result=item.result,
             traceback=item.traceback,
-            upstream_runs=list(item.upstream_runs or ()),
+            upstream_runs=joins.visible_upstream_ids(item),
             upstream=[_upstream(entry) for entry in joins.upstream_of(item)],
             **log_fields(run_log(item), log_offset),
         )

@@ -348,7 +348,8 @@ RUN_DETAIL_PROPERTIES = {
         "type": "array",
         "items": INT,
         "description": "The upstream runs whose ends queued this dependency run (their results "
-        "are what the job's upstream_param receives); empty for other runs.",
+        "are what the job's upstream_param receives); empty for other runs. Only runs of this "
+        "run's tenant and of its job's upstream jobs (or deleted ones) are listed.",
     },
     "upstream": {
         "type": "array",

@@ -192,7 +192,13 @@ def _round(downstream: Job, run: JobRun, now: datetime) -> list[int] | None:
         target.save()
     if not decision.fire:
         return None
-    return [int(v["run"]) for k, v in sorted(target.ends.items()) if int(k) in upstreams]
+    # An end whose run retention deleted before a backup (restored with run null) counts
+    # for the round but has no run to pass on.
+    return [
+        int(v["run"])
+        for k, v in sorted(target.ends.items())
+        if int(k) in upstreams and v.get("run") is not None
+    ]
 
 
 def stored_end(end: Mapping[str, Any]) -> str:
@@ -214,16 +220,28 @@ def upstream_results(runs: Iterable[tuple[JobRun, Job]]) -> dict[int, dict[str, 
     their secrets already masked. The whole object is capped by
     ``UPSTREAM_RESULTS_MAX_BYTES``: the largest results are replaced by
     ``{"truncated": true, "size_bytes": N}`` until the rest fits."""
+    runs = list(runs)
     wanted = {run.pk: [int(i) for i in run.upstream_runs] for run, job in runs if job.upstream_param}
     wanted = {pk: ids for pk, ids in wanted.items() if ids}
     if not wanted:
         return {}
     ids = {i for ids in wanted.values() for i in ids}
-    sized = {
-        row["pk"]: row
-        for row in JobRun.objects.filter(pk__in=ids)
+    # Each upstream run with the jobs it is an upstream of (a row per edge): only runs of
+    # the downstream's tenant and of one of its upstream jobs count; the list is not
+    # trusted for that (restored from an edited file, or the edges changed since).
+    sized: dict[int, dict[str, Any]] = {}
+    feeds: dict[int, set[int]] = {}
+    for row in (
+        JobRun.objects.filter(pk__in=ids)
         .annotate(size=Length(Cast("result", TextField())))
-        .values("pk", "job__name", "size")
+        .values("pk", "job__name", "size", "tenant_id", "job__downstream_edges__downstream_id")
+    ):
+        sized.setdefault(row["pk"], row)
+        feeds.setdefault(row["pk"], set()).add(row["job__downstream_edges__downstream_id"])
+    of = {run.pk: (run.tenant_id, job.pk) for run, job in runs if run.pk in wanted}
+    wanted = {
+        pk: [i for i in up_ids if i in sized and sized[i]["tenant_id"] == of[pk][0] and of[pk][1] in feeds[i]]
+        for pk, up_ids in wanted.items()
     }
     cap = int(app_settings.UPSTREAM_RESULTS_MAX_BYTES)
     keep: dict[int, set[int]] = {}
@@ -252,6 +270,36 @@ def upstream_results(runs: Iterable[tuple[JobRun, Job]]) -> dict[int, dict[str, 
     return out
 
 
+def upstream_jobs(job_ids: Iterable[int]) -> dict[int, set[int]]:
+    """downstream job id -> the ids of its upstream jobs (one query)."""
+    out: dict[int, set[int]] = {}
+    rows = JobDependency.objects.filter(downstream_id__in=set(job_ids)).values_list(
+        "downstream_id", "upstream_id"
+    )
+    for down, up in rows:
+        out.setdefault(down, set()).add(up)
+    return out
+
+
+def visible_upstream_ids(run: JobRun) -> list[int]:
+    """``run.upstream_runs`` without the ids of runs it may not show: another tenant's
+    run, or a run of a job that is not one of its job's upstreams (ids of deleted runs
+    stay: retention, shown as gone)."""
+    ids = [int(i) for i in run.upstream_runs or ()]
+    if not ids:
+        return []
+    allowed = set(
+        JobDependency.objects.filter(downstream_id=run.job_id).values_list("upstream_id", flat=True)
+    )
+    rows = dict(
+        (pk, (tenant_id, job_id))
+        for pk, tenant_id, job_id in JobRun.objects.filter(pk__in=ids).values_list(
+            "pk", "tenant_id", "job_id"
+        )
+    )
+    return [i for i in ids if i not in rows or (rows[i][0] == run.tenant_id and rows[i][1] in allowed)]
+
+
 def _fit(mapping: dict[str, Any], cap: int) -> dict[str, Any]:
     """The exact encoding decides (the database's text of a JSON value may differ)."""
     sizes = {name: len(json.dumps(value).encode()) for name, value in mapping.items()}
@@ -271,11 +319,12 @@ def upstream_of(run: JobRun) -> list[dict[str, Any]]:
     run page and the API: ``{"id", "run"}`` (``run`` None once retention deleted it) and,
     when the job has an ``upstream_param``, ``"passed"``: what that run passed there,
     masked and capped exactly as the downstream received it (:func:`upstream_results`)."""
-    ids = [int(i) for i in run.upstream_runs or ()]
+    # Never another tenant's run nor a run of a job that is not an upstream
+    # (dependencies do not cross tenants; a restored or edited list is not trusted for
+    # that): such ids are left out.
+    ids = visible_upstream_ids(run)
     if not ids:
         return []
-    # Never another tenant's run (dependencies do not cross tenants; a restored or
-    # edited list is not trusted for that).
     found = JobRun.objects.filter(tenant_id=run.tenant_id).select_related("job").in_bulk(ids)
     job = run.job
     passed = upstream_results([(run, job)]).get(run.pk, {}) if job.upstream_param else None

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from scheduler_app import alerts, signals
@@ -39,6 +39,7 @@ from scheduler_app.engine.interfaces import (
 from scheduler_app.models import (
     ConfigVersion,
     Job,
+    JobDependency,
     JobGroup,
     JobRun,
     JobRunLog,
@@ -280,27 +281,48 @@ class DjangoRunStore:
 
     def _skipped_at_claim_end_joins(self, skipped: list[JobRun], now: datetime) -> None:
         """Runs the claim skipped have ended: they go into their downstream jobs'
-        joins, in a transaction of their own after the claim's. Inside it, locking the
-        downstream jobs after the claim's own job locks could deadlock two claims; and
-        a failure here must not undo the claim. Should this process die between the
-        two, those skips are not counted (the rounds wait for the upstreams' next end)."""
-        edges = self._edges({r.job_id for r in skipped})
-        ended = [r for r in skipped if r.job_id in edges]
-        if not ended:
-            return
-        for attempt in range(3):
+        joins, in a transaction of their own after the claim's (inside it, locking the
+        downstream jobs after the claim's own job locks could deadlock two claims).
+        The claim's statement marked them ``join_pending`` (an outbox): fed here and
+        unmarked in one transaction, so a skip is counted once; should this process die
+        first (or this fail), the sweep (:meth:`feed_pending_joins` from ``reap_lost``
+        and ``recover``) feeds it."""
+        marked = [r.pk for r in skipped if r.join_pending]
+        if marked:
+            self.feed_pending_joins(now, marked)
+
+    def feed_pending_joins(self, now: datetime, run_ids: Sequence[int] | None = None) -> int:
+        """Feed the marked skips (``join_pending``: those ``run_ids``, or all of them: the
+        sweep) to their downstream joins and clear their marks, in one transaction: a
+        skip is counted exactly once, whatever died or was retried in between. Marked
+        rows another node is feeding are left to it (SKIP LOCKED). Returns how many were
+        fed. A failure is logged and left to the next sweep (the marks stay)."""
+        fed = 0
+        while True:
             try:
                 with transaction.atomic():
-                    self._enqueue_dependents(ended, now, edges)
-                return
-            except (OperationalError, InterfaceError):  # transient (is_transient): try again
-                if attempt == 2:
-                    logger.error(
-                        "skipped runs not counted in their downstream joins",
-                        exc_info=True,
-                        extra={"run_ids": ",".join(str(r.pk) for r in ended[:20])},
-                    )
-                    return
+                    rows = JobRun.objects.filter(join_pending=True)
+                    if run_ids is not None:
+                        rows = rows.filter(pk__in=list(run_ids))
+                    rows = rows.order_by("finished_at", "pk")
+                    if self._postgres:
+                        rows = rows.select_for_update(no_key=True, skip_locked=True)
+                    batch = list(rows[:500])
+                    if not batch:
+                        return fed
+                    edges = self._edges({r.job_id for r in batch})
+                    self._enqueue_dependents([r for r in batch if r.job_id in edges], now, edges)
+                    JobRun.objects.filter(pk__in=[r.pk for r in batch]).update(join_pending=False)
+            except (OperationalError, InterfaceError):  # transient (is_transient): the sweep retries
+                logger.error(
+                    "skipped runs not yet counted in their downstream joins (left to the sweep)",
+                    exc_info=True,
+                    extra={"run_ids": ",".join(str(i) for i in list(run_ids or ())[:20])},
+                )
+                return fed
+            fed += len(batch)
+            if run_ids is not None or len(batch) < 500:
+                return fed
 
     def _analyze_when_grown(self) -> None:
         """Refresh the run table's statistics once the fires written since the last time
@@ -446,9 +468,11 @@ class DjangoRunStore:
                         .order_by("started_at", "id")
                         .first()
                     )
+                    if oldest is not None and not self._flag_replaced(oldest.pk):
+                        left += 1  # being recorded (or beaten) right now: the next claim decides
+                        continue
                     if oldest is not None:
                         stop.append(oldest.pk)
-                        JobRun.objects.filter(pk=oldest.pk).update(stop_requested=True)
                 claimed.append((run, job))
                 gate.started(job)
                 running[job.pk] = running.get(job.pk, 0) + 1
@@ -487,6 +511,19 @@ class DjangoRunStore:
         return ClaimResult(
             runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
         )
+
+    def _flag_replaced(self, run_id: int) -> bool:
+        """Ask the run an overlap ``replace`` replaces to stop; False when another
+        transaction holds it. Never waits for it: ``record`` locks an ending run and
+        then its downstream jobs, which this claim may hold (a deadlock); a locked run
+        is being recorded (or heartbeated), so the claim leaves its new run queued."""
+        locked = JobRun.objects.filter(pk=run_id, state=RunState.RUNNING)
+        if self._postgres:
+            locked = locked.select_for_update(no_key=True, skip_locked=True)
+        if not list(locked.values_list("pk", flat=True)):
+            return False
+        JobRun.objects.filter(pk=run_id).update(stop_requested=True)
+        return True
 
     def _candidates(
         self, node: str, executors: Sequence[str], now: datetime, limit: int, excluded_jobs: Sequence[int]
@@ -970,6 +1007,7 @@ class DjangoRunStore:
         lost = self._mark_lost(
             stale_ids, now, "the node running it stopped without finishing it (crash or kill)"
         )
+        self.feed_pending_joins(now)  # skips a dead process left unfed
         return RecoveryReport(lost=lost, requeued=self.requeue_interrupted(now))
 
     def requeue_interrupted(self, now: datetime) -> int:
@@ -1004,6 +1042,7 @@ class DjangoRunStore:
             .values_list("pk", flat=True)[:500]
         )
         found = self._mark_lost(ids, now, f"no heartbeat for more than {lost_after:g} s; its node is gone")
+        self.feed_pending_joins(now)  # skips a dead node (or a failed feed) left unfed
         return found + self.requeue_interrupted(now)
 
     def fail_over(self, dead_nodes: Sequence[str], now: datetime) -> int:
@@ -1105,6 +1144,7 @@ class DjangoRunStore:
                 FOR UPDATE OF r SKIP LOCKED
             )
             UPDATE {run_t} u SET state = %(skipped)s, finished_at = %(now)s, is_final = true,
+                {_c("join_pending")} = {join_pending_sql("u")},
                 error = CASE WHEN stale.policy = %(skip)s
                     THEN 'could not start within the ' || stale.grace || ' s grace period ('
                          || to_char(stale.late, 'FM999999990.0') || ' s late; misfire policy: skip)'
@@ -1132,7 +1172,7 @@ class DjangoRunStore:
             alerts.on_outcome(shed)  # outbox rows, in this transaction
         for run in shed:
             signals.run_skipped.send(sender=JobRun, run=run)
-        self._skipped_at_claim_end_joins(shed, now)  # a skip is an end for the joins
+        self.feed_pending_joins(now, [run.pk for run in shed])  # a skip is an end for the joins
         logger.info("shed runs past their misfire grace", extra={"count": len(shed)})
         return len(shed)
 
@@ -1662,15 +1702,34 @@ def _mark_skipped(skipped: Sequence[tuple[Any, str]], now: datetime, postgres: b
         table = connection.ops.quote_name(JobRun._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} r SET state = %s, finished_at = %s, error = s.reason, is_final = true "
+                f"UPDATE {table} r SET state = %s, finished_at = %s, error = s.reason, is_final = true, "
+                f"{_c('join_pending')} = {join_pending_sql('r')} "
                 "FROM unnest(%s::bigint[], %s::text[]) AS s(id, reason) WHERE r.id = s.id",
                 [RunState.SKIPPED, now, [run.pk for run, _ in skipped], [reason for _, reason in skipped]],
             )
     else:
         for run, reason in skipped:
             JobRun.objects.filter(pk=run.pk).update(
-                state=RunState.SKIPPED, finished_at=now, error=reason, is_final=True
+                state=RunState.SKIPPED,
+                finished_at=now,
+                error=reason,
+                is_final=True,
+                join_pending=Exists(JobDependency.objects.filter(upstream_id=OuterRef("job_id"))),
             )
+
+
+def join_pending_sql(alias: str) -> str:
+    """The outbox mark of a skip, for any statement that writes skips outside the
+    transaction that feeds the joins: true when the run's job has downstream edges
+    (``alias``: the run table's alias in that statement). Set in the statement that
+    writes the skip, so the skip and its mark commit together; the joins' transaction
+    (:meth:`DjangoRunStore.feed_pending_joins`) clears it."""
+    q = connection.ops.quote_name
+    meta = JobDependency._meta
+    return (
+        f"EXISTS (SELECT 1 FROM {q(meta.db_table)} e "
+        f"WHERE e.{q(meta.get_field('upstream').column)} = {alias}.{_c('job')})"
+    )
 
 
 def _running_counts(job_ids: Sequence[int], node: str | None = None) -> dict[int, int]:

@@ -149,7 +149,12 @@ class RunStore(Protocol):
     * ``reap_lost`` marks ``running`` runs of nodes that are not live (by the node
       registry) and whose heartbeat is older than ``lost_after`` seconds as lost
       (except ``exclude``, the caller's own live runs), retries them per policy, and
-      re-queues interrupted runs of any node.
+      re-queues interrupted runs of any node. It and ``recover`` also feed the skips
+      still marked for their downstream joins (a claim's or a shed's skip whose own
+      follow-up never ran): each exactly once.
+    * A skip written outside the transaction that feeds the joins (the claim's, the
+      shed's) is marked pending in the statement that writes it; whoever feeds it
+      clears the mark in the same transaction.
     """
 
     def enqueue(self, fires: Sequence[Fire]) -> int: ...

@@ -1305,7 +1305,13 @@ class _Restorer:
                 for i, u in enumerate(ups):
                     if not isinstance(u, dict):
                         raise BackupError(f"{where}[{i}]: must be an object naming a run")
-                    run_key(u, f"{where}[{i}]")
+                    up_key = run_key(u, f"{where}[{i}]")
+                    if up_key[0] != key[0]:
+                        # Its result would reach this tenant's task, run page and API.
+                        raise BackupError(
+                            f"{where}[{i}]: names a run of tenant {up_key[0]}, not of {key[0]} "
+                            "(upstream runs never cross tenants)"
+                        )
                 pending.append((index, "upstream_runs", {"runs": ups}, where))
         for index, field, ref, where in pending:
             if field == "triggered_by":
@@ -1386,7 +1392,13 @@ class _Restorer:
                 if end.get("run") is not None:
                     if not isinstance(end["run"], dict):
                         raise BackupError(f"{at}: run: must be null or an object naming a run")
-                    run_id = self.run_pks[self.find_run(end["run"], f"{at}: run")]
+                    key = self.find_run(end["run"], f"{at}: run")
+                    if (key[0], key[1]) != (entry.get("tenant"), end.get("upstream")):
+                        raise BackupError(
+                            f"{at}: run: names a run of {key[0]}/{key[1]}, not of the end's upstream "
+                            f"{entry.get('tenant')}/{end.get('upstream')}"
+                        )
+                    run_id = self.run_pks[key]
                 if str(upstream.pk) in join.ends:
                     raise BackupError(f"{at}: upstream: {upstream.name} ends twice in the round")
                 join.ends[str(upstream.pk)] = {"run": run_id, "ok": kind == rules.END_SUCCESS, "end": kind}

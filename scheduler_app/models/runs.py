@@ -141,6 +141,10 @@ class JobRun(models.Model):
     # The upstream runs whose ends queued this dependency run (ids): what the job's
     # ``upstream_param`` receives the results of. Copied to its retries.
     upstream_runs = models.JSONField(_("upstream runs"), default=list, blank=True)
+    # A skip not yet fed to its downstream jobs' joins (an outbox mark): set by whatever
+    # writes a skip outside the transaction that feeds the joins (the claim, the shed),
+    # in the same statement as the skip; cleared in the transaction that feeds them.
+    join_pending = models.BooleanField(_("join pending"), default=False, db_default=False)
 
     objects = JobRunQuerySet.as_manager()
 
@@ -187,6 +191,10 @@ class JobRun(models.Model):
                 fields=["job", "finished_at"],
                 include=["state", "duration", "id"],
                 name="jobrun_job_finished_idx",
+            ),
+            # The skips waiting for their joins (a handful at most): what the sweep reads.
+            models.Index(
+                fields=["id"], condition=models.Q(join_pending=True), name="jobrun_join_pending_idx"
             ),
         ]
         verbose_name = _("job run")

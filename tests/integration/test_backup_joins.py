@@ -262,3 +262,90 @@ def test_an_ambiguous_reference_to_a_broadcast_fire_is_refused(tmp_path, broadca
         "runs[3] (acme/H @ 2026-03-01T02:05:00+00:00 #1): upstream_runs[1]: no run "
         "acme/E @ 2026-03-01T02:05:00+00:00 #1 in the file"
     ) in str(info.value)
+
+
+@pytest.fixture
+def foreign_run(make_job, other_tenant):
+    """A run of globex's own B (same job name as acme's), with a result."""
+    return ended(make_job("B", tenant=other_tenant), RunState.SUCCEEDED, 3, result={"globex": "secret"})
+
+
+def natural_key(doc, tenant, job):
+    entry = next(r for r in doc["runs"] if (r["tenant"], r["job"]) == (tenant, job))
+    return {
+        "tenant": tenant,
+        "job": job,
+        "scheduled_for": entry["scheduled_for"],
+        "attempt": entry["attempt"],
+    }
+
+
+def counts():
+    return JobRun.objects.count(), JobJoin.objects.count(), rounds()
+
+
+@pytest.mark.parametrize(
+    ("run_tenant", "run_job", "expected"),
+    [
+        (
+            "globex",
+            "B",
+            "join_rounds[0] (acme/D): ends[0]: run: names a run of globex/B, not of the end's upstream acme/C",
+        ),
+        (
+            "acme",
+            "B",
+            "join_rounds[0] (acme/D): ends[0]: run: names a run of acme/B, not of the end's upstream acme/C",
+        ),
+    ],
+    ids=["other-tenant", "other-job"],
+)
+def test_a_round_end_naming_a_run_not_of_its_upstream_is_refused(
+    tmp_path, dag, foreign_run, run_tenant, run_job, expected
+):
+    path = tmp_path / "bad.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    (rnd,) = [r for r in doc["join_rounds"] if (r["tenant"], r["job"]) == ("acme", "D")]
+    assert doc["join_rounds"].index(rnd) == 0 and rnd["ends"][0]["upstream"] == "C"
+    rnd["ends"][0]["run"] = natural_key(doc, run_tenant, run_job)
+    before = counts()
+    with pytest.raises(CommandError) as info:
+        run_restore(write(path, doc), "--replace")
+    assert expected in str(info.value)
+    assert counts() == before  # nothing restored
+
+
+def test_upstream_runs_naming_another_tenants_run_are_refused(tmp_path, dag, foreign_run):
+    path = tmp_path / "bad.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    index, entry = next((i, r) for i, r in enumerate(doc["runs"]) if r["upstream_runs"])
+    entry["upstream_runs"][0] = natural_key(doc, "globex", "B")
+    before = counts()
+    with pytest.raises(CommandError) as info:
+        run_restore(write(path, doc), "--replace")
+    assert (
+        f"runs[{index}] (acme/D @ {entry['scheduled_for']} #1): upstream_runs[0]: names a run of tenant "
+        "globex, not of acme (upstream runs never cross tenants)"
+    ) in str(info.value)
+    assert counts() == before
+
+
+def test_a_restored_round_whose_run_retention_deleted_still_joins(tmp_path, make_job):
+    b, c = make_job("B"), make_job("C")
+    d = make_job("D", trigger_rule="all_done")
+    services.add_dependency(b, d)
+    services.add_dependency(c, d)
+    b1 = ended(b, RunState.SUCCEEDED, 1)
+    JobRun.objects.filter(pk=b1.pk).delete()  # retention; B's end stays in the open round
+    path = tmp_path / "b.json"
+    run_backup(path, "--with-runs")
+    run_restore(path, "--replace")
+    (r,) = JobJoin.objects.all()
+    assert [end["run"] for end in r.ends.values()] == [None]
+    c1 = ended(Job.objects.get(name="C"), RunState.SUCCEEDED, 2)
+    assert c1.state == RunState.SUCCEEDED  # recorded (was: TypeError, the batch rolled back)
+    (d1,) = JobRun.objects.filter(job__name="D")
+    assert d1.upstream_runs == [c1.pk]
+    assert not JobJoin.objects.exists()

@@ -229,6 +229,8 @@ def test_results_are_bounded_with_many_upstream_runs(make_job, settings, django_
     settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "UPSTREAM_RESULTS_MAX_BYTES": 10_000}
     down = make_job("down", task="tests.receive", kwargs={"path": "/dev/null"}, upstream_param="upstream")
     ups = [finished(make_job(f"u{i:03d}"), {"v": "x" * (i * 10)}) for i in range(200)]
+    for up in ups:
+        services.add_dependency(up.job, down)
     run = JobRun.objects.create(
         job=down, scheduled_for=timezone.now(), reason=RunReason.DEPENDENCY, upstream_runs=[u.pk for u in ups]
     )
