@@ -316,6 +316,10 @@ RUN_PROPERTIES = {
     "node": STR,
     "executor": STR,
     "queued_at": TIME,
+    "claimed_at": {
+        **nullable(TIME),
+        "description": "When a scheduler node claimed the run (null until claimed).",
+    },
     "started_at": nullable(TIME),
     "finished_at": nullable(TIME),
     "heartbeat_at": nullable(TIME),
