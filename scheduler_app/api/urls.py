@@ -21,6 +21,7 @@ RESOURCES = [
     ("nodes", ops.NodeViewSet, "node"),
     ("alert-channels", ops.AlertChannelViewSet, "alert-channel"),
     ("alert-rules", ops.AlertRuleViewSet, "alert-rule"),
+    ("dashboard", ops.DashboardViewSet, "dashboard"),
 ]
 
 router = SimpleRouter()
