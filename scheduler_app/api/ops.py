@@ -451,7 +451,8 @@ class DashboardViewSet(ApiViewSet):
         "jobs, running runs, recent failures, upcoming fires and nodes. 403 for a caller who "
         "is a member of no tenant (as the admin page).",
     )
-    def list(self, request: Any) -> Response:
+    @action(detail=False, methods=["get"])
+    def show(self, request: Any) -> Response:
         if not (permissions.sees_everything(self.actor) or permissions.member_tenant_ids(self.actor)):
             raise exceptions.PermissionDenied(_("you are not a member of any tenant"))
         window = request.query_params.get("window") or "1h"
