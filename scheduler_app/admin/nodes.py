@@ -1,5 +1,7 @@
 """``Scheduler › Nodes``: the cluster as the node table sees it. Every staff user may
-look; only superusers drain or resume (nodes are shared by all tenants)."""
+look; only superusers drain, resume or delete (nodes are shared by all tenants). Deleting
+goes through :func:`scheduler_app.services.delete_nodes` (audited, refused for an active
+or draining node)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -15,6 +18,7 @@ from scheduler_app import display, services
 from scheduler_app.admin.base import ReadableTimesMixin
 from scheduler_app.backends import cluster as cluster_backend
 from scheduler_app.models import Node
+from scheduler_app.models.nodes import LIVE_NODE_STATES
 
 
 @admin.register(Node)
@@ -34,7 +38,7 @@ class NodeAdmin(ReadableTimesMixin, admin.ModelAdmin):
     ]
     list_filter = ["state"]
     search_fields = ["name", "host"]
-    actions = ["drain", "resume"]
+    actions = ["drain", "resume", "delete_nodes"]
     readonly_fields = [f.name for f in Node._meta.fields]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
@@ -50,12 +54,36 @@ class NodeAdmin(ReadableTimesMixin, admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_superuser and obj is not None and obj.state in ("stopped", "dead"))
+        # Any state: an active or draining node is refused with a message (delete_view,
+        # the service), not with a bare 403.
+        return bool(request.user.is_superuser)
 
     def has_drain_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.is_superuser)
 
     has_resume_permission = has_drain_permission
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        # Django's would report every selected node as deleted, refused ones included.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        node = self.get_object(request, object_id)
+        if node is not None and node.state in LIVE_NODE_STATES and self.has_delete_permission(request, node):
+            result = services.delete_nodes([node], actor=request.user)
+            self._report(request, result, _("deleted"))
+            return HttpResponseRedirect(reverse("admin:scheduler_app_node_change", args=[node.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: Node) -> None:
+        result = services.delete_nodes([obj], actor=request.user)
+        for node, reason in result.refused:
+            self.message_user(request, f"{node.name}: {reason}", messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._report(request, services.delete_nodes(list(queryset), actor=request.user), _("deleted"))
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         self._leader = cluster_backend.leader()
@@ -95,6 +123,10 @@ class NodeAdmin(ReadableTimesMixin, admin.ModelAdmin):
     @admin.action(description=_("Resume the selected nodes"), permissions=["resume"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._report(request, services.resume_nodes(list(queryset), actor=request.user), _("resumed"))
+
+    @admin.action(description=_("Delete the selected stopped or dead nodes"), permissions=["delete"])
+    def delete_nodes(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._report(request, services.delete_nodes(list(queryset), actor=request.user), _("deleted"))
 
     def _report(self, request: HttpRequest, result: Any, verb: Any) -> None:
         if result.done:

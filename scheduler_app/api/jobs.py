@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -24,8 +24,9 @@ from scheduler_app.api.base import MAX_ID, ApiViewSet, aware_time, doc, whole_nu
 from scheduler_app.conf import app_settings
 from scheduler_app.documents import job as job_document
 from scheduler_app.documents import limits
-from scheduler_app.models import Job, JobRun, RunRequest, Tenant
+from scheduler_app.models import Job, JobRun, Tenant
 from scheduler_app.services import bulk, permissions, versioning
+from scheduler_app.services.runs import IdempotencyConflict
 
 #: Single-object actions: service, permission, verb.
 FLAG_ACTIONS = {
@@ -326,25 +327,22 @@ class JobViewSet(ApiViewSet):
         check_size(override, "kwargs")
         at = self._at(data.get("at"))
         key = data.get("idempotency_key")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
-            raise errors.FieldError([("idempotency_key", _("a string of 1 to 200 characters"))])
-        with transaction.atomic():
-            if key is not None:
-                replay = self._claim_key(job, key)
-                if replay is not None:
-                    return Response(rep.run(replay, detail=True), headers={"Idempotent-Replayed": "true"})
-            try:
-                result = services.run_jobs_now([job], actor=self.actor, kwargs_override=override, at=at)
-            except ValidationError as exc:
-                raise errors.FieldError(errors.validation_errors(exc)) from None
-            if not result.done:
-                raise errors.refused(result.refused[0])
-            run = result.done[0]
-            if run is None:  # that very (job, time) is already queued
-                raise errors.Conflict(_("a run of this job at that time is already queued"))
-            if key is not None:
-                RunRequest.objects.filter(job=job, key=key).update(run=run)
+        try:
+            result = services.run_jobs_now(
+                [job], actor=self.actor, kwargs_override=override, at=at, idempotency_key=key
+            )
+        except ValidationError as exc:
+            raise errors.FieldError(errors.validation_errors(exc)) from None
+        except IdempotencyConflict as exc:
+            raise errors.Conflict(str(exc)) from None
+        if not result.done:
+            raise errors.refused(result.refused[0])
+        run = result.done[0]
+        if run is None:  # that very (job, time) is already queued
+            raise errors.Conflict(_("a run of this job at that time is already queued"))
         run = rep.runs_queryset(JobRun.objects.filter(pk=run.pk)).get()
+        if result.replayed:
+            return Response(rep.run(run, detail=True), headers={"Idempotent-Replayed": "true"})
         return Response(rep.run(run, detail=True), status=status.HTTP_201_CREATED)
 
     @doc(
@@ -387,25 +385,6 @@ class JobViewSet(ApiViewSet):
         if moment < timezone.now() - AT_TOLERANCE:
             raise errors.FieldError([("at", _("%(v)s is in the past") % {"v": value})])
         return moment
-
-    @staticmethod
-    def _claim_key(job: Job, key: str) -> JobRun | None:
-        """The run an earlier request with ``key`` queued, or None after claiming the
-        key for this request. Two identical requests racing: the second waits on the
-        unique index until the first commits, then finds its run."""
-        for _attempt in range(2):
-            existing = RunRequest.objects.filter(job=job, key=key).first()
-            if existing is not None:
-                if existing.run_id is None:
-                    raise errors.Conflict(_("the run of that idempotency key was deleted"))
-                return rep.runs_queryset(JobRun.objects.filter(pk=existing.run_id)).first()
-            try:
-                with transaction.atomic():
-                    RunRequest.objects.create(job=job, key=key)
-                return None
-            except IntegrityError:
-                continue
-        raise errors.Conflict(_("another request with that idempotency key is in progress"))
 
     def _flag(self, request: Any, name: str) -> Response:
         job = self.get_object()

@@ -23,6 +23,7 @@ from scheduler_app.api.jobs import body_object
 from scheduler_app.api.representations import iso
 from scheduler_app.api.resources import TenantScopedWrites, _text
 from scheduler_app.models import AlertChannel, AlertRule, Job, JobGroup, Node
+from scheduler_app.monitoring import dashboard, stats
 from scheduler_app.services import nodes as nodes_service
 from scheduler_app.services import permissions
 
@@ -426,3 +427,37 @@ class AlertRuleViewSet(TenantScopedWrites):
         _unique_name(AlertRule, item)
         _call(lambda: services.save_rule(item, channels=chosen, actor=self.actor))
         return Response(rule(self.base_queryset().get(pk=item.pk)), status=code)
+
+
+# -- dashboard ----------------------------------------------------------------------------
+
+
+class DashboardViewSet(ApiViewSet):
+    """``GET /api/dashboard/``: the figures of the admin's ``Scheduler › Dashboard``, the
+    same JSON its page polls (:func:`scheduler_app.monitoring.dashboard.build`), scoped
+    to the caller's tenants the same way (a key restricted to a tenant sees that
+    tenant's figures; nodes are shared and shown to every member)."""
+
+    @doc(
+        summary="The dashboard's figures",
+        parameters=[
+            OpenApiParameter(
+                "window", str, enum=list(stats.WINDOWS), description="The charts' time window (default 1h)."
+            )
+        ],
+        responses={200: schemas.Dashboard},
+        description="Totals now, held-back queued runs by reason, runs per bucket by state, "
+        "failure rate, start lateness (overall and per bucket), the slowest and most failing "
+        "jobs, running runs, recent failures, upcoming fires and nodes. 403 for a caller who "
+        "is a member of no tenant (as the admin page).",
+    )
+    @action(detail=False, methods=["get"])
+    def show(self, request: Any) -> Response:
+        if not (permissions.sees_everything(self.actor) or permissions.member_tenant_ids(self.actor)):
+            raise exceptions.PermissionDenied(_("you are not a member of any tenant"))
+        window = request.query_params.get("window") or "1h"
+        if window not in stats.WINDOWS:
+            raise errors.FieldError(
+                [("window", _("use one of %(names)s") % {"names": ", ".join(stats.WINDOWS)})]
+            )
+        return Response(dashboard.build(self.actor, window))

@@ -27,6 +27,7 @@ from scheduler_app.models import (
     ThrottlePolicy,
 )
 from scheduler_app.models.jobs import DependencyCondition, TriggerRule
+from scheduler_app.monitoring import stats
 from scheduler_app.services import bulk
 
 
@@ -316,6 +317,10 @@ RUN_PROPERTIES = {
     "node": STR,
     "executor": STR,
     "queued_at": TIME,
+    "claimed_at": {
+        **nullable(TIME),
+        "description": "When a scheduler node claimed the run (null until claimed).",
+    },
     "started_at": nullable(TIME),
     "finished_at": nullable(TIME),
     "heartbeat_at": nullable(TIME),
@@ -425,6 +430,35 @@ NODE_KEYS = (
     "started_at",
     "heartbeat_at",
     "stopped_at",
+)
+DASHBOARD_TOTALS = (
+    "running",
+    "queued_due",
+    "queued_delayed",
+    "late",
+    "failed_24h",
+    "succeeded_24h",
+    "failure_rate_24h",
+    "jobs",
+    "jobs_paused",
+    "jobs_disabled",
+    "nodes_alive",
+    "held_back",
+)
+DASHBOARD_KEYS = (
+    "generated_at",
+    "window",
+    "totals",
+    "held_back",
+    "series",
+    "lateness",
+    "lateness_series",
+    "slowest_jobs",
+    "failing_jobs",
+    "running",
+    "recent_failures",
+    "upcoming",
+    "nodes",
 )
 CHANNEL_TYPE = {
     "type": "string",
@@ -711,6 +745,130 @@ COMPONENTS: dict[str, Any] = {
         ["upstream", "downstream"],
         additionalProperties=False,
     ),
+    "Dashboard": obj(
+        {
+            "generated_at": TIME,
+            "window": {"type": "string", "enum": list(stats.WINDOWS)},
+            "totals": obj(
+                {
+                    "running": INT,
+                    "queued_due": INT,
+                    "queued_delayed": INT,
+                    "late": INT,
+                    "failed_24h": INT,
+                    "succeeded_24h": INT,
+                    "failure_rate_24h": nullable(NUM),
+                    "jobs": INT,
+                    "jobs_paused": INT,
+                    "jobs_disabled": INT,
+                    "nodes_alive": INT,
+                    "held_back": {**INT, "description": "Queued runs held back, all reasons together."},
+                },
+                list(DASHBOARD_TOTALS),
+            ),
+            "held_back": {
+                **obj({code: INT for code in stats.HELD_BACK_REASONS}, list(stats.HELD_BACK_REASONS)),
+                "description": "Queued runs held back by reason: a concurrency key, a rate limit, the "
+                "cluster's load (nodes or queue), no live node with the run's tags, other.",
+            },
+            "series": obj(
+                {
+                    "start": TIME,
+                    "bucket_seconds": INT,
+                    "buckets": {"type": "array", "items": TIME},
+                    "counts": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": INT},
+                        "description": "Finished runs per bucket, by state.",
+                    },
+                    "failures": {"type": "array", "items": INT},
+                    "failure_rate": {"type": "array", "items": nullable(NUM)},
+                },
+                ["start", "bucket_seconds", "buckets", "counts", "failures", "failure_rate"],
+            ),
+            "lateness": {
+                **obj({"p50": nullable(NUM), "p95": nullable(NUM)}, ["p50", "p95"]),
+                "description": "Start lateness (started - scheduled) in seconds over the window.",
+            },
+            "lateness_series": {
+                **obj(
+                    {
+                        "p50": {"type": "array", "items": nullable(NUM)},
+                        "p95": {"type": "array", "items": nullable(NUM)},
+                    },
+                    ["p50", "p95"],
+                ),
+                "description": "Start lateness p50/p95 in seconds per bucket of `series` (null: no run).",
+            },
+            "slowest_jobs": {
+                "type": "array",
+                "items": obj(
+                    {"job_id": INT, "job": STR, "runs": INT, "p50": nullable(NUM), "p95": nullable(NUM)},
+                    ["job_id", "job", "runs", "p50", "p95"],
+                ),
+            },
+            "failing_jobs": {
+                "type": "array",
+                "items": obj(
+                    {"job_id": INT, "job": STR, "failures": INT, "runs": INT},
+                    ["job_id", "job", "failures", "runs"],
+                ),
+            },
+            "running": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "run_id": INT,
+                        "job_id": INT,
+                        "job": STR,
+                        "tenant": STR,
+                        "node": STR,
+                        "started_at": nullable(TIME),
+                        "seconds": nullable(NUM),
+                    },
+                    ["run_id", "job_id", "job", "tenant", "node", "started_at", "seconds"],
+                ),
+            },
+            "recent_failures": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "run_id": INT,
+                        "job_id": INT,
+                        "job": STR,
+                        "tenant": STR,
+                        "state": {"type": "string", "enum": list(RunState.values)},
+                        "finished_at": nullable(TIME),
+                        "error": STR,
+                    },
+                    ["run_id", "job_id", "job", "tenant", "state", "finished_at", "error"],
+                ),
+            },
+            "upcoming": {
+                "type": "array",
+                "items": obj(
+                    {"job_id": INT, "job": STR, "tenant": STR, "at": TIME, "timezone": STR},
+                    ["job_id", "job", "tenant", "at", "timezone"],
+                ),
+            },
+            "nodes": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": STR,
+                        "state": STR,
+                        "alive": BOOL,
+                        "leader": BOOL,
+                        "running": INT,
+                        "capacity": nullable(INT),
+                        "heartbeat_at": nullable(TIME),
+                    },
+                    ["name", "state", "alive", "leader", "running", "capacity", "heartbeat_at"],
+                ),
+            },
+        },
+        list(DASHBOARD_KEYS),
+    ),
     "CronPreview": obj(
         {
             "expression": STR,
@@ -817,6 +975,7 @@ CalendarPatch = {"application/json": ref("CalendarPatch")}  # a request body
 Dependency = ref("Dependency")
 DependencyWrite = {"application/json": ref("DependencyWrite")}  # a request body
 CronPreview = ref("CronPreview")
+Dashboard = ref("Dashboard")
 Node = ref("Node")
 NodeAction = ref("NodeAction")
 AlertChannel = ref("AlertChannel")

@@ -31,6 +31,8 @@ urlpatterns = [
     path("schema/", docs.SchemaView.as_view(), name="schema"),
     path("docs/", docs.DocsView.as_view(), name="docs"),
     path("health/", include("scheduler_app.monitoring.urls")),
+    # one object, not a list: the admin dashboard's JSON
+    path("dashboard/", ops.DashboardViewSet.as_view({"get": "show"}), name="dashboard"),
     path("cron/preview", resources.CronViewSet.as_view({"get": "preview"}), name="cron-preview"),
     *router.urls,
 ]

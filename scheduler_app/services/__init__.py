@@ -66,7 +66,7 @@ from scheduler_app.services.jobs import (
     set_job_edges,
 )
 from scheduler_app.services.keys import create_key, revoke_key
-from scheduler_app.services.nodes import drain_nodes, resume_nodes
+from scheduler_app.services.nodes import delete_nodes, drain_nodes, resume_nodes
 from scheduler_app.services.runs import (
     cancel_runs,
     enqueue_run,
@@ -85,6 +85,7 @@ __all__ = [
     "save_channel",
     "save_rule",
     "send_test_alert",
+    "delete_nodes",
     "drain_nodes",
     "resume_nodes",
     "FLAG_ACTIONS",

@@ -68,6 +68,9 @@ def refusal(item: tuple[Any, Any]) -> Refusal:
 class BulkResult:
     done: list[Any] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    #: :func:`~scheduler_app.services.runs.run_jobs_now` with an idempotency key: the run
+    #: in ``done`` is the one an earlier call with that key queued (nothing new queued).
+    replayed: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.done)

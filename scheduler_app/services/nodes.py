@@ -1,4 +1,4 @@
-"""Cluster operations: draining and resuming nodes.
+"""Cluster operations: draining, resuming and deleting nodes.
 
 Nodes are cluster-wide, not a tenant's: every node claims every tenant's runs, and the
 leader fires every tenant's triggers. Draining one takes capacity (and perhaps the
@@ -18,7 +18,8 @@ from django.utils.translation import gettext_lazy
 
 from scheduler_app import audit
 from scheduler_app.models import Node, NodeState
-from scheduler_app.services.bulk import CONFLICT, FORBIDDEN, BulkResult
+from scheduler_app.models.nodes import LIVE_NODE_STATES
+from scheduler_app.services.bulk import CONFLICT, FORBIDDEN, NOT_FOUND, BulkResult
 
 
 @dataclass
@@ -31,6 +32,10 @@ NOT_ALLOWED = gettext_lazy(
     "only superusers may drain or resume nodes: nodes are shared by every tenant "
     "(each one runs all tenants' jobs), so draining one affects every tenant"
 )
+
+
+#: Why a non-superuser may not delete a node.
+NOT_ALLOWED_DELETE = gettext_lazy("only superusers may delete nodes: nodes are shared by every tenant")
 
 
 def _may_manage(actor: Any) -> bool:
@@ -69,4 +74,45 @@ def _set_state(nodes: Iterable[Node], state: str, operation: str, actor: Any) ->
             result.warnings.append(
                 _("no active node is left: queued runs wait until a node is resumed or started")
             )
+    return result
+
+
+def delete_nodes(nodes: Iterable[Node], *, actor: Any = None) -> NodeResult:
+    """Delete the rows of stopped or dead nodes (a node that will not come back), each
+    with an audit entry naming the actor. An active or draining node is refused: it
+    still runs or may run runs, and would register itself again at its next heartbeat;
+    drain it and stop its scheduler first. The state is read under a row lock, so a node
+    that came back to life meanwhile is not deleted."""
+    result = NodeResult()
+    for node in nodes:
+        if not _may_manage(actor):
+            result.refuse(node, str(NOT_ALLOWED_DELETE), FORBIDDEN)
+            continue
+        with transaction.atomic():
+            current = Node.objects.select_for_update().filter(pk=node.pk).first()
+            if current is None:
+                result.refuse(node, _("the node is already deleted"), NOT_FOUND)
+                continue
+            if current.state in LIVE_NODE_STATES:
+                result.refuse(
+                    node,
+                    _(
+                        "the node is %(state)s: only a stopped or dead node may be deleted "
+                        "(drain it and stop its scheduler first)"
+                    )
+                    % {"state": current.get_state_display()},
+                    CONFLICT,
+                )
+                continue
+            audit.record(
+                current,
+                "delete",
+                actor=actor,
+                node=current.name,
+                host=current.host,
+                state=current.state,
+                heartbeat_at=current.heartbeat_at.isoformat(),
+            )
+            current.delete()
+        result.done.append(node)
     return result

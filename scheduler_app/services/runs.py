@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from scheduler_app import alerts, audit, signals
 from scheduler_app.documents import limits
 from scheduler_app.engine import triggerspec
-from scheduler_app.models import Job, JobRun, RunReason, RunState
+from scheduler_app.models import Job, JobRun, RunReason, RunRequest, RunState
 from scheduler_app.monitoring import counters
 from scheduler_app.registry import TaskArgumentsError, TaskError, registry
 from scheduler_app.services import permissions
@@ -29,12 +29,29 @@ def run_jobs_now(
     kwargs_override: Mapping[str, Any] | None = None,
     at: datetime | None = None,
     upstream_runs: list[int] | None = None,
+    idempotency_key: str | None = None,
 ) -> BulkResult:
     """Queue one run of each job now (or at ``at``), optionally with kwargs overrides.
 
     Disabled jobs are refused; paused jobs may still be run by hand (pause stops the
     trigger, not the operator). ``upstream_runs``: the upstream runs whose results the
-    run receives (a re-run of a dependency run); none otherwise."""
+    run receives (a re-run of a dependency run); none otherwise.
+
+    ``idempotency_key`` (one job only): a retried call with the same key for the same
+    job queues nothing and answers the run the first call queued (``result.replayed``).
+    The key is kept only when a run was queued, so a refused call may be retried."""
+    if idempotency_key is not None:
+        jobs = list(jobs)
+        if len(jobs) != 1:
+            raise ValueError("an idempotency key is for the run of one job")
+        return _run_once(
+            jobs[0],
+            idempotency_key,
+            actor=actor,
+            kwargs_override=kwargs_override,
+            at=at,
+            upstream_runs=upstream_runs,
+        )
     result = BulkResult()
     override = dict(kwargs_override or {})
     now = timezone.now()
@@ -107,6 +124,54 @@ def run_jobs_now(
         )
         result.done.append(run)
     return result
+
+
+def _run_once(job: Job, key: Any, *, actor: Any, **options: Any) -> BulkResult:
+    if not isinstance(key, str) or not key or len(key) > 200:
+        raise ValidationError({"idempotency_key": _("a string of 1 to 200 characters")})
+    result = BulkResult()
+    if not permissions.can(actor, "run", job):
+        result.refuse(job, _("you may not run this job"), FORBIDDEN)
+        return result
+    with transaction.atomic():
+        claimed, earlier = _claim_key(job, key)
+        if not claimed:
+            if earlier is None:
+                result.refuse(job, _("the run of that idempotency key was deleted"), CONFLICT)
+            else:
+                result.done.append(earlier)
+                result.replayed = True
+            return result
+        result = run_jobs_now([job], actor=actor, **options)
+        run = result.done[0] if result.done else None
+        if run is None:  # refused, or that (job, time) is already queued: free the key
+            RunRequest.objects.filter(job=job, key=key).delete()
+        else:
+            RunRequest.objects.filter(job=job, key=key).update(run=run)
+    return result
+
+
+def _claim_key(job: Job, key: str) -> tuple[bool, JobRun | None]:
+    """``(True, None)`` after claiming ``key`` for this call, or ``(False, run)`` with
+    the run an earlier call with ``key`` queued (None if that run was deleted). Two
+    identical calls racing: the second waits on the unique index until the first
+    commits, then finds its run."""
+    for _attempt in range(2):
+        existing = RunRequest.objects.filter(job=job, key=key).first()
+        if existing is not None:
+            earlier = JobRun.objects.filter(pk=existing.run_id).first() if existing.run_id else None
+            return False, earlier
+        try:
+            with transaction.atomic():
+                RunRequest.objects.create(job=job, key=key)
+            return True, None
+        except IntegrityError:
+            continue
+    raise IdempotencyConflict(_("another request with that idempotency key is in progress"))
+
+
+class IdempotencyConflict(Exception):
+    """Two calls with one idempotency key are both in progress (neither has committed)."""
 
 
 def enqueue_run(

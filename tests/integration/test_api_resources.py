@@ -138,6 +138,16 @@ def test_run_detail_masks_overrides_of_secret_names(api, tenant):
     assert set(body) >= {"result", "traceback", "cpu_seconds"}
 
 
+def test_runs_show_when_a_node_claimed_them(api, runs):
+    _, _, made = runs
+    claimed = T0 + dt.timedelta(minutes=3, seconds=7)
+    JobRun.objects.filter(pk=made[5].pk).update(claimed_at=claimed)
+    listed = {r["id"]: r for r in api.get("/api/runs/").json()["results"]}
+    assert listed[made[5].pk]["claimed_at"] == claimed.isoformat()
+    assert listed[made[0].pk]["claimed_at"] is None
+    assert api.get(f"/api/runs/{made[5].pk}/").json()["claimed_at"] == claimed.isoformat()
+
+
 def test_cancel_and_stop(api, runs):
     _, _, made = runs
     response = api.post(f"/api/runs/{made[0].pk}/cancel/")

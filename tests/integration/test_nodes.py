@@ -204,3 +204,49 @@ def test_drain_and_resume_through_jobctl_and_the_admin(registry, client):
         {"action": "drain", "_selected_action": [Node.objects.get().pk]},
     )
     assert Node.objects.get().state == "draining"
+
+
+def test_deleting_nodes_goes_through_the_service_audited_and_refuses_live_ones(registry, client):
+    from auditlog.models import LogEntry
+
+    for name in ("live", "drain", "gone", "crashed"):
+        register(registry, name, host="h1")
+    Node.objects.filter(name="drain").update(state="draining")
+    Node.objects.filter(name="gone").update(state="stopped")
+    Node.objects.filter(name="crashed").update(state="dead")
+    staff = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
+    refused = services.delete_nodes(list(Node.objects.filter(name="gone")), actor=staff)
+    assert refused.refused[0].kind == "forbidden" and Node.objects.filter(name="gone").exists()
+    boss = get_user_model().objects.create_superuser("boss", password="pw")
+    live = Node.objects.get(name="live")
+    result = services.delete_nodes([live], actor=boss)
+    assert not result.done and result.refused[0].kind == "conflict"
+    assert "the node is active: only a stopped or dead node may be deleted" in result.refused[0].reason
+    client.force_login(boss)
+    # the node's own delete page: refused with the reason, the node kept
+    page = client.post(
+        reverse("admin:scheduler_app_node_delete", args=[live.pk]), {"post": "yes"}, follow=True
+    )
+    assert any(
+        "the node is active: only a stopped or dead node may be deleted" in str(m)
+        for m in page.context["messages"]
+    )
+    assert Node.objects.filter(name="live").exists()
+    # a stopped node's delete page deletes it, audited with the actor
+    gone = Node.objects.get(name="gone")
+    client.post(reverse("admin:scheduler_app_node_delete", args=[gone.pk]), {"post": "yes"})
+    assert not Node.objects.filter(name="gone").exists()
+    entry = LogEntry.objects.filter(additional_data__operation="delete").get()
+    assert (entry.actor, entry.object_pk, entry.additional_data["node"]) == (boss, str(gone.pk), "gone")
+    assert entry.additional_data["state"] == "stopped"
+    # the bulk action: the dead one deleted, the live ones refused and reported by name
+    page = client.post(
+        reverse("admin:scheduler_app_node_changelist"),
+        {"action": "delete_nodes", "_selected_action": list(Node.objects.values_list("pk", flat=True))},
+        follow=True,
+    )
+    assert sorted(Node.objects.values_list("name", flat=True)) == ["drain", "live"]
+    shown = [str(m) for m in page.context["messages"]]
+    assert "deleted: crashed" in shown
+    assert any(m.startswith("drain: the node is draining: only a stopped or dead") for m in shown)
+    assert LogEntry.objects.filter(additional_data__operation="delete", actor=boss).count() == 2
