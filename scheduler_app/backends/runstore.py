@@ -97,6 +97,8 @@ CLAIM_JOB_FIELDS = (
     "load_policy",
     "load_max_delay_seconds",
     "upstream_param",
+    "enabled",
+    "paused",
 )
 #: Fires written by one INSERT ... SELECT FROM unnest(...) (PostgreSQL).
 FIRE_STATEMENT_ROWS = 2000
@@ -427,6 +429,10 @@ class DjangoRunStore:
                     # Checked again on the locked row: the routing filter above comes from
                     # a cache of the configuration (a job re-routed a moment ago).
                     continue
+                if not job.enabled or (job.paused and run.reason not in (RunReason.MANUAL, RunReason.RUN_AT)):
+                    # Checked again on the locked row too: the candidates' filter saw the
+                    # job before its lock (paused a moment ago: its scheduled runs wait).
+                    continue
                 if total_left <= 0 or room.get(run.executor, 0) <= 0:
                     left += 1
                     no_room += 1
@@ -562,13 +568,21 @@ class DjangoRunStore:
             job = Job.from_db(connection.alias, params.job_names, values)
             at = run_n + job_n
             tenant = tenants.get(job.tenant_id)
-            if tenant is None:  # one instance per tenant and group, shared by their jobs
+            # One instance per tenant and group, shared by their jobs. The joined rows are
+            # those the statement saw before it waited for the job's lock: a job moved to
+            # another group meanwhile comes with a row of NULLs (or the old group), so its
+            # group (a rate limit) is read again by the id on the locked row.
+            if tenant is None:
                 tenant = Tenant.from_db(connection.alias, params.tenant_names, row[at : at + tenant_n])
+                if tenant.pk != job.tenant_id:
+                    tenant = Tenant.objects.get(pk=job.tenant_id)
                 tenants[tenant.pk] = tenant
             job._state.fields_cache["tenant"] = tenant
             group = groups.get(job.group_id) if job.group_id is not None else None
             if group is None and job.group_id is not None:
                 group = JobGroup.from_db(connection.alias, params.group_names, row[at + tenant_n :])
+                if group.pk != job.group_id:
+                    group = JobGroup.objects.get(pk=job.group_id)
                 groups[group.pk] = group
             job._state.fields_cache["group"] = group
             jobs[job.pk] = job
@@ -932,10 +946,10 @@ class DjangoRunStore:
         run.duration = outcome.duration
         run.cpu_seconds = outcome.cpu_seconds
         run.peak_memory_mb = outcome.peak_memory_mb
-        run.result = outcome.result
-        run.error_type = outcome.error_type[:200]
-        run.error = error
-        run.traceback = outcome.traceback
+        run.result = _without_nul(outcome.result)
+        run.error_type = _without_nul(outcome.error_type[:200])
+        run.error = _without_nul(error)
+        run.traceback = _without_nul(outcome.traceback)
         # Interrupted runs are re-queued when a scheduler starts again.
         run.is_final = not retry and state != RunState.INTERRUPTED
         return retry
@@ -1196,6 +1210,23 @@ class DjangoRunStore:
         return per_model.get(JobRun._meta.label, 0)  # their logs go along, uncounted
 
 
+#: What a NUL character in a task's output (error, traceback, result, log) is stored as:
+#: PostgreSQL refuses NUL in text and JSON, and one such outcome would otherwise fail
+#: its whole batch again on every retry, holding up every later outcome of the node.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` (text, or a JSON value) with every NUL replaced, in keys too."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def write_logs(logs: Mapping[int, RunLog], now: datetime) -> None:
     """Insert or update the runs' log rows in one statement (executemany, pipelined by
     psycopg 3). A log never replaces one with more lines: a live write that lost the
@@ -1214,7 +1245,10 @@ def write_logs(logs: Mapping[int, RunLog], now: datetime) -> None:
         f"ON CONFLICT ({names[0]}) DO UPDATE SET {updates} WHERE {table}.{total} <= excluded.{total}"
     )
     stamp = meta.get_field("updated_at").get_db_prep_save(now, connection)
-    params = [[pk, log.text, log.lines_total, log.lines_dropped, stamp] for pk, log in sorted(logs.items())]
+    params = [
+        [pk, _without_nul(log.text), log.lines_total, log.lines_dropped, stamp]
+        for pk, log in sorted(logs.items())
+    ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
 
