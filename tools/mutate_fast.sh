@@ -4,8 +4,8 @@
 # `./dev mutate` (mutmut) generated in mutants/ against the tests, much faster than
 # mutmut's own runner here. Run `./dev mutate` first after changing the mutated source
 # (mutmut regenerates mutants/; stop it once it has started running mutants). The tests
-# are copied into mutants/ afresh each time. Default tests: the run store's and the
-# rules'. Results: var/mutate_fast.json; survivors printed at the end.
+# are copied into mutants/ afresh each time. Default tests: the run store's, the claim's
+# (filters, re-checks, throttle, load policy) and the rules'. Results: var/mutate_fast.json; survivors printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 globs=(); tests=()
@@ -16,7 +16,9 @@ while [ $# -gt 0 ]; do
     *) globs+=(--mutate "$1"); shift ;;
   esac
 done
-[ ${#tests[@]} -gt 0 ] || tests=(tests/unit/test_rules.py tests/integration/test_runstore.py)
+[ ${#tests[@]} -gt 0 ] || tests=(tests/unit/test_rules.py tests/integration/test_runstore.py
+  tests/integration/test_claim_filters.py tests/integration/test_claim_recheck.py
+  tests/integration/test_throttle.py tests/integration/test_load_policy.py)
 [ -d mutants/scheduler_app ] || { echo "run ./dev mutate first (it generates mutants/)" >&2; exit 2; }
 [ -n "${MUTATE_NO_COPY:-}" ] || rsync -a --delete tests/ mutants/tests/
 mkdir -p var
