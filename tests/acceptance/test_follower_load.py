@@ -40,7 +40,11 @@ def test_the_follower_only_claims_records_and_heartbeats(transactional_db, sched
             Job(
                 tenant=acme,
                 name=f"tick-{i:02d}",
-                task="demo.noop",
+                # 0.5 s of sleep a second per job, 60 jobs: 30 threads' worth, more than
+                # the leader's 10, so the follower gets its share however fast the
+                # leader claims (with no-op runs a fast leader could take nearly all).
+                task="demo.sleep",
+                kwargs={"seconds": 0.5},
                 trigger={"type": "interval", "seconds": 1},
             )
         )

@@ -136,6 +136,8 @@ def test_every_admin_page_shows_times_with_seconds_and_offset(admin_client, shan
         response = admin_client.get(address)
         if response.status_code == 403 and name.endswith((" add", " delete")):
             continue
+        if response.status_code == 302 and name == "node delete":
+            response = admin_client.get(response.url)  # a live node: back to its page, with why
         assert response.status_code == 200, (name, address)
         for text in texts_of(response.content.decode()):
             times_seen += len(MOMENT.findall(text))
