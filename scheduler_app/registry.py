@@ -18,9 +18,9 @@ def _(message: str) -> str:
     module without Django (and without its settings), so the import is deferred and an
     unconfigured process gets the English text."""
     try:
-        from django.utils.translation import gettext
+        from django.utils.translation import gettext  # type: ignore[import-untyped]
 
-        return gettext(message)
+        return str(gettext(message))
     except Exception:  # ImproperlyConfigured, AppRegistryNotReady: no Django here
         return message
 
