@@ -106,6 +106,23 @@ def _axes(left: int, top: int, plot_w: float, plot_h: float, top_value: float, u
     return "".join(lines)
 
 
+def _unbroken(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
+    """The runs of consecutive present values, as (bucket index, value): a chart's line
+    breaks where a bucket has no value."""
+    runs: list[list[tuple[int, float]]] = []
+    current: list[tuple[int, float]] = []
+    for i, value in enumerate(values):
+        if value is None:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append((i, value))
+    if current:
+        runs.append(current)
+    return runs
+
+
 def line(values: Sequence[float | None], title: str, unit: str = "%", scale: float = 100.0) -> SafeString:
     """A line over buckets (gaps where a value is missing), e.g. the failure rate."""
     width, height, left, top, bottom = 720, 120, 40, 10, 16
@@ -113,20 +130,11 @@ def line(values: Sequence[float | None], title: str, unit: str = "%", scale: flo
     n = max(len(values), 1)
     top_value = 100.0 if scale == 100.0 else _nice_max(max((v or 0) for v in values) * scale if values else 0)
     parts = [_axes(left, top, plot_w, plot_h, top_value, unit)]
-    segment: list[str] = []
-    segments: list[list[str]] = []
-    for i, value in enumerate(values):
-        if value is None:
-            if segment:
-                segments.append(segment)
-            segment = []
-            continue
-        x = left + plot_w * (i + 0.5) / n
-        y = top + plot_h * (1 - value * scale / top_value)
-        segment.append(f"{x:.1f},{y:.1f}")
-    if segment:
-        segments.append(segment)
-    for points in segments:
+    for run in _unbroken(values):
+        points = [
+            f"{left + plot_w * (i + 0.5) / n:.1f},{top + plot_h * (1 - value * scale / top_value):.1f}"
+            for i, value in run
+        ]
         if len(points) == 1:
             x, y = points[0].split(",")
             parts.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{COLOURS["failed"]}"/>')
@@ -156,22 +164,17 @@ def percentile_lines(
     for name, values in (("p95", p95), ("p50", p50)):
         colour = COLOURS[name]
         segments: list[list[str]] = []
-        segment: list[str] = []
-        for i, value in enumerate(values):
-            if value is None:
-                if segment:
-                    segments.append(segment)
-                segment = []
-                continue
-            x = left + plot_w * (i + 0.5) / n
-            y = top + plot_h * (1 - value / top_value)
-            segment.append(f"{x:.1f},{y:.1f}")
-            parts.append(
-                f'<circle class="sa-point" data-series="{name}" cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{colour}">'
-                f"<title>{escape(display.when(buckets[i], tz))} {name}: {escape(display.seconds(value))}</title>"
-                f"</circle>"
-            )
-        if segment:
+        for run in _unbroken(values):
+            segment: list[str] = []
+            for i, value in run:
+                x = left + plot_w * (i + 0.5) / n
+                y = top + plot_h * (1 - value / top_value)
+                segment.append(f"{x:.1f},{y:.1f}")
+                parts.append(
+                    f'<circle class="sa-point" data-series="{name}" cx="{x:.1f}" cy="{y:.1f}" r="2" '
+                    f'fill="{colour}"><title>{escape(display.when(buckets[i], tz))} {name}: '
+                    f"{escape(display.seconds(value))}</title></circle>"
+                )
             segments.append(segment)
         for points in segments:
             if len(points) > 1:
