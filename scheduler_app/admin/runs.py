@@ -18,6 +18,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -217,6 +218,14 @@ def _run_link(run: JobRun) -> tuple[str, str, str, str]:
     )
 
 
+def _run_item(run: JobRun, viewable: bool) -> SafeString:
+    """A link to a run with its job, time and state; for a run the viewer may not view,
+    only that (not its job, time, state, result or error)."""
+    if not viewable:
+        return format_html("<span class='sa-hidden-run'>{}</span>", gettext("a run you may not view"))
+    return format_html("<a href='{}'>{}</a> <span class='sa-nowrap'>{} ({})</span>", *_run_link(run))
+
+
 class OperatorRunAdminMixin:
     """Columns, filters, the run page and its buttons for JobRunAdmin."""
 
@@ -351,6 +360,19 @@ class OperatorRunAdminMixin:
             return display.EMPTY
         return format_html('<pre class="sa-traceback">{}</pre>', obj.traceback)
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)  # type: ignore[misc]
+        if obj is not None:
+            # The runs shown around this one are filtered for the viewer (see _viewable).
+            obj._viewer = request.user
+        return obj
+
+    @staticmethod
+    def _viewable(obj: JobRun, runs: list[JobRun]) -> set[int]:
+        """Which of the runs around ``obj`` its page's viewer may view (nobody's when
+        the page did not say who views it)."""
+        return permissions.viewable(getattr(obj, "_viewer", AnonymousUser()), runs)
+
     @admin.display(description=_("upstream (caused by)"))
     def upstream_chain(self, obj: JobRun) -> str:
         links = []
@@ -360,9 +382,12 @@ class OperatorRunAdminMixin:
             current = current.triggered_by
         if not links:
             return display.EMPTY
-        return format_html_join(
-            " ← ", "<a href='{}'>{}</a> <span class='sa-nowrap'>{} ({})</span>", (_run_link(r) for r in links)
-        )
+        shown = self._viewable(obj, links)
+        # The chain stops at the first run the viewer may not view: what caused that
+        # one is its tenant's business.
+        if len(shown) < len(links):
+            links = links[: next(i for i, r in enumerate(links) if r.pk not in shown) + 1]
+        return format_html_join(" ← ", "{}", ((_run_item(r, r.pk in shown),) for r in links))
 
     @admin.display(description=_("upstream runs (results passed)"))
     def upstream_runs_display(self, obj: JobRun) -> str:
@@ -371,11 +396,15 @@ class OperatorRunAdminMixin:
         entries = joins.upstream_of(obj)
         if not entries:
             return display.EMPTY
+        shown = self._viewable(obj, [e["run"] for e in entries if e["run"] is not None])
         items = []
         for entry in entries:
             up = entry["run"]
             if up is None:
                 items.append(format_html("<li>#{} {}</li>", entry["id"], gettext("(deleted by retention)")))
+                continue
+            if up.pk not in shown:
+                items.append(format_html("<li>{}</li>", _run_item(up, False)))
                 continue
             link, name, when, state = _run_link(up)
             passed = ""
@@ -415,13 +444,10 @@ class OperatorRunAdminMixin:
         )
         if not runs:
             return display.EMPTY
+        shown = self._viewable(obj, runs)
         return format_html(
             "<ul class='sa-plain-list'>{}</ul>",
-            format_html_join(
-                "",
-                "<li><a href='{}'>{}</a> <span class='sa-nowrap'>{} ({})</span></li>",
-                (_run_link(r) for r in runs),
-            ),
+            format_html_join("", "<li>{}</li>", ((_run_item(r, r.pk in shown),) for r in runs)),
         )
 
     def change_view(

@@ -342,8 +342,10 @@ class JobViewSet(ApiViewSet):
             raise errors.Conflict(_("a run of this job at that time is already queued"))
         run = rep.runs_queryset(JobRun.objects.filter(pk=run.pk)).get()
         if result.replayed:
-            return Response(rep.run(run, detail=True), headers={"Idempotent-Replayed": "true"})
-        return Response(rep.run(run, detail=True), status=status.HTTP_201_CREATED)
+            return Response(
+                rep.run(run, viewer=self.actor, detail=True), headers={"Idempotent-Replayed": "true"}
+            )
+        return Response(rep.run(run, viewer=self.actor, detail=True), status=status.HTTP_201_CREATED)
 
     @doc(
         summary="Queue a run per fire time of the trigger in a range (backfill)",

@@ -31,6 +31,7 @@ from scheduler_app.models import (
     Tenant,
 )
 from scheduler_app.monitoring import nextfire, waiting
+from scheduler_app.services import permissions
 
 #: Keys of a job's representation that are not part of its document (ignored on write).
 JOB_READ_ONLY = ("id", "version", "next_fire_time", "last_run", "secret_kwarg_names")
@@ -289,8 +290,31 @@ def log_fields(log: JobRunLog | None, offset: int | None = None) -> dict[str, An
     }
 
 
-def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) -> dict[str, Any]:
+def viewable_causes(items: list[JobRun], viewer: Any) -> set[int]:
+    """The ids of the runs that caused ``items`` (``triggered_by``) which ``viewer`` may
+    view: a cause is a link, not a scope (a restored history may point into another
+    tenant). One query for a page."""
+    ids = {i.triggered_by_id for i in items if i.triggered_by_id is not None}
+    if not ids:
+        return set()
+    causes = JobRun.objects.filter(pk__in=ids).select_related("job").only("pk", "job__tenant", "job__group")
+    return permissions.viewable(viewer, causes)
+
+
+def run(
+    item: JobRun,
+    *,
+    viewer: Any,
+    detail: bool = False,
+    log_offset: int | None = None,
+    causes: set[int] | None = None,
+) -> dict[str, Any]:
+    """A run as the API shows it to ``viewer``: the runs around it (its cause, its
+    upstream runs) only if the viewer may view them (``causes``: from
+    :func:`viewable_causes` for a page of runs)."""
     job = item.job
+    if causes is None:
+        causes = viewable_causes([item], viewer)
     secret = set(job.secret_names or [])
     override = {k: (MASK if k in secret else v) for k, v in (item.kwargs_override or {}).items()}
     out: dict[str, Any] = {
@@ -319,17 +343,20 @@ def run(item: JobRun, *, detail: bool = False, log_offset: int | None = None) ->
         "wait_reason_display": waiting.translate(reason),
         "stop_requested": item.stop_requested,
         "is_final": item.is_final,
-        "triggered_by": item.triggered_by_id,
+        "triggered_by": item.triggered_by_id if item.triggered_by_id in causes else None,
         "kwargs_override": override,
     }
     if detail:
+        entries = joins.upstream_of(item)
+        shown = permissions.viewable(viewer, [e["run"] for e in entries if e["run"] is not None])
+        hidden = {e["id"] for e in entries if e["run"] is not None and e["id"] not in shown}
         out.update(
             cpu_seconds=item.cpu_seconds,
             peak_memory_mb=item.peak_memory_mb,
             result=item.result,
             traceback=item.traceback,
-            upstream_runs=joins.visible_upstream_ids(item),
-            upstream=[_upstream(entry) for entry in joins.upstream_of(item)],
+            upstream_runs=[i for i in joins.visible_upstream_ids(item) if i not in hidden],
+            upstream=[_upstream(e) for e in entries if e["id"] not in hidden],
             **log_fields(run_log(item), log_offset),
         )
     return out

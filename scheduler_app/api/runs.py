@@ -110,7 +110,11 @@ class RunViewSet(ApiViewSet):
         for name, lookup in TIME_FILTERS.items():
             if params.get(name):
                 qs = qs.filter(**{lookup: _time(name, params[name])})
-        return self.page(rep.runs_list_queryset(qs), lambda items: [rep.run(r) for r in items])
+        return self.page(rep.runs_list_queryset(qs), self._render_list)
+
+    def _render_list(self, items: list[JobRun]) -> list[dict[str, Any]]:
+        causes = rep.viewable_causes(items, self.actor)
+        return [rep.run(r, viewer=self.actor, causes=causes) for r in items]
 
     def retrieve(self, request: Any, pk: str) -> Response:
         run = self.get_object()
@@ -121,7 +125,7 @@ class RunViewSet(ApiViewSet):
             offset = whole_number(raw)
             if offset is None:
                 raise errors.FieldError([("log_offset", _("must be a whole number (a line number)"))])
-        return Response(rep.run(run, detail=True, log_offset=offset))
+        return Response(rep.run(run, viewer=self.actor, detail=True, log_offset=offset))
 
     def get_object(self) -> JobRun:
         obj = super().get_object()
@@ -134,7 +138,7 @@ class RunViewSet(ApiViewSet):
         result = RUN_ACTIONS[name]([run], actor=self.actor)
         if not result.done:
             raise errors.refused(result.refused[0])
-        return Response(rep.run(self.get_object(), detail=True))
+        return Response(rep.run(self.get_object(), viewer=self.actor, detail=True))
 
     @doc(summary="Cancel a queued run", request=None, responses={200: schemas.RunDetail})
     @action(detail=True, methods=["post"])

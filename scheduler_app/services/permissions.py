@@ -203,3 +203,17 @@ def has_any(user: Any, action: str) -> bool:
             group__in=user.groups.all(), permission__codename__in=codenames
         ).exists()
     )
+
+
+def viewable(user: Any, runs: Any) -> set[int]:
+    """The pks of those ``runs`` (with their jobs loaded) that ``user`` may view: for the
+    runs a run's page and API show around it (its cause, its upstream runs, the runs it
+    started), which are links, not a scope (one check per job)."""
+    allowed: dict[int, bool] = {}
+    out = set()
+    for run in runs:
+        if run.job_id not in allowed:
+            allowed[run.job_id] = can(user, "view", run.job)
+        if allowed[run.job_id]:
+            out.add(run.pk)
+    return out
