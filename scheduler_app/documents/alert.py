@@ -29,8 +29,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
-from scheduler_app.documents.job import DocumentError
+from scheduler_app.documents.job import DocumentError, at, not_encrypted_text
 from scheduler_app.models import AlertChannel, AlertRule, Job, JobGroup, Tenant
 
 CHANNEL_KEYS = {
@@ -76,7 +77,11 @@ def _error(where: str, exc: ValidationError, rename: Mapping[str, str] | None = 
     field, message = _first(exc)
     field = (rename or {}).get(field, field)
     field = {"scope_job": "scope", "scope_group": "scope", "__all__": ""}.get(field, field)
-    return DocumentError(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+    return DocumentError(at(where, field, message))
+
+
+def _scope_forms() -> str:
+    return _('must be {"job": NAME}, {"group": NAME} or {"tenant": true}')
 
 
 def export_channel(channel: AlertChannel, *, secrets: str = "omit") -> dict[str, Any]:
@@ -111,17 +116,25 @@ def apply_channel_document(
     if kind not in plugins.BUILTIN_CHANNELS:
         if not isinstance(kind, str) or plugins.alert_channel_type(kind) is None:
             known = [*plugins.BUILTIN_CHANNELS, *(n for n, _ in plugins.alert_channel_choices())]
-            raise DocumentError(f"{where}: type: must be {', '.join(known)}, not {kind!r}")
+            raise DocumentError(
+                at(
+                    where,
+                    "type",
+                    _("must be %(known)s, not %(kind)r") % {"known": ", ".join(known), "kind": kind},
+                )
+            )
         return _apply_plugin_channel(channel, item, where=where)
     if "config" in item:
-        raise DocumentError(f"{where}: config: not a field of {kind} channels")
+        raise DocumentError(at(where, "config", _("not a field of %(kind)s channels") % {"kind": kind}))
     channel.type = kind
     allowed = {"email": {"to"}, "webhook": {"url", "timeout", "secret"}, "apprise": {"url"}}[kind]
     for name in ("to", "url", "timeout", "secret"):
         if name in item and name not in allowed:
-            raise DocumentError(f"{where}: {name}: not a field of {kind} channels")
+            raise DocumentError(at(where, name, _("not a field of %(kind)s channels") % {"kind": kind}))
     if "secret_encrypted" in item and ("secret" in item or (kind == "apprise" and "url" in item)):
-        raise DocumentError(f"{where}: secret_encrypted: give the secret in clear or encrypted, not both")
+        raise DocumentError(
+            at(where, "secret_encrypted", _("give the secret in clear or encrypted, not both"))
+        )
     if kind == "email":
         channel.config = {"to": item.get("to")}
     elif kind == "webhook":
@@ -133,11 +146,11 @@ def apply_channel_document(
     for name in ("language", "subject_template", "body_template"):
         value = item.get(name, "")
         if not isinstance(value, str):
-            raise DocumentError(f"{where}: {name}: must be a string")
+            raise DocumentError(at(where, name, _("must be a string")))
         setattr(channel, name, value)
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise DocumentError(f"{where}: enabled: must be true or false")
+        raise DocumentError(at(where, "enabled", _("must be true or false")))
     channel.enabled = enabled
     if "secret_encrypted" in item:
         from scheduler_app import crypto
@@ -145,18 +158,16 @@ def apply_channel_document(
         token = item["secret_encrypted"]
         try:
             if not isinstance(token, str):
-                raise crypto.SecretsError(
-                    "must be the encrypted text written by exportjobs --include-secrets"
-                )
+                raise crypto.SecretsError(not_encrypted_text())
             value = crypto.decrypt(token).get("secret", "")
         except crypto.SecretsError as exc:
-            raise DocumentError(f"{where}: secret_encrypted: {exc}") from None
+            raise DocumentError(at(where, "secret_encrypted", str(exc))) from None
         return str(value), True
     secret = item.get("url") if kind == "apprise" else item.get("secret")
     if secret is not None and not isinstance(secret, str):
-        raise DocumentError(f"{where}: {'url' if kind == 'apprise' else 'secret'}: must be a string")
+        raise DocumentError(at(where, "url" if kind == "apprise" else "secret", _("must be a string")))
     if kind == "apprise" and secret is None and not channel.secret_token:
-        raise DocumentError(f"{where}: url: required for apprise channels")
+        raise DocumentError(at(where, "url", _("required for apprise channels")))
     return secret, False
 
 
@@ -164,11 +175,11 @@ def _common_fields(channel: AlertChannel, item: Mapping[str, Any], *, where: str
     for name in ("language", "subject_template", "body_template"):
         value = item.get(name, "")
         if not isinstance(value, str):
-            raise DocumentError(f"{where}: {name}: must be a string")
+            raise DocumentError(at(where, name, _("must be a string")))
         setattr(channel, name, value)
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise DocumentError(f"{where}: enabled: must be true or false")
+        raise DocumentError(at(where, "enabled", _("must be true or false")))
     channel.enabled = enabled
 
 
@@ -179,29 +190,31 @@ def _apply_plugin_channel(channel: AlertChannel, item: Mapping[str, Any], *, whe
     channel.type = item["type"]
     for name in ("to", "url", "timeout"):
         if name in item:
-            raise DocumentError(f"{where}: {name}: not a field of {channel.type} channels; use config")
+            raise DocumentError(
+                at(where, name, _("not a field of %(kind)s channels; use config") % {"kind": channel.type})
+            )
     config = item.get("config", {})
     if not isinstance(config, dict):
-        raise DocumentError(f"{where}: config: must be an object")
+        raise DocumentError(at(where, "config", _("must be an object")))
     channel.config = dict(config)
     _common_fields(channel, item, where=where)
     if "secret_encrypted" in item:
         if "secret" in item:
-            raise DocumentError(f"{where}: secret_encrypted: give the secret in clear or encrypted, not both")
+            raise DocumentError(
+                at(where, "secret_encrypted", _("give the secret in clear or encrypted, not both"))
+            )
         from scheduler_app import crypto
 
         token = item["secret_encrypted"]
         try:
             if not isinstance(token, str):
-                raise crypto.SecretsError(
-                    "must be the encrypted text written by exportjobs --include-secrets"
-                )
+                raise crypto.SecretsError(not_encrypted_text())
             return crypto.decrypt(token), True
         except crypto.SecretsError as exc:
-            raise DocumentError(f"{where}: secret_encrypted: {exc}") from None
+            raise DocumentError(at(where, "secret_encrypted", str(exc))) from None
     secret = item.get("secret")
     if secret is not None and not isinstance(secret, str | dict):
-        raise DocumentError(f"{where}: secret: must be a string or an object of secret fields")
+        raise DocumentError(at(where, "secret", _("must be a string or an object of secret fields")))
     return secret, False
 
 
@@ -230,32 +243,45 @@ def apply_rule_document(
     scope = item.get("scope", {"tenant": True})
     rule.scope_job = rule.scope_group = None
     if not isinstance(scope, dict) or len(scope) != 1:
-        raise DocumentError(
-            f'{where}: scope: must be {{"job": NAME}}, {{"group": NAME}} or {{"tenant": true}}'
-        )
+        raise DocumentError(at(where, "scope", _scope_forms()))
     ((key, value),) = scope.items()
     if key == "job":
         job = Job.objects.filter(tenant=tenant, name=value).first() if isinstance(value, str) else None
         if job is None:
-            raise DocumentError(f"{where}: scope.job: no job {value!r} in tenant {tenant.slug}")
+            raise DocumentError(
+                at(
+                    where,
+                    "scope.job",
+                    _("no job %(name)r in tenant %(tenant)s") % {"name": value, "tenant": tenant.slug},
+                )
+            )
         rule.scope_job = job
     elif key == "group":
         group = JobGroup.objects.filter(tenant=tenant, name=value).first() if isinstance(value, str) else None
         if group is None:
-            raise DocumentError(f"{where}: scope.group: no group {value!r} in tenant {tenant.slug}")
+            raise DocumentError(
+                at(
+                    where,
+                    "scope.group",
+                    _("no group %(name)r in tenant %(tenant)s") % {"name": value, "tenant": tenant.slug},
+                )
+            )
         rule.scope_group = group
     elif key != "tenant" or value is not True:
-        raise DocumentError(
-            f'{where}: scope: must be {{"job": NAME}}, {{"group": NAME}} or {{"tenant": true}}'
-        )
+        raise DocumentError(at(where, "scope", _scope_forms()))
     names = item.get("channels", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise DocumentError(f"{where}: channels: must be a list of channel names")
+        raise DocumentError(at(where, "channels", _("must be a list of channel names")))
     found = {c.name: c for c in AlertChannel.objects.filter(tenant=tenant, name__in=names)}
     for index, name in enumerate(names):
         if name not in found:
             raise DocumentError(
-                f"{where}: channels[{index}]: no alert channel {name!r} in tenant {tenant.slug}"
+                at(
+                    where,
+                    f"channels[{index}]",
+                    _("no alert channel %(name)r in tenant %(tenant)s")
+                    % {"name": name, "tenant": tenant.slug},
+                )
             )
     rule.events = item.get("events", [])
     for name in ("missed_after_seconds", "late_after_seconds", "slow_after_seconds", "slow_factor"):
@@ -264,7 +290,7 @@ def apply_rule_document(
     for name, default in (("digest", False), ("enabled", True)):
         value = item.get(name, default)
         if not isinstance(value, bool):
-            raise DocumentError(f"{where}: {name}: must be true or false")
+            raise DocumentError(at(where, name, _("must be true or false")))
         setattr(rule, name, value)
     muted = item.get("muted_until")
     if muted is None:
@@ -272,7 +298,7 @@ def apply_rule_document(
     else:
         parsed: datetime | None = parse_datetime(muted) if isinstance(muted, str) else None
         if parsed is None or parsed.tzinfo is None:
-            raise DocumentError(f"{where}: muted_until: must be an ISO 8601 time with a UTC offset")
+            raise DocumentError(at(where, "muted_until", _("must be an ISO 8601 time with a UTC offset")))
         rule.muted_until = parsed
     return [found[n] for n in names]
 

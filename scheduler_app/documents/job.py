@@ -98,6 +98,16 @@ class DocumentError(ValueError):
         self.validation = validation
 
 
+def not_encrypted_text() -> str:
+    return gettext("must be the encrypted text written by exportjobs --include-secrets")
+
+
+def at(where: str, field: str, reason: str) -> str:
+    """``where: field: reason``: the path in the document stays as written (faces split
+    the message on it), the reason is in the reader's language."""
+    return f"{where}: {field}: {reason}" if field else f"{where}: {reason}"
+
+
 def validation_message(exc: ValidationError) -> str:
     """A model's ValidationError as ``path: message; ...`` with document paths."""
     if hasattr(exc, "error_dict"):
@@ -145,7 +155,14 @@ def find_group(
             tenant=tenant, name=name
         ).first()
     if group is None:
-        raise DocumentError(f"{where}: group: unknown group {name!r} in tenant {tenant.slug}")
+        raise DocumentError(
+            at(
+                where,
+                "group",
+                gettext("unknown group %(name)r in tenant %(tenant)s")
+                % {"name": name, "tenant": tenant.slug},
+            )
+        )
     return group
 
 
@@ -159,7 +176,7 @@ def _job_values(item: Mapping[str, Any], where: str) -> dict[str, Any]:
             values[key] = item[key]
     if "secret_kwargs" in item and "secret_kwargs_encrypted" in item:
         raise DocumentError(
-            f"{where}: secret_kwargs: give secret_kwargs or secret_kwargs_encrypted, not both"
+            at(where, "secret_kwargs", gettext("give secret_kwargs or secret_kwargs_encrypted, not both"))
         )
     if "secret_kwargs" in item:
         values["secret_kwargs"] = item["secret_kwargs"]
@@ -168,10 +185,10 @@ def _job_values(item: Mapping[str, Any], where: str) -> dict[str, Any]:
             continue
         block = item[outer]
         if not isinstance(block, dict):
-            raise DocumentError(f"{where}: {outer}: must be an object")
+            raise DocumentError(at(where, outer, gettext("must be an object")))
         unknown = sorted(set(block) - set(mapping))
         if unknown:
-            raise DocumentError(f"{where}: {outer}.{unknown[0]}: unknown field")
+            raise DocumentError(at(where, f"{outer}.{unknown[0]}", gettext("unknown field")))
         for inner, model_field in mapping.items():
             if inner in block:
                 values[model_field] = block[inner]
@@ -197,7 +214,7 @@ def apply_job_document(
     Raises :class:`DocumentError` naming ``where`` and the field."""
     unknown = sorted(set(item) - JOB_KEYS)
     if unknown:
-        raise DocumentError(f"{where}: {unknown[0]}: unknown field")
+        raise DocumentError(at(where, unknown[0], gettext("unknown field")))
     tenant = job.tenant
     created = job.pk is None
     if "group" not in item:
@@ -212,10 +229,10 @@ def apply_job_document(
         token = item["secret_kwargs_encrypted"]
         try:
             if not isinstance(token, str):
-                raise ValueError("must be the encrypted text written by exportjobs --include-secrets")
+                raise ValueError(not_encrypted_text())
             job.set_secrets_token(token)
         except ValueError as exc:
-            raise DocumentError(f"{where}: secret_kwargs_encrypted: {exc}") from None
+            raise DocumentError(at(where, "secret_kwargs_encrypted", str(exc))) from None
     # Left out: keeps the current calendars.
     result = [] if created or "calendars" in item else list(job.calendars.all())
     for cal_name in item.get("calendars", []) or []:
@@ -223,7 +240,9 @@ def apply_job_document(
             tenant=tenant, name=cal_name
         ).first()
         if calendar is None:
-            raise DocumentError(f"{where}: calendars: unknown calendar {cal_name!r}")
+            raise DocumentError(
+                at(where, "calendars", gettext("unknown calendar %(name)r") % {"name": cal_name})
+            )
         result.append(calendar)
     try:
         job.full_clean()
@@ -236,7 +255,7 @@ def apply_job_document(
         if edge is not None:
             message = _rule_message(edge.condition, job)
             raise DocumentError(
-                f"{where}: trigger_rule: {message}",
+                at(where, "trigger_rule", message),
                 validation=ValidationError({"trigger_rule": message}),
             )
     return result
@@ -260,16 +279,23 @@ def dependencies(
     jobs by name in ``job``'s tenant, from ``jobs`` ((tenant id, name) -> job) or the
     database. Raises :class:`DocumentError` at the first bad entry."""
     if not isinstance(deps, list):
-        raise DocumentError(f"{where}: depends_on: must be a list")
+        raise DocumentError(at(where, "depends_on", gettext("must be a list")))
     for index, dep in enumerate(deps):
         path = f"{where}: depends_on[{index}]"
         if not isinstance(dep, dict) or set(dep) - {"job", "condition"}:
-            raise DocumentError(f"{path}: must be an object with 'job' and 'condition'")
+            raise DocumentError(f"{path}: " + gettext("must be an object with 'job' and 'condition'"))
         upstream = (jobs or {}).get((job.tenant_id, dep.get("job"))) or Job.objects.filter(
             tenant_id=job.tenant_id, name=dep.get("job")
         ).first()
         if upstream is None:
-            raise DocumentError(f"{path}: job: unknown job {dep.get('job')!r} in tenant {job.tenant.slug}")
+            raise DocumentError(
+                at(
+                    path,
+                    "job",
+                    gettext("unknown job %(name)r in tenant %(tenant)s")
+                    % {"name": dep.get("job"), "tenant": job.tenant.slug},
+                )
+            )
         condition = dep.get("condition", "success")
         if condition != "success" and job.trigger_rule != TriggerRule.ALL_SUCCESS:
             raise DocumentError(f"{path}.condition: {_rule_message(condition, job)}")

@@ -23,7 +23,7 @@ from scheduler_app import documents, services
 from scheduler_app.documents import alert as alert_document
 from scheduler_app.documents import job as job_document
 from scheduler_app.documents import limits
-from scheduler_app.documents.job import FORMAT_VERSION, JOB_KEYS, DocumentError
+from scheduler_app.documents.job import FORMAT_VERSION, JOB_KEYS, DocumentError, at
 from scheduler_app.models import (
     AlertChannel,
     AlertRule,
@@ -97,14 +97,18 @@ def load_document(path: str | Path) -> dict[str, Any]:
     try:
         text = _read_capped(path).decode("utf-8")
     except OSError as exc:
-        raise JobsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise JobsFileError(
+            _("cannot read %(path)s: %(reason)s") % {"path": path, "reason": exc.strerror or exc}
+        ) from None
     except UnicodeDecodeError:
-        raise JobsFileError(f"{path} is not UTF-8 text") from None
+        raise JobsFileError(_("%(path)s is not UTF-8 text") % {"path": path}) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             data = limits.load_yaml(text)
         except yaml.YAMLError as exc:
-            raise JobsFileError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
+            raise JobsFileError(
+                _("%(path)s is not valid YAML: %(problem)s") % {"path": path, "problem": _yaml_problem(exc)}
+            ) from None
     else:
         try:
             data = limits.loads_json(text)
@@ -112,10 +116,11 @@ def load_document(path: str | Path) -> dict[str, Any]:
             raise JobsFileError(f"{path}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise JobsFileError(
-                f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                _("%(path)s is not valid JSON: %(problem)s at line %(line)s column %(column)s")
+                % {"path": path, "problem": exc.msg, "line": exc.lineno, "column": exc.colno}
             ) from None
     if not isinstance(data, dict):
-        raise JobsFileError(f"{path}: the document must be an object with a 'version'")
+        raise JobsFileError(f"{path}: " + _("the document must be an object with a 'version'"))
     return data
 
 
@@ -161,11 +166,11 @@ def _check_version(doc: Mapping[str, Any]) -> None:
 def _entries(doc: Mapping[str, Any], key: str, allowed: set[str]) -> list[dict[str, Any]]:
     items = doc.get(key, [])
     if not isinstance(items, list):
-        raise JobsFileError(f"{key}: must be a list")
+        raise JobsFileError(f"{key}: " + _("must be a list"))
     for index, item in enumerate(items):
         where = f"{key}[{index}]"
         if not isinstance(item, dict):
-            raise JobsFileError(f"{where}: must be an object")
+            raise JobsFileError(f"{where}: " + _("must be an object"))
         try:
             limits.check_entry(item, where)
         except limits.LimitError as exc:
@@ -173,10 +178,10 @@ def _entries(doc: Mapping[str, Any], key: str, allowed: set[str]) -> list[dict[s
         unknown = sorted(set(item) - allowed)
         if unknown:
             label = _label(item)
-            raise JobsFileError(f"{where}{label}: {unknown[0]}: unknown field")
+            raise JobsFileError(at(f"{where}{label}", unknown[0], _("unknown field")))
         for required in ("name",) if key != "tenants" else ("slug",):
             if not isinstance(item.get(required), str) or not item[required]:
-                raise JobsFileError(f"{where}: {required}: required, a non-empty string")
+                raise JobsFileError(at(where, required, _("required, a non-empty string")))
     return items
 
 
@@ -254,12 +259,14 @@ def import_document(
 def _tenant_for(item: Mapping[str, Any], where: str, tenant_map: dict[str, Tenant]) -> Tenant:
     slug = item.get("tenant")
     if not isinstance(slug, str) or not slug:
-        raise JobsFileError(f"{where}: tenant: required, a tenant slug")
+        raise JobsFileError(at(where, "tenant", _("required, a tenant slug")))
     if slug in tenant_map:
         return tenant_map[slug]
     tenant = Tenant.objects.filter(slug=slug).first()
     if tenant is None:
-        raise JobsFileError(f"{where}: tenant: unknown tenant {slug!r} (add it to 'tenants')")
+        raise JobsFileError(
+            at(where, "tenant", _("unknown tenant %(slug)r (add it to 'tenants')") % {"slug": slug})
+        )
     tenant_map[slug] = tenant
     return tenant
 
@@ -357,14 +364,16 @@ def _import_calendars(
         tenant = _tenant_for(item, where, tenant_map)
         raw_dates = item.get("dates", [])
         if not isinstance(raw_dates, list):
-            raise JobsFileError(f"{where}: dates: must be a list of YYYY-MM-DD dates")
+            raise JobsFileError(at(where, "dates", _("must be a list of YYYY-MM-DD dates")))
         wanted: dict[dt.date, str] = {}
         for d_index, raw in enumerate(raw_dates):
             text, label = (raw.get("date"), raw.get("label", "")) if isinstance(raw, dict) else (raw, "")
             try:
                 wanted[dt.date.fromisoformat(str(text))] = str(label or "")
             except ValueError:
-                raise JobsFileError(f"{where}: dates[{d_index}]: {text!r} is not a YYYY-MM-DD date") from None
+                raise JobsFileError(
+                    at(where, f"dates[{d_index}]", _("%(text)r is not a YYYY-MM-DD date") % {"text": text})
+                ) from None
         calendar = Calendar.objects.filter(tenant=tenant, name=item["name"]).first()
         label = f"calendar {tenant.slug}/{item['name']}"
         created = calendar is None
@@ -410,7 +419,14 @@ def _import_jobs(
         tenant = _tenant_for(item, where, tenant_map)
         key = (tenant.pk, item["name"])
         if key in result:
-            raise JobsFileError(f"{where}: name: job {item['name']!r} appears twice in tenant {tenant.slug}")
+            raise JobsFileError(
+                at(
+                    where,
+                    "name",
+                    _("job %(name)r appears twice in tenant %(tenant)s")
+                    % {"name": item["name"], "tenant": tenant.slug},
+                )
+            )
         job = Job.objects.filter(tenant=tenant, name=item["name"]).first()
         created = job is None
         before = None if created else job_document.export_job(job, secrets="fingerprints")
@@ -473,8 +489,12 @@ def _import_dependencies(
         ):
             if prune and upstream.pk not in in_file:
                 raise JobsFileError(
-                    f"{where}: depends_on[{d_index}]: job: {upstream.name!r} is not in the file, "
-                    "so --prune would delete it"
+                    at(
+                        f"{where}: depends_on[{d_index}]",
+                        "job",
+                        _("%(name)r is not in the file, so --prune would delete it")
+                        % {"name": upstream.name},
+                    )
                 )
             wanted[upstream.pk] = condition
         plans.append((where, job, wanted))
@@ -536,7 +556,7 @@ def export_document(
     if tenant is not None:
         tenants = tenants.filter(slug=tenant)
         if not tenants.exists():
-            raise JobsFileError(f"tenant: unknown tenant {tenant!r}")
+            raise JobsFileError("tenant: " + _("unknown tenant %(slug)r") % {"slug": tenant})
     tenants = list(tenants)
     groups = (
         JobGroup.objects.filter(tenant__in=tenants).select_related("tenant").order_by("tenant__slug", "name")
