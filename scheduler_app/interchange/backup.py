@@ -62,6 +62,7 @@ from django.db import connection, models, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from scheduler_app import documents
 from scheduler_app.backends import joins
@@ -603,8 +604,8 @@ def check_header(doc: Any) -> None:
         error=BackupError,
         supported=FORMAT_VERSION,
         allowed=TOP_LEVEL_KEYS,
-        kind="backup format",
-        verb="restore",
+        kind=pgettext("backup version", "backup format"),
+        verb=pgettext("backup version", "restore"),
     )
 
 

@@ -18,6 +18,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from scheduler_app import documents, services
 from scheduler_app.documents import alert as alert_document
@@ -158,8 +159,8 @@ def _check_version(doc: Mapping[str, Any]) -> None:
         error=JobsFileError,
         supported=FORMAT_VERSION,
         allowed=TOP_LEVEL_KEYS,
-        kind="format",
-        verb="import",
+        kind=pgettext("jobs file version", "format"),
+        verb=pgettext("jobs file version", "import"),
     )
 
 
