@@ -56,7 +56,7 @@ from scheduler_app.models import (
 )
 from scheduler_app.models.jobs import MASK
 from scheduler_app.monitoring.waiting import wait_reason_display as waiting_reason
-from scheduler_app.services import permissions
+from scheduler_app.services import permissions, summaries
 
 # Badge backgrounds under white text: each at least 4.5:1 against white (WCAG AA), so a
 # badge reads the same in the light and dark themes (tests/browser/test_contrast.py).
@@ -461,7 +461,7 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
         "trigger_text",
         "enabled",
         "paused",
-        "paused_reason",
+        "paused_because",
         "priority",
         "executor",
         *OperatorJobListMixin.operator_columns,
@@ -497,7 +497,7 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
         "secret_names_masked",
         "created_display",
         "updated_display",
-        "paused_reason",
+        "paused_because",
         "code_badge",
         "alerts_muted",
     ]
@@ -513,7 +513,7 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
                     "description",
                     "enabled",
                     "paused",
-                    "paused_reason",
+                    "paused_because",
                     "alerts_muted",
                 ]
             },
@@ -643,6 +643,10 @@ class JobAdmin(OperatorJobListMixin, TenantScopedAdmin):
             _("Next fire times (%(tz)s):") % {"tz": tz.key},
             items,
         )
+
+    @admin.display(description=_("paused because"), ordering="paused_reason")
+    def paused_because(self, obj: Job) -> str:
+        return summaries.translate(obj.paused_reason)  # stored in English
 
     @admin.display(description=_("recent runs"))
     def recent_runs(self, obj: Job) -> str:

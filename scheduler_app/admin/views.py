@@ -25,7 +25,7 @@ from django.views import View
 from scheduler_app import display, i18n, services
 from scheduler_app.admin.forms import AccountByNameField, LimitedJSONField
 from scheduler_app.models import Job, Membership
-from scheduler_app.services import permissions, versioning
+from scheduler_app.services import permissions, summaries, versioning
 
 
 class ObjectView(View):
@@ -122,6 +122,8 @@ class JobHistoryView(ObjectView):
     def get(self, request: HttpRequest, object_id: str) -> HttpResponse:
         job = self.get_object(request, object_id)
         versions = list(job.versions.select_related("author").order_by("-number"))
+        for v in versions:
+            v.summary_shown = summaries.translate(v.summary)  # stored in English
         numbers = [v.number for v in versions]
         a = _int(request.GET.get("a"), numbers[1] if len(numbers) > 1 else None)
         b = _int(request.GET.get("b"), numbers[0] if numbers else None)

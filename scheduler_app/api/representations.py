@@ -31,7 +31,7 @@ from scheduler_app.models import (
     Tenant,
 )
 from scheduler_app.monitoring import nextfire, waiting
-from scheduler_app.services import permissions
+from scheduler_app.services import permissions, summaries
 
 #: Keys of a job's representation that are not part of its document (ignored on write).
 JOB_READ_ONLY = ("id", "version", "next_fire_time", "last_run", "secret_kwarg_names")
@@ -382,7 +382,7 @@ def version(item: JobVersion, *, detail: bool = False) -> dict[str, Any]:
         "number": item.number,
         "created_at": iso(item.created_at),
         "author": item.author.get_username() if item.author_id else None,
-        "summary": item.summary,
+        "summary": summaries.translate(item.summary),
     }
     if detail:
         out["snapshot"] = item.snapshot

@@ -22,7 +22,7 @@ from scheduler_app.api import representations as rep
 from scheduler_app.api.base import ApiViewSet, doc, id_param, whole_number
 from scheduler_app.api.jobs import body_object, bulk_report
 from scheduler_app.models import Calendar, Job, JobDependency, JobGroup, Membership, Role, Tenant
-from scheduler_app.services import permissions
+from scheduler_app.services import permissions, summaries
 
 
 def _text(data: dict[str, Any], name: str, *, required: bool, default: str = "") -> str:
@@ -440,7 +440,9 @@ class DependencyViewSet(ApiViewSet):
         with transaction.atomic():
             services.drop_dependencies(downstream, keep=keep, actor=self.actor)
             services.notify_job_changed(
-                downstream, actor=self.actor, summary=f"no longer depends on {edge.upstream.name}"
+                downstream,
+                actor=self.actor,
+                summary=summaries.english(summaries.NO_LONGER_DEPENDS_ON, job=edge.upstream.name),
             )
         return Response(status=status.HTTP_204_NO_CONTENT)
 

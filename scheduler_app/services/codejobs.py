@@ -26,6 +26,7 @@ from scheduler_app import audit
 from scheduler_app.documents import job as job_document
 from scheduler_app.models import Job, Tenant
 from scheduler_app.registry import CodeJob, code_jobs
+from scheduler_app.services import summaries
 
 SETTINGS_MODULE = "settings SCHEDULER_APP['JOBS']"
 #: Job fields that stay the operators' on a code job.
@@ -156,7 +157,10 @@ def sync_code_jobs(*, dry_run: bool = False) -> SyncReport:
                     services.notify_job_changed(
                         job,
                         created=created,
-                        summary=f"deploy: {'created' if created else 'updated'} from {decl.module}",
+                        summary=summaries.english(
+                            summaries.DEPLOY_CREATED if created else summaries.DEPLOY_UPDATED,
+                            module=decl.module,
+                        ),
                     )
                     (report.created if created else report.changed).append(label)
                 else:

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 
 from scheduler_app import audit
 from scheduler_app.models import Job, JobRun, RunState
+from scheduler_app.services import summaries
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +62,18 @@ def pause_if_failing(job_id: int) -> bool:
             return False
         last_id, last_state, last_error = recent[0]
         detail = (last_error or "").strip().splitlines()[0][:200] if (last_error or "").strip() else ""
-        reason = f"paused after {limit} consecutive failures; last: run {last_id} {last_state}"
         if detail:
-            reason += f": {detail}"
+            reason = summaries.english(
+                summaries.PAUSE_REASON_DETAIL, n=limit, run=last_id, state=last_state, detail=detail
+            )
+        else:
+            reason = summaries.english(summaries.PAUSE_REASON, n=limit, run=last_id, state=last_state)
         job.paused = True
         job.paused_reason = reason[:500]
         job.save(update_fields=["paused", "paused_reason", "updated_at"])
         from scheduler_app.services.jobs import notify_job_changed
 
-        notify_job_changed(job, actor=None, summary=f"paused after {limit} consecutive failures")
+        notify_job_changed(job, actor=None, summary=summaries.english(summaries.PAUSED_AFTER, n=limit))
         audit.record(
             job,
             "pause_on_failure",

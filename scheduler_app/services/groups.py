@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from scheduler_app import audit
 from scheduler_app.models import Calendar, CalendarDate, ConfigVersion, Job, JobGroup, Membership, Tenant
-from scheduler_app.services import permissions
+from scheduler_app.services import permissions, summaries
 from scheduler_app.services.bulk import FORBIDDEN, BulkResult
 from scheduler_app.services.jobs import notify_job_changed
 
@@ -56,7 +56,9 @@ def save_group(group: JobGroup, *, actor: Any = None) -> JobGroup:
         ConfigVersion.bump()  # its rate limit, read by the claim
         if renamed:  # jobs refer to their group by name in their documents
             for job in Job.objects.filter(group=group):
-                notify_job_changed(job, actor=actor, summary=f"group renamed to {group.name}")
+                notify_job_changed(
+                    job, actor=actor, summary=summaries.english(summaries.GROUP_RENAMED, group=group.name)
+                )
     return group
 
 
@@ -74,7 +76,7 @@ def delete_groups(groups: Iterable[JobGroup], *, actor: Any = None) -> BulkResul
             group.pk = pk
             for job in jobs:
                 job.group = None
-                notify_job_changed(job, actor=actor, summary="group deleted")
+                notify_job_changed(job, actor=actor, summary=summaries.english(summaries.GROUP_DELETED))
             result.done.append(group)
         if result.done:
             ConfigVersion.bump()
@@ -117,7 +119,9 @@ def save_tenant(tenant: Tenant, *, actor: Any = None) -> Tenant:
         ConfigVersion.bump()  # its rate limit, read by the claim
         if renamed:
             for job in Job.objects.filter(tenant=tenant):
-                notify_job_changed(job, actor=actor, summary=f"tenant renamed to {tenant.slug}")
+                notify_job_changed(
+                    job, actor=actor, summary=summaries.english(summaries.TENANT_RENAMED, tenant=tenant.slug)
+                )
     return tenant
 
 
@@ -196,7 +200,11 @@ def save_calendar(
                     row.save(update_fields=["label"])
         if changed:
             for job in Job.objects.filter(calendars=calendar):
-                notify_job_changed(job, actor=actor, summary=f"calendar {calendar.name} changed")
+                notify_job_changed(
+                    job,
+                    actor=actor,
+                    summary=summaries.english(summaries.CALENDAR_CHANGED, calendar=calendar.name),
+                )
     return calendar
 
 
@@ -212,7 +220,11 @@ def delete_calendars(calendars: Iterable[Calendar], *, actor: Any = None) -> Bul
             calendar.delete()
             calendar.pk = pk
             for job in jobs:
-                notify_job_changed(job, actor=actor, summary=f"calendar {calendar.name} deleted")
+                notify_job_changed(
+                    job,
+                    actor=actor,
+                    summary=summaries.english(summaries.CALENDAR_DELETED, calendar=calendar.name),
+                )
             result.done.append(calendar)
     return result
 

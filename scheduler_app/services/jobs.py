@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from scheduler_app import audit, signals
 from scheduler_app.documents import job as job_document
 from scheduler_app.models import ConfigVersion, Job, JobDependency, JobGroup
-from scheduler_app.services import permissions, runs, versioning
+from scheduler_app.services import permissions, runs, summaries, versioning
 from scheduler_app.services.bulk import FORBIDDEN, INVALID, BulkResult
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ def notify_job_changed(job: Job, *, actor: Any = None, created: bool = False, su
     """A job's definition (or something it uses) changed: record a version if its
     configuration differs from the last one, tell the scheduler (through the
     configuration version it polls) and, once committed, signal listeners."""
-    versioning.record_version(job, actor=actor, summary=summary or ("created" if created else ""))
+    versioning.record_version(
+        job, actor=actor, summary=summary or (summaries.english(summaries.CREATED) if created else "")
+    )
     ConfigVersion.bump()
     transaction.on_commit(lambda: signals.job_changed.send(sender=Job, job=job, created=created, actor=actor))
 
@@ -92,10 +94,10 @@ def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) 
     result = BulkResult()
     action = FLAG_ACTIONS[field_name]
     verb = {
-        ("enabled", True): "enabled",
-        ("enabled", False): "disabled",
-        ("paused", True): "paused",
-        ("paused", False): "resumed",
+        ("enabled", True): summaries.ENABLED,
+        ("enabled", False): summaries.DISABLED,
+        ("paused", True): summaries.PAUSED,
+        ("paused", False): summaries.RESUMED,
     }[(field_name, value)]
     with transaction.atomic(), audit.acting_as(actor):
         for job in jobs:
@@ -152,7 +154,15 @@ def move_jobs_to_group(jobs: Iterable[Job], group: JobGroup | None, *, actor: An
             job.group = group
             job.save(update_fields=["group", "updated_at"])
             result.done.append(job)
-            notify_job_changed(job, actor=actor, summary=f"moved to {group.name if group else 'no group'}")
+            notify_job_changed(
+                job,
+                actor=actor,
+                summary=(
+                    summaries.english(summaries.MOVED_TO, group=group.name)
+                    if group
+                    else summaries.english(summaries.MOVED_TO_NO_GROUP)
+                ),
+            )
     return result
 
 
@@ -186,7 +196,9 @@ def add_dependency(
     edge.full_clean()
     with transaction.atomic(), audit.acting_as(actor):
         edge.save()
-        notify_job_changed(downstream, actor=actor, summary=f"depends on {upstream.name}")
+        notify_job_changed(
+            downstream, actor=actor, summary=summaries.english(summaries.DEPENDS_ON, job=upstream.name)
+        )
     return edge
 
 
@@ -211,10 +223,16 @@ def save_dependency(edge: JobDependency, *, actor: Any = None) -> JobDependency:
             JobDependency.objects.filter(pk=edge.pk).select_related("downstream").first() if edge.pk else None
         )
         edge.save()
-        notify_job_changed(edge.downstream, actor=actor, summary=f"depends on {edge.upstream.name}")
+        notify_job_changed(
+            edge.downstream,
+            actor=actor,
+            summary=summaries.english(summaries.DEPENDS_ON, job=edge.upstream.name),
+        )
         if stored is not None and stored.downstream_id != edge.downstream_id:
             notify_job_changed(
-                stored.downstream, actor=actor, summary=f"no longer depends on {stored.upstream.name}"
+                stored.downstream,
+                actor=actor,
+                summary=summaries.english(summaries.NO_LONGER_DEPENDS_ON, job=stored.upstream.name),
             )
     return edge
 
@@ -230,7 +248,11 @@ def delete_dependencies(edges: Iterable[JobDependency], *, actor: Any = None) ->
             pk = edge.pk
             edge.delete()
             edge.pk = pk
-            notify_job_changed(edge.downstream, actor=actor, summary=f"no longer depends on {edge.upstream}")
+            notify_job_changed(
+                edge.downstream,
+                actor=actor,
+                summary=summaries.english(summaries.NO_LONGER_DEPENDS_ON, job=str(edge.upstream)),
+            )
             result.done.append(edge)
     return result
 
@@ -275,7 +297,9 @@ def set_job_edges(
                 edge.save()
                 others.add(other_id)
         for other in Job.objects.filter(pk__in=others - {job.pk}):
-            notify_job_changed(other, actor=actor, summary=f"upstream edges changed on {job.name}")
+            notify_job_changed(
+                other, actor=actor, summary=summaries.english(summaries.UPSTREAM_EDGES_CHANGED, job=job.name)
+            )
     return others
 
 
@@ -326,7 +350,7 @@ def rollback_job(job: Job, number: int, *, actor: Any = None) -> Job:
         )
     # The job keeps its tenant and name; secret values are not in a version.
     entry = {k: v for k, v in version.snapshot.items() if k not in ("tenant", "name", "secret_fingerprints")}
-    summary = f"rollback to version {number}"
+    summary = summaries.english(summaries.ROLLBACK, number=number)
     with transaction.atomic(), audit.acting_as(actor):
         try:
             changed = _apply_job_document(job, entry, actor=actor)

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 
 from scheduler_app.documents.job import export_job
 from scheduler_app.models import Job, JobVersion
+from scheduler_app.services import summaries
 
 
 def snapshot(job: Job) -> dict[str, Any]:
@@ -27,7 +28,8 @@ def record_version(
     if last is not None and last.snapshot == data and not force:
         return None
     if not summary and last is not None:
-        summary = "changed " + ", ".join(path for path, _, _ in diff(last.snapshot, data)[:6])
+        fields = ", ".join(path for path, _, _ in diff(last.snapshot, data)[:6])
+        summary = summaries.english(summaries.CHANGED, fields=fields)
     author = actor if getattr(actor, "pk", None) is not None else None
     for _ in range(3):
         number = (last.number if last else 0) + 1
