@@ -116,7 +116,7 @@ def _update_flag(jobs: Iterable[Job], field_name: str, value: bool, actor: Any) 
                 fields.append("paused_reason")
             job.save(update_fields=fields)
             result.done.append(job)
-            notify_job_changed(job, actor=actor, summary=verb)
+            notify_job_changed(job, actor=actor, summary=summaries.english(verb))
     return result
 
 

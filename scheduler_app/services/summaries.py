@@ -13,31 +13,38 @@ import re
 from functools import cache
 from typing import Any
 
-from django.utils.translation import gettext, gettext_noop
+from django.utils import translation
+from django.utils.translation import pgettext_lazy
 
-CREATED = gettext_noop("created")
-ENABLED = gettext_noop("enabled")
-DISABLED = gettext_noop("disabled")
-PAUSED = gettext_noop("paused")
-RESUMED = gettext_noop("resumed")
-MOVED_TO_NO_GROUP = gettext_noop("moved to no group")
-MOVED_TO = gettext_noop("moved to %(group)s")
-DEPENDS_ON = gettext_noop("depends on %(job)s")
-NO_LONGER_DEPENDS_ON = gettext_noop("no longer depends on %(job)s")
-UPSTREAM_EDGES_CHANGED = gettext_noop("upstream edges changed on %(job)s")
-ROLLBACK = gettext_noop("rollback to version %(number)s")
-GROUP_RENAMED = gettext_noop("group renamed to %(group)s")
-GROUP_DELETED = gettext_noop("group deleted")
-TENANT_RENAMED = gettext_noop("tenant renamed to %(tenant)s")
-CALENDAR_CHANGED = gettext_noop("calendar %(calendar)s changed")
-CALENDAR_DELETED = gettext_noop("calendar %(calendar)s deleted")
-DEPLOY_CREATED = gettext_noop("deploy: created from %(module)s")
-DEPLOY_UPDATED = gettext_noop("deploy: updated from %(module)s")
-CHANGED = gettext_noop("changed %(fields)s")
-PAUSED_AFTER = gettext_noop("paused after %(n)s consecutive failures")
-PAUSE_REASON = gettext_noop("paused after %(n)s consecutive failures; last: run %(run)s %(state)s")
-PAUSE_REASON_DETAIL = gettext_noop(
-    "paused after %(n)s consecutive failures; last: run %(run)s %(state)s: %(detail)s"
+from scheduler_app.models import RunState
+
+# The forms have the catalog context "job change" ("created" is also a column's name).
+
+CREATED = pgettext_lazy("job change", "created")
+ENABLED = pgettext_lazy("job change", "enabled")
+DISABLED = pgettext_lazy("job change", "disabled")
+PAUSED = pgettext_lazy("job change", "paused")
+RESUMED = pgettext_lazy("job change", "resumed")
+MOVED_TO_NO_GROUP = pgettext_lazy("job change", "moved to no group")
+MOVED_TO = pgettext_lazy("job change", "moved to %(group)s")
+DEPENDS_ON = pgettext_lazy("job change", "depends on %(job)s")
+NO_LONGER_DEPENDS_ON = pgettext_lazy("job change", "no longer depends on %(job)s")
+UPSTREAM_EDGES_CHANGED = pgettext_lazy("job change", "upstream edges changed on %(job)s")
+ROLLBACK = pgettext_lazy("job change", "rollback to version %(number)s")
+GROUP_RENAMED = pgettext_lazy("job change", "group renamed to %(group)s")
+GROUP_DELETED = pgettext_lazy("job change", "group deleted")
+TENANT_RENAMED = pgettext_lazy("job change", "tenant renamed to %(tenant)s")
+CALENDAR_CHANGED = pgettext_lazy("job change", "calendar %(calendar)s changed")
+CALENDAR_DELETED = pgettext_lazy("job change", "calendar %(calendar)s deleted")
+DEPLOY_CREATED = pgettext_lazy("job change", "deploy: created from %(module)s")
+DEPLOY_UPDATED = pgettext_lazy("job change", "deploy: updated from %(module)s")
+CHANGED = pgettext_lazy("job change", "changed %(fields)s")
+PAUSED_AFTER = pgettext_lazy("job change", "paused after %(n)s consecutive failures")
+PAUSE_REASON = pgettext_lazy(
+    "job change", "paused after %(n)s consecutive failures; last: run %(run)s %(state)s"
+)
+PAUSE_REASON_DETAIL = pgettext_lazy(
+    "job change", "paused after %(n)s consecutive failures; last: run %(run)s %(state)s: %(detail)s"
 )
 
 #: Tried in this order (a text without parameters before one that could also match it).
@@ -69,10 +76,15 @@ FORMS = (
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
-def english(form: str, **params: Any) -> str:
+def _english(form: Any) -> str:
+    with translation.override(None):
+        return str(form)
+
+
+def english(form: Any, **params: Any) -> str:
     """The text to store: ``form`` (one of :data:`FORMS`) in English."""
-    assert form in FORMS, form
-    return form % params if params else form
+    text = _english(form)
+    return text % params if params else text
 
 
 @cache
@@ -92,7 +104,10 @@ def translate(text: str) -> str:
     if not text:
         return text
     for form in FORMS:
-        match = _pattern(form).fullmatch(text)
+        match = _pattern(_english(form)).fullmatch(text)
         if match is not None:
-            return gettext(form) % match.groupdict() if match.groupdict() else gettext(form)
+            params = match.groupdict()
+            if params.get("state") in RunState.values:
+                params["state"] = RunState(params["state"]).label
+            return str(form) % params if params else str(form)
     return text
