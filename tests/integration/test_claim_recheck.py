@@ -6,16 +6,16 @@ up the node's recorder."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection  # noqa: F401 - read by the skipif conditions
 from django.utils import timezone
 
 from scheduler_app.backends.runstore import NUL_REPLACEMENT, DjangoRunStore
 from scheduler_app.engine.interfaces import Capacity, Outcome, RunLog
 from scheduler_app.models import Job, JobGroup, JobRun, RunReason, RunState
+from tests.integration.sessions import while_held
 
 pytestmark = pytest.mark.django_db
 ROOM = Capacity(per_executor={"thread": 4}, total=4)
@@ -34,40 +34,6 @@ def queue(job, count, *, now, since=5):
             priority=job.priority,
             executor=job.executor,
         )
-
-
-def while_held(change, claim):
-    """``change`` in a transaction kept open while ``claim`` runs in another session
-    (it must wait for the job's lock); the claim's result."""
-    changed, release, results = threading.Event(), threading.Event(), {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                change()
-                changed.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    def second():
-        try:
-            results["claim"] = claim()
-        finally:
-            connection.close()
-
-    t1 = threading.Thread(target=first)
-    t1.start()
-    assert changed.wait(10)
-    t2 = threading.Thread(target=second)
-    t2.start()
-    t2.join(1.0)
-    waited = t2.is_alive()
-    release.set()
-    t1.join(10)
-    t2.join(10)
-    assert waited, "the claim did not wait for the job's lock: the test shows nothing"
-    return results["claim"]
 
 
 @postgres_only

@@ -4,12 +4,9 @@ upstream results, and the downstream jobs of a batch are locked once, in key ord
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from scheduler_app import services
@@ -17,6 +14,7 @@ from scheduler_app.backends import joins
 from scheduler_app.backends.runstore import DjangoRunStore
 from scheduler_app.engine.interfaces import Fire
 from scheduler_app.models import Job, JobJoin, JobRun, RunReason, RunState
+from tests.integration.sessions import InThread, until, waiting_locks
 from tests.integration.test_runstore import ROOM, other_session, outcome, queued, running  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -157,31 +155,12 @@ def test_the_downstream_jobs_of_a_batch_are_locked_in_key_order(store, make_job,
     run = running(b)
     table = Job._meta.db_table
     other_session.execute(f"SELECT id FROM {table} WHERE id = %s FOR NO KEY UPDATE", [d.pk])
-    errors = []
-
-    def record():
-        try:
-            DjangoRunStore().record([outcome(run, RunState.SUCCEEDED)])
-        except Exception as exc:  # noqa: BLE001 - shown by the assertion below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    worker = threading.Thread(target=record)
-    worker.start()
-    deadline = time.monotonic() + 10
-    waiting = 0
-    while time.monotonic() < deadline and not waiting:
-        waiting = other_session.execute(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')"
-        ).fetchone()[0]
-        time.sleep(0.05)
-    assert waiting, "the batch never waited for D"
+    worker = InThread(lambda: DjangoRunStore().record([outcome(run, RunState.SUCCEEDED)]))
+    assert until(lambda: waiting_locks(other_session.execute)), "the batch never waited for D"
     # The batch waits for D and holds nothing of E: E is free.
     other_session.execute(f"SELECT id FROM {table} WHERE id = %s FOR NO KEY UPDATE NOWAIT", [e.pk])
     other_session.rollback()
-    worker.join(10)
-    assert not worker.is_alive() and errors == []
+    assert worker.join(10) and worker.error is None, worker.error
     assert sorted(r.job_id for r in JobRun.objects.filter(reason=RunReason.DEPENDENCY)) == [d.pk, e.pk]
 
 
@@ -300,25 +279,13 @@ def test_a_replace_claim_never_waits_for_a_run_being_recorded(make_job, other_se
     new, other_job_run = queued(j1, t0), queued(j2, t0)
     rt, jt = JobRun._meta.db_table, Job._meta.db_table
     other_session.execute(f"SELECT id FROM {rt} WHERE id = %s FOR UPDATE", [r.pk])  # record's first lock
-    done, errors = [], []
-
-    def claim():
-        try:
-            done.append(DjangoRunStore().claim("n1", ROOM, timezone.now()))
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    t = threading.Thread(target=claim)
-    t.start()
-    t.join(1.5)  # the claim either finished or waits for R (holding J2)
+    claim = InThread(lambda: DjangoRunStore().claim("n1", ROOM, timezone.now()))
+    claim.join(1.5)  # the claim either finished or waits for R (holding J2)
     other_session.execute("SET lock_timeout = '3s'")
     other_session.execute(f"SELECT id FROM {jt} WHERE id = %s FOR NO KEY UPDATE", [j2.pk])  # record's next
     other_session.rollback()
-    t.join(10)
-    assert errors == [] and len(done) == 1, errors
-    (result,) = done
+    assert claim.join(10) and claim.error is None, claim.error
+    result = claim.result
     assert [c.run_id for c in result.runs] == [other_job_run.pk]  # J1's new run waits
     assert result.stop == () and result.left_queued == 1
     assert JobRun.objects.get(pk=new.pk).state == RunState.QUEUED

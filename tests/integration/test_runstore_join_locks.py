@@ -7,7 +7,6 @@ aborts one of them."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from django.utils import timezone
 from scheduler_app.backends.runstore import DjangoRunStore
 from scheduler_app.engine.interfaces import Outcome
 from scheduler_app.models import Job, JobDependency, JobRun, RunReason, RunState
+from tests.integration.sessions import InThread, until, waiting_locks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
@@ -40,43 +40,6 @@ def running(job):
         node="n1",
         started_at=when,
     )
-
-
-def waiting_locks() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
-
-
-def until(predicate, timeout=10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-class InThread:
-    """``func()`` in its own thread, hence its own database session."""
-
-    def __init__(self, func):
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-        def run():
-            try:
-                func()
-            except BaseException as exc:  # reported by the test
-                self.error = exc
-            finally:
-                connection.close()
-                self.done.set()
-
-        threading.Thread(target=run, daemon=True).start()
 
 
 def test_two_batches_reaching_the_same_downstream_jobs_in_opposite_orders_both_commit(make_job):

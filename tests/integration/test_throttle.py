@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, transaction
+from django.db import connection  # noqa: F401 - read by the skipif condition
 from django.db.models import F
 from django.utils import timezone
 
@@ -24,6 +23,7 @@ from scheduler_app.backends.runstore import DjangoRunStore, advisory_key
 from scheduler_app.engine.interfaces import Capacity, Outcome
 from scheduler_app.models import Job, JobGroup, JobRun, Membership, RunReason, RunState, Tenant
 from tests.integration.api_support import JOB, client_for, errors_of, key_for
+from tests.integration.sessions import while_held
 
 pytestmark = pytest.mark.django_db
 
@@ -258,35 +258,14 @@ def test_two_nodes_claiming_at_once_never_exceed_the_key(tenant):
     queue(b, 1, now=now)
     threads_only = Capacity(per_executor={"thread": 1}, total=1)
     asyncio_only = Capacity(per_executor={"asyncio": 1}, total=1)
-    node1_claimed = threading.Event()
-    release = threading.Event()
     results = {}
 
     def node1():
-        try:
-            with transaction.atomic():
-                results["n1"] = DjangoRunStore().claim("n1", threads_only, now)
-                node1_claimed.set()
-                release.wait(10)
-        finally:
-            connection.close()
+        results["n1"] = DjangoRunStore().claim("n1", threads_only, now)
 
-    def node2():
-        try:
-            results["n2"] = DjangoRunStore().claim("n2", asyncio_only, now)
-        finally:
-            connection.close()
-
-    t1 = threading.Thread(target=node1)
-    t1.start()
-    assert node1_claimed.wait(10)
-    t2 = threading.Thread(target=node2)
-    t2.start()
-    t2.join(1.0)
-    assert t2.is_alive(), "node 2 did not wait for the key's lock"
-    release.set()
-    t1.join(10)
-    t2.join(10)
+    results["n2"] = while_held(
+        node1, lambda: DjangoRunStore().claim("n2", asyncio_only, now), what="the key's lock"
+    )
     assert [r.job_id for r in results["n1"].runs] == [a.pk]
     assert results["n2"].runs == ()
     assert JobRun.objects.filter(state=RunState.RUNNING).count() == 1
