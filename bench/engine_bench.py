@@ -38,6 +38,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,6 +451,54 @@ def lateness_figures(lat_s: list[float], due: int, extra: dict[str, Any]) -> dic
 # -- scenarios: scheduler_app engine ---------------------------------------------------------
 
 
+@dataclass
+class Measured:
+    """One runscheduler run measured from ``t_from`` to ``t_stop`` (then SIGTERM)."""
+
+    startup: float
+    t_from: float
+    t_stop: float
+    engine_cpu: float
+    db_cpu: float
+    busy: float
+    exit: int | None
+    status: dict[str, Any]
+    runs: list[Any]
+
+
+def run_measured(
+    sched: Scheduler,
+    db: Database,
+    dump: Path,
+    *,
+    measure_from: Callable[[float], float],
+    profile_until: Callable[[float], float],
+    stop_at: Callable[[float], float],
+) -> Measured:
+    """Start ``sched``; from ``measure_from(startup seconds)`` (a time) meter its CPU (and
+    its PostgreSQL sessions' and the machine's) and profile it up to
+    ``profile_until(t_from)``; at ``stop_at(t_from)`` stop it cleanly; its runs, dumped to
+    ``dump``. The scheduler is stopped whatever happens."""
+    try:
+        startup = sched.start(timeout=120)
+        t_from = measure_from(startup)
+        time.sleep(max(t_from - time.time(), 0))
+        meter, t_from, m0 = CpuMeter(sched, db), time.time(), machine_ticks()
+        sched.start_profile(profile_until(t_from) - t_from)
+        time.sleep(max(stop_at(t_from) - time.time(), 0))
+        status = sched.status()
+        engine_cpu, db_cpu = meter.seconds()
+        busy = machine_busy(m0)
+        t_stop = time.time()
+        log("  SIGTERM; waiting for a clean shutdown")
+        code = sched.stop()
+    finally:
+        sched.stop()
+    django_step(db, "runs", "--out", str(dump))
+    runs = json.loads(dump.read_text())
+    return Measured(startup, t_from, t_stop, engine_cpu, db_cpu, busy, code, status, runs)
+
+
 def engine_interval(
     phase: str, db: Database, jobs: int, interval: int, cfg: Config, logdir: Path, profile: bool
 ) -> Row:
@@ -474,28 +523,24 @@ def engine_interval(
     log(f"  {made['created']:,} jobs created in {made['seconds']:.1f} s; starting runscheduler")
     sched = Scheduler(db, logdir, name, profile)
     row = Row(phase, "scheduler_app runscheduler", db.label)
-    try:
-        startup = sched.start(timeout=120)
+
+    def measure_from(startup: float) -> float:
         log(
             f"  started in {startup:.1f} s; running {cfg.run_seconds:g} s "
             f"(window skips the first {cfg.skip_seconds:g} s)"
         )
-        time.sleep(cfg.skip_seconds)
-        meter, w0, m0 = CpuMeter(sched, db), time.time(), machine_ticks()
-        sched.start_profile(cfg.run_seconds - cfg.skip_seconds - 1)
-        time.sleep(max(cfg.run_seconds - cfg.skip_seconds, 0))
-        st = sched.status()
-        engine_cpu, db_cpu = meter.seconds()
-        cpu = engine_cpu / (time.time() - w0) * 100
-        busy = machine_busy(m0)
-        t_stop = time.time()
-        log("  SIGTERM; waiting for a clean shutdown")
-        code = sched.stop()
-    finally:
-        sched.stop()
-    dump = logdir / f"{name}.runs.json"
-    django_step(db, "runs", "--out", str(dump))
-    runs = json.loads(dump.read_text())
+        return time.time() + cfg.skip_seconds
+
+    m = run_measured(
+        sched,
+        db,
+        logdir / f"{name}.runs.json",
+        measure_from=measure_from,
+        profile_until=lambda w0: w0 + cfg.run_seconds - cfg.skip_seconds - 1,
+        stop_at=lambda w0: w0 + max(cfg.run_seconds - cfg.skip_seconds, 0),
+    )
+    runs, w0, t_stop, engine_cpu, db_cpu, st = m.runs, m.t_from, m.t_stop, m.engine_cpu, m.db_cpu, m.status
+    cpu, busy, code = engine_cpu / (t_stop - w0) * 100, m.busy, m.exit
     a, b = window(sched.t_ready, t_stop, cfg, base, interval / jobs)
     in_window = [r for r in runs if r[5] == "schedule" and a <= r[1] < b]
     lat = [r[2] - r[1] for r in in_window if r[2] is not None]
@@ -558,25 +603,30 @@ def engine_overload(db: Database, cfg: Config, logdir: Path, profile: bool) -> R
     django_step(db, "jobs", "--count", str(high - low), "--prefix", "extra", "--end", repr(t_end), *common)
     sched = Scheduler(db, logdir, name, profile)
     row = Row("overload", "scheduler_app runscheduler", db.label)
-    try:
-        sched.start(timeout=120)
+
+    def measure_from(_startup: float) -> float:
         t_start = sched.t_ready + warm
         if t_start >= t_end - 5:
             raise RuntimeError("runscheduler started too late for the overload window")
-        time.sleep(max(t_start - time.time(), 0))
-        meter, m0 = CpuMeter(sched, db), machine_ticks()
-        sched.start_profile(t_end - t_start - 1)
-        time.sleep(max(t_end + cfg.overload_after_seconds - time.time(), 0))
-        engine_cpu, db_cpu = meter.seconds()
-        busy = machine_busy(m0)
-        t_stop = time.time()
-        log("  SIGTERM; waiting for a clean shutdown")
-        code = sched.stop()
-    finally:
-        sched.stop()
-    dump = logdir / f"{name}.runs.json"
-    django_step(db, "runs", "--out", str(dump))
-    runs = [r for r in json.loads(dump.read_text()) if r[5] == "schedule"]
+        return t_start
+
+    m = run_measured(
+        sched,
+        db,
+        logdir / f"{name}.runs.json",
+        measure_from=measure_from,
+        profile_until=lambda _t: t_end - 1,  # the 2x phase
+        stop_at=lambda _t: t_end + cfg.overload_after_seconds,
+    )
+    t_start, t_stop, engine_cpu, db_cpu, busy, code = (
+        m.t_from,
+        m.t_stop,
+        m.engine_cpu,
+        m.db_cpu,
+        m.busy,
+        m.exit,
+    )
+    runs = [r for r in m.runs if r[5] == "schedule"]
     stop_at = t_stop - cfg.tail_seconds
     phases = {"2x": (t_start, t_end), "0.5x": (t_end, stop_at)}
     figures: dict[str, Any] = {"exit": code, "machine_busy_pct": round(busy, 0), "capacity": cap}
