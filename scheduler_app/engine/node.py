@@ -105,8 +105,9 @@ class Node:
         # set by new runs, follow-ups, poll ticks and outside wake-ups. Freed slots alone
         # do not make runs due, so they only cause a claim while this is set.
         self._maybe_due = True
-        # The executors (with room) a claim last found nothing for: not claimed for again
-        # until something may have queued runs (a wake-up, a poll tick).
+        # The executors (with room) the claims since the last wake-up or poll tick found
+        # nothing for: they do not make a claim worth it (a claim made for another
+        # executor still takes their runs) until something may have queued runs.
         self._found_nothing_for: frozenset[str] = frozenset()
         # The executors whose workers ran out of work while the last claim for them was
         # in flight: their runs are quicker than a claim, so waiting for half the intake
@@ -445,6 +446,8 @@ class Node:
             if free <= 0:
                 self._free_since.pop(name, None)
                 continue
+            if name in self._found_nothing_for:
+                continue
             intake = self._intake(executor)
             if self.prefetch and executor.prefetch > 0:
                 if executor.waiting() == 0:
@@ -472,15 +475,17 @@ class Node:
         if capacity.total <= 0 or not self._worth_claiming(capacity):
             return False
         room = frozenset(name for name, free in capacity.per_executor.items() if free > 0)
-        if room <= self._found_nothing_for:
-            return False  # the same executors found nothing since the last wake-up or poll
         self._maybe_due = False  # set again by anything that queues runs meanwhile
         result = self.store.claim(self.config.name, capacity, self.clock())
         self._claim_bound = frozenset(name for name in room if self._ran_dry(self.executors[name]))
         for name in room:
             self._free_since.pop(name, None)
-        nothing = not result.runs and not result.more and not result.left_queued
-        self._found_nothing_for = room if nothing else frozenset()
+        # An idle executor whose runs the claim found none of (often the asyncio and
+        # process ones) would otherwise make every freed thread slot worth a claim.
+        took = {run.executor for run in result.runs}
+        if not result.more:
+            self._found_nothing_for |= room - took
+        self._found_nothing_for -= took
         # A claim only sees the runs of executors with room: finding nothing for those
         # says nothing about the runs queued for a full one, which a freed slot (an
         # outcome wakes this loop) must then claim at once, not a poll interval later.

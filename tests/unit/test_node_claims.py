@@ -160,3 +160,25 @@ def test_without_prefetch_a_lone_freed_worker_is_claimed_for_after_the_linger():
         assert len(store.batches) == 2, store.batches  # the lingering claim took it
     finally:
         node.shutdown(3)
+
+
+def test_an_idle_executor_with_nothing_queued_does_not_make_every_freed_slot_a_claim():
+    """The only live node (prefetch) has a thread executor busy with a backlog and an
+    idle process executor nothing is queued for. "Some executor with room has run dry"
+    held for the idle one at every freed thread slot, so each cost a claim of the one
+    or two thread slots free (the bench's node: 9 runs a claim of its intake of 40)."""
+    store = CountingStore()
+    node = make_node(store, poll=30.0, max_concurrent=100)
+    node.executors["thread"] = ThreadExecutor(10, TASKS.__getitem__, node.outcome, 1000, prefetch=30)
+    node.executors["process"] = ThreadExecutor(4, TASKS.__getitem__, node.outcome, 1000)
+    backlog(store, 400, 0.02)
+    for k, run in enumerate(store.queue):
+        object.__setattr__(run, "kwargs", {"seconds": 0.01 + 0.002 * (k % 11)})
+    node.start()
+    node.wake()
+    try:
+        assert wait(lambda: len(store.outcomes) == 400, 30)
+    finally:
+        node.shutdown(1)
+    claims = [n for n in store.batches if n]
+    assert len(claims) <= 400 / 12, f"{len(claims)} claims: {store.batches}"
