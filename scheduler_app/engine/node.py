@@ -62,7 +62,7 @@ class NodeConfig:
     # outcomes meanwhile join the batch): runs finishing one by one would otherwise cost
     # a transaction each. An outcome after a quiet spell is written at once.
     record_interval: float = 0.05
-    # Without prefetch (other live nodes) each freed worker would cost a claim of one run
+    # Without prefetch (other live nodes; executors with none) each freed worker would cost a claim of one run
     # (a transaction of five statements) as workers free up one by one: a freed worker
     # waits at most this many seconds for others to free up, so that one claim fills
     # them together. A claim is made at once when half the workers (or all) are free.
