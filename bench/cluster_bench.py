@@ -394,6 +394,8 @@ def scaleout(cfg: Config, logdir: Path) -> Result:
         first, last = (min(r[3] for r in finished), max(r[4] for r in finished)) if finished else (0, 0)
         drain = last - first if finished else math.nan
         per_node = Counter(r[8] for r in finished)
+        # One claim sets one claimed_at (the transaction's time) on the runs it takes.
+        claims = len({(r[8], r[11]) for r in finished if len(r) > 11 and r[11] is not None})
         shares = {x.name: per_node.get(x.name, 0) / max(len(finished), 1) for x in nodes}
         worst = max(abs(s - 1 / n) * n for s in shares.values())
         phase = {
@@ -405,6 +407,8 @@ def scaleout(cfg: Config, logdir: Path) -> Result:
             "rate": len(finished) / drain if finished else 0.0,
             "cpu_s": cpu,
             "cpu_ms_per_run": sum(cpu.values()) / max(len(finished), 1) * 1000,
+            "claims": claims,
+            "runs_per_claim": len(finished) / claims if claims else math.nan,
             "machine_busy_pct": round(busy),
             "load_at_start": round(load0, 2),
             "shares": shares,
@@ -435,6 +439,7 @@ def scaleout(cfg: Config, logdir: Path) -> Result:
             "ideal s",
             "CPU s per node",
             "CPU ms/run",
+            "runs/claim",
             "machine busy",
             "share per node",
         ]
@@ -452,6 +457,7 @@ def scaleout(cfg: Config, logdir: Path) -> Result:
                 f"{p['ideal_s']:.0f}",
                 " / ".join(f"{v:.1f}" for v in p["cpu_s"].values()),
                 f"{p['cpu_ms_per_run']:.2f}",
+                f"{p['runs_per_claim']:.1f}",
                 f"{p['machine_busy_pct']}%",
                 " / ".join(f"{v:.1%}" for v in p["shares"].values()),
             ]

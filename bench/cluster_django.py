@@ -103,7 +103,7 @@ def cmd_interval(args: argparse.Namespace) -> dict:
 
 def cmd_dump(args: argparse.Namespace) -> dict:
     """Every run: [job name, scheduled_for, queued_at, started_at, finished_at, state,
-    reason, attempt, node, target_node, error (first 100 characters)]."""
+    reason, attempt, node, target_node, error (first 100 characters), claimed_at]."""
     rows = []
     for values in (
         JobRun.objects.order_by()
@@ -119,10 +119,11 @@ def cmd_dump(args: argparse.Namespace) -> dict:
             "node",
             "target_node",
             "error",
+            "claimed_at",
         )
         .iterator(chunk_size=5000)
     ):
-        name, sched, queued, started, finished, state, reason, attempt, node, target, error = values
+        name, sched, queued, started, finished, state, reason, attempt, node, target, error, claimed = values
         rows.append(
             [
                 name,
@@ -136,6 +137,7 @@ def cmd_dump(args: argparse.Namespace) -> dict:
                 node,
                 target,
                 (error or "")[:100],
+                _ts(claimed),
             ]
         )
     Path(args.out).write_text(json.dumps(rows))

@@ -63,6 +63,10 @@ class _Inflight:
     log: RunLogBuffer | None = None  # what the run logs (None: capture is off)
 
 
+def _nothing() -> None:
+    pass
+
+
 class _BaseExecutor:
     name = "base"
 
@@ -84,6 +88,9 @@ class _BaseExecutor:
         self._result_max_bytes = result_max_bytes
         self._lock = threading.Lock()
         self._inflight: dict[int, _Inflight] = {}
+        # Called once a run's slot is free again (after its outcome was reported): the
+        # node claims for it then, not when the outcome arrives and the slot still counts.
+        self.on_release: Callable[[], None] = _nothing
 
     # -- bookkeeping shared by all executors ----------------------------------------
 
@@ -158,6 +165,7 @@ class _BaseExecutor:
             entry = self._inflight.pop(run_id, None)
         if entry is not None:
             ACTIVE.release(entry.output_token)
+            self.on_release()
 
     def _report(self, entry: _Inflight, state: str, **fields: Any) -> None:
         # Everything reported is masked here, whichever way it was made (the process

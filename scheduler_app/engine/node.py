@@ -62,6 +62,11 @@ class NodeConfig:
     # outcomes meanwhile join the batch): runs finishing one by one would otherwise cost
     # a transaction each. An outcome after a quiet spell is written at once.
     record_interval: float = 0.05
+    # Without prefetch (other live nodes; executors with none) each freed worker would cost a claim of one run
+    # (a transaction of five statements) as workers free up one by one: a freed worker
+    # waits at most this many seconds for others to free up, so that one claim fills
+    # them together. A claim is made at once when half the workers (or all) are free.
+    claim_linger: float = 0.02
 
 
 @dataclass
@@ -100,13 +105,18 @@ class Node:
         # set by new runs, follow-ups, poll ticks and outside wake-ups. Freed slots alone
         # do not make runs due, so they only cause a claim while this is set.
         self._maybe_due = True
-        # The executors (with room) a claim last found nothing for: not claimed for again
-        # until something may have queued runs (a wake-up, a poll tick).
+        # The executors (with room) the claims since the last wake-up or poll tick found
+        # nothing for: they do not make a claim worth it (a claim made for another
+        # executor still takes their runs) until something may have queued runs.
         self._found_nothing_for: frozenset[str] = frozenset()
         # The executors whose workers ran out of work while the last claim for them was
         # in flight: their runs are quicker than a claim, so waiting for half the intake
         # to free up would halve every batch; they are claimed for when they run dry.
         self._claim_bound: frozenset[str] = frozenset()
+        # Executors without prefetch: since when (monotonic) their free workers wait for
+        # a claim, and the earliest moment a lingering one must be claimed for.
+        self._free_since: dict[str, float] = {}
+        self._linger_until: float | None = None
         self._stopping = threading.Event()  # no more claiming
         self._closed = threading.Event()  # loops exit
         self._beats: dict[str, float] = {}
@@ -127,6 +137,11 @@ class Node:
     # -- public API ---------------------------------------------------------------------
 
     def start(self) -> None:
+        for executor in self.executors.values():
+            if hasattr(executor, "on_release"):  # plugin executors may not have it
+                # An outcome wakes the dispatcher before its slot is given back; a claim
+                # made in between sees no room: wake it again when the slot is free.
+                executor.on_release = self._wake.set
         for name, target in (
             ("enqueuer", self._enqueue_loop),
             ("dispatcher", self._dispatch_loop),
@@ -378,6 +393,23 @@ class Node:
         total = max(self.config.max_concurrent - busy, 0)
         return Capacity(per_executor={k: min(v, total) for k, v in per.items()}, total=total)
 
+    def _wait_for_work(self, backoff: float) -> None:
+        """Wait for a wake-up, the end of a claim linger or the poll tick (no wake-up
+        for a poll interval: delayed runs, other nodes' runs may be due)."""
+        poll_at = time.monotonic() + (backoff or self.config.poll_interval)
+        while True:
+            now = time.monotonic()
+            until = poll_at if backoff or self._linger_until is None else min(poll_at, self._linger_until)
+            if self._wake.wait(max(until - now, 0.0)):
+                break
+            if time.monotonic() >= poll_at:
+                self._maybe_due = True
+                self._found_nothing_for = frozenset()
+                break
+            if self._linger_until is not None and time.monotonic() >= self._linger_until:
+                break
+        self._wake.clear()
+
     def _dispatch_loop(self) -> None:
         backoff = 0.0
         while not self._closed.is_set():
@@ -386,10 +418,7 @@ class Node:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            if not self._wake.wait(backoff or self.config.poll_interval):
-                self._maybe_due = True  # poll tick: delayed runs, other nodes' runs
-                self._found_nothing_for = frozenset()
-            self._wake.clear()
+            self._wait_for_work(backoff)
             if self._stopping.is_set():
                 continue
             try:
@@ -404,34 +433,59 @@ class Node:
                 self._wake.set()
 
     def _worth_claiming(self, capacity: Capacity) -> bool:
-        """Claim when some executor with room has run dry or has at least half its
-        intake free: while runs still wait in an executor, a claim for one or two slots
-        would cost a database round trip for nothing, and the waiting runs keep the
-        workers busy in the meantime."""
+        """With prefetch, claim when some executor with room has run dry or has at
+        least half its intake free: while runs still wait in an executor, a claim for
+        one or two slots would cost a database round trip for nothing, and the waiting
+        runs keep the workers busy in the meantime. Without prefetch every free slot is
+        an idle worker: claim when half the workers (or all) are free, or when the first
+        of them has waited ``claim_linger`` (the loop wakes up for it then)."""
+        now = time.monotonic()
+        worth = False
         for name, free in capacity.per_executor.items():
-            if free <= 0:
-                continue
             executor = self.executors[name]
-            if executor.waiting() == 0:
-                return True
-            if name not in self._claim_bound and free * 2 >= executor.size + executor.prefetch:
-                return True
-        return False
+            if free <= 0:
+                self._free_since.pop(name, None)
+                continue
+            if name in self._found_nothing_for:
+                continue
+            intake = self._intake(executor)
+            if self.prefetch and executor.prefetch > 0:
+                if executor.waiting() == 0:
+                    worth = True
+                elif name not in self._claim_bound and free * 2 >= intake:
+                    worth = True
+                continue
+            since = self._free_since.setdefault(name, now)
+            if free * 2 >= intake or not executor.running_ids():
+                worth = True
+            elif now - since >= self.config.claim_linger:
+                worth = True
+            else:
+                until = since + self.config.claim_linger
+                self._linger_until = until if self._linger_until is None else min(self._linger_until, until)
+        if worth:
+            self._linger_until = None
+        return worth
 
     def _dispatch_once(self) -> bool:
+        self._linger_until = None
         if not self._maybe_due or self._holds:
             return False
         capacity = self.capacity()
         if capacity.total <= 0 or not self._worth_claiming(capacity):
             return False
         room = frozenset(name for name, free in capacity.per_executor.items() if free > 0)
-        if room <= self._found_nothing_for:
-            return False  # the same executors found nothing since the last wake-up or poll
         self._maybe_due = False  # set again by anything that queues runs meanwhile
         result = self.store.claim(self.config.name, capacity, self.clock())
         self._claim_bound = frozenset(name for name in room if self._ran_dry(self.executors[name]))
-        nothing = not result.runs and not result.more and not result.left_queued
-        self._found_nothing_for = room if nothing else frozenset()
+        for name in room:
+            self._free_since.pop(name, None)
+        # An idle executor whose runs the claim found none of (often the asyncio and
+        # process ones) would otherwise make every freed thread slot worth a claim.
+        took = {run.executor for run in result.runs}
+        if not result.more:
+            self._found_nothing_for |= room - took
+        self._found_nothing_for -= took
         # A claim only sees the runs of executors with room: finding nothing for those
         # says nothing about the runs queued for a full one, which a freed slot (an
         # outcome wakes this loop) must then claim at once, not a poll interval later.
@@ -444,6 +498,11 @@ class Node:
             self._start(run)
         self.stats["claimed"] += len(result.runs)
         return result.more
+
+    def _intake(self, executor: Any) -> int:
+        """How many runs ``executor`` takes at most: its workers, plus its prefetch when
+        this node prefetches (without other live nodes; see ``capacity``)."""
+        return int(executor.size + (executor.prefetch if self.prefetch else 0))
 
     @staticmethod
     def _ran_dry(executor: Any) -> bool:
