@@ -140,6 +140,13 @@ def job_from_row(
     return job
 
 
+def job_of_row(row: dict[str, Any]) -> Job:
+    """The :class:`Job` of one row of :func:`jobs_queryset` (for a permission check on
+    the job a detail shows, without reading it a second time)."""
+    db = router.db_for_read(Job)
+    return job_from_row(decode_row(row, db), {}, {}, db)
+
+
 def current_version(job: Job) -> int:
     return job.versions.aggregate(n=Max("number"))["n"] or 0
 
