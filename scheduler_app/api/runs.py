@@ -110,7 +110,7 @@ class RunViewSet(ApiViewSet):
         for name, lookup in TIME_FILTERS.items():
             if params.get(name):
                 qs = qs.filter(**{lookup: _time(name, params[name])})
-        return self.page(rep.runs_list_queryset(qs), lambda items: [rep.run(r) for r in items])
+        return self.page(rep.runs_list_rows(qs), lambda rows: [rep.run(r) for r in rep.runs_from_rows(rows)])
 
     def retrieve(self, request: Any, pk: str) -> Response:
         run = self.get_object()

@@ -144,3 +144,63 @@ def test_the_kept_documents_are_bounded(root, tenant, monkeypatch):
     assert len(page(root)) == 5
     assert len(representations._documents) <= 3
     assert_fresh(root)
+
+
+def test_a_run_page_built_from_rows_shows_what_each_runs_detail_shows(root, tenant, other_tenant):
+    """Run lists build their runs from rows (no model ``__init__``), the runs of one job
+    sharing its instance: across tenants, groups (and none), routing tags and masked
+    secrets each item is the detail's view of its run, in one query of the runs."""
+    import datetime as dt
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from scheduler_app.engine.results import MASK
+    from scheduler_app.models import JobRun
+
+    now = timezone.now()
+    jobs = [
+        services.save_job(
+            Job(
+                tenant=tenant,
+                name="a",
+                task="demo.noop",
+                group=JobGroup.objects.create(tenant=tenant, name="g"),
+            )
+        ),
+        services.save_job(
+            Job(tenant=other_tenant, name="b", task="demo.noop", routing="tags", routing_tags=["gpu"])
+        ),
+        services.save_job(Job(tenant=tenant, name="c", task="demo.noop")),
+    ]
+    Job.objects.filter(pk=jobs[2].pk).update(secret_names=["token"])  # what a secret kwarg stores
+    for i in range(12):
+        job = jobs[i % 3]
+        JobRun.objects.create(
+            job=job,
+            tenant=job.tenant,
+            scheduled_for=now + dt.timedelta(seconds=i),
+            not_before=now,
+            state="queued" if i % 2 else "failed",
+            kwargs_override={"token": "y", "n": i},
+            error="boom" if i % 2 == 0 else "",
+        )
+    with CaptureQueriesContext(connection) as queries:
+        response = root.get("/api/runs/?page_size=5")
+    assert response.status_code == 200
+    assert len([q for q in queries.captured_queries if 'FROM "scheduler_app_jobrun"' in q["sql"]]) == 1
+    items = response.json()["results"]
+    following = root.get(response.json()["next"]).json()["results"]
+    assert [i["id"] for i in items + following] == sorted((r.pk for r in JobRun.objects.all()), reverse=True)[
+        :10
+    ]
+    for item in items + following:
+        detail = root.get(f"/api/runs/{item['id']}/").json()
+        assert {k: detail[k] for k in item} == item
+    shown = {(i["job_name"], i["tenant"], i["group"]) for i in items + following}
+    assert shown == {("a", "acme", "g"), ("b", "globex", None), ("c", "acme", None)}
+    assert {i["kwargs_override"]["token"] for i in items + following if i["job_name"] == "c"} == {MASK}
+    assert {
+        i["wait_reason"] for i in items + following if i["job_name"] == "b" and i["state"] == "queued"
+    } == {"waiting for a node with tags gpu"}
