@@ -171,6 +171,16 @@ _document_columns = operator.itemgetter(
 )
 
 
+def _among(queryset: QuerySet, column: str, ids: Sequence[int]) -> QuerySet:
+    """``column IN ids``; on PostgreSQL as one array parameter (``= ANY(%s)``): a page's
+    hundred ids as a hundred parameters cost more of a page's CPU, in Django's per-value
+    preparation and the driver's quoting, than the rows they read."""
+    if connections[queryset.db].vendor != "postgresql":
+        return queryset.filter(**{f"{column}__in": ids})
+    table = queryset.model._meta.db_table
+    return queryset.extra(where=[f'"{table}"."{column}" = ANY(%s)'], params=[[int(pk) for pk in ids]])
+
+
 def forget_documents() -> None:
     with _documents_lock:
         _documents.clear()
@@ -187,13 +197,13 @@ def jobs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[int, JobGroup] = {}
     last_runs = {
         pk: rest
-        for pk, *rest in JobRun.objects.filter(
-            pk__in=[row["_last_id"] for row in rows if row["_last_id"] is not None]
+        for pk, *rest in _among(
+            JobRun.objects.all(), "id", [row["_last_id"] for row in rows if row["_last_id"] is not None]
         ).values_list("pk", "state", "scheduled_for", "finished_at")
     }
     deps: dict[int, list[dict[str, str]]] = defaultdict(list)
     for down, up_name, condition in (
-        JobDependency.objects.filter(downstream_id__in=ids)
+        _among(JobDependency.objects.all(), "downstream_id", ids)
         .order_by("upstream__name")
         .values_list("downstream_id", "upstream__name", "condition")
     ):
@@ -203,7 +213,7 @@ def jobs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     # which cost more than the rest of a page's rendering).
     job_calendars: dict[int, list[Calendar]] = defaultdict(list)
     shared: dict[int, Calendar] = {}
-    for link in Job.calendars.through.objects.filter(job_id__in=ids).select_related("calendar"):
+    for link in _among(Job.calendars.through.objects.all(), "job_id", ids).select_related("calendar"):
         job_calendars[link.job_id].append(shared.setdefault(link.calendar_id, link.calendar))
     calendar_ids = set(shared)
     dates: dict[int, list[Any]] = defaultdict(list)
