@@ -151,8 +151,8 @@ def current_version(job: Job) -> int:
     return job.versions.aggregate(n=Max("number"))["n"] or 0
 
 
-#: Job documents kept per process (bounded; beyond it the cache starts again).
-MAX_CACHED_DOCUMENTS = 20_000
+#: Job documents kept per process (about 6 KB each; beyond this many the cache starts again).
+MAX_CACHED_DOCUMENTS = 10_000
 _documents_lock = threading.Lock()
 #: job id -> (key, document, sorted secret names, the job built for it, its trigger as
 #: :mod:`~scheduler_app.monitoring.nextfire` writes it). The key is all that the
