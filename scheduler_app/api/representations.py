@@ -4,14 +4,17 @@ status; lists read what they show in a fixed number of queries, never one per jo
 
 from __future__ import annotations
 
+import operator
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import router
-from django.db.models import F, Max, Model, OuterRef, QuerySet, Subquery
+from django.db import connections, router
+from django.db.models import F, JSONField, Max, Model, OuterRef, QuerySet, Subquery, TextField
 from django.db.models.base import ModelState
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from scheduler_app.backends import joins
@@ -49,6 +52,13 @@ def iso(moment: datetime | None) -> str | None:
 JOB_UNREAD = frozenset({"secrets_token", "secret_fingerprints"})
 #: The columns :func:`jobs_queryset` reads.
 JOB_COLUMNS = tuple(f.attname for f in Job._meta.concrete_fields if f.attname not in JOB_UNREAD)
+#: Of those, the JSON columns: read as their stored text (``_raw_<name>``), which is
+#: compared as part of the document cache's key and decoded (by the field, exactly as
+#: ``values()`` would) only for a job whose document is not cached.
+JOB_JSON = tuple(
+    f.attname for f in Job._meta.concrete_fields if f.attname in JOB_COLUMNS and isinstance(f, JSONField)
+)
+JOB_PLAIN = tuple(name for name in JOB_COLUMNS if name not in JOB_JSON)
 
 
 def jobs_queryset(queryset: QuerySet) -> QuerySet:
@@ -74,7 +84,26 @@ def jobs_queryset(queryset: QuerySet) -> QuerySet:
         _last_id=Subquery(last.values("pk")[:1]),
         _tenant_slug=F("tenant__slug"),
         _group_name=F("group__name"),
-    ).values(*JOB_COLUMNS, "_version", "_last_id", "_tenant_slug", "_group_name")
+        **{f"_raw_{name}": Cast(name, TextField()) for name in JOB_JSON},
+    ).values(
+        *JOB_PLAIN,
+        *(f"_raw_{name}" for name in JOB_JSON),
+        "_version",
+        "_last_id",
+        "_tenant_slug",
+        "_group_name",
+    )
+
+
+def decode_row(row: dict[str, Any], db: str) -> dict[str, Any]:
+    """A row of :func:`jobs_queryset` with its JSON columns decoded by their fields (as
+    ``values()`` of the columns gives them)."""
+    out = {k: v for k, v in row.items() if not k.startswith("_raw_")}
+    connection = connections[db]
+    for name in JOB_JSON:
+        raw = row[f"_raw_{name}"]
+        out[name] = None if raw is None else Job._meta.get_field(name).from_db_value(raw, None, connection)
+    return out
 
 
 def _shared(model: type[Model], cache: dict[int, Any], pk: int, db: str, **values: Any) -> Any:
@@ -112,33 +141,70 @@ def job_from_row(
     return job
 
 
+def job_of_row(row: dict[str, Any]) -> Job:
+    """The :class:`Job` of one row of :func:`jobs_queryset` (for a permission check on
+    the job a detail shows, without reading it a second time)."""
+    db = router.db_for_read(Job)
+    return job_from_row(decode_row(row, db), {}, {}, db)
+
+
 def current_version(job: Job) -> int:
     return job.versions.aggregate(n=Max("number"))["n"] or 0
 
 
-def next_fire_time(job: Job, excluded: Iterable[Any], now: datetime) -> datetime | None:
-    """The job's next fire time after ``now``, reused across requests while it holds
-    (:mod:`scheduler_app.monitoring.nextfire`)."""
-    return nextfire.next_fire_time(job, excluded, now)
+#: Job documents kept per process (about 6 KB each; beyond this many the cache starts again).
+MAX_CACHED_DOCUMENTS = 10_000
+_documents_lock = threading.Lock()
+#: job id -> (key, document, sorted secret names, the job built for it, its trigger as
+#: :mod:`~scheduler_app.monitoring.nextfire` writes it). The key is all that the
+#: document is made of -- the job's columns as read (JSON as stored text), its tenant's
+#: slug, its group's name, its calendars' names, its upstream dependencies -- so any
+#: change of one of them, by whichever process, gives another key: there is nothing to
+#: invalidate and no stale document to serve. Who may see a job is not cached (the
+#: page's query is scoped on every request), nor are version, next fire and last run.
+_documents: dict[int, tuple[tuple[Any, ...], dict[str, Any], list[str], Job, str]] = {}
+
+
+#: What of a row of :func:`jobs_queryset` a document is made of (not the version
+#: number nor the last run, which change without changing it).
+_document_columns = operator.itemgetter(
+    *JOB_PLAIN, *(f"_raw_{name}" for name in JOB_JSON), "_tenant_slug", "_group_name"
+)
+
+
+def _among(queryset: QuerySet, column: str, ids: Sequence[int]) -> QuerySet:
+    """``column IN ids``; on PostgreSQL as one array parameter (``= ANY(%s)``): a page's
+    hundred ids as a hundred parameters cost more of a page's CPU, in Django's per-value
+    preparation and the driver's quoting, than the rows they read."""
+    if connections[queryset.db].vendor != "postgresql":
+        return queryset.filter(**{f"{column}__in": ids})
+    table = queryset.model._meta.db_table
+    return queryset.extra(where=[f'"{table}"."{column}" = ANY(%s)'], params=[[int(pk) for pk in ids]])
+
+
+def forget_documents() -> None:
+    with _documents_lock:
+        _documents.clear()
 
 
 def jobs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Representations of the rows of :func:`jobs_queryset`, in at most four more
     queries whatever their number (last runs, dependencies, calendars, calendar dates;
-    last runs and dates only when there are some). Next fire times are reused across
-    requests while they hold (:mod:`scheduler_app.monitoring.nextfire`)."""
+    last runs and dates only when there are some). A job's document is reused while
+    what it is made of is unchanged (:data:`_documents`); next fire times are reused
+    across requests while they hold (:mod:`scheduler_app.monitoring.nextfire`)."""
     ids = [row["id"] for row in rows]
     tenants: dict[int, Tenant] = {}
     groups: dict[int, JobGroup] = {}
     last_runs = {
         pk: rest
-        for pk, *rest in JobRun.objects.filter(
-            pk__in=[row["_last_id"] for row in rows if row["_last_id"] is not None]
+        for pk, *rest in _among(
+            JobRun.objects.all(), "id", [row["_last_id"] for row in rows if row["_last_id"] is not None]
         ).values_list("pk", "state", "scheduled_for", "finished_at")
     }
     deps: dict[int, list[dict[str, str]]] = defaultdict(list)
     for down, up_name, condition in (
-        JobDependency.objects.filter(downstream_id__in=ids)
+        _among(JobDependency.objects.all(), "downstream_id", ids)
         .order_by("upstream__name")
         .values_list("downstream_id", "upstream__name", "condition")
     ):
@@ -148,7 +214,7 @@ def jobs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     # which cost more than the rest of a page's rendering).
     job_calendars: dict[int, list[Calendar]] = defaultdict(list)
     shared: dict[int, Calendar] = {}
-    for link in Job.calendars.through.objects.filter(job_id__in=ids).select_related("calendar"):
+    for link in _among(Job.calendars.through.objects.all(), "job_id", ids).select_related("calendar"):
         job_calendars[link.job_id].append(shared.setdefault(link.calendar_id, link.calendar))
     calendar_ids = set(shared)
     dates: dict[int, list[Any]] = defaultdict(list)
@@ -161,53 +227,56 @@ def jobs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     db = router.db_for_read(Job)
     out = []
     for row in rows:
-        job = job_from_row(row, tenants, groups, db)
-        calendars = job_calendars.get(job.pk, [])
+        pk = row["id"]
+        calendars = job_calendars.get(pk, [])
+        depends_on = deps[pk]
+        key = (
+            db,
+            _document_columns(row),
+            tuple(c.name for c in calendars),
+            tuple((d["job"], d["condition"]) for d in depends_on),
+        )
+        cached = _documents.get(pk)
+        if cached is not None and cached[0] == key:
+            _, doc, secret_names, job, trigger_text = cached
+        else:
+            job = job_from_row(decode_row(row, db), tenants, groups, db)
+            doc = job_document.export_job(job, calendars=calendars, depends_on=depends_on)
+            secret_names = sorted(job.secret_names or [])
+            trigger_text = nextfire.trigger_text(job)
+            with _documents_lock:
+                if len(_documents) >= MAX_CACHED_DOCUMENTS:
+                    _documents.clear()
+                _documents[pk] = (key, doc, secret_names, job, trigger_text)
         excluded = [d for c in calendars for d in dates[c.pk]]
+        last_id = row["_last_id"]
+        last_run = last_runs.get(last_id)
         out.append(
-            job_representation(
-                job,
-                calendars=calendars,
-                depends_on=deps[job.pk],
-                excluded=excluded,
-                now=now,
-                last_run=last_runs.get(row["_last_id"]),
-            )
+            {
+                "id": pk,
+                **doc,
+                "secret_kwarg_names": list(secret_names),
+                "version": row["_version"] or 0,
+                "next_fire_time": iso(nextfire.next_fire_time(job, excluded, now, trigger_text=trigger_text)),
+                "last_run": _last_run(last_id, last_run),
+            }
         )
     return out
 
 
+def _last_run(last_id: int | None, last_run: Sequence[Any] | None) -> dict[str, Any] | None:
+    if last_id is None or last_run is None:
+        return None
+    return {
+        "id": last_id,
+        "state": last_run[0],
+        "scheduled_for": iso(last_run[1]),
+        "finished_at": iso(last_run[2]),
+    }
+
+
 def job(row: dict[str, Any]) -> dict[str, Any]:
     return jobs([row])[0]
-
-
-def job_representation(
-    job: Job,
-    *,
-    calendars: list[Calendar],
-    depends_on: list[dict[str, str]],
-    excluded: list[Any],
-    now: datetime,
-    last_run: Sequence[Any] | None = None,
-) -> dict[str, Any]:
-    """``last_run``: (state, scheduled_for, finished_at) of the run ``job._last_id``."""
-    doc = job_document.export_job(job, calendars=calendars, depends_on=depends_on)
-    last_id = getattr(job, "_last_id", None)
-    return {
-        "id": job.pk,
-        **doc,
-        "secret_kwarg_names": sorted(job.secret_names or []),
-        "version": getattr(job, "_version", None) or 0,
-        "next_fire_time": iso(next_fire_time(job, excluded, now)),
-        "last_run": None
-        if last_id is None or last_run is None
-        else {
-            "id": last_id,
-            "state": last_run[0],
-            "scheduled_for": iso(last_run[1]),
-            "finished_at": iso(last_run[2]),
-        },
-    }
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -257,10 +326,56 @@ def runs_queryset(queryset: QuerySet) -> QuerySet:
     return queryset.select_related("job__tenant", "job__group")
 
 
-def runs_list_queryset(queryset: QuerySet) -> QuerySet:
+def runs_list_rows(queryset: QuerySet) -> QuerySet:
     """Runs for a list: only the columns a list item shows (not the result, traceback,
-    resource figures, nor the job's document), so a page decodes no JSON it does not show."""
-    return runs_queryset(queryset).only(*RUN_LIST_FIELDS, "target_node", *RUN_LIST_JOB_FIELDS)
+    resource figures, nor the job's document), so a page decodes no JSON it does not
+    show; as rows (``values()``), from which :func:`runs_from_rows` builds the runs
+    without Django's model machinery (four model instances per run cost a third of a
+    page)."""
+    return queryset.values(*RUN_LIST_FIELDS, "target_node", *RUN_LIST_JOB_FIELDS)
+
+
+def runs_from_rows(rows: Iterable[dict[str, Any]]) -> list[JobRun]:
+    """:class:`JobRun` objects of rows of :func:`runs_list_rows`, with their job (its
+    tenant's slug and its group's name read), as ``select_related`` and ``only`` would
+    build them; the page's runs of one job share its instance."""
+    db = router.db_for_read(JobRun)
+    jobs: dict[int, Job] = {}
+    tenants: dict[int, Tenant] = {}
+    groups: dict[int, JobGroup] = {}
+    out = []
+    for row in rows:
+        job_id, tenant_id, group_id = row["job_id"], row["job__tenant_id"], row["job__group_id"]
+        job = jobs.get(job_id)
+        if job is None:
+            job = jobs[job_id] = _shared(
+                Job,
+                {},
+                job_id,
+                db,
+                name=row["job__name"],
+                tenant_id=tenant_id,
+                group_id=group_id,
+                secret_names=row["job__secret_names"],
+                routing=row["job__routing"],
+                routing_tags=row["job__routing_tags"],
+            )
+            Job.tenant.field.set_cached_value(
+                job, _shared(Tenant, tenants, tenant_id, db, slug=row["job__tenant__slug"])
+            )
+            if group_id is not None:
+                group = _shared(
+                    JobGroup, groups, group_id, db, tenant_id=tenant_id, name=row["job__group__name"]
+                )
+                Job.group.field.set_cached_value(job, group)
+        item = JobRun.__new__(JobRun)
+        item._state = ModelState()
+        item._state.adding = False
+        item._state.db = db
+        item.__dict__.update({name: row[name] for name in RUN_LIST_FIELDS}, target_node=row["target_node"])
+        JobRun.job.field.set_cached_value(item, job)
+        out.append(item)
+    return out
 
 
 def run_log(item: JobRun) -> JobRunLog | None:

@@ -110,9 +110,10 @@ class RunViewSet(ApiViewSet):
         for name, lookup in TIME_FILTERS.items():
             if params.get(name):
                 qs = qs.filter(**{lookup: _time(name, params[name])})
-        return self.page(rep.runs_list_queryset(qs), self._render_list)
+        return self.page(rep.runs_list_rows(qs), self._render_list)
 
-    def _render_list(self, items: list[JobRun]) -> list[dict[str, Any]]:
+    def _render_list(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items = rep.runs_from_rows(rows)
         causes = rep.viewable_causes(items, self.actor)
         return [rep.run(r, viewer=self.actor, causes=causes) for r in items]
 

@@ -35,11 +35,19 @@ def forget() -> None:
         _entries.clear()
 
 
-def signature(job: Any, excluded: Iterable[date]) -> tuple[Any, ...] | None:
-    """What the next fire time depends on besides ``now``; None: not cacheable."""
+def trigger_text(job: Any) -> str:
+    """The job's trigger as :func:`signature` compares it (a caller that keeps the job
+    can keep this too, and pass it instead of encoding the trigger again)."""
+    return json.dumps(job.trigger, default=str)
+
+
+def signature(job: Any, excluded: Iterable[date], text: str | None = None) -> tuple[Any, ...] | None:
+    """What the next fire time depends on besides ``now``; None: not cacheable.
+    ``text``: :func:`trigger_text` of the job, if the caller has it."""
     from scheduler_app.conf import app_settings
 
-    text = json.dumps(job.trigger, default=str)
+    if text is None:
+        text = trigger_text(job)
     if '"jitter"' in text and _has_jitter(job.trigger):
         return None
     return (
@@ -77,12 +85,15 @@ def compute(job: Any, excluded: Iterable[date], now: datetime) -> datetime | Non
     return times[0] if times and times[0] > now else None
 
 
-def next_fire_time(job: Any, excluded: Iterable[date], now: datetime) -> datetime | None:
-    """:func:`compute`, reusing the answer of an earlier ``now`` while it still holds."""
+def next_fire_time(
+    job: Any, excluded: Iterable[date], now: datetime, *, trigger_text: str | None = None
+) -> datetime | None:
+    """:func:`compute`, reusing the answer of an earlier ``now`` while it still holds.
+    ``trigger_text``: the job's :func:`trigger_text`, if the caller has it."""
     if not job.is_schedulable:
         return None
     excluded = list(excluded)
-    key = signature(job, excluded) if job.pk is not None else None
+    key = signature(job, excluded, trigger_text) if job.pk is not None else None
     if key is None:
         return compute(job, excluded, now)
     entry = _entries.get(job.pk)
