@@ -134,3 +134,49 @@ def test_a_batch_of_forty_first_failures_opens_its_incidents_in_one_statement(te
     # the next batch: all suppressed, nothing opened
     assert evaluate.on_outcome(failed_runs(jobs, when + timedelta(seconds=2))) == 0
     assert AlertIncident.objects.count() == 40
+
+
+@pytest.mark.django_db
+def test_an_incident_another_node_opened_first_is_left_to_it(tenant, make_job):
+    """The open-incident index decides between two nodes: the incident already open
+    (the other node's) is not written again and keeps no pk, so the batch writes no
+    alert for it; the others are written."""
+    channel = webhook_channel(tenant, "http://127.0.0.1:9/hook")
+    the_rule = rule(tenant, [channel], events=["failed"])
+    a, b = make_job("race-a"), make_job("race-b")
+    now = datetime.now(UTC)
+    theirs = AlertIncident.objects.create(
+        rule=the_rule, job=a, kind="failure", opened_at=now, last_alert_at=now
+    )
+    mine = [
+        AlertIncident(rule=the_rule, job=job, kind="failure", opened_at=now, last_alert_at=now)
+        for job in (a, b)
+    ]
+    evaluate.open_incidents_at_once(mine)
+    assert mine[0].pk is None and mine[1].pk is not None
+    assert set(AlertIncident.objects.values_list("pk", flat=True)) == {theirs.pk, mine[1].pk}
+
+
+@pytest.mark.django_db
+def test_a_job_failing_then_recovering_in_one_batch_alerts_both_and_leaves_no_open_incident(tenant, make_job):
+    channel = webhook_channel(tenant, "http://127.0.0.1:9/hook")
+    rule(tenant, [channel], events=["failed", "recovered"])
+    job = make_job("blip", retry_max_attempts=1)
+    when = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    (failed,) = failed_runs([job], when)
+    ok = JobRun.objects.create(
+        job=job,
+        scheduled_for=when + timedelta(seconds=1),
+        state=RunState.SUCCEEDED,
+        is_final=True,
+        finished_at=when,
+        not_before=when,
+    )
+    failed.job = ok.job = job
+    assert evaluate.on_outcome([failed, ok]) == 2
+    assert list(AlertOutbox.objects.order_by("id").values_list("event", flat=True)) == ["failed", "recovered"]
+    (incident,) = AlertIncident.objects.all()
+    assert incident.closed_at is not None
+    # the next failure opens a new incident and alerts again
+    assert evaluate.on_outcome(failed_runs([job], when + timedelta(seconds=2))) == 1
+    assert AlertIncident.objects.filter(closed_at__isnull=True).count() == 1
