@@ -184,9 +184,10 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
     (the one recording them). Each run must have its ``job`` loaded. Returns how many
     alerts were written. Bounded whatever the batch size: the rules come from
     :func:`rules_for` (no query while the configuration is unchanged on a node), then
-    one query for open incidents, one bulk insert, one update of the suppressed counts
-    and one closing the incidents the batch's successes end (plus one insert per
-    incident a batch opens: a job's first failure)."""
+    one query for open incidents, one insert of the incidents the batch opens (its jobs'
+    first failures: :func:`open_incidents_at_once`), one bulk insert of the alerts, one
+    update of the suppressed counts and one closing the incidents the batch's successes
+    end."""
     if not runs:
         return 0
     now = now or timezone.now()
@@ -215,24 +216,43 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
         },
         exclude=[run.pk for run in runs],
     )
-    rows: list[AlertOutbox] = []
+    # The alerts in order, each with the incident this batch opens for it (written only
+    # if the incident is: see open_incidents_at_once), or None.
+    written: list[tuple[AlertIncident | None, list[AlertOutbox]]] = []
+    opening: list[AlertIncident] = []
     suppressed: Counter[int] = Counter()
     closed: list[int] = []
     for rule, run in pairs:
         if run.state == RunState.SUCCEEDED:
-            rows += _on_success(rule, run, now, open_incidents, baselines, closed)
+            written.append((None, _on_success(rule, run, now, open_incidents, baselines, closed)))
             continue
         events = [e for e in run_events(run) if e in rule.events]
         if not events or _muted(rule, now, run.job):
             continue
         event = events[0]
         kind = FAILURE if event in FAILURE_EVENTS else event
-        if not _open_or_remind(rule, run.job, kind, now, open_incidents, suppressed, closed):
+        key = (rule.pk, run.job_id, kind)
+        incident = open_incidents.get(key)
+        if incident is None:
+            # A first failure: the incident is opened with the batch's others, below.
+            incident = AlertIncident(rule=rule, job=run.job, kind=kind, opened_at=now, last_alert_at=now)
+            open_incidents[key] = incident
+            opening.append(incident)
+            written.append((incident, outbox_rows(rule, event, run.job, run, now)))
             continue
-        rows += outbox_rows(rule, event, run.job, run, now)
+        if incident.pk is None:  # opened by this batch: a second failure of the job in it
+            incident.suppressed += 1
+            continue
+        if _open_or_remind(rule, run.job, kind, now, open_incidents, suppressed, closed):
+            written.append((None, outbox_rows(rule, event, run.job, run, now)))
     count_suppressed(suppressed)
-    if closed:
+    if closed:  # before opening: a job that recovered and failed again in the batch
         AlertIncident.objects.filter(pk__in=closed).update(closed_at=now)
+    if opening:
+        open_incidents_at_once(opening)
+    rows = [
+        row for incident, alerts in written if incident is None or incident.pk is not None for row in alerts
+    ]
     if rows:
         AlertOutbox.objects.bulk_create(rows)
         announce()
@@ -286,7 +306,10 @@ def _on_success(
     rows: list[AlertOutbox] = []
     mine = [i for key, i in open_incidents.items() if key[0] == rule.pk and key[1] == run.job_id]
     if mine:
-        closed.extend(i.pk for i in mine)
+        closed.extend(i.pk for i in mine if i.pk is not None)
+        for incident in mine:
+            if incident.pk is None:  # opened by this batch's earlier failure: written closed
+                incident.closed_at = now
         for incident in mine:
             open_incidents.pop((incident.rule_id, incident.job_id, incident.kind), None)
         if "recovered" in rule.events and not _muted(rule, now, run.job):
@@ -349,6 +372,52 @@ def _open_or_remind(
     else:
         AlertIncident.objects.filter(pk=incident.pk).update(suppressed=F("suppressed") + 1)
     return False
+
+
+#: Incidents opened per INSERT statement (a batch of outcomes is at most a few hundred).
+OPEN_STATEMENT_ROWS = 500
+
+
+def open_incidents_at_once(incidents: Sequence[AlertIncident]) -> None:
+    """Insert the incidents a batch opens in one statement (``ON CONFLICT DO NOTHING``
+    on the partial unique index of open incidents), setting the pk of each one written.
+    One that another node opened meanwhile keeps ``pk`` None: its alert is that node's
+    (the batch writes none for it), as the savepoint and IntegrityError of one INSERT
+    per incident did before. Incidents already given ``closed_at`` (the job recovered
+    later in the batch) never conflict."""
+    from django.db import connection
+
+    fields = [
+        AlertIncident._meta.get_field(name)
+        for name in ("rule", "job", "kind", "opened_at", "last_alert_at", "suppressed", "closed_at")
+    ]
+    q = connection.ops.quote_name
+    table = q(AlertIncident._meta.db_table)
+    rule_c, job_c, kind_c, closed_c = (
+        q(AlertIncident._meta.get_field(n).column) for n in ("rule", "job", "kind", "closed_at")
+    )
+    columns = ", ".join(q(f.column) for f in fields)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    for start in range(0, len(incidents), OPEN_STATEMENT_ROWS):
+        chunk = incidents[start : start + OPEN_STATEMENT_ROWS]
+        params = [f.get_db_prep_save(getattr(i, f.attname), connection) for i in chunk for f in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))} "
+                f"ON CONFLICT ({rule_c}, {job_c}, {kind_c}) WHERE {closed_c} IS NULL DO NOTHING "
+                f"RETURNING id, {rule_c}, {job_c}, {kind_c}, {closed_c}",
+                params,
+            )
+            returned = cursor.fetchall()
+        waiting: dict[tuple[int, int, str, bool], list[AlertIncident]] = {}
+        for incident in chunk:
+            waiting.setdefault(
+                (incident.rule_id, incident.job_id, incident.kind, incident.closed_at is None), []
+            ).append(incident)
+        for pk, rule_id, job_id, kind, closed_at in returned:
+            incident = waiting[(rule_id, job_id, kind, closed_at is None)].pop()
+            incident.pk = pk
+            incident._state.adding = False
 
 
 def count_suppressed(suppressed: Counter[int]) -> None:
