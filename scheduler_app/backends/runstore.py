@@ -776,13 +776,8 @@ class DjangoRunStore:
         finished: list[JobRun] = []
         queued = 0
         with transaction.atomic():
-            # The job's tenant and group too: the metrics' labels (counters.count_finished).
-            qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related(
-                "job__tenant", "job__group"
-            )
-            if self._postgres:
-                qs = qs.select_for_update(of=("self",))
-            found = list(qs)
+            # With what it needs of the job, its tenant and group (the metrics' labels).
+            found = _running_runs(list(by_id), self._postgres)
             gone = sorted(set(by_id) - {r.pk for r in found})
             if gone:
                 # Never silently: e.g. a cut-off node's outcomes for runs already declared lost.
@@ -1654,6 +1649,129 @@ def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
     )
     _CLAIM_SQL[key] = (sql, params)
     return sql, params
+
+
+#: What ``record`` reads of a job whose run it ends (the retry policy, the metrics'
+#: labels, the alert rules' scopes and mutes, pause on failure, the log line), with the
+#: tenant's slug and the group's name: a job instance with its other columns deferred
+#: (a signal receiver reading one gets it, read then: one query per job and column).
+RECORD_JOB_FIELDS = (
+    "id",
+    "tenant_id",
+    "group_id",
+    "name",
+    "task",
+    "priority",
+    "executor",
+    "retry_max_attempts",
+    "retry_backoff_seconds",
+    "retry_backoff_factor",
+    "retry_max_backoff_seconds",
+    "alerts_muted_until",
+    "pause_after_failures",
+)
+
+
+class _RecordSQL(NamedTuple):
+    sql: str
+    run_names: frozenset[str]
+    job_names: frozenset[str]
+    run_n: int
+    job_n: int
+    run_converters: tuple[tuple[Any, list[Any]], ...]
+    job_converters: tuple[tuple[Any, list[Any]], ...]
+
+
+_RECORD_SQL: dict[tuple[str, bool, int], _RecordSQL] = {}
+
+
+def _record_sql(postgres: bool, count: int) -> _RecordSQL:
+    """The statement that locks the running runs ``record`` ends and reads them with
+    their jobs' :data:`RECORD_JOB_FIELDS`, the tenant's slug and the group's name (one
+    round trip, no ORM compilation). A run's columns are all but those the outcome
+    overwrites (``state`` aside): once the outcome is applied the model is whole. On
+    PostgreSQL the ids are one array parameter (the same text for every batch)."""
+    key = (connection.vendor, postgres, 0 if postgres else count)
+    cached = _RECORD_SQL.get(key)
+    if cached is not None:
+        return cached
+    q = connection.ops.quote_name
+    overwritten = set(RECORDED_FIELDS) - {"state"}
+    run_fields = [f for f in JobRun._meta.concrete_fields if f.name not in overwritten]
+    job_fields = [f for f in Job._meta.concrete_fields if f.attname in RECORD_JOB_FIELDS]
+    run_t, job_t = q(JobRun._meta.db_table), q(Job._meta.db_table)
+    tenant_t, group_t = q(Tenant._meta.db_table), q(JobGroup._meta.db_table)
+    cols = [
+        *(f"r.{q(f.column)}" for f in run_fields),
+        *(f"j.{q(f.column)}" for f in job_fields),
+        f"t.{q(Tenant._meta.get_field('slug').column)}",
+        f"g.{q(JobGroup._meta.get_field('name').column)}",
+    ]
+    ids = "= ANY(%s)" if postgres else f"IN ({', '.join(['%s'] * count)})"
+    sql = (
+        f"SELECT {', '.join(cols)} FROM {run_t} r "
+        f"INNER JOIN {job_t} j ON j.{q('id')} = r.{_c('job')} "
+        f"INNER JOIN {tenant_t} t ON t.{q('id')} = j.{q(Job._meta.get_field('tenant').column)} "
+        f"LEFT OUTER JOIN {group_t} g ON g.{q('id')} = j.{q(Job._meta.get_field('group').column)} "
+        f"WHERE r.{q('id')} {ids} AND r.{_c('state')} = %s ORDER BY r.{q('id')}"
+        + (" FOR UPDATE OF r" if postgres else "")
+    )
+    made = _RecordSQL(
+        sql=sql,
+        run_names=frozenset(f.attname for f in run_fields),
+        job_names=frozenset(f.attname for f in job_fields),
+        run_n=len(run_fields),
+        job_n=len(job_fields),
+        run_converters=_converters(run_fields),
+        job_converters=_converters(job_fields),
+    )
+    _RECORD_SQL[key] = made
+    return made
+
+
+def _running_runs(run_ids: Sequence[int], postgres: bool) -> list[JobRun]:
+    """The runs of ``run_ids`` that are still running, locked (PostgreSQL), in id order,
+    each with its job (:data:`RECORD_JOB_FIELDS`, the tenant's slug and the group's name
+    loaded, one instance per job, tenant and group): what recording an outcome needs,
+    without a full job, tenant and group model per run."""
+    if not run_ids:
+        return []
+    spec = _record_sql(postgres, len(run_ids))
+    ids = sorted(run_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(spec.sql, [ids, RunState.RUNNING] if postgres else [*ids, RunState.RUNNING])
+        rows = cursor.fetchall()
+    alias = connection.alias
+    run_n, job_n = spec.run_n, spec.job_n
+    jobs: dict[int, Job] = {}
+    tenants: dict[int, Tenant] = {}
+    groups: dict[int, JobGroup] = {}
+    runs = []
+    for row in rows:
+        run = JobRun.from_db(alias, spec.run_names, _convert(spec.run_converters, row[:run_n]))
+        job = jobs.get(run.job_id)
+        if job is None:
+            job = Job.from_db(
+                alias, spec.job_names, _convert(spec.job_converters, row[run_n : run_n + job_n])
+            )
+            tenant = tenants.get(job.tenant_id)
+            if tenant is None:
+                tenant = tenants[job.tenant_id] = Tenant.from_db(
+                    alias, ("id", "slug"), (job.tenant_id, row[run_n + job_n])
+                )
+            job._state.fields_cache["tenant"] = tenant
+            group = None
+            if job.group_id is not None:
+                group = groups.get(job.group_id)
+                if group is None:
+                    group = groups[job.group_id] = JobGroup.from_db(
+                        alias, ("id", "name"), (job.group_id, row[run_n + job_n + 1])
+                    )
+            job._state.fields_cache["group"] = group
+            jobs[job.pk] = job
+        run._state.fields_cache["job"] = job
+        runs.append(run)
+    return runs
 
 
 def _outcomes_json(runs: Sequence[JobRun], fields: Sequence[Any]) -> str | None:
