@@ -559,13 +559,14 @@ class DjangoRunStore:
         job_n = len(params.job_fields)
         tenant_n = len(params.tenant_fields)
         run_conv, job_conv = params.run_converters, params.job_converters
+        alias = connection.alias
         for row in rows:
             run = _Candidate(*(_convert(run_conv, row[:run_n])))
             candidates.append(run)
             if run.job_id in jobs:
                 continue
             values = _convert(job_conv, row[run_n : run_n + job_n])
-            job = Job.from_db(connection.alias, params.job_names, values)
+            job = _instance(Job, alias, params.job_attnames, values)
             at = run_n + job_n
             tenant = tenants.get(job.tenant_id)
             # One instance per tenant and group, shared by their jobs. The joined rows are
@@ -573,14 +574,14 @@ class DjangoRunStore:
             # another group meanwhile comes with a row of NULLs (or the old group), so its
             # group (a rate limit) is read again by the id on the locked row.
             if tenant is None:
-                tenant = Tenant.from_db(connection.alias, params.tenant_names, row[at : at + tenant_n])
+                tenant = _instance(Tenant, alias, params.tenant_names, row[at : at + tenant_n])
                 if tenant.pk != job.tenant_id:
                     tenant = Tenant.objects.get(pk=job.tenant_id)
                 tenants[tenant.pk] = tenant
             job._state.fields_cache["tenant"] = tenant
             group = groups.get(job.group_id) if job.group_id is not None else None
             if group is None and job.group_id is not None:
-                group = JobGroup.from_db(connection.alias, params.group_names, row[at + tenant_n :])
+                group = _instance(JobGroup, alias, params.group_names, row[at + tenant_n :])
                 if group.pk != job.group_id:
                     group = JobGroup.objects.get(pk=job.group_id)
                 groups[group.pk] = group
@@ -1562,6 +1563,7 @@ def _c(name: str) -> str:
 
 class _ClaimSQL(NamedTuple):
     job_fields: tuple[Any, ...]
+    job_attnames: tuple[str, ...]
     job_names: frozenset[str]
     tenant_fields: tuple[str, ...]
     tenant_names: tuple[str, ...]
@@ -1573,14 +1575,64 @@ class _ClaimSQL(NamedTuple):
 _CLAIM_SQL: dict[tuple[str, bool], tuple[str, _ClaimSQL]] = {}
 
 
+#: JSON texts a claim or a record reads for most rows (no args, no kwargs, no tags, no
+#: upstream runs), made without the decoder: what ``json.loads`` would give.
+_PLAIN_JSON: dict[str, Callable[[], Any]] = {"[]": list, "{}": dict, "null": lambda: None}
+
+
+def _plain_json_first(funcs: list[Any]) -> Any:
+    """A JSON column's conversions with the texts of :data:`_PLAIN_JSON` (and NULL)
+    made at once: they are most of the values, and decoding them went through the
+    field's converters, the stored-JSON limits and ``json.loads`` each time."""
+
+    def convert(value: Any, expression: Any, conn: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is str:
+            make = _PLAIN_JSON.get(value)
+            if make is not None:
+                return make()
+        for func in funcs:
+            value = func(value, expression, conn)
+        return value
+
+    return convert
+
+
 def _converters(fields: Sequence[Any]) -> tuple[tuple[Any, list[Any]], ...]:
     """Django's conversions of these columns' database values (as a queryset applies
     them: JSON decoded, SQLite's dates and booleans)."""
+    from django.db import models
+
     out = []
     for field in fields:
         col = field.get_col(field.model._meta.db_table)
-        out.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+        funcs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if isinstance(field, models.JSONField) and field.decoder is None and funcs:
+            funcs = [_plain_json_first(funcs)]
+        out.append((col, funcs))
     return tuple(out)
+
+
+def _instance(cls: Any, alias: str, attnames: Sequence[str], values: Sequence[Any]) -> Any:
+    """``cls.from_db(alias, attnames, values)`` for the columns ``attnames`` (in the
+    model's field order; the others deferred), without ``Model.__init__``'s setattr per
+    field: the instance Django makes (same ``__dict__``, state ``adding`` False, ``db``
+    alias; ``Job`` remembers its loaded trigger as its ``from_db`` does). With a
+    ``pre_init``/``post_init`` receiver for ``cls``, ``from_db`` itself."""
+    from django.db.models.base import ModelState
+    from django.db.models.signals import post_init, pre_init
+
+    if pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+        return cls.from_db(alias, frozenset(attnames), values)
+    obj = cls.__new__(cls)
+    state = obj._state = ModelState()
+    state.adding = False
+    state.db = alias
+    obj.__dict__.update(zip(attnames, values, strict=True))
+    if cls is Job:
+        obj._loaded_trigger = obj.__dict__.get("trigger")
+    return obj
 
 
 def _convert(converters: Sequence[tuple[Any, list[Any]]], values: Sequence[Any]) -> list[Any]:
@@ -1638,6 +1690,7 @@ def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
         sql = f"WITH c AS ({inner}) {outer}"
     params = _ClaimSQL(
         job_fields=job_fields,
+        job_attnames=tuple(f.attname for f in job_fields),
         # A set: Model.from_db tests each field's name for membership (a tuple made that
         # a scan of every name for every field).
         job_names=frozenset(f.attname for f in job_fields),
@@ -1674,8 +1727,8 @@ RECORD_JOB_FIELDS = (
 
 class _RecordSQL(NamedTuple):
     sql: str
-    run_names: frozenset[str]
-    job_names: frozenset[str]
+    run_names: tuple[str, ...]
+    job_names: tuple[str, ...]
     run_n: int
     job_n: int
     run_converters: tuple[tuple[Any, list[Any]], ...]
@@ -1718,8 +1771,8 @@ def _record_sql(postgres: bool, count: int) -> _RecordSQL:
     )
     made = _RecordSQL(
         sql=sql,
-        run_names=frozenset(f.attname for f in run_fields),
-        job_names=frozenset(f.attname for f in job_fields),
+        run_names=tuple(f.attname for f in run_fields),
+        job_names=tuple(f.attname for f in job_fields),
         run_n=len(run_fields),
         job_n=len(job_fields),
         run_converters=_converters(run_fields),
@@ -1748,24 +1801,24 @@ def _running_runs(run_ids: Sequence[int], postgres: bool) -> list[JobRun]:
     groups: dict[int, JobGroup] = {}
     runs = []
     for row in rows:
-        run = JobRun.from_db(alias, spec.run_names, _convert(spec.run_converters, row[:run_n]))
+        run = _instance(JobRun, alias, spec.run_names, _convert(spec.run_converters, row[:run_n]))
         job = jobs.get(run.job_id)
         if job is None:
-            job = Job.from_db(
-                alias, spec.job_names, _convert(spec.job_converters, row[run_n : run_n + job_n])
+            job = _instance(
+                Job, alias, spec.job_names, _convert(spec.job_converters, row[run_n : run_n + job_n])
             )
             tenant = tenants.get(job.tenant_id)
             if tenant is None:
-                tenant = tenants[job.tenant_id] = Tenant.from_db(
-                    alias, ("id", "slug"), (job.tenant_id, row[run_n + job_n])
+                tenant = tenants[job.tenant_id] = _instance(
+                    Tenant, alias, ("id", "slug"), (job.tenant_id, row[run_n + job_n])
                 )
             job._state.fields_cache["tenant"] = tenant
             group = None
             if job.group_id is not None:
                 group = groups.get(job.group_id)
                 if group is None:
-                    group = groups[job.group_id] = JobGroup.from_db(
-                        alias, ("id", "name"), (job.group_id, row[run_n + job_n + 1])
+                    group = groups[job.group_id] = _instance(
+                        JobGroup, alias, ("id", "name"), (job.group_id, row[run_n + job_n + 1])
                     )
             job._state.fields_cache["group"] = group
             jobs[job.pk] = job

@@ -129,3 +129,73 @@ def test_only_running_runs_are_read_and_a_stale_token_is_refused(make_job):
     )
     states = dict(JobRun.objects.filter(attempt=1).values_list("pk", "state"))
     assert states == {done.pk: RunState.SUCCEEDED, current.pk: RunState.FAILED, stale.pk: RunState.RUNNING}
+
+
+# -- the plain-row readers give what Django's own would -------------------------------------
+
+
+def _as_django_reads(model, names, values):
+    from scheduler_app.backends.runstore import _instance
+
+    fast, django = _instance(model, "default", names, values), model.from_db("default", set(names), values)
+    public = lambda obj: {k: v for k, v in vars(obj).items() if k != "_state"}  # noqa: E731
+    assert public(fast) == public(django)
+    assert (fast._state.adding, fast._state.db) == (django._state.adding, django._state.db) == (False, "default")
+    assert fast.get_deferred_fields() == django.get_deferred_fields()
+    return fast
+
+
+def test_an_instance_made_from_a_row_is_the_one_django_makes(make_job):
+    from scheduler_app.backends.runstore import RECORD_JOB_FIELDS
+
+    job = make_job("row", description="deferred", trigger={"type": "interval", "seconds": 30})
+    names = [f.attname for f in Job._meta.concrete_fields if f.attname in RECORD_JOB_FIELDS]
+    values = [getattr(job, name) for name in names]
+    light = _as_django_reads(Job, names, values)
+    assert light.description == "deferred"  # a deferred column, read when asked for
+    full = [f.attname for f in Job._meta.concrete_fields]
+    whole = _as_django_reads(Job, full, [getattr(job, name) for name in full])
+    assert whole._loaded_trigger == {"type": "interval", "seconds": 30}  # as Job.from_db keeps it
+    run = running(job)
+    run_names = [f.attname for f in JobRun._meta.concrete_fields]
+    _as_django_reads(JobRun, run_names, [getattr(run, name) for name in run_names])
+
+
+def test_a_receiver_of_post_init_gets_its_signal(make_job):
+    from django.db.models.signals import post_init
+
+    from scheduler_app.backends.runstore import _instance
+
+    job = make_job("signalled")
+    made = []
+
+    def receiver(sender, instance, **kwargs):
+        made.append(instance)
+
+    post_init.connect(receiver, sender=Job, weak=False)
+    try:
+        obj = _instance(Job, "default", ["id", "tenant_id", "name"], [job.pk, job.tenant_id, job.name])
+    finally:
+        post_init.disconnect(receiver, sender=Job)
+    assert made == [obj] and made[0] is obj
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[]", "{}", "null", None, '{"a": [1, {"b": null}]}', "[1, 2]", '"text"', "3", "true", ' [] ', "{ }"],
+)
+def test_json_columns_convert_as_django_converts_them(text):
+    from scheduler_app.backends.runstore import _convert, _converters
+
+    fields = [JobRun._meta.get_field("upstream_runs"), Job._meta.get_field("kwargs")]
+    col = [f.get_col(f.model._meta.db_table) for f in fields]
+    django = [
+        _convert([(c, connection.ops.get_db_converters(c) + c.get_db_converters(connection))], [text])[0]
+        for c in col
+    ]
+    fast = [_convert(_converters([f]), [text])[0] for f in fields]
+    assert fast == django
+    assert [type(v) for v in fast] == [type(v) for v in django]
+    if isinstance(fast[0], list | dict):  # never one shared object between rows
+        again = _convert(_converters([fields[0]]), [text])[0]
+        assert again == fast[0] and again is not fast[0]
