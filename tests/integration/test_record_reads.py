@@ -140,7 +140,9 @@ def _as_django_reads(model, names, values):
     fast, django = _instance(model, "default", names, values), model.from_db("default", set(names), values)
     public = lambda obj: {k: v for k, v in vars(obj).items() if k != "_state"}  # noqa: E731
     assert public(fast) == public(django)
-    assert (fast._state.adding, fast._state.db) == (django._state.adding, django._state.db) == (False, "default")
+    assert (
+        (fast._state.adding, fast._state.db) == (django._state.adding, django._state.db) == (False, "default")
+    )
     assert fast.get_deferred_fields() == django.get_deferred_fields()
     return fast
 
@@ -182,7 +184,7 @@ def test_a_receiver_of_post_init_gets_its_signal(make_job):
 
 @pytest.mark.parametrize(
     "text",
-    ["[]", "{}", "null", None, '{"a": [1, {"b": null}]}', "[1, 2]", '"text"', "3", "true", ' [] ', "{ }"],
+    ["[]", "{}", "null", None, '{"a": [1, {"b": null}]}', "[1, 2]", '"text"', "3", "true", " [] ", "{ }"],
 )
 def test_json_columns_convert_as_django_converts_them(text):
     from scheduler_app.backends.runstore import _convert, _converters
