@@ -777,8 +777,9 @@ class DjangoRunStore:
         finished: list[JobRun] = []
         queued = 0
         with transaction.atomic():
-            # With what it needs of the job, its tenant and group (the metrics' labels).
-            found = _running_runs(list(by_id), self._postgres)
+            # With what it needs of the job, its tenant and group (the metrics' labels);
+            # every column of the runs when a signal receiver will get them.
+            found = _running_runs(list(by_id), self._postgres, whole=self._signalled(outcomes))
             gone = sorted(set(by_id) - {r.pk for r in found})
             if gone:
                 # Never silently: e.g. a cut-off node's outcomes for runs already declared lost.
@@ -844,6 +845,17 @@ class DjangoRunStore:
                 signals.run_retrying.send(sender=JobRun, run=run)
         _log_finished(finished)
         return queued
+
+    @staticmethod
+    def _signalled(outcomes: Sequence[Outcome]) -> bool:
+        """Whether recording these outcomes may send a signal that has a receiver."""
+        for state in {o.state for o in outcomes}:
+            sender = OUTCOME_SIGNALS.get(state)
+            if sender is not None and sender.has_listeners(JobRun):
+                return True
+            if state in FAILED_STATES and signals.run_retrying.has_listeners(JobRun):
+                return True
+        return False
 
     @staticmethod
     def _token_ok(run: JobRun, outcome: Outcome) -> bool:
@@ -1765,21 +1777,34 @@ class _RecordSQL(NamedTuple):
     job_converters: tuple[tuple[Any, list[Any]], ...]
 
 
-_RECORD_SQL: dict[tuple[str, bool, int], _RecordSQL] = {}
+_RECORD_SQL: dict[tuple[str, bool, int, bool], _RecordSQL] = {}
+#: Columns of a run that recording it never reads (nor what it calls: metrics, alerts,
+#: joins, retries): left deferred unless a signal receiver will get the run.
+RECORD_UNREAD_RUN_FIELDS = (
+    "queued_at",
+    "claimed_at",
+    "heartbeat_at",
+    "stop_requested",
+    "wait_reason",
+    "join_pending",
+)
 
 
-def _record_sql(postgres: bool, count: int) -> _RecordSQL:
+def _record_sql(postgres: bool, count: int, whole: bool = True) -> _RecordSQL:
     """The statement that locks the running runs ``record`` ends and reads them with
     their jobs' :data:`RECORD_JOB_FIELDS`, the tenant's slug and the group's name (one
     round trip, no ORM compilation). A run's columns are all but those the outcome
-    overwrites (``state`` aside): once the outcome is applied the model is whole. On
-    PostgreSQL the ids are one array parameter (the same text for every batch)."""
-    key = (connection.vendor, postgres, 0 if postgres else count)
+    overwrites (``state`` aside): once the outcome is applied the model is whole;
+    unless ``whole`` is False: then :data:`RECORD_UNREAD_RUN_FIELDS` stay deferred too.
+    On PostgreSQL the ids are one array parameter (the same text for every batch)."""
+    key = (connection.vendor, postgres, 0 if postgres else count, whole)
     cached = _RECORD_SQL.get(key)
     if cached is not None:
         return cached
     q = connection.ops.quote_name
     overwritten = set(RECORDED_FIELDS) - {"state"}
+    if not whole:
+        overwritten.update(RECORD_UNREAD_RUN_FIELDS)
     run_fields = [f for f in JobRun._meta.concrete_fields if f.name not in overwritten]
     job_fields = [f for f in Job._meta.concrete_fields if f.attname in RECORD_JOB_FIELDS]
     run_t, job_t = q(JobRun._meta.db_table), q(Job._meta.db_table)
@@ -1812,14 +1837,15 @@ def _record_sql(postgres: bool, count: int) -> _RecordSQL:
     return made
 
 
-def _running_runs(run_ids: Sequence[int], postgres: bool) -> list[JobRun]:
+def _running_runs(run_ids: Sequence[int], postgres: bool, whole: bool = True) -> list[JobRun]:
     """The runs of ``run_ids`` that are still running, locked (PostgreSQL), in id order,
     each with its job (:data:`RECORD_JOB_FIELDS`, the tenant's slug and the group's name
     loaded, one instance per job, tenant and group): what recording an outcome needs,
-    without a full job, tenant and group model per run."""
+    without a full job, tenant and group model per run (see ``_record_sql`` for
+    ``whole``)."""
     if not run_ids:
         return []
-    spec = _record_sql(postgres, len(run_ids))
+    spec = _record_sql(postgres, len(run_ids), whole)
     ids = sorted(run_ids)
     with connection.cursor() as cursor:
         cursor.execute(spec.sql, [ids, RunState.RUNNING] if postgres else [*ids, RunState.RUNNING])
