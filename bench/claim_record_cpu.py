@@ -6,8 +6,8 @@ not PostgreSQL's). What a node spends per run of a burst, without its threads.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
         nice python bench/claim_record_cpu.py --db bench_claim_cpu --rounds 60
 
-The database ``--db`` is created (dropped first) and migrated on the server of
-``DATABASE_URL``. ``--log-level`` sets the ``scheduler_app`` logger (``runscheduler``'s
+The database ``--db`` is created (dropped first), migrated on the server of
+``DATABASE_URL`` and dropped at the end. ``--log-level`` sets the ``scheduler_app`` logger (``runscheduler``'s
 default is INFO; here formatted as it formats them, into memory: the formatting is
 counted, not a terminal's write). Reports the median and the quartiles over the rounds after
 ``--warmup`` rounds.
@@ -149,6 +149,11 @@ def main() -> int:
     print(f"claim + record per run: {q(total)}")
     if args.profile:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+    from django.db import connection
+
+    connection.close()
+    with psycopg.connect(urlunsplit(base), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{args.db}"')
     return 0
 
 
