@@ -559,13 +559,14 @@ class DjangoRunStore:
         job_n = len(params.job_fields)
         tenant_n = len(params.tenant_fields)
         run_conv, job_conv = params.run_converters, params.job_converters
+        alias = connection.alias
         for row in rows:
             run = _Candidate(*(_convert(run_conv, row[:run_n])))
             candidates.append(run)
             if run.job_id in jobs:
                 continue
             values = _convert(job_conv, row[run_n : run_n + job_n])
-            job = Job.from_db(connection.alias, params.job_names, values)
+            job = _instance(Job, alias, params.job_attnames, values)
             at = run_n + job_n
             tenant = tenants.get(job.tenant_id)
             # One instance per tenant and group, shared by their jobs. The joined rows are
@@ -573,14 +574,14 @@ class DjangoRunStore:
             # another group meanwhile comes with a row of NULLs (or the old group), so its
             # group (a rate limit) is read again by the id on the locked row.
             if tenant is None:
-                tenant = Tenant.from_db(connection.alias, params.tenant_names, row[at : at + tenant_n])
+                tenant = _instance(Tenant, alias, params.tenant_names, row[at : at + tenant_n])
                 if tenant.pk != job.tenant_id:
                     tenant = Tenant.objects.get(pk=job.tenant_id)
                 tenants[tenant.pk] = tenant
             job._state.fields_cache["tenant"] = tenant
             group = groups.get(job.group_id) if job.group_id is not None else None
             if group is None and job.group_id is not None:
-                group = JobGroup.from_db(connection.alias, params.group_names, row[at + tenant_n :])
+                group = _instance(JobGroup, alias, params.group_names, row[at + tenant_n :])
                 if group.pk != job.group_id:
                     group = JobGroup.objects.get(pk=job.group_id)
                 groups[group.pk] = group
@@ -776,13 +777,9 @@ class DjangoRunStore:
         finished: list[JobRun] = []
         queued = 0
         with transaction.atomic():
-            # The job's tenant and group too: the metrics' labels (counters.count_finished).
-            qs = JobRun.objects.filter(pk__in=list(by_id), state=RunState.RUNNING).select_related(
-                "job__tenant", "job__group"
-            )
-            if self._postgres:
-                qs = qs.select_for_update(of=("self",))
-            found = list(qs)
+            # With what it needs of the job, its tenant and group (the metrics' labels);
+            # every column of the runs when a signal receiver will get them.
+            found = _running_runs(list(by_id), self._postgres, whole=self._signalled(outcomes))
             gone = sorted(set(by_id) - {r.pk for r in found})
             if gone:
                 # Never silently: e.g. a cut-off node's outcomes for runs already declared lost.
@@ -846,17 +843,19 @@ class DjangoRunStore:
                 sender.send(sender=JobRun, run=run)
             if run.state in FAILED_STATES and not run.is_final:
                 signals.run_retrying.send(sender=JobRun, run=run)
-            logger.info(
-                "run finished",
-                extra={
-                    "job": run.job.name,
-                    "run_id": run.pk,
-                    "state": run.state,
-                    "duration": round(run.duration or 0.0, 4),
-                    "attempt": run.attempt,
-                },
-            )
+        _log_finished(finished)
         return queued
+
+    @staticmethod
+    def _signalled(outcomes: Sequence[Outcome]) -> bool:
+        """Whether recording these outcomes may send a signal that has a receiver."""
+        for state in {o.state for o in outcomes}:
+            sender = OUTCOME_SIGNALS.get(state)
+            if sender is not None and sender.has_listeners(JobRun):
+                return True
+            if state in FAILED_STATES and signals.run_retrying.has_listeners(JobRun):
+                return True
+        return False
 
     @staticmethod
     def _token_ok(run: JobRun, outcome: Outcome) -> bool:
@@ -1216,6 +1215,45 @@ class DjangoRunStore:
 NUL_REPLACEMENT = "\ufffd"
 
 
+#: Run ids a "runs finished" line names at most.
+LOGGED_RUN_IDS = 20
+
+
+def _log_finished(runs: Sequence[JobRun]) -> None:
+    """One INFO line per recorded batch (``runs finished`` with the count per state and
+    the first run ids), and one ``run finished`` line per run: at INFO for every run that
+    did not succeed, at DEBUG for successes (formatting and writing a line per success
+    was a quarter of the CPU that recording a burst of runs cost)."""
+    if not runs or not logger.isEnabledFor(logging.INFO):
+        return
+    debug = logger.isEnabledFor(logging.DEBUG)
+    states: dict[str, int] = {}
+    for run in runs:
+        state = str(run.state)
+        states[state] = states.get(state, 0) + 1
+        if state == RunState.SUCCEEDED and not debug:
+            continue
+        logger.log(
+            logging.DEBUG if state == RunState.SUCCEEDED else logging.INFO,
+            "run finished",
+            extra={
+                "job": run.job.name,
+                "run_id": run.pk,
+                "state": state,
+                "duration": round(run.duration or 0.0, 4),
+                "attempt": run.attempt,
+            },
+        )
+    logger.info(
+        "runs finished",
+        extra={
+            "count": len(runs),
+            **dict(sorted(states.items())),
+            "run_ids": ",".join(str(run.pk) for run in runs[:LOGGED_RUN_IDS]),
+        },
+    )
+
+
 def _without_nul(value: Any) -> Any:
     """``value`` (text, or a JSON value) with every NUL replaced, in keys too."""
     if isinstance(value, str):
@@ -1567,6 +1605,7 @@ def _c(name: str) -> str:
 
 class _ClaimSQL(NamedTuple):
     job_fields: tuple[Any, ...]
+    job_attnames: tuple[str, ...]
     job_names: frozenset[str]
     tenant_fields: tuple[str, ...]
     tenant_names: tuple[str, ...]
@@ -1578,14 +1617,64 @@ class _ClaimSQL(NamedTuple):
 _CLAIM_SQL: dict[tuple[str, bool], tuple[str, _ClaimSQL]] = {}
 
 
+#: JSON texts a claim or a record reads for most rows (no args, no kwargs, no tags, no
+#: upstream runs), made without the decoder: what ``json.loads`` would give.
+_PLAIN_JSON: dict[str, Callable[[], Any]] = {"[]": list, "{}": dict, "null": lambda: None}
+
+
+def _plain_json_first(funcs: list[Any]) -> Any:
+    """A JSON column's conversions with the texts of :data:`_PLAIN_JSON` (and NULL)
+    made at once: they are most of the values, and decoding them went through the
+    field's converters, the stored-JSON limits and ``json.loads`` each time."""
+
+    def convert(value: Any, expression: Any, conn: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is str:
+            make = _PLAIN_JSON.get(value)
+            if make is not None:
+                return make()
+        for func in funcs:
+            value = func(value, expression, conn)
+        return value
+
+    return convert
+
+
 def _converters(fields: Sequence[Any]) -> tuple[tuple[Any, list[Any]], ...]:
     """Django's conversions of these columns' database values (as a queryset applies
     them: JSON decoded, SQLite's dates and booleans)."""
+    from django.db import models
+
     out = []
     for field in fields:
         col = field.get_col(field.model._meta.db_table)
-        out.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+        funcs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if isinstance(field, models.JSONField) and field.decoder is None and funcs:
+            funcs = [_plain_json_first(funcs)]
+        out.append((col, funcs))
     return tuple(out)
+
+
+def _instance(cls: Any, alias: str, attnames: Sequence[str], values: Sequence[Any]) -> Any:
+    """``cls.from_db(alias, attnames, values)`` for the columns ``attnames`` (in the
+    model's field order; the others deferred), without ``Model.__init__``'s setattr per
+    field: the instance Django makes (same ``__dict__``, state ``adding`` False, ``db``
+    alias; ``Job`` remembers its loaded trigger as its ``from_db`` does). With a
+    ``pre_init``/``post_init`` receiver for ``cls``, ``from_db`` itself."""
+    from django.db.models.base import ModelState
+    from django.db.models.signals import post_init, pre_init
+
+    if pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+        return cls.from_db(alias, frozenset(attnames), values)
+    obj = cls.__new__(cls)
+    state = obj._state = ModelState()
+    state.adding = False
+    state.db = alias
+    obj.__dict__.update(zip(attnames, values, strict=True))
+    if cls is Job:
+        obj._loaded_trigger = obj.__dict__.get("trigger")
+    return obj
 
 
 def _convert(converters: Sequence[tuple[Any, list[Any]]], values: Sequence[Any]) -> list[Any]:
@@ -1643,6 +1732,7 @@ def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
         sql = f"WITH c AS ({inner}) {outer}"
     params = _ClaimSQL(
         job_fields=job_fields,
+        job_attnames=tuple(f.attname for f in job_fields),
         # A set: Model.from_db tests each field's name for membership (a tuple made that
         # a scan of every name for every field).
         job_names=frozenset(f.attname for f in job_fields),
@@ -1654,6 +1744,143 @@ def _claim_sql(postgres: bool) -> tuple[str, _ClaimSQL]:
     )
     _CLAIM_SQL[key] = (sql, params)
     return sql, params
+
+
+#: What ``record`` reads of a job whose run it ends (the retry policy, the metrics'
+#: labels, the alert rules' scopes and mutes, pause on failure, the log line), with the
+#: tenant's slug and the group's name: a job instance with its other columns deferred
+#: (a signal receiver reading one gets it, read then: one query per job and column).
+RECORD_JOB_FIELDS = (
+    "id",
+    "tenant_id",
+    "group_id",
+    "name",
+    "task",
+    "priority",
+    "executor",
+    "retry_max_attempts",
+    "retry_backoff_seconds",
+    "retry_backoff_factor",
+    "retry_max_backoff_seconds",
+    "alerts_muted_until",
+    "pause_after_failures",
+)
+
+
+class _RecordSQL(NamedTuple):
+    sql: str
+    run_names: tuple[str, ...]
+    job_names: tuple[str, ...]
+    run_n: int
+    job_n: int
+    run_converters: tuple[tuple[Any, list[Any]], ...]
+    job_converters: tuple[tuple[Any, list[Any]], ...]
+
+
+_RECORD_SQL: dict[tuple[str, bool, int, bool], _RecordSQL] = {}
+#: Columns of a run that recording it never reads (nor what it calls: metrics, alerts,
+#: joins, retries): left deferred unless a signal receiver will get the run.
+RECORD_UNREAD_RUN_FIELDS = (
+    "queued_at",
+    "claimed_at",
+    "heartbeat_at",
+    "stop_requested",
+    "wait_reason",
+    "join_pending",
+)
+
+
+def _record_sql(postgres: bool, count: int, whole: bool = True) -> _RecordSQL:
+    """The statement that locks the running runs ``record`` ends and reads them with
+    their jobs' :data:`RECORD_JOB_FIELDS`, the tenant's slug and the group's name (one
+    round trip, no ORM compilation). A run's columns are all but those the outcome
+    overwrites (``state`` aside): once the outcome is applied the model is whole;
+    unless ``whole`` is False: then :data:`RECORD_UNREAD_RUN_FIELDS` stay deferred too.
+    On PostgreSQL the ids are one array parameter (the same text for every batch)."""
+    key = (connection.vendor, postgres, 0 if postgres else count, whole)
+    cached = _RECORD_SQL.get(key)
+    if cached is not None:
+        return cached
+    q = connection.ops.quote_name
+    overwritten = set(RECORDED_FIELDS) - {"state"}
+    if not whole:
+        overwritten.update(RECORD_UNREAD_RUN_FIELDS)
+    run_fields = [f for f in JobRun._meta.concrete_fields if f.name not in overwritten]
+    job_fields = [f for f in Job._meta.concrete_fields if f.attname in RECORD_JOB_FIELDS]
+    run_t, job_t = q(JobRun._meta.db_table), q(Job._meta.db_table)
+    tenant_t, group_t = q(Tenant._meta.db_table), q(JobGroup._meta.db_table)
+    cols = [
+        *(f"r.{q(f.column)}" for f in run_fields),
+        *(f"j.{q(f.column)}" for f in job_fields),
+        f"t.{q(Tenant._meta.get_field('slug').column)}",
+        f"g.{q(JobGroup._meta.get_field('name').column)}",
+    ]
+    ids = "= ANY(%s)" if postgres else f"IN ({', '.join(['%s'] * count)})"
+    sql = (
+        f"SELECT {', '.join(cols)} FROM {run_t} r "
+        f"INNER JOIN {job_t} j ON j.{q('id')} = r.{_c('job')} "
+        f"INNER JOIN {tenant_t} t ON t.{q('id')} = j.{q(Job._meta.get_field('tenant').column)} "
+        f"LEFT OUTER JOIN {group_t} g ON g.{q('id')} = j.{q(Job._meta.get_field('group').column)} "
+        f"WHERE r.{q('id')} {ids} AND r.{_c('state')} = %s ORDER BY r.{q('id')}"
+        + (" FOR UPDATE OF r" if postgres else "")
+    )
+    made = _RecordSQL(
+        sql=sql,
+        run_names=tuple(f.attname for f in run_fields),
+        job_names=tuple(f.attname for f in job_fields),
+        run_n=len(run_fields),
+        job_n=len(job_fields),
+        run_converters=_converters(run_fields),
+        job_converters=_converters(job_fields),
+    )
+    _RECORD_SQL[key] = made
+    return made
+
+
+def _running_runs(run_ids: Sequence[int], postgres: bool, whole: bool = True) -> list[JobRun]:
+    """The runs of ``run_ids`` that are still running, locked (PostgreSQL), in id order,
+    each with its job (:data:`RECORD_JOB_FIELDS`, the tenant's slug and the group's name
+    loaded, one instance per job, tenant and group): what recording an outcome needs,
+    without a full job, tenant and group model per run (see ``_record_sql`` for
+    ``whole``)."""
+    if not run_ids:
+        return []
+    spec = _record_sql(postgres, len(run_ids), whole)
+    ids = sorted(run_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(spec.sql, [ids, RunState.RUNNING] if postgres else [*ids, RunState.RUNNING])
+        rows = cursor.fetchall()
+    alias = connection.alias
+    run_n, job_n = spec.run_n, spec.job_n
+    jobs: dict[int, Job] = {}
+    tenants: dict[int, Tenant] = {}
+    groups: dict[int, JobGroup] = {}
+    runs = []
+    for row in rows:
+        run = _instance(JobRun, alias, spec.run_names, _convert(spec.run_converters, row[:run_n]))
+        job = jobs.get(run.job_id)
+        if job is None:
+            job = _instance(
+                Job, alias, spec.job_names, _convert(spec.job_converters, row[run_n : run_n + job_n])
+            )
+            tenant = tenants.get(job.tenant_id)
+            if tenant is None:
+                tenant = tenants[job.tenant_id] = _instance(
+                    Tenant, alias, ("id", "slug"), (job.tenant_id, row[run_n + job_n])
+                )
+            job._state.fields_cache["tenant"] = tenant
+            group = None
+            if job.group_id is not None:
+                group = groups.get(job.group_id)
+                if group is None:
+                    group = groups[job.group_id] = _instance(
+                        JobGroup, alias, ("id", "name"), (job.group_id, row[run_n + job_n + 1])
+                    )
+            job._state.fields_cache["group"] = group
+            jobs[job.pk] = job
+        run._state.fields_cache["job"] = job
+        runs.append(run)
+    return runs
 
 
 def _outcomes_json(runs: Sequence[JobRun], fields: Sequence[Any]) -> str | None:

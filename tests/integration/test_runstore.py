@@ -1362,7 +1362,9 @@ def test_record_returns_every_run_the_whole_batch_queued(store, make_job):
     assert JobRun.objects.get(pk=released.pk).state == "queued"
 
 
-def test_record_logs_each_finished_run_and_the_outcomes_it_could_not_record(store, make_job, caplog):
+def test_record_logs_its_batch_each_run_that_did_not_succeed_and_what_it_could_not_record(
+    store, make_job, caplog
+):
     import logging
 
     job = make_job("logged", max_instances=2)
@@ -1382,11 +1384,42 @@ def test_record_logs_each_finished_run_and_the_outcomes_it_could_not_record(stor
         "outcomes not recorded: the runs are no longer running here (finished, or lost and retried)"
     ]
     assert (gone[0].count, gone[0].run_ids) == (21, ",".join(map(str, unknown[:20])))
+    # At INFO: one line per run that did not succeed, one line for the batch.
     finished = [r for r in records if r.getMessage() == "run finished"]
-    assert sorted((r.job, r.run_id, r.state, r.duration, r.attempt) for r in finished) == sorted(
-        [("logged", slow.pk, "succeeded", 1.2346, 1), ("logged", instant.pk, "failed", 0.0, 1)]
-    )
-    assert all(r.levelno == logging.INFO for r in finished)
+    assert [(r.job, r.run_id, r.state, r.duration, r.attempt, r.levelno) for r in finished] == [
+        ("logged", instant.pk, "failed", 0.0, 1, logging.INFO)
+    ]
+    (batch,) = [r for r in records if r.getMessage() == "runs finished"]
+    assert (batch.levelno, batch.count, batch.failed, batch.succeeded) == (logging.INFO, 2, 1, 1)
+    assert batch.run_ids == f"{slow.pk},{instant.pk}"
+    # At DEBUG a line per success too.
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger=RUNSTORE_LOGGER)
+    again = running(job, scheduled_for=timezone.now() - timedelta(seconds=30))
+    store.record([Outcome(again.pk, RunState.SUCCEEDED, now - timedelta(seconds=1.2345678), now)])
+    finished = [r for r in caplog.records if r.getMessage() == "run finished"]
+    assert [(r.job, r.run_id, r.state, r.duration, r.attempt, r.levelno) for r in finished] == [
+        ("logged", again.pk, "succeeded", 1.2346, 1, logging.DEBUG)
+    ]
+
+
+def test_the_batch_line_names_at_most_twenty_runs_and_every_state(store, make_job, caplog):
+    import logging
+
+    jobs = [make_job(f"many-{i}") for i in range(25)]
+    runs = [running(job) for job in jobs]
+    states = [RunState.SUCCEEDED] * 22 + [RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED]
+    caplog.set_level(logging.INFO, logger=RUNSTORE_LOGGER)
+    store.record([outcome(run, state) for run, state in zip(runs, states, strict=True)])
+    records = [r for r in caplog.records if r.name == RUNSTORE_LOGGER]
+    (batch,) = [r for r in records if r.getMessage() == "runs finished"]
+    assert (batch.count, batch.succeeded, batch.failed, batch.timed_out, batch.cancelled) == (25, 22, 1, 1, 1)
+    assert batch.run_ids == ",".join(str(run.pk) for run in sorted(runs, key=lambda r: r.pk)[:20])
+    assert sorted(r.state for r in records if r.getMessage() == "run finished") == [
+        "cancelled",
+        "failed",
+        "timed_out",
+    ]
 
 
 def test_record_stores_the_captured_log_of_each_run_that_logged(store, make_job):
