@@ -241,14 +241,19 @@ class PageCache:
         return badge
 
     def trigger(self, job: Job) -> tuple[str, Any]:
-        """(description, zone) of the job's trigger."""
+        """(description, zone) of the job's trigger (looked up once per row: three
+        columns ask)."""
         import json
 
+        mine = job.__dict__.get("_page_trigger")
+        if mine is not None:
+            return mine
         text = json.dumps(job.trigger, sort_keys=True, default=str)
         key = (text, job.hash_key if "H" in text else "")
         found = self.triggers.get(key)
         if found is None:
             found = self.triggers[key] = (job.describe_trigger(), job_zone(job))
+        job._page_trigger = found
         return found
 
 
@@ -331,6 +336,7 @@ class RowRenderer:
                 self.columns.append(("django", name, None, classes, tag))
         self.choices: dict[str, dict] = {}
         self.icons: dict[Any, str] = {}
+        self.kinds: dict[str, str] = {}
 
     def _link_parts(self) -> tuple[str, str] | None:
         """The row link's text before and after the pk, preserved filters included."""
@@ -395,8 +401,31 @@ class RowRenderer:
                 )
         return mark_safe("".join(cells))
 
+    def _field_kind(self, name: str, field: Any) -> str:
+        """How display_for_field treats the field (it reads ``flatchoices`` per call,
+        which for callable choices calls them)."""
+        kind = self.kinds.get(name)
+        if kind is None:
+            if isinstance(field.remote_field, models.ManyToOneRel):
+                kind = "foreign"
+            elif getattr(field, "flatchoices", None):
+                try:
+                    self.choices[name] = dict(field.flatchoices)
+                    kind = "choices"
+                except TypeError:  # list-like choices: Django's code
+                    kind = "other"
+            elif isinstance(field, models.BooleanField):
+                kind = "boolean"
+            elif type(field) in (models.CharField, models.TextField):
+                kind = "text"  # display_for_value: the text itself
+            else:
+                kind = "other"
+            self.kinds[name] = kind
+        return kind
+
     def _field(self, result: Any, name: str, field: Any, link: bool) -> str:
-        if isinstance(field.remote_field, models.ManyToOneRel):
+        kind = self._field_kind(name, field)
+        if kind == "foreign":
             try:
                 related = getattr(result, field.name)
             except ObjectDoesNotExist:
@@ -405,16 +434,15 @@ class RowRenderer:
         value = getattr(result, name)
         if isinstance(value, str) and value.strip() == "":
             value = ""
-        if getattr(field, "flatchoices", None):
-            labels = self.choices.get(name)
-            if labels is None:
-                labels = self.choices[name] = dict(field.flatchoices)
-            return conditional_escape(labels.get(value, self.empty))
-        if isinstance(field, models.BooleanField):
+        if kind == "choices":
+            return conditional_escape(self.choices[name].get(value, self.empty))
+        if kind == "boolean":
             icon = self.icons.get(value)
             if icon is None:
                 icon = self.icons[value] = conditional_escape(display_for_field(value, field, self.empty))
             return icon
+        if kind == "text" and isinstance(value, str):
+            return conditional_escape(self.empty if value in field.empty_values else value)
         return conditional_escape(display_for_field(value, field, self.empty, avoid_link=link))
 
 
