@@ -638,3 +638,44 @@ def test_job_list_row_renderer_falls_back_to_django_for_what_it_does_not_know(
     renderer = RowRenderer(changelist)
     assert renderer.row(job) == _django_rows(changelist)[0][4:-5]
     assert '<td class="field-outcomes_24h">7</td>' in renderer.row(job)
+
+
+# -- run list pager -------------------------------------------------------------------
+
+
+def test_run_list_counts_exactly_below_the_cap(admin_client, jobs):
+    from scheduler_app.admin.runs import BoundedCountPaginator
+
+    response = admin_client.get(url("jobrun"))
+    changelist = response.context["cl"]
+    assert isinstance(changelist.paginator, BoundedCountPaginator)
+    assert changelist.result_count == JobRun.objects.count() == 8
+    assert not changelist.paginator.estimated
+    html = response.content.decode()
+    assert "8 job runs" in html and "about" not in html.split('class="paginator"')[1]
+
+
+def test_run_list_above_the_cap_estimates_instead_of_counting_the_history(admin_client, jobs, monkeypatch):
+    """Past ``exact_up_to`` rows the pager stops counting (no COUNT over the whole
+    table) and says "about" the planner's estimate; a filter narrowing the list below
+    the cap gets its exact count again."""
+    from scheduler_app.admin.runs import BoundedCountPaginator
+
+    monkeypatch.setattr(BoundedCountPaginator, "exact_up_to", 3)
+    monkeypatch.setattr(type(admin_client.get(url("jobrun")).context["cl"].model_admin), "list_per_page", 2)
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(url("jobrun"))
+    changelist = response.context["cl"]
+    counts = [q["sql"] for q in captured if "COUNT(" in q["sql"] and "scheduler_app_jobrun" in q["sql"]]
+    if connection.vendor != "postgresql":  # no planner estimate: Django's exact count
+        assert changelist.result_count == 8 and not changelist.paginator.estimated
+        return
+    assert counts and all("LIMIT 4" in sql for sql in counts)  # never the whole table
+    assert changelist.paginator.estimated
+    assert changelist.result_count >= 4
+    pager = response.content.decode().split('class="paginator"')[1]
+    assert f"about {changelist.result_count}" in pager
+    assert changelist.paginator.num_pages >= 2
+    # Filtered to one job's three runs: exact again.
+    flaky = admin_client.get(url("jobrun") + f"?job__id__exact={jobs['flaky'].pk}").context["cl"]
+    assert flaky.result_count == 3 and not flaky.paginator.estimated
