@@ -83,7 +83,7 @@ def _count_since(since: datetime, which: Q) -> Coalesce:
         JobRun.objects.filter(which, job=OuterRef("pk"), finished_at__gte=since)
         .order_by()
         .values("job")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .values("n")
     )
     return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
