@@ -23,7 +23,10 @@ sort there (nor p50/p95 on SQLite, which has no ``percentile_cont``).
 
 Rendering: the page's per-row work that does not depend on the row (the change URL's
 pattern, translated titles, state badges, trigger descriptions and zones of equal
-triggers) is done once per page (:class:`PageCache`)."""
+triggers) is done once per page (:class:`PageCache`), and the rows are written by
+:class:`RowRenderer` (through ``{% operator_result_list %}`` in the job's
+``change_list.html``) instead of Django's ``items_for_result``: the same HTML, byte for
+byte, with each column's kind decided once per page instead of once per cell."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 List: every time in one zone (the admin's current time zone, with its offset), columns
 started, finished, duration, node, attempt and the error's first line; filters by state,
 job, group, node and time range; ``scheduler_app/runlist.js`` reloads the result table
-every few seconds while "auto-refresh" is ticked.
+every few seconds while "auto-refresh" is ticked. Its pager counts exactly up to 10,000
+runs and says "about" PostgreSQL's estimate beyond (:class:`BoundedCountPaginator`).
 
 Page: a timeline with seconds, offsets and the durations between steps, the job's zone,
 CPU and memory rounded, the traceback in monospace, the chain of upstream and downstream
