@@ -398,7 +398,9 @@ class RowRenderer:
             if tag is None:
                 cells.append(f'<td class="{classes}">{text}</td>')
             else:
-                pk = conditional_escape(quote(getattr(result, self.cl.pk_attname)))
+                pk = getattr(result, self.cl.pk_attname)
+                if not isinstance(pk, int):  # reverse() would encode other keys
+                    raise _Unusual
                 cells.append(
                     f'<{tag} class="{classes}"><a href="{self.link[0]}{pk}{self.link[1]}">{text}</a></{tag}>'
                 )
