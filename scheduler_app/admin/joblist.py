@@ -41,6 +41,7 @@ from django.contrib.admin.utils import (
     FieldIsAForeignKeyColumnName,
     _get_non_gfk_field,
     display_for_field,
+    display_for_value,
     quote,
 )
 from django.contrib.admin.views.main import ChangeList
@@ -332,6 +333,8 @@ class RowRenderer:
                 plain = not field.auto_created and not field.is_relation
                 foreign = isinstance(field.remote_field, models.ManyToOneRel) and not field.auto_created
                 kind = "field" if plain or foreign else "django"
+                if field.auto_created and not field.is_relation:
+                    kind = "value"  # the automatic primary key: shown as a plain value
                 self.columns.append((kind, name, field, classes, tag))
             elif isinstance(name, str) and hasattr(self.model_admin, name) and name != "__str__":
                 self.columns.append(("method", name, getattr(self.model_admin, name), classes, tag))
@@ -391,6 +394,13 @@ class RowRenderer:
                     text = conditional_escape(getattr(thing, "empty_value_display", self.empty))
                 else:
                     text = conditional_escape(value)
+            elif kind == "value":
+                value = getattr(result, name)
+                if not isinstance(value, (int, str)) or isinstance(value, bool):
+                    raise _Unusual
+                if isinstance(value, str) and value.strip() == "":
+                    value = ""
+                text = conditional_escape(display_for_value(value, self.empty))
             else:
                 text = self._field(result, name, thing, tag is not None)
                 if isinstance(thing, (models.DateField, models.TimeField, models.ForeignKey)):

@@ -679,3 +679,20 @@ def test_run_list_above_the_cap_estimates_instead_of_counting_the_history(admin_
     # Filtered to one job's three runs: exact again.
     flaky = admin_client.get(url("jobrun") + f"?job__id__exact={jobs['flaky'].pk}").context["cl"]
     assert flaky.result_count == 3 and not flaky.paginator.estimated
+
+
+@pytest.mark.parametrize("query", ["", "?state__exact=failed", "?o=-4", "?_popup=1"])
+def test_run_list_rows_are_byte_for_byte_djangos(admin_client, jobs, query):
+    """The run list's rows come from RowRenderer too (the id column, the job and tenant
+    links, choices, the times in one zone, the error line): Django's cells exactly."""
+    from scheduler_app.admin.joblist import RowRenderer
+
+    response = admin_client.get(url("jobrun") + query)
+    changelist = response.context["cl"]
+    assert changelist.result_list
+    body = response.content.decode().split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert re.findall(r"<tr>.*?</tr>", body, re.S) == _django_rows(changelist)
+    if query != "?_popup=1":  # the shortcut itself, not Django's fallback, wrote them
+        renderer = RowRenderer(changelist)
+        assert renderer.link is not None
+        assert all(kind != "django" for kind, *_rest in renderer.columns)
