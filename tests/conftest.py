@@ -60,6 +60,17 @@ def _no_alert_rules_reused():
 
 
 @pytest.fixture(autouse=True)
+def _no_dashboard_figures_reused():
+    """The dashboard reuses its figures per tenant scope and configuration version for
+    a few seconds; a rolled-back test leaves the version where it found it."""
+    from scheduler_app.monitoring import dashboard
+
+    dashboard.forget()
+    yield
+    dashboard.forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_language_left_active():
     """A request in Chinese (LocaleMiddleware activates the language and never deactivates
     it) must not make the next test's commands answer in Chinese: each test starts and

@@ -153,7 +153,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     if not may_see(request):
         raise PermissionDenied("you are not a member of any tenant")
     window = _window(request)
-    data = dashboard.build(request.user, window)
+    data = dashboard.cached_build(request.user, window)
     context = {
         **admin.site.each_context(request),
         "title": _("Dashboard"),
@@ -177,7 +177,7 @@ def dashboard_data(request: HttpRequest) -> JsonResponse:
         return JsonResponse(
             {"error": f"window: {window!r} is not one of {', '.join(stats.WINDOWS)}"}, status=400
         )
-    data = dashboard.build(request.user, window)
+    data = dashboard.cached_build(request.user, window)
     if request.GET.get("html"):
         data["html"] = render_to_string(
             "admin/scheduler_app/dashboard_panels.html", panels_context(request, data), request=request

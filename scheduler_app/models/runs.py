@@ -192,6 +192,13 @@ class JobRun(models.Model):
                 include=["state", "duration", "id"],
                 name="jobrun_job_finished_idx",
             ),
+            # The job list sorted by failures in 24 h probes every job: only the final
+            # failures (few), so a job without any costs a look at a tiny index.
+            models.Index(
+                fields=["job", "finished_at"],
+                condition=failure_q(),
+                name="jobrun_job_failed_idx",
+            ),
             # The skips waiting for their joins (a handful at most): what the sweep reads.
             models.Index(
                 fields=["id"], condition=models.Q(join_pending=True), name="jobrun_join_pending_idx"

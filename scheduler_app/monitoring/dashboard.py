@@ -36,6 +36,33 @@ UPCOMING_PER_JOB_CAP = 65
 _upcoming_cache: dict[Any, tuple[float, list[dict]]] = {}
 _upcoming_lock = threading.Lock()
 
+#: How long the admin's dashboard figures of one tenant scope and window are reused
+#: (per process): the page polls every few seconds, and every operator of the same
+#: scope (or tab) polling then costs one computation per period instead of one each.
+#: The data says when it was computed (``generated_at``, shown as "updated"); a
+#: configuration change (the version the services bump on every job, rule, calendar
+#: or group change) or a change of the user's tenants gives a new key at once; run
+#: outcomes show up within this time.
+BUILD_CACHE_SECONDS = 5.0
+_build_cache: dict[Any, tuple[float, dict[str, Any]]] = {}
+_build_lock = threading.Lock()
+
+
+def scope_key(user: Any) -> Any:
+    """What :func:`permissions.scope` filters ``user``'s rows by: ``"*"`` or the
+    user's tenant ids (users with the same key see exactly the same rows)."""
+    if permissions.sees_everything(user):
+        return "*"
+    return tuple(sorted(permissions.member_tenant_ids(user)))
+
+
+def forget() -> None:
+    """Drop every reused figure (tests; a process that wants fresh data at once)."""
+    with _build_lock:
+        _build_cache.clear()
+    with _upcoming_lock:
+        _upcoming_cache.clear()
+
 
 def scoped_runs(user: Any) -> QuerySet:
     return permissions.scope(user, JobRun.objects.all())
@@ -113,7 +140,7 @@ def cached_upcoming_fires(user: Any, jobs: QuerySet, now: datetime) -> list[dict
     dates change no job row, but the services bump that version for the jobs using it),
     so polls do not recompute every trigger. What is reused is computed for the hour and
     the cache time after it, and filtered to the hour from now."""
-    scope = "*" if permissions.sees_everything(user) else tuple(sorted(permissions.member_tenant_ids(user)))
+    scope = scope_key(user)
     state = jobs.aggregate(n=Count("pk"), changed=Max("updated_at"), last=Max("pk"))
     key = (scope, state["n"], state["changed"], state["last"], ConfigVersion.current())
     clock = time.monotonic()
@@ -234,3 +261,23 @@ def build(user: Any, window: str = "1h", now: datetime | None = None) -> dict[st
             for n in cluster.nodes
         ],
     }
+
+
+def cached_build(user: Any, window: str = "1h") -> dict[str, Any]:
+    """:func:`build` for now, reused for :data:`BUILD_CACHE_SECONDS` per (tenant scope,
+    window, configuration version) and process: two queries when reused (the scope and
+    the version). The answer is a new top-level dict each time (callers add keys); its
+    nested values are shared and must not be changed."""
+    stats._window(window)  # ValueError naming the window when unknown
+    key = (scope_key(user), window, ConfigVersion.current())
+    clock = time.monotonic()
+    with _build_lock:
+        hit = _build_cache.get(key)
+    if hit is not None and hit[0] >= clock:
+        return dict(hit[1])
+    data = build(user, window)
+    with _build_lock:
+        for stale in [k for k, (until, _d) in _build_cache.items() if until < clock]:
+            del _build_cache[stale]
+        _build_cache[key] = (time.monotonic() + BUILD_CACHE_SECONDS, data)
+    return dict(data)

@@ -249,3 +249,76 @@ def test_no_lateness_chart_without_started_runs(admin_client):
     html = admin_client.get(DATA, {"window": "1h", "html": "1"}).json()["html"]
     assert "sa-chart-lateness" not in html
     assert "No started runs finished in this window." in html
+
+
+# -- figures reused between polls -------------------------------------------------------
+
+
+def test_figures_are_reused_for_a_few_seconds_per_scope_with_their_time(admin_client, rows, monkeypatch):
+    """A second poll within BUILD_CACHE_SECONDS gets the same figures (with the time
+    they were computed, which the page shows as "updated") in two queries; a new run
+    shows once the time is up."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler_app.monitoring import dashboard
+
+    clock = [1000.0]
+    monkeypatch.setattr(dashboard.time, "monotonic", lambda: clock[0])
+    first = admin_client.get(DATA, {"window": "1h"}).json()
+    mine, _theirs = rows
+    finished(mine, "failed", 1, 1.0, error="new failure")
+    clock[0] += dashboard.BUILD_CACHE_SECONDS - 1
+    with CaptureQueriesContext(connection) as captured:
+        again = admin_client.get(DATA, {"window": "1h"}).json()
+    assert again == first  # reused: same generated_at, the new failure not yet counted
+    built = [q for q in captured if "scheduler_app_jobrun" in q["sql"]]
+    assert built == []  # nothing of the runs was read again
+    page = admin_client.get(URL).content.decode()
+    assert "new failure" not in page
+    clock[0] += 2
+    fresh = admin_client.get(DATA, {"window": "1h"}).json()
+    assert fresh["generated_at"] > first["generated_at"]
+    assert fresh["totals"]["failed_24h"] == first["totals"]["failed_24h"] + 1
+    assert "new failure" in str(fresh["recent_failures"])
+    # Another window is computed on its own.
+    day = admin_client.get(DATA, {"window": "24h"}).json()
+    assert day["window"] == "24h" and day["totals"]["failed_24h"] == fresh["totals"]["failed_24h"]
+
+
+def test_reused_figures_follow_configuration_changes_at_once(admin_client, rows, monkeypatch):
+    from scheduler_app import services
+    from scheduler_app.monitoring import dashboard
+
+    monkeypatch.setattr(dashboard.time, "monotonic", lambda: 1000.0)  # never expires
+    mine, _theirs = rows
+    before = admin_client.get(DATA).json()
+    services.pause_jobs([mine])
+    after = admin_client.get(DATA).json()
+    assert after["totals"]["jobs_paused"] == before["totals"]["jobs_paused"] + 1
+
+
+def test_reused_figures_never_cross_tenant_scopes(
+    client, admin_client, rows, tenant, other_tenant, monkeypatch
+):
+    """A member of one tenant never gets the figures computed for a superuser or for
+    another tenant's member, and a member who loses a tenant stops seeing its runs at once."""
+    from scheduler_app.monitoring import dashboard
+
+    monkeypatch.setattr(dashboard.time, "monotonic", lambda: 1000.0)
+    assert admin_client.get(DATA).json()["totals"]["failed_24h"] == 2
+    ann = member(tenant)
+    client.force_login(ann)
+    mine = client.get(DATA).json()
+    assert mine["totals"]["failed_24h"] == 1 and "globex" not in str(mine)
+    bob = get_user_model().objects.create_user("bob", password="x", is_staff=True)
+    Membership.objects.create(user=bob, tenant=other_tenant, role="viewer")
+    client.force_login(bob)
+    theirs = client.get(DATA).json()
+    assert theirs["totals"]["failed_24h"] == 1 and "bad invoice" not in str(theirs)
+    assert "globex broke" in str(theirs)
+    Membership.objects.create(user=ann, tenant=other_tenant, role="viewer")
+    client.force_login(ann)
+    assert client.get(DATA).json()["totals"]["failed_24h"] == 2
+    Membership.objects.filter(user=ann, tenant=other_tenant).delete()
+    assert "globex" not in str(client.get(DATA).json())

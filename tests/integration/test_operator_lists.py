@@ -582,3 +582,117 @@ def test_job_list_shortcuts_render_what_django_renders(admin_client, jobs, make_
         assert f'<td class="field-trigger_text">{model_admin.trigger_text(job)}</td>' in html
     rows = rows_of(response)
     assert model_admin.trigger_text(rows["hashed-a"]) != model_admin.trigger_text(rows["hashed-b"])
+
+
+def _django_rows(changelist):
+    from django.contrib.admin.templatetags.admin_list import items_for_result
+
+    return [
+        "<tr>" + "".join(items_for_result(changelist, job, None)) + "</tr>" for job in changelist.result_list
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "?o=-14", "?o=3.-1", "?enabled__exact=1&q=a", "?paused__exact=1", "?_popup=1"],
+    ids=["plain", "by-failures", "by-tenant", "filtered", "paused", "popup"],
+)
+def test_job_list_rows_are_byte_for_byte_djangos(admin_client, jobs, make_job, tenant, query):
+    """The rows RowRenderer writes (one string per row, decided once per column) are
+    exactly the cells Django's items_for_result renders: links with the preserved
+    filters, an empty group, the code badge, booleans, choices, the operator columns,
+    an escaped name; a popup goes to Django's own code."""
+    from scheduler_app.models import JobGroup
+
+    group = JobGroup.objects.create(tenant=tenant, name="billing & <ops>")
+    make_job("a-coded", managed_by="jobs.billing", group=group, executor="process")
+    make_job("a-paused <b>", paused=True, paused_reason="paused after 3 failures", enabled=True)
+    make_job("a-disabled", enabled=False, priority=-5)
+    response = admin_client.get(url("job") + query)
+    changelist = response.context["cl"]
+    assert len(changelist.result_list) >= 1
+    html = response.content.decode()
+    expected = _django_rows(changelist)
+    for row in expected:
+        assert row in html
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert re.findall(r"<tr>.*?</tr>", body, re.S) == expected
+    if query == "?enabled__exact=1&q=a":
+        assert "_changelist_filters=" in expected[0]  # the link keeps the filters
+    if query == "":
+        assert "&lt;b&gt;" in body and "<b>" not in body
+
+
+def test_job_list_row_renderer_falls_back_to_django_for_what_it_does_not_know(
+    admin_client, jobs, monkeypatch
+):
+    """A column the shortcut does not handle (a method returning a number) gets
+    Django's own cells for the row."""
+    from scheduler_app.admin.joblist import RowRenderer
+
+    changelist = admin_client.get(url("job")).context["cl"]
+    renderer = RowRenderer(changelist)
+    job = changelist.result_list[0]
+    assert renderer.row(job) == _django_rows(changelist)[0][4:-5]
+    monkeypatch.setattr(type(changelist.model_admin), "outcomes_24h", lambda self, obj: 7)
+    renderer = RowRenderer(changelist)
+    assert renderer.row(job) == _django_rows(changelist)[0][4:-5]
+    assert '<td class="field-outcomes_24h">7</td>' in renderer.row(job)
+
+
+# -- run list pager -------------------------------------------------------------------
+
+
+def test_run_list_counts_exactly_below_the_cap(admin_client, jobs):
+    from scheduler_app.admin.runs import BoundedCountPaginator
+
+    response = admin_client.get(url("jobrun"))
+    changelist = response.context["cl"]
+    assert isinstance(changelist.paginator, BoundedCountPaginator)
+    assert changelist.result_count == JobRun.objects.count() == 8
+    assert not changelist.paginator.estimated
+    html = response.content.decode()
+    assert "8 job runs" in html and "about" not in html.split('class="paginator"')[1]
+
+
+def test_run_list_above_the_cap_estimates_instead_of_counting_the_history(admin_client, jobs, monkeypatch):
+    """Past ``exact_up_to`` rows the pager stops counting (no COUNT over the whole
+    table) and says "about" the planner's estimate; a filter narrowing the list below
+    the cap gets its exact count again."""
+    from scheduler_app.admin.runs import BoundedCountPaginator
+
+    monkeypatch.setattr(BoundedCountPaginator, "exact_up_to", 3)
+    monkeypatch.setattr(type(admin_client.get(url("jobrun")).context["cl"].model_admin), "list_per_page", 2)
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(url("jobrun"))
+    changelist = response.context["cl"]
+    counts = [q["sql"] for q in captured if "COUNT(" in q["sql"] and "scheduler_app_jobrun" in q["sql"]]
+    if connection.vendor != "postgresql":  # no planner estimate: Django's exact count
+        assert changelist.result_count == 8 and not changelist.paginator.estimated
+        return
+    assert counts and all("LIMIT 4" in sql for sql in counts)  # never the whole table
+    assert changelist.paginator.estimated
+    assert changelist.result_count >= 4
+    pager = response.content.decode().split('class="paginator"')[1]
+    assert f"about {changelist.result_count}" in pager
+    assert changelist.paginator.num_pages >= 2
+    # Filtered to one job's three runs: exact again.
+    flaky = admin_client.get(url("jobrun") + f"?job__id__exact={jobs['flaky'].pk}").context["cl"]
+    assert flaky.result_count == 3 and not flaky.paginator.estimated
+
+
+@pytest.mark.parametrize("query", ["", "?state__exact=failed", "?o=-4", "?_popup=1"])
+def test_run_list_rows_are_byte_for_byte_djangos(admin_client, jobs, query):
+    """The run list's rows come from RowRenderer too (the id column, the job and tenant
+    links, choices, the times in one zone, the error line): Django's cells exactly."""
+    from scheduler_app.admin.joblist import RowRenderer
+
+    response = admin_client.get(url("jobrun") + query)
+    changelist = response.context["cl"]
+    assert changelist.result_list
+    body = response.content.decode().split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert re.findall(r"<tr>.*?</tr>", body, re.S) == _django_rows(changelist)
+    if query != "?_popup=1":  # the shortcut itself, not Django's fallback, wrote them
+        renderer = RowRenderer(changelist)
+        assert renderer.link is not None
+        assert all(kind != "django" for kind, *_rest in renderer.columns)
