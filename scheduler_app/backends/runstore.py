@@ -1880,6 +1880,15 @@ def _running_runs(run_ids: Sequence[int], postgres: bool, whole: bool = True) ->
             jobs[job.pk] = job
         run._state.fields_cache["job"] = job
         runs.append(run)
+    if whole and jobs:
+        # A signal receiver gets each job whole, as it was when recorded (not columns
+        # fetched later, from a row another receiver may have changed or deleted): one
+        # query per batch, paid only when a receiver will get the runs.
+        full = Job.objects.select_related("tenant", "group").in_bulk(list(jobs))
+        for run in runs:
+            whole_job = full.get(run.job_id)
+            if whole_job is not None:
+                run._state.fields_cache["job"] = whole_job
     return runs
 
 

@@ -344,12 +344,23 @@ class Job(models.Model):
                 kwargs["update_fields"] = list(
                     {*kwargs["update_fields"], "secrets_token", "secret_names", "secret_fingerprints"}
                 )
-        if getattr(self, "_loaded_trigger", None) != self.trigger or self.trigger_changed_at is None:
+        # The trigger first: on an instance read with it deferred, reading it loads it
+        # (refresh_from_db below remembers it as loaded), so an untouched trigger is not
+        # a change; one assigned without being read counts as changed.
+        trigger = self.trigger
+        if getattr(self, "_loaded_trigger", None) != trigger or self.trigger_changed_at is None:
             self.trigger_changed_at = timezone.now()
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = list({*kwargs["update_fields"], "trigger_changed_at"})
         super().save(*args, **kwargs)
         self._loaded_trigger = self.trigger
+
+    def refresh_from_db(self, using: Any = None, fields: Any = None, **kwargs: Any) -> None:
+        """Also what reading a deferred field does: a trigger read from the database is
+        the loaded one (see :meth:`save`)."""
+        super().refresh_from_db(using=using, fields=fields, **kwargs)
+        if fields is None or "trigger" in fields:
+            self._loaded_trigger = self.__dict__.get("trigger")
 
     @classmethod
     def from_db(cls, db: Any, field_names: Any, values: Any) -> Job:

@@ -205,3 +205,87 @@ def test_json_columns_convert_as_django_converts_them(text):
     if isinstance(fast[0], list | dict):  # never one shared object between rows
         again = _convert(_converters([fields[0]]), [text])[0]
         assert again == fast[0] and again is not fast[0]
+
+
+# -- what a signal receiver gets is the job as it was when recorded (review of burst2) ---
+
+
+def test_a_receiver_that_saves_the_runs_job_keeps_its_schedule_anchor(make_job):
+    """Pausing ``run.job`` from a receiver is not a trigger change: ``trigger_changed_at``
+    anchors next fire times and catch-up, and moving it drops missed fires."""
+    from scheduler_app import services
+
+    job = make_job("anchor", retry_max_attempts=1)
+    before = Job.objects.get(pk=job.pk).trigger_changed_at
+    run = running(job)
+
+    def receiver(sender, run, **kwargs):
+        services.pause_jobs([run.job])
+
+    signals.run_failed.connect(receiver, sender=JobRun, weak=False)
+    try:
+        DjangoRunStore().record([finished(run, RunState.FAILED, error="x")])
+    finally:
+        signals.run_failed.disconnect(receiver, sender=JobRun)
+    after = Job.objects.get(pk=job.pk)
+    assert after.paused
+    assert after.trigger_changed_at == before
+
+
+def test_a_job_read_with_deferred_columns_saves_without_moving_its_anchor(make_job):
+    job = make_job("deferred", retry_max_attempts=1)
+    before = Job.objects.get(pk=job.pk).trigger_changed_at
+    partial = Job.objects.only("id", "name").get(pk=job.pk)
+    partial.description = "changed"
+    partial.save()
+    assert Job.objects.get(pk=job.pk).trigger_changed_at == before
+    moved = Job.objects.only("id", "name").get(pk=job.pk)
+    moved.trigger = {"type": "interval", "seconds": 120}
+    moved.save()
+    assert Job.objects.get(pk=job.pk).trigger_changed_at > before
+
+
+def test_a_receiver_reads_the_job_as_recorded_even_after_another_deleted_it(make_job):
+    from scheduler_app import services
+
+    job = make_job("oneshot", description="nightly export")
+    run = running(job)
+    seen = {}
+
+    def cleanup(sender, run, **kwargs):
+        services.delete_jobs([Job.objects.get(pk=run.job_id)])
+
+    def describe(sender, run, **kwargs):
+        seen["desc"] = (run.job.name, run.job.description, run.job.trigger)
+
+    signals.run_succeeded.connect(cleanup, sender=JobRun, weak=False)
+    signals.run_succeeded.connect(describe, sender=JobRun, weak=False)
+    try:
+        DjangoRunStore().record([finished(run)])
+    finally:
+        signals.run_succeeded.disconnect(cleanup, sender=JobRun)
+        signals.run_succeeded.disconnect(describe, sender=JobRun)
+    assert seen["desc"] == ("oneshot", "nightly export", job.trigger)
+
+
+def test_a_receiver_reading_every_column_of_the_job_costs_no_query(make_job):
+    job = make_job("costly", retry_max_attempts=1)
+    run = running(job)
+    counted = {}
+
+    def receiver(sender, run, **kwargs):
+        with CaptureQueriesContext(connection) as ctx:
+            counted["read"] = (
+                {f.attname: getattr(run.job, f.attname) for f in Job._meta.concrete_fields},
+                run.job.tenant.name,
+                run.job.tenant.rate_limit,
+                run.job.group,
+            )
+        counted["n"] = len(ctx.captured_queries)
+
+    signals.run_failed.connect(receiver, sender=JobRun, weak=False)
+    try:
+        DjangoRunStore().record([finished(run, RunState.FAILED, error="e")])
+    finally:
+        signals.run_failed.disconnect(receiver, sender=JobRun)
+    assert counted["n"] == 0
