@@ -148,12 +148,22 @@ def job_of_row(row: dict[str, Any]) -> Job:
     return job_from_row(decode_row(row, db), {}, {}, db)
 
 
+def _text_size(columns: tuple[Any, ...]) -> int:
+    """Characters of the text columns of a document's key (what dominates its size)."""
+    return sum(len(v) for v in columns if isinstance(v, str))
+
+
 def current_version(job: Job) -> int:
     return job.versions.aggregate(n=Max("number"))["n"] or 0
 
 
-#: Job documents kept per process (about 6 KB each; beyond this many the cache starts again).
+#: Job documents kept per process (an ordinary job's costs about 6 KB; beyond this many
+#: the least recently used is dropped for each new one).
 MAX_CACHED_DOCUMENTS = 10_000
+#: A job whose stored text (kwargs, trigger, description ...) is longer than this is not
+#: kept (built on each request): the bound on memory is then documents x this, not
+#: documents x the largest kwargs the API accepts.
+MAX_CACHED_DOCUMENT_TEXT = 16_384
 _documents_lock = threading.Lock()
 #: job id -> (key, document, sorted secret names, the job built for it, its trigger as
 #: :mod:`~scheduler_app.monitoring.nextfire` writes it). The key is all that the
@@ -239,15 +249,20 @@ def jobs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         cached = _documents.get(pk)
         if cached is not None and cached[0] == key:
             _, doc, secret_names, job, trigger_text = cached
+            with _documents_lock:  # the least recently used is dropped first
+                if _documents.pop(pk, None) is not None:
+                    _documents[pk] = cached
         else:
             job = job_from_row(decode_row(row, db), tenants, groups, db)
             doc = job_document.export_job(job, calendars=calendars, depends_on=depends_on)
             secret_names = sorted(job.secret_names or [])
             trigger_text = nextfire.trigger_text(job)
-            with _documents_lock:
-                if len(_documents) >= MAX_CACHED_DOCUMENTS:
-                    _documents.clear()
-                _documents[pk] = (key, doc, secret_names, job, trigger_text)
+            if _text_size(key[1]) <= MAX_CACHED_DOCUMENT_TEXT:
+                with _documents_lock:
+                    _documents.pop(pk, None)
+                    while len(_documents) >= MAX_CACHED_DOCUMENTS:
+                        _documents.pop(next(iter(_documents)))
+                    _documents[pk] = (key, doc, secret_names, job, trigger_text)
         excluded = [d for c in calendars for d in dates[c.pk]]
         last_id = row["_last_id"]
         last_run = last_runs.get(last_id)

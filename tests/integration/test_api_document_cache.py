@@ -204,3 +204,31 @@ def test_a_run_page_built_from_rows_shows_what_each_runs_detail_shows(root, tena
     assert {
         i["wait_reason"] for i in items + following if i["job_name"] == "b" and i["state"] == "queued"
     } == {"waiting for a node with tags gpu"}
+
+
+def test_past_the_bound_the_least_recently_used_is_dropped_not_the_whole_cache(root, tenant, monkeypatch):
+    monkeypatch.setattr(representations, "MAX_CACHED_DOCUMENTS", 3)
+    jobs = [services.save_job(Job(tenant=tenant, name=f"j{i}", task="demo.noop")) for i in range(5)]
+    assert len(page(root)) == 5
+    kept = dict(representations._documents)
+    assert len(kept) == 3
+    # A detail of a kept job reuses it and makes it the most recently used.
+    hot = next(iter(kept))
+    assert root.get(f"/api/jobs/{hot}/").status_code == 200
+    assert representations._documents[hot] is kept[hot]
+    assert list(representations._documents)[-1] == hot
+    # A job not kept pushes out the least recently used one, not everything.
+    cold = next(j.pk for j in jobs if j.pk not in kept)
+    assert root.get(f"/api/jobs/{cold}/").status_code == 200
+    assert hot in representations._documents and cold in representations._documents
+    assert len(representations._documents) == 3
+    assert_fresh(root)
+
+
+def test_a_job_with_large_stored_text_is_not_kept(root, tenant, monkeypatch):
+    monkeypatch.setattr(representations, "MAX_CACHED_DOCUMENT_TEXT", 1_000)
+    big = services.save_job(Job(tenant=tenant, name="big", task="demo.echo", kwargs={"text": "x" * 2_000}))
+    small = services.save_job(Job(tenant=tenant, name="small", task="demo.noop"))
+    items = page(root)
+    assert items["big"]["kwargs"] == {"text": "x" * 2_000}
+    assert big.pk not in representations._documents and small.pk in representations._documents
