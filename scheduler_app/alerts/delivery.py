@@ -119,9 +119,10 @@ def deliver(node: str, limit: int = 50) -> int:
     groups = _groups(rows)
     pending: dict[Future, list[AlertOutbox]] = {_senders().submit(_attempt, group): group for group in groups}
     # Recorded as the sends complete, in chunks: after the first of a chunk completes,
-    # the others get at most ``hold`` seconds to join it, so a finished send is never
-    # held behind a slow one (a timeout) until its lease expires and another node sends
-    # it again; a batch of fast sends is still recorded in one transaction.
+    # the others get at most ``hold`` seconds (a twentieth of the lease) to join it, so a
+    # finished send is never held behind a slow one (a timeout) until its lease expires
+    # and another node sends it again; a batch of fast sends is still recorded in one
+    # transaction.
     hold = record_hold()
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -134,9 +135,9 @@ def deliver(node: str, limit: int = 50) -> int:
     return len(rows)
 
 
-#: The longest a completed send waits for others to be recorded with it, in seconds
-#: (and at most a twentieth of the lease).
-RECORD_HOLD_SECONDS = 0.5
+#: The longest a completed send waits for others to be recorded with it, in seconds:
+#: a twentieth of the lease (1.5 s at the default 30 s), at most this.
+RECORD_HOLD_SECONDS = 2.0
 
 
 def record_hold() -> float:
