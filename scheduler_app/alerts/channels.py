@@ -40,6 +40,15 @@ TEMPLATE_VARIABLES = (
     "occurred_at",
 )
 DEFAULT_TIMEOUT = 10.0
+#: What replaces a NUL in a stored response or error (as run outcomes do).
+NUL_REPLACEMENT = "\ufffd"
+
+
+def storable(value: Any, limit: int) -> str:
+    """``value`` as text that can be stored: every NUL replaced (PostgreSQL text refuses
+    it), at most ``limit`` characters."""
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    return text[:limit].replace("\x00", NUL_REPLACEMENT)
 
 
 class DeliveryError(Exception):

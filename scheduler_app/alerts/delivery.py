@@ -26,10 +26,17 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -110,9 +117,31 @@ def deliver(node: str, limit: int = 50) -> int:
     if not rows:
         return 0
     groups = _groups(rows)
-    futures = [_senders().submit(_attempt, group) for group in groups]
-    _record_all(node, [(group, future.result()) for group, future in zip(groups, futures, strict=True)])
+    pending: dict[Future, list[AlertOutbox]] = {_senders().submit(_attempt, group): group for group in groups}
+    # Recorded as the sends complete, in chunks: after the first of a chunk completes,
+    # the others get at most ``hold`` seconds (a twentieth of the lease) to join it, so a
+    # finished send is never held behind a slow one (a timeout) until its lease expires
+    # and another node sends it again; a batch of fast sends is still recorded in one
+    # transaction.
+    hold = record_hold()
+    while pending:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        if len(done) < len(pending):
+            done, _ = wait(pending, timeout=hold)
+        chunk = [(group, future) for future, group in pending.items() if future in done]  # batch order
+        for _, future in chunk:
+            del pending[future]
+        _record_all(node, [(group, future.result()) for group, future in chunk])
     return len(rows)
+
+
+#: The longest a completed send waits for others to be recorded with it, in seconds:
+#: a twentieth of the lease (1.5 s at the default 30 s), at most this.
+RECORD_HOLD_SECONDS = 2.0
+
+
+def record_hold() -> float:
+    return min(RECORD_HOLD_SECONDS, float(app_settings.ALERTS_LEASE_SECONDS) / 20)
 
 
 def _payload(group: list[AlertOutbox]) -> dict:
@@ -139,16 +168,52 @@ def _attempt(group: list[AlertOutbox]) -> tuple[bool, str, str, str, float]:
         ok, status, response, error = False, exc.status or "error", exc.response, str(exc)
     except Exception as exc:  # a broken channel must not stop the loop
         ok, status, error = False, "error", f"{exc.__class__.__name__}: {exc}"
-    return ok, status, response, error, time.monotonic() - started
+    # What a receiver answered is stored: no NUL (PostgreSQL text refuses it), bounded.
+    clean = channel_types.storable
+    return ok, clean(status, 32), clean(response, 2000), clean(error, 2000), time.monotonic() - started
 
 
-def _record(node: str, group: list[AlertOutbox], result: tuple[bool, str, str, str, float]) -> None:
+def _record(node: str, group: list[AlertOutbox], result: Result) -> None:
     _record_all(node, [(group, result)])
 
 
-def _record_all(
-    node: str, results: list[tuple[list[AlertOutbox], tuple[bool, str, str, str, float]]]
-) -> None:
+Result = tuple[bool, str, str, str, float]
+
+
+def _record_all(node: str, results: list[tuple[list[AlertOutbox], Result]]) -> None:
+    """Record the attempts (see :func:`_record_batch`); if the batch's transaction is
+    refused, each message's attempts are recorded in a transaction of their own, so one
+    unrecordable attempt cannot leave the others unrecorded (and sent again after the
+    lease, forever). One still refused is logged and left to its lease. The database
+    away (OperationalError, InterfaceError) is raised: the loop retries."""
+    try:
+        _record_batch(node, results)
+        return
+    except (OperationalError, InterfaceError):
+        raise
+    except DatabaseError as exc:
+        if len(results) == 1:
+            _unrecordable(results[0][0], exc)
+            return
+        logger.warning("alert batch not recordable; recording each alert alone", extra={"error": str(exc)})
+    for item in results:
+        try:
+            _record_batch(node, [item])
+        except (OperationalError, InterfaceError):
+            raise
+        except DatabaseError as exc:
+            _unrecordable(item[0], exc)
+
+
+def _unrecordable(group: list[AlertOutbox], exc: Exception) -> None:
+    logger.error(
+        "alert attempt not recordable",
+        extra={"alert_id": ", ".join(str(r.alert_id) for r in group), "error": str(exc)},
+        exc_info=True,
+    )
+
+
+def _record_batch(node: str, results: list[tuple[list[AlertOutbox], Result]]) -> None:
     """Record the attempts of a leased batch in one transaction: the rows this node
     still holds, locked in one statement; one UPDATE per distinct new state (one in
     practice: every row sent), one INSERT of all the attempts and the counters. A few

@@ -216,15 +216,15 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
         },
         exclude=[run.pk for run in runs],
     )
-    # The alerts in order, each with the incident this batch opens for it (written only
-    # if the incident is: see open_incidents_at_once), or None.
-    written: list[tuple[AlertIncident | None, list[AlertOutbox]]] = []
+    # The alerts in order, each with the incidents this batch opens that it depends on
+    # (written only if one of them is: see open_incidents_at_once), or None.
+    written: list[tuple[list[AlertIncident] | None, list[AlertOutbox]]] = []
     opening: list[AlertIncident] = []
     suppressed: Counter[int] = Counter()
     closed: list[int] = []
     for rule, run in pairs:
         if run.state == RunState.SUCCEEDED:
-            written.append((None, _on_success(rule, run, now, open_incidents, baselines, closed)))
+            written += _on_success(rule, run, now, open_incidents, baselines, closed)
             continue
         events = [e for e in run_events(run) if e in rule.events]
         if not events or _muted(rule, now, run.job):
@@ -238,7 +238,7 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
             incident = AlertIncident(rule=rule, job=run.job, kind=kind, opened_at=now, last_alert_at=now)
             open_incidents[key] = incident
             opening.append(incident)
-            written.append((incident, outbox_rows(rule, event, run.job, run, now)))
+            written.append(([incident], outbox_rows(rule, event, run.job, run, now)))
             continue
         if incident.pk is None:  # opened by this batch: a second failure of the job in it
             incident.suppressed += 1
@@ -251,7 +251,10 @@ def on_outcome(runs: Sequence[JobRun], now: datetime | None = None) -> int:
     if opening:
         open_incidents_at_once(opening)
     rows = [
-        row for incident, alerts in written if incident is None or incident.pk is not None for row in alerts
+        row
+        for needs, alerts in written
+        if needs is None or any(i.pk is not None for i in needs)
+        for row in alerts
     ]
     if rows:
         AlertOutbox.objects.bulk_create(rows)
@@ -300,20 +303,25 @@ def _on_success(
     open_incidents: dict[tuple[int, int, str], AlertIncident],
     baselines: dict[int, float],
     closed: list[int],
-) -> list[AlertOutbox]:
-    """The alerts of a success under ``rule``; the incidents it ends are added to
+) -> list[tuple[list[AlertIncident] | None, list[AlertOutbox]]]:
+    """The alerts of a success under ``rule``, each with the incidents opened by this
+    batch it depends on (see :func:`on_outcome`); the incidents it ends are added to
     ``closed`` (the caller closes them in one statement)."""
+    written: list[tuple[list[AlertIncident] | None, list[AlertOutbox]]] = []
     rows: list[AlertOutbox] = []
     mine = [i for key, i in open_incidents.items() if key[0] == rule.pk and key[1] == run.job_id]
     if mine:
         closed.extend(i.pk for i in mine if i.pk is not None)
         for incident in mine:
-            if incident.pk is None:  # opened by this batch's earlier failure: written closed
+            if incident.pk is None:  # opened by this batch's earlier failure: closed after its insert
                 incident.closed_at = now
         for incident in mine:
             open_incidents.pop((incident.rule_id, incident.job_id, incident.kind), None)
         if "recovered" in rule.events and not _muted(rule, now, run.job):
-            rows += outbox_rows(rule, "recovered", run.job, run, now)
+            # Only the batch's own incidents ended: the recovery is alerted if one of them
+            # was written (not if another node had opened it: that node alerted the failure).
+            opened_here = all(i.pk is None for i in mine)
+            written.append((mine if opened_here else None, outbox_rows(rule, "recovered", run.job, run, now)))
     limit = slow_threshold(rule, run.job_id, baselines) if "slow" in rule.events else None
     if (
         limit is not None
@@ -325,7 +333,8 @@ def _on_success(
         if run.job_id in baselines:
             extra["p95_seconds"] = round(baselines[run.job_id], 3)
         rows += outbox_rows(rule, "slow", run.job, run, now, extra=extra)
-    return rows
+    written.append((None, rows))
+    return written
 
 
 def _open_or_remind(
@@ -379,17 +388,50 @@ OPEN_STATEMENT_ROWS = 500
 
 
 def open_incidents_at_once(incidents: Sequence[AlertIncident]) -> None:
-    """Insert the incidents a batch opens in one statement (``ON CONFLICT DO NOTHING``
-    on the partial unique index of open incidents), setting the pk of each one written.
-    One that another node opened meanwhile keeps ``pk`` None: its alert is that node's
-    (the batch writes none for it), as the savepoint and IntegrityError of one INSERT
-    per incident did before. Incidents already given ``closed_at`` (the job recovered
-    later in the batch) never conflict."""
+    """Insert the incidents a batch opens (in batch order), setting the pk of each one
+    written: open, in one statement per round (``ON CONFLICT DO NOTHING`` on the partial
+    unique index of open incidents), then those the batch's later successes ended are
+    closed in the same transaction. A job that failed, recovered and failed again in the
+    batch has a second round (its second incident); one round in practice.
+
+    One that another node opened meanwhile (even uncommitted: the insert waits for it)
+    keeps ``pk`` None, and so do the job's later incidents in the batch: its alerts are
+    that node's (the batch writes none for it, nor the recovery from it), as the
+    savepoint and IntegrityError of one INSERT per incident did before. Rows are
+    inserted in (rule, job, kind) order, so two nodes opening the same incidents wait for
+    each other in one order (no deadlock)."""
+    rounds: list[list[AlertIncident]] = []
+    seen: Counter[tuple[int, int, str]] = Counter()
+    for incident in incidents:
+        key = (incident.rule_id, incident.job_id, incident.kind)
+        if seen[key] == len(rounds):
+            rounds.append([])
+        rounds[seen[key]].append(incident)
+        seen[key] += 1
+    lost: set[tuple[int, int, str]] = set()
+    for batch in rounds:
+        todo = sorted(
+            (i for i in batch if (i.rule_id, i.job_id, i.kind) not in lost),
+            key=lambda i: (i.rule_id, i.job_id, i.kind),
+        )
+        _insert_open(todo)
+        lost.update((i.rule_id, i.job_id, i.kind) for i in todo if i.pk is None)
+        closing: dict[datetime, list[int]] = {}
+        for incident in todo:
+            if incident.pk is not None and incident.closed_at is not None:
+                closing.setdefault(incident.closed_at, []).append(incident.pk)
+        for closed_at, pks in closing.items():
+            AlertIncident.objects.filter(pk__in=pks).update(closed_at=closed_at)
+
+
+def _insert_open(incidents: Sequence[AlertIncident]) -> None:
+    """Insert ``incidents`` open (each key once), ``ON CONFLICT DO NOTHING``; sets the pk
+    of each one written."""
     from django.db import connection
 
     fields = [
         AlertIncident._meta.get_field(name)
-        for name in ("rule", "job", "kind", "opened_at", "last_alert_at", "suppressed", "closed_at")
+        for name in ("rule", "job", "kind", "opened_at", "last_alert_at", "suppressed")
     ]
     q = connection.ops.quote_name
     table = q(AlertIncident._meta.db_table)
@@ -405,17 +447,13 @@ def open_incidents_at_once(incidents: Sequence[AlertIncident]) -> None:
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))} "
                 f"ON CONFLICT ({rule_c}, {job_c}, {kind_c}) WHERE {closed_c} IS NULL DO NOTHING "
-                f"RETURNING id, {rule_c}, {job_c}, {kind_c}, {closed_c}",
+                f"RETURNING id, {rule_c}, {job_c}, {kind_c}",
                 params,
             )
             returned = cursor.fetchall()
-        waiting: dict[tuple[int, int, str, bool], list[AlertIncident]] = {}
-        for incident in chunk:
-            waiting.setdefault(
-                (incident.rule_id, incident.job_id, incident.kind, incident.closed_at is None), []
-            ).append(incident)
-        for pk, rule_id, job_id, kind, closed_at in returned:
-            incident = waiting[(rule_id, job_id, kind, closed_at is None)].pop()
+        by_key = {(i.rule_id, i.job_id, i.kind): i for i in chunk}
+        for pk, rule_id, job_id, kind in returned:
+            incident = by_key[(rule_id, job_id, kind)]
             incident.pk = pk
             incident._state.adding = False
 
