@@ -117,7 +117,15 @@ def deliver(node: str, limit: int = 50) -> int:
     if not rows:
         return 0
     groups = _groups(rows)
-    pending: dict[Future, list[AlertOutbox]] = {_senders().submit(_attempt, group): group for group in groups}
+    # A send that waited for a sender thread (behind slow ones) so long that it could end
+    # after the lease, when another node may lease and send the row again, is not made:
+    # the row is left to its lease (no attempt counted) and sent by whoever leases it next.
+    latest_start = time.monotonic() + max(
+        0.0, float(app_settings.ALERTS_LEASE_SECONDS) * 0.9 - send_timeout() - record_hold()
+    )
+    pending: dict[Future, list[AlertOutbox]] = {
+        _senders().submit(_attempt, group, latest_start): group for group in groups
+    }
     # Recorded as the sends complete, in chunks: after the first of a chunk completes,
     # the others get at most ``hold`` seconds (a twentieth of the lease) to join it, so a
     # finished send is never held behind a slow one (a timeout) until its lease expires
@@ -131,7 +139,13 @@ def deliver(node: str, limit: int = 50) -> int:
         chunk = [(group, future) for future, group in pending.items() if future in done]  # batch order
         for _, future in chunk:
             del pending[future]
-        _record_all(node, [(group, future.result()) for group, future in chunk])
+        made = [(group, result) for group, future in chunk if (result := future.result()) is not None]
+        if len(made) < len(chunk):
+            logger.info(
+                "alerts left to their lease: their sends would have started too late", extra={"node": node}
+            )
+        if made:
+            _record_all(node, made)
     return len(rows)
 
 
@@ -157,10 +171,20 @@ def _payload(group: list[AlertOutbox]) -> dict:
     }
 
 
-def _attempt(group: list[AlertOutbox]) -> tuple[bool, str, str, str, float]:
-    """Send one message (no database access): ok, status, response, error, seconds."""
-    timeout = max(1.0, app_settings.ALERTS_LEASE_SECONDS / 2)
+def send_timeout() -> float:
+    """How long one send may take, in seconds: half the lease (at least 1 s)."""
+    return max(1.0, float(app_settings.ALERTS_LEASE_SECONDS) / 2)
+
+
+def _attempt(
+    group: list[AlertOutbox], latest_start: float = float("inf")
+) -> tuple[bool, str, str, str, float] | None:
+    """Send one message (no database access): ok, status, response, error, seconds; None
+    (nothing sent) when it would start after ``latest_start`` (monotonic)."""
+    timeout = send_timeout()
     started = time.monotonic()
+    if started > latest_start:
+        return None
     ok, status, response, error = True, "ok", "", ""
     try:
         response = channel_types.send(group[0].channel, _payload(group), timeout)

@@ -255,3 +255,57 @@ def test_the_incidents_a_batch_opens_are_inserted_in_rule_job_kind_order(tenant,
     order = [(int(r), int(j)) for r, j in (tuple(v.split(", ")[:2]) for v in values.split("(")[1:])]
     expected = sorted((rl.pk, job.pk) for rl in (first, second) for job in jobs)
     assert order == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_that_would_start_too_late_for_its_lease_is_left_to_the_next_lease(tenant, make_job, settings):
+    """40 alerts to a receiver that takes 1 s each, 8 sender threads, a 4 s lease: the
+    sends queued behind the first waves would end after the lease (when another node
+    leases the rows and sends them too). They are not made: every alert is received
+    exactly once over the rounds, and a round counts no attempt for what it left."""
+    settings.SCHEDULER_APP = {**getattr(settings, "SCHEDULER_APP", {}), "ALERTS_LEASE_SECONDS": 4}
+    slow = WebhookReceiver()
+    slow.delay = 1.0
+    try:
+        rule(tenant, [hook_channel(tenant, "slowish", slow.url)], name="slowish")
+        for i in range(40):
+            finish(make_job(f"slowish-{i}", retry_max_attempts=1), "failed")
+        assert AlertOutbox.objects.count() == 40
+
+        def node_a():
+            try:
+                delivery.deliver("node-a", limit=100)
+            finally:
+                connection.close()
+
+        t = threading.Thread(target=node_a)
+        t.start()
+        time.sleep(4.2)  # node-a's lease expired: node-b leases what node-a has not recorded
+        delivery.deliver("node-b", limit=100)
+        t.join()
+        left = AlertOutbox.objects.exclude(state="sent")
+        assert left.exists() and not left.filter(attempts__gt=0).exists()
+        for _ in range(6):
+            if not AlertOutbox.objects.exclude(state="sent").exists():
+                break
+            time.sleep(
+                max(
+                    0.0,
+                    (
+                        AlertOutbox.objects.exclude(leased_until=None)
+                        .order_by("-leased_until")
+                        .values_list("leased_until", flat=True)
+                        .first()
+                        or WHEN
+                    ).timestamp()
+                    - time.time(),
+                )
+                + 0.1
+            )
+            delivery.deliver("node-c", limit=100)
+        sent = [r["json"]["alert_id"] for r in slow.accepted()]
+        ids = [str(a) for a in AlertOutbox.objects.values_list("alert_id", flat=True)]
+        assert AlertOutbox.objects.filter(state="sent").count() == 40
+        assert sorted(sent.count(a) for a in ids) == [1] * 40
+    finally:
+        slow.close()
