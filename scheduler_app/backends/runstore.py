@@ -108,6 +108,13 @@ FIRE_STATEMENT_ROWS = 2000
 FIRE_ANALYZE_SHARE = 0.1
 FIRE_ANALYZE_MIN_ROWS = 5000
 FIRE_ANALYZE_INTERVAL = 10.0
+#: The queue ahead of new fires (due runs per priority) and the cluster's pace (runs
+#: finished per second over the last FIRE_BACKLOG_PACE_WINDOW seconds) are read by the
+#: fire path at most once per FIRE_BACKLOG_INTERVAL seconds (see ``_Backlog``).
+FIRE_BACKLOG_INTERVAL = 0.25
+FIRE_BACKLOG_PACE_WINDOW = 3.0
+#: Below this many due runs queued ahead, a fire is always queued (no judgement made).
+FIRE_BACKLOG_MIN_AHEAD = 20
 #: Runs skipped by one statement of ``shed_misfired``.
 SHED_STATEMENT_ROWS = 5000
 #: How long that ANALYZE may wait for the table's lock (held by a VACUUM, say).
@@ -162,6 +169,10 @@ class DjangoRunStore:
         self._written_since_analyze = 0
         self._rows_at_analyze: float | None = None
         self._analyzed_at = float("-inf")
+        # The queue ahead of new fires, as last read (see enqueue and _Backlog).
+        self._backlog: _Backlog | None = None
+        self._backlog_skips = 0  # fires skipped at enqueue since the last log line
+        self._backlog_logged_at = float("-inf")
 
     # -- enqueue --------------------------------------------------------------------------
 
@@ -178,6 +189,17 @@ class DjangoRunStore:
         queued = 0
         cap = app_settings.MISFIRE_RUN_ALL_CAP
         targets_of: dict[tuple[str, ...], list[str]] = {}  # broadcast targets per tag set
+        backlog: _Backlog | None = None  # read when the first fire it may concern comes
+        backlog_skips = 0
+        # In queue order (priority, then time), so a batch's own runs count as ahead of
+        # the batch's later, lower-priority ones as they will in the queue.
+        fires = sorted(
+            fires,
+            key=lambda f: (
+                -(jobs[f.job_id].priority if f.job_id in jobs else 0),
+                min(f.run_times, default=f.noticed_at),
+            ),
+        )
         for fire in fires:
             job = jobs.get(fire.job_id)
             if job is None or not job.is_schedulable:
@@ -217,7 +239,37 @@ class DjangoRunStore:
                     extra={"job": job.name, "job_id": job.pk, "tags": ",".join(job.routing_tags or ())},
                 )
                 skipped.extend((when, "broadcast: no live node matches the job's tags") for when in plan.run)
-            for when in plan.run:
+            run_times: Sequence[datetime] = plan.run
+            if run_times and job.misfire_policy == rules.SKIP and job.routing == Routing.ANY:
+                # Past the grace before a node could claim it: skipped now, as the claim
+                # (or the shed) would skip it later, without a queued row to write,
+                # claim past and update again.
+                if backlog is None:
+                    backlog = self._backlog_ahead()
+                kept: list[datetime] = []
+                for when in run_times:
+                    ahead = backlog.ahead(job.priority)
+                    wait = (
+                        rules.backlog_wait(ahead, backlog.pace) if ahead >= FIRE_BACKLOG_MIN_AHEAD else None
+                    )
+                    if rules.skipped_by_backlog(job.misfire_policy, job.misfire_grace_seconds, wait):
+                        skipped.append(
+                            (
+                                when,
+                                f"could not start within the {job.misfire_grace_seconds} s grace period: "
+                                f"{ahead} due runs queued ahead of it, {backlog.pace:.0f} runs/s "
+                                f"finishing (about {wait:.1f} s of waiting; misfire policy: skip)",
+                            )
+                        )
+                        backlog_skips += 1
+                    else:
+                        kept.append(when)
+                        backlog.add(job.priority)
+                run_times = kept
+            elif run_times and backlog is not None:
+                for _ in run_times:
+                    backlog.add(job.priority)
+            for when in run_times:
                 for target in targets:
                     rows.append(_NewRun(job.pk, job.tenant_id, when, job.priority, job.executor, target))
                     queued += 1
@@ -255,7 +307,62 @@ class DjangoRunStore:
             self._analyze_when_grown()
         if signals.run_queued.has_listeners(JobRun) or signals.run_skipped.has_listeners(JobRun):
             self._send_created(rows)
+        if backlog_skips:
+            self._log_backlog_skips(backlog_skips, backlog)
         return queued
+
+    def _backlog_ahead(self) -> _Backlog:
+        """The due runs queued per priority and the cluster's pace, read at most once
+        per FIRE_BACKLOG_INTERVAL; in between, the last reading less what the pace has
+        drained since, plus the runs this process queued since (``_Backlog.add``)."""
+        cached = self._backlog
+        if cached is not None and time.monotonic() - cached.read_at < FIRE_BACKLOG_INTERVAL:
+            return cached
+        now = timezone.now()
+        # The runs a claim would take, in its order: due, not held back by a limit on
+        # purpose (wait_reason), of jobs that may run (enabled, not paused).
+        ahead = dict(
+            JobRun.objects.filter(
+                state=RunState.QUEUED,
+                not_before__lte=now,
+                wait_reason="",
+                job__enabled=True,
+                job__paused=False,
+            )
+            .order_by()
+            .values("priority")
+            .annotate(n=Count("id"))
+            .values_list("priority", "n")
+        )
+        pace = 0.0
+        if sum(ahead.values()) >= FIRE_BACKLOG_MIN_AHEAD:
+            # Executed runs that finished lately, on any node (the covering index on
+            # finished_at: no table read); skips and cancellations are not a pace.
+            since = now - timedelta(seconds=FIRE_BACKLOG_PACE_WINDOW)
+            done = JobRun.objects.filter(
+                finished_at__gte=since,
+                state__in=[RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT],
+            ).count()
+            pace = done / FIRE_BACKLOG_PACE_WINDOW
+        self._backlog = _Backlog(ahead, pace, time.monotonic())
+        return self._backlog
+
+    def _log_backlog_skips(self, count: int, backlog: _Backlog | None) -> None:
+        """One log line per few seconds, not one per batch."""
+        self._backlog_skips += count
+        if time.monotonic() - self._backlog_logged_at < 5.0:
+            return
+        logger.warning(
+            "fires recorded as skipped at enqueue: the due runs queued ahead of them cannot "
+            "be drained within their misfire grace",
+            extra={
+                "count": self._backlog_skips,
+                "queued_ahead": sum(backlog.due.values()) if backlog else None,
+                "runs_per_second": round(backlog.pace, 1) if backlog else None,
+            },
+        )
+        self._backlog_skips = 0
+        self._backlog_logged_at = time.monotonic()
 
     def _skips_end_joins(self, rows: list[JobRun]) -> int:
         """The runs this enqueue wrote as skipped have ended: they go into their
@@ -1272,6 +1379,28 @@ class _FireJob(NamedTuple):
     @property
     def is_schedulable(self) -> bool:
         return self.enabled and not self.paused
+
+
+class _Backlog:
+    """The due runs queued per priority when read (``due``), the cluster's pace then
+    (runs finished per second), and the runs this process queued since (``added``).
+    ``ahead(p)``: the due runs a new run of priority ``p`` waits behind (those of equal
+    or higher priority); the pace drains the top of the queue, so it is taken off them."""
+
+    def __init__(self, due: Mapping[int, int], pace: float, read_at: float) -> None:
+        self.due = dict(due)
+        self.pace = pace
+        self.read_at = read_at
+        self.added: dict[int, int] = {}
+
+    def add(self, priority: int) -> None:
+        self.added[priority] = self.added.get(priority, 0) + 1
+
+    def ahead(self, priority: int) -> int:
+        queued = sum(n for p, n in self.due.items() if p >= priority)
+        queued += sum(n for p, n in self.added.items() if p >= priority)
+        drained = self.pace * (time.monotonic() - self.read_at)
+        return max(queued - int(drained), 0)
 
 
 class _NewRun(NamedTuple):
