@@ -191,6 +191,10 @@ class DjangoRunStore:
         targets_of: dict[tuple[str, ...], list[str]] = {}  # broadcast targets per tag set
         backlog: _Backlog | None = None  # read when the first fire it may concern comes
         backlog_skips = 0
+        # A claim measures lateness from the run's queued_at (this write): the time a
+        # fire waited in memory before it (an enqueuer behind a fire rate its node cannot
+        # write) would otherwise go unjudged, and runs start that much past the grace.
+        writing_at = timezone.now()
         # In queue order (priority, then time), so a batch's own runs count as ahead of
         # the batch's later, lower-priority ones as they will in the queue.
         fires = sorted(
@@ -240,6 +244,19 @@ class DjangoRunStore:
                 )
                 skipped.extend((when, "broadcast: no live node matches the job's tags") for when in plan.run)
             run_times: Sequence[datetime] = plan.run
+            lag = max((writing_at - fire.noticed_at).total_seconds(), 0.0)
+            if run_times and rules.skipped_by_backlog(job.misfire_policy, job.misfire_grace_seconds, lag):
+                skipped.extend(
+                    (
+                        when,
+                        f"could not start within the {job.misfire_grace_seconds} s grace period: "
+                        f"it waited {lag:.1f} s in this node's fire queue before it was written "
+                        "(misfire policy: skip)",
+                    )
+                    for when in run_times
+                )
+                backlog_skips += len(run_times)
+                run_times = ()
             if run_times and job.misfire_policy == rules.SKIP and job.routing == Routing.ANY:
                 # Past the grace before a node could claim it: skipped now, as the claim
                 # (or the shed) would skip it later, without a queued row to write,
@@ -249,8 +266,9 @@ class DjangoRunStore:
                 kept: list[datetime] = []
                 for when in run_times:
                     ahead = backlog.ahead(job.priority)
+                    pace_wait = rules.backlog_wait(ahead, backlog.pace)
                     wait = (
-                        rules.backlog_wait(ahead, backlog.pace) if ahead >= FIRE_BACKLOG_MIN_AHEAD else None
+                        lag + pace_wait if pace_wait is not None and ahead >= FIRE_BACKLOG_MIN_AHEAD else None
                     )
                     if rules.skipped_by_backlog(job.misfire_policy, job.misfire_grace_seconds, wait):
                         skipped.append(

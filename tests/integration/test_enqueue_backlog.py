@@ -158,7 +158,7 @@ def test_the_reading_is_reused_within_its_interval_and_counts_what_this_store_qu
 ):
     """Two enqueues within FIRE_BACKLOG_INTERVAL read the queue once: the second one
     sees the first one's run through its own count, not through a query. 20 ahead at
-    1 run/s, grace 20 s: the first fire waits 20 s (queued), the second 21 s."""
+    1 run/s, grace 21 s: the first fire waits 20 s (queued), the second 21 s."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -168,13 +168,41 @@ def test_the_reading_is_reused_within_its_interval_and_counts_what_this_store_qu
     filler = make_job("filler", misfire_policy="run_all")
     backlog(filler, 20)
     finished(filler, 3)
-    a = make_job("a", misfire_policy="skip", misfire_grace_seconds=20)
-    b = make_job("b", misfire_policy="skip", misfire_grace_seconds=20)
+    a = make_job("a", misfire_policy="skip", misfire_grace_seconds=21)
+    b = make_job("b", misfire_policy="skip", misfire_grace_seconds=21)
     assert store.enqueue([fire(a)]) == 1
     with CaptureQueriesContext(connection) as queries:
         assert store.enqueue([fire(b)]) == 0
     assert not [q for q in queries.captured_queries if "GROUP BY" in q["sql"]]
     assert run_of(b).state == RunState.SKIPPED
     assert run_of(b).error.startswith(
-        "could not start within the 20 s grace period: 21 due runs queued ahead of it, 1 runs/s"
+        "could not start within the 21 s grace period: 21 due runs queued ahead of it, 1 runs/s"
     )
+
+
+@pytest.mark.parametrize(
+    ("policy", "waited", "state"),
+    [
+        ("skip", 3, RunState.SKIPPED),
+        ("skip", 1, RunState.QUEUED),
+        ("coalesce", 3, RunState.QUEUED),
+        ("run_all", 3, RunState.QUEUED),
+    ],
+)
+def test_a_fire_that_waited_in_memory_past_its_grace_is_skipped_when_written(
+    store, make_job, policy, waited, state
+):
+    """An enqueuer behind the fire rate: the fire was noticed on time, but written
+    ``waited`` s later; a claim judges lateness from the write (queued_at), so without
+    this a run would start up to that much past its grace (measured: 18 s late with a 2 s
+    grace on a saturated machine). No backlog at all here."""
+    job = make_job("j", misfire_policy=policy, misfire_grace_seconds=2)
+    noticed = timezone.now() - timedelta(seconds=waited)
+    assert store.enqueue([Fire(job.pk, (noticed,), noticed)]) == (1 if state == RunState.QUEUED else 0)
+    run = JobRun.objects.get(job=job)
+    assert run.state == state
+    if state == RunState.SKIPPED:
+        assert run.error.startswith(
+            "could not start within the 2 s grace period: it waited 3.0 s in this node's fire queue "
+            "before it was written (misfire policy: skip)"
+        )
