@@ -9,6 +9,7 @@ judged. Real PostgreSQL: the queue and the pace are read from the run table."""
 
 from __future__ import annotations
 
+import types
 from datetime import timedelta
 
 import pytest
@@ -21,8 +22,19 @@ from scheduler_app.models import Job, JobRun, RunReason, RunState
 pytestmark = pytest.mark.django_db
 
 
+#: The pace window for these tests (counts of finished runs become runs/s over it): long,
+#: so a slow machine between writing the finished runs and enqueueing changes nothing.
+WINDOW = 30.0
+
+
 @pytest.fixture
-def store():
+def store(monkeypatch):
+    """A run store whose clock stands still (the pace drains nothing between reading
+    the queue and judging a fire) and whose pace window is WINDOW."""
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "FIRE_BACKLOG_PACE_WINDOW", WINDOW)
+    monkeypatch.setattr(runstore, "time", types.SimpleNamespace(monotonic=lambda: 1000.0))
     return DjangoRunStore()
 
 
@@ -43,9 +55,10 @@ def backlog(job, count, *, priority=0):
     )
 
 
-def finished(job, count, *, state=RunState.SUCCEEDED, ago=timedelta(seconds=1)):
-    """``count`` runs of ``job`` that finished ``ago`` (the cluster's pace: count / 3 s)."""
+def finished(job, pace, *, state=RunState.SUCCEEDED, ago=timedelta(seconds=1)):
+    """Runs of ``job`` that finished ``ago``: ``pace`` runs/s over the pace window."""
     at = timezone.now() - ago
+    count = round(pace * WINDOW)
     JobRun.objects.bulk_create(
         JobRun(
             job=job,
@@ -76,11 +89,11 @@ def run_of(job):
 
 @pytest.fixture
 def busy(make_job):
-    """200 due runs queued (of a run_all job, which keeps them) and 100 finished in the
-    last 3 s: about 33 runs/s, so a new run of priority 0 waits about 6 s."""
+    """200 due runs queued (of a run_all job, which keeps them) and 33.3 runs/s
+    finishing: a new run of priority 0 waits about 6 s."""
     filler = make_job("filler", misfire_policy="run_all")
     backlog(filler, 200)
-    finished(filler, 100)
+    finished(filler, 100 / 3)
     return filler
 
 
@@ -115,7 +128,7 @@ def test_the_batch_counts_its_own_runs_as_ahead_of_its_later_ones(store, make_jo
     The higher-priority job's fire goes first whatever its place in the batch."""
     filler = make_job("filler", misfire_policy="run_all")
     backlog(filler, 50)
-    finished(filler, 100)
+    finished(filler, 100 / 3)
     jobs = [make_job(f"j{i:02}", misfire_policy="skip", misfire_grace_seconds=2) for i in range(29)]
     urgent = make_job("urgent", misfire_policy="skip", misfire_grace_seconds=2, priority=1)
     assert store.enqueue([fire(j) for j in [*jobs, urgent]]) == 17
@@ -137,13 +150,13 @@ def test_no_judgement_without_a_backlog_that_cannot_drain(store, make_job, case)
     filler = make_job("filler", misfire_policy="run_all")
     backlog(filler, 5 if case == "small-backlog" else 200)
     if case == "fast":
-        finished(filler, 400)  # 133 runs/s: 1.5 s of waiting
+        finished(filler, 400 / 3)  # 133 runs/s: 1.5 s of waiting
     elif case == "old-finishes":
-        finished(filler, 100, ago=timedelta(seconds=10))
+        finished(filler, 100 / 3, ago=timedelta(seconds=WINDOW + 5))
     elif case == "skips-are-no-pace":
-        finished(filler, 100, state=RunState.SKIPPED)
+        finished(filler, 100 / 3, state=RunState.SKIPPED)
     elif case in ("paused-backlog", "held-backlog", "small-backlog"):
-        finished(filler, 100)
+        finished(filler, 100 / 3)
     if case == "paused-backlog":
         Job.objects.filter(pk=filler.pk).update(paused=True)
     if case == "held-backlog":
@@ -153,21 +166,16 @@ def test_no_judgement_without_a_backlog_that_cannot_drain(store, make_job, case)
     assert run_of(job).state == RunState.QUEUED
 
 
-def test_the_reading_is_reused_within_its_interval_and_counts_what_this_store_queued(
-    store, make_job, monkeypatch
-):
+def test_the_reading_is_reused_within_its_interval_and_counts_what_this_store_queued(store, make_job):
     """Two enqueues within FIRE_BACKLOG_INTERVAL read the queue once: the second one
     sees the first one's run through its own count, not through a query. 20 ahead at
     1 run/s, grace 21 s: the first fire waits 20 s (queued), the second 21 s."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from scheduler_app.backends import runstore
-
-    monkeypatch.setattr(runstore, "FIRE_BACKLOG_INTERVAL", 60.0)
     filler = make_job("filler", misfire_policy="run_all")
     backlog(filler, 20)
-    finished(filler, 3)
+    finished(filler, 1)
     a = make_job("a", misfire_policy="skip", misfire_grace_seconds=21)
     b = make_job("b", misfire_policy="skip", misfire_grace_seconds=21)
     assert store.enqueue([fire(a)]) == 1
