@@ -180,12 +180,22 @@ class DjangoRunStore:
     def enqueue(self, fires: Sequence[Fire]) -> int:
         # Only what deciding and writing a fire needs (no trigger, kwargs, secrets), as
         # plain rows: this read cost more than the INSERT when it built model instances.
-        jobs = {
-            row[0]: _FireJob(*row)
-            for row in Job.objects.filter(pk__in={f.job_id for f in fires})
-            .order_by()
-            .values_list(*_FireJob._fields)
-        }
+        wanted = Job.objects.order_by()
+        ids = sorted({f.job_id for f in fires})
+        if self._postgres:
+            # One array parameter instead of an IN list prepared id by id (py-spy: a tenth
+            # of the fire path at 3,000 fires/s).
+            wanted = wanted.extra(
+                where=[f"{connection.ops.quote_name(Job._meta.db_table)}.id = ANY(%s)"], params=[ids]
+            )
+        else:
+            wanted = wanted.filter(pk__in=ids)
+        jobs: dict[int, _FireJob] = {}
+        labels: dict[int, tuple[str, str, str, str]] = {}  # for the skipped runs' metrics
+        for row in wanted.values_list(*_FireJob._fields, *_FIRE_LABEL_FIELDS):
+            jobs[row[0]] = _FireJob(*row[: len(_FireJob._fields)])
+            slug, group, task = row[len(_FireJob._fields) :]
+            labels[row[0]] = (slug, group or "", task, row[2])
         rows: list[_NewRun] = []
         queued = 0
         cap = app_settings.MISFIRE_RUN_ALL_CAP
@@ -319,7 +329,7 @@ class DjangoRunStore:
                     [row.model(now) for row in rows], ignore_conflicts=True, batch_size=500
                 )
             skipped_runs = [_SkippedAtEnqueue(row, now) for row in rows if row.error is not None]
-            counters.count_finished(skipped_runs)  # metrics
+            counters.count_finished(skipped_runs, labels)  # metrics
             self._skips_end_joins(skipped_runs)
         if self._postgres:
             self._written_since_analyze += len(rows)
@@ -1420,6 +1430,10 @@ class _Backlog:
         queued += sum(n for p, n in self.added.items() if p >= priority)
         drained = self.pace * (time.monotonic() - self.read_at)
         return max(queued - int(drained), 0)
+
+
+#: What the metrics label a skipped run with, read with its job (see enqueue).
+_FIRE_LABEL_FIELDS = ("tenant__slug", "group__name", "task")
 
 
 class _NewRun(NamedTuple):

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from scheduler_app.backends.runstore import DjangoRunStore
 from scheduler_app.engine.interfaces import Fire
-from scheduler_app.models import Job, JobRun, RunReason, RunState
+from scheduler_app.models import Job, JobRun, RunCounter, RunReason, RunState
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +107,9 @@ def test_a_skip_fire_behind_a_backlog_past_its_grace_is_written_as_skipped_not_q
         "33 runs/s finishing (about 6.0 s of waiting; misfire policy: skip)"
     )
     assert not JobRun.objects.filter(job=job, state=RunState.QUEUED).exists()
+    # counted in the metrics, labelled from the job read with the fire
+    counted = RunCounter.objects.filter(state=RunState.SKIPPED).values_list("tenant", "task", "count")
+    assert list(counted) == [(job.tenant.slug, "demo.noop", 1)]
 
 
 def test_jobs_that_keep_their_schedule_are_queued_behind_the_same_backlog(store, make_job, busy):
