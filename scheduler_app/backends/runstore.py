@@ -300,10 +300,24 @@ class DjangoRunStore:
                     backlog.add(job.priority)
             for when in run_times:
                 for target in targets:
-                    rows.append(_NewRun(job.pk, job.tenant_id, when, job.priority, job.executor, target))
+                    rows.append(
+                        _NewRun(
+                            job.pk,
+                            job.tenant_id,
+                            when,
+                            job.priority,
+                            job.executor,
+                            target,
+                            noticed=fire.noticed_at,
+                        )
+                    )
                     queued += 1
             for when, reason in skipped:
-                rows.append(_NewRun(job.pk, job.tenant_id, when, job.priority, job.executor, "", reason))
+                rows.append(
+                    _NewRun(
+                        job.pk, job.tenant_id, when, job.priority, job.executor, "", reason, fire.noticed_at
+                    )
+                )
         if not rows:
             return 0
         with transaction.atomic():
@@ -1447,6 +1461,14 @@ class _NewRun(NamedTuple):
     executor: str
     target_node: str
     error: str | None = None  # None: queued; else skipped, for this reason
+    # When the leader noticed the fire: the run's queued_at (never after the write). The
+    # claim and the shed measure lateness from queued_at, so the time a fire waited in
+    # the enqueuer's memory counts against its grace (as the write time it did not:
+    # runs started up to that wait past their grace).
+    noticed: datetime | None = None
+
+    def queued_at(self, now: datetime) -> datetime:
+        return now if self.noticed is None else min(self.noticed, now)
 
     def model(self, now: datetime) -> JobRun:
         skipped = self.error is not None
@@ -1462,7 +1484,7 @@ class _NewRun(NamedTuple):
             executor=self.executor,
             state=RunState.SKIPPED if skipped else RunState.QUEUED,
             error=self.error or "",
-            queued_at=now,
+            queued_at=self.queued_at(now),
             finished_at=now if skipped else None,
             is_final=skipped,
         )
@@ -1502,6 +1524,7 @@ _FIRE_COLUMNS = (
     ("error", "text"),
     ("finished_at", "timestamptz"),
     ("is_final", "boolean"),
+    ("queued_at", "timestamptz"),
 )
 
 
@@ -1512,7 +1535,7 @@ def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> None:
     run already written (same job, time, attempt, node) is left as it is (``ON CONFLICT
     DO NOTHING``, as bulk_create's ignore_conflicts): a fire is never written twice.
     Every other column gets its field's default, as a model instance would; ``queued_at``
-    is ``now``; ``not_before`` is the fire time."""
+    is when the fire was noticed (``_NewRun.queued_at``); ``not_before`` is the fire time."""
     varying = {name for name, _ in _FIRE_COLUMNS}
     columns: list[str] = []
     values: list[str] = []
@@ -1555,6 +1578,7 @@ def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> None:
                 [row.error or "" for row in chunk],
                 [now if s else None for s in skipped],
                 skipped,
+                [row.queued_at(now) for row in chunk],
             ]
             cursor.execute(sql, [*constants, *arrays_of])
 

@@ -16,7 +16,7 @@ import pytest
 from django.utils import timezone
 
 from scheduler_app.backends.runstore import DjangoRunStore
-from scheduler_app.engine.interfaces import Fire
+from scheduler_app.engine.interfaces import Capacity, Fire
 from scheduler_app.models import Job, JobRun, RunCounter, RunReason, RunState
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +217,19 @@ def test_a_fire_that_waited_in_memory_past_its_grace_is_skipped_when_written(
             "could not start within the 2 s grace period: it waited 3.0 s in this node's fire queue "
             "before it was written (misfire policy: skip)"
         )
+
+
+def test_a_run_is_judged_at_claim_from_when_its_fire_was_noticed_not_from_its_write(store, make_job):
+    """Admitted 1.5 s after it was noticed (grace 2 s): queued_at is the noticed time, so
+    a claim 2.5 s after it skips the run (0.5 s past its grace from the write, 2.5 s from
+    the fire): lateness stays bounded by the grace, not by the grace plus the wait."""
+    job = make_job("j", misfire_policy="skip", misfire_grace_seconds=2)
+    noticed = timezone.now() - timedelta(seconds=1.5)
+    assert store.enqueue([Fire(job.pk, (noticed,), noticed)]) == 1
+    run = JobRun.objects.get(job=job)
+    assert run.queued_at == noticed
+    room = Capacity(per_executor={"thread": 8}, total=8)
+    assert not store.claim("n1", room, noticed + timedelta(seconds=2.5)).runs
+    run.refresh_from_db()
+    assert run.state == RunState.SKIPPED
+    assert run.error == "could not start within the 2 s grace period (2.5 s late; misfire policy: skip)"
