@@ -192,7 +192,7 @@ class DjangoRunStore:
             wanted = wanted.filter(pk__in=ids)
         jobs: dict[int, _FireJob] = {}
         labels: dict[int, tuple[str, str, str, str]] = {}  # for the skipped runs' metrics
-        for row in wanted.values_list(*_FireJob._fields, *_FIRE_LABEL_FIELDS):
+        for row in wanted.values_list(*_FIRE_JOB_FIELDS, *_FIRE_LABEL_FIELDS):
             jobs[row[0]] = _FireJob(*row[: len(_FireJob._fields)])
             slug, group, task = row[len(_FireJob._fields) :]
             labels[row[0]] = (slug, group or "", task, row[2])
@@ -254,7 +254,8 @@ class DjangoRunStore:
                     extra={"job": job.name, "job_id": job.pk, "tags": ",".join(job.routing_tags or ())},
                 )
                 skipped.extend((when, "broadcast: no live node matches the job's tags") for when in plan.run)
-            run_times: Sequence[datetime] = plan.run
+            # A broadcast fire with no node to run it is skipped once (above), not judged again.
+            run_times: Sequence[datetime] = plan.run if targets else ()
             lag = max((writing_at - fire.noticed_at).total_seconds(), 0.0)
             if run_times and rules.skipped_by_backlog(job.misfire_policy, job.misfire_grace_seconds, lag):
                 skipped.extend(
@@ -268,36 +269,37 @@ class DjangoRunStore:
                 )
                 backlog_skips += len(run_times)
                 run_times = ()
-            if run_times and job.misfire_policy == rules.SKIP and job.routing == Routing.ANY:
+            if run_times and job.misfire_policy == rules.SKIP and job.claimable_anywhere and self._postgres:
                 # Past the grace before a node could claim it: skipped now, as the claim
                 # (or the shed) would skip it later, without a queued row to write,
-                # claim past and update again.
+                # claim past and update again. Judged only when every live node that
+                # could claim it is full for its executor (see _Backlog.judge).
                 if backlog is None:
-                    backlog = self._backlog_ahead()
+                    backlog = self._backlog_ahead(jobs)
                 kept: list[datetime] = []
                 for when in run_times:
-                    ahead = backlog.ahead(job.priority)
-                    pace_wait = rules.backlog_wait(ahead, backlog.pace)
-                    wait = (
-                        lag + pace_wait if pace_wait is not None and ahead >= FIRE_BACKLOG_MIN_AHEAD else None
-                    )
-                    if rules.skipped_by_backlog(job.misfire_policy, job.misfire_grace_seconds, wait):
+                    judged = backlog.judge(job, lag)
+                    if judged is not None and rules.skipped_by_backlog(
+                        job.misfire_policy, job.misfire_grace_seconds, judged[1]
+                    ):
+                        ahead, wait = judged
                         skipped.append(
                             (
                                 when,
                                 f"could not start within the {job.misfire_grace_seconds} s grace period: "
-                                f"{ahead} due runs queued ahead of it, {backlog.pace:.0f} runs/s "
-                                f"finishing (about {wait:.1f} s of waiting; misfire policy: skip)",
+                                f"{ahead} due runs queued ahead of it, "
+                                f"{backlog.pace.get(job.executor, 0.0):.0f} runs/s finishing "
+                                f"(about {wait:.1f} s of waiting; misfire policy: skip)",
                             )
                         )
                         backlog_skips += 1
                     else:
                         kept.append(when)
-                        backlog.add(job.priority)
+                        backlog.add(job)
                 run_times = kept
             elif run_times and backlog is not None:
                 for _ in run_times:
-                    backlog.add(job.priority)
+                    backlog.add(job)
             for when in run_times:
                 for target in targets:
                     rows.append(
@@ -337,14 +339,22 @@ class DjangoRunStore:
                 return 0
             now = timezone.now()
             if self._postgres:
-                _insert_runs(rows, now)
+                written = _insert_runs(rows, now)
             else:
+                written = _existing_skip_keys(rows, invert=True)
                 JobRun.objects.bulk_create(
                     [row.model(now) for row in rows], ignore_conflicts=True, batch_size=500
                 )
-            skipped_runs = [_SkippedAtEnqueue(row, now) for row in rows if row.error is not None]
+            # Only the skips written now: a fire written twice (a new leader firing the
+            # same time again) was counted, alerted and joined when first written.
+            skipped_runs = [
+                _SkippedAtEnqueue(row, now)
+                for row in rows
+                if row.error is not None and (row.job_id, row.scheduled_for, row.target_node) in written
+            ]
             counters.count_finished(skipped_runs, labels)  # metrics
             self._skips_end_joins(skipped_runs)
+            self._skips_alert(skipped_runs, now)  # outbox rows, in this transaction
         if self._postgres:
             self._written_since_analyze += len(rows)
             self._analyze_when_grown()
@@ -354,41 +364,117 @@ class DjangoRunStore:
             self._log_backlog_skips(backlog_skips, backlog)
         return queued
 
-    def _backlog_ahead(self) -> _Backlog:
-        """The due runs queued per priority and the cluster's pace, read at most once
-        per FIRE_BACKLOG_INTERVAL; in between, the last reading less what the pace has
-        drained since, plus the runs this process queued since (``_Backlog.add``)."""
+    def _backlog_ahead(self, jobs: Mapping[int, _FireJob]) -> _Backlog:
+        """What a fire is judged on (PostgreSQL; see ``_Backlog``), read at most once per
+        FIRE_BACKLOG_INTERVAL; in between, the last reading less what the pace has
+        drained since, plus the runs this process queued since (``_Backlog.add``).
+        Everything by the database's clock (``statement_timestamp()``: inside a transaction too), not this node's."""
         cached = self._backlog
         if cached is not None and time.monotonic() - cached.read_at < FIRE_BACKLOG_INTERVAL:
             return cached
-        now = timezone.now()
-        # The runs a claim would take, in its order: due, not held back by a limit on
-        # purpose (wait_reason), of jobs that may run (enabled, not paused).
-        ahead = dict(
-            JobRun.objects.filter(
-                state=RunState.QUEUED,
-                not_before__lte=now,
-                wait_reason="",
-                job__enabled=True,
-                job__paused=False,
-            )
-            .order_by()
-            .values("priority")
-            .annotate(n=Count("id"))
-            .values_list("priority", "n")
-        )
-        pace = 0.0
-        if sum(ahead.values()) >= FIRE_BACKLOG_MIN_AHEAD:
-            # Executed runs that finished lately, on any node (the covering index on
-            # finished_at: no table read); skips and cancellations are not a pace.
-            since = now - timedelta(seconds=FIRE_BACKLOG_PACE_WINDOW)
-            done = JobRun.objects.filter(
-                finished_at__gte=since,
-                state__in=[RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT],
-            ).count()
-            pace = done / FIRE_BACKLOG_PACE_WINDOW
-        self._backlog = _Backlog(ahead, pace, time.monotonic())
+        from scheduler_app.backends import cluster as cluster_backend
+
+        # Executors for which every live node that claims them has no free slot: only
+        # then is a new run's wait the queue ahead over the pace (a node with a free slot
+        # takes it at its next poll, whatever the queue: the pace would be the load).
+        capacity: dict[str, list[bool]] = {}
+        for node in cluster_backend.live_nodes():
+            if node.state != "active":
+                continue  # a draining node claims nothing
+            used = node.used or {}
+            for executor, slots in (node.capacity or {}).items():
+                if int(slots or 0) > 0:
+                    capacity.setdefault(executor, []).append(int(used.get(executor, 0) or 0) >= int(slots))
+        saturated = {executor for executor, full in capacity.items() if full and all(full)}
+        due: dict[tuple[str, int], int] = {}
+        room: dict[int, int] = {}
+        pace: dict[str, float] = {}
+        if saturated:
+            table = connection.ops.quote_name(JobRun._meta.db_table)
+            jobs_table = connection.ops.quote_name(Job._meta.db_table)
+            groups_table = connection.ops.quote_name(JobGroup._meta.db_table)
+            with connection.cursor() as cursor:
+                # The due runs a claim would take ahead of a new one, per job: queued,
+                # not held on purpose (wait_reason), of an enabled, unpaused job routed to
+                # any node (no tag wait, no broadcast copy), with no rate limit,
+                # concurrency key or load deferral, and not past their own grace (the
+                # claim or the shed skips those) unless their policy runs them all; at
+                # most as many per job as its max_instances leaves room for.
+                cursor.execute(
+                    f"""
+                    SELECT r.job_id, r.executor, r.priority, count(*), j.max_instances,
+                           (SELECT count(*) FROM {table} x WHERE x.job_id = r.job_id AND x.state = %s)
+                    FROM {table} r
+                    JOIN {jobs_table} j ON j.id = r.job_id
+                    LEFT JOIN {groups_table} g ON g.id = j.group_id
+                    WHERE r.state = %s AND r.not_before <= statement_timestamp() AND r.wait_reason = ''
+                      AND r.target_node = '' AND r.executor = ANY(%s)
+                      AND j.enabled AND NOT j.paused AND j.routing = %s
+                      AND j.rate_limit = '' AND j.concurrency_key = '' AND j.load_policy <> %s
+                      AND COALESCE(g.rate_limit, '') = ''
+                      AND (j.misfire_policy = %s OR r.reason <> %s OR r.attempt <> 1
+                           OR GREATEST(r.scheduled_for, r.queued_at, r.not_before)
+                              >= statement_timestamp() - make_interval(secs => j.misfire_grace_seconds))
+                    GROUP BY r.job_id, r.executor, r.priority, j.max_instances
+                    """,
+                    [
+                        RunState.RUNNING,
+                        RunState.QUEUED,
+                        sorted(saturated),
+                        Routing.ANY,
+                        LoadPolicy.DEFER,
+                        rules.RUN_ALL,
+                        RunReason.SCHEDULE,
+                    ],
+                )
+                for job_id, executor, priority, n, max_instances, running in cursor.fetchall():
+                    left = room.get(job_id, max(int(max_instances) - int(running), 0))
+                    taken = min(int(n), left)
+                    room[job_id] = left - taken
+                    due[(executor, priority)] = due.get((executor, priority), 0) + taken
+                # The batch's jobs not queued yet: the room their max_instances leaves.
+                others = sorted(pk for pk in jobs if pk not in room)
+                if others:
+                    cursor.execute(
+                        f"SELECT j.id, j.max_instances, (SELECT count(*) FROM {table} x "
+                        f"WHERE x.job_id = j.id AND x.state = %s) FROM {jobs_table} j WHERE j.id = ANY(%s)",
+                        [RunState.RUNNING, others],
+                    )
+                    for job_id, max_instances, running in cursor.fetchall():
+                        room[job_id] = max(int(max_instances) - int(running), 0)
+                if sum(due.values()) >= FIRE_BACKLOG_MIN_AHEAD:
+                    # Executed runs of each executor that finished lately, on any node;
+                    # skips and cancellations are not a pace.
+                    cursor.execute(
+                        f"SELECT executor, count(*) FROM {table} WHERE finished_at >= "
+                        "statement_timestamp() - make_interval(secs => %s) AND state = ANY(%s) "
+                        "AND executor = ANY(%s) GROUP BY executor",
+                        [
+                            FIRE_BACKLOG_PACE_WINDOW,
+                            [RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT],
+                            sorted(saturated),
+                        ],
+                    )
+                    pace = {executor: n / FIRE_BACKLOG_PACE_WINDOW for executor, n in cursor.fetchall()}
+        self._backlog = _Backlog(due, pace, saturated, room, time.monotonic())
         return self._backlog
+
+    def _skips_alert(self, skipped: Sequence[_SkippedAtEnqueue], now: datetime) -> None:
+        """The ``skipped`` alerts of the runs this enqueue wrote as skipped, as the claim
+        and the shed write them for theirs (read as models only when a rule may apply)."""
+        from scheduler_app.alerts.evaluate import rules_for
+
+        if not skipped or not rules_for({r.tenant_id for r in skipped}):
+            return
+        keys = Q()
+        for r in skipped:
+            keys |= Q(job_id=r.job_id, scheduled_for=r.scheduled_for, attempt=1, target_node=r.target_node)
+        runs = list(
+            JobRun.objects.filter(keys, state=RunState.SKIPPED)
+            .select_related("job__tenant", "job__group")
+            .order_by("pk")
+        )
+        alerts.on_outcome(runs, now)
 
     def _log_backlog_skips(self, count: int, backlog: _Backlog | None) -> None:
         """One log line per few seconds, not one per batch."""
@@ -401,7 +487,7 @@ class DjangoRunStore:
             extra={
                 "count": self._backlog_skips,
                 "queued_ahead": sum(backlog.due.values()) if backlog else None,
-                "runs_per_second": round(backlog.pace, 1) if backlog else None,
+                "runs_per_second": round(sum(backlog.pace.values()), 1) if backlog else None,
             },
         )
         self._backlog_skips = 0
@@ -1418,34 +1504,87 @@ class _FireJob(NamedTuple):
     load_policy: str
     routing: str
     routing_tags: list[str] | None
+    max_instances: int
+    rate_limit: str
+    concurrency_key: str
+    group_rate_limit: str | None
 
     @property
     def is_schedulable(self) -> bool:
         return self.enabled and not self.paused
 
+    @property
+    def claimable_anywhere(self) -> bool:
+        """Whether any node's claim takes its runs as they come: routed to any node,
+        held back by no rate limit, concurrency key or load deferral (the runs the
+        backlog judgement counts, and the only fires it judges)."""
+        return (
+            self.is_schedulable
+            and self.routing == Routing.ANY
+            and not self.rate_limit
+            and not self.concurrency_key
+            and not self.group_rate_limit
+            and self.load_policy != LoadPolicy.DEFER
+        )
+
 
 class _Backlog:
-    """The due runs queued per priority when read (``due``), the cluster's pace then
-    (runs finished per second), and the runs this process queued since (``added``).
-    ``ahead(p)``: the due runs a new run of priority ``p`` waits behind (those of equal
-    or higher priority); the pace drains the top of the queue, so it is taken off them."""
+    """What a new fire is judged on, as read by ``_backlog_ahead``: the executors whose
+    every live node is full (``saturated``), the claimable due runs queued per executor
+    and priority (``due``), each executor's pace (runs finished per second), the room
+    each job's max_instances leaves (``room``), and the runs this process queued since
+    (``added``)."""
 
-    def __init__(self, due: Mapping[int, int], pace: float, read_at: float) -> None:
+    def __init__(
+        self,
+        due: Mapping[tuple[str, int], int],
+        pace: Mapping[str, float],
+        saturated: set[str],
+        room: Mapping[int, int],
+        read_at: float,
+    ) -> None:
         self.due = dict(due)
-        self.pace = pace
+        self.pace = dict(pace)
+        self.saturated = set(saturated)
+        self.room = dict(room)
         self.read_at = read_at
-        self.added: dict[int, int] = {}
+        self.added: dict[tuple[str, int], int] = {}
 
-    def add(self, priority: int) -> None:
-        self.added[priority] = self.added.get(priority, 0) + 1
+    def add(self, job: _FireJob) -> None:
+        """A run of ``job`` queued: ahead of later fires when a claim would take it
+        (jobs unknown to this reading are not counted: when in doubt, not ahead)."""
+        if not job.claimable_anywhere or self.room.get(job.pk, 0) <= 0:
+            return
+        self.room[job.pk] -= 1
+        key = (job.executor, job.priority)
+        self.added[key] = self.added.get(key, 0) + 1
 
-    def ahead(self, priority: int) -> int:
-        queued = sum(n for p, n in self.due.items() if p >= priority)
-        queued += sum(n for p, n in self.added.items() if p >= priority)
-        drained = self.pace * (time.monotonic() - self.read_at)
+    def ahead(self, executor: str, priority: int) -> int:
+        """The due runs a new run of ``executor`` and ``priority`` waits behind (those
+        of equal or higher priority); the pace drains the top of the queue."""
+        queued = sum(n for (e, p), n in self.due.items() if e == executor and p >= priority)
+        queued += sum(n for (e, p), n in self.added.items() if e == executor and p >= priority)
+        drained = self.pace.get(executor, 0.0) * (time.monotonic() - self.read_at)
         return max(queued - int(drained), 0)
 
+    def judge(self, job: _FireJob, lag: float) -> tuple[int, float] | None:
+        """(runs ahead, seconds of waiting) of a new run of ``job`` that waited ``lag``
+        seconds before its write; ``None`` when it cannot be judged: a live node has a
+        free slot of its executor, fewer than FIRE_BACKLOG_MIN_AHEAD runs are ahead, or
+        nothing of that executor finished lately."""
+        if job.executor not in self.saturated:
+            return None
+        ahead = self.ahead(job.executor, job.priority)
+        if ahead < FIRE_BACKLOG_MIN_AHEAD:
+            return None
+        pace_wait = rules.backlog_wait(ahead, self.pace.get(job.executor, 0.0))
+        if pace_wait is None:
+            return None
+        return ahead, lag + pace_wait
 
+
+#: The columns read into _FireJob (a field of the job's group has a path).
+_FIRE_JOB_FIELDS = (*_FireJob._fields[:-1], "group__rate_limit")
 #: What the metrics label a skipped run with, read with its job (see enqueue).
 _FIRE_LABEL_FIELDS = ("tenant__slug", "group__name", "task")
 
@@ -1496,7 +1635,7 @@ class _SkippedAtEnqueue:
     per skipped fire was half the fire path's CPU under overload (py-spy: 3,000 fires/s,
     most of them skipped, ``Model.__init__`` filling ~40 fields and their defaults)."""
 
-    __slots__ = ("job_id", "scheduled_for", "not_before", "target_node", "finished_at", "error")
+    __slots__ = ("job_id", "tenant_id", "scheduled_for", "not_before", "target_node", "finished_at", "error")
     state = RunState.SKIPPED
     attempt = 1
     duration = None
@@ -1506,6 +1645,7 @@ class _SkippedAtEnqueue:
 
     def __init__(self, row: _NewRun, now: datetime) -> None:
         self.job_id = row.job_id
+        self.tenant_id = row.tenant_id
         self.scheduled_for = self.not_before = row.scheduled_for
         self.target_node = row.target_node
         self.finished_at = now
@@ -1528,14 +1668,15 @@ _FIRE_COLUMNS = (
 )
 
 
-def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> None:
+def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> set[tuple[int, datetime, str]]:
     """Write new scheduled runs in multi-row statements (PostgreSQL): one
     ``INSERT ... SELECT FROM unnest(arrays)`` per FIRE_STATEMENT_ROWS rows, one array per
     varying column, instead of a model instance and a parameter per field and row. A
     run already written (same job, time, attempt, node) is left as it is (``ON CONFLICT
     DO NOTHING``, as bulk_create's ignore_conflicts): a fire is never written twice.
     Every other column gets its field's default, as a model instance would; ``queued_at``
-    is when the fire was noticed (``_NewRun.queued_at``); ``not_before`` is the fire time."""
+    is when the fire was noticed (``_NewRun.queued_at``); ``not_before`` is the fire time.
+    Returns the keys (job, time, node) of the skipped rows actually written."""
     varying = {name for name, _ in _FIRE_COLUMNS}
     columns: list[str] = []
     values: list[str] = []
@@ -1561,8 +1702,10 @@ def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> None:
     names = ", ".join(name for name, _ in _FIRE_COLUMNS)
     sql = (
         f"INSERT INTO {connection.ops.quote_name(JobRun._meta.db_table)} ({', '.join(columns)}) "
-        f"SELECT {', '.join(values)} FROM unnest({arrays}) AS r({names}) ON CONFLICT DO NOTHING"
+        f"SELECT {', '.join(values)} FROM unnest({arrays}) AS r({names}) ON CONFLICT DO NOTHING "
+        "RETURNING job_id, scheduled_for, target_node, is_final"
     )
+    written: set[tuple[int, datetime, str]] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), FIRE_STATEMENT_ROWS):
             chunk = rows[start : start + FIRE_STATEMENT_ROWS]
@@ -1581,6 +1724,23 @@ def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> None:
                 [row.queued_at(now) for row in chunk],
             ]
             cursor.execute(sql, [*constants, *arrays_of])
+            written.update((job_id, when, node) for job_id, when, node, final in cursor.fetchall() if final)
+    return written
+
+
+def _existing_skip_keys(rows: Sequence[_NewRun], invert: bool = False) -> set[tuple[int, datetime, str]]:
+    """SQLite (one node): the keys of the skipped ``rows`` not written yet (``invert``)
+    or already written, read before the insert that ignores conflicts."""
+    skips = [r for r in rows if r.error is not None]
+    if not skips:
+        return set()
+    keys = Q()
+    for r in skips:
+        keys |= Q(job_id=r.job_id, scheduled_for=r.scheduled_for, attempt=1, target_node=r.target_node)
+    existing = set(JobRun.objects.filter(keys).values_list("job_id", "scheduled_for", "target_node"))
+    if not invert:
+        return existing
+    return {(r.job_id, r.scheduled_for, r.target_node) for r in skips} - existing
 
 
 class _JobFilters(NamedTuple):

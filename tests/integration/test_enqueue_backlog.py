@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from scheduler_app.backends.runstore import DjangoRunStore
 from scheduler_app.engine.interfaces import Capacity, Fire
-from scheduler_app.models import Job, JobRun, RunCounter, RunReason, RunState
+from scheduler_app.models import Job, JobRun, Node, RunCounter, RunReason, RunState
 
 pytestmark = pytest.mark.django_db
 
@@ -27,10 +27,31 @@ pytestmark = pytest.mark.django_db
 WINDOW = 30.0
 
 
+def node(name="n1", *, capacity=None, used=None, **fields):
+    """A live node (heartbeat now) with these slots, full by default."""
+    now = timezone.now()
+    capacity = {"thread": 8} if capacity is None else capacity
+    return Node.objects.create(
+        name=name,
+        incarnation=f"i-{name}",
+        started_at=now,
+        heartbeat_at=now,
+        capacity=capacity,
+        used=dict(capacity) if used is None else used,
+        **fields,
+    )
+
+
 @pytest.fixture
-def store(monkeypatch):
+def full():
+    """The one live node has no free thread slot: the cluster is saturated."""
+    return node()
+
+
+@pytest.fixture
+def store(monkeypatch, full):
     """A run store whose clock stands still (the pace drains nothing between reading
-    the queue and judging a fire) and whose pace window is WINDOW."""
+    the queue and judging a fire) and whose pace window is WINDOW, on a saturated cluster."""
     from scheduler_app.backends import runstore
 
     monkeypatch.setattr(runstore, "FIRE_BACKLOG_PACE_WINDOW", WINDOW)
@@ -91,7 +112,7 @@ def run_of(job):
 def busy(make_job):
     """200 due runs queued (of a run_all job, which keeps them) and 33.3 runs/s
     finishing: a new run of priority 0 waits about 6 s."""
-    filler = make_job("filler", misfire_policy="run_all")
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
     backlog(filler, 200)
     finished(filler, 100 / 3)
     return filler
@@ -129,7 +150,7 @@ def test_the_batch_counts_its_own_runs_as_ahead_of_its_later_ones(store, make_jo
     """50 ahead, 33.3 runs/s, grace 2 s: room for 16 more within the grace; of 30
     fires in one batch, 17 are queued (each waits behind 50..66 runs) and 13 skipped.
     The higher-priority job's fire goes first whatever its place in the batch."""
-    filler = make_job("filler", misfire_policy="run_all")
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
     backlog(filler, 50)
     finished(filler, 100 / 3)
     jobs = [make_job(f"j{i:02}", misfire_policy="skip", misfire_grace_seconds=2) for i in range(29)]
@@ -150,7 +171,7 @@ def test_no_judgement_without_a_backlog_that_cannot_drain(store, make_job, case)
     pace); a pace that drains the queue within the grace; finishes older than the pace
     window; skipped runs (not a pace); the queued runs of a paused job or runs held back
     by a limit (no claim takes them); fewer than FIRE_BACKLOG_MIN_AHEAD runs ahead."""
-    filler = make_job("filler", misfire_policy="run_all")
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
     backlog(filler, 5 if case == "small-backlog" else 200)
     if case == "fast":
         finished(filler, 400 / 3)  # 133 runs/s: 1.5 s of waiting
@@ -176,7 +197,7 @@ def test_the_reading_is_reused_within_its_interval_and_counts_what_this_store_qu
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    filler = make_job("filler", misfire_policy="run_all")
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
     backlog(filler, 20)
     finished(filler, 1)
     a = make_job("a", misfire_policy="skip", misfire_grace_seconds=21)
@@ -233,3 +254,253 @@ def test_a_run_is_judged_at_claim_from_when_its_fire_was_noticed_not_from_its_wr
     run.refresh_from_db()
     assert run.state == RunState.SKIPPED
     assert run.error == "could not start within the 2 s grace period (2.5 s late; misfire policy: skip)"
+
+
+# -- review findings (each test failed on the code before the fix) ----------------------
+
+
+def queued_runs(job, count, *, executor="thread", ago=1.0, **fields):
+    """``count`` due queued runs of ``job`` queued ``ago`` s ago."""
+    now = timezone.now()
+    JobRun.objects.bulk_create(
+        JobRun(
+            job=job,
+            tenant_id=job.tenant_id,
+            scheduled_for=now - timedelta(seconds=ago, microseconds=i),
+            not_before=now - timedelta(seconds=ago, microseconds=i),
+            reason=RunReason.SCHEDULE,
+            priority=job.priority,
+            executor=executor,
+            **fields,
+        )
+        for i in range(count)
+    )
+
+
+def test_a_skip_at_enqueue_writes_its_skipped_alert_like_the_claim_and_the_shed(store, make_job, tenant):
+    """A ``skipped`` rule gets an outbox row for the backlog's skip and the in-memory
+    wait's skip (in the enqueue's transaction), as for a skip made by a claim."""
+    from scheduler_app.models import AlertOutbox
+    from tests.integration.test_alerts import rule, webhook_channel
+
+    rule(tenant, [webhook_channel(tenant, "http://127.0.0.1:9/hook")], events=["skipped"])
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
+    backlog(filler, 200)
+    finished(filler, 100 / 3)
+    judged = make_job("judged", misfire_policy="skip", misfire_grace_seconds=2)
+    waited = make_job(
+        "waited", misfire_policy="skip", misfire_grace_seconds=2, routing="tags", routing_tags=["x"]
+    )
+    noticed = timezone.now() - timedelta(seconds=3)
+    assert store.enqueue([fire(judged), Fire(waited.pk, (noticed,), noticed)]) == 0
+    assert {run_of(judged).state, JobRun.objects.get(job=waited).state} == {RunState.SKIPPED}
+    outbox = AlertOutbox.objects.filter(event="skipped")
+    assert sorted(outbox.values_list("job__name", flat=True)) == ["judged", "waited"]
+    # written once: the same fires again write nothing more
+    store.enqueue([Fire(waited.pk, (noticed,), noticed)])
+    assert outbox.count() == 2
+
+
+def test_a_backlog_of_another_executor_does_not_skip_a_fire(store, make_job, full):
+    """200 process runs queued, both executors full: a thread fire waits behind no
+    thread run (queued); a process fire behind them is judged on the process pace."""
+    Node.objects.filter(pk=full.pk).update(
+        capacity={"thread": 8, "process": 2}, used={"thread": 8, "process": 2}
+    )
+    slow = make_job("slow", misfire_policy="run_all", executor="process", max_instances=1000)
+    queued_runs(slow, 200, executor="process")
+    finished(make_job("busy", misfire_policy="run_all"), 100 / 3)  # thread runs finishing
+    thready = make_job("thready", misfire_policy="skip", misfire_grace_seconds=2)
+    store.enqueue([fire(thready)])
+    assert run_of(thready).state == RunState.QUEUED, run_of(thready).error
+    # no process run finished lately: a process fire is not judged either
+    proc = make_job("proc", misfire_policy="skip", misfire_grace_seconds=2, executor="process")
+    store._backlog = None
+    store.enqueue([fire(proc)])
+    assert run_of(proc).state == RunState.QUEUED
+
+
+@pytest.mark.parametrize(
+    "case", ["tag-wait", "max-instances", "rate-limit", "broadcast-copies", "stale", "disabled"]
+)
+def test_runs_no_claim_would_take_are_not_counted_ahead(store, make_job, case):
+    """200 due queued runs that a claim passes over (or that the shed drops): a tag no
+    node has, a job at its max_instances (overlap queue), a rate limit, broadcast copies
+    for other nodes, runs past their own grace, a disabled job. 33 runs/s finishing:
+    counted, they would mean 6 s of waiting for a 2 s grace."""
+    fields = {"misfire_policy": "run_all", "max_instances": 1000}
+    if case == "tag-wait":
+        fields |= {"routing": "tags", "routing_tags": ["gpu"]}
+    elif case == "max-instances":
+        fields |= {"max_instances": 1, "overlap_policy": "queue"}
+    elif case == "rate-limit":
+        fields |= {"rate_limit": "1/m"}
+    elif case == "broadcast-copies":
+        fields |= {"routing": "broadcast"}
+    elif case == "stale":
+        fields |= {"misfire_policy": "skip", "misfire_grace_seconds": 1}
+    held = make_job("held", **fields)
+    if case == "max-instances":
+        now = timezone.now()
+        JobRun.objects.create(
+            job=held,
+            tenant_id=held.tenant_id,
+            scheduled_for=now - timedelta(hours=1),
+            not_before=now - timedelta(hours=1),
+            state=RunState.RUNNING,
+            node="n1",
+            started_at=now,
+            executor="thread",
+        )
+    queued_runs(
+        held,
+        200,
+        ago=120 if case == "stale" else 1.0,
+        target_node="n2" if case == "broadcast-copies" else "",
+    )
+    if case == "stale":  # queued_at is set at the write (auto_now_add)
+        JobRun.objects.filter(job=held).update(queued_at=timezone.now() - timedelta(seconds=120))
+    if case == "disabled":
+        Job.objects.filter(pk=held.pk).update(enabled=False)
+    finished(make_job("busy", misfire_policy="run_all"), 100 / 3)
+    job = make_job("plain", misfire_policy="skip", misfire_grace_seconds=2)
+    assert store.enqueue([fire(job)]) == 1, run_of(job).error
+    # control: the same count of claimable runs skips it
+    other = make_job("claimable", misfire_policy="run_all", max_instances=1000)
+    queued_runs(other, 200)
+    store._backlog = None
+    late = make_job("late", misfire_policy="skip", misfire_grace_seconds=2)
+    assert store.enqueue([fire(late)]) == 0
+
+
+@pytest.mark.parametrize("used", [{"thread": 7}, {}])
+def test_a_node_with_a_free_slot_means_no_judgement(store, make_job, full, used):
+    """A burst's queue behind a trickle of 1 run/s: with a free thread slot on a live
+    node, the pace is the load, not the capacity (one claim takes the queue): queued."""
+    Node.objects.filter(pk=full.pk).update(used=used)
+    burst = make_job("burst", misfire_policy="run_all", max_instances=500)
+    queued_runs(burst, 100)
+    finished(make_job("trickle", misfire_policy="run_all"), 1)
+    jobs = [make_job(f"cron{i}", misfire_policy="skip", misfire_grace_seconds=10) for i in range(10)]
+    assert store.enqueue([fire(j) for j in jobs]) == 10
+
+
+@pytest.mark.parametrize("nodes", ["none", "draining-only", "one-of-two-free"])
+def test_no_judgement_unless_every_live_node_is_full(store, make_job, full, busy, nodes):
+    if nodes == "none":
+        Node.objects.filter(pk=full.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    elif nodes == "draining-only":
+        Node.objects.filter(pk=full.pk).update(state="draining")
+    else:
+        node("n2", used={"thread": 3})
+    job = make_job("skip2", misfire_policy="skip", misfire_grace_seconds=2)
+    assert store.enqueue([fire(job)]) == 1
+
+
+@pytest.mark.parametrize("node_ahead", [0.0, 1.9])
+def test_the_queue_and_the_pace_are_read_by_the_databases_clock(make_job, monkeypatch, full, node_ahead):
+    """100 runs/s over the real 3 s window, 200 ahead: 2 s of waiting, grace 3 s: queued,
+    whatever this node's clock (1.9 s ahead, below the warning, read only 1.1 s of it)."""
+    from scheduler_app.backends import runstore
+
+    monkeypatch.setattr(runstore, "time", types.SimpleNamespace(monotonic=lambda: 1000.0))
+    db_now = timezone.now()
+    node_now = db_now + timedelta(seconds=node_ahead)
+    monkeypatch.setattr(runstore, "timezone", types.SimpleNamespace(now=lambda: node_now))
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
+    queued_runs(filler, 200, ago=2)
+    JobRun.objects.bulk_create(
+        JobRun(
+            job=filler,
+            tenant_id=filler.tenant_id,
+            scheduled_for=db_now - timedelta(hours=1, microseconds=i),
+            not_before=db_now - timedelta(hours=1),
+            executor="thread",
+            state=RunState.SUCCEEDED,
+            started_at=db_now - timedelta(seconds=3 * i / 300),
+            finished_at=db_now - timedelta(seconds=3 * i / 300),
+            is_final=True,
+        )
+        for i in range(300)
+    )
+    job = make_job("skip3", misfire_policy="skip", misfire_grace_seconds=3)
+    DjangoRunStore().enqueue([Fire(job.pk, (node_now,), node_now)])
+    run = JobRun.objects.get(job=job)
+    assert run.state == RunState.QUEUED, run.error
+
+
+def test_a_fire_written_twice_is_counted_once(store, make_job, busy):
+    """The old leader queued it; the new leader fires the same time again behind a
+    backlog: the row stays queued and nothing counts a skip."""
+    job = make_job("skip2", misfire_policy="skip", misfire_grace_seconds=2)
+    t = timezone.now()
+    JobRun.objects.create(
+        job=job, tenant_id=job.tenant_id, scheduled_for=t, not_before=t, reason=RunReason.SCHEDULE
+    )
+    store.enqueue([Fire(job.pk, (t,), t)])
+    assert JobRun.objects.get(job=job).state == RunState.QUEUED
+    assert not RunCounter.objects.filter(state=RunState.SKIPPED).exists()
+
+
+def test_a_broadcast_fire_with_no_node_that_also_waited_is_skipped_once(store, make_job):
+    job = make_job(
+        "bc", misfire_policy="skip", misfire_grace_seconds=2, routing="broadcast", routing_tags=["gpu"]
+    )
+    noticed = timezone.now() - timedelta(seconds=3)
+    store.enqueue([Fire(job.pk, (noticed,), noticed)])
+    run = JobRun.objects.get(job=job)
+    assert run.error == "broadcast: no live node matches the job's tags"
+    assert RunCounter.objects.get(state=RunState.SKIPPED).count == 1
+
+
+@pytest.mark.parametrize(("ahead", "state"), [(19, RunState.QUEUED), (20, RunState.SKIPPED)])
+def test_fewer_than_the_minimum_ahead_are_never_judged(store, make_job, ahead, state):
+    """At 1 run/s, 19 runs ahead would be 19 s of waiting for a 2 s grace: below
+    FIRE_BACKLOG_MIN_AHEAD no judgement is made; 20 are judged."""
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
+    backlog(filler, ahead)
+    finished(filler, 1)
+    job = make_job("skip2", misfire_policy="skip", misfire_grace_seconds=2)
+    store.enqueue([fire(job)])
+    assert run_of(job).state == state
+
+
+def test_the_batchs_unjudged_runs_count_ahead_of_its_later_fires(store, make_job):
+    """30 ahead at 10 runs/s; one batch: a priority-5 skip fire (read the backlog, not
+    judged: nothing ahead of it), 20 run_all fires of priority 3 (never judged, but ahead
+    of what follows), then a priority-0 skip fire with a 4 s grace: 51 ahead, 5.1 s."""
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
+    backlog(filler, 30)
+    finished(filler, 10)
+    first = make_job("first", misfire_policy="skip", misfire_grace_seconds=2, priority=5)
+    keepers = [make_job(f"all{i:02}", misfire_policy="run_all", priority=3) for i in range(20)]
+    last = make_job("last", misfire_policy="skip", misfire_grace_seconds=4)
+    assert store.enqueue([fire(j) for j in [last, *keepers, first]]) == 21
+    assert run_of(first).state == RunState.QUEUED
+    assert run_of(last).state == RunState.SKIPPED
+    assert run_of(last).error.startswith("could not start within the 4 s grace period: 51 due runs")
+
+
+def test_a_backlog_skip_sends_run_skipped_and_ends_the_downstream_join(store, make_job, busy):
+    from scheduler_app import services, signals
+    from scheduler_app.models import JobJoin
+
+    got = []
+
+    def receiver(sender, run, **kw):
+        got.append((run.job_id, run.state))
+
+    b = make_job("B", misfire_policy="skip", misfire_grace_seconds=2)
+    c = make_job("C")
+    d = make_job("D", trigger_rule="all_done")
+    services.add_dependency(b, d)
+    services.add_dependency(c, d)
+    signals.run_skipped.connect(receiver, sender=JobRun)
+    try:
+        assert store.enqueue([fire(b)]) == 0
+    finally:
+        signals.run_skipped.disconnect(receiver, sender=JobRun)
+    skipped = run_of(b)
+    assert got == [(b.pk, RunState.SKIPPED)]
+    (open_round,) = JobJoin.objects.filter(job=d)
+    assert open_round.ends == {str(b.pk): {"run": skipped.pk, "ok": False, "end": "skipped"}}
