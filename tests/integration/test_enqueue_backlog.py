@@ -321,12 +321,13 @@ def test_a_backlog_of_another_executor_does_not_skip_a_fire(store, make_job, ful
 
 
 @pytest.mark.parametrize(
-    "case", ["tag-wait", "max-instances", "rate-limit", "broadcast-copies", "stale", "disabled"]
+    "case", ["tag-wait", "max-instances", "rate-limit", "broadcast-copies", "stale", "disabled", "not-due"]
 )
 def test_runs_no_claim_would_take_are_not_counted_ahead(store, make_job, case):
-    """200 due queued runs that a claim passes over (or that the shed drops): a tag no
-    node has, a job at its max_instances (overlap queue), a rate limit, broadcast copies
-    for other nodes, runs past their own grace, a disabled job. 33 runs/s finishing:
+    """200 queued runs that a claim passes over (or that the shed drops): a tag no node
+    has, a job at its max_instances (overlap queue), a rate limit, broadcast copies for
+    other nodes, runs past their own grace, a disabled job, runs not due yet (a retry's
+    backoff). 33 runs/s finishing:
     counted, they would mean 6 s of waiting for a 2 s grace."""
     fields = {"misfire_policy": "run_all", "max_instances": 1000}
     if case == "tag-wait":
@@ -355,7 +356,7 @@ def test_runs_no_claim_would_take_are_not_counted_ahead(store, make_job, case):
     queued_runs(
         held,
         200,
-        ago=120 if case == "stale" else 1.0,
+        ago={"stale": 120, "not-due": -60}.get(case, 1.0),
         target_node="n2" if case == "broadcast-copies" else "",
     )
     if case == "stale":  # queued_at is set at the write (auto_now_add)
@@ -456,9 +457,11 @@ def test_a_broadcast_fire_with_no_node_that_also_waited_is_skipped_once(store, m
 @pytest.mark.parametrize(("ahead", "state"), [(19, RunState.QUEUED), (20, RunState.SKIPPED)])
 def test_fewer_than_the_minimum_ahead_are_never_judged(store, make_job, ahead, state):
     """At 1 run/s, 19 runs ahead would be 19 s of waiting for a 2 s grace: below
-    FIRE_BACKLOG_MIN_AHEAD no judgement is made; 20 are judged."""
+    FIRE_BACKLOG_MIN_AHEAD no judgement is made; 20 are judged (10 of lower priority
+    queued too: the queue holds more than the minimum, but they are not ahead)."""
     filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
     backlog(filler, ahead)
+    backlog(make_job("lower", misfire_policy="run_all", max_instances=1000, priority=-1), 10, priority=-1)
     finished(filler, 1)
     job = make_job("skip2", misfire_policy="skip", misfire_grace_seconds=2)
     store.enqueue([fire(job)])
