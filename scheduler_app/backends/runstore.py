@@ -345,6 +345,7 @@ class DjangoRunStore:
                 JobRun.objects.bulk_create(
                     [row.model(now) for row in rows], ignore_conflicts=True, batch_size=500
                 )
+                _noticed_as_queued_at(rows, now)
             # Only the skips written now: a fire written twice (a new leader firing the
             # same time again) was counted, alerted and joined when first written.
             skipped_runs = [
@@ -1726,6 +1727,21 @@ def _insert_runs(rows: Sequence[_NewRun], now: datetime) -> set[tuple[int, datet
             cursor.execute(sql, [*constants, *arrays_of])
             written.update((job_id, when, node) for job_id, when, node, final in cursor.fetchall() if final)
     return written
+
+
+def _noticed_as_queued_at(rows: Sequence[_NewRun], now: datetime) -> None:
+    """SQLite: ``bulk_create`` sets ``queued_at`` to the write time (auto_now_add); the
+    rows written now (``queued_at`` not before ``now``) get their fire's noticed time,
+    as ``_insert_runs`` writes it on PostgreSQL."""
+    by_time: dict[datetime, Q] = {}
+    for row in rows:
+        at = row.queued_at(now)
+        if at != now:
+            by_time[at] = by_time.get(at, Q()) | Q(
+                job_id=row.job_id, scheduled_for=row.scheduled_for, attempt=1, target_node=row.target_node
+            )
+    for at, keys in by_time.items():
+        JobRun.objects.filter(keys, queued_at__gte=now).update(queued_at=at)
 
 
 def _existing_skip_keys(rows: Sequence[_NewRun], invert: bool = False) -> set[tuple[int, datetime, str]]:
