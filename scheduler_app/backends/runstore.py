@@ -114,6 +114,9 @@ FIRE_ANALYZE_INTERVAL = 10.0
 #: fire path at most once per FIRE_BACKLOG_INTERVAL seconds (see ``_Backlog``).
 FIRE_BACKLOG_INTERVAL = 0.25
 FIRE_BACKLOG_PACE_WINDOW = 3.0
+#: A queue whose oldest claimable run has waited more than this many POLL_INTERVALs
+#: is not being drained by claims with free slots (see ``_backlog_ahead``).
+FIRE_BACKLOG_HEAD_AGE = 1.5
 #: Below this many due runs queued ahead, a fire is always queued (no judgement made).
 FIRE_BACKLOG_MIN_AHEAD = 20
 #: Runs skipped by one statement of ``shed_misfired``.
@@ -375,9 +378,12 @@ class DjangoRunStore:
             return cached
         from scheduler_app.backends import cluster as cluster_backend
 
-        # Executors for which every live node that claims them has no free slot: only
-        # then is a new run's wait the queue ahead over the pace (a node with a free slot
-        # takes it at its next poll, whatever the queue: the pace would be the load).
+        # The cluster is saturated for an executor when every live node that claims it
+        # has no free slot of it, or when its claimable queue's oldest run has waited
+        # past FIRE_BACKLOG_HEAD_AGE (the nodes have free slots but do not claim fast
+        # enough: CPU-bound). Only then is a new run's wait the queue ahead over the pace:
+        # a node with a free slot takes a fresh queue at its next poll, whatever the pace
+        # (which is then the load, not the capacity).
         capacity: dict[str, list[bool]] = {}
         for node in cluster_backend.live_nodes():
             if node.state != "active":
@@ -390,7 +396,8 @@ class DjangoRunStore:
         due: dict[tuple[str, int], int] = {}
         room: dict[int, int] = {}
         pace: dict[str, float] = {}
-        if saturated:
+        head_age: dict[str, float] = {}
+        if capacity:
             table = connection.ops.quote_name(JobRun._meta.db_table)
             jobs_table = connection.ops.quote_name(Job._meta.db_table)
             groups_table = connection.ops.quote_name(JobGroup._meta.db_table)
@@ -404,7 +411,9 @@ class DjangoRunStore:
                 cursor.execute(
                     f"""
                     SELECT r.job_id, r.executor, r.priority, count(*), j.max_instances,
-                           (SELECT count(*) FROM {table} x WHERE x.job_id = r.job_id AND x.state = %s)
+                           (SELECT count(*) FROM {table} x WHERE x.job_id = r.job_id AND x.state = %s),
+                           EXTRACT(EPOCH FROM statement_timestamp()
+                                   - min(GREATEST(r.scheduled_for, r.queued_at, r.not_before)))
                     FROM {table} r
                     JOIN {jobs_table} j ON j.id = r.job_id
                     LEFT JOIN {groups_table} g ON g.id = j.group_id
@@ -421,18 +430,23 @@ class DjangoRunStore:
                     [
                         RunState.RUNNING,
                         RunState.QUEUED,
-                        sorted(saturated),
+                        sorted(capacity),
                         Routing.ANY,
                         LoadPolicy.DEFER,
                         rules.RUN_ALL,
                         RunReason.SCHEDULE,
                     ],
                 )
-                for job_id, executor, priority, n, max_instances, running in cursor.fetchall():
+                for job_id, executor, priority, n, max_instances, running, age in cursor.fetchall():
                     left = room.get(job_id, max(int(max_instances) - int(running), 0))
                     taken = min(int(n), left)
                     room[job_id] = left - taken
                     due[(executor, priority)] = due.get((executor, priority), 0) + taken
+                    if taken:  # a claim would start its oldest run: how long it has waited
+                        head_age[executor] = max(head_age.get(executor, 0.0), float(age))
+                threshold = FIRE_BACKLOG_HEAD_AGE * app_settings.POLL_INTERVAL
+                saturated |= {e for e, age in head_age.items() if age > threshold}
+                due = {key: n for key, n in due.items() if key[0] in saturated}
                 # The batch's jobs not queued yet: the room their max_instances leaves.
                 others = sorted(pk for pk in jobs if pk not in room)
                 if others:
@@ -443,7 +457,7 @@ class DjangoRunStore:
                     )
                     for job_id, max_instances, running in cursor.fetchall():
                         room[job_id] = max(int(max_instances) - int(running), 0)
-                if sum(due.values()) >= FIRE_BACKLOG_MIN_AHEAD:
+                if saturated and sum(due.values()) >= FIRE_BACKLOG_MIN_AHEAD:
                     # Executed runs of each executor that finished lately, on any node;
                     # skips and cancellations are not a pace.
                     cursor.execute(

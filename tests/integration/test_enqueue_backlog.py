@@ -390,10 +390,24 @@ def test_a_node_with_a_free_slot_means_no_judgement(store, make_job, full, used)
     node, the pace is the load, not the capacity (one claim takes the queue): queued."""
     Node.objects.filter(pk=full.pk).update(used=used)
     burst = make_job("burst", misfire_policy="run_all", max_instances=500)
-    queued_runs(burst, 100)
     finished(make_job("trickle", misfire_policy="run_all"), 1)
     jobs = [make_job(f"cron{i}", misfire_policy="skip", misfire_grace_seconds=10) for i in range(10)]
+    queued_runs(burst, 100, ago=0)  # just queued: no claim has had its chance yet
     assert store.enqueue([fire(j) for j in jobs]) == 10
+
+
+@PG
+def test_a_queue_no_claim_drains_although_slots_are_free_is_judged(store, make_job, full):
+    """Free slots, but the oldest claimable run has waited past FIRE_BACKLOG_HEAD_AGE
+    polls (a CPU-bound node: its claims do not keep up): judged on the pace."""
+    Node.objects.filter(pk=full.pk).update(used={"thread": 1})
+    filler = make_job("filler", misfire_policy="run_all", max_instances=1000)
+    queued_runs(filler, 200, ago=5)
+    JobRun.objects.filter(job=filler).update(queued_at=timezone.now() - timedelta(seconds=5))
+    finished(filler, 100 / 3)
+    job = make_job("skip2", misfire_policy="skip", misfire_grace_seconds=2)
+    assert store.enqueue([fire(job)]) == 0
+    assert run_of(job).error.startswith("could not start within the 2 s grace period: 200 due runs")
 
 
 @pytest.mark.parametrize("nodes", ["none", "draining-only", "one-of-two-free"])
