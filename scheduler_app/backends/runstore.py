@@ -412,8 +412,7 @@ class DjangoRunStore:
                     f"""
                     SELECT r.job_id, r.executor, r.priority, count(*), j.max_instances,
                            (SELECT count(*) FROM {table} x WHERE x.job_id = r.job_id AND x.state = %s),
-                           EXTRACT(EPOCH FROM statement_timestamp()
-                                   - min(GREATEST(r.scheduled_for, r.queued_at, r.not_before)))
+                           min(GREATEST(r.scheduled_for, r.queued_at, r.not_before))
                     FROM {table} r
                     JOIN {jobs_table} j ON j.id = r.job_id
                     LEFT JOIN {groups_table} g ON g.id = j.group_id
@@ -437,13 +436,18 @@ class DjangoRunStore:
                         RunReason.SCHEDULE,
                     ],
                 )
-                for job_id, executor, priority, n, max_instances, running, age in cursor.fetchall():
+                # The age by this node's clock: a scheduled run's times are the leader's
+                # (this node's) fire times, so a node clock behind the database's does
+                # not make a fresh queue look old.
+                read_at = timezone.now()
+                for job_id, executor, priority, n, max_instances, running, head in cursor.fetchall():
                     left = room.get(job_id, max(int(max_instances) - int(running), 0))
                     taken = min(int(n), left)
                     room[job_id] = left - taken
                     due[(executor, priority)] = due.get((executor, priority), 0) + taken
                     if taken:  # a claim would start its oldest run: how long it has waited
-                        head_age[executor] = max(head_age.get(executor, 0.0), float(age))
+                        age = (read_at - head).total_seconds()
+                        head_age[executor] = max(head_age.get(executor, 0.0), age)
                 threshold = FIRE_BACKLOG_HEAD_AGE * app_settings.POLL_INTERVAL
                 saturated |= {e for e, age in head_age.items() if age > threshold}
                 due = {key: n for key, n in due.items() if key[0] in saturated}
