@@ -57,6 +57,24 @@ def plan_fires(
     return FirePlan(run=tuple(missed + on_time), skipped=())
 
 
+def backlog_wait(ahead: int, drain_per_second: float) -> float | None:
+    """Seconds a run joining the queue now waits before a node claims it, judged from
+    the due runs queued ahead of it (higher or equal priority, due earlier) and how many
+    runs the cluster finished per second lately; ``None`` when that cannot be judged
+    (nothing finished lately: an idle or stalled cluster says nothing about its pace)."""
+    if drain_per_second <= 0:
+        return None
+    return max(ahead, 0) / drain_per_second
+
+
+def skipped_by_backlog(policy: str, grace_seconds: float, wait: float | None) -> bool:
+    """Whether a new fire would be skipped anyway when claimed: its job's misfire policy
+    is ``skip`` and the queue ahead of it cannot be drained within its grace period.
+    ``coalesce`` keeps the newest fire (this one) and ``run_all`` runs every fire, so
+    their fires are always queued."""
+    return policy == SKIP and wait is not None and wait > grace_seconds
+
+
 def retry_delay(attempt: int, backoff: float, factor: float, cap: float) -> float:
     """Seconds before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
     return float(min(backoff * factor ** max(attempt - 1, 0), cap))

@@ -10,7 +10,7 @@ nodes recording at the same time cannot deadlock on them."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connection
@@ -40,14 +40,19 @@ def lateness(run: Any) -> float | None:
     return max((run.started_at - due).total_seconds(), 0.0)
 
 
-def count_finished(runs: Iterable[Any]) -> int:
+def count_finished(runs: Iterable[Any], jobs: Mapping[int, tuple[str, str, str, str]] | None = None) -> int:
     """Add these runs (``JobRun`` objects, just given a final state) to the counters;
-    call it inside the transaction that writes them. Returns the label sets touched."""
+    call it inside the transaction that writes them. ``jobs``: the labels of their jobs
+    by id when the caller has read them already (tenant slug, group name or "", task,
+    job name), saving the query. Returns the label sets touched."""
     runs = [r for r in runs if r.state not in (RunState.QUEUED, RunState.RUNNING)]
     if not runs:
         return 0
     per_job = app_settings.METRICS_JOB_LABELS
-    labels = {}
+    labels = {
+        pk: (slug, group, task, name if per_job else "")
+        for pk, (slug, group, task, name) in (jobs or {}).items()
+    }
     for run in runs:  # from the jobs loaded with the runs (the recorder's batch), when they are
         job = run._state.fields_cache.get("job")
         if job is None or job.pk in labels:

@@ -202,3 +202,30 @@ S, F, K = rules.END_SUCCESS, rules.END_FAILED, rules.END_SKIPPED
 )
 def test_join_decision_counts_a_skipped_upstream_as_an_end(rule, ends, fire, close):
     assert rules.join_decision(rule, ends, {1, 2}, fired=False) == rules.JoinDecision(fire=fire, close=close)
+
+
+# -- fires behind a backlog (issue 12: skipped at enqueue when they cannot start in time)
+
+
+@pytest.mark.parametrize(
+    ("ahead", "pace", "wait"),
+    [(200, 100.0, 2.0), (0, 50.0, 0.0), (-3, 50.0, 0.0), (10, 0.0, None), (10, -1.0, None)],
+)
+def test_backlog_wait_is_the_queue_ahead_over_the_pace_and_unknown_without_a_pace(ahead, pace, wait):
+    assert rules.backlog_wait(ahead, pace) == wait
+
+
+@pytest.mark.parametrize(
+    ("policy", "grace", "wait", "skipped"),
+    [
+        ("skip", 2, 2.01, True),
+        ("skip", 2, 2.0, False),  # exactly the grace still starts in time (as at claim)
+        ("skip", 2, None, False),  # no pace: not judged
+        ("coalesce", 2, 100.0, False),  # the newest fire is the one coalesce keeps
+        ("run_all", 2, 100.0, False),
+    ],
+)
+def test_only_skip_fires_whose_wait_exceeds_the_grace_are_skipped_by_the_backlog(
+    policy, grace, wait, skipped
+):
+    assert rules.skipped_by_backlog(policy, grace, wait) is skipped
