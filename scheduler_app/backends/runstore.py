@@ -654,6 +654,7 @@ class DjangoRunStore:
         waiting: list[tuple[_Candidate, _Wait]] = []  # held back by a rate limit or concurrency key
         stop: list[int] = []
         left = 0  # due runs left queued (no room, or waiting for an overlap slot)
+        left_of: set[str] = set()  # ... and their executors
         no_room = 0  # candidates left for lack of room
         with transaction.atomic():
             filters = self._job_filter_inputs()  # once per claim (a query outside a node)
@@ -690,6 +691,7 @@ class DjangoRunStore:
                     continue
                 if total_left <= 0 or room.get(run.executor, 0) <= 0:
                     left += 1
+                    left_of.add(run.executor)
                     no_room += 1
                     continue
                 late = self._misfired_at_claim(run, job, now, candidates)
@@ -699,6 +701,7 @@ class DjangoRunStore:
                 action = rules.overlap_action(running.get(job.pk, 0), job.max_instances, job.overlap_policy)
                 if action == rules.OVERLAP_QUEUE:
                     left += 1
+                    left_of.add(run.executor)
                     continue
                 if action == rules.OVERLAP_SKIP:
                     skipped.append(
@@ -721,6 +724,7 @@ class DjangoRunStore:
                         waiting.append((run, wait))
                         if wait.until is None:
                             left += 1  # due again as soon as a run holding the key ends
+                            left_of.add(run.executor)
                     continue
                 if action == rules.OVERLAP_REPLACE:
                     oldest = (
@@ -731,6 +735,7 @@ class DjangoRunStore:
                     )
                     if oldest is not None and not self._flag_replaced(oldest.pk):
                         left += 1  # being recorded (or beaten) right now: the next claim decides
+                        left_of.add(run.executor)
                         continue
                     if oldest is not None:
                         stop.append(oldest.pk)
@@ -770,7 +775,11 @@ class DjangoRunStore:
             for started in JobRun.objects.filter(pk__in=[r.pk for r, _ in claimed]).order_by("pk"):
                 signals.run_started.send(sender=JobRun, run=started)
         return ClaimResult(
-            runs=tuple(result), stop=tuple(stop), more=len(candidates) >= limit, left_queued=left
+            runs=tuple(result),
+            stop=tuple(stop),
+            more=len(candidates) >= limit,
+            left_queued=left,
+            left_of=frozenset(left_of),
         )
 
     def _flag_replaced(self, run_id: int) -> bool:

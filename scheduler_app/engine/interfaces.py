@@ -182,11 +182,20 @@ class ClaimResult:
     # Due runs it saw but left queued (no room, waiting for an overlap slot or a
     # concurrency key).
     left_queued: int = 0
+    # The executors of those runs (a claim that left none of an executor's runs found
+    # nothing more for it).
+    left_of: frozenset[str] = frozenset()
 
 
 class Executor(Protocol):
     """Runs claimed runs. ``submit`` never blocks for long; the outcome is delivered
-    through the callback given at construction."""
+    through the callback given at construction.
+
+    Optional: an ``on_release`` attribute (a callable taking nothing), which the node
+    sets and the executor calls once a run's slot is free again. An executor that
+    reports an outcome before it frees the slot should have it: without it a freed slot
+    is claimed for at the next wake-up or poll tick (``POLL_INTERVAL``), not at once.
+    """
 
     name: str
 

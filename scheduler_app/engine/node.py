@@ -109,6 +109,11 @@ class Node:
         # nothing for: they do not make a claim worth it (a claim made for another
         # executor still takes their runs) until something may have queued runs.
         self._found_nothing_for: frozenset[str] = frozenset()
+        self._wakes = 0
+        # The poll tick keeps its own schedule: wake-ups (outcomes arriving all the time on
+        # a busy node) do not postpone it, so runs another node queued are seen within a
+        # poll interval.
+        self._next_poll = time.monotonic() + self.config.poll_interval
         # The executors whose workers ran out of work while the last claim for them was
         # in flight: their runs are quicker than a claim, so waiting for half the intake
         # to free up would halve every batch; they are claimed for when they run dry.
@@ -186,6 +191,7 @@ class Node:
     def wake(self) -> None:
         self._maybe_due = True
         self._found_nothing_for = frozenset()
+        self._wakes += 1  # a claim in flight must not mark executors found-nothing after it
         self._wake.set()
 
     def running_ids(self) -> list[int]:
@@ -326,6 +332,10 @@ class Node:
     def _write_outcomes(self, batch: list[Outcome]) -> None:
         if self.store.record(batch):
             self.wake()  # retries, dependents or released runs were queued
+        elif self._maybe_due:
+            # The last claim left runs queued (behind an overlap slot or a concurrency
+            # key these outcomes may have just freed): claim again now, not at the poll.
+            self._wake.set()
         self.stats["recorded"] += len(batch)
 
     def _pump(
@@ -394,17 +404,18 @@ class Node:
         return Capacity(per_executor={k: min(v, total) for k, v in per.items()}, total=total)
 
     def _wait_for_work(self, backoff: float) -> None:
-        """Wait for a wake-up, the end of a claim linger or the poll tick (no wake-up
-        for a poll interval: delayed runs, other nodes' runs may be due)."""
-        poll_at = time.monotonic() + (backoff or self.config.poll_interval)
+        """Wait for a wake-up, the end of a claim linger or the poll tick (every poll
+        interval whatever the wake-ups: delayed runs, other nodes' runs may be due)."""
+        poll_at = time.monotonic() + backoff if backoff else self._next_poll
         while True:
             now = time.monotonic()
             until = poll_at if backoff or self._linger_until is None else min(poll_at, self._linger_until)
-            if self._wake.wait(max(until - now, 0.0)):
+            if self._wake.wait(max(until - now, 0.0)) and time.monotonic() < poll_at:
                 break
             if time.monotonic() >= poll_at:
                 self._maybe_due = True
                 self._found_nothing_for = frozenset()
+                self._next_poll = time.monotonic() + self.config.poll_interval
                 break
             if self._linger_until is not None and time.monotonic() >= self._linger_until:
                 break
@@ -476,15 +487,19 @@ class Node:
             return False
         room = frozenset(name for name, free in capacity.per_executor.items() if free > 0)
         self._maybe_due = False  # set again by anything that queues runs meanwhile
+        wakes = self._wakes
         result = self.store.claim(self.config.name, capacity, self.clock())
         self._claim_bound = frozenset(name for name in room if self._ran_dry(self.executors[name]))
         for name in room:
             self._free_since.pop(name, None)
         # An idle executor whose runs the claim found none of (often the asyncio and
         # process ones) would otherwise make every freed thread slot worth a claim.
+        # Only executors the claim saw nothing of: not those of runs it left queued (no
+        # total room, an overlap slot, a concurrency key); and a wake-up during the claim
+        # (runs queued meanwhile) clears the mark.
         took = {run.executor for run in result.runs}
-        if not result.more:
-            self._found_nothing_for |= room - took
+        if not result.more and wakes == self._wakes:
+            self._found_nothing_for |= room - took - result.left_of
         self._found_nothing_for -= took
         # A claim only sees the runs of executors with room: finding nothing for those
         # says nothing about the runs queued for a full one, which a freed slot (an

@@ -54,6 +54,20 @@ class GuardedExecutor:
         self._inner = inner
         self._thread.start()
 
+    # A plugin that says when a slot is free again (``on_release``, see ``Executor``)
+    # is told the node's wake-up, as the built-in executors are.
+    @property
+    def on_release(self) -> Callable[[], None] | None:
+        return getattr(self._inner, "on_release", None)
+
+    @on_release.setter
+    def on_release(self, callback: Callable[[], None]) -> None:
+        if self._inner is not None and hasattr(self._inner, "on_release"):
+            try:
+                self._inner.on_release = callback  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001  (a read-only attribute: the poll tick remains)
+                logger.debug("plugin executor %r keeps its on_release", self.name)
+
     # -- outcomes: exactly once per run ---------------------------------------------
 
     def sink(self, outcome: Outcome) -> None:
