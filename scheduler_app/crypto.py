@@ -15,6 +15,8 @@ import os
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.utils.functional import lazy
+from django.utils.translation import gettext_lazy as _
 
 from scheduler_app.conf import app_settings
 from scheduler_app.engine.results import MASK
@@ -22,15 +24,36 @@ from scheduler_app.engine.results import MASK
 __all__ = ["MASK", "SecretsError", "decrypt", "encrypt", "fingerprint", "rotate"]
 
 ENV_VAR = "SCHEDULER_APP_ENCRYPTION_KEYS"
-GENERATE_HINT = (
-    'Generate a key with: python -c "from cryptography.fernet import Fernet; '
-    f'print(Fernet.generate_key().decode())" and put it in {ENV_VAR} (newest first, '
-    "comma-separated) or SCHEDULER_APP['ENCRYPTION_KEYS']."
+
+
+def _text(message: Any, params: dict[str, Any]) -> str:
+    return str(message) % params if params else str(message)
+
+
+#: A message with its parameters, in the language active when it is shown (these
+#: texts are made where no request's language is known yet, and kept for later).
+lazy_text = lazy(_text, str)
+
+GENERATE_HINT = lazy_text(
+    _(
+        'Generate a key with: python -c "from cryptography.fernet import Fernet; '
+        'print(Fernet.generate_key().decode())" and put it in %(variable)s (newest first, '
+        "comma-separated) or SCHEDULER_APP['ENCRYPTION_KEYS']."
+    ),
+    {"variable": ENV_VAR},
 )
 
 
 class SecretsError(ValueError):
-    """Secrets cannot be encrypted or decrypted (no key, wrong key, damaged data)."""
+    """Secrets cannot be encrypted or decrypted (no key, wrong key, damaged data).
+    ``str()`` gives the reason in the active language."""
+
+    def __init__(self, message: Any, **params: Any) -> None:
+        super().__init__(message)
+        self.message, self.params = message, params
+
+    def __str__(self) -> str:
+        return _text(self.message, self.params)
 
 
 def configured_keys() -> list[str]:
@@ -44,20 +67,27 @@ def key_problems() -> list[str]:
     """Why the configured keys are unusable; empty when they are fine."""
     keys = configured_keys()
     if not keys:
-        return ["no encryption key is configured"]
+        return [lazy_text(_("no encryption key is configured"), {})]
     problems = []
     for index, key in enumerate(keys):
         try:
             Fernet(key.encode() if isinstance(key, str) else key)
         except (ValueError, TypeError):
-            problems.append(f"key #{index + 1} is not a valid Fernet key (32 url-safe base64 bytes)")
+            problems.append(
+                lazy_text(
+                    _("key #%(number)s is not a valid Fernet key (32 url-safe base64 bytes)"),
+                    {"number": index + 1},
+                )
+            )
     return problems
 
 
 def _fernet() -> MultiFernet:
     problems = key_problems()
     if problems:
-        raise SecretsError(f"cannot use secrets: {problems[0]}. {GENERATE_HINT}")
+        raise SecretsError(
+            _("cannot use secrets: %(problem)s. %(hint)s"), problem=problems[0], hint=GENERATE_HINT
+        )
     return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in configured_keys()])
 
 
@@ -73,12 +103,14 @@ def decrypt(token: str) -> dict[str, Any]:
         data = _fernet().decrypt(token.encode())
     except InvalidToken:
         raise SecretsError(
-            "the secret kwargs cannot be decrypted with any configured key "
-            "(was the key that encrypted them removed?)"
+            _(
+                "the secret kwargs cannot be decrypted with any configured key "
+                "(was the key that encrypted them removed?)"
+            )
         ) from None
     value = json.loads(data)
     if not isinstance(value, dict):
-        raise SecretsError("the decrypted secret kwargs are not an object")
+        raise SecretsError(_("the decrypted secret kwargs are not an object"))
     return value
 
 
@@ -87,7 +119,7 @@ def rotate(token: str) -> str:
     try:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken:
-        raise SecretsError("cannot rotate: no configured key decrypts this secret") from None
+        raise SecretsError(_("cannot rotate: no configured key decrypts this secret")) from None
 
 
 def is_current(token: str) -> bool:

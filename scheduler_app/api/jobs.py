@@ -282,9 +282,7 @@ class JobViewSet(ApiViewSet):
                     services.put_dependencies(job, wanted, actor=self.actor)
                 except ValidationError as exc:
                     raise job_document.dependency_error(exc, where="") from None
-            services.notify_job_changed(
-                job, actor=self.actor, created=created, summary="created" if created else ""
-            )
+            services.notify_job_changed(job, actor=self.actor, created=created)
         return job
 
     def _tenant(self, doc: dict[str, Any], job: Job, created: bool) -> Tenant:

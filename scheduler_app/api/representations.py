@@ -485,7 +485,7 @@ def run(
             peak_memory_mb=item.peak_memory_mb,
             result=item.result,
             traceback=item.traceback,
-            upstream_runs=[i for i in joins.visible_upstream_ids(item) if i not in hidden],
+            upstream_runs=[e["id"] for e in entries if e["id"] not in hidden],
             upstream=[_upstream(e) for e in entries if e["id"] not in hidden],
             **log_fields(run_log(item), log_offset),
         )

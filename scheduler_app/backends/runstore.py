@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from scheduler_app import alerts, signals
 from scheduler_app.backends import joins
@@ -1009,7 +1009,8 @@ class DjangoRunStore:
             # secret's name is masked like the secret it replaces.
             hidden = (*revealed.values(), *(v for k, v in override.items() if k in revealed))
         except ValueError as exc:
-            setup_error = f"secret kwargs: {exc}"
+            with translation.override(None):  # stored, like the run's other errors, in English
+                setup_error = f"secret kwargs: {exc}"
         return ClaimedRun(
             run_id=run.pk,
             job_id=job.pk,

@@ -1293,7 +1293,13 @@ class _Restorer:
                 where = f"{where_of(index, entry)}: triggered_by"
                 if not isinstance(ref, dict):
                     raise BackupError(f"{where}: must be null or an object naming a run")
-                run_key(ref, where)  # checked now, found once every run is known
+                cause = run_key(ref, where)  # checked now, found once every run is known
+                if cause[0] != key[0]:
+                    # The run's page and API would link it to another tenant's run.
+                    raise BackupError(
+                        f"{where}: names a run of tenant {cause[0]}, not of {key[0]} "
+                        "(a run is never triggered by another tenant's run)"
+                    )
                 pending.append((index, "triggered_by", ref, where))
             ups = entry.get("upstream_runs")
             if ups:

@@ -34,6 +34,7 @@ from scheduler_app.models import (
     JobGroup,
     Tenant,
 )
+from scheduler_app.services import summaries
 
 TOP_LEVEL_KEYS = {"version", "tenants", "groups", "calendars", "jobs", "alert_channels", "alert_rules"}
 TENANT_KEYS = {"slug", "name", "rate_limit"}
@@ -201,12 +202,13 @@ def import_document(
     dry_run: bool = False,
     prune: bool = False,
     actor: Any = None,
-    summary: str = "imported from a jobs file",
+    summary: str = "",
     source: str = "",
 ) -> ImportReport:
     """Apply a jobs document; all or nothing. ``dry_run`` reports without changing.
     Changed jobs get a new version with ``summary``; each tenant touched gets an
-    ``import`` audit entry."""
+    ``import`` audit entry (``summary``: by default "imported from a jobs file")."""
+    summary = summary or summaries.english(summaries.IMPORTED)
     _check_version(doc)
     tenants = _entries(doc, "tenants", TENANT_KEYS)
     groups = _entries(doc, "groups", GROUP_KEYS)

@@ -23,6 +23,7 @@ import yaml
 from scheduler_app.interchange import jobsfile
 from scheduler_app.models import Tenant
 from scheduler_app.registry import registry
+from scheduler_app.services import summaries
 
 
 class PeerImportError(jobsfile.JobsFileError):
@@ -130,6 +131,10 @@ def import_jobs(
         report.skipped.append((label, f"task {task!r} maps to no registered task"))
     doc = {"version": jobsfile.FORMAT_VERSION, "jobs": report.jobs}
     report.result = jobsfile.import_document(
-        doc, dry_run=dry_run, actor=actor, summary=f"imported from {source}", source=source
+        doc,
+        dry_run=dry_run,
+        actor=actor,
+        summary=summaries.english(summaries.IMPORTED_FROM_PEER, source=source),
+        source=source,
     )
     return report

@@ -160,7 +160,7 @@ def move_jobs_to_group(jobs: Iterable[Job], group: JobGroup | None, *, actor: An
                 summary=(
                     summaries.english(summaries.MOVED_TO, group=group.name)
                     if group
-                    else summaries.english(summaries.MOVED_TO_NO_GROUP)
+                    else summaries.english(summaries.REMOVED_FROM_GROUP)
                 ),
             )
     return result

@@ -25,8 +25,10 @@ ENABLED = pgettext_lazy("job change", "enabled")
 DISABLED = pgettext_lazy("job change", "disabled")
 PAUSED = pgettext_lazy("job change", "paused")
 RESUMED = pgettext_lazy("job change", "resumed")
-MOVED_TO_NO_GROUP = pgettext_lazy("job change", "moved to no group")
-MOVED_TO = pgettext_lazy("job change", "moved to %(group)s")
+# No form's text is another form's with some name put in (a group may be called "no
+# group"): the group forms differ before the name.
+REMOVED_FROM_GROUP = pgettext_lazy("job change", "removed from its group")
+MOVED_TO = pgettext_lazy("job change", "moved to group %(group)s")
 DEPENDS_ON = pgettext_lazy("job change", "depends on %(job)s")
 NO_LONGER_DEPENDS_ON = pgettext_lazy("job change", "no longer depends on %(job)s")
 UPSTREAM_EDGES_CHANGED = pgettext_lazy("job change", "upstream edges changed on %(job)s")
@@ -38,6 +40,8 @@ CALENDAR_CHANGED = pgettext_lazy("job change", "calendar %(calendar)s changed")
 CALENDAR_DELETED = pgettext_lazy("job change", "calendar %(calendar)s deleted")
 DEPLOY_CREATED = pgettext_lazy("job change", "deploy: created from %(module)s")
 DEPLOY_UPDATED = pgettext_lazy("job change", "deploy: updated from %(module)s")
+IMPORTED = pgettext_lazy("job change", "imported from a jobs file")
+IMPORTED_FROM_PEER = pgettext_lazy("job change", "imported from the schedules of %(source)s")
 CHANGED = pgettext_lazy("job change", "changed %(fields)s")
 PAUSED_AFTER = pgettext_lazy("job change", "paused after %(n)s consecutive failures")
 PAUSE_REASON = pgettext_lazy(
@@ -54,7 +58,7 @@ FORMS = (
     DISABLED,
     PAUSED,
     RESUMED,
-    MOVED_TO_NO_GROUP,
+    REMOVED_FROM_GROUP,
     GROUP_DELETED,
     MOVED_TO,
     DEPENDS_ON,
@@ -67,10 +71,20 @@ FORMS = (
     CALENDAR_DELETED,
     DEPLOY_CREATED,
     DEPLOY_UPDATED,
+    IMPORTED,
+    IMPORTED_FROM_PEER,
     CHANGED,
     PAUSED_AFTER,
     PAUSE_REASON_DETAIL,
     PAUSE_REASON,
+)
+
+#: Texts older releases stored, read as the form that replaced them ("moved to no group"
+#: is read as the move out of a group, as it was written for every such move).
+LEGACY = (
+    ("moved to no group", REMOVED_FROM_GROUP),
+    ("moved to %(group)s", MOVED_TO),
+    ("imported from %(source)s", IMPORTED_FROM_PEER),
 )
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
@@ -87,12 +101,22 @@ def english(form: Any, **params: Any) -> str:
     return text % params if params else text
 
 
+#: What a number or a state parameter can be (a free text, a job's error in a pause
+#: reason, may hold another form's words).
+_VALUES = {
+    "n": r"\d+",
+    "run": r"\d+",
+    "number": r"\d+",
+    "state": "|".join(re.escape(v) for v in RunState.values),
+}
+
+
 @cache
 def _pattern(form: str) -> re.Pattern[str]:
     parts, last = [], 0
     for match in _PLACEHOLDER.finditer(form):
         parts.append(re.escape(form[last : match.start()]))
-        parts.append(f"(?P<{match.group(1)}>.+?)")
+        parts.append(f"(?P<{match.group(1)}>{_VALUES.get(match.group(1), '.+?')})")
         last = match.end()
     parts.append(re.escape(form[last:]))
     return re.compile("".join(parts), re.DOTALL)
@@ -103,8 +127,9 @@ def translate(text: str) -> str:
     none of the known forms)."""
     if not text:
         return text
-    for form in FORMS:
-        match = _pattern(_english(form)).fullmatch(text)
+    candidates = [(_english(form), form) for form in FORMS] + list(LEGACY)
+    for english_text, form in candidates:
+        match = _pattern(english_text).fullmatch(text)
         if match is not None:
             params = match.groupdict()
             if params.get("state") in RunState.values:

@@ -332,6 +332,24 @@ def test_upstream_runs_naming_another_tenants_run_are_refused(tmp_path, dag, for
     assert counts() == before
 
 
+def test_triggered_by_naming_another_tenants_run_is_refused(tmp_path, dag, foreign_run):
+    """The run's page and API would link acme's run to globex's."""
+    path = tmp_path / "bad.json"
+    run_backup(path, "--with-runs")
+    doc = load(path)
+    index, entry = next((i, r) for i, r in enumerate(doc["runs"]) if r["triggered_by"])
+    entry["triggered_by"] = natural_key(doc, "globex", "B")
+    before = counts()
+    with pytest.raises(CommandError) as info:
+        run_restore(write(path, doc), "--replace")
+    assert (
+        f"runs[{index}] ({entry['tenant']}/{entry['job']} @ {entry['scheduled_for']} #1): triggered_by: "
+        f"names a run of tenant globex, not of {entry['tenant']} "
+        "(a run is never triggered by another tenant's run)"
+    ) in str(info.value)
+    assert counts() == before
+
+
 def test_a_restored_round_whose_run_retention_deleted_still_joins(tmp_path, make_job):
     b, c = make_job("B"), make_job("C")
     d = make_job("D", trigger_rule="all_done")

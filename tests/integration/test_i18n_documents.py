@@ -98,10 +98,21 @@ API_CASES = [
         ("depends_on[0]", "job: unknown job 'nope' in tenant acme"),
         "job: 租户 acme 中没有作业 'nope'",
     ),
+    (
+        {"secret_kwargs_encrypted": "not-a-token"},
+        (
+            "secret_kwargs_encrypted",
+            "the secret kwargs cannot be decrypted with any configured key "
+            "(was the key that encrypted them removed?)",
+        ),
+        "任何已配置的密钥都无法解密这些密钥参数（加密它们的密钥是否已被移除？）",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("extra", "english", "chinese"), API_CASES, ids=["group", "calendar", "deps", "dep"])
+@pytest.mark.parametrize(
+    ("extra", "english", "chinese"), API_CASES, ids=["group", "calendar", "deps", "dep", "secret"]
+)
 def test_api_400_bodies_follow_accept_language(tenant, extra, english, chinese):
     user = get_user_model().objects.create_user("ed-i18n-docs")
     Membership.objects.create(tenant=tenant, user=user, role="editor")

@@ -37,8 +37,8 @@ def history(make_job, tenant):
 ENGLISH = [
     "rollback to version 1",
     "paused",
-    "moved to no group",
-    "moved to ops",
+    "removed from its group",
+    "moved to group ops",
     "changed kwargs.n",
     "hand-written note",  # was "created"
 ]
@@ -65,7 +65,7 @@ def test_versions_page_in_chinese(history, admin_client):
     ).content.decode()
     for text in CHINESE:
         assert f"<td>{text}</td>" in html
-    assert "<td>moved to ops</td>" not in html
+    assert "<td>moved to group ops</td>" not in html
 
 
 def test_pause_reason_in_chinese_on_the_job_page_and_list(make_job, admin_client):
@@ -88,14 +88,79 @@ def test_pause_reason_in_chinese_on_the_job_page_and_list(make_job, admin_client
     assert summaries.translate(version.summary) == "paused after 2 consecutive failures"
 
 
+#: Numbers and states (what a writer puts there); the other parameters are names.
+NUMBERS = {"n": 3, "run": 7, "number": 2, "state": "failed"}
+
+
 @pytest.mark.parametrize("form", summaries.FORMS, ids=lambda f: summaries.english(f)[:40])
 def test_every_form_reads_back_in_chinese(form):
     """What a writer stores is recognised again, with its parameters, when shown."""
     names = re.findall(r"%\((\w+)\)s", summaries.english(form))
-    params = {name: f"<{name}>" for name in names}
+    params = {name: NUMBERS.get(name, f"<{name}>") for name in names}
     text = summaries.english(form, **params)
     assert summaries.translate(text) == text  # no language active: as stored
     with translation.override("zh-hans"):
         shown = summaries.translate(text)
-        assert shown == str(form) % params if params else shown == str(form)
+        expected = {**params, "state": "失败"} if "state" in params else params
+        assert shown == str(form) % expected if params else shown == str(form)
     assert shown != text
+
+
+NAMES = ["no group", "removed from its group", "group ops", "a jobs file", "deleted", "x changed"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_group_named_like_a_form_reads_back_as_the_move_into_it(make_job, tenant, name):
+    job = make_job("nightly")
+    services.move_jobs_to_group([job], JobGroup.objects.create(tenant=tenant, name=name))
+    services.move_jobs_to_group([Job.objects.get(pk=job.pk)], None)
+    into, out = job.versions.order_by("-number").values_list("summary", flat=True)[:2][::-1]
+    with translation.override("zh-hans"):
+        assert summaries.translate(into) == f"移至作业组 {name}"
+        assert summaries.translate(out) == "移出作业组"
+
+
+FREE = {"group", "job", "calendar", "source", "detail", "fields", "tenant", "module"}
+
+
+@pytest.mark.parametrize("form", summaries.FORMS, ids=lambda f: summaries.english(f)[:40])
+def test_no_form_is_another_with_a_name_put_in(form):
+    """Every form reads back as itself whatever its names are, even the text of
+    another form: a name never turns one form into another."""
+    names = re.findall(r"%\((\w+)\)s", summaries.english(form))
+    values = [
+        summaries.english(f, **{k: f"<{k}>" for k in re.findall(r"%\((\w+)\)s", summaries.english(f))})
+        for f in summaries.FORMS
+    ]
+    for value in values if FREE & set(names) else [""]:
+        params = {k: (NUMBERS[k] if k in NUMBERS else value) for k in names}
+        text = summaries.english(form, **params)
+        with translation.override("zh-hans"):
+            expected = str(form) % {**params, "state": "失败"} if params else str(form)
+            assert summaries.translate(text) == expected, text
+
+
+@pytest.mark.parametrize(
+    "stored, chinese",
+    [
+        ("moved to no group", "移出作业组"),
+        ("moved to ops", "移至作业组 ops"),
+        ("imported from django-celery-beat", "从 django-celery-beat 的计划导入"),
+    ],
+)
+def test_texts_older_releases_stored_still_read(stored, chinese):
+    with translation.override("zh-hans"):
+        assert summaries.translate(stored) == chinese
+
+
+def test_imports_are_stored_as_forms(tenant):
+    from scheduler_app.interchange import jobsfile
+
+    jobsfile.import_document({"version": 1, "jobs": [{"tenant": "acme", "name": "x", "task": "demo.noop"}]})
+    (stored,) = Job.objects.get(name="x").versions.values_list("summary", flat=True)
+    assert stored == "imported from a jobs file"
+    with translation.override("zh-hans"):
+        assert summaries.translate(stored) == "从作业文件导入"
+        assert summaries.translate("imported from the schedules of django-apscheduler") == (
+            "从 django-apscheduler 的计划导入"
+        )

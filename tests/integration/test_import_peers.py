@@ -159,7 +159,9 @@ def test_celery_fields_interval_clocked_and_flags(tenant):
         "--from", "celery-beat", "--tenant", "acme"
     )
     versions = sync.versions.all()
-    assert versions.count() == 1 and versions[0].summary == "imported from django-celery-beat"
+    assert (
+        versions.count() == 1 and versions[0].summary == "imported from the schedules of django-celery-beat"
+    )
 
 
 def test_celery_unmapped_and_bad_rows_change_nothing(tenant, tmp_path):

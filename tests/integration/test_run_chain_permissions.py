@@ -74,3 +74,28 @@ def test_run_api_leaves_out_another_tenants_runs_of_the_chain(chain):
     listed = client_for(key_for(chain["user"])).get("/api/runs/").json()
     (shown,) = [r for r in listed["results"] if r["id"] == chain["d"].pk]
     assert shown["triggered_by"] is None
+
+
+def test_run_detail_reads_the_upstream_runs_once(make_job, tenant):
+    """The detail's upstream ids and upstream entries come from one reading of the
+    run's upstream runs (the dependency and the runs: one query each, not two)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler_app import services
+
+    up = make_job("extract")
+    down = make_job("load")
+    services.add_dependency(up, down)
+    up_run = finished(up, 2, state="succeeded")
+    down_run = finished(down, 1, state="succeeded", triggered_by=up_run, upstream_runs=[up_run.pk])
+    user = get_user_model().objects.create_user("ed", password="x")
+    Membership.objects.create(user=user, tenant=tenant, role="viewer")
+    api = client_for(key_for(user))
+    with CaptureQueriesContext(connection) as ctx:
+        data = api.get(f"/api/runs/{down_run.pk}/").json()
+    assert data["upstream_runs"] == [up_run.pk]
+    assert [u["id"] for u in data["upstream"]] == [up_run.pk]
+    sql = [q["sql"] for q in ctx.captured_queries]
+    edges = [s for s in sql if 'FROM "scheduler_app_jobdependency"' in s]
+    assert len(edges) == 1, edges

@@ -166,3 +166,15 @@ class TestRotateKeys:
         with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": []}):
             with pytest.raises(CommandError, match="no encryption key is configured"):
                 call_command("rotatekeys")
+
+
+def test_a_chinese_speaking_scheduler_stores_the_setup_error_in_english(secret_job):
+    """A run's errors are stored as written (English), whatever language the scheduler
+    process runs in (DJANGO_LANGUAGE_CODE=zh-hans)."""
+    from django.utils import translation
+
+    other = Fernet.generate_key().decode()
+    with override_settings(SCHEDULER_APP={"ENCRYPTION_KEYS": [other]}), translation.override("zh-hans"):
+        run = services.run_jobs_now([secret_job]).done[0]
+        claimed = DjangoRunStore._claimed(run, Job.objects.get(pk=secret_job.pk))
+    assert claimed.setup_error.startswith("secret kwargs: the secret kwargs cannot be decrypted")
