@@ -64,7 +64,7 @@ class GuardedExecutor:
     def on_release(self, callback: Callable[[], None]) -> None:
         if self._inner is not None and hasattr(self._inner, "on_release"):
             try:
-                self._inner.on_release = callback  # type: ignore[attr-defined]
+                self._inner.on_release = callback
             except Exception:  # noqa: BLE001  (a read-only attribute: the poll tick remains)
                 logger.debug("plugin executor %r keeps its on_release", self.name)
 
