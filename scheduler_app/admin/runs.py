@@ -261,6 +261,10 @@ class BoundedCountPaginator(Paginator):
         queryset = self.object_list
         if not isinstance(queryset, QuerySet) or connections[queryset.db].vendor != "postgresql":
             return super().count
+        if queryset.query.where:
+            # A filtered or searched list is counted exactly: the planner's guess for
+            # combined conditions can be far too low, and the rows past it unreachable.
+            return super().count
         counted = queryset.order_by()[: self.exact_up_to + 1].count()
         if counted <= self.exact_up_to:
             return counted
