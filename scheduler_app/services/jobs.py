@@ -40,7 +40,10 @@ def save_job(
     job.full_clean()
     with transaction.atomic(), audit.acting_as(actor):
         created = job.pk is None
-        moved = not created and Job.objects.filter(pk=job.pk).exclude(tenant_id=job.tenant_id).exists()
+        stored_tenant = (
+            None if created else Job.objects.filter(pk=job.pk).values_list("tenant_id", flat=True).first()
+        )
+        moved = stored_tenant is not None and stored_tenant != job.tenant_id
         disabled = not created and not job.enabled and Job.objects.filter(pk=job.pk, enabled=True).exists()
         if disabled:
             runs.cancel_queued_runs_of([job])  # before the job row (see there)
@@ -48,12 +51,44 @@ def save_job(
         if moved:  # its history goes with it
             job.runs.update(tenant_id=job.tenant_id)
             job.versions.update(tenant_id=job.tenant_id)
+            _cut_links_to(job, stored_tenant)
         if calendars is not None:
             job.calendars.set(list(calendars))
         if notify:
             notify_job_changed(job, actor=actor, created=created, summary=summary)
     logger.debug("job saved", extra={"job_id": job.pk, "job_created": created})
     return job
+
+
+def _cut_links_to(job: Job, old_tenant_id: int) -> None:
+    """A job moved to another tenant takes its runs along; the runs of other jobs stay.
+    The links between the two (a run's cause, its upstream runs, a join round's ends)
+    are cut, so that no run refers to another tenant's run (a backup of the database
+    restores: restore refuses such references, which no face would show anyway)."""
+    from scheduler_app.models import JobJoin, JobRun
+
+    JobRun.objects.filter(triggered_by__job=job).exclude(job=job).update(triggered_by=None)
+    JobRun.objects.filter(job=job, triggered_by__isnull=False).exclude(triggered_by__job=job).update(
+        triggered_by=None
+    )
+    moved = set(job.runs.values_list("pk", flat=True))
+    changed = []
+    for run in (
+        JobRun.objects.filter(tenant_id__in=[old_tenant_id, job.tenant_id])
+        .exclude(upstream_runs=[])
+        .only("pk", "job_id", "upstream_runs")
+        .iterator(chunk_size=2000)
+    ):
+        mine = run.job_id == job.pk
+        kept = [pk for pk in run.upstream_runs or [] if (pk in moved) == mine]
+        if kept != list(run.upstream_runs or []):
+            run.upstream_runs = kept
+            changed.append(run)
+    JobRun.objects.bulk_update(changed, ["upstream_runs"], batch_size=500)
+    JobJoin.objects.filter(job=job).delete()  # its upstreams were removed before the move
+    for join in JobJoin.objects.filter(ends__has_key=str(job.pk)):
+        join.ends.pop(str(job.pk), None)
+        join.save(update_fields=["ends"])
 
 
 def check_job_save(job: Job, actor: Any) -> None:

@@ -367,3 +367,24 @@ def test_a_restored_round_whose_run_retention_deleted_still_joins(tmp_path, make
     (d1,) = JobRun.objects.filter(job__name="D")
     assert d1.upstream_runs == [c1.pk]
     assert not JobJoin.objects.exists()
+
+
+def test_a_job_moved_to_another_tenant_leaves_a_history_that_backs_up_and_restores(
+    tmp_path, dag, other_tenant
+):
+    """C's dependencies removed, C moved to another tenant (its runs go with it): the runs
+    of D it triggered and the rounds that recorded its ends stay behind. The links across
+    the tenants are cut at the move, so a backup of the database restores."""
+    from scheduler_app.models import JobDependency
+
+    c = Job.objects.get(pk=dag["c"].pk)
+    services.delete_dependencies(JobDependency.objects.filter(upstream=c))
+    c.tenant = other_tenant
+    services.save_job(c)
+    assert not JobRun.objects.filter(job__tenant=dag["d"].tenant, triggered_by__job=c).exists()
+    path = tmp_path / "moved.json"
+    run_backup(path, "--with-runs")
+    before = counts()
+    out, err = run_restore(path, "--replace")
+    assert err == "", err
+    assert counts() == before
