@@ -1485,17 +1485,20 @@ LOGGED_RUN_IDS = 20
 
 
 def _log_finished(runs: Sequence[JobRun]) -> None:
-    """One INFO line per recorded batch (``runs finished`` with the count per state and
-    the first run ids), and one ``run finished`` line per run: at INFO for every run that
+    """One INFO line per recorded batch (``runs finished`` with the count per state, the
+    first run ids and the names of their jobs), and one ``run finished`` line per run: at INFO for every run that
     did not succeed, at DEBUG for successes (formatting and writing a line per success
     was a quarter of the CPU that recording a burst of runs cost)."""
     if not runs or not logger.isEnabledFor(logging.INFO):
         return
     debug = logger.isEnabledFor(logging.DEBUG)
     states: dict[str, int] = {}
+    jobs: dict[str, None] = {}
     for run in runs:
         state = str(run.state)
         states[state] = states.get(state, 0) + 1
+        if len(jobs) < LOGGED_RUN_IDS:
+            jobs[run.job.name] = None
         if state == RunState.SUCCEEDED and not debug:
             continue
         logger.log(
@@ -1515,6 +1518,7 @@ def _log_finished(runs: Sequence[JobRun]) -> None:
             "count": len(runs),
             **dict(sorted(states.items())),
             "run_ids": ",".join(str(run.pk) for run in runs[:LOGGED_RUN_IDS]),
+            "jobs": ",".join(jobs),
         },
     )
 

@@ -53,7 +53,12 @@ def test_scheduled_runs_execute_once_per_fire_time(acme, scheduler, tmp_path):
     assert gaps == {1.0}
     lateness = [(r.started_at - r.scheduled_for).total_seconds() for r in done]
     assert max(lateness) < 1.0
-    assert "state=succeeded" in proc.output and f"job={j.name}" in proc.output
+    # successes are logged per batch at INFO (per run at DEBUG): their count, ids and jobs
+    batches = [line for line in proc.output.splitlines() if "runs finished" in line]
+    assert batches and all("succeeded=" in line and f"jobs={j.name}" in line for line in batches)
+    assert {int(i) for line in batches for i in line.split("run_ids=")[1].split()[0].split(",")} == {
+        r.pk for r in done
+    }
 
 
 def test_priority_order(acme, scheduler, tmp_path):

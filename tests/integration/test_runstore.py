@@ -1395,6 +1395,7 @@ def test_record_logs_its_batch_each_run_that_did_not_succeed_and_what_it_could_n
     (batch,) = [r for r in records if r.getMessage() == "runs finished"]
     assert (batch.levelno, batch.count, batch.failed, batch.succeeded) == (logging.INFO, 2, 1, 1)
     assert batch.run_ids == f"{slow.pk},{instant.pk}"
+    assert set(batch.jobs.split(",")) == {slow.job.name, instant.job.name}
     # At DEBUG a line per success too.
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger=RUNSTORE_LOGGER)
