@@ -31,6 +31,20 @@ from tests.integration.test_alerts import finish, rule, webhook_channel
 WHEN = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
+def delivering_in_a_thread(node):
+    """``delivery.deliver(node)`` in a thread of its own (another node), started."""
+
+    def deliver():
+        try:
+            delivery.deliver(node, limit=100)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    return thread
+
+
 def hook_channel(tenant, name, url):
     return services.save_channel(
         AlertChannel(tenant=tenant, name=name, type="webhook", config={"url": url}), secret="s3cret"
@@ -56,14 +70,7 @@ def test_fast_alerts_are_recorded_while_slow_sends_of_their_batch_time_out(tenan
             AlertOutbox.objects.filter(channel__name="fast").order_by("id").values_list("pk", flat=True)[:5]
         )
 
-        def node_a():
-            try:
-                delivery.deliver("node-a", limit=100)
-            finally:
-                connection.close()
-
-        t = threading.Thread(target=node_a)
-        t.start()
+        t = delivering_in_a_thread("node-a")
         time.sleep(1.5)  # within node-a's lease; its slow sends are still waiting
         assert AlertOutbox.objects.filter(pk__in=first_fast, state="sent").count() == 5
         time.sleep(0.9)  # node-a's lease expired
@@ -272,14 +279,7 @@ def test_a_send_that_would_start_too_late_for_its_lease_is_left_to_the_next_leas
             finish(make_job(f"slowish-{i}", retry_max_attempts=1), "failed")
         assert AlertOutbox.objects.count() == 40
 
-        def node_a():
-            try:
-                delivery.deliver("node-a", limit=100)
-            finally:
-                connection.close()
-
-        t = threading.Thread(target=node_a)
-        t.start()
+        t = delivering_in_a_thread("node-a")
         time.sleep(4.2)  # node-a's lease expired: node-b leases what node-a has not recorded
         delivery.deliver("node-b", limit=100)
         t.join()

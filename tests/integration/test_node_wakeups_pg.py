@@ -13,6 +13,7 @@ from scheduler_app.backends.runstore import DjangoRunStore
 from scheduler_app.engine.executors import ThreadExecutor
 from scheduler_app.engine.node import Node, NodeConfig
 from scheduler_app.models import JobRun
+from tests.integration.sessions import until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -23,15 +24,6 @@ pytestmark = [
 def sleep_task(seconds: float) -> str:
     time.sleep(seconds)
     return "ok"
-
-
-def until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_thread_runs_left_for_lack_of_total_room_start_when_thread_workers_free_up(make_job):
