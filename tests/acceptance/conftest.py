@@ -92,7 +92,16 @@ class SchedulerProcess:
     def stop(self, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self._reader.join(timeout=5)
+            tail = "\n".join(self.output.splitlines()[-60:])
+            raise AssertionError(
+                f"runscheduler did not exit within {timeout} s of SIGTERM; its last lines:\n{tail}"
+            ) from exc
         self._reader.join(timeout=5)
         return code
 
