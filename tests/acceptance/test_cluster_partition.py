@@ -79,8 +79,21 @@ def test_a_leader_cut_off_for_20_s_is_replaced_and_no_fire_is_lost_or_doubled(
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert max(gaps).total_seconds() == 1.0, f"fire times lost: largest gap {max(gaps)}"
     assert times[-1].timestamp() - times[0].timestamp() >= 22
-    # Every run executed exactly once: one line per run, as many as rows.
-    assert len(lines(out)) == JobRun.objects.filter(job=tick, state="succeeded").count() == len(times)
+    # Every run executed exactly once: one line per run, as many as rows; but for the
+    # last fire or two, written while both nodes were stopping (queued, not started: the
+    # next start runs them; neither lost nor doubled).
+    succeeded = JobRun.objects.filter(job=tick, state="succeeded").count()
+    waiting = JobRun.objects.filter(job=tick, state="queued", started_at=None).count()
+    others = list(
+        JobRun.objects.filter(job=tick)
+        .exclude(state__in=["succeeded", "queued"])
+        .values_list("state", "error")
+    )
+    assert not others, others
+    assert len(lines(out)) == succeeded and succeeded + waiting == len(times) and waiting <= 2, (
+        succeeded,
+        waiting,
+    )
 
 
 def test_a_worker_cut_off_stops_its_runs_before_the_other_node_retries_them(acme, scheduler, proxy, tmp_path):
